@@ -1,0 +1,83 @@
+"""The small interface through which the compiler reaches models (design.md, "Layers").
+
+The compiler never imports ``conceptlang.models``; it talks to anything that satisfies
+:class:`ConceptRegistry`, and evaluates leaves through :class:`ConceptModel`. The shipped
+registry (``conceptlang.models.registry``) and the analytic Gaussian registry used by tests both
+implement these protocols.
+
+Conventions
+-----------
+* Images are float tensors ``(N, C, H, W)`` in the data range [-1, 1].
+* A :data:`Condition` is a mapping family → value: a value name for a discrete family
+  (``{"color": "red"}``) or a tuple of floats for a continuous one (``{"position": (0.3, 0.7)}``).
+  The empty mapping is the unconditional (prior) condition.
+* ``sigma`` is ``None`` for models that are not noise-conditional, else a ``(N,)`` tensor.
+* ``energy`` is lower for images that fit. ``score`` is ∇ₓ log p = −∇ₓ E at that noise level.
+  Explicit models get ``score`` by autograd; implicit (noise-predicting) models return
+  −ε̂/σ, and their ``energy`` is the seeded denoising-loss estimate (design.md, "Model kinds").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import torch
+
+Condition = Mapping[str, "str | tuple[float, ...]"]
+ModelKind = Literal["explicit", "implicit"]
+
+
+@dataclass(frozen=True)
+class ConceptRef:
+    """A concept resolved to its place in a domain: ``scenes/color.red`` or ``scenes/position(0.3,0.7)``."""
+
+    domain: str
+    family: str
+    value: str | None = None
+    params: tuple[float, ...] | None = None
+
+    @property
+    def qualified(self) -> str:
+        if self.params is not None:
+            return f"{self.family}({', '.join(repr(p) for p in self.params)})"
+        return f"{self.family}.{self.value}"
+
+
+@runtime_checkable
+class ConceptModel(Protocol):
+    name: str
+    domain: str
+    kind: ModelKind
+    noise_conditional: bool
+    image_shape: tuple[int, int, int]  # (C, H, W)
+
+    def encode(self, conditions: Sequence[Condition]) -> torch.Tensor:
+        """Stack conditions into the model's condition tensor, (L, D)."""
+
+    def energy(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        """(N, C, H, W), (N, D), (N,)|None → (N,)"""
+
+    def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        """(N, C, H, W), (N, D), (N,)|None → (N, C, H, W)"""
+
+
+@runtime_checkable
+class ConceptRegistry(Protocol):
+    def candidates(self, name: str, family: str | None = None) -> list[ConceptRef]:
+        """Every concept a (bare or qualified) name could mean; empty when unknown."""
+
+    def known_names(self) -> list[str]:
+        """All resolvable names, bare and qualified, for "did you mean" suggestions."""
+
+    def model_for(self, ref: ConceptRef) -> tuple[ConceptModel, Condition]:
+        """The model that scores ``ref`` and the condition to give it."""
+
+    def prior(self, domain: str) -> tuple[ConceptModel, Condition]:
+        """The domain's unconditional model (grounds a bare negation)."""
+
+    def domain(self, name: str):
+        """The :class:`conceptlang.data.domain.Domain` description (families, exclusivity)."""
+
+    def sampler_settings(self, models: Sequence[ConceptModel]) -> dict:
+        """Tuned sampler settings for a composition of these models (most conservative wins)."""

@@ -1,0 +1,76 @@
+"""The one exception family of ConceptLang.
+
+Every error a user can provoke derives from :class:`ConceptLangError`. Errors that point into
+source text carry a :class:`SourceLocation` and render the offending line with a caret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A 1-based line/column position in a source text, plus the text itself for rendering."""
+
+    line: int
+    column: int
+    source: str = ""
+
+    def render(self) -> str:
+        lines = self.source.splitlines() or [""]
+        idx = min(max(self.line - 1, 0), len(lines) - 1)
+        text = lines[idx]
+        # Very long lines (100,000-concept inputs) are cut to a window around the column.
+        col = max(self.column - 1, 0)
+        start = max(col - 60, 0)
+        snippet = text[start : col + 60]
+        prefix = "..." if start > 0 else ""
+        suffix = "..." if col + 60 < len(text) else ""
+        caret_pad = " " * (len(prefix) + col - start)
+        return f"  {prefix}{snippet}{suffix}\n  {caret_pad}^"
+
+
+class ConceptLangError(Exception):
+    """Root of every error ConceptLang raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, location: SourceLocation | None = None):
+        self.message = message
+        self.location = location
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.location is None:
+            return self.message
+        loc = self.location
+        return f"{self.message}\n at line {loc.line}, column {loc.column}:\n{loc.render()}"
+
+
+class ParseError(ConceptLangError):
+    """The text is not a well-formed ConceptLang program."""
+
+    exit_code = 2
+
+
+class NameResolutionError(ConceptLangError):
+    """A concept or definition name does not resolve (unknown, ambiguous, cyclic, shadowing)."""
+
+    exit_code = 2
+
+
+class CompileError(ConceptLangError):
+    """The expression is well formed but cannot be lowered (unsupported operator for a model kind...)."""
+
+
+class SamplingError(ConceptLangError):
+    """The sampler failed (non-finite values, bad settings)."""
+
+
+class ModelError(ConceptLangError):
+    """A model or manifest is missing, malformed, or fails its checksum."""
+
+
+class DataError(ConceptLangError):
+    """A data set or domain is missing or malformed."""
