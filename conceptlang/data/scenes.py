@@ -224,7 +224,7 @@ def _overlaps(pos: np.ndarray, half: np.ndarray) -> np.ndarray:
     return ~(sep >= MIN_GAP).any(axis=1)
 
 
-def render_scenes(arrays: SceneArrays, image_size: int = 32, chunk: int = 2048) -> np.ndarray:
+def render_scenes(arrays: SceneArrays, image_size: int = 32, chunk: int = 512) -> np.ndarray:
     """Render uint8 images (N, S, S, 3) for the labels in ``arrays``."""
     if image_size < 8:
         raise DataError(f"image_size must be at least 8, got {image_size}")
