@@ -1,7 +1,143 @@
-"""Commands of this area; filled in by its issue."""
+"""Experiment commands: ``eval`` (suite accuracy tables), ``infer`` (concept inference), ``figure venn``.
+
+Heavy imports (torch, the models) happen inside the commands so ``conceptlang parse`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
+DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda", "mps"])
+
+
+def _load_registry(models_dir: str | None):
+    from conceptlang.models.registry import load_registry
+
+    return load_registry(models_dir)
+
+
+def _judges():
+    from conceptlang.evaluation.evaluate import JudgeCache
+
+    return JudgeCache()
+
+
+def _echo_err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.command("eval")
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=256, show_default=True, help="Samples per expression.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Base seed (per-expression seeds derive from it and the text).")
+@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the full results as JSON.")
+@click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the tables as Markdown.")
+@click.option("--grids", "grid_dir", type=click.Path(file_okay=False, path_type=Path), help="Write one framed sample grid per expression here.")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None, help="Models directory (default: $CONCEPTLANG_MODELS or the shipped models).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first expression that fails to compile or sample.")
+def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast):
+    """Sample, judge and score every expression of SUITE_FILE.
+
+    Accuracy = fraction of samples the judge calls valid and whose judged labels satisfy the
+    expression, with 95% Wilson intervals; tables by operator and by number of concepts.
+    """
+    from conceptlang.evaluation.evaluate import evaluate_suite, suite_markdown
+    from conceptlang.evaluation.suites import load_suite
+    from conceptlang.io import write_json, write_text
+
+    suite = load_suite(suite_file)
+    registry = _load_registry(models_dir)
+
+    def progress(r):
+        if r.error:
+            _echo_err(f"  {r.text}: FAILED ({r.error})")
+        else:
+            _echo_err(f"  {r.text}: {r.accuracy.format()}  valid {r.valid.value:.2f}  ({r.seconds:.1f} s)")
+
+    _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
+    result = evaluate_suite(
+        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(),
+        progress=progress, keep_going=not fail_fast,
+    )
+    md = suite_markdown(result)
+    click.echo(md)
+    if json_out:
+        write_json(json_out, result.to_json())
+    if md_out:
+        write_text(md_out, md)
+    failed = [r for r in result.results if r.error]
+    if failed:
+        _echo_err(f"{len(failed)} of {len(result.results)} expressions failed")
+        sys.exit(1)
+
+
+@click.command("infer")
+@click.argument("image", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--domain", type=str, default=None, help="Domain of the image (default: inferred from the image size / prior energy).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+def infer_cmd(image, domain, as_json, device, models_dir):
+    """Infer the concepts of IMAGE (a PNG) by energy: rank each family's values, estimate position."""
+    import json
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from conceptlang.errors import DataError
+    from conceptlang.evaluation.inference import infer
+
+    try:
+        with Image.open(image) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"cannot read image {image}: {err}") from None
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = infer(arr, _load_registry(models_dir), domain=domain, device=device)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.format())
+
+
+@click.group("figure")
+def figure_group():
+    """Figures from sampled and judged compositions."""
+
+
+@figure_group.command("venn")
+@click.argument("concepts", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per region.")
+@click.option("--show", type=click.IntRange(min=1), default=16, show_default=True, help="Samples drawn per region.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the region accuracies as JSON.")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir):
+    """Every region of 2 or 3 CONCEPTS (A&B, A&~B, ~A&B, A|B, ...) with its judged accuracy, as one PNG."""
+    from conceptlang.evaluation.figures import region_templates, run_venn, save_venn
+    from conceptlang.io import write_json
+
+    if len(concepts) not in (2, 3):
+        raise click.UsageError(f"venn takes 2 or 3 concepts, got {len(concepts)}")
+    region_templates(len(concepts))
+    venn = run_venn(list(concepts), _load_registry(models_dir), n=n, seed=seed, device=device, judges=_judges())
+    save_venn(output, venn, show=show)
+    click.echo(venn.markdown_table())
+    click.echo(f"wrote {output}")
+    if json_out:
+        write_json(json_out, venn.to_json())
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(eval_cmd)
+    group.add_command(infer_cmd)
+    group.add_command(figure_group)

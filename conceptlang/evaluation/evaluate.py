@@ -1,0 +1,531 @@
+"""Compositional accuracy of expressions: sample → judge → valid AND satisfying.
+
+For every expression the evaluator samples ``n`` images from the compiled energy graph with a fixed
+seed, runs the domain's judge, and counts a sample as a success when the judge calls it valid
+*and* its judged labels satisfy the expression's boolean semantics
+(:func:`conceptlang.syntax.evaluate`). For a top-level disjunction it also reports each
+disjunct's coverage: the fraction of valid samples that satisfy that disjunct, against the target
+of at least half the fair share, 1/(2k) for k branches (design.md, "OR shares").
+
+Seeds are derived from the base seed and the expression text (not its position in the suite), so
+adding an entry to a suite does not change the numbers of the others.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from conceptlang.errors import ConceptLangError
+from conceptlang.evaluation.stats import Proportion
+from conceptlang.evaluation.suites import Suite, SuiteEntry, operator_class
+from conceptlang.syntax.ast import Expr, Or, Weighted
+
+# Issue 6, item 5: judged accuracy targets (valid AND satisfying) per operator class.
+AND_TARGETS = {2: 0.90, 3: 0.85, 4: 0.80}
+CLASS_TARGETS = {"single": 0.95, "not": 0.85, "or": 0.90}
+
+
+def target_for(operator: str, n_concepts: int) -> float | None:
+    """The accuracy target of issue 6 for this class of expression (None: no target stated)."""
+    if operator == "and":
+        return AND_TARGETS.get(n_concepts, 0.80 if n_concepts > 4 else None)
+    return CLASS_TARGETS.get(operator)
+
+
+def seed_for(text: str, base_seed: int) -> int:
+    """A per-expression seed that depends only on the base seed and the expression text."""
+    return (int(base_seed) * 1_000_003 + zlib.crc32(text.strip().encode("utf-8"))) % (2**31 - 1)
+
+
+def slug(text: str, max_len: int = 60) -> str:
+    """A file-name-safe rendering of an expression (``(male & smiling) | ~black_hair`` → ``male_and_smiling_or_not_black_hair``)."""
+    s = text.replace("&", " and ").replace("|", " or ").replace("~", " not ")
+    s = re.sub(r"[^A-Za-z0-9.]+", "_", s).strip("_").replace(".", "-")
+    s = s[:max_len].rstrip("_")
+    return s or "expr"
+
+
+def top_level_disjuncts(expr: Expr) -> list[Expr]:
+    """The disjuncts of a top-level OR (nested ORs flattened), or [] when the expression is no OR."""
+    e = expr
+    while isinstance(e, Weighted):
+        e = e.expr
+    if not isinstance(e, Or):
+        return []
+    out: list[Expr] = []
+    for t in e.terms:
+        sub = top_level_disjuncts(t)
+        out.extend(sub if sub else [t])
+    return out
+
+
+@dataclass(frozen=True)
+class BranchCoverage:
+    text: str
+    satisfied_valid: Proportion  # valid samples satisfying this disjunct / valid samples
+    target: float  # 1 / (2k)
+
+    @property
+    def meets(self) -> bool:
+        return self.satisfied_valid.trials > 0 and self.satisfied_valid.value >= self.target
+
+    def to_json(self) -> dict:
+        return {"disjunct": self.text, "coverage": self.satisfied_valid.to_json(), "target": self.target, "meets": self.meets}
+
+
+def branch_coverage(disjuncts: Sequence[Expr], labels: Sequence[dict], valid: np.ndarray) -> list[BranchCoverage]:
+    """Per-disjunct coverage: of the valid samples, the fraction satisfying each disjunct.
+
+    Disjuncts may overlap, so the fractions can sum to more than one.
+    """
+    from conceptlang.syntax import evaluate, unparse
+
+    k = len(disjuncts)
+    valid_idx = [i for i in range(len(labels)) if bool(valid[i])]
+    out = []
+    for d in disjuncts:
+        hits = sum(1 for i in valid_idx if evaluate(d, labels[i]))
+        out.append(BranchCoverage(unparse(d), Proportion(hits, len(valid_idx)), 1.0 / (2 * k)))
+    return out
+
+
+@dataclass
+class ExpressionResult:
+    name: str
+    text: str
+    operator: str
+    n_concepts: int
+    tags: tuple[str, ...]
+    domain: str | None
+    seed: int
+    n: int
+    valid: Proportion | None = None
+    satisfied: Proportion | None = None  # judged labels satisfy the expression (validity ignored)
+    accuracy: Proportion | None = None  # valid AND satisfying: the headline figure
+    branches: list[BranchCoverage] = field(default_factory=list)
+    drawn_branches: dict[str, int] | None = None  # from the sampler's DNF route, when it reports one
+    sample_seconds: float = 0.0
+    seconds: float = 0.0  # wall time: compile + sample + judge
+    settings: dict = field(default_factory=dict)
+    grid: str | None = None
+    error: str | None = None
+    per_sample: dict[str, list[bool]] = field(default_factory=dict)
+    # The uint8 (N, H, W, 3) samples, kept only when asked (figures); never written to JSON.
+    images: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def target(self) -> float | None:
+        return target_for(self.operator, self.n_concepts)
+
+    @property
+    def meets_target(self) -> bool | None:
+        t = self.target
+        if t is None or self.accuracy is None:
+            return None
+        ok = self.accuracy.value >= t
+        if self.branches:
+            ok = ok and all(b.meets for b in self.branches)
+        return ok
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "expression": self.text,
+            "operator": self.operator,
+            "n_concepts": self.n_concepts,
+            "tags": list(self.tags),
+            "domain": self.domain,
+            "seed": self.seed,
+            "n": self.n,
+            "valid": self.valid.to_json() if self.valid else None,
+            "satisfied": self.satisfied.to_json() if self.satisfied else None,
+            "accuracy": self.accuracy.to_json() if self.accuracy else None,
+            "target": self.target,
+            "meets_target": self.meets_target,
+            "branches": [b.to_json() for b in self.branches],
+            "drawn_branches": self.drawn_branches,
+            "sample_seconds": round(self.sample_seconds, 3),
+            "seconds": round(self.seconds, 3),
+            "settings": _jsonable(self.settings),
+            "grid": self.grid,
+            "error": self.error,
+            "per_sample": self.per_sample,
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    try:
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return obj.detach().cpu().tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return repr(obj)
+
+
+def judge_samples(expr: Expr, images: np.ndarray, judge) -> tuple[np.ndarray, list[dict], np.ndarray]:
+    """Run the judge on uint8 (N, H, W, 3) images → (valid (N,), labels, satisfied (N,))."""
+    from conceptlang.syntax import evaluate
+
+    valid = np.asarray(judge.valid(images), dtype=bool)
+    labels = judge.labels(images)
+    if valid.shape != (len(images),) or len(labels) != len(images):
+        raise ConceptLangError(
+            f"the judge returned {valid.shape} validity flags and {len(labels)} label sets for {len(images)} images"
+        )
+    satisfied = np.array([bool(evaluate(expr, lab)) for lab in labels], dtype=bool)
+    return valid, labels, satisfied
+
+
+def score_samples(
+    expr: Expr, images: np.ndarray, judge, result: ExpressionResult
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fill ``result``'s proportions from the judge's verdict on ``images``; returns (valid, satisfied)."""
+    valid, labels, satisfied = judge_samples(expr, images, judge)
+    ok = valid & satisfied
+    n = len(images)
+    result.valid = Proportion(int(valid.sum()), n)
+    result.satisfied = Proportion(int(satisfied.sum()), n)
+    result.accuracy = Proportion(int(ok.sum()), n)
+    disjuncts = top_level_disjuncts(expr)
+    if disjuncts:
+        result.branches = branch_coverage(disjuncts, labels, valid)
+    result.per_sample = {"valid": valid.tolist(), "satisfied": satisfied.tolist()}
+    return valid, satisfied
+
+
+def _drawn_branches(sample_result, expr: Expr) -> dict[str, int] | None:
+    branches = getattr(sample_result, "branches", None)
+    if branches is None:
+        return None
+    try:
+        values = list(np.asarray(branches.cpu() if hasattr(branches, "cpu") else branches).reshape(-1))
+    except (TypeError, ValueError):
+        return None
+    counts: dict[str, int] = {}
+    for v in values:
+        key = str(v.item() if hasattr(v, "item") else v)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+class JudgeCache:
+    """One judge per domain, loaded on first use."""
+
+    def __init__(self, loader: Callable[[str], Any] | None = None):
+        self._loader = loader
+        self._judges: dict[str, Any] = {}
+
+    def __call__(self, domain: str):
+        if domain not in self._judges:
+            loader = self._loader
+            if loader is None:
+                from conceptlang.evaluation.judge import load_judge
+
+                loader = load_judge
+            self._judges[domain] = loader(domain)
+        return self._judges[domain]
+
+
+def evaluate_entry(
+    entry: SuiteEntry,
+    registry,
+    judges: JudgeCache,
+    n: int = 256,
+    base_seed: int = 0,
+    device: str = "auto",
+    grid_dir: str | Path | None = None,
+    grid_samples: int = 64,
+    sample_kwargs: dict | None = None,
+    keep_going: bool = True,
+    keep_images: bool = False,
+) -> ExpressionResult:
+    """Sample, judge and score one suite entry. With ``keep_going`` a failure is recorded, not raised."""
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.data import to_uint8
+    from conceptlang.io import save_png
+    from conceptlang.sampling import sample
+
+    from conceptlang.evaluation.grids import framed_grid
+
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    seed = seed_for(entry.text, base_seed)
+    result = ExpressionResult(
+        name=entry.name,
+        text=entry.text,
+        operator=entry.operator,
+        n_concepts=entry.n_concepts,
+        tags=entry.tags,
+        domain=None,
+        seed=seed,
+        n=n,
+    )
+    t0 = time.perf_counter()
+    try:
+        graph = compile_expr(entry.expr, registry)
+        result.domain = getattr(graph, "domain", None)
+        t1 = time.perf_counter()
+        sampled = sample(graph, n, seed=seed, device=device, **(sample_kwargs or {}))
+        result.sample_seconds = time.perf_counter() - t1
+        result.settings = dict(getattr(sampled, "settings", {}) or {})
+        result.drawn_branches = _drawn_branches(sampled, entry.expr)
+        images = to_uint8(sampled.images)  # (N, H, W, 3) uint8
+        valid, satisfied = score_samples(entry.expr, images, judges(result.domain), result)
+        if keep_images:
+            result.images = images
+        if grid_dir is not None:
+            path = Path(grid_dir) / f"{slug(entry.name)}.png"
+            m = min(grid_samples, n)
+            save_png(path, framed_grid(images[:m], satisfied[:m], valid[:m], ncols=min(8, m)))
+            result.grid = str(path)
+    except ConceptLangError as err:
+        if not keep_going:
+            raise
+        result.error = f"{type(err).__name__}: {err}"
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+@dataclass
+class SuiteResult:
+    results: list[ExpressionResult]
+    n: int
+    seed: int
+    device: str
+    seconds: float
+    suite_path: str | None = None
+    domain: str | None = None
+    environment: dict = field(default_factory=dict)
+
+    def summary(self, key: str) -> "OrderedDict[str, dict]":
+        """Pooled accuracy (valid AND satisfying) grouped by ``operator``, ``n_concepts`` or ``tag``."""
+        groups: "OrderedDict[str, list[ExpressionResult]]" = OrderedDict()
+        order: Iterable[str]
+        for r in self.results:
+            if r.accuracy is None:
+                continue
+            if key == "operator":
+                keys = [r.operator]
+            elif key == "n_concepts":
+                keys = [str(r.n_concepts)]
+            elif key == "tag":
+                keys = list(r.tags) or ["(untagged)"]
+            else:
+                raise ValueError(f"unknown summary key {key!r} (operator, n_concepts, tag)")
+            for k in keys:
+                groups.setdefault(k, []).append(r)
+        if key == "operator":
+            from conceptlang.evaluation.suites import OPERATOR_CLASSES
+
+            order = [k for k in OPERATOR_CLASSES if k in groups]
+        elif key == "n_concepts":
+            order = sorted(groups, key=int)
+        else:
+            order = list(groups)
+        out: "OrderedDict[str, dict]" = OrderedDict()
+        for k in order:
+            rs = groups[k]
+            pooled = Proportion(0, 0)
+            for r in rs:
+                pooled = pooled + r.accuracy
+            targets = [r.meets_target for r in rs if r.meets_target is not None]
+            out[k] = {
+                "expressions": len(rs),
+                "accuracy": pooled,
+                "mean": float(np.mean([r.accuracy.value for r in rs])),
+                "worst": min(rs, key=lambda r: r.accuracy.value),
+                "meeting_target": (sum(targets), len(targets)),
+            }
+        return out
+
+    def to_json(self) -> dict:
+        def summ(key: str) -> dict:
+            return {
+                k: {
+                    "expressions": v["expressions"],
+                    "accuracy": v["accuracy"].to_json(),
+                    "mean": v["mean"],
+                    "worst": {"name": v["worst"].name, "accuracy": v["worst"].accuracy.to_json()},
+                    "meeting_target": list(v["meeting_target"]),
+                }
+                for k, v in self.summary(key).items()
+            }
+
+        return {
+            "suite": self.suite_path,
+            "domain": self.domain,
+            "n": self.n,
+            "seed": self.seed,
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "environment": self.environment,
+            "results": [r.to_json() for r in self.results],
+            "summary": {"operator": summ("operator"), "n_concepts": summ("n_concepts"), "tag": summ("tag")},
+        }
+
+
+def environment_info(device: str = "auto") -> dict:
+    """Device and library versions, recorded with every table."""
+    import platform
+
+    import torch
+
+    resolved = device
+    if device == "auto":
+        resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    info = {
+        "device": resolved,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if resolved.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def evaluate_suite(
+    suite: Suite,
+    registry,
+    n: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+    grid_dir: str | Path | None = None,
+    judges: JudgeCache | None = None,
+    sample_kwargs: dict | None = None,
+    progress: Callable[[ExpressionResult], None] | None = None,
+    keep_going: bool = True,
+) -> SuiteResult:
+    judges = judges or JudgeCache()
+    t0 = time.perf_counter()
+    results = []
+    for entry in suite.entries:
+        r = evaluate_entry(
+            entry, registry, judges, n=n, base_seed=seed, device=device, grid_dir=grid_dir,
+            sample_kwargs=sample_kwargs, keep_going=keep_going,
+        )
+        results.append(r)
+        if progress is not None:
+            progress(r)
+    return SuiteResult(
+        results=results,
+        n=n,
+        seed=seed,
+        device=device,
+        seconds=time.perf_counter() - t0,
+        suite_path=suite.path,
+        domain=suite.domain,
+        environment=environment_info(device),
+    )
+
+
+# ----------------------------------------------------------------------------------------- Markdown
+
+
+def _fmt_target(r: ExpressionResult) -> str:
+    t = r.target
+    if t is None:
+        return "–"
+    mark = "✓" if r.meets_target else "✗"
+    return f"≥ {t:.2f} {mark}"
+
+
+def _fmt_branches(r: ExpressionResult) -> str:
+    if not r.branches:
+        return ""
+    return "; ".join(f"`{b.text}` {b.satisfied_valid.value:.2f}" + ("" if b.meets else " ✗") for b in r.branches)
+
+
+def expression_table(results: Sequence[ExpressionResult], grid_link: Callable[[str], str] | None = None) -> str:
+    lines = [
+        "| expression | class | k | tags | valid | accuracy [95% CI] | target | OR branch coverage | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        text = f"`{r.text}`"
+        if r.grid and grid_link:
+            text = f"[{text}]({grid_link(r.grid)})"
+        if r.error:
+            lines.append(f"| {text} | {r.operator} | {r.n_concepts} | {', '.join(r.tags)} | – | failed: {r.error} | | | {r.seconds:.1f} |")
+            continue
+        lines.append(
+            f"| {text} | {r.operator} | {r.n_concepts} | {', '.join(r.tags)} | {r.valid.value:.2f} "
+            f"| {r.accuracy.format()} | {_fmt_target(r)} | {_fmt_branches(r)} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_table(result: SuiteResult, key: str, title: str) -> str:
+    lines = [
+        f"| {title} | expressions | pooled accuracy [95% CI] | mean | worst | meeting target |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for k, v in result.summary(key).items():
+        met, total = v["meeting_target"]
+        w = v["worst"]
+        lines.append(
+            f"| {k} | {v['expressions']} | {v['accuracy'].format()} | {v['mean']:.2f} "
+            f"| `{w.text}` {w.accuracy.value:.2f} | {f'{met}/{total}' if total else '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def suite_markdown(result: SuiteResult, title: str | None = None, grid_link: Callable[[str], str] | None = None) -> str:
+    env = result.environment
+    head = title or f"Evaluation of {result.suite_path or 'suite'}"
+    parts = [
+        f"## {head}",
+        "",
+        f"{len(result.results)} expressions, n = {result.n} samples each, base seed {result.seed}, "
+        f"device {env.get('device', result.device)}, torch {env.get('torch', '?')}, {result.seconds:.0f} s in all. "
+        "Accuracy = fraction of samples the judge calls valid *and* whose judged labels satisfy the expression; "
+        "95% Wilson intervals. OR branch coverage = fraction of valid samples satisfying each disjunct "
+        "(target ≥ 1/(2k)).",
+        "",
+        expression_table(result.results, grid_link),
+        "",
+        "By operator:",
+        "",
+        summary_table(result, "operator", "operator"),
+        "",
+        "By number of concepts:",
+        "",
+        summary_table(result, "n_concepts", "concepts"),
+    ]
+    if any(r.tags for r in result.results):
+        parts += ["", "By tag:", "", summary_table(result, "tag", "tag")]
+    return "\n".join(parts) + "\n"
+
+
+__all__ = [
+    "BranchCoverage",
+    "ExpressionResult",
+    "JudgeCache",
+    "SuiteResult",
+    "branch_coverage",
+    "evaluate_entry",
+    "evaluate_suite",
+    "operator_class",
+    "seed_for",
+    "suite_markdown",
+    "target_for",
+]

@@ -1,0 +1,325 @@
+"""Concept inference: which concepts best explain an image, by energy (Du, Li & Mordatch 2020, §4.3).
+
+For each discrete family the image's energy under every value is computed and the values are
+ranked, lowest energy first; the inferred value is the minimiser. A family with a single value
+(a yes/no attribute) is decided against the domain's unconditional model: the concept holds when
+E(x | c) < E(x), i.e. when p(x | c) > p(x), which is p(c | x) > p(c). Continuous parameters such as
+``position(x, y)`` are estimated by minimising the energy over the family's range: a coarse grid,
+then local grids around the best point at a shrinking spacing.
+
+Implicit (noise-predicting) models' "energy" is their seeded denoising loss (design.md, "Model
+kinds"). To compare conditions on *the same* noise draws, every energy call here batches over
+images with one condition per row pattern, never over conditions of one image, so whatever noise
+a model draws for a batch shape is shared by all the conditions it is compared under.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from conceptlang.errors import ConceptLangError, DataError, ModelError
+
+# Explicit noise-conditional energies E(x, σ) are compared at this σ (small: close to the data).
+EXPLICIT_SIGMA = 0.05
+
+
+@dataclass
+class FamilyInference:
+    family: str
+    kind: str  # "discrete" | "binary" | "continuous"
+    value: Any  # value name, bool (binary), or tuple of floats (continuous)
+    energy: float
+    ranking: list[tuple[str, float]] = field(default_factory=list)  # (value, energy), lowest first
+
+    def to_json(self) -> dict:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {
+            "family": self.family,
+            "kind": self.kind,
+            "value": value,
+            "energy": self.energy,
+            "ranking": [{"value": v, "energy": e} for v, e in self.ranking],
+        }
+
+
+@dataclass
+class InferenceResult:
+    domain: str
+    families: dict[str, FamilyInference]
+    labels: dict
+    seconds: float = 0.0
+    domain_choice: str = "given"
+
+    def to_json(self) -> dict:
+        return {
+            "domain": self.domain,
+            "domain_choice": self.domain_choice,
+            "families": {k: v.to_json() for k, v in self.families.items()},
+            "labels": self.labels,
+            "seconds": round(self.seconds, 4),
+        }
+
+    def format(self) -> str:
+        lines = [f"domain: {self.domain} ({self.domain_choice})"]
+        for fam in self.families.values():
+            if fam.kind == "continuous":
+                coords = ", ".join(f"{v:.3f}" for v in fam.value)
+                lines.append(f"{fam.family}: ({coords})  energy {fam.energy:.4g}")
+            else:
+                shown = fam.family if fam.kind == "binary" else fam.value
+                if fam.kind == "binary":
+                    shown = f"{fam.family}: {'yes' if fam.value else 'no'}"
+                else:
+                    shown = f"{fam.family}: {fam.value}"
+                rank = "  ".join(f"{v} {e:.4g}" for v, e in fam.ranking)
+                lines.append(f"{shown}  energy {fam.energy:.4g}   [{rank}]")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- energies
+
+
+def _as_tensor(images) -> "torch.Tensor":
+    """uint8 (H, W, 3) / (N, H, W, 3) numpy, or float (C, H, W) / (N, C, H, W) in [-1, 1] → (N, C, H, W) float."""
+    import torch
+
+    from conceptlang.data import to_tensor
+
+    if isinstance(images, torch.Tensor):
+        x = images.detach().float()
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4:
+            raise DataError(f"expected an image tensor (C, H, W) or (N, C, H, W), got shape {tuple(x.shape)}")
+        return x
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.dtype != np.uint8:
+        raise DataError(f"expected uint8 images (H, W, 3) or (N, H, W, 3), got {arr.dtype} {arr.shape}")
+    return to_tensor(arr)
+
+
+def _energy(model, x, cond) -> "torch.Tensor":
+    """(N, C, H, W), (N, D) → (N,) energy, with the σ convention of the model's kind."""
+    import torch
+
+    sigma = None
+    if model.noise_conditional and model.kind == "explicit":
+        sigma = torch.full((x.shape[0],), EXPLICIT_SIGMA, dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        e = model.energy(x, cond, sigma)
+    if e.shape != (x.shape[0],):
+        raise ModelError(f"model {getattr(model, 'name', model)!r} returned energies of shape {tuple(e.shape)} for {x.shape[0]} images")
+    if not torch.isfinite(e).all():
+        raise ModelError(f"model {getattr(model, 'name', model)!r} returned a non-finite energy during inference")
+    return e
+
+
+def _energies_per_condition(model, x, conditions: Sequence) -> np.ndarray:
+    """Energy of every image under every condition: (N, L). One call per condition, batched over images."""
+    out = np.empty((x.shape[0], len(conditions)), dtype=np.float64)
+    for j, c in enumerate(conditions):
+        enc = model.encode([c]).to(x.device)  # (1, D)
+        out[:, j] = _energy(model, x, enc.expand(x.shape[0], -1)).double().cpu().numpy()
+    return out
+
+
+def _energies_rowwise(model, x, rows: Sequence[Sequence]) -> np.ndarray:
+    """``rows[i][j]`` is image i's j-th candidate condition; returns (N, J) energies, one call per j."""
+    import torch
+
+    n, J = len(rows), len(rows[0])
+    out = np.empty((n, J), dtype=np.float64)
+    for j in range(J):
+        enc = model.encode([rows[i][j] for i in range(n)]).to(x.device)  # (N, D)
+        out[:, j] = _energy(model, x, enc).double().cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------------- inference
+
+
+def _resolve_domain(x, registry, domain: str | None) -> tuple[str, str]:
+    from conceptlang.data import DOMAIN_NAMES
+
+    if domain is not None:
+        registry.domain(domain)  # raises a clear error when the registry has no such domain
+        return domain, "given"
+    c, h, w = x.shape[1:]
+    fits = []
+    for name in DOMAIN_NAMES:
+        try:
+            dom = registry.domain(name)
+            registry.prior(name)
+        except ConceptLangError:
+            continue
+        if dom.channels == c and dom.image_size == h == w:
+            fits.append(name)
+    if not fits:
+        raise DataError(f"no domain in the registry takes {c}×{h}×{w} images; pass --domain")
+    if len(fits) == 1:
+        return fits[0], "only domain for this image size"
+    # Several domains take this shape: pick the one whose unconditional model explains the image best.
+    scores = {}
+    for name in fits:
+        model, cond = registry.prior(name)
+        scores[name] = float(_energies_per_condition(model, x[:1], [cond]).mean())
+    best = min(scores, key=scores.get)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+    return best, f"lowest prior energy ({shown})"
+
+
+def _grid_axis(lo: float, hi: float, k: int) -> np.ndarray:
+    # Cell centres of k equal cells, so the grid never sits on the border where no object can be.
+    return lo + (np.arange(k) + 0.5) * (hi - lo) / k
+
+
+def infer_batch(
+    images,
+    registry,
+    domain: str | None = None,
+    *,
+    device: str = "cpu",
+    coarse: int = 8,
+    refine_rounds: int = 3,
+    refine_points: int = 5,
+    families: Sequence[str] | None = None,
+) -> list[InferenceResult]:
+    """Infer every family of ``domain`` for each image (uint8 NHWC numpy or float NCHW tensor).
+
+    Continuous families: a ``coarse``ⁿ grid of cell centres over the family's ranges, then
+    ``refine_rounds`` local ``refine_points``ⁿ grids, each centred on the best point so far with half
+    the previous spacing. Returns one :class:`InferenceResult` per image.
+    """
+    from conceptlang.compiler.interface import ConceptRef
+
+    t0 = time.perf_counter()
+    x = _as_tensor(images).to(device)  # (N, C, H, W)
+    if x.shape[0] == 0:
+        return []
+    dom_name, choice = _resolve_domain(x, registry, domain)
+    dom = registry.domain(dom_name)
+    if x.shape[1:] != (dom.channels, dom.image_size, dom.image_size):
+        raise DataError(
+            f"domain {dom_name!r} takes {dom.channels}×{dom.image_size}×{dom.image_size} images, "
+            f"got {tuple(x.shape[1:])}"
+        )
+    n = x.shape[0]
+    wanted = list(families) if families is not None else [f.name for f in dom.families]
+    per_image: list[dict[str, FamilyInference]] = [{} for _ in range(n)]
+    prior_e: np.ndarray | None = None
+
+    for fam in dom.families:
+        if fam.name not in wanted:
+            continue
+        if fam.kind == "discrete":
+            models = [registry.model_for(ConceptRef(dom_name, fam.name, value=v)) for v in fam.values]
+            e = np.empty((n, len(fam.values)))
+            for j, (model, cond) in enumerate(models):
+                e[:, j] = _energies_per_condition(model, x, [cond])[:, 0]
+            if len(fam.values) == 1:
+                if prior_e is None:
+                    pm, pc = registry.prior(dom_name)
+                    prior_e = _energies_per_condition(pm, x, [pc])[:, 0]
+                for i in range(n):
+                    holds = bool(e[i, 0] < prior_e[i])
+                    ranking = sorted([(fam.values[0], float(e[i, 0])), ("(prior)", float(prior_e[i]))], key=lambda t: t[1])
+                    per_image[i][fam.name] = FamilyInference(fam.name, "binary", holds, float(e[i, 0]), ranking)
+            else:
+                for i in range(n):
+                    order = np.argsort(e[i], kind="stable")
+                    ranking = [(fam.values[j], float(e[i, j])) for j in order]
+                    per_image[i][fam.name] = FamilyInference(
+                        fam.name, "discrete", ranking[0][0], ranking[0][1], ranking
+                    )
+        else:
+            best, best_e = _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points)
+            for i in range(n):
+                per_image[i][fam.name] = FamilyInference(
+                    fam.name, "continuous", tuple(float(v) for v in best[i]), float(best_e[i])
+                )
+
+    seconds = (time.perf_counter() - t0) / n
+    return [
+        InferenceResult(dom_name, per_image[i], _labels_from(dom, per_image[i]), seconds, choice)
+        for i in range(n)
+    ]
+
+
+def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points):
+    from conceptlang.compiler.interface import ConceptRef
+
+    n = x.shape[0]
+    ranges = fam.ranges or tuple((0.0, 1.0) for _ in fam.params)
+    axes = [_grid_axis(lo, hi, coarse) for lo, hi in ranges]
+    grid = [tuple(float(v) for v in p) for p in itertools.product(*axes)]
+    model, _ = registry.model_for(ConceptRef(dom_name, fam.name, params=grid[0]))
+
+    def cond_of(p):
+        m, c = registry.model_for(ConceptRef(dom_name, fam.name, params=tuple(float(v) for v in p)))
+        if m is not model:
+            raise ModelError(f"{fam.name} is served by more than one model; inference needs one")
+        return c
+
+    e = _energies_per_condition(model, x, [cond_of(p) for p in grid])  # (N, G)
+    arg = e.argmin(axis=1)
+    best = np.array([grid[j] for j in arg], dtype=np.float64)  # (N, P)
+    best_e = e[np.arange(n), arg]
+    step = np.array([(hi - lo) / coarse for lo, hi in ranges])
+    lo_b = np.array([r[0] for r in ranges])
+    hi_b = np.array([r[1] for r in ranges])
+    half = (refine_points - 1) / 2
+    offsets = np.array(list(itertools.product(*[np.arange(refine_points) - half] * len(ranges))))  # (J, P)
+    for _ in range(refine_rounds):
+        step = step / 2
+        cand = np.clip(best[:, None, :] + offsets[None] * step / max(half, 1), lo_b, hi_b)  # (N, J, P)
+        rows = [[cond_of(cand[i, j]) for j in range(len(offsets))] for i in range(n)]
+        e = _energies_rowwise(model, x, rows)  # (N, J)
+        arg = e.argmin(axis=1)
+        improved = e[np.arange(n), arg] < best_e
+        best = np.where(improved[:, None], cand[np.arange(n), arg], best)
+        best_e = np.minimum(best_e, e[np.arange(n), arg])
+    return best, best_e
+
+
+def _labels_from(dom, fams: dict[str, FamilyInference]) -> dict:
+    """Inferred labels in the shared format: one object carrying every inferred value."""
+    labels: dict = {}
+    obj: dict = {}
+    for f in dom.families:
+        inf = fams.get(f.name)
+        if inf is None:
+            continue
+        if inf.kind == "continuous":
+            for p, v in zip(f.params, inf.value):
+                obj[p] = v
+        elif inf.kind == "binary":
+            labels[f"{f.name}.{f.values[0]}"] = labels[f.values[0]] = bool(inf.value)
+            obj[f.name] = bool(inf.value)
+        else:
+            for v in f.values:
+                labels[f"{f.name}.{v}"] = labels[v] = v == inf.value
+            obj[f.name] = inf.value
+    labels["objects"] = [obj]
+    return labels
+
+
+def infer(image, registry=None, domain: str | None = None, **kwargs) -> InferenceResult:
+    """Infer the concepts of one image (uint8 (H, W, 3) or float (C, H, W) in [-1, 1]).
+
+    ``registry`` defaults to the shipped models. Returns labels and per-family energies.
+    """
+    if registry is None:
+        from conceptlang.models.registry import load_registry
+
+        registry = load_registry()
+    x = _as_tensor(image)
+    if x.shape[0] != 1:
+        raise DataError(f"infer() takes one image; got {x.shape[0]} (use infer_batch)")
+    return infer_batch(x, registry, domain, **kwargs)[0]
