@@ -232,3 +232,43 @@ def save_venn(path: str | Path, venn: VennResult, **kw) -> None:
     from conceptlang.io import save_png
 
     save_png(path, render_venn(venn, **kw))
+
+
+def contact_sheet(results: Sequence[ExpressionResult], show: int = 12, scale: int = 2, title: str = "") -> np.ndarray:
+    """One row per expression: its text and judged accuracy, then its first ``show`` samples, framed.
+
+    The results must have been evaluated with ``keep_images=True``.
+    """
+    from PIL import Image, ImageDraw
+
+    font, bold = _font(12), _font(14)
+    label_w = 300
+    strips = []
+    for r in results:
+        if r.images is not None and len(r.images):
+            m = min(show, len(r.images))
+            sat = np.array(r.per_sample["satisfied"][:m])
+            val = np.array(r.per_sample["valid"][:m])
+            strips.append(framed_grid(r.images[:m], sat, val, ncols=m, scale=scale))
+        else:
+            strips.append(None)
+    row_h = max([s.shape[0] for s in strips if s is not None] or [40])
+    strip_w = max([s.shape[1] for s in strips if s is not None] or [200])
+    header = 30 if title else 6
+    sheet = Image.new("RGB", (label_w + strip_w + 8, header + len(results) * (row_h + 4)), "white")
+    d = ImageDraw.Draw(sheet)
+    if title:
+        d.text((8, 6), title, fill=(0, 0, 0), font=_font(16))
+    for i, (r, s) in enumerate(zip(results, strips)):
+        y = header + i * (row_h + 4)
+        text = r.text if len(r.text) <= 40 else r.text[:37] + "..."
+        d.text((8, y + 4), text, fill=(0, 0, 0), font=bold)
+        if r.error or r.accuracy is None:
+            d.text((8, y + 24), "failed", fill=(200, 0, 0), font=font)
+        else:
+            lo, hi = r.accuracy.interval
+            d.text((8, y + 24), f"{r.accuracy.value:.2f} [{lo:.2f}, {hi:.2f}]  valid {r.valid.value:.2f}",
+                   fill=(60, 60, 60), font=font)
+        if s is not None:
+            sheet.paste(Image.fromarray(s), (label_w, y))
+    return np.asarray(sheet)

@@ -153,7 +153,9 @@ def _resolve_domain(x, registry, domain: str | None) -> tuple[str, str]:
         return domain, "given"
     c, h, w = x.shape[1:]
     fits = []
-    for name in DOMAIN_NAMES:
+    listed = getattr(registry, "domains", None)
+    names = list(listed()) if callable(listed) else list(DOMAIN_NAMES)
+    for name in names:
         try:
             dom = registry.domain(name)
             registry.prior(name)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from conceptlang.errors import DataError, ModelError
+from conceptlang.evaluation.inference import infer, infer_batch
+from tests.evaluation.fakes import COLORS, TemplateRegistry, render
+
+
+@pytest.fixture
+def registry():
+    return TemplateRegistry()
+
+
+@pytest.mark.parametrize("color,x,y", [("red", 0.3, 0.4), ("green", 0.62, 0.71), ("blue", 0.5, 0.25)])
+def test_infer_recovers_the_exact_concepts(registry, color, x, y):
+    res = infer(render(color, x, y), registry, domain="toy")
+    fam = res.families["color"]
+    assert fam.value == color
+    assert [v for v, _ in fam.ranking][0] == color
+    assert sorted(v for v, _ in fam.ranking) == sorted(COLORS)
+    energies = [e for _, e in fam.ranking]
+    assert energies == sorted(energies)
+    px, py = res.families["position"].value
+    assert abs(px - x) < 0.01 and abs(py - y) < 0.01
+    assert res.labels[color] and res.labels[f"color.{color}"]
+    assert not any(res.labels[c] for c in COLORS if c != color)
+    assert res.labels["objects"][0]["color"] == color
+    assert res.labels["objects"][0]["x"] == pytest.approx(px)
+
+
+def test_binary_family_is_decided_against_the_prior(registry):
+    dark = render("red", 0.5, 0.5)  # mostly black: mean < 0 → glow energy > prior energy (0)
+    bright = np.full((16, 16, 3), 230, np.uint8)
+    r_dark, r_bright = infer_batch(np.stack([dark, bright]), registry, domain="toy")
+    assert r_dark.families["glow"].value is False and r_dark.labels["glow"] is False
+    assert r_bright.families["glow"].value is True and r_bright.labels["glow.glow"] is True
+    assert {v for v, _ in r_bright.families["glow"].ranking} == {"glow", "(prior)"}
+
+
+def test_batch_matches_single_image_inference(registry):
+    imgs = np.stack([render("green", 0.35, 0.65), render("blue", 0.7, 0.3)])
+    batch = infer_batch(imgs, registry, domain="toy")
+    for i in range(2):
+        single = infer(imgs[i], registry, domain="toy")
+        assert single.families["color"].value == batch[i].families["color"].value
+        assert single.families["position"].value == pytest.approx(batch[i].families["position"].value, abs=1e-6)
+
+
+def test_float_tensor_input_is_accepted(registry):
+    img = render("blue", 0.4, 0.6)
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1  # (3, H, W) in [-1, 1]
+    assert infer(x, registry, domain="toy").families["color"].value == "blue"
+
+
+def test_domain_is_chosen_when_only_one_fits(registry, monkeypatch):
+    import conceptlang.data as data
+
+    monkeypatch.setattr(data, "DOMAIN_NAMES", ("scenes", "toy"))
+    res = infer(render("red", 0.5, 0.5), registry)
+    assert res.domain == "toy" and "only domain" in res.domain_choice
+
+
+def test_wrong_image_size_is_a_clear_error(registry):
+    with pytest.raises(DataError, match="takes 3×16×16"):
+        infer(np.zeros((8, 8, 3), np.uint8), registry, domain="toy")
+
+
+def test_non_uint8_arrays_are_rejected(registry):
+    with pytest.raises(DataError, match="uint8"):
+        infer(np.zeros((16, 16, 3), np.float32), registry, domain="toy")
+
+
+def test_unknown_domain_is_a_clear_error(registry):
+    with pytest.raises(ModelError, match="nowhere"):
+        infer(render("red", 0.5, 0.5), registry, domain="nowhere")
+
+
+def test_format_and_json(registry):
+    res = infer(render("green", 0.5, 0.5), registry, domain="toy")
+    text = res.format()
+    assert "color: green" in text and "position: (0.5" in text and "glow: no" in text
+    j = res.to_json()
+    assert j["families"]["color"]["value"] == "green"
+    assert len(j["families"]["position"]["value"]) == 2
