@@ -1,0 +1,32 @@
+"""The compiler: concept expressions → energy graphs over concept models.
+
+    >>> from conceptlang.compiler import compile
+    >>> from conceptlang.models.analytic import GaussianRegistry
+    >>> graph = compile("color.red & ~shape.square", GaussianRegistry())
+    >>> print(graph.explain())  # doctest: +SKIP
+
+The compiler reaches models only through :mod:`conceptlang.compiler.interface`.
+"""
+
+from conceptlang.compiler.checks import SAMPLER_NEEDS, check_sampler
+from conceptlang.compiler.compile import MAX_DEPTH, UnsatisfiableWarning, compile
+from conceptlang.compiler.graph import Disjunct, EnergyGraph, Grounding, Leaf
+from conceptlang.compiler.interface import ConceptModel, ConceptRef, ConceptRegistry, Condition
+from conceptlang.compiler.options import CompileOptions
+
+__all__ = [
+    "compile",
+    "EnergyGraph",
+    "CompileOptions",
+    "Leaf",
+    "Disjunct",
+    "Grounding",
+    "UnsatisfiableWarning",
+    "SAMPLER_NEEDS",
+    "check_sampler",
+    "MAX_DEPTH",
+    "ConceptModel",
+    "ConceptRef",
+    "ConceptRegistry",
+    "Condition",
+]

@@ -1,0 +1,163 @@
+"""``compile``: text or AST → :class:`EnergyGraph` (resolve, expand, normalise, share, lower, check)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from conceptlang.compiler.checks import check_sampler, satisfiable
+from conceptlang.compiler.graph import EnergyGraph
+from conceptlang.compiler.interface import ConceptRegistry
+from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
+from conceptlang.compiler.options import CompileOptions, make_options
+from conceptlang.compiler.resolve import (
+    check_definitions_shadowing,
+    depth,
+    expand_definitions_locally,
+    resolve_names,
+)
+from conceptlang.errors import CompileError, ConceptLangError
+from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
+
+MAX_DEPTH = 10_000  # nesting levels the compiler accepts (the parser's limit is the same order)
+
+
+class UnsatisfiableWarning(UserWarning):
+    """The expression's boolean semantics cannot hold (e.g. two values of an exclusive family)."""
+
+
+@contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    old = sys.getrecursionlimit()
+    if limit > old:
+        sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _to_ast(expr_or_text: Any) -> tuple[str, Program | Expr]:
+    if isinstance(expr_or_text, str):
+        try:
+            from conceptlang.syntax import parse
+        except ImportError as err:  # pragma: no cover - the syntax package ships with the compiler
+            raise CompileError(f"the parser is not available: {err}") from None
+        return expr_or_text, parse(expr_or_text)
+    if isinstance(expr_or_text, (Program, Concept, Not, And, Or, Weighted)):
+        return "", expr_or_text
+    raise CompileError(f"compile() takes expression text or an AST node, not {type(expr_or_text).__name__}")
+
+
+def _expand(program: Program, registry: ConceptRegistry, source: str) -> Expr:
+    check_definitions_shadowing(program.definitions, registry, source)
+    if not program.definitions:
+        return program.body
+    try:
+        from conceptlang.syntax.passes import expand_definitions
+    except ImportError:  # the syntax passes not installed: the compiler's own expansion
+        return expand_definitions_locally(program, source)
+    return expand_definitions(program)
+
+
+def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> EnergyGraph:
+    """Compile a ConceptLang expression against a registry into an :class:`EnergyGraph`.
+
+    Options are those of :class:`~conceptlang.compiler.options.CompileOptions` (``alpha``, ``tau``,
+    ``and_mode``, ``or_mode``, ``log_z``, ``max_disjuncts``, ``strict``, ``domain``, ``sampler``).
+    Unset ``alpha`` takes the registry's tuned value (sampler settings key ``"alpha"``) or 0.5.
+    """
+    user_alpha = options.get("alpha") is not None
+    opts = make_options(**options)
+    source, tree = _to_ast(expr_or_text)
+    expr = _expand(tree, registry, source) if isinstance(tree, Program) else tree
+    d = depth(expr)
+    if d > MAX_DEPTH:
+        raise CompileError(f"the expression nests {d} levels deep; the compiler accepts at most {MAX_DEPTH}")
+    with _recursion_limit(max(sys.getrecursionlimit(), 12 * d + 2000)):
+        return _compile(expr, source, registry, opts, user_alpha)
+
+
+def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOptions,
+             user_alpha: bool) -> EnergyGraph:
+    refs, domain = resolve_names(expr, registry, source, opts.domain)
+    notices: list[str] = []
+
+    if not user_alpha:
+        pre_models = list({id(m): m for m in (registry.model_for(r)[0] for r in refs.values())}.values())
+        tuned = _settings(registry, pre_models).get("alpha")
+        if tuned is not None:
+            from dataclasses import replace
+
+            opts = replace(opts, alpha=float(tuned)).validated()
+
+    sat = satisfiable(expr, refs, registry, domain)
+    text = source.strip() or show(expr)
+    if sat is False:
+        msg = (f"{text!r} is unsatisfiable: no single object can satisfy it under the domain's exclusive "
+               f"families (e.g. two colours at once); its samples cannot all fit")
+        if opts.strict:
+            raise CompileError(msg)
+        warnings.warn(msg, UnsatisfiableWarning, stacklevel=3)
+        notices.append("warning: " + msg)
+    elif sat is None:
+        notices.append("satisfiability not checked: too many concepts to enumerate")
+
+    builder = GraphBuilder(registry, domain, refs, opts)
+    root = builder.lower(expr, check_log_z(expr, opts))
+    models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
+    all_explicit = all(m.kind == "explicit" for m in models)
+
+    disjuncts = None
+    has_or = builder.has_lse(root)
+    if not has_or:
+        route = "linear"
+    elif opts.or_mode == "lse":
+        route = "lse"
+    else:
+        try:
+            disjuncts = expand_dnf(builder, root, opts.max_disjuncts)
+            route = "dnf"
+        except NotExpandable as why:
+            if opts.or_mode == "dnf":
+                raise CompileError(f"or_mode='dnf' was asked for, but {why}") from None
+            route = "lse"
+            notices.append(f"OR is sampled through log-sum-exp energies, not the exact DNF mixture: {why}")
+    if route == "lse" and not all_explicit:
+        implicit = sorted({m.name for m in models if m.kind != "explicit"})
+        raise CompileError(
+            f"this OR needs log-sum-exp energies ({notices[-1].split(': ', 1)[-1] if notices else 'or_mode=lse'}), "
+            f"which implicit models ({', '.join(implicit)}) cannot provide; implicit models compose OR only "
+            "through the exact DNF mixture (weight-1, τ = 1 ORs)")
+    if opts.sampler is not None:
+        check_sampler(models, opts.sampler)
+
+    settings = _settings(registry, models)
+    return EnergyGraph(
+        expression=text,
+        domain=domain,
+        leaves=builder.leaves,
+        nodes=builder.nodes,
+        root=root,
+        node_text=builder.text,
+        groundings=builder.groundings,
+        disjuncts=disjuncts,
+        route=route,
+        notices=notices,
+        options=opts.to_json(),
+        sampler_settings=settings,
+        expr=expr,
+        refs=refs,
+    )
+
+
+def _settings(registry: ConceptRegistry, models: list) -> dict:
+    try:
+        settings = registry.sampler_settings(models)
+    except ConceptLangError:
+        raise
+    except Exception as err:  # a registry bug should not look like a compiler bug
+        raise CompileError(f"the registry could not give sampler settings: {err}") from err
+    return dict(settings or {})

@@ -1,0 +1,329 @@
+"""The energy graph: a DAG of shared (model, condition) leaves, weighted sums and log-sum-exps.
+
+Evaluation is organised by *model*, not by leaf: every model is called once per evaluation with
+the conditions of all its leaves stacked into one batch (x repeated per leaf). That batching is
+the reason for compiling instead of interpreting the AST (design.md, "The energy graph").
+
+Two evaluation routes share the leaf batching:
+
+* the DAG route (:meth:`EnergyGraph.energy`): every leaf for every chain, then the inner nodes —
+  the full semantics, log-sum-exp ORs included;
+* the linear route (:meth:`EnergyGraph.linear_energy` / :meth:`linear_score`): each chain carries
+  its own coefficient row over the leaves (one DNF disjunct per chain), and only the (chain, leaf)
+  pairs with a non-zero coefficient are evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from conceptlang.compiler.interface import Condition, ConceptModel, ConceptRef
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One (model, condition) pair; ``ref`` is None for the domain prior."""
+
+    index: int
+    ref: ConceptRef | None
+    model: ConceptModel = field(compare=False)
+    condition: Condition = field(compare=False)
+    key: str = ""
+
+    @property
+    def label(self) -> str:
+        return "prior" if self.ref is None else self.ref.qualified
+
+
+@dataclass(frozen=True)
+class LeafNode:
+    leaf: int
+
+
+@dataclass(frozen=True)
+class SumNode:
+    """Σ coef · child."""
+
+    terms: tuple[tuple[float, int], ...]  # (coefficient, node id)
+
+
+@dataclass(frozen=True)
+class LseNode:
+    """−τ · logsumexp_i(−E_i/τ − offset_i): a mixture of the children."""
+
+    children: tuple[int, ...]
+    offsets: tuple[float, ...]
+    tau: float
+
+
+Node = LeafNode | SumNode | LseNode
+
+
+@dataclass(frozen=True)
+class Disjunct:
+    """One product of experts of the exact DNF-mixture route: Σ coef · leaf, drawn with ``share``."""
+
+    coefs: tuple[float, ...]  # one per leaf
+    log_weight: float  # log of the unnormalised share
+    text: str
+    share: float = 0.0
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """How one negation was grounded (reported by explain)."""
+
+    negated: str
+    grounded_by: str  # "positive part" | "prior"
+    positive: str
+    alpha: float
+    node: int = -1  # the conjunction's node id
+    child: int = -1  # the negated sub-expression's node id
+
+    def describe(self) -> str:
+        if self.grounded_by == "prior":
+            return (f"~{self.negated}: no positive term beside it, so it is grounded by the domain prior "
+                    f"(E_prior − {self.alpha:g}·E[{self.negated}])")
+        return (f"~{self.negated}: grounded by the positive part of its conjunction, {self.positive} "
+                f"(E[{self.positive}] − {self.alpha:g}·E[{self.negated}])")
+
+
+def _canonical_device(device: torch.device | str) -> torch.device:
+    return torch.device(device) if not isinstance(device, torch.device) else device
+
+
+class EnergyGraph:
+    """A compiled expression. Build with :func:`conceptlang.compiler.compile`, not directly."""
+
+    def __init__(
+        self,
+        *,
+        expression: str,
+        domain: str,
+        leaves: Sequence[Leaf],
+        nodes: Sequence[Node],
+        root: int,
+        node_text: dict[int, str],
+        groundings: Sequence[Grounding],
+        disjuncts: Sequence[Disjunct] | None,
+        route: str,
+        notices: Sequence[str],
+        options: dict[str, Any],
+        sampler_settings: dict[str, Any],
+        expr: Any = None,
+        refs: dict | None = None,
+    ):
+        self.expression = expression
+        self.domain = domain
+        self.leaves: tuple[Leaf, ...] = tuple(leaves)
+        self.nodes: tuple[Node, ...] = tuple(nodes)
+        self.root = root
+        self.node_text = dict(node_text)
+        self.groundings: tuple[Grounding, ...] = tuple(groundings)
+        self.disjuncts: tuple[Disjunct, ...] | None = tuple(disjuncts) if disjuncts is not None else None
+        self.route = route  # "linear" | "dnf" | "lse"
+        self.notices: tuple[str, ...] = tuple(notices)
+        self.options = dict(options)
+        self.sampler_settings = dict(sampler_settings)
+        self.expr = expr  # the expanded AST (its boolean semantics is what samples should satisfy)
+        self.refs = dict(refs or {})  # Concept → ConceptRef
+        # Group leaves by model (identity): one batched call per group.
+        groups: dict[int, list[int]] = {}
+        self._group_models: dict[int, ConceptModel] = {}
+        for leaf in self.leaves:
+            groups.setdefault(id(leaf.model), []).append(leaf.index)
+            self._group_models[id(leaf.model)] = leaf.model
+        self._groups: tuple[tuple[ConceptModel, tuple[int, ...]], ...] = tuple(
+            (self._group_models[k], tuple(v)) for k, v in groups.items()
+        )
+        self._cond_cache: dict[tuple[int, str], torch.Tensor] = {}
+        self._linear_coefs = self._linear_form()
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def models(self) -> tuple[ConceptModel, ...]:
+        return tuple(m for m, _ in self._groups)
+
+    @property
+    def is_linear(self) -> bool:
+        """True when the energy is a fixed linear combination of leaf energies (no log-sum-exp)."""
+        return self._linear_coefs is not None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.leaves[0].model.image_shape)  # type: ignore[return-value]
+
+    @property
+    def all_explicit(self) -> bool:
+        return all(m.kind == "explicit" for m in self.models)
+
+    @property
+    def all_noise_conditional(self) -> bool:
+        return all(m.noise_conditional for m in self.models)
+
+    def to(self, device: torch.device | str) -> "EnergyGraph":
+        """Move models that know how (``model.to``); condition tensors follow x at evaluation time."""
+        for model in self.models:
+            mover = getattr(model, "to", None)
+            if callable(mover):
+                mover(device)
+        return self
+
+    # -- leaf evaluation ------------------------------------------------------------------------
+    def _conds(self, model: ConceptModel, leaf_ids: Sequence[int], device: torch.device) -> torch.Tensor:
+        key = (id(model), str(device))
+        cached = self._cond_cache.get(key)
+        if cached is None:
+            cond = model.encode([self.leaves[i].condition for i in leaf_ids])  # (L_m, D)
+            cached = cond.to(device)
+            self._cond_cache[key] = cached
+        return cached
+
+    @staticmethod
+    def _sigma_for(model: ConceptModel, sigma: torch.Tensor | None) -> torch.Tensor | None:
+        return sigma if model.noise_conditional else None
+
+    def leaf_energies(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) → (B, L): every leaf on every image, one batched call per model."""
+        b = x.shape[0]
+        out = x.new_empty((b, len(self.leaves)))
+        for model, ids in self._groups:
+            cond = self._conds(model, ids, x.device)  # (L_m, D)
+            k = len(ids)
+            xs = x.repeat(k, 1, 1, 1)  # (k·B, C, H, W), leaf-major
+            cs = cond.repeat_interleave(b, dim=0)  # (k·B, D)
+            sg = self._sigma_for(model, sigma)
+            sg = sg.repeat(k) if sg is not None else None
+            e = model.energy(xs, cs, sg).reshape(k, b)  # (k, B)
+            out[:, list(ids)] = e.t().to(out.dtype)
+        return out
+
+    # -- DAG route ------------------------------------------------------------------------------
+    def combine(self, per_leaf: torch.Tensor) -> torch.Tensor:
+        """Per-leaf energies (B, L) → total energy (B,) through the DAG."""
+        values: list[torch.Tensor | None] = [None] * len(self.nodes)
+        for nid, node in enumerate(self.nodes):
+            if isinstance(node, LeafNode):
+                values[nid] = per_leaf[:, node.leaf]
+            elif isinstance(node, SumNode):
+                acc = None
+                for coef, child in node.terms:
+                    term = values[child] if coef == 1.0 else coef * values[child]
+                    acc = term if acc is None else acc + term
+                values[nid] = acc
+            else:
+                tau = node.tau
+                stacked = torch.stack(
+                    [-values[c] / tau - off for c, off in zip(node.children, node.offsets)], dim=1
+                )  # (B, k)
+                values[nid] = -tau * torch.logsumexp(stacked, dim=1)
+        return values[self.root]  # type: ignore[return-value]
+
+    def energy(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H, W) → (total (B,), per_leaf (B, L)). Each model is called once."""
+        per_leaf = self.leaf_energies(x, sigma)
+        return self.combine(per_leaf), per_leaf
+
+    def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
+                         coefs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total energy (B,) and score −∇ₓE (B, C, H, W) by autograd (explicit models only).
+
+        ``coefs`` (B, L) selects the linear route (one DNF disjunct per chain)."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            if coefs is None:
+                total, _ = self.energy(xg, sigma)
+            else:
+                total = self.linear_energy(xg, coefs, sigma)
+            (grad,) = torch.autograd.grad(total.sum(), xg)
+        return total.detach(), -grad
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """∇ₓ log p of the composition at noise level ``sigma``: (B, C, H, W)."""
+        if self._linear_coefs is not None:
+            coefs = torch.tensor(self._linear_coefs, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)
+            return self.linear_score(x, coefs, sigma)
+        return self.energy_and_score(x, sigma)[1]
+
+    # -- linear route -------------------------------------------------------------------------
+    def _pairs(self, coefs: torch.Tensor, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sub = coefs[:, list(ids)]  # (B, L_m)
+        # Chain-major order of the non-zero (chain, leaf) pairs.
+        chain, local = torch.nonzero(sub != 0, as_tuple=True)
+        return chain, local, sub[chain, local]
+
+    def linear_energy(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Σ_l coefs[b, l] · E_l(x_b), evaluating only non-zero pairs: (B,)."""
+        total = x.new_zeros(x.shape[0])
+        for model, ids in self._groups:
+            chain, local, c = self._pairs(coefs, ids)
+            if chain.numel() == 0:
+                continue
+            cond = self._conds(model, ids, x.device)[local]
+            sg = self._sigma_for(model, sigma)
+            e = model.energy(x[chain], cond, sg[chain] if sg is not None else None)
+            total = total.index_add(0, chain, (c.to(e.dtype) * e).to(total.dtype))
+        return total
+
+    def linear_score(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Σ_l coefs[b, l] · s_l(x_b) with s = model.score: the ε-composition of implicit models."""
+        total = torch.zeros_like(x)
+        for model, ids in self._groups:
+            chain, local, c = self._pairs(coefs, ids)
+            if chain.numel() == 0:
+                continue
+            cond = self._conds(model, ids, x.device)[local]
+            sg = self._sigma_for(model, sigma)
+            s = model.score(x[chain], cond, sg[chain] if sg is not None else None)
+            total = total.index_add(0, chain, (c.to(s.dtype).view(-1, 1, 1, 1) * s).to(total.dtype))
+        return total
+
+    def _linear_form(self) -> tuple[float, ...] | None:
+        """The root as Σ coef · leaf when the DAG has no log-sum-exp, else None."""
+        coefs = [0.0] * len(self.leaves)
+
+        def walk(nid: int, scale: float) -> bool:
+            node = self.nodes[nid]
+            if isinstance(node, LeafNode):
+                coefs[node.leaf] += scale
+                return True
+            if isinstance(node, SumNode):
+                return all(walk(child, scale * c) for c, child in node.terms)
+            return False
+
+        return tuple(coefs) if walk(self.root, 1.0) else None
+
+    # -- reporting ----------------------------------------------------------------------------
+    def explain(self) -> str:
+        from conceptlang.compiler.explain import explain_text
+
+        return explain_text(self)
+
+    def to_dot(self) -> str:
+        from conceptlang.compiler.explain import explain_dot
+
+        return explain_dot(self)
+
+    def to_json(self) -> dict[str, Any]:
+        from conceptlang.compiler.explain import graph_json
+
+        return graph_json(self)
+
+    def __repr__(self) -> str:
+        return (f"EnergyGraph({self.expression!r}, domain={self.domain!r}, leaves={len(self.leaves)}, "
+                f"route={self.route!r})")
+
+
+def logsumexp_offsets(log_weights: Sequence[float]) -> list[float]:
+    """Normalised shares from unnormalised log weights."""
+    m = max(log_weights)
+    w = [math.exp(v - m) for v in log_weights]
+    s = sum(w)
+    return [v / s for v in w]
+
+
+ScoreFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]

@@ -1,0 +1,317 @@
+"""Lowering a resolved expression to energy-graph nodes, and the exact DNF expansion.
+
+Semantics (design.md, "Semantics: energies" and "Decisions"), lowered as written:
+
+* a conjunction's terms each carry a signed coefficient s: +1 for a positive term, w for
+  ``w * X``, −α for ``~X`` (−α·w for ``w * ~X``);
+  ``and_mode="sum"``:     E = Σ s_i E_i, plus E_prior when no term is positive;
+  ``and_mode="product"``: E = E_prior + Σ s_i (E_i − E_prior);
+* anything that is not an AND or OR (a bare ``~X``, ``w * X``) is a one-term conjunction;
+* ``A | B | …`` → −τ·logsumexp(−E_i/τ − log Z_i).
+
+Identical leaves and identical sub-graphs are shared (hash-consing); sums fold nested sums
+(so ``A & A`` and ``2 * A`` become the same node) and keep their terms in a canonical order, so
+equal expressions give bit-identical energies whatever order they were written in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+from conceptlang.compiler.graph import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
+from conceptlang.compiler.interface import ConceptRef, ConceptRegistry
+from conceptlang.compiler.options import CompileOptions
+from conceptlang.compiler.resolve import concept_text
+from conceptlang.errors import CompileError
+from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
+
+# Printing precedence, loosest first (design.md): | < & < ~ < * < atoms.
+_PREC = {Or: 1, And: 2, Not: 3, Weighted: 4, Concept: 5}
+
+
+def show(e: Expr, limit: int = 160) -> str:
+    """A compact printer for explain output (mirrors the grammar's precedence), cut at ``limit``
+    characters: expanded definitions are DAGs whose written-out text can be exponentially long."""
+    out: list[str] = []
+    budget = [limit]
+
+    def emit(s: str) -> bool:
+        out.append(s)
+        budget[0] -= len(s)
+        return budget[0] > 0
+
+    def go(node: Expr, min_prec: int) -> bool:
+        paren = _PREC[type(node)] < min_prec
+        if paren and not emit("("):
+            return False
+        if isinstance(node, Concept):
+            ok = emit(concept_text(node))
+        elif isinstance(node, Not):
+            ok = emit("~") and go(node.expr, 3)
+        elif isinstance(node, Weighted):
+            ok = emit(f"{node.weight:g} * ") and go(node.expr, 4)
+        else:
+            op = " & " if isinstance(node, And) else " | "
+            level = _PREC[type(node)]
+            ok = True
+            for i, t in enumerate(node.terms):
+                if (i and not emit(op)) or not go(t, level + 1):
+                    ok = False
+                    break
+        if ok and paren:
+            ok = emit(")")
+        return ok
+
+    if not go(e, 0):
+        return "".join(out)[:limit] + "…"
+    return "".join(out)
+
+
+def _wrap(e: Expr, min_prec: int) -> str:
+    s = show(e)
+    return s if _PREC[type(e)] >= min_prec else f"({s})"
+
+
+class GraphBuilder:
+    """Hash-consed construction of leaves and nodes."""
+
+    def __init__(self, registry: ConceptRegistry, domain: str, refs: dict[Concept, ConceptRef],
+                 options: CompileOptions):
+        self.registry = registry
+        self.domain = domain
+        self.refs = refs
+        self.options = options
+        self.leaves: list[Leaf] = []
+        self._leaf_ids: dict[str, int] = {}
+        self.nodes: list[Node] = []
+        self.keys: list[str] = []
+        self._node_ids: dict[Node, int] = {}
+        self.text: dict[int, str] = {}
+        self.groundings: list[Grounding] = []
+        self._prior: int | None = None
+        self._has_lse: dict[int, bool] = {}
+        self._lowered: dict[int, int] = {}
+        self._keep: list[Expr] = []
+
+    # -- construction ---------------------------------------------------------------------------
+    def _node(self, node: Node, key: str) -> int:
+        nid = self._node_ids.get(node)
+        if nid is None:
+            nid = len(self.nodes)
+            self.nodes.append(node)
+            self.keys.append(key)
+            self._node_ids[node] = nid
+        return nid
+
+    def leaf(self, ref: ConceptRef | None) -> int:
+        if ref is None:
+            model, cond = self.registry.prior(self.domain)
+        else:
+            model, cond = self.registry.model_for(ref)
+        cond_key = ",".join(f"{k}={v!r}" for k, v in sorted(cond.items()))
+        key = f"{model.name}[{cond_key}]"
+        lid = self._leaf_ids.get(key)
+        if lid is None:
+            lid = len(self.leaves)
+            self.leaves.append(Leaf(lid, ref, model, dict(cond), key))
+            self._leaf_ids[key] = lid
+        nid = self._node(LeafNode(lid), "L" + key)
+        self.text.setdefault(nid, self.leaves[lid].label)
+        return nid
+
+    def prior(self) -> int:
+        if self._prior is None:
+            self._prior = self.leaf(None)
+        return self._prior
+
+    def weighted_sum(self, terms: list[tuple[float, int]]) -> int:
+        coefs: dict[int, float] = {}
+        for c, nid in terms:
+            node = self.nodes[nid]
+            if isinstance(node, SumNode):  # fold: Σ c·(Σ d·x) = Σ (c·d)·x
+                for d, child in node.terms:
+                    coefs[child] = coefs.get(child, 0.0) + c * d
+            else:
+                coefs[nid] = coefs.get(nid, 0.0) + c
+        items = sorted(coefs.items(), key=lambda kv: self.keys[kv[0]])
+        if len(items) == 1 and items[0][1] == 1.0:
+            return items[0][0]
+        node = SumNode(tuple((c, nid) for nid, c in items))
+        key = "S(" + ",".join(f"{c!r}*{self.keys[nid]}" for nid, c in items) + ")"
+        return self._node(node, key)
+
+    def lse(self, children: list[int], offsets: list[float]) -> int:
+        tau = self.options.tau
+        flat: list[tuple[int, float]] = []
+        for nid, off in zip(children, offsets):
+            node = self.nodes[nid]
+            if isinstance(node, LseNode) and node.tau == tau:  # lse(lse(a, b) − o, c) = lse(a − o, b − o, c)
+                flat.extend((c, o + off) for c, o in zip(node.children, node.offsets))
+            else:
+                flat.append((nid, off))
+        flat.sort(key=lambda co: (self.keys[co[0]], co[1]))
+        node = LseNode(tuple(c for c, _ in flat), tuple(o for _, o in flat), tau)
+        key = f"X{tau!r}(" + ",".join(f"{self.keys[c]}-{o!r}" for c, o in flat) + ")"
+        return self._node(node, key)
+
+    # -- lowering -------------------------------------------------------------------------------
+    def lower(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
+        # Lowering is context-free, so a shared sub-tree (expanded definitions) is lowered once.
+        done = self._lowered.get(id(e))
+        if done is not None and log_z is None:
+            return done
+        if isinstance(e, Concept):
+            nid = self.leaf(self.refs[e])
+        elif isinstance(e, Or):
+            offsets = list(log_z) if log_z is not None else [0.0] * len(e.terms)
+            nid = self.lse([self.lower(t) for t in e.terms], offsets)
+        else:
+            nid = self.conjunction(e.terms if isinstance(e, And) else (e,))
+        self.text.setdefault(nid, show(e))
+        self._lowered[id(e)] = nid
+        self._keep.append(e)  # ids stay valid while the builder lives
+        return nid
+
+    def _classify(self, t: Expr) -> tuple[float, Expr, bool]:
+        """A conjunction term → (signed coefficient, the expression it scales, negated?)."""
+        if isinstance(t, Not):
+            return -self.options.alpha, t.expr, True
+        if isinstance(t, Weighted):
+            s, inner, neg = self._classify(t.expr)
+            return t.weight * s, inner, neg
+        return 1.0, t, False
+
+    def conjunction(self, terms: tuple[Expr, ...]) -> int:
+        classified = [(t, *self._classify(t)) for t in terms]
+        positive = [t for t, s, _, neg in classified if s > 0 and not neg]
+        pos_text = " & ".join(_wrap(t, 3) for t in positive) if positive else ""
+        out: list[tuple[float, int]] = []
+        mine: list[Grounding] = []
+        for t, s, inner, neg in classified:
+            out.append((s, self.lower(inner)))
+            if neg or s < 0:
+                mine.append(Grounding(
+                    negated=_wrap(inner, 4) if neg else show(t),
+                    grounded_by="positive part" if positive else "prior",
+                    positive=pos_text if positive else f"{self.domain} prior",
+                    alpha=self.options.alpha if neg else -s,
+                    child=out[-1][1],
+                ))
+        if self.options.and_mode == "product":
+            prior_coef = 1.0 - sum(s for s, _ in out)
+            if prior_coef != 0.0:
+                out.append((prior_coef, self.prior()))
+        elif not positive:
+            out.append((1.0, self.prior()))
+        nid = self.weighted_sum(out)
+        self.groundings.extend(replace(g, node=nid) for g in mine)
+        return nid
+
+    # -- DNF ------------------------------------------------------------------------------------
+    def has_lse(self, nid: int) -> bool:
+        hit = self._has_lse.get(nid)
+        if hit is None:
+            node = self.nodes[nid]
+            if isinstance(node, LseNode):
+                hit = True
+            elif isinstance(node, SumNode):
+                hit = False
+                for _, c in node.terms:  # a loop, not any(): deep graphs must not recurse in C
+                    if self.has_lse(c):
+                        hit = True
+                        break
+            else:
+                hit = False
+            self._has_lse[nid] = hit
+        return hit
+
+
+class NotExpandable(Exception):
+    """The expression has no exact DNF mixture (or too large a one); the message says why."""
+
+
+@dataclass
+class _Part:
+    coefs: dict[int, float]
+    log_weight: float
+    choices: tuple[str, ...]
+
+
+def expand_dnf(b: GraphBuilder, root: int, max_disjuncts: int) -> list[Disjunct]:
+    """The root's exact mixture of products of experts, or NotExpandable.
+
+    exp(−E) factorises over a sum's terms; a term that is a log-sum-exp with coefficient exactly 1
+    and τ = 1 is a sum of exp(−E_i − log Z_i), so the product distributes into a sum of products —
+    one disjunct per combination of branches, weighted by exp(−Σ log Z)."""
+
+    def go(nid: int) -> list[_Part]:
+        node = b.nodes[nid]
+        if isinstance(node, LeafNode):
+            return [_Part({node.leaf: 1.0}, 0.0, ())]
+        if isinstance(node, LseNode):
+            if node.tau != 1.0:
+                raise NotExpandable(f"τ = {node.tau:g} ≠ 1, so the OR is not a mixture of its branches")
+            out: list[_Part] = []
+            for child, off in zip(node.children, node.offsets):
+                for p in go(child):
+                    out.append(_Part(p.coefs, p.log_weight - off, (b.text.get(child, "?"),) + p.choices))
+                    if len(out) > max_disjuncts:
+                        raise NotExpandable(f"the disjunctive normal form has more than {max_disjuncts} disjuncts")
+            return out
+        parts = [_Part({}, 0.0, ())]
+        for c, child in node.terms:
+            sub = go(child)
+            if b.has_lse(child) and c != 1.0:
+                raise NotExpandable(
+                    f"{b.text.get(child, 'an OR')!r} enters with weight {c:g} (negated or weighted), "
+                    "which is not a mixture")
+            if len(parts) * len(sub) > max_disjuncts:
+                raise NotExpandable(f"the disjunctive normal form has more than {max_disjuncts} disjuncts")
+            new = []
+            for p, q in itertools.product(parts, sub):
+                coefs = dict(p.coefs)
+                for leaf, v in q.coefs.items():
+                    coefs[leaf] = coefs.get(leaf, 0.0) + c * v
+                new.append(_Part(coefs, p.log_weight + q.log_weight, p.choices + q.choices))
+            parts = new
+        return parts
+
+    parts = go(root)
+    n = len(b.leaves)
+    m = max(p.log_weight for p in parts)
+    weights = [math.exp(p.log_weight - m) for p in parts]
+    total = sum(weights)
+    out = []
+    for p, w in zip(parts, weights):
+        coefs = tuple(p.coefs.get(i, 0.0) for i in range(n))
+        text = " & ".join(p.choices) if p.choices else b.text.get(root, "")
+        out.append(Disjunct(coefs, p.log_weight, text, w / total))
+    return out
+
+
+def linear_text(coefs: tuple[float, ...], leaves: list[Leaf]) -> str:
+    """``E[a] + E[b] − 0.5·E[c]`` for a coefficient row over the leaves."""
+    out = ""
+    for c, leaf in zip(coefs, leaves):
+        if c == 0.0:
+            continue
+        mag = abs(c)
+        term = f"E[{leaf.label}]" if mag == 1.0 else f"{mag:g}·E[{leaf.label}]"
+        if not out:
+            out = ("−" if c < 0 else "") + term
+        else:
+            out += f" {'−' if c < 0 else '+'} {term}"
+    return out or "0"
+
+
+def check_log_z(expr: Expr, options: CompileOptions) -> tuple[float, ...] | None:
+    if isinstance(options.log_z, str):
+        return None
+    if not isinstance(expr, Or):
+        raise CompileError("log_z values were given but the expression is not an OR at the top level")
+    if len(options.log_z) != len(expr.terms):
+        raise CompileError(f"log_z has {len(options.log_z)} value(s) but the top-level OR has "
+                           f"{len(expr.terms)} branches")
+    return tuple(options.log_z)

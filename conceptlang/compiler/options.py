@@ -1,0 +1,90 @@
+"""Compile options and their documented defaults (docs/compiler.md, "Options")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from conceptlang.errors import CompileError
+
+AND_MODES = ("sum", "product")
+OR_MODES = ("auto", "dnf", "lse")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How an expression becomes energies.
+
+    * ``alpha``: negation strength, ``A & ~B`` → E_A − α·E_B; α ∈ (0, 1]. 0.5 until the shipped
+      models' measurements pick another value (the registry may suggest one via its sampler settings
+      key ``"alpha"``; an explicit option always wins).
+    * ``tau``: OR temperature τ > 0 in −τ·logsumexp(−E_i/τ − log Z_i).
+    * ``and_mode``: ``"sum"`` (the paper's plain product of experts, default) or ``"product"``
+      (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)).
+    * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
+      at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
+      ``"lse"`` (always log-sum-exp energies; explicit models only).
+    * ``log_z``: ``"equal"`` (every branch's log Z taken as equal — the paper's assumption) or a
+      sequence of log Z values, one per branch of the top-level OR.
+    * ``strict``: an unsatisfiable expression is an error instead of a warning.
+    * ``domain``: pin name resolution to one domain.
+    * ``sampler``: check at compile time that this sampler suits the models.
+    """
+
+    alpha: float = 0.5
+    tau: float = 1.0
+    and_mode: str = "sum"
+    or_mode: str = "auto"
+    log_z: Any = "equal"
+    max_disjuncts: int = 64
+    strict: bool = False
+    domain: str | None = None
+    sampler: str | None = None
+
+    def validated(self) -> "CompileOptions":
+        alpha = _number("alpha", self.alpha)
+        if not (0.0 < alpha <= 1.0):
+            raise CompileError(f"alpha must be in (0, 1], got {alpha!r}")
+        tau = _number("tau", self.tau)
+        if not tau > 0.0:
+            raise CompileError(f"tau (the OR temperature) must be > 0, got {tau!r}")
+        if self.and_mode not in AND_MODES:
+            raise CompileError(f"and_mode must be one of {', '.join(AND_MODES)}; got {self.and_mode!r}")
+        if self.or_mode not in OR_MODES:
+            raise CompileError(f"or_mode must be one of {', '.join(OR_MODES)}; got {self.or_mode!r}")
+        log_z = self.log_z
+        if isinstance(log_z, str):
+            if log_z != "equal":
+                raise CompileError(f"log_z must be 'equal' or a sequence of numbers; got {log_z!r}")
+        else:
+            try:
+                log_z = tuple(_number("log_z", v) for v in log_z)
+            except TypeError:
+                raise CompileError(f"log_z must be 'equal' or a sequence of numbers; got {log_z!r}") from None
+        if not isinstance(self.max_disjuncts, int) or self.max_disjuncts < 1:
+            raise CompileError(f"max_disjuncts must be a positive integer, got {self.max_disjuncts!r}")
+        return replace(self, alpha=alpha, tau=tau, log_z=log_z)
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise CompileError(f"{name} must be a number, got {value!r}") from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise CompileError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def make_options(**kwargs: Any) -> CompileOptions:
+    known = {f.name for f in fields(CompileOptions)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise CompileError(f"unknown compile option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return CompileOptions(**{k: v for k, v in kwargs.items() if v is not None or k in ("domain", "sampler")}).validated()

@@ -1,0 +1,207 @@
+"""Name resolution: every concept of an expression → one :class:`ConceptRef` in one domain.
+
+A bare name resolves when exactly one family (of one domain) has that value; a qualified name
+(``color.red``) names its family; a parameterised name (``position(0.3, 0.7)``) names a continuous
+family and its arguments are checked against the family's parameter ranges. Unknown names get
+"did you mean" suggestions (difflib); ambiguous ones list their candidates. When concepts could
+come from several domains, the domain the other concepts agree on decides; concepts from
+different domains in one expression are an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterator
+
+from conceptlang.compiler.interface import ConceptRef, ConceptRegistry
+from conceptlang.errors import CompileError, ConceptLangError, NameResolutionError, SourceLocation
+from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
+
+
+def _kids(node: Expr) -> tuple:
+    if isinstance(node, (And, Or)):
+        return tuple(node.terms)
+    if isinstance(node, (Not, Weighted)):
+        return (node.expr,)
+    return ()
+
+
+def postorder(root: Expr) -> Iterator[Expr]:
+    """Every distinct node (by identity) once, children first, iteratively: expressions may nest
+    10,000 levels deep, and expanded definitions share sub-trees (a DAG)."""
+    seen: set[int] = set()
+    stack: list[tuple[Expr, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if ready:
+            yield node
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((k, False) for k in reversed(_kids(node)) if id(k) not in seen)
+
+
+walk = postorder
+
+
+def depth(expr: Expr) -> int:
+    """Nesting depth (1 for a concept), linear in the number of distinct nodes."""
+    level: dict[int, int] = {}
+    for node in postorder(expr):
+        level[id(node)] = 1 + max((level[id(k)] for k in _kids(node)), default=0)
+    return level[id(expr)]
+
+
+def location(node: object, source: str) -> SourceLocation | None:
+    span = getattr(node, "span", None)
+    if span is None or span.line <= 0:
+        return None
+    text = source or getattr(span, "source", "")
+    return SourceLocation(span.line, span.column, text)
+
+
+def concept_text(c: Concept) -> str:
+    if c.args is not None:
+        return f"{c.qualified}({', '.join(format(a, 'g') for a in c.args)})"
+    return c.qualified
+
+
+def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
+                  domain: str | None = None) -> tuple[dict[Concept, ConceptRef], str]:
+    """Map every distinct concept of ``expr`` to its reference; return the mapping and the domain."""
+    concepts: list[Concept] = []
+    seen: set[Concept] = set()
+    for node in walk(expr):
+        if isinstance(node, Concept) and node not in seen:
+            seen.add(node)
+            concepts.append(node)
+
+    cands: dict[Concept, list[ConceptRef]] = {}
+    for c in concepts:
+        found = _candidates(c, registry)
+        if domain is not None:
+            found = [r for r in found if r.domain == domain]
+        if not found:
+            raise _unknown(c, registry, source, domain)
+        cands[c] = found
+
+    # The domain every concept can live in.
+    common: set[str] | None = None
+    for found in cands.values():
+        ds = {r.domain for r in found}
+        common = ds if common is None else common & ds
+    if not common:
+        by_domain = ", ".join(f"{concept_text(c)} ({'/'.join(sorted({r.domain for r in f}))})"
+                              for c, f in cands.items())
+        raise CompileError(f"the concepts come from different domains and cannot be composed: {by_domain}")
+    if len(common) == 1:
+        (dom,) = common
+        cands = {c: [r for r in f if r.domain == dom] for c, f in cands.items()}
+
+    refs: dict[Concept, ConceptRef] = {}
+    for c, found in cands.items():
+        if len(found) > 1:
+            listed = ", ".join(f"{r.qualified} ({r.domain})" for r in found)
+            raise NameResolutionError(
+                f"ambiguous concept {concept_text(c)!r}: it could mean {listed}; write the qualified name",
+                location(c, source),
+            )
+        refs[c] = _with_params(c, found[0], registry, source)
+    doms = {r.domain for r in refs.values()}
+    if len(doms) != 1:  # pragma: no cover - guarded by the intersection above
+        raise CompileError(f"the concepts come from different domains: {sorted(doms)}")
+    return refs, doms.pop()
+
+
+def _candidates(c: Concept, registry: ConceptRegistry) -> list[ConceptRef]:
+    if c.args is not None:
+        # position(0.3, 0.7): the name is the family (optionally qualified as domain-less family.name).
+        name = c.name if c.family is None else f"{c.family}.{c.name}"
+        return [r for r in registry.candidates(name) if r.value is None]
+    return list(registry.candidates(c.name, c.family))
+
+
+def _unknown(c: Concept, registry: ConceptRegistry, source: str, domain: str | None) -> NameResolutionError:
+    text = c.qualified
+    known = registry.known_names()
+    close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
+    if not close and c.family is not None:
+        close = difflib.get_close_matches(c.name, known, n=3, cutoff=0.6)
+    where = f" in domain {domain!r}" if domain else ""
+    msg = f"unknown concept {concept_text(c)!r}{where}"
+    if close:
+        msg += "; did you mean " + " or ".join(repr(n) for n in close) + "?"
+    return NameResolutionError(msg, location(c, source))
+
+
+def _with_params(c: Concept, ref: ConceptRef, registry: ConceptRegistry, source: str) -> ConceptRef:
+    try:
+        fam = registry.domain(ref.domain).family(ref.family)
+    except ConceptLangError:
+        fam = None
+    if fam is None:
+        return ref
+    if fam.kind == "continuous":
+        if c.args is None:
+            raise NameResolutionError(
+                f"{fam.name} is a parameterised concept: write {fam.name}({', '.join(fam.params)})",
+                location(c, source),
+            )
+        if len(c.args) != len(fam.params):
+            raise CompileError(
+                f"{fam.name} takes {len(fam.params)} argument(s) ({', '.join(fam.params)}), got {len(c.args)}",
+                location(c, source),
+            )
+        for p, v, (lo, hi) in zip(fam.params, c.args, fam.ranges or [(-float("inf"), float("inf"))] * len(c.args)):
+            if not (lo <= v <= hi):
+                raise CompileError(f"{fam.name} argument {p}={v:g} is outside [{lo:g}, {hi:g}]",
+                                   location(c, source))
+        return ConceptRef(ref.domain, ref.family, params=tuple(float(a) for a in c.args))
+    if c.args is not None:
+        raise CompileError(f"{c.qualified} takes no arguments", location(c, source))
+    return ref
+
+
+def check_definitions_shadowing(definitions, registry: ConceptRegistry, source: str) -> None:
+    """A definition may not take the name of a concept the registry knows."""
+    for d in definitions:
+        hits = registry.candidates(d.name)
+        if hits:
+            listed = ", ".join(f"{r.qualified} ({r.domain})" for r in hits)
+            raise NameResolutionError(f"definition {d.name!r} shadows the concept {listed}; rename it",
+                                      location(d, source))
+
+
+def expand_definitions_locally(program, source: str = "") -> Expr:
+    """Substitute definitions into the body (used when the syntax passes are not available)."""
+    defs: dict[str, Expr] = {}
+    for d in program.definitions:
+        if d.name in defs:
+            raise NameResolutionError(f"{d.name!r} is defined twice", location(d, source))
+        defs[d.name] = d.expr
+
+    expanding: list[str] = []
+
+    def subst(e: Expr) -> Expr:
+        if isinstance(e, Concept):
+            if e.family is None and e.args is None and e.name in defs:
+                if e.name in expanding:
+                    cycle = " → ".join(expanding[expanding.index(e.name):] + [e.name])
+                    raise NameResolutionError(f"definitions refer to each other in a cycle: {cycle}",
+                                              location(e, source))
+                expanding.append(e.name)
+                out = subst(defs[e.name])
+                expanding.pop()
+                return out
+            return e
+        if isinstance(e, Not):
+            return Not(subst(e.expr), span=e.span)
+        if isinstance(e, Weighted):
+            return Weighted(e.weight, subst(e.expr), span=e.span)
+        if isinstance(e, And):
+            return And(tuple(subst(t) for t in e.terms), span=e.span)
+        return Or(tuple(subst(t) for t in e.terms), span=e.span)
+
+    return subst(program.body)
