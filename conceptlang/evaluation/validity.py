@@ -1,0 +1,278 @@
+"""Is an image a well-formed member of its domain? Segmentation, the computed scenes check, and the
+corruption set that the validity checks are measured against.
+
+A classifier trained only on clean scenes calls multicoloured blobs "circle" (shared/notes), so
+judged labels are only evidence together with validity. For ``scenes`` validity is *computed*:
+
+1. plain dark background: ≥ 90 % of the border pixels have every channel ≤ ``BG_MAX`` (40);
+2. foreground = pixels differing from the background colour by more than ``FG_THRESHOLD`` (40) in
+   some channel; 8-connected components of ≥ ``MIN_OBJECT_AREA`` (12 px at 32×32) are objects,
+   and at most ``MAX_STRAY`` (3) foreground pixels may lie outside them;
+3. the stated number of objects (1 or 2 when not stated);
+4. every object is uniformly coloured (interior channel std ≤ ``MAX_COLOR_STD``, 25) in a colour
+   near the palette (RGB distance ≤ ``MAX_PALETTE_DIST``, 80) and has a domain shape: its soft
+   coverage overlaps one of the 3 shapes × 2 sizes, rendered at its centre, with IoU ≥
+   ``MIN_SHAPE_IOU`` (0.88).
+
+Faces validity is a trained head of the faces judge (see :mod:`conceptlang.evaluation.judge`).
+All functions take uint8 (N, H, W, 3) at 32×32 (the judge resizes other sizes first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from conceptlang.data import scenes as sc
+
+BG_MAX = 40
+FG_THRESHOLD = 40
+MIN_OBJECT_AREA = 12
+MAX_STRAY = 3
+MAX_COLOR_STD = 25.0
+MAX_PALETTE_DIST = 80.0
+MIN_SHAPE_IOU = 0.88
+SIZE = 32
+
+
+@dataclass
+class SceneObject:
+    """One segmented object (pixel units at 32×32; x, y from the top-left)."""
+
+    pixels: np.ndarray  # flat indices into the H*W canvas
+    coverage: np.ndarray  # (H, W) soft coverage in [0, 1], zero outside the object
+    centroid: tuple[float, float]
+    area: int
+    rgb: np.ndarray  # (3,) interior colour
+    color_std: float
+    shape_iou: np.ndarray = field(default_factory=lambda: np.zeros((3, 2)))  # (shape, size)
+    centres: np.ndarray = field(default_factory=lambda: np.zeros((3, 2, 2)))  # box centre per hypothesis
+
+    @property
+    def best_iou(self) -> float:
+        return float(self.shape_iou.max())
+
+
+@dataclass
+class SceneAnalysis:
+    background: np.ndarray  # (3,)
+    border_dark: bool
+    objects: list[SceneObject]
+    stray: int
+
+    def reasons(self, n_objects: int | None = None) -> list[str]:
+        """Why this image is not a valid scene; empty when it is."""
+        out = []
+        if not self.border_dark:
+            out.append("background is not plain dark")
+        allowed = (1, 2) if n_objects is None else (n_objects,)
+        if len(self.objects) not in allowed:
+            out.append(f"{len(self.objects)} objects, expected {' or '.join(map(str, allowed))}")
+        if self.stray > MAX_STRAY:
+            out.append(f"{self.stray} stray foreground pixels")
+        for k, o in enumerate(self.objects):
+            if o.color_std > MAX_COLOR_STD:
+                out.append(f"object {k} is not uniformly coloured (std {o.color_std:.0f})")
+            dist = np.sqrt(((sc.PALETTE_ARRAY - o.rgb) ** 2).sum(1)).min()
+            if dist > MAX_PALETTE_DIST:
+                out.append(f"object {k} colour {tuple(int(v) for v in o.rgb)} is far from the palette")
+            if o.best_iou < MIN_SHAPE_IOU:
+                out.append(f"object {k} is not a domain shape (best IoU {o.best_iou:.2f})")
+        return out
+
+
+def connected_components(mask: np.ndarray) -> np.ndarray:
+    """8-connected components of a boolean (N, H, W) mask.
+
+    Returns int64 (N, H, W): 0 off the mask, else 1 + the smallest flat pixel index of the pixel's
+    component (so ids are unique within an image, not consecutive). Label propagation: each pass
+    takes the minimum over the 3×3 neighbourhood, until nothing changes.
+    """
+    n, h, w = mask.shape
+    big = np.iinfo(np.int64).max
+    lab = np.where(mask, np.arange(h * w, dtype=np.int64).reshape(1, h, w) + 1, big)
+    while True:
+        pad = np.pad(lab, ((0, 0), (1, 1), (1, 1)), constant_values=big)
+        m = lab.copy()
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                np.minimum(m, pad[:, dy : dy + h, dx : dx + w], out=m)
+        m = np.where(mask, m, big)
+        if np.array_equal(m, lab):
+            break
+        lab = m
+    return np.where(mask, lab, 0)
+
+
+def _hypothesis_centres(centroid: tuple[float, float], size: int) -> np.ndarray:
+    """Box centre (x, y) in pixels for each (shape, size) hypothesis, from a coverage centroid."""
+    out = np.empty((3, 2, 2), dtype=np.float32)
+    for z, ext in enumerate(sc.EXTENT_ARRAY):
+        for s in range(3):
+            dy = 0.0
+            if s == 2:  # a triangle's centroid lies h/6 below the centre of its box
+                dy = sc.TRIANGLE_HEIGHT * ext * size / 6
+            out[s, z] = (centroid[0], centroid[1] - dy)
+    return out
+
+
+def analyse_scenes(images: np.ndarray, with_shapes: bool = True) -> list[SceneAnalysis]:
+    """Segment every image (uint8 (N, 32, 32, 3)) and measure what validity needs."""
+    imgs = np.asarray(images)
+    n, h, w, _ = imgs.shape
+    f = imgs.astype(np.float32)
+    border = np.concatenate([f[:, 0], f[:, -1], f[:, 1:-1, 0], f[:, 1:-1, -1]], axis=1)  # (N, B, 3)
+    bg = np.median(border, axis=1)  # (N, 3)
+    border_dark = ((border <= BG_MAX).all(-1)).mean(1) >= 0.9
+    strength = np.abs(f - bg[:, None, None, :]).max(-1)  # (N, H, W)
+    fg = strength > FG_THRESHOLD
+    lab = connected_components(fg)
+    px = np.arange(w, dtype=np.float32) + 0.5
+    out = []
+    for i in range(n):
+        ids, counts = np.unique(lab[i][lab[i] > 0], return_counts=True)
+        objects, stray = [], 0
+        for cid, cnt in zip(ids, counts):
+            if cnt < MIN_OBJECT_AREA * (h / SIZE) ** 2:
+                stray += int(cnt)
+                continue
+            sel = lab[i] == cid
+            s = strength[i][sel]
+            interior = s >= 0.8 * s.max()
+            rgb_pixels = f[i][sel][interior]
+            rgb = rgb_pixels.mean(0)
+            full = np.abs(rgb - bg[i]).max()
+            cov = np.zeros((h, w), np.float32)
+            cov[sel] = np.clip(s / max(full, 1.0), 0, 1)
+            # The soft coverage also extends into the anti-aliased rim just under the threshold.
+            cx = float((cov.sum(0) * px).sum() / cov.sum())
+            cy = float((cov.sum(1) * px).sum() / cov.sum())
+            obj = SceneObject(
+                pixels=np.flatnonzero(sel), coverage=cov, centroid=(cx, cy), area=int(cnt), rgb=rgb,
+                color_std=float(rgb_pixels.std(0).max()) if len(rgb_pixels) > 1 else 0.0,
+            )
+            if with_shapes:
+                obj.centres = _hypothesis_centres((cx, cy), h)
+                obj.shape_iou = _shape_ious(cov, obj.centres, h)
+            objects.append(obj)
+        out.append(SceneAnalysis(background=bg[i], border_dark=bool(border_dark[i]), objects=objects, stray=stray))
+    return out
+
+
+def _shape_ious(cov: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
+    """Soft IoU of ``cov`` (H, W) with each of the 3×2 ideal shapes rendered at ``centres``."""
+    shapes = np.repeat(np.arange(3), 2)
+    sizes = np.tile(np.arange(2), 3)
+    cen = centres.reshape(6, 2)
+    px = np.arange(size, dtype=np.float32) + 0.5
+    ideal = sc._coverage(shapes, sc.EXTENT_ARRAY[sizes] * size, cen, px)  # (6, H, W)
+    inter = np.minimum(ideal, cov[None]).sum((1, 2))
+    union = np.maximum(ideal, cov[None]).sum((1, 2))
+    return (inter / np.maximum(union, 1e-6)).reshape(3, 2)
+
+
+def scenes_valid(images: np.ndarray, n_objects: int | None = None) -> np.ndarray:
+    """bool (N,): computed validity of 32×32 scenes (see the module docstring)."""
+    return np.array([not a.reasons(n_objects) for a in analyse_scenes(images)], dtype=bool)
+
+
+# ---- corruptions -----------------------------------------------------------------------------
+# Deliberately invalid images for measuring validity checks. Each kind is a failure mode seen (or
+# feared) in EBM samples: noise, soft blobs, textures, half-drawn objects, multicoloured blobs.
+
+CORRUPTION_KINDS: dict[str, tuple[str, ...]] = {
+    "scenes": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "speckles"),
+    "faces": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled"),
+}
+
+
+def _blur(img: np.ndarray, radius: float) -> np.ndarray:
+    from PIL import Image, ImageFilter
+
+    return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius)))
+
+
+def _smooth_field(rng: np.random.Generator, size: int, cells: int, channels: int = 3) -> np.ndarray:
+    from PIL import Image
+
+    small = (rng.random((cells, cells, channels)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC)).astype(np.float32)
+
+
+def corruptions(domain: str, n: int, seed: int = 0, kinds: tuple[str, ...] | None = None,
+                image_size: int = 32) -> tuple[np.ndarray, list[str]]:
+    """``n`` corrupted images of ``domain`` (uint8 (N, S, S, 3)) and the kind of each, round-robin."""
+    from conceptlang.data import generate
+
+    kinds = kinds or CORRUPTION_KINDS[domain]
+    rng = np.random.default_rng([seed, 7])
+    real, _ = generate(domain, n, seed=seed + 10_000, image_size=image_size)
+    S = image_size
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) + 0.5
+    out = np.empty((n, S, S, 3), np.uint8)
+    names = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        names.append(kind)
+        img = real[i].astype(np.float32)
+        bg = img[0, 0].copy()
+        if kind == "noise":
+            if rng.random() < 0.5:
+                img = rng.random((S, S, 3)) * 255
+            else:
+                img = np.clip(rng.normal(rng.uniform(40, 200), rng.uniform(20, 80), (S, S, 3)), 0, 255)
+        elif kind == "blur_blobs":
+            img = np.zeros((S, S, 3), np.float32) + (bg if domain == "faces" else 0)
+            for _ in range(rng.integers(1, 5)):
+                c = rng.uniform(4, S - 4, 2)
+                r = rng.uniform(2, S / 4)
+                a = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * r * r))[..., None]
+                img = img * (1 - a) + a * rng.uniform(0, 255, 3)
+        elif kind == "texture":
+            if rng.random() < 0.5:
+                img = _smooth_field(rng, S, int(rng.integers(3, 9)))
+            else:  # stripes / checks of two random colours
+                period = rng.uniform(3, 10)
+                ang = rng.uniform(0, np.pi)
+                wave = np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * 2 * np.pi / period)
+                if rng.random() < 0.5:
+                    wave = wave * np.sin((xx * np.sin(ang) - yy * np.cos(ang)) * 2 * np.pi / period)
+                t = (wave[..., None] > 0).astype(np.float32)
+                img = t * rng.uniform(0, 255, 3) + (1 - t) * rng.uniform(0, 255, 3)
+        elif kind == "half_drawn":
+            # Erase the part of the image on one side of a line through the (first) object's centre.
+            ang = rng.uniform(0, 2 * np.pi)
+            cx, cy, extent = S / 2, S * 0.56, 0.7 * S
+            if domain == "scenes":
+                ys, xs = np.nonzero(real[i].max(-1) > FG_THRESHOLD)
+                cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+                extent = max(np.ptp(xs), np.ptp(ys)) + 1
+            # The cut passes within 15 % of the extent of the centre: 35-65 % of the object is gone.
+            side = (xx - cx) * np.cos(ang) + (yy - cy) * np.sin(ang) > rng.uniform(-0.15, 0.15) * extent
+            img[side] = bg
+        elif kind == "multicolour_blob":
+            if domain == "scenes":
+                mask = real[i].max(-1).astype(np.float32) / 255.0
+                mask = mask / max(mask.max(), 1e-6)
+                col = _smooth_field(rng, S, int(rng.integers(6, 12)))
+                img = mask[..., None] * col
+            else:
+                c = np.array([S / 2, S * 0.55]) + rng.normal(0, 1.5, 2)
+                a = (((xx - c[0]) / (0.32 * S)) ** 2 + ((yy - c[1]) / (0.37 * S)) ** 2 <= 1)[..., None]
+                img = np.where(a, _smooth_field(rng, S, int(rng.integers(2, 6))), bg)
+        elif kind == "speckles":
+            k = int(rng.integers(6, 20))
+            ys, xs = rng.integers(0, S, k), rng.integers(0, S, k)
+            img[ys, xs] = rng.uniform(80, 255, (k, 3))
+        elif kind == "scrambled":
+            p = int(rng.choice([4, 8]))
+            tiles = img.reshape(S // p, p, S // p, p, 3).transpose(0, 2, 1, 3, 4).reshape(-1, p, p, 3)
+            tiles = tiles[rng.permutation(len(tiles))]
+            img = tiles.reshape(S // p, S // p, p, p, 3).transpose(0, 2, 1, 3, 4).reshape(S, S, 3)
+        else:
+            raise ValueError(f"unknown corruption kind {kind!r}")
+        if kind in ("blur_blobs",) or (kind == "texture" and rng.random() < 0.3):
+            img = _blur(np.clip(img, 0, 255).astype(np.uint8), rng.uniform(0.5, 1.5)).astype(np.float32)
+        out[i] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    return out, names
