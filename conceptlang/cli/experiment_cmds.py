@@ -93,7 +93,7 @@ def infer_cmd(image, domain, as_json, device, models_dir):
 
     try:
         with Image.open(image) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+            arr = np.array(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3), writable copy
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"cannot read image {image}: {err}") from None
     if device == "auto":

@@ -414,6 +414,7 @@ def evaluate_suite(
     sample_kwargs: dict | None = None,
     progress: Callable[[ExpressionResult], None] | None = None,
     keep_going: bool = True,
+    keep_images: bool = False,
 ) -> SuiteResult:
     judges = judges or JudgeCache()
     t0 = time.perf_counter()
@@ -421,7 +422,7 @@ def evaluate_suite(
     for entry in suite.entries:
         r = evaluate_entry(
             entry, registry, judges, n=n, base_seed=seed, device=device, grid_dir=grid_dir,
-            sample_kwargs=sample_kwargs, keep_going=keep_going,
+            sample_kwargs=sample_kwargs, keep_going=keep_going, keep_images=keep_images,
         )
         results.append(r)
         if progress is not None:

@@ -150,3 +150,44 @@ def pixel_images(flags) -> np.ndarray:
     for i, (a, b, inv) in enumerate(flags):
         imgs[i, 0, 0] = (255 * a, 255 * b, 255 * inv)
     return imgs
+
+
+def truth_table_plan(text: str, n: int) -> list[tuple[int, int, int]]:
+    """Samples that cycle through the satisfying (A, B) assignments of ``text`` (all valid)."""
+    from conceptlang.syntax import evaluate, parse_expr
+
+    expr = parse_expr(text)
+    sat = [(a, b, 0) for a in (0, 1) for b in (0, 1) if evaluate(expr, {"A": bool(a), "B": bool(b), "C": False})]
+    return [sat[i % len(sat)] for i in range(n)]
+
+
+def install_fake_pipeline(monkeypatch, plan=truth_table_plan, objects: int = 0):
+    """Replace compile and sample by fakes whose samples encode ``plan(text, n)`` for PixelJudge.
+
+    Returns the list of (expression text, n, seed) calls made to the fake sampler.
+    """
+    from types import SimpleNamespace
+
+    import conceptlang.compiler as compiler_pkg
+    import conceptlang.sampling as sampling_pkg
+    from conceptlang.syntax import parse, unparse
+    from conceptlang.syntax.passes import expand_definitions
+
+    calls = []
+
+    def fake_compile(expr, registry, **kw):
+        if isinstance(expr, str):
+            expr = expand_definitions(parse(expr))
+        return SimpleNamespace(expr=expr, domain="toy")
+
+    def fake_sample(graph, n, seed=0, device="auto", **kw):
+        text = unparse(graph.expr)
+        calls.append((text, n, seed))
+        u8 = pixel_images(plan(text, n))
+        u8[:, 0, 1, 0] = 50 * objects
+        x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, 4, 4)
+        return SimpleNamespace(images=x, settings={"steps": 7}, seconds=0.0, branches=None)
+
+    monkeypatch.setattr(compiler_pkg, "compile", fake_compile, raising=False)
+    monkeypatch.setattr(sampling_pkg, "sample", fake_sample, raising=False)
+    return calls

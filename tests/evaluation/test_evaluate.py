@@ -150,7 +150,7 @@ def test_json_markdown_and_grids(fake_pipeline, tmp_path):
     assert im.ndim == 3 and im.shape[2] == 3
 
 
-def test_failures_are_recorded_not_raised(monkeypatch, tmp_path):
+def test_failures_are_recorded_not_raised(fake_pipeline, monkeypatch, tmp_path):
     from conceptlang.errors import CompileError
 
     def bad_compile(expr, registry, **kw):

@@ -1,0 +1,107 @@
+"""eval / infer / figure venn through the CLI, on exact fakes (no trained models needed)."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import conceptlang.cli.experiment_cmds as cmds
+from conceptlang.cli import main
+from conceptlang.evaluation.evaluate import JudgeCache
+from tests.evaluation.fakes import PixelJudge, TemplateRegistry, install_fake_pipeline, render
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    monkeypatch.setattr(cmds, "_load_registry", lambda models_dir: TemplateRegistry())
+    monkeypatch.setattr(cmds, "_judges", lambda: JudgeCache(lambda d: PixelJudge()))
+    return install_fake_pipeline(monkeypatch)
+
+
+@pytest.mark.parametrize("cmd", [["eval"], ["infer"], ["figure", "venn"]])
+def test_help(cmd):
+    r = CliRunner().invoke(main, [*cmd, "--help"])
+    assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_eval_writes_tables_and_json(fakes, tmp_path):
+    suite = tmp_path / "s.txt"
+    suite.write_text("@domain toy\nA\n[x]\nA & B\nA | B\n")
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--seed", "2", "--json", str(out),
+                                  "--grids", str(tmp_path / "g"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "| `A & B` | and | 2 | x | 1.00 | 1.00 [0.68, 1.00] | ≥ 0.90 ✓ |" in r.output
+    data = json.loads(out.read_text())
+    assert [x["expression"] for x in data["results"]] == ["A", "A & B", "A | B"]
+    assert data["n"] == 8 and data["seed"] == 2
+    assert {c[1] for c in fakes} == {8}
+    assert len(list((tmp_path / "g").glob("*.png"))) == 3
+
+
+def test_eval_bad_suite_exits_2_without_traceback(fakes, tmp_path):
+    suite = tmp_path / "s.txt"
+    suite.write_text("A\nA & & B\n")
+    r = CliRunner().invoke(main, ["eval", str(suite)])
+    assert r.exit_code == 2
+    assert "line 2" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "missing.txt")])
+    assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_eval_reports_failed_expressions_with_exit_1(fakes, monkeypatch, tmp_path):
+    import conceptlang.compiler as compiler_pkg
+    from conceptlang.errors import CompileError
+
+    def bad(expr, registry, **kw):
+        raise CompileError("boom")
+
+    monkeypatch.setattr(compiler_pkg, "compile", bad)
+    suite = tmp_path / "s.txt"
+    suite.write_text("A\n")
+    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "2"])
+    assert r.exit_code == 1 and "failed: CompileError: boom" in r.output
+    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "2", "--fail-fast"])
+    assert r.exit_code == 1 and "error: boom" in r.output
+
+
+def test_infer_prints_labels_and_json(fakes, tmp_path):
+    path = tmp_path / "img.png"
+    Image.fromarray(render("green", 0.3, 0.6)).save(path)
+    r = CliRunner().invoke(main, ["infer", str(path), "--domain", "toy"])
+    assert r.exit_code == 0, r.output
+    assert "color: green" in r.output and re.search(r"position: \(0\.(29|30)\d, 0\.(59|60)\d\)", r.output)
+    r = CliRunner().invoke(main, ["infer", str(path), "--domain", "toy", "--json"])
+    data = json.loads(r.output)
+    assert data["families"]["color"]["value"] == "green"
+    x, y = data["families"]["position"]["value"]
+    assert abs(x - 0.3) < 0.01 and abs(y - 0.6) < 0.01
+
+
+def test_infer_rejects_unreadable_and_wrong_size_images(fakes, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    r = CliRunner().invoke(main, ["infer", str(bad), "--domain", "toy"])
+    assert r.exit_code == 1 and "cannot read image" in r.output and "Traceback" not in r.output
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(small)
+    r = CliRunner().invoke(main, ["infer", str(small), "--domain", "toy"])
+    assert r.exit_code == 1 and "takes 3×16×16" in r.output
+
+
+def test_figure_venn(fakes, tmp_path):
+    out = tmp_path / "venn.png"
+    r = CliRunner().invoke(main, ["figure", "venn", "A", "B", "-o", str(out), "-n", "4", "--json", str(tmp_path / "v.json")])
+    assert r.exit_code == 0, r.output
+    assert out.exists() and Image.open(out).size[0] > 400
+    assert "| `A & ~B` |" in r.output
+    assert len(json.loads((tmp_path / "v.json").read_text())["regions"]) == 8
+
+
+@pytest.mark.parametrize("concepts", [["A"], ["A", "B", "C", "D"]])
+def test_figure_venn_needs_two_or_three(fakes, tmp_path, concepts):
+    r = CliRunner().invoke(main, ["figure", "venn", *concepts, "-o", str(tmp_path / "v.png")])
+    assert r.exit_code == 2 and "2 or 3 concepts" in r.output

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from conceptlang.evaluation.evaluate import JudgeCache
+from conceptlang.evaluation.objects import evaluate_layout, judge_layout, layout_expression, markdown_table, matches_targets
+from tests.evaluation.fakes import PixelJudge, install_fake_pipeline
+
+T = ((0.25, 0.3), (0.75, 0.7))
+
+
+def test_matches_targets_in_any_order_within_tolerance():
+    assert matches_targets([{"x": 0.75, "y": 0.7}, {"x": 0.25, "y": 0.3}], T)
+    assert matches_targets([{"x": 0.25 + 0.0999, "y": 0.3}, {"x": 0.75, "y": 0.7}], T)
+    assert not matches_targets([{"x": 0.25 + 0.1001, "y": 0.3}, {"x": 0.75, "y": 0.7}], T)
+    # both objects near the same target: no one-to-one assignment
+    assert not matches_targets([{"x": 0.25, "y": 0.3}, {"x": 0.26, "y": 0.31}], T)
+    assert not matches_targets([{"x": 0.25, "y": 0.3}], T)
+    assert not matches_targets([{"x": 0.25, "y": 0.3}, {"x": 0.75, "y": 0.7}, {"x": 0.5, "y": 0.5}], T)
+
+
+def test_judge_layout_counts():
+    labels = [
+        {"objects": [{"x": 0.25, "y": 0.3}, {"x": 0.75, "y": 0.7}]},
+        {"objects": [{"x": 0.25, "y": 0.3}, {"x": 0.75, "y": 0.7}]},  # invalid
+        {"objects": [{"x": 0.25, "y": 0.3}]},
+        {"objects": [{"x": 0.5, "y": 0.5}, {"x": 0.75, "y": 0.7}]},
+        {"objects": [{"x": 0.1, "y": 0.1}] * 5},
+    ]
+    valid = np.array([True, False, True, True, True])
+    ok, exact, hist = judge_layout(labels, valid, T)
+    assert ok.tolist() == [True, False, False, False, False]
+    assert exact.tolist() == [True, True, False, True, False]
+    assert hist == {"1": 1, "2": 3, "4+": 1}
+
+
+def test_layout_expression():
+    assert layout_expression(T) == "position(0.25, 0.3) & position(0.75, 0.7)"
+
+
+def test_evaluate_layout_end_to_end(monkeypatch, tmp_path):
+    # PixelJudge puts its objects at (0.25, 0.5) and (0.75, 0.5); the first 3 of 8 samples are invalid.
+    plan = lambda text, n: [(0, 0, 1)] * 3 + [(0, 0, 0)] * (n - 3)  # noqa: E731
+    install_fake_pipeline(monkeypatch, plan=plan, objects=2)
+    r = evaluate_layout(((0.25, 0.5), (0.75, 0.5)), None, n=8, judges=JudgeCache(lambda d: PixelJudge()),
+                        grid_path=tmp_path / "o.png")
+    assert (r.accuracy.successes, r.valid.successes, r.exactly_two.successes) == (5, 5, 8)
+    assert r.object_counts == {"2": 8}
+    assert (tmp_path / "o.png").exists()
+    assert "**0.62 [0.31, 0.86]**" in markdown_table([r])
