@@ -29,6 +29,7 @@ from conceptlang.evaluation.evaluate import (  # noqa: E402
     evaluate_suite,
     summary_table,
     expression_table,
+    invalid_reasons_table,
 )
 from conceptlang.evaluation.figures import contact_sheet, render_venn, run_venn  # noqa: E402
 from conceptlang.evaluation.suites import load_suite  # noqa: E402
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                 "By tag (section of the suite file; `held-out` = combinations the training split never contains):",
                 "",
                 summary_table(res, "tag", "tag"),
+                "",
+                invalid_reasons_table(res.results),
                 "",
                 f"![{dom} suite samples]({img_link(sheet)})",
                 "",

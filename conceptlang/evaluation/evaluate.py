@@ -118,6 +118,7 @@ class ExpressionResult:
     grid: str | None = None
     error: str | None = None
     per_sample: dict[str, list[bool]] = field(default_factory=dict)
+    invalid_reasons: dict[str, int] = field(default_factory=dict)  # judge's reasons → count of invalid samples
     # The uint8 (N, H, W, 3) samples, kept only when asked (figures); never written to JSON.
     images: np.ndarray | None = field(default=None, repr=False)
 
@@ -157,6 +158,7 @@ class ExpressionResult:
             "settings": _jsonable(self.settings),
             "grid": self.grid,
             "error": self.error,
+            "invalid_reasons": self.invalid_reasons,
             "per_sample": self.per_sample,
         }
 
@@ -180,25 +182,62 @@ def _jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
-def judge_samples(expr: Expr, images: np.ndarray, judge) -> tuple[np.ndarray, list[dict], np.ndarray]:
-    """Run the judge on uint8 (N, H, W, 3) images → (valid (N,), labels, satisfied (N,))."""
+def expected_objects(expr: Expr, domain: str | None) -> int | None:
+    """How many objects a valid sample of ``expr`` must show (None: the judge's default).
+
+    Scenes models are trained on one-object scenes, so a second object is a defect, except for
+    object-level composition: a conjunction of k ≥ 2 distinct positions asks for k objects.
+    """
+    if domain != "scenes":
+        return None
+    from conceptlang.syntax import concepts_of
+    from conceptlang.syntax.ast import And
+
+    e = expr
+    while isinstance(e, Weighted):
+        e = e.expr
+    if isinstance(e, And):
+        positions = {c for c in concepts_of(e) if c.name == "position" and c.args is not None}
+        if len(positions) >= 2 and operator_class(e) == "and":
+            return len(positions)
+    return 1
+
+
+def _reason_key(reason: str) -> str:
+    # "object 0 colour (12, 200, 30) is far from the palette" → "object # colour is far from the palette"
+    return re.sub(r"\d+(\.\d+)?", "#", re.sub(r"\s*\([^)]*\)", "", reason)).strip()
+
+
+def judge_samples(
+    expr: Expr, images: np.ndarray, judge, domain: str | None = None
+) -> tuple[np.ndarray, list[dict], np.ndarray, dict[str, int]]:
+    """Run the judge on uint8 (N, H, W, 3) images → (valid (N,), labels, satisfied (N,), invalid reasons)."""
     from conceptlang.syntax import evaluate
 
-    valid = np.asarray(judge.valid(images), dtype=bool)
+    k = expected_objects(expr, domain)
+    valid = np.asarray(judge.valid(images) if k is None else judge.valid(images, n_objects=k), dtype=bool)
     labels = judge.labels(images)
     if valid.shape != (len(images),) or len(labels) != len(images):
         raise ConceptLangError(
             f"the judge returned {valid.shape} validity flags and {len(labels)} label sets for {len(images)} images"
         )
     satisfied = np.array([bool(evaluate(expr, lab)) for lab in labels], dtype=bool)
-    return valid, labels, satisfied
+    reasons: dict[str, int] = {}
+    bad = np.flatnonzero(~valid)
+    if len(bad) and hasattr(judge, "reasons"):
+        per = judge.reasons(images[bad]) if k is None else judge.reasons(images[bad], n_objects=k)
+        for rs in per:
+            for key in {_reason_key(r) for r in rs} or {"(no reason given)"}:
+                reasons[key] = reasons.get(key, 0) + 1
+    return valid, labels, satisfied, dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
 
 
 def score_samples(
     expr: Expr, images: np.ndarray, judge, result: ExpressionResult
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill ``result``'s proportions from the judge's verdict on ``images``; returns (valid, satisfied)."""
-    valid, labels, satisfied = judge_samples(expr, images, judge)
+    valid, labels, satisfied, reasons = judge_samples(expr, images, judge, result.domain)
+    result.invalid_reasons = reasons
     ok = valid & satisfied
     n = len(images)
     result.valid = Proportion(int(valid.sum()), n)
@@ -490,6 +529,21 @@ def summary_table(result: SuiteResult, key: str, title: str) -> str:
     return "\n".join(lines)
 
 
+def invalid_reasons_table(results: Sequence[ExpressionResult], top: int = 8) -> str:
+    """Why samples were judged invalid, pooled over expressions (an invalid sample may have several reasons)."""
+    pooled: dict[str, int] = {}
+    n_invalid = sum(r.valid.trials - r.valid.successes for r in results if r.valid is not None)
+    for r in results:
+        for k, v in r.invalid_reasons.items():
+            pooled[k] = pooled.get(k, 0) + v
+    if not pooled:
+        return "No sample was judged invalid." if n_invalid == 0 else ""
+    lines = [f"| reason a sample was invalid ({n_invalid} invalid samples) | samples |", "| --- | --- |"]
+    for k, v in sorted(pooled.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| {k} | {v} |")
+    return "\n".join(lines)
+
+
 def suite_markdown(result: SuiteResult, title: str | None = None, grid_link: Callable[[str], str] | None = None) -> str:
     env = result.environment
     head = title or f"Evaluation of {result.suite_path or 'suite'}"
@@ -514,6 +568,9 @@ def suite_markdown(result: SuiteResult, title: str | None = None, grid_link: Cal
     ]
     if any(r.tags for r in result.results):
         parts += ["", "By tag:", "", summary_table(result, "tag", "tag")]
+    reasons = invalid_reasons_table(result.results)
+    if reasons:
+        parts += ["", reasons]
     return "\n".join(parts) + "\n"
 
 

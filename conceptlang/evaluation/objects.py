@@ -114,8 +114,12 @@ def evaluate_layout(
     graph = compile_expr(text, registry)
     res = sample(graph, n, seed=s, device=device, **(sample_kwargs or {}))
     images = to_uint8(res.images)  # (N, H, W, 3)
-    judge = judges(getattr(graph, "domain", None) or "scenes")
-    valid = np.asarray(judge.valid(images), dtype=bool)
+    domain = getattr(graph, "domain", None) or "scenes"
+    judge = judges(domain)
+    # Scenes validity is checked for exactly len(targets) objects (the judge's own default allows 1 or 2).
+    valid = np.asarray(
+        judge.valid(images, n_objects=len(targets)) if domain == "scenes" else judge.valid(images), dtype=bool
+    )
     labels = judge.labels(images)
     ok, exact, hist = judge_layout(labels, valid, targets, tolerance)
     grid = None

@@ -131,8 +131,15 @@ class PixelJudge:
     Pixel (0, 1) red channel counts objects (value // 50), placed at x = 0.25 and 0.75, y = 0.5.
     """
 
-    def valid(self, images):
+    def valid(self, images, n_objects=None):
+        self.last_n_objects = n_objects
         return images[:, 0, 0, 2] <= 127
+
+    def reasons(self, images, n_objects=None):
+        return [
+            ["object 0 colour (1, 2, 3) is far from the palette", "3 objects, expected 1"] if im[0, 0, 2] > 127 else []
+            for im in images
+        ]
 
     def labels(self, images):
         out = []

@@ -176,3 +176,25 @@ def test_targets_follow_issue_6():
 def test_slug():
     assert slug("(male & smiling) | ~black_hair") == "male_and_smiling_or_not_black_hair"
     assert slug("position(0.3, 0.7) & color.red") == "position_0-3_0-7_and_color-red"
+
+
+@pytest.mark.parametrize(
+    "text,domain,k",
+    [
+        ("circle & red", "scenes", 1),
+        ("position(0.25, 0.3) & position(0.75, 0.7)", "scenes", 2),
+        ("position(0.2, 0.2) & position(0.5, 0.5) & position(0.8, 0.8)", "scenes", 3),
+        ("position(0.25, 0.3) | position(0.75, 0.7)", "scenes", 1),
+        ("position(0.25, 0.3) & position(0.25, 0.3)", "scenes", 1),
+        ("male & smiling", "faces", None),
+    ],
+)
+def test_expected_objects(text, domain, k):
+    from conceptlang.evaluation.evaluate import expected_objects
+
+    assert expected_objects(parse_expr(text), domain) == k
+
+
+def test_invalid_reasons_are_counted_without_numbers(fake_pipeline, tmp_path):
+    r = {r.text: r for r in _run(tmp_path).results}["A & B"]
+    assert r.invalid_reasons == {"object # colour is far from the palette": 2, "# objects, expected #": 2}
