@@ -267,14 +267,24 @@ def _coverage(shape: np.ndarray, extent: np.ndarray, centre: np.ndarray, px: np.
         elif code == 1:  # axis-aligned square of side 0.9 d
             sdf[m] = np.maximum(np.abs(x), np.abs(y)) - SQUARE_SIDE * d / 2
         else:  # upward equilateral triangle of height h, box-centred: apex at -h/2, base at +h/2
-            h = TRIANGLE_HEIGHT * d
-            base = y - h / 2  # below the base is outside (image y grows downwards)
-            # Slanted edges: normal (±cos30°, -sin30°) through the apex (0, -h/2).
-            slant = np.abs(x) * np.float32(np.sqrt(3.0) / 2) - (y + h / 2) * 0.5
-            # max of half-plane distances: exact along edges, slightly sharp at the corners,
-            # which is what a pixel-scale anti-aliasing band needs.
-            sdf[m] = np.maximum(base, slant)
+            sdf[m] = _triangle_sdf(x, y, TRIANGLE_HEIGHT * d)
     return np.clip(0.5 - sdf, 0.0, 1.0)
+
+
+def _triangle_sdf(x: np.ndarray, y: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Exact signed distance to an upward equilateral triangle of height ``h`` centred in its box.
+
+    Inigo Quilez's equilateral-triangle SDF, moved to image coordinates (y down, origin at the box
+    centre); exact at the corners too, so the anti-aliasing band never pokes out past a vertex.
+    """
+    k = np.float32(np.sqrt(3.0))
+    r = h / k  # half the side
+    px = np.abs(x) - r
+    py = (h / 6 - y) + r / k  # y up, origin on the base
+    fold = px + k * py > 0
+    px, py = np.where(fold, (px - k * py) / 2, px), np.where(fold, (-k * px - py) / 2, py)
+    px = px - np.clip(px, -2 * r, 0)
+    return (-np.sqrt(px * px + py * py) * np.sign(py)).astype(np.float32)
 
 
 def generate_scenes(

@@ -1,0 +1,176 @@
+"""The scenes generator: labels agree with the pixels, splits hold what they claim, seeds determine output."""
+
+import numpy as np
+import pytest
+
+from conceptlang.data import generate, get_domain, splits, to_tensor, to_uint8
+from conceptlang.data import scenes as sc
+from conceptlang.errors import DataError
+from conceptlang.evaluation.validity import connected_components
+
+
+def _pixel(img, obj):
+    s = img.shape[0]
+    return img[int(obj["y"] * s), int(obj["x"] * s)]
+
+
+@pytest.mark.parametrize("split", list(sc.SPLITS))
+def test_pixel_at_each_labelled_centre_is_the_labelled_colour(split):
+    imgs, labels = generate("scenes", 300, seed=3, split=split)
+    for img, lab in zip(imgs, labels):
+        for obj in lab["objects"]:
+            # The box centre lies ≥ 2 px inside every shape, so the pixel is fully covered.
+            assert tuple(_pixel(img, obj)) == sc.PALETTE[obj["color"]]
+
+
+@pytest.mark.parametrize("split,count", [("train", 1), ("heldout", 1), ("continual2", 1), ("two_objects", 2)])
+def test_object_count_by_connected_components(split, count):
+    imgs, labels = generate("scenes", 300, seed=4, split=split)
+    comp = connected_components(imgs.max(-1) > 0)
+    for c, lab in zip(comp, labels):
+        assert len(np.unique(c[c > 0])) == count == len(lab["objects"])
+
+
+def test_background_is_black_and_objects_stay_inside():
+    imgs, _ = generate("scenes", 2000, seed=5, split="train")
+    border = np.concatenate([imgs[:, 0], imgs[:, -1], imgs[:, :, 0], imgs[:, :, -1]], axis=1)
+    assert border.max() == 0
+    assert (imgs[:, 0, 0] == 0).all()
+
+
+@pytest.mark.parametrize("shape", sc.SHAPES)
+@pytest.mark.parametrize("size", sc.SIZES)
+def test_area_matches_the_size(shape, size):
+    # Analytic coverage integrates to the shape's area up to a fraction of a pixel per edge pixel.
+    arrays = sc.sample_scene_arrays(50, seed=6, split="train")
+    arrays.index["shape"][:] = sc.SHAPES.index(shape)
+    arrays.index["size"][:] = sc.SIZES.index(size)
+    arrays.index["color"][:] = sc.COLORS.index("red")
+    arrays.positions[:] = 0.5
+    img = sc.render_scenes(arrays, 32)
+    area = img[..., 0].astype(float).sum((1, 2)) / sc.PALETTE["red"][0]
+    d = sc.SIZE_EXTENT[size] * 32
+    expected = {
+        "circle": np.pi * d * d / 4,
+        "square": (sc.SQUARE_SIDE * d) ** 2,
+        "triangle": (sc.TRIANGLE_HEIGHT * d) ** 2 / np.sqrt(3),
+    }[shape]
+    assert np.allclose(area, expected, rtol=0.03)
+
+
+def test_large_objects_are_larger_than_small_ones():
+    imgs, labels = generate("scenes", 600, seed=7)
+    area = (imgs.max(-1) > 0).sum((1, 2))
+    for shape in sc.SHAPES:
+        small = [a for a, l in zip(area, labels) if l[shape] and l["small"]]
+        large = [a for a, l in zip(area, labels) if l[shape] and l["large"]]
+        assert max(small) < min(large)
+
+
+def test_same_seed_same_scenes_other_seed_other_scenes():
+    a, la = generate("scenes", 64, seed=11)
+    b, lb = generate("scenes", 64, seed=11)
+    c, _ = generate("scenes", 64, seed=12)
+    assert np.array_equal(a, b) and la == lb
+    assert not np.array_equal(a, c)
+
+
+def test_labels_do_not_depend_on_resolution():
+    _, l32 = generate("scenes", 20, seed=2)
+    big, l96 = generate("scenes", 20, seed=2, image_size=96)
+    assert l32 == l96 and big.shape == (20, 96, 96, 3)
+    for img, lab in zip(big, l96):
+        assert tuple(_pixel(img, lab["objects"][0])) == sc.PALETTE[lab["objects"][0]["color"]]
+
+
+def _combos(labels):
+    return {(o["shape"], o["color"], o["size"]) for lab in labels for o in lab["objects"]}
+
+
+def test_train_excludes_and_heldout_contains_only_the_heldout_combinations():
+    _, train = generate("scenes", 5000, seed=1, split="train")
+    _, held = generate("scenes", 500, seed=1, split="heldout")
+    heldout = set(sc.HELDOUT_COMBINATIONS)
+    assert _combos(train) == {(s, c, z) for s in sc.SHAPES for c in sc.COLORS for z in sc.SIZES} - heldout
+    assert _combos(held) == heldout
+
+
+def test_continual_splits():
+    _, c1 = generate("scenes", 500, seed=1, split="continual1")
+    _, c2 = generate("scenes", 500, seed=1, split="continual2")
+    _, c3 = generate("scenes", 500, seed=1, split="continual3")
+    assert _combos(c1) == {("square", "purple", "large")}
+    assert _combos(c2) == {(s, "purple", "large") for s in sc.SHAPES}
+    assert _combos(c3) == {("square", c, "large") for c in sc.COLORS}
+    xs = [o["x"] for lab in c1 for o in lab["objects"]]
+    assert np.std(xs) > 0.1  # positions vary
+
+
+def test_two_objects_do_not_overlap_and_label_both():
+    imgs, labels = generate("scenes", 500, seed=9, split="two_objects")
+    for lab in labels:
+        assert len(lab["objects"]) == 2
+        for o in lab["objects"]:
+            assert lab[o["shape"]] and lab[f"color.{o['color']}"] and o["size"] == "small"
+
+
+def test_label_format_is_qualified_and_bare():
+    _, labels = generate("scenes", 10, seed=0)
+    lab = labels[0]
+    o = lab["objects"][0]
+    assert lab[f"shape.{o['shape']}"] is True and lab[o["shape"]] is True
+    assert sum(lab[f"shape.{s}"] for s in sc.SHAPES) == 1
+    assert sum(lab[f"color.{c}"] for c in sc.COLORS) == 1
+    assert 0 <= o["x"] <= 1 and 0 <= o["y"] <= 1
+
+
+def test_arrays_match_dicts():
+    imgs, arrays = generate("scenes", 50, seed=8, split="two_objects", as_arrays=True)
+    imgs2, dicts = generate("scenes", 50, seed=8, split="two_objects")
+    assert np.array_equal(imgs, imgs2)
+    assert arrays.to_dicts() == dicts
+    assert arrays.index["shape"].shape == (50, 2) and arrays.positions.shape == (50, 2, 2)
+
+
+def test_domain_description():
+    dom = get_domain("scenes")
+    assert [f.name for f in dom.families] == ["shape", "color", "size", "position"]
+    assert dom.family("position").params == ("x", "y")
+    assert set(splits("scenes")) == {"train", "heldout", "continual1", "continual2", "continual3", "two_objects"}
+
+
+def test_tensor_round_trip_is_exact():
+    imgs, _ = generate("scenes", 8, seed=0)
+    x = to_tensor(imgs)
+    assert x.shape == (8, 3, 32, 32) and float(x.min()) == -1.0 and float(x.max()) <= 1.0
+    assert np.array_equal(to_uint8(x), imgs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"split": "nope"}, "no split 'nope'"),
+        ({"n": -1}, "non-negative"),
+        ({"image_size": 4}, "image_size"),
+        ({"colour": "red"}, "unknown options: colour"),
+    ],
+)
+def test_bad_arguments_raise_data_error(kwargs, match):
+    args = {"n": 2, "seed": 0, **kwargs}
+    with pytest.raises(DataError, match=match):
+        generate("scenes", **args)
+
+
+def test_unknown_domain():
+    with pytest.raises(DataError, match="unknown domain 'cats'"):
+        get_domain("cats")
+
+
+def test_connected_components_on_known_masks():
+    m = np.zeros((1, 6, 6), bool)
+    m[0, 0, 0] = m[0, 1, 1] = True  # diagonal neighbours: one 8-connected component
+    m[0, 4, 4:6] = True
+    m[0, 0, 5] = True
+    lab = connected_components(m)
+    assert len(np.unique(lab[lab > 0])) == 3
+    assert lab[0, 0, 0] == lab[0, 1, 1] and lab[0, 4, 4] == lab[0, 4, 5] != lab[0, 0, 5]
