@@ -57,6 +57,8 @@ FACE_CENTRE = (0.5, 0.56)
 FACE_RADII = (0.32, 0.37)
 JITTER_POS = 1 / 32
 JITTER_SCALE = 0.04
+HAIRLINE = 0.78  # the hair cap reaches down to 0.78 face-radii above the centre
+WRINKLE_ROWS = (-0.55, -0.67)  # forehead lines of old faces, in face radii from the centre
 
 FACES = Domain(
     name="faces",
@@ -228,7 +230,7 @@ def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray) -> np.ndarra
     _paint(canvas, _cover(face), skin)
 
     # Hair cap over the top of the head down to the hairline (everyone but the bald).
-    cap = np.maximum(_ellipse(x, y + 0.02 * ry, 1.08 * rx, 1.08 * ry), y + 0.72 * ry)
+    cap = np.maximum(_ellipse(x, y + 0.02 * ry, 1.08 * rx, 1.08 * ry), y + HAIRLINE * ry)
     _paint(canvas, _cover(cap), hair_rgb, on=~bald)
 
     # Beard (male): chin below the mouth and the jaw on both sides, inside the face outline.
@@ -237,8 +239,8 @@ def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray) -> np.ndarra
     _paint(canvas, _cover(beard), beard_rgb, on=male)
 
     # Old: two forehead wrinkles, darker skin.
-    for wy in (-0.54, -0.65):
-        _paint(canvas, _cover(_box(x, y - wy * ry, 0.40 * rx, 0.35 * unit)), skin * 0.5, on=~young)
+    for wy in WRINKLE_ROWS:
+        _paint(canvas, _cover(_box(x, y - wy * ry, 0.40 * rx, 0.5 * unit)), skin * 0.5, on=~young)
     # Young: rosy cheeks.
     for sx in (-1, 1):
         _paint(canvas, _cover(_ellipse(x - sx * 0.55 * rx, y - 0.22 * ry, 0.17 * rx, 0.17 * rx)),
