@@ -1,7 +1,127 @@
-"""Commands of this area; filled in by its issue."""
+"""``conceptlang train`` and ``conceptlang models``: training concept models and listing the registry."""
+
+from __future__ import annotations
+
+import json
 
 import click
 
 
+def _parse_splits(text: str) -> dict[str, float]:
+    """``train`` or ``train:0.85,two_objects:0.15`` → {split: weight}."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, w = part.strip().partition(":")
+        try:
+            out[name] = float(w) if w else 1.0
+        except ValueError:
+            raise click.BadParameter(f"bad split weight in {part!r} (use NAME or NAME:WEIGHT)") from None
+    return out
+
+
+@click.command("train")
+@click.argument("domain")
+@click.argument("family", default="all")
+@click.option("--method", type=click.Choice(["denoise", "dsm", "cd"]), default="denoise", show_default=True,
+              help="denoise: implicit noise-predicting U-Net; dsm/cd: explicit scalar energy.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--iters", type=int, default=None, help="Train until this iteration (default: the config's).")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+@click.option("--out", "out_dir", default=None, help="Run folder (default runs/<name>).")
+@click.option("--name", default=None, help="Model name (default <domain>-joint or <domain>-<family>).")
+@click.option("--split", "split", default="train", show_default=True,
+              help="Data split(s), optionally weighted: train or train:0.85,two_objects:0.15.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch.set_num_threads for this run.")
+@click.option("--widths", default="32,64,96", show_default=True, help="Channel width per resolution.")
+@click.option("--checkpoint-every", type=int, default=500, show_default=True)
+@click.option("--cond-dropout", type=float, default=0.3, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, seed, threads,
+              widths, checkpoint_every, cond_dropout, quiet):
+    """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
+
+    Checkpoints (model, optimizer, RNG and data-stream position) are written atomically to the
+    run folder; --resume continues exactly where the last checkpoint left off.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from conceptlang.data import get_domain
+    from conceptlang.errors import ModelError
+    from conceptlang.models.training import TrainConfig, Trainer, set_threads
+
+    dom = get_domain(domain)
+    families: tuple[str, ...] = ()
+    if family != "all":
+        dom.family(family)  # raises DataError naming the families
+        families = (family,)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda asked for, but no CUDA device is available")
+    set_threads(threads)
+    name = name or (f"{domain}-joint" if not families else f"{domain}-{family}")
+    run = Path(out_dir or Path("runs") / name)
+    try:
+        width_t = [int(w) for w in widths.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"--widths must be comma-separated integers, got {widths!r}") from None
+    net = {"widths": width_t} if method == "denoise" else {}
+    if resume and (run / "config.json").exists():
+        cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+        if iters is not None:
+            cfg.iters = iters
+    else:
+        cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
+                          batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                          cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000)
+    trainer = Trainer(cfg, run, device=device)
+    if resume:
+        if not trainer.checkpoint_path.exists():
+            raise ModelError(f"--resume: no checkpoint at {trainer.checkpoint_path}")
+        trainer.load()
+        click.echo(f"resumed {name} at iteration {trainer.it}", err=True)
+    trainer.train(progress=not quiet)
+    click.echo(f"trained {name} to iteration {trainer.it}; checkpoint {trainer.checkpoint_path}")
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"models_dir\": ..., \"models\": [...]} as JSON.")
+@click.option("--models", "models_dir", default=None, help="Models folder (default $CONCEPTLANG_MODELS or the shipped models).")
+@click.option("--verify", is_flag=True, help="Also check every weights file's sha256 against the manifest.")
+def models_cmd(as_json, models_dir, verify):
+    """List the concept models of a models folder (the registry's manifest)."""
+    from conceptlang.models.registry import load_registry, sha256_file
+
+    reg = load_registry(models_dir)
+    rows = reg.describe()
+    if verify:
+        for row in rows:
+            path = reg.models_dir / row["file"]
+            row["checksum_ok"] = path.is_file() and sha256_file(path) == row["sha256"]
+    if as_json:
+        click.echo(json.dumps({"models_dir": str(reg.models_dir), "models": rows}, indent=2))
+        return
+    click.echo(f"models in {reg.models_dir}:")
+    for row in rows:
+        fams = ", ".join(
+            f"{f}({', '.join(v)})" if isinstance(v, list) and f != "position" else f"{f}({', '.join(map(str, v or []))})"
+            for f, v in row["families"].items()
+        )
+        size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] is not None else "missing"
+        it = row["training"].get("iterations")
+        line = f"  {row['name']:<22} {row['domain']:<8} {row['kind']:<8} {row['layout']:<10} {size:>8}"
+        line += f"  {row['training'].get('method', '?')} {it} it" if it is not None else ""
+        if verify:
+            line += "  checksum ok" if row["checksum_ok"] else "  CHECKSUM MISMATCH"
+        click.echo(line)
+        click.echo(f"      {fams}" + ("  [prior]" if row["prior"] else ""))
+
+
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(train_cmd)
+    group.add_command(models_cmd)

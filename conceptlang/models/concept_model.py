@@ -1,0 +1,150 @@
+"""Concept models: a network plus its condition slots, behind the compiler's ``ConceptModel`` protocol.
+
+* :class:`ImplicitConceptModel` wraps a noise-predicting U-Net. Its score at noise level σ is
+  −ε̂(x, σ, c)/σ. Its *energy* (for inference, ``explain`` and log-sum-exp) is the seeded denoising
+  loss: with the VE diffusion ELBO, −log p(x | c) ≈ const + ∫ E‖ε̂(x + σn, σ, c) − n‖² d ln σ, so
+  the energy is (ln σ_max − ln σ_min) × the mean over a fixed log-spaced σ grid and fixed noise
+  draws of the summed squared noise error. The same noise is used for every image and every
+  condition (common random numbers), so energy *differences* between conditions are low-variance.
+* :class:`ExplicitConceptModel` wraps a scalar energy net; its score is −∇ₓE by autograd.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from conceptlang.compiler.interface import Condition
+from conceptlang.errors import ModelError
+from conceptlang.models.conditions import encode_conditions
+from conceptlang.models.networks import EnergyNet, SlotSpec, UNet
+
+
+class _Base:
+    kind: str
+    noise_conditional: bool
+
+    def __init__(self, name: str, domain: str, slots: tuple[SlotSpec, ...], image_shape: tuple[int, int, int]):
+        self.name = name
+        self.domain = domain
+        self.slots = slots
+        self.image_shape = image_shape
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device  # type: ignore[attr-defined]
+
+    def encode(self, conditions: Sequence[Condition]) -> torch.Tensor:
+        """Stack conditions into the condition tensor (L, D), on the model's device."""
+        return encode_conditions(self.slots, conditions).to(self.device)
+
+    def _check(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ModelError(f"{self.name}: expected images (N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+        if cond.ndim != 2 or cond.shape[0] != x.shape[0]:
+            raise ModelError(f"{self.name}: condition tensor must be (N, D) with N = {x.shape[0]}, got {tuple(cond.shape)}")
+        if sigma is not None and (sigma.ndim != 1 or sigma.shape[0] != x.shape[0]):
+            raise ModelError(f"{self.name}: sigma must be (N,) with N = {x.shape[0]}, got {tuple(sigma.shape)}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, domain={self.domain!r})"
+
+
+class ImplicitConceptModel(_Base):
+    kind = "implicit"
+    noise_conditional = True
+
+    def __init__(
+        self,
+        net: UNet,
+        name: str,
+        domain: str,
+        energy_sigmas: tuple[float, float, int] = (0.02, 2.0, 8),
+        energy_draws: int = 2,
+        energy_seed: int = 0,
+    ):
+        cfg = net.config
+        super().__init__(name, domain, cfg.slots, (cfg.channels, cfg.image_size, cfg.image_size))
+        self.net = net.eval()
+        lo, hi, k = energy_sigmas
+        if not (0 < lo < hi) or k < 1 or energy_draws < 1:
+            raise ModelError(f"{name}: bad energy settings sigmas={energy_sigmas}, draws={energy_draws}")
+        self.energy_sigmas = torch.exp(torch.linspace(math.log(lo), math.log(hi), k))  # (S,)
+        self.energy_span = math.log(hi / lo)
+        self.energy_draws = energy_draws
+        self.energy_seed = energy_seed
+
+    def eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Noise prediction ε̂: (N, C, H, W), (N, D), (N,) → (N, C, H, W)."""
+        return self.net(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
+
+    def denoise(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Estimate of the clean image E[x₀ | x, c]: (N, C, H, W)."""
+        return self.net.denoise(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
+
+    def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        """∇ₓ log p_σ(x | c) = −ε̂/σ: (N, C, H, W)."""
+        if sigma is None:
+            raise ModelError(f"{self.name} is noise-conditional: its score needs a noise level sigma")
+        self._check(x, cond, sigma)
+        s = sigma.to(x.device, x.dtype)
+        return -self.eps(x, cond, s) / s[:, None, None, None]
+
+    def _noise(self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        g = torch.Generator(device="cpu").manual_seed(self.energy_seed)
+        return torch.randn(shape, generator=g).to(device, dtype)
+
+    @torch.no_grad()
+    def energy(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        """Seeded denoising-loss energy: (N, C, H, W), (N, D), (N,)|None → (N,).
+
+        ``sigma=None`` averages over the fixed σ grid (an ELBO estimate of −log p(x | c) + const);
+        a given ``sigma`` uses that noise level only (times the same span, so scales agree).
+        """
+        self._check(x, cond, sigma)
+        n = x.shape[0]
+        sig = self.energy_sigmas.to(x.device, x.dtype) if sigma is None else None
+        total = torch.zeros(n, device=x.device, dtype=x.dtype)
+        levels = sig.shape[0] if sig is not None else 1
+        noise = self._noise((levels * self.energy_draws,) + tuple(x.shape[1:]), x.device, x.dtype)
+        for j in range(levels * self.energy_draws):
+            s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
+            nz = noise[j].expand_as(x)
+            err = self.eps(x + s[:, None, None, None] * nz, cond, s) - nz
+            total += err.pow(2).flatten(1).sum(1)
+        return self.energy_span * total / (levels * self.energy_draws)
+
+    def to(self, device: torch.device | str) -> "ImplicitConceptModel":
+        self.net.to(device)
+        return self
+
+
+class ExplicitConceptModel(_Base):
+    kind = "explicit"
+
+    def __init__(self, net: EnergyNet, name: str, domain: str):
+        cfg = net.config
+        super().__init__(name, domain, cfg.slots, (cfg.channels, cfg.image_size, cfg.image_size))
+        self.net = net.eval()
+        self.noise_conditional = bool(cfg.noise_conditional)
+
+    def energy(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        self._check(x, cond, sigma)
+        if self.noise_conditional and sigma is None:
+            raise ModelError(f"{self.name} is noise-conditional: its energy needs a noise level sigma")
+        s = sigma.to(x.device, x.dtype) if (sigma is not None and self.noise_conditional) else None
+        return self.net(x, s, cond.to(x.device, x.dtype))
+
+    def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        """−∇ₓE by autograd (no graph is kept: the sampler does not backpropagate through it)."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            e = self.energy(xg, cond, sigma)
+            (grad,) = torch.autograd.grad(e.sum(), xg)
+        return -grad
+
+    def to(self, device: torch.device | str) -> "ExplicitConceptModel":
+        self.net.to(device)
+        return self

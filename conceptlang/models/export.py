@@ -1,0 +1,89 @@
+"""Exporting a training run into a models folder: fp16 safetensors + config sidecar + manifest entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from conceptlang.errors import ModelError
+from conceptlang.io import atomic_path, write_json
+from conceptlang.models.registry import FORMAT_VERSION, MANIFEST, sha256_file, validate_manifest
+
+DEFAULT_ENERGY = {"sigma_min": 0.02, "sigma_max": 2.0, "levels": 8, "draws": 2, "seed": 0}
+
+
+def _families_json(slots) -> dict[str, Any]:
+    from conceptlang.models.conditions import NONE_TOKEN
+
+    out = {}
+    for s in slots:
+        if s.kind == "discrete":
+            out[s.family] = {"kind": "discrete", "values": [v for v in s.values if v != NONE_TOKEN]}
+        else:
+            out[s.family] = {"kind": "continuous", "params": list(s.params), "ranges": [list(r) for r in s.ranges]}
+    return out
+
+
+def export_run(
+    run_dir: str | Path,
+    models_dir: str | Path,
+    name: str | None = None,
+    sampler: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    use_ema: bool = True,
+) -> dict[str, Any]:
+    """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
+
+    An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given.
+    """
+    from safetensors.torch import save_file
+
+    from conceptlang.models.training import TrainConfig, build_network
+
+    run_dir, models_dir = Path(run_dir), Path(models_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise ModelError(f"no checkpoint in {run_dir}")
+    st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_json(json.loads(st["config"]))
+    name = name or cfg.name
+    net = build_network(cfg)
+    net.load_state_dict(st["ema" if use_ema else "net"])
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    file = f"{name}.safetensors"
+    with atomic_path(models_dir / file) as tmp:
+        save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "name": name})
+    arch_class = "UNet" if cfg.kind == "implicit" else "EnergyNet"
+    write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": cfg.to_json()})
+
+    manifest_path = models_dir / MANIFEST
+    data = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": FORMAT_VERSION, "models": []}
+    old = next((e for e in data["models"] if e.get("name") == name), {})
+    entry = {
+        "name": name,
+        "domain": cfg.domain,
+        "kind": cfg.kind,
+        "layout": "joint" if len(net.config.slots) > 1 or not cfg.families else "per-family",
+        "families": _families_json(net.config.slots),
+        "prior": True,
+        "architecture": {"class": arch_class, "config": net.config.to_json(),
+                         "parameters": sum(p.numel() for p in net.parameters())},
+        "energy": old.get("energy", DEFAULT_ENERGY) if cfg.kind == "implicit" else {},
+        "training": {
+            "method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),
+            "split": cfg.splits, "weights": "ema" if use_ema else "raw", "config": cfg.to_json(),
+        },
+        "data_split": cfg.splits,
+        "sampler": sampler if sampler is not None else old.get("sampler", {}),
+        "metrics": metrics if metrics is not None else old.get("metrics", {}),
+        "file": file,
+        "sha256": sha256_file(models_dir / file),
+    }
+    data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]
+    data["models"].sort(key=lambda e: (e["domain"], e["name"]))
+    validate_manifest(data, str(manifest_path))
+    write_json(manifest_path, data)
+    return entry

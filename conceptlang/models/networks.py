@@ -1,0 +1,389 @@
+"""The networks behind concept models: a noise-predicting U-Net (implicit) and a scalar energy net (explicit).
+
+Both take a *condition tensor* ``(N, D)`` built from per-family **slots** (see :class:`SlotSpec`), so
+one joint network per domain gives E(x | one concept) for every concept and E(x | nothing) as the
+domain prior: a family left empty is the "null" token, which training shows the network by dropping
+each family independently (condition dropout).
+
+Condition tensor layout, slot after slot in the order of ``slots``:
+
+* discrete slot → 1 column: the token index as a float; 0 is null, ``1..K`` are ``values``.
+* continuous slot → ``1 + P`` columns: a presence flag (0 = null) and the ``P`` parameters.
+
+Configs are plain dataclasses, saved as JSON beside the weights they produced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NULL_TOKEN = 0
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One condition slot of a joint model: a concept family and its vocabulary."""
+
+    family: str
+    kind: str  # "discrete" | "continuous"
+    values: tuple[str, ...] = ()  # discrete tokens 1..K (0 is null)
+    params: tuple[str, ...] = ()  # continuous parameter names
+    ranges: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def width(self) -> int:
+        return 1 if self.kind == "discrete" else 1 + len(self.params)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "kind": self.kind,
+            "values": list(self.values),
+            "params": list(self.params),
+            "ranges": [list(r) for r in self.ranges],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SlotSpec":
+        return cls(
+            family=str(d["family"]),
+            kind=str(d["kind"]),
+            values=tuple(d.get("values", ())),
+            params=tuple(d.get("params", ())),
+            ranges=tuple(tuple(float(v) for v in r) for r in d.get("ranges", ())),
+        )
+
+
+def condition_width(slots: tuple[SlotSpec, ...]) -> int:
+    return sum(s.width for s in slots)
+
+
+@dataclass
+class UNetConfig:
+    """A small noise-predicting U-Net (implicit energy). ``widths`` has one entry per resolution."""
+
+    image_size: int = 32
+    channels: int = 3
+    widths: tuple[int, ...] = (32, 64, 128)
+    blocks_per_level: int = 1
+    emb_dim: int = 128
+    groups: int = 8
+    attention: bool = True  # self-attention at the lowest resolution
+    sigma_data: float = 0.5  # EDM preconditioning: the data's standard deviation
+    slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        d["slots"] = [s.to_json() for s in self.slots]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "UNetConfig":
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
+        return cls(**d)
+
+
+@dataclass
+class EnergyNetConfig:
+    """A conv net with a scalar output E(x | c[, σ]) (explicit energy, as in the paper)."""
+
+    image_size: int = 32
+    channels: int = 3
+    widths: tuple[int, ...] = (48, 96, 96, 128)
+    emb_dim: int = 128
+    noise_conditional: bool = True  # True for DSM (E(x, σ)/σ); False for contrastive divergence
+    spectral_norm: bool = False
+    slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        d["slots"] = [s.to_json() for s in self.slots]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "EnergyNetConfig":
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------------------------
+
+
+class FourierFeatures(nn.Module):
+    """Fixed sinusoidal features of a few scalars: (N, P) → (N, 2·P·F)."""
+
+    def __init__(self, n_in: int, n_freq: int = 8, max_freq: float = 32.0):
+        super().__init__()
+        freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), n_freq)) * math.pi
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.out_dim = 2 * n_in * n_freq
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        arg = v[:, :, None] * self.freqs  # (N, P, F)
+        return torch.cat([arg.sin(), arg.cos()], dim=-1).flatten(1)
+
+
+class ConditionEmbedding(nn.Module):
+    """Sum of per-slot embeddings: label embeddings for discrete slots, an MLP for continuous ones."""
+
+    def __init__(self, slots: tuple[SlotSpec, ...], dim: int):
+        super().__init__()
+        self.slots = slots
+        self.tables = nn.ModuleDict()
+        self.mlps = nn.ModuleDict()
+        self.nulls = nn.ParameterDict()
+        for s in slots:
+            if s.kind == "discrete":
+                self.tables[s.family] = nn.Embedding(len(s.values) + 1, dim)
+            else:
+                ff = FourierFeatures(len(s.params), n_freq=6, max_freq=16.0)
+                self.mlps[s.family] = nn.Sequential(
+                    ff, nn.Linear(ff.out_dim + len(s.params), dim), nn.SiLU(), nn.Linear(dim, dim)
+                )
+                self.nulls[s.family] = nn.Parameter(torch.zeros(dim))
+        self.dim = dim
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        """(N, D) → (N, dim)"""
+        out = cond.new_zeros(cond.shape[0], self.dim)
+        col = 0
+        for s in self.slots:
+            if s.kind == "discrete":
+                idx = cond[:, col].round().long()  # (N,)
+                out = out + self.tables[s.family](idx)
+            else:
+                flag = cond[:, col : col + 1]  # (N, 1): 1 present, 0 null
+                p = cond[:, col + 1 : col + 1 + len(s.params)]  # (N, P)
+                lo = torch.tensor([r[0] for r in s.ranges] or [0.0] * len(s.params), device=cond.device)
+                hi = torch.tensor([r[1] for r in s.ranges] or [1.0] * len(s.params), device=cond.device)
+                p = (p - lo) / (hi - lo)  # normalised to [0, 1]
+                mlp = self.mlps[s.family]
+                e = mlp[1:](torch.cat([mlp[0](p), p], dim=1))
+                out = out + flag * e + (1.0 - flag) * self.nulls[s.family]
+            col += s.width
+        return out
+
+
+class SigmaEmbedding(nn.Module):
+    """Embeds log σ (EDM's c_noise = ln σ / 4) with Fourier features and an MLP: (N,) → (N, dim)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.ff = FourierFeatures(1, n_freq=16, max_freq=64.0)
+        self.mlp = nn.Sequential(nn.Linear(self.ff.out_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        c_noise = sigma.log()[:, None] / 4.0  # (N, 1)
+        return self.mlp(self.ff(c_noise / 4.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Implicit: a noise-predicting U-Net with FiLM conditioning
+# --------------------------------------------------------------------------------------------
+
+
+def _groups(channels: int, groups: int) -> int:
+    g = min(groups, channels)
+    while channels % g:
+        g -= 1
+    return g
+
+
+class ResBlock(nn.Module):
+    """GroupNorm → SiLU → conv, FiLM (scale, shift) from the embedding, GroupNorm → SiLU → conv."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(c_in, groups), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(_groups(c_out, groups), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable early training
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (N, c_out, H, W)
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1.0 + scale) + shift
+        h = self.conv2(F.silu(h))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(c, groups), c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.out = nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, c, h * w).unbind(1)  # each (N, C, HW)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return x + self.out(a.transpose(1, 2).reshape(n, c, h, w))
+
+
+class UNet(nn.Module):
+    """Denoiser D(x, σ, c) with EDM preconditioning; the noise prediction is ε̂ = (x − D)/σ.
+
+    EDM's scalings (Karras et al. 2022) keep the network's input and target at unit variance at
+    every σ, which on a CPU budget trains noticeably faster than raw ε-prediction.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        E = cfg.emb_dim
+        self.sigma_emb = SigmaEmbedding(E)
+        self.cond_emb = ConditionEmbedding(cfg.slots, E)
+        self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
+        self.conv_in = nn.Conv2d(cfg.channels, cfg.widths[0], 3, padding=1)
+
+        # CPU cost is dominated by full-resolution convs, so the top level has one block down and one
+        # up, resampling convs run at the low resolution, and width grows as resolution shrinks.
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skip_channels: list[int] = []
+        c = cfg.widths[0]
+        for i, w in enumerate(cfg.widths):
+            blocks = nn.ModuleList()
+            for _ in range(cfg.blocks_per_level):
+                blocks.append(ResBlock(c, w, E, cfg.groups))
+                c = w
+                skip_channels.append(c)
+            self.down.append(blocks)
+            if i < len(cfg.widths) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(c, c, E, cfg.groups)
+        self.mid_attn = SelfAttention(c, cfg.groups) if cfg.attention else nn.Identity()
+        self.mid2 = ResBlock(c, c, E, cfg.groups)
+
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, w in reversed(list(enumerate(cfg.widths))):
+            blocks = nn.ModuleList()
+            for _ in range(cfg.blocks_per_level):
+                blocks.append(ResBlock(c + skip_channels.pop(), w, E, cfg.groups))
+                c = w
+            self.up.append(blocks)
+            if i > 0:
+                self.upsample.append(nn.Conv2d(c, cfg.widths[i - 1], 3, padding=1))
+                c = cfg.widths[i - 1]
+        self.norm_out = nn.GroupNorm(_groups(c, cfg.groups), c)
+        self.conv_out = nn.Conv2d(c, cfg.channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def embed(self, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.emb_out(self.sigma_emb(sigma) + self.cond_emb(cond))  # (N, E)
+
+    def raw(self, x_in: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x_in)  # (N, w0, H, W)
+        skips = []
+        for i, blocks in enumerate(self.down):
+            for b in blocks:
+                h = b(h, emb)
+                skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for j, blocks in enumerate(self.up):
+            for b in blocks:
+                h = b(torch.cat([h, skips.pop()], dim=1), emb)
+            if j < len(self.upsample):
+                h = F.interpolate(self.upsample[j](h), scale_factor=2.0, mode="nearest")
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) noisy images, (N,) σ, (N, D) → (N, C, H, W) estimate of the clean image."""
+        sd = self.config.sigma_data
+        s = sigma.to(x.dtype)[:, None, None, None]
+        c_in = 1.0 / (s**2 + sd**2).sqrt()
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        return c_skip * x + c_out * self.raw(c_in * x, self.embed(sigma.to(x.dtype), cond))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Noise prediction ε̂(x, σ, c) = (x − D(x, σ, c)) / σ: (N, C, H, W)."""
+        return (x - self.denoise(x, sigma, cond)) / sigma.to(x.dtype)[:, None, None, None]
+
+
+# --------------------------------------------------------------------------------------------
+# Explicit: a scalar energy
+# --------------------------------------------------------------------------------------------
+
+
+class _FiLMConv(nn.Module):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, stride: int, sn: bool):
+        super().__init__()
+        conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.conv = nn.utils.parametrizations.spectral_norm(conv) if sn else conv
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        return F.silu(h * (1.0 + scale) + shift)
+
+
+class EnergyNet(nn.Module):
+    """E(x | c[, σ]): strided FiLM convs (smooth SiLU, so ∇ₓE is well behaved) → sum-pool → scalar.
+
+    Noise-conditional nets return f(x, σ, c)/σ, so the DSM target σ·∇ₓE stays O(1) at every σ.
+    """
+
+    def __init__(self, config: EnergyNetConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        E = cfg.emb_dim
+        self.cond_emb = ConditionEmbedding(cfg.slots, E)
+        self.sigma_emb = SigmaEmbedding(E) if cfg.noise_conditional else None
+        self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
+        layers = []
+        c = cfg.channels
+        for i, w in enumerate(cfg.widths):
+            layers.append(_FiLMConv(c, w, E, stride=1 if i == 0 else 2, sn=cfg.spectral_norm))
+            c = w
+        self.layers = nn.ModuleList(layers)
+        head = nn.Linear(c, 1)
+        self.head = nn.utils.parametrizations.spectral_norm(head) if cfg.spectral_norm else head
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W), (N,)|None, (N, D) → (N,) energies."""
+        e = self.cond_emb(cond)
+        if self.sigma_emb is not None:
+            if sigma is None:
+                raise ValueError("a noise-conditional energy needs sigma")
+            e = e + self.sigma_emb(sigma.to(x.dtype))
+        emb = self.emb_out(e)
+        h = x
+        for layer in self.layers:
+            h = layer(h, emb)
+        out = self.head(h.mean(dim=(2, 3))).squeeze(1)  # (N,)
+        if self.sigma_emb is not None:
+            out = out / sigma.to(x.dtype)
+        return out
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

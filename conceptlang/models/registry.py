@@ -1,0 +1,407 @@
+"""The model registry: ``models/manifest.json`` → concept names → (model, condition).
+
+``load_registry(models_dir=None)`` reads and validates a manifest (``None`` → ``$CONCEPTLANG_MODELS``
+or the shipped ``models/`` folder). Models are *handles*: their name, kind and image shape come
+from the manifest, and the weights are read (sha256-verified, fp16 → fp32) only when a handle is
+first evaluated, once per device, into a cache shared by every handle of that model.
+
+Manifest format (``format_version`` 1)::
+
+    {"format_version": 1,
+     "models": [{"name": "scenes-joint", "domain": "scenes", "kind": "implicit", "layout": "joint",
+                 "families": {"shape": {"kind": "discrete", "values": [...]},
+                              "position": {"kind": "continuous", "params": ["x", "y"], "ranges": [[0, 1], [0, 1]]}},
+                 "prior": true,
+                 "architecture": {"class": "UNet", "config": {...}},
+                 "energy": {"sigma_min": 0.02, "sigma_max": 2.0, "levels": 8, "draws": 2, "seed": 0},
+                 "training": {...}, "data_split": {...},
+                 "sampler": {"sampler": "annealed", "step_size": ..., ...},
+                 "metrics": {...}, "file": "scenes-joint.safetensors", "sha256": "..."}]}
+
+``layout`` is ``joint`` (one model, one condition slot per family; the empty condition is the
+domain prior) or ``per-family`` (one model per family; a separate entry with ``"prior": true`` and
+no families is the prior).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from conceptlang.compiler.interface import Condition, ConceptModel, ConceptRef
+from conceptlang.data.domain import Domain, Family
+from conceptlang.errors import ModelError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+KINDS = ("implicit", "explicit")
+LAYOUTS = ("joint", "per-family")
+ARCHITECTURES = ("UNet", "EnergyNet")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _err(where: str, msg: str) -> ModelError:
+    return ModelError(f"{where}: {msg}")
+
+
+def _need(entry: dict, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in entry:
+        raise _err(where, f"missing key {key!r}")
+    value = entry[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
+        tname = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise _err(where, f"{key!r} must be {tname}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _validate_family(fam: str, spec: Any, where: str) -> None:
+    w = f"{where}, family {fam!r}"
+    if not isinstance(spec, dict):
+        raise _err(w, f"must be an object, got {spec!r}")
+    kind = spec.get("kind")
+    if kind == "discrete":
+        vals = _need(spec, "values", list, w)
+        if not vals or not all(isinstance(v, str) and v for v in vals) or len(set(vals)) != len(vals):
+            raise _err(w, f"'values' must be distinct non-empty names, got {vals!r}")
+    elif kind == "continuous":
+        params = _need(spec, "params", list, w)
+        ranges = _need(spec, "ranges", list, w)
+        if not params or len(ranges) != len(params):
+            raise _err(w, "'params' must be non-empty and 'ranges' must give one [lo, hi] per parameter")
+        for r in ranges:
+            if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and r[0] < r[1]):
+                raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+    else:
+        raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
+
+
+def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
+    """Check a parsed manifest; return its model entries. Raises ModelError naming the problem."""
+    if not isinstance(data, dict):
+        raise _err(source, f"must be a JSON object, got {type(data).__name__}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _err(source, f"format_version is {version!r}; this ConceptLang reads format_version {FORMAT_VERSION}")
+    models = _need(data, "models", list, source)
+    names: set[str] = set()
+    covered: dict[tuple[str, str], str] = {}
+    priors: dict[str, str] = {}
+    for i, entry in enumerate(models):
+        where = f"{source}, models[{i}]"
+        if not isinstance(entry, dict):
+            raise _err(where, "must be an object")
+        name = _need(entry, "name", str, where)
+        where = f"{source}, model {name!r}"
+        if name in names:
+            raise _err(where, "duplicate model name")
+        names.add(name)
+        domain = _need(entry, "domain", str, where)
+        kind = _need(entry, "kind", str, where)
+        if kind not in KINDS:
+            raise _err(where, f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+        layout = _need(entry, "layout", str, where)
+        if layout not in LAYOUTS:
+            raise _err(where, f"'layout' must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        families = _need(entry, "families", dict, where)
+        for fam, spec in families.items():
+            _validate_family(fam, spec, where)
+            if (domain, fam) in covered:
+                raise _err(where, f"family {domain}/{fam} is already served by model {covered[(domain, fam)]!r}")
+            covered[(domain, fam)] = name
+        if layout == "per-family" and len(families) > 1:
+            raise _err(where, "a per-family model serves at most one family")
+        if entry.get("prior", layout == "joint"):
+            if domain in priors:
+                raise _err(where, f"domain {domain!r} already has a prior ({priors[domain]!r})")
+            priors[domain] = name
+        arch = _need(entry, "architecture", dict, where)
+        if arch.get("class") not in ARCHITECTURES:
+            raise _err(where, f"architecture.class must be one of {', '.join(ARCHITECTURES)}, got {arch.get('class')!r}")
+        if (kind == "implicit") != (arch["class"] == "UNet"):
+            raise _err(where, f"kind {kind!r} does not match architecture {arch['class']!r}")
+        _need(arch, "config", dict, f"{where}, architecture")
+        file = _need(entry, "file", str, where)
+        if Path(file).is_absolute() or ".." in Path(file).parts:
+            raise _err(where, f"'file' must be a path inside the models folder, got {file!r}")
+        sha = _need(entry, "sha256", str, where)
+        if not _SHA.match(sha):
+            raise _err(where, f"'sha256' must be 64 lowercase hex digits, got {sha!r}")
+        sampler = entry.get("sampler", {})
+        if not isinstance(sampler, dict):
+            raise _err(where, f"'sampler' must be an object, got {sampler!r}")
+    for domain in {e["domain"] for e in models}:
+        if domain not in priors:
+            raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
+    return models
+
+
+def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
+    path = Path(models_dir) / MANIFEST
+    if not path.is_file():
+        raise ModelError(f"no model manifest at {path} (set --models DIR or CONCEPTLANG_MODELS to a folder with {MANIFEST})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    return validate_manifest(data, str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading weights
+# --------------------------------------------------------------------------------------------
+
+
+def build_net(entry: dict) -> torch.nn.Module:
+    from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetConfig
+
+    arch = entry["architecture"]
+    try:
+        if arch["class"] == "UNet":
+            return UNet(UNetConfig.from_json(arch["config"]))
+        return EnergyNet(EnergyNetConfig.from_json(arch["config"]))
+    except (TypeError, KeyError, ValueError) as err:
+        raise ModelError(f"model {entry['name']!r}: bad architecture config ({err})") from None
+
+
+def load_weights(entry: dict, models_dir: Path, device: torch.device) -> torch.nn.Module:
+    """Build the network, verify the file's sha256, load the (fp16) weights as fp32 on ``device``."""
+    from safetensors.torch import load_file
+
+    path = models_dir / entry["file"]
+    if not path.is_file():
+        raise ModelError(f"model {entry['name']!r}: weights file {path} is missing")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise ModelError(
+            f"model {entry['name']!r}: checksum mismatch for {path} (manifest {entry['sha256'][:12]}…, file {digest[:12]}…); "
+            "the file is corrupt or was replaced"
+        )
+    net = build_net(entry)
+    try:
+        state = load_file(str(path))
+    except Exception as err:
+        raise ModelError(f"model {entry['name']!r}: cannot read {path}: {err}") from None
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ModelError(f"model {entry['name']!r}: weights do not fit the architecture (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise ModelError(f"model {entry['name']!r}: {k} has shape {tuple(v.shape)}, architecture expects {tuple(own[k].shape)}")
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net.to(device).eval().requires_grad_(False)
+
+
+class RegisteredModel:
+    """A :class:`ConceptModel` handle; the network for a device is loaded on first use and cached."""
+
+    def __init__(self, entry: dict, registry: "ModelRegistry"):
+        from conceptlang.models.networks import SlotSpec
+
+        self.entry = entry
+        self.name: str = entry["name"]
+        self.domain: str = entry["domain"]
+        self.kind: str = entry["kind"]
+        cfg = entry["architecture"]["config"]
+        self.noise_conditional: bool = self.kind == "implicit" or bool(cfg.get("noise_conditional", False))
+        self.image_shape = (int(cfg.get("channels", 3)), int(cfg["image_size"]), int(cfg["image_size"]))
+        self.slots = tuple(SlotSpec.from_json(s) for s in cfg.get("slots", ()))
+        self._registry = registry
+        self._device = torch.device("cpu")
+
+    def impl(self, device: torch.device | str | None = None):
+        """The loaded Implicit/ExplicitConceptModel on ``device`` (default: the handle's device)."""
+        return self._registry._loaded(self.entry, torch.device(device) if device is not None else self._device)
+
+    def to(self, device: torch.device | str) -> "RegisteredModel":
+        self._device = torch.device(device)
+        return self
+
+    def encode(self, conditions: Sequence[Condition]) -> torch.Tensor:
+        from conceptlang.models.conditions import encode_conditions
+
+        return encode_conditions(self.slots, conditions)
+
+    def energy(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        return self.impl(x.device).energy(x, cond.to(x.device), sigma)
+
+    def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        return self.impl(x.device).score(x, cond.to(x.device), sigma)
+
+    def __repr__(self) -> str:
+        return f"RegisteredModel({self.name!r}, {self.kind}, domain={self.domain!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------
+
+
+class ModelRegistry:
+    """Implements :class:`conceptlang.compiler.interface.ConceptRegistry` over a models folder."""
+
+    def __init__(self, models_dir: str | os.PathLike):
+        self.models_dir = Path(models_dir)
+        self.entries = read_manifest(self.models_dir)
+        self.handles = {e["name"]: RegisteredModel(e, self) for e in self.entries}
+        self._by_family: dict[tuple[str, str], RegisteredModel] = {}
+        self._priors: dict[str, RegisteredModel] = {}
+        for e in self.entries:
+            for fam in e["families"]:
+                self._by_family[(e["domain"], fam)] = self.handles[e["name"]]
+            if e.get("prior", e["layout"] == "joint"):
+                self._priors[e["domain"]] = self.handles[e["name"]]
+        self._domains = {d: self._build_domain(d) for d in self._priors}
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    # -- loading --
+    def _loaded(self, entry: dict, device: torch.device):
+        from conceptlang.models.concept_model import ExplicitConceptModel, ImplicitConceptModel
+
+        key = (entry["name"], str(device))
+        with self._lock:
+            model = self._cache.get(key)
+            if model is None:
+                net = load_weights(entry, self.models_dir, device)
+                if entry["kind"] == "implicit":
+                    en = entry.get("energy", {})
+                    model = ImplicitConceptModel(
+                        net, entry["name"], entry["domain"],
+                        energy_sigmas=(float(en.get("sigma_min", 0.02)), float(en.get("sigma_max", 2.0)), int(en.get("levels", 8))),
+                        energy_draws=int(en.get("draws", 2)), energy_seed=int(en.get("seed", 0)),
+                    )
+                else:
+                    model = ExplicitConceptModel(net, entry["name"], entry["domain"])
+                self._cache[key] = model
+        return model
+
+    def _build_domain(self, name: str) -> Domain:
+        from conceptlang.data import DOMAIN_NAMES, get_domain
+
+        if name in DOMAIN_NAMES:
+            return get_domain(name)
+        fams = []
+        for e in self.entries:
+            if e["domain"] != name:
+                continue
+            for fam, spec in e["families"].items():
+                if spec["kind"] == "discrete":
+                    fams.append(Family(fam, "discrete", values=tuple(spec["values"]), exclusive=bool(spec.get("exclusive", True))))
+                else:
+                    fams.append(Family(fam, "continuous", params=tuple(spec["params"]), ranges=tuple(tuple(r) for r in spec["ranges"])))
+        first = self._priors[name].image_shape
+        return Domain(name=name, image_size=first[1], channels=first[0], families=tuple(fams))
+
+    # -- ConceptRegistry --
+    def domains(self) -> list[str]:
+        return sorted(self._domains)
+
+    def domain(self, name: str) -> Domain:
+        if name not in self._domains:
+            close = difflib.get_close_matches(name, list(self._domains))
+            hint = f"; did you mean {close[0]!r}?" if close else f" (domains: {', '.join(self.domains())})"
+            raise ModelError(f"no models for domain {name!r} in {self.models_dir}{hint}")
+        return self._domains[name]
+
+    def _served(self, domain: str) -> list[Family]:
+        return [f for f in self._domains[domain].families if (domain, f.name) in self._by_family]
+
+    def candidates(self, name: str, family: str | None = None) -> list[ConceptRef]:
+        out = []
+        for d in self.domains():
+            for fam in self._served(d):
+                if family is not None and fam.name != family:
+                    continue
+                if fam.kind == "continuous":
+                    if name == fam.name and family is None:
+                        out.append(ConceptRef(d, fam.name))
+                elif name in fam.values:
+                    out.append(ConceptRef(d, fam.name, value=name))
+        return out
+
+    def known_names(self) -> list[str]:
+        names: list[str] = []
+        for d in self.domains():
+            for fam in self._served(d):
+                if fam.kind == "continuous":
+                    names.append(fam.name)
+                else:
+                    for v in fam.values:
+                        names += [v, f"{fam.name}.{v}"]
+        return sorted(set(names))
+
+    def model_for(self, ref: ConceptRef) -> tuple[ConceptModel, Condition]:
+        model = self._by_family.get((ref.domain, ref.family))
+        if model is None:
+            raise ModelError(f"no model serves {ref.domain}/{ref.family} in {self.models_dir}")
+        if ref.params is not None:
+            return model, {ref.family: tuple(float(p) for p in ref.params)}
+        if ref.value is None:
+            raise ModelError(f"{ref.domain}/{ref.family} needs a value or parameters")
+        return model, {ref.family: ref.value}
+
+    def prior(self, domain: str) -> tuple[ConceptModel, Condition]:
+        self.domain(domain)
+        return self._priors[domain], {}
+
+    def sampler_settings(self, models: Sequence[ConceptModel]) -> dict:
+        """The tuned settings of the model with the smallest step size (the most conservative)."""
+        best: dict | None = None
+        for m in models:
+            entry = getattr(m, "entry", None)
+            s = dict(entry.get("sampler", {})) if entry else {}
+            if s and (best is None or float(s.get("step_size", float("inf"))) < float(best.get("step_size", float("inf")))):
+                best = s
+        return dict(best or {})
+
+    # -- listing --
+    def describe(self) -> list[dict]:
+        out = []
+        for e in self.entries:
+            path = self.models_dir / e["file"]
+            out.append({
+                "name": e["name"], "domain": e["domain"], "kind": e["kind"], "layout": e["layout"],
+                "families": {f: (s.get("values") or s.get("params")) for f, s in e["families"].items()},
+                "prior": bool(e.get("prior", e["layout"] == "joint")),
+                "file": e["file"], "sha256": e["sha256"],
+                "bytes": path.stat().st_size if path.exists() else None,
+                "sampler": e.get("sampler", {}), "metrics": e.get("metrics", {}),
+                "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split")
+                             if k in e.get("training", {})},
+            })
+        return out
+
+
+def default_models_dir() -> Path:
+    from conceptlang.resources import shipped_models_dir
+
+    env = os.environ.get("CONCEPTLANG_MODELS")
+    return Path(env) if env else shipped_models_dir()
+
+
+def load_registry(models_dir: str | os.PathLike | None = None) -> ModelRegistry:
+    """The registry for ``models_dir`` (None → $CONCEPTLANG_MODELS, else the shipped models)."""
+    return ModelRegistry(models_dir if models_dir is not None else default_models_dir())

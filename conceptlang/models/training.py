@@ -1,0 +1,387 @@
+"""Training concept models: plain denoising (implicit), DSM and contrastive divergence (explicit).
+
+Everything random in a run comes from one seeded ``torch.Generator`` (noise, σ, condition dropout,
+Langevin noise) and from the data stream, which is a pure function of the iteration number
+(chunk ``c`` of the stream is ``generate(..., seed=f(data_seed, c))``). A checkpoint holds the
+model, the EMA copy, the optimizer, the generator state and the iteration, so a resumed run
+continues bit-identically to an uninterrupted one on the same device and thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from conceptlang.errors import ModelError
+from conceptlang.io import atomic_path, write_json
+from conceptlang.models.conditions import slots_for_domain, training_conditions
+from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetConfig
+
+CHECKPOINT_FORMAT = 1
+METHODS = {"denoise": "implicit", "dsm": "explicit", "cd": "explicit"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved as ``config.json`` in the run folder)."""
+
+    name: str
+    domain: str
+    families: tuple[str, ...] = ()  # () → every family of the domain
+    method: str = "denoise"  # denoise (implicit) | dsm | cd (explicit)
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
+    iters: int = 10000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    cond_dropout: float = 0.3
+    p_null: float = 0.15  # share of batches' images trained unconditionally (the prior)
+    p_single: float = 0.45  # share with exactly one family kept (the compiler's leaves)
+    seed: int = 0
+    data_seed: int = 0
+    chunk_size: int = 2048
+    checkpoint_every: int = 500
+    log_every: int = 50
+    # noise levels: lognormal(p_mean, p_std) (EDM) for denoise/dsm
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    # contrastive divergence (the paper's recipe, with its stabilisers)
+    cd_steps: int = 30
+    cd_step_size: float = 10.0
+    cd_noise: float = 0.005
+    cd_buffer: int = 10000
+    cd_reuse: float = 0.95
+    cd_reg: float = 1.0
+    net: dict[str, Any] = field(default_factory=dict)  # UNetConfig / EnergyNetConfig overrides
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["families"] = list(self.families)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d["families"] = tuple(d.get("families", ()))
+        return cls(**d)
+
+    @property
+    def kind(self) -> str:
+        return METHODS[self.method]
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    if cfg.method not in METHODS:
+        raise ModelError(f"unknown training method {cfg.method!r} (methods: {', '.join(METHODS)})")
+    if cfg.iters < 0 or cfg.batch_size < 1 or cfg.chunk_size % cfg.batch_size:
+        raise ModelError(f"bad sizes: iters={cfg.iters}, batch_size={cfg.batch_size}, chunk_size={cfg.chunk_size} (must be a multiple of the batch)")
+    if not cfg.splits or any(w <= 0 for w in cfg.splits.values()):
+        raise ModelError(f"splits must map split names to positive weights, got {cfg.splits}")
+    if not 0.0 <= cfg.cond_dropout < 1.0:
+        raise ModelError(f"cond_dropout must be in [0, 1), got {cfg.cond_dropout}")
+
+
+def build_network(cfg: TrainConfig) -> torch.nn.Module:
+    from conceptlang.data import get_domain
+
+    domain = get_domain(cfg.domain)
+    slots = slots_for_domain(domain, cfg.families or None)
+    base = {"image_size": domain.image_size, "channels": domain.channels, "slots": slots}
+    if cfg.kind == "implicit":
+        over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.net.items()}
+        return UNet(UNetConfig(**{**base, **over}))
+    over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.net.items()}
+    over.setdefault("noise_conditional", cfg.method == "dsm")
+    over.setdefault("spectral_norm", cfg.method == "cd")
+    return EnergyNet(EnergyNetConfig(**{**base, **over}))
+
+
+# --------------------------------------------------------------------------------------------
+# The data stream
+# --------------------------------------------------------------------------------------------
+
+
+class DataStream:
+    """Batch ``i`` of an endless, deterministic stream of labelled images (a mixture of splits).
+
+    Label arrays are padded to two objects per image (a one-object image repeats its object), so
+    one-object and two-object splits mix in one batch.
+    """
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self._chunk_id = -1
+        self._chunk: tuple[torch.Tensor, dict[str, np.ndarray], np.ndarray] | None = None
+        total = sum(cfg.splits.values())
+        counts = [int(round(cfg.chunk_size * w / total)) for w in cfg.splits.values()]
+        counts[0] += cfg.chunk_size - sum(counts)
+        self.parts = list(zip(cfg.splits, counts))
+
+    def _make_chunk(self, c: int) -> None:
+        from conceptlang.data import generate, to_tensor
+
+        imgs, idx, pos = [], {}, []
+        for j, (split, count) in enumerate(self.parts):
+            if count <= 0:
+                continue
+            seed = (self.cfg.data_seed * 1_000_003 + c * 101 + j) % (2**32)
+            images, arrays = generate(self.cfg.domain, count, seed=seed, split=split, as_arrays=True)
+            imgs.append(images)
+            p = np.asarray(arrays.positions, dtype=np.float32)  # (n, K, 2)
+            k = p.shape[1]
+            pad = (lambda a: np.concatenate([a, a[:, :1].repeat(2 - k, axis=1)], axis=1)) if k < 2 else (lambda a: a[:, :2])
+            pos.append(pad(p))
+            for fam, arr in arrays.index.items():
+                idx.setdefault(fam, []).append(pad(np.asarray(arr)))
+        perm = np.random.default_rng([self.cfg.data_seed, c]).permutation(self.cfg.chunk_size)
+        images = np.concatenate(imgs)[perm]
+        self._chunk = (
+            to_tensor(images),
+            {f: np.concatenate(v)[perm] for f, v in idx.items()},
+            np.concatenate(pos)[perm],
+        )
+        self._chunk_id = c
+
+    def batch(self, i: int) -> tuple[torch.Tensor, dict[str, np.ndarray], np.ndarray]:
+        per = self.cfg.chunk_size // self.cfg.batch_size
+        c, b = divmod(i, per)
+        if c != self._chunk_id:
+            self._make_chunk(c)
+        x, idx, pos = self._chunk  # type: ignore[misc]
+        sl = slice(b * self.cfg.batch_size, (b + 1) * self.cfg.batch_size)
+        return x[sl], {f: v[sl] for f, v in idx.items()}, pos[sl]
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+
+
+def _sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
+    return torch.exp(cfg.p_mean + cfg.p_std * torch.randn(n, generator=g))  # (N,)
+
+
+def denoise_loss(net: UNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """EDM-weighted denoising loss; at the EDM weight it equals the ε-loss ‖ε̂ − n‖² scaled per σ."""
+    n = x0.shape[0]
+    sigma = _sample_sigma(cfg, n, g).to(x0.device)
+    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    sd = net.config.sigma_data
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2  # (N,)
+    d = net.denoise(x0 + sigma[:, None, None, None] * noise, sigma, cond)
+    return (weight[:, None, None, None] * (d - x0) ** 2).mean()
+
+
+def dsm_loss(net: EnergyNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Denoising score matching on a noise-conditional energy: ‖σ·∇ₓE(x̃, σ) − n‖² (double backprop)."""
+    n = x0.shape[0]
+    sigma = _sample_sigma(cfg, n, g).to(x0.device)
+    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    xt = (x0 + sigma[:, None, None, None] * noise).requires_grad_(True)
+    e = net(xt, sigma, cond)
+    (grad,) = torch.autograd.grad(e.sum(), xt, create_graph=True)
+    return ((sigma[:, None, None, None] * grad - noise) ** 2).mean()
+
+
+class ReplayBuffer:
+    """The paper's replay buffer: negatives start from stored samples 95% of the time, else noise."""
+
+    def __init__(self, size: int, shape: tuple[int, ...], cond_width: int):
+        self.x = torch.empty((0,) + shape)
+        self.cond = torch.empty((0, cond_width))
+        self.size = size
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"x": self.x, "cond": self.cond}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.x, self.cond = state["x"], state["cond"]
+
+    def init(self, cond: torch.Tensor, reuse: float, g: torch.Generator) -> torch.Tensor:
+        n = cond.shape[0]
+        x = torch.rand((n,) + tuple(self.x.shape[1:]), generator=g) * 2 - 1
+        if len(self.x):
+            use = torch.rand(n, generator=g) < reuse
+            pick = torch.randint(0, len(self.x), (n,), generator=g)
+            # A reused chain keeps its own image but takes this batch's condition.
+            x[use] = self.x[pick[use]]
+        return x
+
+    def push(self, x: torch.Tensor, cond: torch.Tensor) -> None:
+        self.x = torch.cat([x.detach().cpu(), self.x])[: self.size]
+        self.cond = torch.cat([cond.detach().cpu(), self.cond])[: self.size]
+
+
+def cd_loss(
+    net: EnergyNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator, buffer: ReplayBuffer
+) -> torch.Tensor:
+    """Contrastive divergence: E(x⁺) − E(x⁻) + reg·(E(x⁺)² + E(x⁻)²), negatives by Langevin from the buffer."""
+    xn = buffer.init(cond.cpu(), cfg.cd_reuse, g).to(x0.device)
+    was_training = net.training
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for _ in range(cfg.cd_steps):
+        xn = xn.detach().requires_grad_(True)
+        e = net(xn, None, cond)
+        (grad,) = torch.autograd.grad(e.sum(), xn)
+        noise = torch.randn(xn.shape, generator=g).to(x0.device)
+        # Gradient clamp (the paper's stabiliser) keeps a single step from blowing a chain away.
+        xn = (xn - cfg.cd_step_size * grad.clamp(-0.01, 0.01) + cfg.cd_noise * noise).clamp(-1, 1)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.train(was_training)
+    xn = xn.detach()
+    buffer.push(xn, cond)
+    e_pos = net(x0, None, cond)
+    e_neg = net(xn, None, cond)
+    return (e_pos - e_neg).mean() + cfg.cd_reg * (e_pos**2 + e_neg**2).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, device: str = "cpu"):
+        validate_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        torch.manual_seed(cfg.seed)  # parameter init
+        self.net = build_network(cfg).to(self.device)
+        self.ema = build_network(cfg).to(self.device)
+        self.ema.load_state_dict(self.net.state_dict())
+        self.ema.requires_grad_(False)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+        self.stream = DataStream(cfg)
+        self.it = 0
+        self.seconds = 0.0
+        self.buffer = None
+        if cfg.method == "cd":
+            c = self.net.config
+            self.buffer = ReplayBuffer(cfg.cd_buffer, (c.channels, c.image_size, c.image_size), sum(s.width for s in c.slots))
+
+    # ---- checkpoints ----
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": json.dumps(self.cfg.to_json()),
+            "it": self.it,
+            "seconds": self.seconds,
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "buffer": self.buffer.state() if self.buffer is not None else {},
+        }
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / "config.json", self.cfg.to_json())
+        write_json(self.run_dir / "net_config.json", self.net.config.to_json())
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def load(self) -> None:
+        try:
+            st = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        except Exception as err:  # corrupt or foreign file
+            raise ModelError(f"cannot read checkpoint {self.checkpoint_path}: {err}") from None
+        if st.get("format") != CHECKPOINT_FORMAT:
+            raise ModelError(f"{self.checkpoint_path}: checkpoint format {st.get('format')} (expected {CHECKPOINT_FORMAT})")
+        saved = TrainConfig.from_json(json.loads(st["config"]))
+        for key in ("domain", "method", "families", "net", "batch_size", "seed", "data_seed", "chunk_size", "splits"):
+            if getattr(saved, key) != getattr(self.cfg, key):
+                raise ModelError(f"cannot resume {self.checkpoint_path}: {key} was {getattr(saved, key)!r}, now {getattr(self.cfg, key)!r}")
+        self.net.load_state_dict(st["net"])
+        self.ema.load_state_dict(st["ema"])
+        self.opt.load_state_dict(st["opt"])
+        self.gen.set_state(st["gen"])
+        self.it = int(st["it"])
+        self.seconds = float(st["seconds"])
+        if self.buffer is not None and st["buffer"]:
+            self.buffer.load(st["buffer"])
+
+    # ---- one step ----
+    def step(self) -> float:
+        cfg = self.cfg
+        x0, idx, pos = self.stream.batch(self.it)
+        cond = training_conditions(self.net.config.slots, idx, pos, cfg.cond_dropout, self.gen, cfg.p_null, cfg.p_single)
+        x0, cond = x0.to(self.device), cond.to(self.device)
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (self.it + 1) / max(cfg.warmup, 1))
+        self.net.train()
+        if cfg.method == "denoise":
+            loss = denoise_loss(self.net, x0, cond, cfg, self.gen)
+        elif cfg.method == "dsm":
+            loss = dsm_loss(self.net, x0, cond, cfg, self.gen)
+        else:
+            loss = cd_loss(self.net, x0, cond, cfg, self.gen, self.buffer)
+        if not torch.isfinite(loss):
+            raise ModelError(f"training {cfg.name}: loss became {loss.item()} at iteration {self.it}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            # EMA warms up (decay grows with the step count) so early exports are not stuck at init.
+            d = min(cfg.ema_decay, (1 + self.it) / (10 + self.it))
+            for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+                pe.lerp_(p, 1 - d)
+            for be, b in zip(self.ema.buffers(), self.net.buffers()):
+                be.copy_(b)
+        self.it += 1
+        return float(loss.item())
+
+    def train(self, until: int | None = None, progress: bool = True, on_checkpoint: Callable[["Trainer"], None] | None = None) -> list[float]:
+        """Run to iteration ``until`` (default ``cfg.iters``); checkpoint periodically and at the end."""
+        from tqdm import tqdm
+
+        until = self.cfg.iters if until is None else until
+        losses: list[float] = []
+        log_path = self.run_dir / "log.jsonl"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=until, initial=self.it, disable=not progress, desc=self.cfg.name, dynamic_ncols=True)
+        window: list[float] = []
+        t0 = time.perf_counter()
+        while self.it < until:
+            loss = self.step()
+            losses.append(loss)
+            window.append(loss)
+            bar.update(1)
+            if self.it % self.cfg.log_every == 0 or self.it == until:
+                now = time.perf_counter()
+                self.seconds += now - t0
+                t0 = now
+                mean = sum(window) / len(window)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"it": self.it, "loss": mean, "seconds": round(self.seconds, 1)}) + "\n")
+                window = []
+            if self.it % self.cfg.checkpoint_every == 0 or self.it == until:
+                self.save()
+                if on_checkpoint is not None:
+                    on_checkpoint(self)
+        bar.close()
+        return losses
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
