@@ -110,6 +110,11 @@ class FaceArrays:
     def __len__(self) -> int:
         return self.positions.shape[0]
 
+    def take(self, sl: slice | np.ndarray) -> "FaceArrays":
+        """The faces selected by ``sl`` (a slice or index array)."""
+        return FaceArrays({k: v[sl] for k, v in self.index.items()}, self.positions[sl],
+                          {k: v[sl] for k, v in self.nuisance.items()})
+
     def to_dicts(self) -> list[dict]:
         attrs = self.attributes
         out = []

@@ -128,6 +128,10 @@ class SceneArrays:
     def to_dicts(self) -> list[dict]:
         return [scene_labels(self, i) for i in range(len(self))]
 
+    def take(self, sl: slice | np.ndarray) -> "SceneArrays":
+        """The scenes selected by ``sl`` (a slice or index array)."""
+        return SceneArrays({k: v[sl] for k, v in self.index.items()}, self.positions[sl])
+
 
 def scene_labels(arrays: SceneArrays, i: int) -> dict:
     """The shared labels dict of scene ``i``: qualified + bare booleans, plus ``objects``."""
