@@ -57,12 +57,14 @@ GAUSS_CONCEPTS: dict[str, dict[str, Gaussian]] = {
         "circle": Gaussian((-0.2, 0.2), 0.2),
         "square": Gaussian((0.2, -0.2), 0.1),
     },
+    # Broad concepts: negating one keeps products proper (precision 1/0.3² · α < 1/s² of the others).
     "size": {
-        "small": Gaussian((0.0, -0.4), 0.15),
-        "large": Gaussian((0.0, 0.4), 0.15),
+        "small": Gaussian((0.0, -0.4), 0.3),
+        "large": Gaussian((0.0, 0.4), 0.3),
     },
 }
-GAUSS_PRIOR = Gaussian((0.0, 0.0), 0.5)
+# The unconditional model; ~large grounded by it stays proper for α < 0.73 (1/0.35² > α/0.3²).
+GAUSS_PRIOR = Gaussian((0.0, 0.0), 0.35)
 POSITION_SCALE = 0.1  # position(x, y) is N((2x − 1, 2y − 1), 0.1²)
 
 GAUSS_DOMAIN = Domain(

@@ -1,0 +1,34 @@
+"""Samplers for compiled energy graphs.
+
+    >>> from conceptlang.compiler import compile
+    >>> from conceptlang.sampling import sample
+    >>> from conceptlang.models.analytic import GaussianRegistry
+    >>> result = sample(compile("red & circle", GaussianRegistry()), 8, seed=0, device="cpu")
+    >>> tuple(result.images.shape)
+    (8, 2, 1, 1)
+"""
+
+from conceptlang.sampling.api import SampleResult, resolve_device, resolve_settings, sample
+from conceptlang.sampling.samplers import (
+    SAMPLERS,
+    SamplerSpec,
+    get_sampler,
+    get_sigmas_geometric,
+    sample_annealed,
+    sample_langevin,
+    sample_mala,
+)
+
+__all__ = [
+    "sample",
+    "SampleResult",
+    "SAMPLERS",
+    "SamplerSpec",
+    "get_sampler",
+    "get_sigmas_geometric",
+    "resolve_device",
+    "resolve_settings",
+    "sample_langevin",
+    "sample_annealed",
+    "sample_mala",
+]

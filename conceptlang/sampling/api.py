@@ -1,0 +1,275 @@
+"""``sample(graph, n, ...)``: run a sampler on a compiled energy graph.
+
+Settings, most specific first: keyword arguments (CLI flags) > the registry's tuned settings for
+the graph's models (``graph.sampler_settings``, the most conservative of its models) > the
+sampler's defaults. For an OR compiled to the exact DNF mixture, every chain first draws one
+disjunct with its share, then samples that product of experts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from conceptlang.compiler.checks import check_sampler
+from conceptlang.compiler.graph import EnergyGraph
+from conceptlang.errors import SamplingError
+from conceptlang.sampling.samplers import SAMPLERS, get_sampler, get_sigmas_geometric
+
+MAX_FRAME_CHAINS = 16
+
+
+@dataclass
+class SampleResult:
+    images: torch.Tensor  # (N, C, H, W) float in [-1, 1], on the CPU
+    settings: dict[str, Any]
+    seconds: float
+    branches: torch.Tensor | None = None  # (N,) disjunct index per chain (DNF route), else None
+    frames: list[torch.Tensor] = field(default_factory=list)  # each (F, C, H, W): first chains over time
+    device: str = "cpu"
+    acceptance: float | None = None  # MALA only
+
+    @property
+    def branch_counts(self) -> list[int] | None:
+        if self.branches is None:
+            return None
+        k = int(self.settings.get("disjuncts", 0)) or int(self.branches.max()) + 1
+        return torch.bincount(self.branches, minlength=k).tolist()
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → cuda, then mps, then cpu. Asking for an absent accelerator is an error."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SamplingError("device 'cuda' was asked for but no CUDA device is available; use --device cpu or auto")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SamplingError("device 'mps' was asked for but MPS is not available; use --device cpu or auto")
+    if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
+        raise SamplingError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def _seed_for(seed: int, *stream: int) -> int:
+    """Independent 63-bit seeds per stream (chunk, branch draw), stable across runs."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF, *stream])
+               .generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class _ChainTarget:
+    """The composition for one batch of chains: the DAG, or one linear disjunct row per chain."""
+
+    def __init__(self, graph: EnergyGraph, coefs: torch.Tensor | None):
+        self.graph = graph
+        self.coefs = coefs  # (B, L) or None
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        if self.coefs is None:
+            return self.graph.score(x, sigma)
+        return self.graph.linear_score(x, self.coefs, sigma)
+
+    def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.graph.energy_and_score(x, sigma, self.coefs)
+
+
+def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
+                     user: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
+    """(sampler name, merged settings, registry keys that this sampler does not use)."""
+    registry = dict(graph.sampler_settings or {})
+    name = sampler or registry.get("sampler") or ("annealed" if graph.all_noise_conditional else "langevin")
+    spec = get_sampler(str(name))
+    check_sampler(graph.models, spec.name)
+    allowed = set(spec.defaults)
+    unknown = sorted(k for k, v in user.items() if k not in allowed and v is not None)
+    if unknown:
+        raise SamplingError(f"the {spec.name} sampler has no setting(s) {', '.join(unknown)}; "
+                            f"its settings are {', '.join(sorted(allowed))}")
+    merged = dict(spec.defaults)
+    ignored = []
+    for k, v in registry.items():
+        if k in allowed:
+            merged[k] = v
+        elif k not in ("sampler",):
+            ignored.append(k)
+    explicit_steps = steps is not None or user.get("steps") is not None
+    for k, v in user.items():
+        if v is not None:
+            merged[k] = v
+    if steps is not None:
+        merged["steps"] = steps
+    if spec.name == "annealed" and explicit_steps and user.get("steps_per_sigma") is None:
+        merged["steps_per_sigma"] = None  # --steps wins over a registry's per-level count
+    _validate(spec.name, merged, graph)
+    return spec.name, merged, ignored
+
+
+def _validate(name: str, s: dict[str, Any], graph: EnergyGraph) -> None:
+    def positive(key: str, integer: bool = False) -> None:
+        v = s.get(key)
+        if v is None:
+            return
+        if integer:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise SamplingError(f"{name}: {key} must be a positive integer, got {v!r}")
+            s[key] = int(v)
+        else:
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                raise SamplingError(f"{name}: {key} must be a number, got {v!r}") from None
+            if not (math.isfinite(f) and f > 0):
+                raise SamplingError(f"{name}: {key} must be a finite number > 0, got {v!r}")
+            s[key] = f
+
+    positive("steps", integer=True)
+    positive("step_size")
+    positive("steps_per_sigma", integer=True)
+    positive("n_sigmas", integer=True)
+    for key in ("sigma", "sigma_max", "sigma_min", "grad_clip"):
+        positive(key)
+    if s.get("noise_scale") is not None:
+        v = s["noise_scale"]
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise SamplingError(f"{name}: noise_scale must be a number, got {v!r}") from None
+        if not (math.isfinite(v) and v >= 0):
+            raise SamplingError(f"{name}: noise_scale must be a finite number ≥ 0, got {s['noise_scale']!r}")
+        s["noise_scale"] = v
+    if name == "annealed" and s["sigma_min"] >= s["sigma_max"]:
+        raise SamplingError(f"annealed: sigma_min ({s['sigma_min']:g}) must be below sigma_max ({s['sigma_max']:g})")
+    if name in ("langevin", "mala") and s.get("sigma") is None and graph.all_noise_conditional:
+        # Noise-conditional models sampled without annealing run at the smallest trained level.
+        s["sigma"] = float(graph.sampler_settings.get("sigma_min", 0.01))
+    if name in ("langevin", "mala") and s.get("sigma") is None and any(m.kind != "explicit" for m in graph.models):
+        raise SamplingError(f"{name}: implicit models need a noise level; pass sigma")
+
+
+def _run_kwargs(name: str, s: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Sampler keyword arguments and the number of score steps they make."""
+    if name == "annealed":
+        n_sigmas = s["n_sigmas"]
+        per = s.get("steps_per_sigma") or max(1, round(s["steps"] / n_sigmas))
+        kw = {"sigmas": get_sigmas_geometric(s["sigma_max"], s["sigma_min"], n_sigmas), "steps_per_sigma": per,
+              "step_size": s["step_size"], "noise_scale": s["noise_scale"], "final_denoise": bool(s["final_denoise"]),
+              "clamp": bool(s["clamp"])}
+        return kw, n_sigmas * per
+    if name == "langevin":
+        kw = {k: s[k] for k in ("steps", "step_size", "noise_scale", "sigma", "grad_clip")}
+        kw["clamp"] = bool(s["clamp"])
+        return kw, s["steps"]
+    return {k: s[k] for k in ("steps", "step_size", "sigma")}, s["steps"]
+
+
+def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
+           device: str | torch.device = "auto", *, batch_size: int | None = None, progress: bool | None = False,
+           callback: Callable[[dict[str, Any]], None] | None = None, frames: int = 0,
+           **settings: Any) -> SampleResult:
+    """Draw ``n`` images from the composition ``graph``.
+
+    ``sampler``: "langevin" | "annealed" | "mala" (default: the registry's, else annealed for
+    noise-conditional models and langevin otherwise). ``steps``: total Langevin steps (annealed
+    spreads them over its noise levels, at least one per level). ``batch_size`` bounds how many
+    chains run at once (memory); results are reproducible for a given seed, device and batch size.
+    ``frames`` > 0 records that many snapshots of the first chains (for a GIF). Remaining keyword
+    arguments are sampler settings (``step_size``, ``noise_scale``, ``sigma_max``, …).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise SamplingError(f"n must be a positive integer, got {n!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise SamplingError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SamplingError(f"seed must be a non-negative integer, got {seed!r}")
+    name, s, ignored = resolve_settings(graph, sampler, steps, settings)
+    dev = resolve_device(device)
+    graph.to(dev)
+    spec = SAMPLERS[name]
+    kwargs, total_steps = _run_kwargs(name, s)
+    n = int(n)
+    bs = min(n, batch_size or n)
+
+    # Branch draws for the DNF route: independent of the batch size.
+    branches = None
+    coef_table = None
+    if graph.route == "dnf":
+        shares = torch.tensor([d.share for d in graph.disjuncts], dtype=torch.float64)
+        gen = torch.Generator().manual_seed(_seed_for(seed, 0xB7A))
+        branches = torch.multinomial(shares, n, replacement=True, generator=gen)  # (N,)
+        coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)  # (K, L)
+    elif graph.route == "linear":
+        coef_table = torch.tensor([graph._linear_coefs], dtype=torch.float32)  # (1, L)
+
+    c, h, w = graph.image_shape
+    out = []
+    frame_list: list[torch.Tensor] = []
+    stats: dict[str, Any] = {}
+    every = max(1, total_steps // frames) if frames else 0
+    t0 = time.perf_counter()
+    for chunk, start in enumerate(range(0, n, bs)):
+        b = min(bs, n - start)
+        gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, 1, chunk))
+        x = torch.rand((b, c, h, w), generator=gen, device=dev) * 2.0 - 1.0  # (B, C, H, W), uniform in the data box
+        if name == "annealed":
+            x = x + s["sigma_max"] * torch.randn((b, c, h, w), generator=gen, device=dev)
+        coefs = None
+        if coef_table is not None:
+            rows = branches[start:start + b] if branches is not None else torch.zeros(b, dtype=torch.long)
+            coefs = coef_table[rows].to(dev)  # (B, L)
+        target = _ChainTarget(graph, coefs)
+        cb = _callback(callback, chunk, frame_list if (frames and chunk == 0) else None, every)
+        run_kw = dict(kwargs)
+        if name == "mala":
+            run_kw["stats"] = stats
+        x = spec.fn(target, x, generator=gen, callback=cb, disable=None if progress is None else not progress, **run_kw)
+        if frames and chunk == 0:
+            frame_list.append(x[:MAX_FRAME_CHAINS].detach().clamp(-1, 1).cpu())
+        out.append(x.detach().clamp(-1.0, 1.0).cpu())  # (B, C, H, W)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    images = torch.cat(out, 0)
+    record = {"sampler": name, **{k: v for k, v in s.items()}, "total_steps": total_steps, "batch_size": bs,
+              "seed": int(seed), "device": str(dev), "route": graph.route}
+    if ignored:
+        record["registry_keys_not_used"] = ignored
+    if graph.disjuncts is not None:
+        record["disjuncts"] = len(graph.disjuncts)
+        record["shares"] = [d.share for d in graph.disjuncts]
+    if "acceptance" in stats:
+        record["acceptance"] = stats["acceptance"]
+    return SampleResult(images=images, settings=record, seconds=seconds, branches=branches,
+                        frames=_stack_frames(frame_list), device=str(dev), acceptance=stats.get("acceptance"))
+
+
+def _callback(user: Callable | None, chunk: int, frames: list | None, every: int) -> Callable | None:
+    if user is None and frames is None:
+        return None
+
+    def cb(info: dict[str, Any]) -> None:
+        if frames is not None and info["i"] % every == 0:
+            frames.append(info["x"][:MAX_FRAME_CHAINS].detach().clamp(-1, 1).cpu())
+        if user is not None:
+            user({**info, "chunk": chunk})
+
+    return cb
+
+
+def _stack_frames(frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per chain: (F, C, H, W) over time."""
+    if not frames:
+        return []
+    stacked = torch.stack(frames, 0)  # (F, B, C, H, W)
+    return [stacked[:, i] for i in range(stacked.shape[1])]
