@@ -21,7 +21,7 @@ from conceptlang.compiler.resolve import (
 from conceptlang.errors import CompileError, ConceptLangError
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
 
-MAX_DEPTH = 10_000  # nesting levels the compiler accepts (the parser's limit is the same order)
+MAX_DEPTH = 20_000  # nesting levels the compiler accepts (the parser accepts 10,000)
 
 
 class UnsatisfiableWarning(UserWarning):

@@ -16,6 +16,7 @@ equal expressions give bit-identical energies whatever order they were written i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 _PREC = {Or: 1, And: 2, Not: 3, Weighted: 4, Concept: 5}
 
 
-def show(e: Expr, limit: int = 160) -> str:
+def show(e: Expr, limit: int = 80) -> str:
     """A compact printer for explain output (mirrors the grammar's precedence), cut at ``limit``
     characters: expanded definitions are DAGs whose written-out text can be exponentially long."""
     out: list[str] = []
@@ -72,6 +73,15 @@ def show(e: Expr, limit: int = 160) -> str:
 def _wrap(e: Expr, min_prec: int) -> str:
     s = show(e)
     return s if _PREC[type(e)] >= min_prec else f"({s})"
+
+
+FLATTEN_OR_LIMIT = 64
+
+
+def _digest(kind: str, body: str) -> str:
+    """A short, run-independent key for an inner node: structural keys of deep graphs would grow
+    with their depth (quadratic time); leaf keys stay readable and order the sums."""
+    return f"{kind}#{hashlib.blake2b(body.encode(), digest_size=10).hexdigest()}"
 
 
 class GraphBuilder:
@@ -139,7 +149,7 @@ class GraphBuilder:
         if len(items) == 1 and items[0][1] == 1.0:
             return items[0][0]
         node = SumNode(tuple((c, nid) for nid, c in items))
-        key = "S(" + ",".join(f"{c!r}*{self.keys[nid]}" for nid, c in items) + ")"
+        key = _digest("S", ",".join(f"{c!r}*{self.keys[nid]}" for nid, c in items))
         return self._node(node, key)
 
     def lse(self, children: list[int], offsets: list[float]) -> int:
@@ -147,13 +157,15 @@ class GraphBuilder:
         flat: list[tuple[int, float]] = []
         for nid, off in zip(children, offsets):
             node = self.nodes[nid]
-            if isinstance(node, LseNode) and node.tau == tau:  # lse(lse(a, b) − o, c) = lse(a − o, b − o, c)
+            # lse(lse(a, b) − o, c) = lse(a − o, b − o, c). Wide children stay nested, so that
+            # 10,000 nested ORs do not cost quadratic time (their energy is the same either way).
+            if isinstance(node, LseNode) and node.tau == tau and len(node.children) <= FLATTEN_OR_LIMIT:
                 flat.extend((c, o + off) for c, o in zip(node.children, node.offsets))
             else:
                 flat.append((nid, off))
         flat.sort(key=lambda co: (self.keys[co[0]], co[1]))
         node = LseNode(tuple(c for c, _ in flat), tuple(o for _, o in flat), tau)
-        key = f"X{tau!r}(" + ",".join(f"{self.keys[c]}-{o!r}" for c, o in flat) + ")"
+        key = _digest(f"X{tau!r}", ",".join(f"{self.keys[c]}-{o!r}" for c, o in flat))
         return self._node(node, key)
 
     # -- lowering -------------------------------------------------------------------------------
@@ -169,7 +181,8 @@ class GraphBuilder:
             nid = self.lse([self.lower(t) for t in e.terms], offsets)
         else:
             nid = self.conjunction(e.terms if isinstance(e, And) else (e,))
-        self.text.setdefault(nid, show(e))
+        if nid not in self.text:
+            self.text[nid] = show(e)
         self._lowered[id(e)] = nid
         self._keep.append(e)  # ids stay valid while the builder lives
         return nid
@@ -186,7 +199,8 @@ class GraphBuilder:
     def conjunction(self, terms: tuple[Expr, ...]) -> int:
         classified = [(t, *self._classify(t)) for t in terms]
         positive = [t for t, s, _, neg in classified if s > 0 and not neg]
-        pos_text = " & ".join(_wrap(t, 3) for t in positive) if positive else ""
+        negated = any(neg or s < 0 for _, s, _, neg in classified)
+        pos_text = " & ".join(_wrap(t, 3) for t in positive) if positive and negated else ""
         out: list[tuple[float, int]] = []
         mine: list[Grounding] = []
         for t, s, inner, neg in classified:

@@ -84,6 +84,9 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
         if domain is not None:
             found = [r for r in found if r.domain == domain]
         if not found:
+            if c.args is not None and registry.candidates(c.name, c.family):
+                raise CompileError(f"{c.qualified} takes no arguments (it is not a parameterised concept)",
+                                   location(c, source))
             raise _unknown(c, registry, source, domain)
         cands[c] = found
 
