@@ -129,12 +129,12 @@ class GaussianConceptModel:
             rows.append([g.mean[0], g.mean[1], g.scale])
         return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), 3)
 
-    def _var(self, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
-        var = cond[:, 2] ** 2  # (N,)
+    def _var(self, cond: torch.Tensor, sigma: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        var = cond[:, 2].to(dtype) ** 2  # (N,), in the images' precision (float64 tests are exact)
         if self.noise_conditional:
             if sigma is None:
                 raise ModelError(f"noise-conditional model {self.name} needs sigma")
-            var = var + sigma.to(var.dtype) ** 2
+            var = var + sigma.to(dtype) ** 2
         return var
 
     def _diff(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -146,7 +146,7 @@ class GaussianConceptModel:
         cond = cond.to(x.device)
         if self.kind == "implicit":
             return self._denoising_loss(x, cond)
-        var = self._var(cond, sigma).to(x.dtype)
+        var = self._var(cond, sigma, x.dtype)
         return self._diff(x, cond).pow(2).flatten(1).sum(1) / (2.0 * var)  # (N,)
 
     def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
@@ -157,13 +157,13 @@ class GaussianConceptModel:
                 raise ModelError(f"implicit model {self.name} needs sigma to predict noise")
             eps = self.predict_noise(x, cond, sigma)
             return -eps / sigma.to(x.dtype).view(-1, 1, 1, 1)
-        var = self._var(cond, sigma).to(x.dtype).view(-1, 1, 1, 1)
+        var = self._var(cond, sigma, x.dtype).view(-1, 1, 1, 1)
         return -self._diff(x, cond) / var  # (N, 2, 1, 1)
 
     # -- implicit parameterisation -------------------------------------------------------------
     def predict_noise(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The exact posterior-mean noise E[ε | x_σ = x] for a Gaussian concept: σ (x − μ) / (s² + σ²)."""
-        s2 = (cond[:, 2] ** 2).to(x.dtype)
+        s2 = cond[:, 2].to(x.dtype) ** 2
         sig = sigma.to(x.dtype)
         coef = (sig / (s2 + sig**2)).view(-1, 1, 1, 1)
         return coef * self._diff(x, cond)

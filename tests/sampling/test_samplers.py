@@ -1,0 +1,156 @@
+"""Sampler mechanics: settings, determinism, devices, NaN detection, frames, callbacks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conceptlang.compiler import compile
+from conceptlang.errors import CompileError, SamplingError
+from conceptlang.models.analytic import GaussianConceptModel, GaussianRegistry
+from conceptlang.sampling import SAMPLERS, get_sigmas_geometric, resolve_device, resolve_settings, sample
+
+
+def graph(text="red & circle", kind="explicit", **opts):
+    return compile(text, GaussianRegistry(kind), **opts)
+
+
+def test_same_seed_same_images_on_cpu():
+    g = graph("(red & circle) | ~large")
+    a = sample(g, 64, seed=11, steps=30, device="cpu")
+    b = sample(g, 64, seed=11, steps=30, device="cpu")
+    c = sample(g, 64, seed=12, steps=30, device="cpu")
+    assert torch.equal(a.images, b.images) and torch.equal(a.branches, b.branches)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_branch_draws_do_not_depend_on_batch_size():
+    g = graph("red | green | blue")
+    a = sample(g, 90, seed=3, steps=5, device="cpu")
+    b = sample(g, 90, seed=3, steps=5, device="cpu", batch_size=7)
+    assert torch.equal(a.branches, b.branches)
+    assert b.images.shape == (90, 2, 1, 1) and b.settings["batch_size"] == 7
+
+
+def test_images_are_in_the_data_range_on_cpu():
+    res = sample(graph("~large"), 32, seed=0, steps=50, step_size=0.05, device="cpu")
+    assert res.images.device.type == "cpu" and res.images.dtype == torch.float32
+    assert float(res.images.abs().max()) <= 1.0
+
+
+def test_settings_precedence_user_over_registry_over_defaults():
+    reg = GaussianRegistry(settings={"step_size": 3e-4, "steps": 77, "unused_key": 1})
+    g = compile("red", reg)
+    name, s, ignored = resolve_settings(g, None, None, {})
+    assert name == "langevin" and s["step_size"] == 3e-4 and s["steps"] == 77
+    assert "unused_key" in ignored
+    name, s, _ = resolve_settings(g, None, 12, {"step_size": 1e-3})
+    assert s["steps"] == 12 and s["step_size"] == 1e-3
+    res = sample(g, 4, seed=0, device="cpu", steps=3)
+    assert res.settings["total_steps"] == 3 and res.settings["registry_keys_not_used"] == ["sigma_max", "sigma_min",
+                                                                                          "n_sigmas", "unused_key"]
+
+
+def test_annealed_spreads_steps_over_levels():
+    g = graph(kind="noise_conditional")
+    res = sample(g, 4, seed=0, device="cpu", steps=5, n_sigmas=10)
+    assert res.settings["sampler"] == "annealed" and res.settings["total_steps"] == 10  # one per level
+    res = sample(g, 4, seed=0, device="cpu", steps=40, n_sigmas=10)
+    assert res.settings["total_steps"] == 40
+
+
+def test_geometric_schedule():
+    s = get_sigmas_geometric(1.0, 0.01, 5)
+    torch.testing.assert_close(s, torch.tensor([1.0, 10 ** -0.5, 0.1, 10 ** -1.5, 0.01]))
+    assert get_sigmas_geometric(1.0, 0.01, 1).tolist() == [pytest.approx(0.01)]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"sampler": "euler"}, "unknown sampler 'euler'; choose one of langevin, annealed, mala"),
+    ({"step_size": -1.0}, "step_size must be a finite number > 0"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"bogus": 3}, "has no setting"),
+    ({"noise_scale": float("nan")}, "noise_scale"),
+    ({"device": "tpu"}, "unknown device"),
+])
+def test_bad_settings_are_clear_errors(kwargs, match):
+    with pytest.raises(SamplingError, match=match):
+        sample(graph(), 4, **{"device": "cpu", **kwargs})
+
+
+def test_bad_n_seed_batch():
+    g = graph()
+    for kw in ({"n": 0}, {"n": 2, "seed": -1}, {"n": 2, "batch_size": 0}):
+        with pytest.raises(SamplingError):
+            sample(g, device="cpu", **kw)
+
+
+def test_sampler_capabilities_are_checked():
+    with pytest.raises(CompileError, match="mala sampler needs explicit energies"):
+        sample(graph(kind="implicit"), 4, sampler="mala", device="cpu")
+    with pytest.raises(CompileError, match="annealed sampler needs noise-conditional"):
+        sample(graph(kind="explicit"), 4, sampler="annealed", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_missing_cuda_is_an_error():
+    with pytest.raises(SamplingError, match="no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type in ("cpu", "mps")
+
+
+class _NanAfter(GaussianConceptModel):
+    """Scores go NaN from the 4th call on: the sampler must stop and name the step."""
+
+    def score(self, x, cond, sigma):
+        out = super().score(x, cond, sigma)
+        return out * float("nan") if self.forward_calls > 3 else out
+
+
+@pytest.mark.parametrize("sampler", ["langevin", "annealed"])
+def test_non_finite_values_raise_with_the_step(sampler):
+    reg = GaussianRegistry("noise_conditional")
+    bad = _NanAfter("nan-model", "noise_conditional", None)
+    reg.models = {k: bad for k in reg.models}
+    reg.prior_model = bad
+    g = compile("red & circle", reg)
+    with pytest.raises(SamplingError, match=r"non-finite score at step 3 of"):
+        sample(g, 8, seed=0, sampler=sampler, steps=20, device="cpu")
+
+
+def test_mala_diverging_step_is_caught_or_rejected():
+    # A huge step makes every proposal leave the box: MALA rejects, never returns NaN.
+    res = sample(graph(), 16, seed=0, sampler="mala", steps=10, step_size=50.0, device="cpu")
+    assert res.acceptance == 0.0 and torch.isfinite(res.images).all()
+
+
+def test_callback_and_frames():
+    seen = []
+    res = sample(graph(), 20, seed=0, steps=12, device="cpu", frames=4, callback=lambda d: seen.append(d["i"]))
+    assert seen == list(range(12))
+    assert len(res.frames) == 16  # first 16 chains
+    assert res.frames[0].shape == (5, 2, 1, 1)  # 4 snapshots + the final state
+
+
+def test_implicit_models_sample_with_langevin_at_a_fixed_sigma():
+    res = sample(graph(kind="implicit"), 8, seed=0, sampler="langevin", steps=10, step_size=1e-4, device="cpu")
+    assert res.settings["sigma"] == 0.01
+
+
+def test_registry_and_compiler_agree_on_sampler_names():
+    from conceptlang.compiler import SAMPLER_NEEDS
+
+    assert list(SAMPLERS) == list(SAMPLER_NEEDS)
+
+
+def test_ula_bias_matches_theory_for_a_large_step():
+    # For a Gaussian of precision P, ULA with step h and noise √(2h) has stationary variance
+    # 1/(P(1 − hP/2)): the sampler implements exactly that recursion.
+    g = compile("square", GaussianRegistry())  # s = 0.1 → P = 100
+    h = 0.01
+    res = sample(g, 8000, seed=5, steps=300, step_size=h, device="cpu")
+    var = float(res.images.reshape(-1, 2).double().var(0).mean())
+    expected = 1.0 / (100 * (1 - h * 100 / 2))
+    assert var == pytest.approx(expected, rel=5 * math.sqrt(2 / 16000))
