@@ -1,0 +1,128 @@
+import pytest
+import torch
+
+from conceptlang.data import get_domain, generate
+from conceptlang.errors import ModelError
+from conceptlang.models.concept_model import ExplicitConceptModel, ImplicitConceptModel
+from conceptlang.models.conditions import NONE_TOKEN, encode_conditions, slots_for_domain, training_conditions
+from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetConfig, condition_width, count_parameters
+
+SCENE_SLOTS = slots_for_domain(get_domain("scenes"))
+FACE_SLOTS = slots_for_domain(get_domain("faces"))
+
+
+def test_slots_follow_the_domain():
+    assert [s.family for s in SCENE_SLOTS] == ["shape", "color", "size", "position"]
+    assert condition_width(SCENE_SLOTS) == 1 + 1 + 1 + 3
+    # binary faces families get a known-absent token, the exclusive hair family does not
+    assert FACE_SLOTS[0].values == ("black_hair", "blond_hair", "brown_hair", "bald")
+    assert FACE_SLOTS[1].values == ("male", NONE_TOKEN)
+
+
+@pytest.mark.parametrize("widths,attention", [((8, 16), False), ((8, 16, 16), True)])
+def test_unet_shapes_and_noise_relation(widths, attention):
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(widths=widths, emb_dim=16, groups=4, attention=attention, slots=SCENE_SLOTS))
+    x = torch.randn(5, 3, 32, 32)
+    sigma = torch.tensor([0.01, 0.1, 0.5, 1.0, 3.0])
+    cond = encode_conditions(SCENE_SLOTS, [{}, {"color": "red"}, {"position": (0.2, 0.8)}, {"shape": "circle", "size": "large"}, {}])
+    eps = net(x, sigma, cond)
+    d = net.denoise(x, sigma, cond)
+    assert eps.shape == d.shape == (5, 3, 32, 32)
+    torch.testing.assert_close(eps, (x - d) / sigma[:, None, None, None], rtol=0, atol=0)
+    # zero-initialised output conv: a fresh net's denoiser is EDM's c_skip·x exactly
+    c_skip = 0.25 / (sigma**2 + 0.25)
+    torch.testing.assert_close(d, c_skip[:, None, None, None] * x)
+
+
+def test_energy_net_shapes_and_spectral_norm():
+    cfg = EnergyNetConfig(widths=(8, 16), emb_dim=16, slots=SCENE_SLOTS, noise_conditional=True, spectral_norm=True)
+    net = EnergyNet(cfg)
+    x = torch.randn(3, 3, 32, 32)
+    e = net(x, torch.tensor([0.1, 0.5, 1.0]), torch.zeros(3, condition_width(SCENE_SLOTS)))
+    assert e.shape == (3,)
+    assert 1000 < count_parameters(net) < 100_000
+    with pytest.raises(ValueError, match="needs sigma"):
+        net(x, None, torch.zeros(3, condition_width(SCENE_SLOTS)))
+
+
+def test_encode_conditions_layout_and_errors():
+    c = encode_conditions(SCENE_SLOTS, [{}, {"shape": "triangle"}, {"color": "cyan", "position": (0.25, 0.75)}])
+    assert c.tolist() == [[0, 0, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0], [0, 6, 0, 1, 0.25, 0.75]]
+    with pytest.raises(ModelError, match="'color' has no value 'mauve'"):
+        encode_conditions(SCENE_SLOTS, [{"color": "mauve"}])
+    with pytest.raises(ModelError, match="no condition slot for family 'hair'"):
+        encode_conditions(SCENE_SLOTS, [{"hair": "bald"}])
+    with pytest.raises(ModelError, match="outside its range"):
+        encode_conditions(SCENE_SLOTS, [{"position": (1.5, 0.5)}])
+    with pytest.raises(ModelError, match="takes 2 parameters"):
+        encode_conditions(SCENE_SLOTS, [{"position": (0.5,)}])
+    with pytest.raises(ModelError, match="has no value '<none>'"):
+        encode_conditions(FACE_SLOTS, [{"male": NONE_TOKEN}])
+
+
+def test_training_conditions_tokens_and_dropout_modes():
+    _, arrays = generate("faces", 64, seed=3, as_arrays=True)
+    g = torch.Generator().manual_seed(0)
+    full = training_conditions(FACE_SLOTS, arrays.index, arrays.positions, 0.0, g)
+    hair = torch.from_numpy(arrays.index["hair"][:, 0]) + 1
+    male = torch.where(torch.from_numpy(arrays.index["male"][:, 0]) == 0, 1, 2)  # male → 1, absent → <none> = 2
+    assert torch.equal(full[:, 0].long(), hair) and torch.equal(full[:, 1].long(), male)
+    assert set(full[:, 1].long().tolist()) == {1, 2}
+    nothing = training_conditions(FACE_SLOTS, arrays.index, arrays.positions, 0.0, g, p_null=1.0)
+    assert torch.count_nonzero(nothing) == 0
+    single = training_conditions(FACE_SLOTS, arrays.index, arrays.positions, 0.0, g, p_single=1.0)
+    assert (single != 0).sum(1).tolist() == [1] * 64
+    # independent dropout at 0.3 over 5 slots × 4096 images: kept share within ±2%
+    _, big = generate("faces", 4096, seed=4, as_arrays=True)
+    d = training_conditions(FACE_SLOTS, big.index, big.positions, 0.3, g)
+    assert abs(float((d != 0).float().mean()) - 0.7) < 0.02
+
+
+def test_training_conditions_bind_one_object():
+    _, arrays = generate("scenes", 256, seed=1, split="two_objects", as_arrays=True)
+    g = torch.Generator().manual_seed(0)
+    c = training_conditions(SCENE_SLOTS, arrays.index, arrays.positions, 0.0, g)
+    # every row describes one of its two objects: shape, colour and position all from the same one
+    for i in range(256):
+        k = [j for j in range(2) if abs(arrays.positions[i, j, 0] - float(c[i, 4])) < 1e-6]
+        assert k, i
+        j = k[0]
+        assert int(c[i, 0]) == arrays.index["shape"][i, j] + 1
+        assert int(c[i, 1]) == arrays.index["color"][i, j] + 1
+
+
+def test_implicit_score_is_minus_eps_over_sigma_and_energy_is_seeded():
+    torch.manual_seed(1)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)  # make the prediction non-trivial
+    m = ImplicitConceptModel(net, "t", "scenes", energy_sigmas=(0.05, 1.0, 3), energy_draws=2)
+    x = torch.randn(4, 3, 32, 32)
+    sigma = torch.tensor([0.05, 0.2, 0.7, 1.5])
+    cond = m.encode([{"color": "red"}, {}, {"shape": "square"}, {"position": (0.5, 0.5)}])
+    with torch.no_grad():
+        torch.testing.assert_close(m.score(x, cond, sigma), -net(x, sigma, cond) / sigma[:, None, None, None], rtol=0, atol=0)
+    e1 = m.energy(x, cond, None)
+    assert e1.shape == (4,) and torch.isfinite(e1).all()
+    torch.testing.assert_close(m.energy(x, cond, None), e1, rtol=0, atol=0)
+    # common random numbers: an image's energy does not depend on the rest of its batch
+    torch.testing.assert_close(m.energy(x[2:3], cond[2:3], None), e1[2:3], rtol=1e-5, atol=1e-3)
+    with pytest.raises(ModelError, match="needs a noise level"):
+        m.score(x, cond, None)
+    with pytest.raises(ModelError, match="expected images"):
+        m.energy(torch.zeros(4, 3, 16, 16), cond, None)
+
+
+def test_explicit_score_is_minus_energy_gradient():
+    torch.manual_seed(2)
+    net = EnergyNet(EnergyNetConfig(widths=(8, 16), emb_dim=16, slots=SCENE_SLOTS, noise_conditional=False))
+    m = ExplicitConceptModel(net, "e", "scenes")
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    net.double()
+    cond = m.encode([{"color": "red"}, {}]).double()
+    s = m.score(x, cond, None)
+    # central finite difference along a random direction
+    v = torch.randn_like(x)
+    h = 1e-6
+    fd = (m.energy(x + h * v, cond, None) - m.energy(x - h * v, cond, None)) / (2 * h)
+    torch.testing.assert_close((-s * v).flatten(1).sum(1), fd, rtol=1e-5, atol=1e-7)

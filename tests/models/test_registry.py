@@ -1,0 +1,173 @@
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conceptlang.compiler.interface import ConceptModel, ConceptRef, ConceptRegistry
+from conceptlang.errors import ModelError
+from conceptlang.models.registry import load_registry, validate_manifest
+
+
+def _manifest(models_dir) -> dict:
+    return json.loads((models_dir / "manifest.json").read_text())
+
+
+@pytest.fixture
+def models_copy(tiny_models_dir, tmp_path):
+    dst = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, dst)
+    return dst
+
+
+def test_registry_implements_the_protocol_and_resolves_names(tiny_models_dir):
+    reg = load_registry(tiny_models_dir)
+    assert isinstance(reg, ConceptRegistry)
+    assert reg.candidates("red") == [ConceptRef("scenes", "color", value="red")]
+    assert reg.candidates("red", "color") == [ConceptRef("scenes", "color", value="red")]
+    assert reg.candidates("red", "shape") == []
+    assert reg.candidates("position") == [ConceptRef("scenes", "position")]
+    assert reg.candidates("mauve") == []
+    names = reg.known_names()
+    assert {"red", "color.red", "circle", "shape.circle", "position", "large"} <= set(names)
+    assert not any("<none>" in n for n in names)
+    model, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
+    assert isinstance(model, ConceptModel) and cond == {"color": "red"}
+    model2, cond2 = reg.model_for(ConceptRef("scenes", "position", params=(0.25, 0.75)))
+    assert model2 is model and cond2 == {"position": (0.25, 0.75)}
+    prior, pc = reg.prior("scenes")
+    assert prior is model and pc == {}
+    assert model.kind == "implicit" and model.noise_conditional and model.image_shape == (3, 32, 32)
+    assert reg.domain("scenes").name == "scenes"
+    with pytest.raises(ModelError, match="no models for domain 'scene'.*did you mean 'scenes'"):
+        reg.domain("scene")
+    assert reg.sampler_settings([model]) == {"sampler": "annealed", "step_size": 1e-5, "n_sigmas": 4}
+
+
+def test_lazy_loading_and_per_device_cache(tiny_models_dir):
+    reg = load_registry(tiny_models_dir)
+    model, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
+    assert reg._cache == {}  # nothing read yet
+    x = torch.zeros(2, 3, 32, 32)
+    c = model.encode([cond, {}])
+    s = model.score(x, c, torch.tensor([0.5, 0.5]))
+    assert s.shape == x.shape and list(reg._cache) == [("tiny", "cpu")]
+    first = reg._cache[("tiny", "cpu")]
+    model.energy(x, c, None)
+    assert reg._cache[("tiny", "cpu")] is first  # loaded once per device
+
+
+def test_weights_round_trip_in_fp16(tiny_models_dir, tmp_path):
+    from conceptlang.models.training import Trainer
+
+    from .conftest import tiny_config
+
+    reg = load_registry(tiny_models_dir)
+    loaded = reg.handles["tiny"].impl("cpu").net
+    st = torch.load(tiny_models_dir.parent / "run" / "checkpoint.pt", weights_only=True)
+    for k, v in st["ema"].items():
+        torch.testing.assert_close(loaded.state_dict()[k], v.half().float(), rtol=0, atol=0)
+
+
+def test_checksum_mismatch_is_a_model_error(models_copy):
+    path = models_copy / "tiny.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    reg = load_registry(models_copy)
+    model, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        model.score(torch.zeros(1, 3, 32, 32), model.encode([cond]), torch.tensor([0.5]))
+
+
+def test_missing_weights_file_is_a_model_error(models_copy):
+    (models_copy / "tiny.safetensors").unlink()
+    reg = load_registry(models_copy)
+    with pytest.raises(ModelError, match="weights file .* is missing"):
+        reg.handles["tiny"].impl("cpu")
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d.update(format_version=99), "format_version is 99"),
+        (lambda d: d["models"][0].pop("sha256"), "missing key 'sha256'"),
+        (lambda d: d["models"][0].update(kind="magic"), "'kind' must be one of implicit, explicit"),
+        (lambda d: d["models"][0].update(layout="stacked"), "'layout' must be one of"),
+        (lambda d: d["models"][0].update(sha256="xyz"), "64 lowercase hex"),
+        (lambda d: d["models"][0].update(file="../evil.safetensors"), "inside the models folder"),
+        (lambda d: d["models"][0]["families"]["color"].update(values=[]), "family 'color'.*distinct non-empty"),
+        (lambda d: d["models"][0]["families"]["position"].update(ranges=[[0, 1]]), "one \\[lo, hi\\] per parameter"),
+        (lambda d: d["models"][0].update(prior=False), "domain 'scenes' has no prior"),
+        (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "duplicate model name"),
+        (lambda d: d["models"].append({**copy.deepcopy(d["models"][0]), "name": "b"}), "already served by model 'tiny'"),
+        (lambda d: d["models"][0]["architecture"].update({"class": "EnergyNet"}), "does not match architecture"),
+        (lambda d: d.pop("models"), "missing key 'models'"),
+    ],
+)
+def test_manifest_validation_errors(tiny_models_dir, mutate, message):
+    data = _manifest(tiny_models_dir)
+    mutate(data)
+    with pytest.raises(ModelError, match=message):
+        validate_manifest(data, "m.json")
+
+
+def test_unreadable_manifest(tmp_path):
+    with pytest.raises(ModelError, match="no model manifest"):
+        load_registry(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON .* line 1"):
+        load_registry(tmp_path)
+
+
+def test_env_variable_selects_the_models_dir(tiny_models_dir, monkeypatch):
+    monkeypatch.setenv("CONCEPTLANG_MODELS", str(tiny_models_dir))
+    assert load_registry().models_dir == tiny_models_dir
+
+
+def test_ambiguous_bare_name_lists_every_candidate(models_copy):
+    """A second domain that also has a value 'red' makes the bare name ambiguous; qualified stays fine."""
+    data = _manifest(models_copy)
+    other = copy.deepcopy(data["models"][0])
+    other.update(name="paint", domain="paint", families={"color": {"kind": "discrete", "values": ["red", "ochre"]}})
+    data["models"].append(other)
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    assert set(reg.candidates("red")) == {ConceptRef("scenes", "color", value="red"), ConceptRef("paint", "color", value="red")}
+    assert reg.domain("paint").family("color").values == ("red", "ochre")
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.errors import NameResolutionError
+
+    with pytest.raises(NameResolutionError) as err:
+        compile_expr("red", reg)
+    assert "scenes" in str(err.value) and "paint" in str(err.value)
+
+
+def test_models_cli_lists_json_and_verifies(models_copy):
+    from conceptlang.cli import main
+
+    res = CliRunner().invoke(main, ["models", "--json", "--verify", "--models", str(models_copy)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    (row,) = data["models"]
+    assert row["name"] == "tiny" and row["domain"] == "scenes" and row["file"] == "tiny.safetensors"
+    assert row["checksum_ok"] is True and len(row["sha256"]) == 64
+    res = CliRunner().invoke(main, ["models", "--models", str(models_copy / "nope")])
+    assert res.exit_code == 1 and "no model manifest" in res.output and "Traceback" not in res.output
+
+
+def test_train_cli_runs_and_resumes(tmp_path):
+    from conceptlang.cli import main
+
+    args = ["train", "faces", "all", "--iters", "2", "--batch-size", "8", "--widths", "8,16", "--out", str(tmp_path / "r"),
+            "--quiet", "--threads", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "trained faces-joint to iteration 2" in res.output
+    res = CliRunner().invoke(main, args[:4] + ["4", "--out", str(tmp_path / "r"), "--resume", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "to iteration 4" in res.output
+    res = CliRunner().invoke(main, ["train", "faces", "beard", "--iters", "1"])
+    assert res.exit_code == 1 and "no family 'beard'" in res.output

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+
+from conceptlang.errors import ModelError
+from conceptlang.models.training import DataStream, Trainer, denoise_loss, validate_config
+
+from .conftest import tiny_config
+
+
+def _flat_state(tr: Trainer) -> dict:
+    out = {f"net.{k}": v for k, v in tr.net.state_dict().items()}
+    out.update({f"ema.{k}": v for k, v in tr.ema.state_dict().items()})
+    for i, st in tr.opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"opt.{i}.{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("method", ["denoise", "cd"])
+def test_resume_is_bit_identical(tmp_path, method):
+    kw = {"method": method, "iters": 4}
+    if method == "cd":
+        kw.update(net={"widths": [8, 16], "emb_dim": 16}, cd_steps=2, cd_buffer=16)
+    straight = Trainer(tiny_config(**kw), tmp_path / "a")
+    straight.train(progress=False)
+
+    first = Trainer(tiny_config(**kw), tmp_path / "b")
+    first.train(until=2, progress=False)
+    resumed = Trainer(tiny_config(**kw), tmp_path / "b")
+    resumed.load()
+    assert resumed.it == 2
+    resumed.train(progress=False)
+
+    a, b = _flat_state(straight), _flat_state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert torch.equal(straight.gen.get_state(), resumed.gen.get_state())
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    Trainer(tiny_config(iters=2), tmp_path / "r").train(progress=False)
+    other = Trainer(tiny_config(iters=2, seed=5), tmp_path / "r")
+    with pytest.raises(ModelError, match="seed was 0, now 5"):
+        other.load()
+
+
+def test_data_stream_is_a_function_of_the_iteration():
+    cfg = tiny_config(splits={"train": 0.75, "two_objects": 0.25})
+    s1, s2 = DataStream(cfg), DataStream(cfg)
+    x5, idx5, pos5 = s1.batch(5)
+    s1.batch(0)
+    x5b, idx5b, pos5b = s2.batch(5)
+    assert torch.equal(x5, x5b) and (pos5 == pos5b).all()
+    assert x5.shape == (8, 3, 32, 32) and pos5.shape == (8, 2, 2)
+    # one-object images repeat their object in the second slot; two-object ones do not
+    chunk_pos = s1._chunk[2]
+    n_two = int((~(chunk_pos[:, 0] == chunk_pos[:, 1]).all(1)).sum())
+    assert n_two == 8  # 25% of a 32-image chunk
+
+
+def test_config_validation():
+    with pytest.raises(ModelError, match="unknown training method 'sgd'"):
+        validate_config(tiny_config(method="sgd"))
+    with pytest.raises(ModelError, match="multiple of the batch"):
+        validate_config(tiny_config(chunk_size=30))
+    with pytest.raises(ModelError, match="cond_dropout"):
+        validate_config(tiny_config(cond_dropout=1.0))
+
+
+def test_tiny_training_reduces_the_denoising_loss(tmp_path):
+    cfg = tiny_config(iters=60, batch_size=16, chunk_size=64, lr=3e-3, checkpoint_every=60, log_every=20)
+    tr = Trainer(cfg, tmp_path / "t")
+    x0, idx, pos = tr.stream.batch(0)
+
+    def held_out_loss() -> float:
+        g = torch.Generator().manual_seed(123)  # same σ, noise and conditions every time
+        from conceptlang.models.conditions import training_conditions
+
+        cond = training_conditions(tr.net.config.slots, idx, pos, 0.3, g)
+        with torch.no_grad():
+            return float(denoise_loss(tr.net, x0, cond, cfg, g))
+
+    before = held_out_loss()
+    tr.train(progress=False)
+    after = held_out_loss()
+    assert after < 0.7 * before, (before, after)
+    log = [json.loads(l) for l in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
+    assert [r["it"] for r in log] == [20, 40, 60]
