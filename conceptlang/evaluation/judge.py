@@ -23,6 +23,7 @@ Train (a few CPU minutes each, one thread)::
 
     python -m conceptlang.evaluation.judge train scenes|faces|all [--steps N] [--out DIR]
     python -m conceptlang.evaluation.judge eval scenes|faces|all   # re-measure, print the tables
+    python -m conceptlang.evaluation.judge gallery all             # corruption grids → docs/images
 """
 
 from __future__ import annotations
@@ -573,16 +574,59 @@ def measure(judge: Judge, n: int = 2000, log=print) -> dict:
     return metrics
 
 
+def markdown_tables(directory: Path | None = None) -> str:
+    """The manifest's measured figures as markdown tables (for docs/data.md)."""
+    manifest = read_manifest(directory or judges_dir())
+    lines = []
+    for dom, entry in manifest["judges"].items():
+        acc = entry["metrics"]["accuracy"]
+        rows = list(acc.items())
+        cols = [c for c in rows[0][1] if c != "position_p99_error"]
+        lines += [f"**{dom}** ({entry['architecture']['parameters']:,} parameters, "
+                  f"{entry['training']['steps']} steps, {entry['training']['seconds']:.0f} s on one thread)", "",
+                  "| images | " + " | ".join(c.replace("_", " ") for c in cols) + " |",
+                  "| --- |" + " --- |" * len(cols)]
+        for name, row in rows:
+            lines.append(f"| {name} | " + " | ".join("" if row[c] is None else f"{row[c]:.4f}" for c in cols) + " |")
+        lines.append("")
+    for dom, entry in manifest["judges"].items():
+        v = entry["metrics"]["validity"]
+        real, bad = list(v["real_pass_rate"].items()), list(v["corrupted_fail_rate"].items())
+        lines += [f"**{dom} validity**", "", "| real images | pass | corrupted images | fail |", "| --- | --- | --- | --- |"]
+        for k in range(max(len(real), len(bad))):
+            a = f"{real[k][0]} | {real[k][1]:.4f}" if k < len(real) else " | "
+            b = f"{bad[k][0]} | {bad[k][1]:.4f}" if k < len(bad) else " | "
+            lines.append(f"| {a} | {b} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m conceptlang.evaluation.judge")
-    ap.add_argument("command", choices=["train", "eval"])
+    ap.add_argument("command", choices=["train", "eval", "gallery", "tables"],
+                    help="gallery: write the corruption-set grids to --out (default docs/images)")
     ap.add_argument("domain", choices=["scenes", "faces", "all"])
     ap.add_argument("--steps", type=int, default=None, help="training steps (scenes 1500, faces 3000)")
     ap.add_argument("--out", type=Path, default=None, help="judges directory (default: models/judges)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--update", action="store_true", help="eval: write the new figures into the manifest")
     args = ap.parse_args(argv)
+    if args.command == "gallery":
+        from conceptlang.io import save_grid
+
+        for dom in (["scenes", "faces"] if args.domain == "all" else [args.domain]):
+            # One column per corruption kind, four rows.
+            kinds = V.CORRUPTION_KINDS[dom]
+            bad, _ = V.corruptions(dom, 4 * len(kinds), seed=1)
+            path = (args.out or Path("docs/images")) / f"data_{dom}_corruptions.png"
+            save_grid(path, bad, ncols=len(kinds), scale=4)
+            print(path)
+        return
+    if args.command == "tables":
+        print(markdown_tables(args.out))
+        return
     out = args.out or judges_dir()
     domains = ["scenes", "faces"] if args.domain == "all" else [args.domain]
     for dom in domains:
@@ -594,7 +638,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             torch.set_num_threads(1)
             judge = load_judge(dom, out)
-            print(json.dumps(measure(judge), indent=1))
+            metrics = measure(judge)
+            print(json.dumps(metrics, indent=1))
+            if args.update:  # same checkpoint, re-measured (e.g. after a change to validity.py)
+                from conceptlang.io import write_json
+
+                manifest = read_manifest(out)
+                manifest["judges"][dom]["metrics"] = metrics
+                write_json(out / "manifest.json", manifest)
+                _CACHE.clear()
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def analyse_scenes(images: np.ndarray, with_shapes: bool = True) -> list[SceneAn
                 continue
             sel = lab[i] == cid
             s = strength[i][sel]
-            interior = s >= 0.8 * s.max()
+            interior = s >= 0.95 * s.max()  # fully covered pixels: the colour without the rim
             rgb_pixels = f[i][sel][interior]
             rgb = rgb_pixels.mean(0)
             full = np.abs(rgb - bg[i]).max()

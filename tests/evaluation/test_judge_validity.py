@@ -1,0 +1,66 @@
+"""The computed scenes validity check, case by case, with the reason it gives."""
+
+import numpy as np
+import pytest
+
+from conceptlang.data import scenes as sc
+from conceptlang.evaluation.validity import analyse_scenes, corruptions, scenes_valid
+
+
+def _one(shape="circle", color="red", size="large", x=0.5, y=0.5):
+    arrays = sc.SceneArrays(
+        index={"shape": np.array([[sc.SHAPES.index(shape)]]), "color": np.array([[sc.COLORS.index(color)]]),
+               "size": np.array([[sc.SIZES.index(size)]])},
+        positions=np.array([[[x, y]]], np.float32),
+    )
+    return sc.render_scenes(arrays, 32)
+
+
+@pytest.mark.parametrize("shape", sc.SHAPES)
+@pytest.mark.parametrize("size", sc.SIZES)
+def test_every_clean_shape_matches_itself_best(shape, size):
+    an = analyse_scenes(_one(shape, "cyan", size, 0.41, 0.63))[0]
+    assert an.reasons(1) == []
+    obj = an.objects[0]
+    assert np.unravel_index(obj.shape_iou.argmax(), obj.shape_iou.shape) == (sc.SHAPES.index(shape), sc.SIZES.index(size))
+    assert obj.best_iou >= 0.95
+    assert np.allclose(obj.rgb, sc.PALETTE["cyan"], atol=1)
+
+
+def test_half_erased_circle_is_not_a_domain_shape():
+    img = _one("circle", "red", "large")
+    img[:, :, 16:] = 0  # erase the right half
+    reasons = analyse_scenes(img)[0].reasons(1)
+    assert len(reasons) == 1 and reasons[0].startswith("object 0 is not a domain shape")
+
+
+def test_two_coloured_square_is_not_uniform():
+    img = _one("square", "blue", "large")
+    img[0, :16][img[0, :16].max(-1) > 0] = sc.PALETTE["yellow"]
+    reasons = analyse_scenes(img)[0].reasons(1)
+    assert any("not uniformly coloured" in r for r in reasons)
+
+
+def test_off_palette_colour_and_grey_background():
+    img = _one("circle", "red", "large")
+    img[img.max(-1) > 0] = (120, 120, 120)
+    assert any("far from the palette" in r for r in analyse_scenes(img)[0].reasons(1))
+    img = _one("circle", "red", "large")
+    img[img.max(-1) == 0] = (90, 90, 90)
+    assert "background is not plain dark" in analyse_scenes(img)[0].reasons(1)
+
+
+def test_stray_pixels_and_object_count():
+    img = _one("triangle", "green", "small", 0.3, 0.3)
+    img[0, 28, 3] = img[0, 3, 28] = img[0, 28, 28] = img[0, 20, 3] = (200, 200, 200)
+    assert analyse_scenes(img)[0].reasons(1) == ["4 stray foreground pixels"]
+    two = _one("circle", "red", "small", 0.25, 0.25) + _one("square", "blue", "small", 0.75, 0.75)
+    assert scenes_valid(two, 2).all() and not scenes_valid(two, 1).any() and scenes_valid(two).all()
+    assert analyse_scenes(two)[0].reasons(1) == ["2 objects, expected 1"]
+
+
+def test_corruptions_are_deterministic_and_labelled():
+    a, ka = corruptions("faces", 12, seed=5)
+    b, kb = corruptions("faces", 12, seed=5)
+    assert np.array_equal(a, b) and ka == kb
+    assert ka[:6] == ["noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled"]
