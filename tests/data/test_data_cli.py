@@ -70,3 +70,9 @@ def test_split_grid_recovers_the_cells(n, ncols, scale):
 def test_split_grid_rejects_odd_sizes():
     with pytest.raises(DataError, match="neither one 32×32 image nor a grid"):
         split_grid(np.zeros((50, 41, 3), np.uint8), 32)
+
+
+def test_split_grid_accepts_an_upscaled_single_image():
+    imgs, _ = generate("faces", 1, seed=2)
+    big = imgs[0].repeat(4, 0).repeat(4, 1)  # what `conceptlang sample --per-image` writes
+    assert np.array_equal(split_grid(big, 32), imgs)
