@@ -154,3 +154,15 @@ def test_ula_bias_matches_theory_for_a_large_step():
     var = float(res.images.reshape(-1, 2).double().var(0).mean())
     expected = 1.0 / (100 * (1 - h * 100 / 2))
     assert var == pytest.approx(expected, rel=5 * math.sqrt(2 / 16000))
+
+
+@pytest.mark.gpu
+def test_cuda_sampling_matches_cpu_statistics():
+    g = graph("red & circle")
+    cpu = sample(g, 4000, seed=0, sampler="mala", steps=200, step_size=4e-3, device="cpu")
+    gpu = sample(g, 4000, seed=0, sampler="mala", steps=200, step_size=4e-3, device="cuda")
+    assert gpu.images.device.type == "cpu" and gpu.settings["device"].startswith("cuda")
+    again = sample(g, 4000, seed=0, sampler="mala", steps=200, step_size=4e-3, device="cuda")
+    assert torch.equal(gpu.images, again.images)  # same device, same seed: identical
+    m_cpu, m_gpu = cpu.images.reshape(-1, 2).mean(0), gpu.images.reshape(-1, 2).mean(0)
+    assert (m_cpu - m_gpu).abs().max() < 5 * math.sqrt(2 * 0.0106 / 4000)
