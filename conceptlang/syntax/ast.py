@@ -44,6 +44,8 @@ class Span:
 
 NO_SPAN = Span()
 
+MAX_REPR_CHARS = 100_000
+
 
 class Node:
     """Base of every AST node: structural, iterative ``==``, ``hash`` and ``repr``."""
@@ -111,12 +113,18 @@ class Node:
         return state
 
     def __repr__(self) -> str:
+        # Truncated: a DAG from expand_definitions can unfold to astronomically many nodes.
         out: list[str] = []
+        length = 0
         stack: list[Any] = [self]
         while stack:
+            if length > MAX_REPR_CHARS:
+                out.append("...")
+                break
             item = stack.pop()
             if isinstance(item, str):
                 out.append(item)
+                length += len(item)
                 continue
             name = type(item).__name__
             if isinstance(item, Concept):
@@ -126,8 +134,10 @@ class Node:
                 if item.args is not None:
                     parts.append(f"args={item.args!r}")
                 out.append(f"{name}({', '.join(parts)})")
+                length += len(out[-1])
                 continue
             out.append(f"{name}(")
+            length += len(name) + 1
             stack.extend(reversed(item._repr_parts()))
         return "".join(out)
 

@@ -38,6 +38,20 @@ def _blank(segment: str) -> bool:
     return all(not line.split("#", 1)[0].strip() for line in segment.splitlines()) if segment else True
 
 
+def _skip_blank(text: str, start: int, end: int) -> int:
+    """The offset of the statement's first token (after whitespace and comments)."""
+    i = start
+    while i < end:
+        if text[i] == "#":
+            nl = text.find("\n", i, end)
+            i = end if nl < 0 else nl + 1
+        elif text[i].isspace():
+            i += 1
+        else:
+            break
+    return i
+
+
 def _offset_of(text: str, line: int, column: int) -> int:
     pos = 0
     for _ in range(line - 1):
@@ -47,6 +61,7 @@ def _offset_of(text: str, line: int, column: int) -> int:
 
 def _parse_piece(text: str, start: int, end: int, as_definition: bool) -> ParseError | None:
     """Parse text[start:end] in place (padded so that lines and columns match the original)."""
+    start = _skip_blank(text, start, end)
     line = text.count("\n", 0, start) + 1
     col = start - (text.rfind("\n", 0, start) + 1) + 1
     padding = "\n" * (line - 1) + " " * (col - 1)

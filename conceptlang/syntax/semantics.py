@@ -25,6 +25,7 @@ from conceptlang.syntax.passes import expand_definitions
 from conceptlang.syntax.walk import postorder
 
 POSITION_TOLERANCE = 0.1
+_SLACK = 1e-9
 
 
 def _where(concept: Concept) -> str:
@@ -36,7 +37,9 @@ def _bool_label(key: str, value: Any, concept: Concept) -> bool:
     if isinstance(value, bool):
         return value
     # numpy.bool_ and 0/1 integers are fine; anything else is a malformed label.
-    if type(value).__name__ == "bool_" or (isinstance(value, int) and value in (0, 1)):
+    if (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")) or (
+        isinstance(value, int) and value in (0, 1)
+    ):
         return bool(value)
     raise NameResolutionError(
         f"the label for {key!r} must be true or false, got {value!r}{_where(concept)}", concept.span.location()
@@ -63,7 +66,9 @@ def _position_holds(concept: Concept, labels: Mapping[str, Any], tolerance: floa
             raise NameResolutionError(
                 f"every object in the labels needs numeric 'x' and 'y', got {obj!r}", concept.span.location()
             ) from None
-        if math.hypot(ox - x, oy - y) <= tolerance:
+        # Inclusive, with a little slack so that a distance of exactly 0.1 written in decimal
+        # (0.38 vs 0.3 and 0.76 vs 0.7) is not lost to binary rounding.
+        if math.hypot(ox - x, oy - y) <= tolerance + _SLACK:
             return True
     return False
 
