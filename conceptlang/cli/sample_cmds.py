@@ -119,6 +119,11 @@ def _model_record(model) -> dict[str, Any]:
         v = getattr(model, attr, None)
         if v is not None and not callable(v):
             rec[attr] = str(v)
+    entry = getattr(model, "entry", None)  # registry handles keep their manifest entry
+    if isinstance(entry, dict):
+        for key in ("sha256", "file"):
+            if key in entry and key not in rec:
+                rec[key] = entry[key]
     if "sha256" not in rec and "checksum" not in rec:
         rec["sha256"] = None  # analytic models have no weights file
     return rec
@@ -229,10 +234,14 @@ def _write_gif(path: Path, frames, scale: int) -> None:
 @click.option("--per-image", "per_image", metavar="DIR", default=None, help="Also write one PNG per sample into DIR.")
 @click.option("--gif", metavar="GIF", default=None, help="Write an animated GIF of the first chains.")
 @click.option("--scale", type=click.IntRange(min=1), default=None, help="Upscale PNGs by this factor [default: 4].")
+@click.option("--estimate-log-z", is_flag=True,
+              help="Draw OR disjuncts ∝ their estimated partition functions instead of equally "
+                   "(explicit models; reliable in low dimension).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, strict, n, output, steps, seed,
-               sampler, device, step_size, noise_scale, batch_size, per_image, gif, scale, as_json, progress) -> None:
+               sampler, device, step_size, noise_scale, batch_size, per_image, gif, scale, estimate_log_z, as_json,
+               progress) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
 
     \b
@@ -262,7 +271,8 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
         click.echo(f"warning: {w.message}", err=True)
     t_compiled = time.perf_counter()
     result = sample(graph, n, seed=seed, sampler=sampler, steps=steps, device=device, batch_size=batch_size,
-                    progress=progress, frames=24 if gif else 0, step_size=step_size, noise_scale=noise_scale)
+                    progress=progress, frames=24 if gif else 0, step_size=step_size, noise_scale=noise_scale,
+                    log_z="estimate" if estimate_log_z else None)
     t_sampled = time.perf_counter()
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
     up = scale or (4 if rgb.shape[1] >= 16 else 1)

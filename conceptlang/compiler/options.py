@@ -56,7 +56,9 @@ class CompileOptions:
         log_z = self.log_z
         if isinstance(log_z, str):
             if log_z != "equal":
-                raise CompileError(f"log_z must be 'equal' or a sequence of numbers; got {log_z!r}")
+                hint = (" (estimating Z is a sampling option: sample(..., log_z='estimate'), "
+                        "CLI --estimate-log-z)" if log_z == "estimate" else "")
+                raise CompileError(f"log_z must be 'equal' or a sequence of numbers; got {log_z!r}{hint}")
         else:
             try:
                 log_z = tuple(_number("log_z", v) for v in log_z)

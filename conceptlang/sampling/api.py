@@ -177,7 +177,7 @@ def _run_kwargs(name: str, s: dict[str, Any]) -> tuple[dict[str, Any], int]:
 def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
            device: str | torch.device = "auto", *, batch_size: int | None = None, progress: bool | None = False,
            callback: Callable[[dict[str, Any]], None] | None = None, frames: int = 0,
-           **settings: Any) -> SampleResult:
+           log_z: str | None = None, **settings: Any) -> SampleResult:
     """Draw ``n`` images from the composition ``graph``.
 
     ``sampler``: "langevin" | "annealed" | "mala" (default: the registry's, else annealed for
@@ -186,6 +186,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     chains run at once (memory); results are reproducible for a given seed, device and batch size.
     ``frames`` > 0 records that many snapshots of the first chains (for a GIF). Remaining keyword
     arguments are sampler settings (``step_size``, ``noise_scale``, ``sigma_max``, …).
+    ``log_z="estimate"`` (DNF route, explicit energies) draws each disjunct with probability ∝ its
+    estimated partition function instead of assuming them equal (see :mod:`conceptlang.sampling.estimate`).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SamplingError(f"n must be a positive integer, got {n!r}")
@@ -204,8 +206,17 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     # Branch draws for the DNF route: independent of the batch size.
     branches = None
     coef_table = None
+    estimates: dict[str, Any] = {}
+    if log_z not in (None, "equal", "estimate"):
+        raise SamplingError(f"log_z must be 'equal' or 'estimate', got {log_z!r}")
+    if log_z == "estimate" and graph.route != "dnf":
+        raise SamplingError("log_z='estimate' sets the shares of DNF disjuncts; this graph has none "
+                            f"(route {graph.route!r})")
     if graph.route == "dnf":
-        shares = torch.tensor([d.share for d in graph.disjuncts], dtype=torch.float64)
+        share_list = [d.share for d in graph.disjuncts]
+        if log_z == "estimate":
+            share_list, estimates = _estimated_shares(graph, name, s, kwargs, dev, seed)
+        shares = torch.tensor(share_list, dtype=torch.float64)
         gen = torch.Generator().manual_seed(_seed_for(seed, 0xB7A))
         branches = torch.multinomial(shares, n, replacement=True, generator=gen)  # (N,)
         coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)  # (K, L)
@@ -247,11 +258,39 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         record["registry_keys_not_used"] = ignored
     if graph.disjuncts is not None:
         record["disjuncts"] = len(graph.disjuncts)
-        record["shares"] = [d.share for d in graph.disjuncts]
+        record["shares"] = shares.tolist()
+        record["log_z"] = "estimated" if estimates else "assumed equal"
+        record.update(estimates)
     if "acceptance" in stats:
         record["acceptance"] = stats["acceptance"]
     return SampleResult(images=images, settings=record, seconds=seconds, branches=branches,
                         frames=_stack_frames(frame_list), device=str(dev), acceptance=stats.get("acceptance"))
+
+
+def _estimated_shares(graph: EnergyGraph, name: str, s: dict[str, Any], kwargs: dict[str, Any],
+                      dev: torch.device, seed: int, pilot: int = 512) -> tuple[list[float], dict[str, Any]]:
+    from conceptlang.sampling.estimate import describe, estimate_log_z, shares_from
+
+    if not graph.all_explicit:
+        raise SamplingError("estimating log Z needs explicit energies; implicit models only give scores")
+    spec = SAMPLERS[name]
+    c, h, w = graph.image_shape
+    sigma_value = s["sigma_min"] if name == "annealed" else s.get("sigma")
+    logs, esss = [], []
+    for k, d in enumerate(graph.disjuncts):
+        gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, 2, k))
+        row = torch.tensor([d.coefs], dtype=torch.float32, device=dev)  # (1, L)
+        x = torch.rand((pilot, c, h, w), generator=gen, device=dev) * 2.0 - 1.0
+        if name == "annealed":
+            x = x + s["sigma_max"] * torch.randn((pilot, c, h, w), generator=gen, device=dev)
+        x = spec.fn(_ChainTarget(graph, row.expand(pilot, -1)), x, generator=gen, callback=None, disable=True,
+                    **kwargs)
+        sigma = None if sigma_value is None else torch.full((pilot,), float(sigma_value), device=dev)
+        lz, ess = estimate_log_z(graph, x.detach().clamp(-1, 1), row, sigma, gen, draws=8 * pilot)
+        logs.append(lz)
+        esss.append(ess)
+    shares = shares_from([d.log_weight for d in graph.disjuncts], logs)
+    return shares, describe(logs, esss, 8 * pilot)
 
 
 def _callback(user: Callable | None, chunk: int, frames: list | None, every: int) -> Callable | None:

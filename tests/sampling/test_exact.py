@@ -177,3 +177,19 @@ def test_implicit_models_compose_by_summing_scores():
     g_imp = compile("red & ~large", GaussianRegistry("implicit"))
     g_nc = compile("red & ~large", GaussianRegistry("noise_conditional"))
     torch.testing.assert_close(g_imp.score(x, sigma), g_nc.score(x, sigma), rtol=1e-5, atol=1e-5)
+
+
+def test_estimated_log_z_makes_the_dnf_route_sample_the_log_sum_exp_mixture():
+    # red | large: the DNF shares become ∝ the estimated Z (the box masses), so the samples put the
+    # same mass on red as quadrature of the log-sum-exp energy does (≈ 0.14 instead of 0.5).
+    graph = compile("red | large", GaussianRegistry())
+    res = sample(graph, N, seed=8, sampler="mala", steps=250, step_size=4e-3, device="cpu", log_z="estimate")
+    exact = [_box_z(RED), _box_z(LARGE)]
+    labels = [("red" if "red" in d.text else "large") for d in graph.disjuncts]
+    for lab, lz in zip(labels, res.settings["log_z_estimates"]):
+        assert lz == pytest.approx(math.log(exact[0] if lab == "red" else exact[1]), abs=0.03)
+    share_red = res.settings["shares"][labels.index("red")]
+    assert share_red == pytest.approx(exact[0] / sum(exact), abs=0.01)
+    counts = res.branch_counts
+    assert abs(counts[labels.index("red")] - share_red * N) < 5 * math.sqrt(N * share_red * (1 - share_red))
+    assert res.settings["log_z"] == "estimated" and min(res.settings["log_z_ess"]) > 1000
