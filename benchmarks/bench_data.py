@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     except (AttributeError, OSError):
@@ -80,7 +81,9 @@ def main() -> None:
         cli_rows.append({"domain": dom, "n": n_cli, "seconds": round(dt, 2), "images_per_s": round(n_cli / dt)})
         print(f"conceptlang data {dom:7s} n={n_cli}  {dt:6.2f} s  {n_cli / dt:7.0f} img/s (PNG + JSONL)")
     out = Path(__file__).resolve().parent / "results" / "data.json"
+    # The load average says how much the pinned core was shared: figures scale with it.
     write_json(out, {"target_seconds": TARGET_S, "cores": 1, "machine": platform.processor() or platform.machine(),
+                     "load_average_1min_at_end": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
                      "rows": rows, "cli_write": cli_rows})
     print(f"wrote {out}")
 
