@@ -64,6 +64,7 @@ class ImplicitConceptModel(_Base):
         energy_sigmas: tuple[float, float, int] = (0.02, 2.0, 8),
         energy_draws: int = 2,
         energy_seed: int = 0,
+        guidance: float = 1.0,
     ):
         cfg = net.config
         super().__init__(name, domain, cfg.slots, (cfg.channels, cfg.image_size, cfg.image_size))
@@ -75,17 +76,49 @@ class ImplicitConceptModel(_Base):
         self.energy_span = math.log(hi / lo)
         self.energy_draws = energy_draws
         self.energy_seed = energy_seed
+        if not (math.isfinite(guidance) and guidance > 0):
+            raise ModelError(f"{name}: guidance must be a finite number > 0, got {guidance!r}")
+        self.guidance = float(guidance)
+
+    def raw_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The network's noise prediction for exactly this condition: (N, C, H, W)."""
+        return self.net(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
 
     def eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Noise prediction ε̂: (N, C, H, W), (N, D), (N,) → (N, C, H, W)."""
-        return self.net(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
+        """Guided noise prediction ε' = ε_∅ + w·(ε_c − ε_∅): (N, C, H, W), (N, D), (N,) → (N, C, H, W).
+
+        With guidance w the concept's distribution is the sharpened conditional p(x)·p(c | x)^w
+        (classifier-free guidance), i.e. E'_c = E_∅ + w·(E_c − E_∅); w = 1 is the plain conditional.
+        The null condition (the prior) is unchanged, so the prior-corrected product of concepts,
+        Σ E'_cᵢ − (k−1)·E_∅, is exactly composable-diffusion's ε_∅ + w·Σ(ε_cᵢ − ε_∅).
+        """
+        cond = cond.to(x.device, x.dtype)
+        sigma = sigma.to(x.device, x.dtype)
+        null = (cond == 0).all(dim=1)  # (N,) rows that already are the prior
+        if self.guidance == 1.0 or bool(null.all()):
+            return self.raw_eps(x, cond, sigma)
+        # Rows that share an image (one chain evaluated under several leaves) share one prior
+        # evaluation: group identical (image, σ) rows and run the null condition once per group.
+        key = torch.cat([x.flatten(1), sigma[:, None]], dim=1)  # (N, CHW + 1)
+        uniq, inv = torch.unique(key, dim=0, return_inverse=True)  # (U, ...), (N,)
+        first = torch.full((uniq.shape[0],), x.shape[0], dtype=torch.long, device=x.device)
+        first = first.scatter_reduce(0, inv, torch.arange(x.shape[0], device=x.device), reduce="amin")  # (U,)
+        cond_rows = torch.nonzero(~null).squeeze(1)  # (M,)
+        xs = torch.cat([x[first], x[cond_rows]])  # (U + M, C, H, W)
+        ss = torch.cat([sigma[first], sigma[cond_rows]])
+        cs = torch.cat([torch.zeros_like(cond[first]), cond[cond_rows]])
+        out = self.raw_eps(xs, cs, ss)
+        eps_null = out[: uniq.shape[0]][inv]  # (N, C, H, W)
+        result = eps_null.clone()
+        result[cond_rows] = eps_null[cond_rows] + self.guidance * (out[uniq.shape[0]:] - eps_null[cond_rows])
+        return result
 
     def denoise(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Estimate of the clean image E[x₀ | x, c]: (N, C, H, W)."""
         return self.net.denoise(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
 
     def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
-        """∇ₓ log p_σ(x | c) = −ε̂/σ: (N, C, H, W)."""
+        """∇ₓ log p_σ(x | c) = −ε'/σ (the guided prediction, see :meth:`eps`): (N, C, H, W)."""
         if sigma is None:
             raise ModelError(f"{self.name} is noise-conditional: its score needs a noise level sigma")
         self._check(x, cond, sigma)
@@ -107,14 +140,21 @@ class ImplicitConceptModel(_Base):
         n = x.shape[0]
         sig = self.energy_sigmas.to(x.device, x.dtype) if sigma is None else None
         total = torch.zeros(n, device=x.device, dtype=x.dtype)
+        prior_total = torch.zeros(n, device=x.device, dtype=x.dtype)
         levels = sig.shape[0] if sig is not None else 1
         noise = self._noise((levels * self.energy_draws,) + tuple(x.shape[1:]), x.device, x.dtype)
         for j in range(levels * self.energy_draws):
             s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
             nz = noise[j].expand_as(x)
-            err = self.eps(x + s[:, None, None, None] * nz, cond, s) - nz
-            total += err.pow(2).flatten(1).sum(1)
-        return self.energy_span * total / (levels * self.energy_draws)
+            xn = x + s[:, None, None, None] * nz
+            total += (self.raw_eps(xn, cond, s) - nz).pow(2).flatten(1).sum(1)
+            if self.guidance != 1.0:
+                prior_total += (self.raw_eps(xn, torch.zeros_like(cond), s) - nz).pow(2).flatten(1).sum(1)
+        e = self.energy_span * total / (levels * self.energy_draws)
+        if self.guidance == 1.0:
+            return e
+        e0 = self.energy_span * prior_total / (levels * self.energy_draws)
+        return e0 + self.guidance * (e - e0)  # E'_c = E_∅ + w·(E_c − E_∅), as in eps()
 
     def to(self, device: torch.device | str) -> "ImplicitConceptModel":
         self.net.to(device)

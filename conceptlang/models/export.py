@@ -34,6 +34,7 @@ def export_run(
     sampler: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     use_ema: bool = True,
+    guidance: float | None = None,
 ) -> dict[str, Any]:
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
@@ -72,6 +73,7 @@ def export_run(
         "architecture": {"class": arch_class, "config": net.config.to_json(),
                          "parameters": sum(p.numel() for p in net.parameters())},
         "energy": old.get("energy", DEFAULT_ENERGY) if cfg.kind == "implicit" else {},
+        "guidance": float(guidance if guidance is not None else old.get("guidance", 1.0)),
         "training": {
             "method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),
             "split": cfg.splits, "weights": "ema" if use_ema else "raw", "config": cfg.to_json(),

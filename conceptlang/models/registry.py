@@ -147,6 +147,9 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         sha = _need(entry, "sha256", str, where)
         if not _SHA.match(sha):
             raise _err(where, f"'sha256' must be 64 lowercase hex digits, got {sha!r}")
+        guidance = entry.get("guidance", 1.0)
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance > 0:
+            raise _err(where, f"'guidance' must be a number > 0, got {guidance!r}")
         sampler = entry.get("sampler", {})
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
@@ -292,6 +295,7 @@ class ModelRegistry:
                         net, entry["name"], entry["domain"],
                         energy_sigmas=(float(en.get("sigma_min", 0.02)), float(en.get("sigma_max", 2.0)), int(en.get("levels", 8))),
                         energy_draws=int(en.get("draws", 2)), energy_seed=int(en.get("seed", 0)),
+                        guidance=float(entry.get("guidance", 1.0)),
                     )
                 else:
                     model = ExplicitConceptModel(net, entry["name"], entry["domain"])

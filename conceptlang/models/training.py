@@ -42,7 +42,8 @@ class TrainConfig:
     lr: float = 1e-3
     warmup: int = 200
     grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # upper bound of the EMA decay
+    ema_rel: float = 0.1  # EMA window ≈ this fraction of the iterations so far (short runs: recent weights)
     cond_dropout: float = 0.3
     p_null: float = 0.15  # share of batches' images trained unconditionally (the prior)
     p_single: float = 0.45  # share with exactly one family kept (the compiler's leaves)
@@ -340,8 +341,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
         self.opt.step()
         with torch.no_grad():
-            # EMA warms up (decay grows with the step count) so early exports are not stuck at init.
-            d = min(cfg.ema_decay, (1 + self.it) / (10 + self.it))
+            # The EMA window grows with the run (≈ ema_rel × iterations, capped by ema_decay): a fixed
+            # 1000-step window kept far-too-early weights in short CPU runs and visibly hurt samples.
+            d = min(cfg.ema_decay, max(0.0, 1.0 - 1.0 / (cfg.ema_rel * (self.it + 1) + 1.0)))
             for pe, p in zip(self.ema.parameters(), self.net.parameters()):
                 pe.lerp_(p, 1 - d)
             for be, b in zip(self.ema.buffers(), self.net.buffers()):

@@ -126,3 +126,30 @@ def test_explicit_score_is_minus_energy_gradient():
     h = 1e-6
     fd = (m.energy(x + h * v, cond, None) - m.energy(x - h * v, cond, None)) / (2 * h)
     torch.testing.assert_close((-s * v).flatten(1).sum(1), fd, rtol=1e-5, atol=1e-7)
+
+
+def test_guided_eps_is_prior_plus_w_times_difference_with_shared_prior_rows():
+    torch.manual_seed(3)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    m = ImplicitConceptModel(net, "g", "scenes", guidance=2.5)
+    x1, x2 = torch.randn(2, 3, 32, 32).unbind(0)
+    # chains x1, x2 under three leaves (red, prior, position): the layout the compiler batches
+    x = torch.stack([x1, x2, x1, x2, x1, x2])
+    sigma = torch.tensor([0.3, 0.7, 0.3, 0.7, 0.3, 0.7])
+    cond = m.encode([{"color": "red"}] * 2 + [{}] * 2 + [{"position": (0.2, 0.4)}] * 2)
+    with torch.no_grad():
+        got = m.eps(x, cond, sigma)
+        plain = m.raw_eps(x, cond, sigma)
+        prior = m.raw_eps(x, torch.zeros_like(cond), sigma)
+    want = prior + 2.5 * (plain - prior)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[2:4], plain[2:4], rtol=1e-5, atol=1e-6)  # the prior itself is unchanged
+    with torch.no_grad():
+        e = m.energy(x, cond, None)
+        m.guidance = 1.0
+        e_c = m.energy(x, cond, None)
+        e_0 = m.energy(x, torch.zeros_like(cond), None)
+    torch.testing.assert_close(e, e_0 + 2.5 * (e_c - e_0), rtol=1e-5, atol=1e-3)
+    with pytest.raises(ModelError, match="guidance must be"):
+        ImplicitConceptModel(net, "g", "scenes", guidance=0.0)

@@ -1,0 +1,111 @@
+"""Measure judged accuracy of a models folder over a grid of sampler settings (a tool, not library code).
+
+    python -m conceptlang.models.tune scenes --n 32 --set guidance=1,3 --set noise_scale=0.7071,0.4 \\
+        --expr "red" --expr "circle & red" --out runs/tune_scenes.json
+
+Each grid point compiles and samples every expression with ``conceptlang.compiler.compile`` and
+``conceptlang.sampling.sample`` (the same path the CLI takes), then scores the images with the
+domain's judge: a sample counts when the judge calls it valid *and* its judged labels satisfy the
+expression. ``guidance`` is a model setting (see ``ImplicitConceptModel.eps``); ``alpha`` and
+``and_mode`` are compile options; every other key is a sampler setting. It imports the
+evaluation layer, which the library's models layer never does: it is run as a script only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+COMPILE_KEYS = ("alpha", "and_mode")
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed: int, models_dir: str | None,
+             threads: int | None = None, log=print) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.data import to_uint8
+    from conceptlang.evaluation.evaluate import judge_samples, seed_for, top_level_disjuncts
+    from conceptlang.evaluation.judge import load_judge
+    from conceptlang.models.registry import load_registry
+    from conceptlang.sampling import sample
+    from conceptlang.syntax import evaluate, parse_expr
+
+    if threads:
+        torch.set_num_threads(threads)
+    reg = load_registry(models_dir)
+    judge = load_judge(domain)
+    rows = []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        guidance = point.get("guidance")
+        for h in reg.handles.values():
+            if h.domain == domain and h.kind == "implicit":
+                h.impl("cpu").guidance = float(guidance) if guidance is not None else float(h.entry.get("guidance", 1.0))
+        copts = {k: point[k] for k in COMPILE_KEYS if k in point}
+        sopts = {k: v for k, v in point.items() if k not in COMPILE_KEYS and k != "guidance"}
+        for text in exprs:
+            expr = parse_expr(text)
+            t0 = time.perf_counter()
+            graph = compile_expr(text, reg, domain=domain, **copts)
+            res = sample(graph, n, seed=seed_for(text, seed), device="cpu", **sopts)
+            images = to_uint8(res.images)
+            valid, labels, sat, reasons = judge_samples(expr, images, judge, domain)
+            ok = valid & sat
+            row = {**point, "expr": text, "n": n, "valid": float(valid.mean()), "satisfied": float(sat.mean()),
+                   "accuracy": float(ok.mean()), "seconds": round(time.perf_counter() - t0, 1)}
+            dis = top_level_disjuncts(expr)
+            if dis:
+                row["branches"] = [float(np.mean([bool(evaluate(d, lab)) for lab, v in zip(labels, valid) if v] or [0.0])) for d in dis]
+            rows.append(row)
+            log(json.dumps(row))
+    return rows
+
+
+def summarise(rows: list[dict], grid_keys: list[str]) -> list[tuple]:
+    out: dict[tuple, list[float]] = {}
+    for r in rows:
+        out.setdefault(tuple(r.get(k) for k in grid_keys), []).append(r["accuracy"])
+    return sorted(((k, sum(v) / len(v), min(v)) for k, v in out.items()), key=lambda t: -t[1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("domain")
+    ap.add_argument("--expr", action="append", required=True)
+    ap.add_argument("--set", action="append", default=[], help="KEY=V1,V2,... (a grid axis)")
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    grid = {}
+    for s in a.set:
+        k, _, vs = s.partition("=")
+        grid[k] = [_value(v) for v in vs.split(",")]
+    rows = run_grid(a.domain, a.expr, grid, a.n, a.seed, a.models, a.threads)
+    for key, mean, worst in summarise(rows, list(grid)):
+        print(dict(zip(grid, key)), f"mean {mean:.3f} worst {worst:.3f}")
+    if a.out:
+        from conceptlang.io import write_json
+
+        write_json(a.out, {"domain": a.domain, "grid": grid, "n": a.n, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
