@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("command", choices=["train", "eval", "gallery", "tables"],
                     help="gallery: write the corruption-set grids to --out (default docs/images)")
     ap.add_argument("domain", choices=["scenes", "faces", "all"])
-    ap.add_argument("--steps", type=int, default=None, help="training steps (scenes 1500, faces 3000)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (scenes 1500, faces 1800)")
     ap.add_argument("--out", type=Path, default=None, help="judges directory (default: models/judges)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--update", action="store_true", help="eval: write the new figures into the manifest")
@@ -631,9 +631,10 @@ def main(argv: list[str] | None = None) -> None:
     domains = ["scenes", "faces"] if args.domain == "all" else [args.domain]
     for dom in domains:
         if args.command == "train":
-            steps = args.steps or {"scenes": 1500, "faces": 3000}[dom]
+            steps = args.steps or {"scenes": 1500, "faces": 1800}[dom]
             batch = {"scenes": 128, "faces": 64}[dom]  # faces: 64 real + 32 corrupted per step
-            entry = train_judge(TrainConfig(dom, steps, batch_size=batch, seed=args.seed), out)
+            width = {"scenes": 32, "faces": 16}[dom]  # faces: full 32×32 input, so a narrower trunk
+            entry = train_judge(TrainConfig(dom, steps, batch_size=batch, seed=args.seed, width=width), out)
             print(json.dumps(entry["metrics"], indent=1))
         else:
             torch.set_num_threads(1)
