@@ -35,10 +35,12 @@ def export_run(
     metrics: dict[str, Any] | None = None,
     use_ema: bool = True,
     guidance: float | None = None,
+    prior: bool | None = None,
 ) -> dict[str, Any]:
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
-    An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given.
+    An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given. ``prior``
+    (default: True for a joint model) marks the model whose empty condition is the domain prior.
     """
     from safetensors.torch import save_file
 
@@ -69,7 +71,7 @@ def export_run(
         "kind": cfg.kind,
         "layout": "joint" if len(net.config.slots) > 1 or not cfg.families else "per-family",
         "families": _families_json(net.config.slots),
-        "prior": True,
+        "prior": bool(prior if prior is not None else (not cfg.families or len(net.config.slots) > 1)),
         "architecture": {"class": arch_class, "config": net.config.to_json(),
                          "parameters": sum(p.numel() for p in net.parameters())},
         "energy": old.get("energy", DEFAULT_ENERGY) if cfg.kind == "implicit" else {},

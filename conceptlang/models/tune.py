@@ -109,3 +109,47 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def plot_curves(logs: dict[str, str | Path], path: str | Path, width: int = 640, height: int = 320) -> None:
+    """Training-loss curves (moving average, log scale) of run logs ``{label: log.jsonl}`` as a PNG."""
+    import math
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from conceptlang.io import save_png
+
+    series = {}
+    for label, p in logs.items():
+        pts: dict[int, float] = {}
+        for line in Path(p).read_text().splitlines():
+            r = json.loads(line)
+            pts[int(r["it"])] = float(r["loss"])  # a resumed run re-logs some iterations: keep the last
+        its = sorted(pts)
+        series[label] = (np.array(its), np.array([pts[i] for i in its]))
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    left, right, top, bottom = 60, width - 10, 10, height - 30
+    xmax = max(s[0].max() for s in series.values())
+    lo = min(math.log10(max(s[1].min(), 1e-6)) for s in series.values())
+    hi = max(math.log10(s[1].max()) for s in series.values())
+    d.rectangle([left, top, right, bottom], outline="black")
+    for k in range(int(math.floor(lo)), int(math.ceil(hi)) + 1):
+        y = bottom - (k - lo) / max(hi - lo, 1e-6) * (bottom - top)
+        if top <= y <= bottom:
+            d.line([left, y, right, y], fill=(220, 220, 220))
+            d.text((5, y - 6), f"1e{k}", fill="black")
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + frac * (right - left)
+        d.text((x - 10, bottom + 5), f"{int(frac * xmax)}", fill="black")
+    colors = [(200, 40, 40), (40, 80, 220), (30, 150, 60), (150, 60, 180), (220, 140, 20)]
+    for j, (label, (its, loss)) in enumerate(series.items()):
+        k = max(1, len(loss) // 50)
+        smooth = np.convolve(np.log10(loss), np.ones(k) / k, mode="valid")
+        xs = left + its[k - 1:] / xmax * (right - left)
+        ys = bottom - (smooth - lo) / max(hi - lo, 1e-6) * (bottom - top)
+        d.line(list(zip(xs.tolist(), ys.tolist())), fill=colors[j % len(colors)], width=2)
+        d.text((right - 150, top + 5 + 14 * j), label, fill=colors[j % len(colors)])
+    d.text((left + 5, bottom - 15), "iteration -> (training loss, log scale)", fill="black")
+    save_png(path, np.asarray(img))

@@ -171,3 +171,25 @@ def test_train_cli_runs_and_resumes(tmp_path):
     assert "to iteration 4" in res.output
     res = CliRunner().invoke(main, ["train", "faces", "beard", "--iters", "1"])
     assert res.exit_code == 1 and "no family 'beard'" in res.output
+
+
+def test_per_family_models_share_a_domain_and_one_is_the_prior(tmp_path):
+    """The continual layout: one model per family, trained on different splits; one carries the prior."""
+    from conceptlang.models.export import export_run
+    from conceptlang.models.training import Trainer
+
+    from .conftest import tiny_config
+
+    for fam, split, prior in (("position", "continual1", True), ("shape", "continual2", False)):
+        Trainer(tiny_config(name=f"c-{fam}", families=(fam,), splits={split: 1.0}, iters=1), tmp_path / fam).train(progress=False)
+        export_run(tmp_path / fam, tmp_path / "models", prior=prior)
+    reg = load_registry(tmp_path / "models")
+    entries = {e["name"]: e for e in reg.entries}
+    assert entries["c-position"]["layout"] == entries["c-shape"]["layout"] == "per-family"
+    assert entries["c-shape"]["data_split"] == {"continual2": 1.0}
+    pos, _ = reg.model_for(ConceptRef("scenes", "position", params=(0.5, 0.5)))
+    shape, cond = reg.model_for(ConceptRef("scenes", "shape", value="circle"))
+    assert (pos.name, shape.name, cond) == ("c-position", "c-shape", {"shape": "circle"})
+    assert reg.prior("scenes")[0] is pos
+    assert reg.candidates("red") == []  # no colour model in this set
+    assert shape.encode([{"shape": "triangle"}]).tolist() == [[3.0]]
