@@ -194,8 +194,11 @@ class EnergyGraph:
         for model, ids in self._groups:
             cond = self._conds(model, ids, x.device)  # (L_m, D)
             k = len(ids)
-            xs = x.repeat(k, 1, 1, 1)  # (k·B, C, H, W), leaf-major
-            cs = cond.repeat_interleave(b, dim=0)  # (k·B, D)
+            if k == 1:  # nothing to stack: no copy of x
+                xs, cs = x, cond.expand(b, -1)
+            else:
+                xs = x.repeat(k, 1, 1, 1)  # (k·B, C, H, W), leaf-major
+                cs = cond.repeat_interleave(b, dim=0)  # (k·B, D)
             sg = self._sigma_for(model, sigma)
             sg = sg.repeat(k) if sg is not None else None
             e = model.energy(xs, cs, sg).reshape(k, b)  # (k, B)

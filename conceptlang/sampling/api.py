@@ -162,7 +162,12 @@ def _run_kwargs(name: str, s: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Sampler keyword arguments and the number of score steps they make."""
     if name == "annealed":
         n_sigmas = s["n_sigmas"]
-        per = s.get("steps_per_sigma") or max(1, round(s["steps"] / n_sigmas))
+        per = s.get("steps_per_sigma")
+        if per is None:
+            if s["steps"] < n_sigmas:
+                # Fewer steps than levels: keep the budget by using fewer levels (same end points).
+                n_sigmas = s["n_sigmas"] = s["steps"]
+            per = max(1, round(s["steps"] / n_sigmas))
         kw = {"sigmas": get_sigmas_geometric(s["sigma_max"], s["sigma_min"], n_sigmas), "steps_per_sigma": per,
               "step_size": s["step_size"], "noise_scale": s["noise_scale"], "final_denoise": bool(s["final_denoise"]),
               "clamp": bool(s["clamp"])}
@@ -182,7 +187,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
 
     ``sampler``: "langevin" | "annealed" | "mala" (default: the registry's, else annealed for
     noise-conditional models and langevin otherwise). ``steps``: total Langevin steps (annealed
-    spreads them over its noise levels, at least one per level). ``batch_size`` bounds how many
+    spreads them evenly over its noise levels; with fewer steps than levels it uses that many
+    levels, one step each, between the same σ_max and σ_min). ``batch_size`` bounds how many
     chains run at once (memory); results are reproducible for a given seed, device and batch size.
     ``frames`` > 0 records that many snapshots of the first chains (for a GIF). Remaining keyword
     arguments are sampler settings (``step_size``, ``noise_scale``, ``sigma_max``, …).

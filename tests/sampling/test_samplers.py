@@ -56,9 +56,13 @@ def test_settings_precedence_user_over_registry_over_defaults():
 def test_annealed_spreads_steps_over_levels():
     g = graph(kind="noise_conditional")
     res = sample(g, 4, seed=0, device="cpu", steps=5, n_sigmas=10)
-    assert res.settings["sampler"] == "annealed" and res.settings["total_steps"] == 10  # one per level
+    # Fewer steps than levels: the budget wins, with fewer levels between the same end points.
+    assert res.settings["sampler"] == "annealed" and res.settings["total_steps"] == 5
+    assert res.settings["n_sigmas"] == 5
     res = sample(g, 4, seed=0, device="cpu", steps=40, n_sigmas=10)
     assert res.settings["total_steps"] == 40
+    res = sample(g, 4, seed=0, device="cpu", steps=5, n_sigmas=10, steps_per_sigma=2)
+    assert res.settings["total_steps"] == 20  # an explicit per-level count wins
 
 
 def test_geometric_schedule():
