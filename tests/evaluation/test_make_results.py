@@ -1,0 +1,48 @@
+"""benchmarks/make_results.py assembles the page from its parts (fake pipeline: no models needed)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import conceptlang.evaluation.judge as judge_mod
+import conceptlang.models.registry as registry_mod
+from tests.evaluation.fakes import PixelJudge, install_fake_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def make_results(monkeypatch):
+    spec = importlib.util.spec_from_file_location("make_results", ROOT / "benchmarks" / "make_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    install_fake_pipeline(monkeypatch, plan=lambda text, n: [(1, 1, 0)] * n, objects=2)
+    monkeypatch.setattr(registry_mod, "load_registry", lambda models_dir=None: None)
+    monkeypatch.setattr(judge_mod, "load_judge", lambda domain, directory=None: PixelJudge())
+    return mod
+
+
+def test_page_is_assembled_and_marked(make_results, tmp_path):
+    docs = tmp_path / "docs"
+    assert make_results.main(["--quick", "--docs", str(docs), "--only", "suites,objects,venn", "--limit", "2"]) == 0
+    md = (docs / "results.md").read_text()
+    assert "SMOKE TEST" in md and "INCOMPLETE" not in md
+    assert "Parts not run (`--only`): inference, continual." in md
+    assert "python benchmarks/make_results.py --quick --docs" in md
+    assert "## 1. Evaluation suites" in md and "## 4. Object-level composition" in md and "## 5. Nested" in md
+    # object layouts: PixelJudge puts two objects at (0.25, 0.5), (0.75, 0.5): only the third layout matches
+    assert "| `position(0.25, 0.5) & position(0.75, 0.5)` | 1.00 | 1.00 | 1.00 [0.51, 1.00] |" in md
+    data = json.loads((docs / "results.json").read_text())
+    assert data["complete"] is True
+    assert set(data["parts"]) == {"suite_scenes", "suite_faces", "objects", "venn_scenes", "venn_faces"}
+    assert len(data["parts"]["suite_scenes"]["results"]) == 2
+    for name in ("results_scenes_suite.png", "results_faces_suite.png", "results_venn_scenes.png", "results_objects_0.png"):
+        assert (docs / "images" / name).stat().st_size > 100
+
+
+def test_unknown_part_is_a_usage_error(make_results, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        make_results.main(["--only", "suites,bogus", "--docs", str(tmp_path)])
+    assert exc.value.code == 2
