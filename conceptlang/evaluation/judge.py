@@ -563,11 +563,25 @@ def measure(judge: Judge, n: int = 2000, log=print) -> dict:
         real_valid = {"train": round(float(judge.valid(imgs).mean()), 4)}
         real_valid["train (noisy σ≤20)"] = round(float(judge.valid(_augment_np(imgs, "noisy", 1)).mean()), 4)
         real_valid["train (blurred)"] = round(float(judge.valid(_augment_np(imgs, "blurred", 1)).mean()), 4)
+    untrained = {}
+    if judge.domain == "faces":
+        # Failure modes the validity head never saw in training (500 images each).
+        faces, _ = generate("faces", 500, seed=EVAL_SEED + 3)
+        scenes, _ = generate("scenes", 500, seed=EVAL_SEED + 3)
+        for name, imgs in {
+            "scenes images": scenes,
+            "upside-down faces": faces[:, ::-1].copy(),
+            "colour-inverted faces": 255 - faces,
+            "faces shifted 8 px sideways": np.roll(faces, 8, axis=2),
+        }.items():
+            untrained[name] = round(float(1 - judge.valid(imgs).mean()), 4)
     bad, kinds = V.corruptions(judge.domain, n, seed=EVAL_SEED)
     ok = judge.valid(bad)
     failed = {k: round(float(np.mean([not o for o, kk in zip(ok, kinds) if kk == k])), 4) for k in dict.fromkeys(kinds)}
     failed["all"] = round(float(1 - ok.mean()), 4)
     metrics["validity"] = {"real_pass_rate": real_valid, "corrupted_fail_rate": failed}
+    if untrained:
+        metrics["validity"]["untrained_fail_rate"] = untrained
     log(f"  validity real pass: {real_valid}")
     log(f"  validity corrupted fail: {failed}")
     metrics["seconds"] = round(time.time() - t0, 1)
@@ -598,6 +612,10 @@ def markdown_tables(directory: Path | None = None) -> str:
             b = f"{bad[k][0]} | {bad[k][1]:.4f}" if k < len(bad) else " | "
             lines.append(f"| {a} | {b} |")
         lines.append("")
+        if v.get("untrained_fail_rate"):
+            lines += [f"**{dom} validity on failure modes not in training**", "", "| images | fail |", "| --- | --- |"]
+            lines += [f"| {k} | {x:.4f} |" for k, x in v["untrained_fail_rate"].items()]
+            lines.append("")
     return "\n".join(lines)
 
 

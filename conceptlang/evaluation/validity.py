@@ -183,7 +183,8 @@ def scenes_valid(images: np.ndarray, n_objects: int | None = None) -> np.ndarray
 
 CORRUPTION_KINDS: dict[str, tuple[str, ...]] = {
     "scenes": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "speckles"),
-    "faces": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled"),
+    "faces": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled",
+              "noisy_face", "featureless"),
 }
 
 
@@ -265,6 +266,19 @@ def corruptions(domain: str, n: int, seed: int = 0, kinds: tuple[str, ...] | Non
             k = int(rng.integers(6, 20))
             ys, xs = rng.integers(0, S, k), rng.integers(0, S, k)
             img[ys, xs] = rng.uniform(80, 255, (k, 3))
+        elif kind == "noisy_face":
+            # A face drowned in noise (σ 45-90 of 255): a sampler that has not converged.
+            img = img + rng.normal(0, rng.uniform(45, 90), img.shape)
+        elif kind == "featureless":
+            # The face outline in skin colour with at most one feature-sized dark dot: no face.
+            c = np.array([S / 2, S * 0.56]) + rng.normal(0, 1.0, 2)
+            a = (((xx - c[0]) / (0.32 * S)) ** 2 + ((yy - c[1]) / (0.37 * S)) ** 2 <= 1)[..., None]
+            skin = real[i][int(c[1]), int(c[0])].astype(np.float32)
+            img = np.where(a, skin, bg)
+            if rng.random() < 0.5:
+                d = c + rng.uniform(-6, 6, 2)
+                dot = ((xx - d[0]) ** 2 + (yy - d[1]) ** 2 <= rng.uniform(1, 4))[..., None]
+                img = np.where(dot, rng.uniform(0, 120, 3), img)
         elif kind == "scrambled":
             p = int(rng.choice([4, 8]))
             tiles = img.reshape(S // p, p, S // p, p, 3).transpose(0, 2, 1, 3, 4).reshape(-1, p, p, 3)
