@@ -68,6 +68,11 @@ def test_print_parse_round_trip(expr):
     assert unparse(parse_expr(text)) == text  # the printed form is canonical
 
 
+# Programs and grammar sentences are slower to draw; half the profile's examples suffice.
+FEWER = settings(max_examples=max(20, settings.default.max_examples // 2))
+
+
+@FEWER
 @given(programs())
 def test_program_round_trip(program):
     assert parse(unparse(program)) == program
@@ -88,7 +93,7 @@ SENTENCES = from_lark(
 )
 
 
-@settings(max_examples=40)
+@FEWER
 @given(SENTENCES)
 def test_grammar_sentences_parse_or_fail_cleanly(text):
     # Every sentence of the grammar parses, except those with a literal that overflows.
@@ -302,6 +307,7 @@ def _evaluate_by_environment(program, labels):
     return evaluate(program.body, env)
 
 
+@FEWER
 @given(programs(LEAVES, max_definitions=3, max_leaves=6), st.data())
 def test_definitions_expand_to_their_meaning(program, data):
     labels = data.draw(labels_for([leaf for leaf in LEAVES]))
@@ -311,6 +317,7 @@ def test_definitions_expand_to_their_meaning(program, data):
     assert not any(c.family is None and c.name in names for c in concepts_of(program))
 
 
+@FEWER
 @given(programs(LEAVES, max_definitions=3, max_leaves=6))
 def test_definition_order_does_not_matter(program):
     reordered = Program(tuple(reversed(program.definitions)), program.body)
