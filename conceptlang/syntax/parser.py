@@ -171,6 +171,7 @@ _WORDS = {
     "EQUAL": "'='",
     "DOT": "'.'",
     "$END": "the end of the input",
+    "<END-OF-FILE>": "the end of the input",
 }
 
 
@@ -191,7 +192,7 @@ def _describe_expected(expected: Iterable[str]) -> str:
         words.append(_OPERATOR)
         # After a concept name, '.', '(' and '=' are also legal, but almost never what was meant.
         names -= {"AMPERSAND", "VBAR", "DOT", "LPAR", "EQUAL"}
-    order = ["RPAR", "SEMICOLON", "NUMBER", "COMMA", "STAR", "NAME", "LPAR", "NOT", "DOT", "EQUAL", "$END"]
+    order = ["RPAR", "SEMICOLON", "NUMBER", "COMMA", "STAR", "NAME", "LPAR", "NOT", "DOT", "EQUAL", "$END", "<END-OF-FILE>"]
     words += [_WORDS[n] for n in order if n in names]
     words += sorted(f"'{n}'" for n in names if n not in _WORDS)
     if not words:
@@ -266,6 +267,9 @@ def _syntax_error(text: str, err: UnexpectedInput) -> ParseError:
         # Point just after the last token, not at trailing whitespace or comments.
         offset = prev.end_pos
 
+    if "RPAR" in expected_names and _unclosed_paren(before) is None:
+        # The lexer state may list ')' although no '(' is open; do not suggest it.
+        expected_names.discard("RPAR")
     expected = _describe_expected(expected_names)
     found = _describe_token(tok)
     message = f"unexpected {found}: expected {expected}"
@@ -300,4 +304,18 @@ def _hint(text: str, err: UnexpectedInput, expected: set[str], tok: Token, prev:
         return "definitions must be followed by the expression to evaluate"
     if tok.type == "NAME" and prev is not None and prev.type == "NUMBER":
         return "a weight needs '*', as in '2 * smiling'"
+    statement = _current_statement(before)
+    if tok.type == "$END" and "SEMICOLON" in expected and any(t.type == "EQUAL" for t in statement):
+        return "a definition 'name = expression;' ends with ';' and is followed by the expression to evaluate"
+    if prev is not None and prev.type == "SEMICOLON" and ({"$END", "<END-OF-FILE>"} & expected):
+        return "only definitions 'name = expression;' may come before the final expression"
+    if tok.type == "EQUAL":
+        return "a definition 'name = expression;' starts with a single name"
     return ""
+
+
+def _current_statement(tokens: list[Token]) -> list[Token]:
+    for i in range(len(tokens) - 1, -1, -1):
+        if tokens[i].type == "SEMICOLON":
+            return tokens[i + 1 :]
+    return tokens

@@ -128,7 +128,19 @@ ERRORS = [
     ("a.b.c", ["unexpected '.'"], 1, 4),
     ("a &\n  (b |\n   c", ["end of input", "line 2, column 3 is never closed"], 3, 5),
     ("x = (a & b;\nx", ["unexpected ';'", "')'"], 1, 11),
+    ("a = b", ["expected ';'", "ends with ';'"], 1, 6),
+    ("a;b", ["expected the end of the input", "only definitions"], 1, 3),
+    ("a & b = c", ["unexpected '='", "starts with a single name"], 1, 7),
 ]
+
+
+def test_no_closing_parenthesis_is_suggested_when_none_is_open():
+    with pytest.raises(ParseError) as info:
+        parse("a & b = c")
+    assert "')'" not in info.value.message
+    with pytest.raises(ParseError) as info:
+        parse("(a & b = c)")
+    assert "')'" in info.value.message
 
 
 @pytest.mark.parametrize("text, words, line, column", ERRORS)
