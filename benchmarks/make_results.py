@@ -108,7 +108,7 @@ class Page:
             "",
             f"- started {self.started}; commit {self.record['commit']}",
             f"- device: {env['device']}" + (f" ({env['gpu']})" if "gpu" in env else f", {env['cpu_threads']} CPU threads")
-            + f"; torch {env['torch']}; Python {env['python']}",
+            + f" per worker, {env.get('jobs', 1)} worker process(es); torch {env['torch']}; Python {env['python']}",
             f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ")",
             f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`); base seed {a.seed}",
             "",
@@ -134,119 +134,128 @@ class Page:
         write_json(self.docs / "results.json", self.record)
 
 
-def run_suites(page: Page, registry, judges, args, images: Path) -> None:
-    lines = ["## 1. Evaluation suites", ""]
-    for dom in ("scenes", "faces"):
-        t0 = time.perf_counter()
-        suite = load_suite(ROOT / "examples" / f"{dom}_suite.txt")
-        if args.limit:
-            from dataclasses import replace
+class Part:
+    """What one task contributes to the page: Markdown lines, headline rows, raw record, timings."""
 
-            suite = replace(suite, entries=suite.entries[: args.limit])
-        _log(f"suite {dom}: {len(suite)} expressions × {args.n_eval} samples")
-        res: SuiteResult = evaluate_suite(suite, registry, n=args.n_eval, seed=args.seed, device=args.device,
-                                          judges=judges, progress=_progress, keep_images=True,
-                                          sample_kwargs=_sample_kwargs(args))
-        sheet = f"results_{dom}_suite.png"
-        save_png(images / sheet, contact_sheet(res.results, show=12,
-                                               title=f"{dom}: the first 12 of {args.n_eval} samples per expression"))
-        page.timings[f"suite {dom}"] = time.perf_counter() - t0
-        page.record["parts"][f"suite_{dom}"] = res.to_json()
-        for cls, label in (("single", "single concepts"), ("and", "AND"), ("not", "grounded NOT"), ("or", "OR"),
-                           ("nested", "nested")):
-            p = _pooled(res.results, lambda r, c=cls: r.operator == c)
-            if p.trials:
-                page.headline.append((f"{dom}: {label} (pooled)", p.format(), {"single": "≥ 0.95", "and": "≥ 0.80–0.90",
-                                      "not": "≥ 0.85", "or": "≥ 0.90"}.get(cls, "–")))
-        held = _pooled(res.results, lambda r: "held-out" in r.tags)
-        if held.trials:
-            page.headline.append((f"{dom}: held-out combinations (pooled)", held.format(), "≥ 0.85 (AND of 3)"))
-        lines += [
-            f"### {dom.capitalize()} (`examples/{dom}_suite.txt`)",
-            "",
-            f"{len(res.results)} expressions × n = {args.n_eval} samples, {page.timings[f'suite {dom}']:.0f} s.",
-            "",
-            expression_table(res.results),
-            "",
-            "By operator class (pooled over expressions):",
-            "",
-            summary_table(res, "operator", "operator"),
-            "",
-            "By number of concepts:",
-            "",
-            summary_table(res, "n_concepts", "concepts"),
-            "",
-            "By suite section (`held-out`: shape × colour × size combinations the training split never contains):",
-            "",
-            summary_table(res, "tag", "section"),
-            "",
-            invalid_reasons_table(res.results),
-            "",
-            f"![{dom} suite samples](images/{sheet})",
-            "",
-        ]
-        page.sections["suites"] = lines
+    def __init__(self, key: str):
+        self.key = key
+        self.lines: list[str] = []
+        self.headline: list[tuple[str, str, str]] = []
+        self.record: dict = {}
+        self.timings: dict[str, float] = {}
 
 
-def run_inference(page: Page, registry, judges, args) -> None:
+def task_suite(dom: str, args, images: Path) -> Part:
+    from conceptlang.models.registry import load_registry
+
+    part = Part(f"suite_{dom}")
+    t0 = time.perf_counter()
+    suite = load_suite(ROOT / "examples" / f"{dom}_suite.txt")
+    if args.limit:
+        from dataclasses import replace
+
+        suite = replace(suite, entries=suite.entries[: args.limit])
+    _log(f"suite {dom}: {len(suite)} expressions × {args.n_eval} samples")
+    res: SuiteResult = evaluate_suite(suite, load_registry(args.models), n=args.n_eval, seed=args.seed,
+                                      device=args.device, judges=JudgeCache(), progress=_progress, keep_images=True,
+                                      sample_kwargs=_sample_kwargs(args))
+    sheet = f"results_{dom}_suite.png"
+    save_png(images / sheet, contact_sheet(res.results, show=12,
+                                           title=f"{dom}: the first 12 of {args.n_eval} samples per expression"))
+    took = part.timings[f"suite {dom}"] = time.perf_counter() - t0
+    part.record = res.to_json()
+    targets = {"single": "≥ 0.95", "and": "≥ 0.80–0.90 (by k)", "not": "≥ 0.85", "or": "≥ 0.90"}
+    for cls, label in (("single", "single concepts"), ("and", "AND"), ("not", "grounded NOT"), ("or", "OR"),
+                       ("nested", "nested")):
+        p = _pooled(res.results, lambda r, c=cls: r.operator == c)
+        if p.trials:
+            part.headline.append((f"{dom}: {label} (pooled)", p.format(), targets.get(cls, "–")))
+    held = _pooled(res.results, lambda r: "held-out" in r.tags)
+    if held.trials:
+        part.headline.append((f"{dom}: held-out combinations (pooled)", held.format(), "≥ 0.85 (AND of 3)"))
+    part.lines = [
+        f"### {dom.capitalize()} (`examples/{dom}_suite.txt`)",
+        "",
+        f"{len(res.results)} expressions × n = {args.n_eval} samples, {took:.0f} s.",
+        "",
+        expression_table(res.results),
+        "",
+        "By operator class (pooled over expressions):",
+        "",
+        summary_table(res, "operator", "operator"),
+        "",
+        "By number of concepts:",
+        "",
+        summary_table(res, "n_concepts", "concepts"),
+        "",
+        "By suite section (`held-out`: shape × colour × size combinations the training split never contains):",
+        "",
+        summary_table(res, "tag", "section"),
+        "",
+        invalid_reasons_table(res.results),
+        "",
+        f"![{dom} suite samples](images/{sheet})",
+        "",
+    ]
+    return part
+
+
+def task_inference(dom: str, args, images: Path) -> Part:
     from conceptlang.evaluation.inference_accuracy import DISCRETE_TARGET, POSITION_TARGET, measure_inference
+    from conceptlang.evaluation.judge import load_judge
+    from conceptlang.models.registry import load_registry
 
-    lines = ["## 2. Concept inference", "",
-             "Each family's values ranked by the model's energy (implicit models: the seeded denoising loss); "
-             "yes/no attributes decided against the unconditional model; position by minimising the energy over a "
-             "grid refined around the best point. Images come from the generator, so the truth is known; the judge "
-             "reads the same images for comparison.", ""]
-    for dom in ("scenes", "faces"):
-        t0 = time.perf_counter()
-        _log(f"inference {dom}: {args.n_infer} generated images")
-        acc = measure_inference(registry, dom, n=args.n_infer, seed=args.seed + 777, device=page.env["device"],
-                                judge=judges(dom), coarse=args.infer_grid, refine_rounds=args.infer_refine)
-        page.timings[f"inference {dom}"] = time.perf_counter() - t0
-        page.record["parts"][f"inference_{dom}"] = acc.to_json()
-        for fam, p in acc.energy.items():
-            page.headline.append((f"inference {dom}: {fam}", p.format(), f"≥ {DISCRETE_TARGET}"))
-        for fam, errs in acc.position_errors.items():
-            s = acc.position_summary(errs)
-            if s["mean"] is not None:
-                page.headline.append((f"inference {dom}: {fam} mean error", f"{s['mean']:.3f}", f"≤ {POSITION_TARGET}"))
-        lines += [
-            f"### {dom.capitalize()}",
-            "",
-            f"{acc.n} images (`{acc.split}` split, seed {acc.seed}); {acc.seconds_per_image:.2f} s per image for "
-            f"energy inference, {acc.judge_seconds_per_image * 1000:.1f} ms per image for the judge.",
-            "",
-            acc.markdown_table(),
-            "",
-        ]
-        page.sections["inference"] = lines
+    part = Part(f"inference_{dom}")
+    t0 = time.perf_counter()
+    _log(f"inference {dom}: {args.n_infer} generated images")
+    acc = measure_inference(load_registry(args.models), dom, n=args.n_infer, seed=args.seed + 777,
+                            device=environment_info(args.device)["device"], judge=load_judge(dom),
+                            coarse=args.infer_grid, refine_rounds=args.infer_refine)
+    part.timings[f"inference {dom}"] = time.perf_counter() - t0
+    part.record = acc.to_json()
+    for fam, p in acc.energy.items():
+        part.headline.append((f"inference {dom}: {fam}", p.format(), f"≥ {DISCRETE_TARGET}"))
+    for fam, errs in acc.position_errors.items():
+        s = acc.position_summary(errs)
+        if s["mean"] is not None:
+            part.headline.append((f"inference {dom}: {fam} mean error", f"{s['mean']:.3f}", f"≤ {POSITION_TARGET}"))
+    part.lines = [
+        f"### {dom.capitalize()}",
+        "",
+        f"{acc.n} images (`{acc.split}` split, seed {acc.seed}); {acc.seconds_per_image:.2f} s per image for "
+        f"energy inference, {acc.judge_seconds_per_image * 1000:.1f} ms per image for the judge.",
+        "",
+        acc.markdown_table(),
+        "",
+    ]
+    return part
 
 
-def run_continual(page: Page, judges, args, images: Path) -> None:
+def task_continual(_: str, args, images: Path) -> Part:
     from conceptlang.evaluation.continual import continual_models_dir, continual_suite
     from conceptlang.models.registry import load_registry
 
+    part = Part("continual")
     cdir = Path(args.models) / "continual" if args.models else continual_models_dir()
-    lines = ["## 3. Continual learning", ""]
     t0 = time.perf_counter()
     if not (cdir / "manifest.json").exists():
-        lines += [f"**Not measured:** there is no continual model set at `{cdir}`.", ""]
-        page.record["parts"]["continual"] = {"skipped": f"no manifest at {cdir}"}
-        page.sections["continual"] = lines
-        return
+        part.lines = [f"**Not measured:** there is no continual model set at `{cdir}`.", ""]
+        part.record = {"skipped": f"no manifest at {cdir}"}
+        return part
     _log(f"continual: {cdir}")
     res = evaluate_suite(continual_suite(), load_registry(cdir), n=args.n_continual, seed=args.seed,
-                         device=args.device, judges=judges, keep_images=True, progress=_progress,
+                         device=args.device, judges=JudgeCache(), keep_images=True, progress=_progress,
                          sample_kwargs=_sample_kwargs(args))
     save_png(images / "results_continual.png", contact_sheet(res.results, show=12, title="continual-learning model set"))
-    page.timings["continual"] = time.perf_counter() - t0
-    page.record["parts"]["continual"] = res.to_json()
+    took = part.timings["continual"] = time.perf_counter() - t0
+    part.record = res.to_json()
     triple = _pooled(res.results, lambda r: r.n_concepts == 3)
-    page.headline.append(("continual: position & shape & color (pooled)", triple.format(), "≥ 0.80"))
-    lines += [
+    part.headline.append(("continual: position & shape & color (pooled)", triple.format(), "≥ 0.80"))
+    part.lines = [
         "Position model trained on set 1 only (square, purple, large; position varies), shape on set 2 only "
         "(purple, large), colour on set 3 only (square, large). No set contains any of these combinations: every "
-        f"shape is non-square and every colour non-purple. n = {args.n_continual}, "
-        f"{page.timings['continual']:.0f} s. Target ≥ 0.80 for position & shape & color.",
+        f"shape is non-square and every colour non-purple. n = {args.n_continual}, {took:.0f} s. "
+        "Target ≥ 0.80 for position & shape & color.",
         "",
         expression_table(res.results),
         "",
@@ -257,66 +266,103 @@ def run_continual(page: Page, judges, args, images: Path) -> None:
         "![continual samples](images/results_continual.png)",
         "",
     ]
-    page.sections["continual"] = lines
+    return part
 
 
-def run_objects(page: Page, registry, judges, args, images: Path) -> None:
+def task_objects(_: str, args, images: Path) -> Part:
     from conceptlang.evaluation.objects import DEFAULT_LAYOUTS, evaluate_layout, markdown_table
+    from conceptlang.models.registry import load_registry
 
+    part = Part("objects")
     t0 = time.perf_counter()
+    registry, judges = load_registry(args.models), JudgeCache()
     layouts = []
     for k, targets in enumerate(DEFAULT_LAYOUTS):
-        _log(f"objects: {targets}")
         r = evaluate_layout(targets, registry, n=args.n_objects, seed=args.seed, device=args.device,
                             judges=judges, grid_path=images / f"results_objects_{k}.png",
                             sample_kwargs=_sample_kwargs(args))
-        _log(f"  {r.expression}: {r.accuracy.format()}")
+        _log(f"  {r.expression}: {r.accuracy.format()} ({r.seconds:.0f} s)")
         layouts.append(r)
-    page.timings["objects"] = time.perf_counter() - t0
-    page.record["parts"]["objects"] = [r.to_json() for r in layouts]
+    took = part.timings["objects"] = time.perf_counter() - t0
+    part.record = {"layouts": [r.to_json() for r in layouts]}
     pooled = Proportion(0, 0)
     for r in layouts:
         pooled = pooled + r.accuracy
-    page.headline.append(("object-level: two objects at the two targets (pooled)", pooled.format(), "≥ 0.80"))
-    page.sections["objects"] = [
-        "## 4. Object-level composition",
-        "",
-        f"One position model conditioned on two positions at once; n = {args.n_objects} per layout, "
-        f"{page.timings['objects']:.0f} s. Success = judged valid as a two-object scene, exactly two objects, each "
-        "target within 0.1 of a different object's centre. Target ≥ 0.80.",
+    part.headline.append(("object-level: two objects at the two targets (pooled)", pooled.format(), "≥ 0.80"))
+    part.lines = [
+        f"One position model conditioned on two positions at once; n = {args.n_objects} per layout, {took:.0f} s. "
+        "Success = judged valid as a two-object scene, exactly two objects, each target within 0.1 of a different "
+        "object's centre. Target ≥ 0.80.",
         "",
         markdown_table(layouts),
         "",
         " ".join(f"![{r.expression}](images/{Path(r.grid).name})" for r in layouts if r.grid),
         "",
     ]
+    return part
 
 
-def run_venns(page: Page, registry, judges, args, images: Path) -> None:
-    lines = ["## 5. Nested composition: Venn regions", ""]
-    for dom, concepts in VENNS:
-        t0 = time.perf_counter()
-        _log(f"venn {dom}: {concepts}")
-        venn = run_venn(list(concepts), registry, n=args.n_venn, seed=args.seed, device=args.device, judges=judges,
-                        sample_kwargs=_sample_kwargs(args))
-        for r in venn.results:
-            _progress(r)
-        name = f"results_venn_{dom}.png"
-        save_png(images / name, render_venn(venn, show=min(16, args.n_venn)))
-        page.timings[f"venn {dom}"] = time.perf_counter() - t0
-        page.record["parts"][f"venn_{dom}"] = venn.to_json()
-        lines += [
-            f"### {dom.capitalize()}: {', '.join(concepts)}",
-            "",
-            f"n = {args.n_venn} per region, {page.timings[f'venn {dom}']:.0f} s. "
-            "(`conceptlang figure venn " + " ".join(concepts) + " -o venn.png` draws the same figure.)",
-            "",
-            venn.markdown_table(),
-            "",
-            f"![venn {dom}](images/{name})",
-            "",
-        ]
-        page.sections["venn"] = lines
+def task_venn(dom: str, args, images: Path) -> Part:
+    from conceptlang.models.registry import load_registry
+
+    concepts = dict(VENNS)[dom]
+    part = Part(f"venn_{dom}")
+    t0 = time.perf_counter()
+    _log(f"venn {dom}: {concepts}")
+    venn = run_venn(list(concepts), load_registry(args.models), n=args.n_venn, seed=args.seed, device=args.device,
+                    judges=JudgeCache(), sample_kwargs=_sample_kwargs(args))
+    for r in venn.results:
+        _progress(r)
+    name = f"results_venn_{dom}.png"
+    save_png(images / name, render_venn(venn, show=min(16, args.n_venn)))
+    took = part.timings[f"venn {dom}"] = time.perf_counter() - t0
+    part.record = venn.to_json()
+    part.lines = [
+        f"### {dom.capitalize()}: {', '.join(concepts)}",
+        "",
+        f"n = {args.n_venn} per region, {took:.0f} s. "
+        "(`conceptlang figure venn " + " ".join(concepts) + " -o venn.png` draws the same figure.)",
+        "",
+        venn.markdown_table(),
+        "",
+        f"![venn {dom}](images/{name})",
+        "",
+    ]
+    return part
+
+
+TASKS = {"suites": task_suite, "inference": task_inference, "continual": task_continual,
+         "objects": task_objects, "venn": task_venn}
+SECTION_TITLES = {
+    "suites": ["## 1. Evaluation suites", ""],
+    "inference": ["## 2. Concept inference", "",
+                  "Each family's values ranked by the model's energy (implicit models: the seeded denoising loss); "
+                  "yes/no attributes decided against the unconditional model (E(x | c) < E(x) ⟺ p(c | x) > p(c)); "
+                  "position by minimising the energy over a grid refined around the best point. Images come from "
+                  "the generator, so the truth is known; the judge reads the same images for comparison.", ""],
+    "continual": ["## 3. Continual learning", ""],
+    "objects": ["## 4. Object-level composition", ""],
+    "venn": ["## 5. Nested composition: Venn regions", ""],
+}
+# (part, sub-task), biggest first so two workers finish together.
+SCHEDULE = (("suites", "scenes"), ("suites", "faces"), ("inference", "scenes"), ("venn", "faces"),
+            ("continual", ""), ("venn", "scenes"), ("objects", ""), ("inference", "faces"))
+
+
+def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
+    import torch
+
+    torch.set_num_threads(args.threads or 1)
+    try:
+        return part, sub, TASKS[part](sub, args, images)
+    except Exception as err:  # noqa: BLE001 - one failed part must not lose the others' results
+        import traceback
+
+        _log(f"!! {part} {sub} failed: {type(err).__name__}: {err}")
+        failed = Part(f"{part}_{sub}".rstrip("_"))
+        failed.lines = [f"**{part} {sub}: failed** with `{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}`", ""]
+        failed.record = {"failed": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        return part, sub, failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-venn", type=int, default=12, help="samples per Venn region")
     ap.add_argument("--infer-grid", type=int, default=6, help="coarse position grid per axis for inference")
     ap.add_argument("--infer-refine", type=int, default=3, help="local refinement rounds for position inference")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (tasks run in parallel, one per worker)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's choice; 1 is far faster when other jobs share the CPU)")
+                    help="torch CPU threads per worker (default 1: with other jobs on the CPU, more threads per "
+                         "process are far slower, see docs/experiments.md)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", default=None, help="models directory (default: the shipped models/)")
@@ -349,36 +397,49 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from conceptlang.models.registry import load_registry
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or 1)
     command = "python benchmarks/make_results.py" + ("" if argv is None and len(sys.argv) == 1 else
                                                      " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     docs = Path(args.docs)
     images = docs / "images"
     images.mkdir(parents=True, exist_ok=True)
     env = environment_info(args.device)
+    env["jobs"] = args.jobs
     page = Page(docs, args, env, command)
     page.parts = parts
-    registry = load_registry(args.models)
-    judges = JudgeCache()
+    todo = [(p, sub) for p, sub in SCHEDULE if p in parts]
     pending = list(parts)
+    done: dict[tuple[str, str], Part] = {}
     page.write(pending)
-    for part in parts:
-        _log(f"== {part}")
-        if part == "suites":
-            run_suites(page, registry, judges, args, images)
-        elif part == "inference":
-            run_inference(page, registry, judges, args)
-        elif part == "continual":
-            run_continual(page, judges, args, images)
-        elif part == "objects":
-            run_objects(page, registry, judges, args, images)
-        elif part == "venn":
-            run_venns(page, registry, judges, args, images)
-        pending.remove(part)
+
+    def collect(part: str, sub: str, result: Part) -> None:
+        done[(part, sub)] = result
+        page.timings.update(result.timings)
+        page.record["parts"][result.key] = result.record
+        for p in PARTS:  # rebuild sections and headline in page order, whatever order tasks finish in
+            subs = [sub_ for p_, sub_ in SCHEDULE if p_ == p]
+            subs = sorted(subs, key=lambda s_: ("scenes", "faces", "").index(s_))
+            got = [done[(p, s_)] for s_ in subs if (p, s_) in done]
+            if got:
+                page.sections[p] = SECTION_TITLES[p] + [line for g in got for line in g.lines]
+        page.headline = [h for p in PARTS for s_ in ("scenes", "faces", "") if (p, s_) in done
+                         for h in done[(p, s_)].headline]
+        if all((p, s_) in done for p, s_ in todo if p == part):
+            pending.remove(part)
         page.write(pending)
+        _log(f"== done: {part} {sub}".rstrip())
+
+    if args.jobs <= 1:
+        for part, sub in todo:
+            collect(*_run_task(part, sub, args, images))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_run_task, part, sub, args, images) for part, sub in todo]
+            for fut in as_completed(futures):
+                collect(*fut.result())
     skipped = [p for p in PARTS if p not in parts]
     if skipped:
         _log(f"parts not run (by --only): {', '.join(skipped)}")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_results(monkeypatch):
     spec = importlib.util.spec_from_file_location("make_results", ROOT / "benchmarks" / "make_results.py")
     mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_results", mod)  # worker processes pickle its functions by name
     spec.loader.exec_module(mod)
     install_fake_pipeline(monkeypatch, plan=lambda text, n: [(1, 1, 0)] * n, objects=2)
     monkeypatch.setattr(registry_mod, "load_registry", lambda models_dir=None: None)
@@ -26,11 +28,13 @@ def make_results(monkeypatch):
 
 def test_page_is_assembled_and_marked(make_results, tmp_path):
     docs = tmp_path / "docs"
-    assert make_results.main(["--quick", "--docs", str(docs), "--only", "suites,objects,venn", "--limit", "2"]) == 0
+    assert make_results.main(["--quick", "--docs", str(docs), "--only", "suites,objects,venn", "--limit", "2",
+                              "--jobs", "1"]) == 0
     md = (docs / "results.md").read_text()
     assert "SMOKE TEST" in md and "INCOMPLETE" not in md
     assert "Parts not run (`--only`): inference, continual." in md
     assert "python benchmarks/make_results.py --quick --docs" in md
+    assert md.index("## 1. Evaluation suites") < md.index("### Scenes") < md.index("### Faces") < md.index("## 4.")
     assert "## 1. Evaluation suites" in md and "## 4. Object-level composition" in md and "## 5. Nested" in md
     # object layouts: PixelJudge puts two objects at (0.25, 0.5), (0.75, 0.5): only the third layout matches
     assert "| `position(0.25, 0.5) & position(0.75, 0.5)` | 1.00 | 1.00 | 1.00 [0.51, 1.00] |" in md
@@ -46,3 +50,18 @@ def test_unknown_part_is_a_usage_error(make_results, tmp_path):
     with pytest.raises(SystemExit) as exc:
         make_results.main(["--only", "suites,bogus", "--docs", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_worker_processes_and_failures(make_results, tmp_path, monkeypatch):
+    def boom(dom, args, images):
+        raise RuntimeError("no such model")
+
+    monkeypatch.setitem(make_results.TASKS, "inference", boom)
+    docs = tmp_path / "docs"
+    assert make_results.main(["--quick", "--docs", str(docs), "--only", "suites,inference", "--limit", "1",
+                              "--jobs", "2"]) == 0
+    md = (docs / "results.md").read_text()
+    assert "**inference scenes: failed** with `RuntimeError: no such model`" in md
+    assert "| `circle` | single | 1 | single |" in md and "| `male` | single | 1 | single |" in md
+    data = json.loads((docs / "results.json").read_text())
+    assert data["complete"] is True and data["parts"]["inference_faces"]["failed"].startswith("RuntimeError")
