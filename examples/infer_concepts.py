@@ -23,7 +23,7 @@ def main() -> None:
     registry = load_registry()
     for domain in ("scenes", "faces"):
         t0 = time.perf_counter()
-        images, truth = generate(domain, 4, seed=2024)
+        images, truth = generate(domain, 3, seed=2024)
         dom = registry.domain(domain)
         results = infer_batch(images, registry, domain)
         print(f"--- {domain} ({time.perf_counter() - t0:.1f} s for {len(images)} images)")

@@ -29,11 +29,11 @@ def main() -> None:
     judges = JudgeCache()
     for entry in parse_suite(SUITE).entries:
         t0 = time.perf_counter()
-        r = evaluate_entry(entry, registry, judges, n=16, base_seed=0, device="cpu", grid_dir=OUT, grid_samples=16)
+        r = evaluate_entry(entry, registry, judges, n=8, base_seed=0, device="cpu", grid_dir=OUT, grid_samples=8)
         if r.error:
             print(f"{entry.text:28s} failed: {r.error}")
             continue
-        branches = "  ".join(f"{b.text}: {b.satisfied_valid.value:.2f}" for b in r.branches)
+        branches = "  ".join(f"{b.text}: {b.satisfied_valid.format()}" for b in r.branches)
         print(f"{entry.text:28s} valid&satisfying {r.accuracy.format()}  valid {r.valid.value:.2f}  "
               f"{branches}  → {OUT / (slug(entry.name) + '.png')}  ({time.perf_counter() - t0:.1f} s)")
 

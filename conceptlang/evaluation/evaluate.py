@@ -492,7 +492,12 @@ def _fmt_target(r: ExpressionResult) -> str:
 def _fmt_branches(r: ExpressionResult) -> str:
     if not r.branches:
         return ""
-    return "; ".join(f"`{b.text}` {b.satisfied_valid.value:.2f}" + ("" if b.meets else " ✗") for b in r.branches)
+    def one(b: BranchCoverage) -> str:
+        if not b.satisfied_valid.trials:
+            return f"`{b.text}` n/a"
+        return f"`{b.text}` {b.satisfied_valid.value:.2f}" + ("" if b.meets else " ✗")
+
+    return "; ".join(one(b) for b in r.branches)
 
 
 def expression_table(results: Sequence[ExpressionResult], grid_link: Callable[[str], str] | None = None) -> str:

@@ -83,3 +83,16 @@ def test_format_and_json(registry):
     j = res.to_json()
     assert j["families"]["color"]["value"] == "green"
     assert len(j["families"]["position"]["value"]) == 2
+
+
+def test_position_search_stays_on_the_generators_support(monkeypatch):
+    import conceptlang.evaluation.inference as inference
+    from conceptlang.data import get_domain
+
+    monkeypatch.setattr(inference, "_SUPPORT_CACHE", {})
+    (xlo, xhi), (ylo, yhi) = inference.parameter_support("scenes", get_domain("scenes").family("position"))
+    # objects keep a 1/32 margin plus half the small extent (9/64) from the border
+    assert 0.15 < xlo < 0.18 and 0.82 < xhi < 0.85 and 0.15 < ylo < 0.18 and 0.82 < yhi < 0.85
+    from tests.evaluation.fakes import TOY
+
+    assert inference.parameter_support("toy", TOY.family("position")) == ((0.0, 1.0), (0.0, 1.0))

@@ -33,7 +33,10 @@ class _WrongColourJudge:
 
 
 def test_measure_inference_on_exact_templates(monkeypatch):
+    import conceptlang.evaluation.inference as inference
+
     monkeypatch.setattr(data, "generate", _fake_generate)
+    monkeypatch.setattr(inference, "_SUPPORT_CACHE", {})
     _, truth = _fake_generate("toy", 12, seed=5)
     acc = measure_inference(TemplateRegistry(), "toy", n=12, seed=5, judge=_WrongColourJudge(truth), batch=5)
     assert acc.energy["color"].successes == 12
