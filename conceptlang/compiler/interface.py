@@ -15,6 +15,12 @@ Conventions
 * ``energy`` is lower for images that fit. ``score`` is ∇ₓ log p = −∇ₓ E at that noise level.
   Explicit models get ``score`` by autograd; implicit (noise-predicting) models return
   −ε̂/σ, and their ``energy`` is the seeded denoising-loss estimate (design.md, "Model kinds").
+
+Optional hooks (used when present, never required): ``model.to(device)`` moves a model's weights
+before sampling on that device; ``model.sha256`` / ``model.file`` or a manifest ``model.entry``
+dict with those keys are copied into the ``conceptlang sample`` JSON sidecar; a registry's
+``sampler_settings`` may carry ``"alpha"`` (the measured negation strength, used when the caller
+sets none) and the sampler keys listed in docs/compiler.md.
 """
 
 from __future__ import annotations
