@@ -12,6 +12,18 @@ import click
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="torch CPU threads (default: torch's choice; 1 is much faster when other jobs share the CPU).",
+)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
 
 def _load_registry(models_dir: str | None):
     from conceptlang.models.registry import load_registry
@@ -39,7 +51,8 @@ def _echo_err(msg: str) -> None:
 @click.option("--grids", "grid_dir", type=click.Path(file_okay=False, path_type=Path), help="Write one framed sample grid per expression here.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None, help="Models directory (default: $CONCEPTLANG_MODELS or the shipped models).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first expression that fails to compile or sample.")
-def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast):
+@threads_option
+def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast, threads):
     """Sample, judge and score every expression of SUITE_FILE.
 
     Accuracy = fraction of samples the judge calls valid and whose judged labels satisfy the
@@ -50,6 +63,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
     from conceptlang.io import write_json, write_text
 
     suite = load_suite(suite_file)
+    _set_threads(threads)
     registry = _load_registry(models_dir)
 
     def progress(r):
@@ -81,7 +95,8 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
-def infer_cmd(image, domain, as_json, device, models_dir):
+@threads_option
+def infer_cmd(image, domain, as_json, device, models_dir, threads):
     """Infer the concepts of IMAGE (a PNG) by energy: rank each family's values, estimate position."""
     import json
 
@@ -96,6 +111,7 @@ def infer_cmd(image, domain, as_json, device, models_dir):
             arr = np.array(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3), writable copy
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"cannot read image {image}: {err}") from None
+    _set_threads(threads)
     if device == "auto":
         import torch
 
@@ -121,7 +137,8 @@ def figure_group():
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the region accuracies as JSON.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
-def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir):
+@threads_option
+def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir, threads):
     """Every region of 2 or 3 CONCEPTS (A&B, A&~B, ~A&B, A|B, ...) with its judged accuracy, as one PNG."""
     from conceptlang.evaluation.figures import region_templates, run_venn, save_venn
     from conceptlang.io import write_json
@@ -129,6 +146,7 @@ def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir):
     if len(concepts) not in (2, 3):
         raise click.UsageError(f"venn takes 2 or 3 concepts, got {len(concepts)}")
     region_templates(len(concepts))
+    _set_threads(threads)
     venn = run_venn(list(concepts), _load_registry(models_dir), n=n, seed=seed, device=device, judges=_judges())
     save_venn(output, venn, show=show)
     click.echo(venn.markdown_table())
