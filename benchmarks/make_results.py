@@ -161,7 +161,7 @@ def task_suite(dom: str, args, images: Path) -> Part:
                                       sample_kwargs=_sample_kwargs(args))
     sheet = f"results_{dom}_suite.png"
     save_png(images / sheet, contact_sheet(res.results, show=12,
-                                           title=f"{dom}: the first 12 of {args.n_eval} samples per expression"))
+                                           title=f"{dom}: the first {min(12, args.n_eval)} of {args.n_eval} samples per expression"))
     took = part.timings[f"suite {dom}"] = time.perf_counter() - t0
     part.record = res.to_json()
     targets = {"single": "≥ 0.95", "and": "≥ 0.80–0.90 (by k)", "not": "≥ 0.85", "or": "≥ 0.90"}
