@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from conceptlang.cli import main
 from conceptlang.data import generate
 from conceptlang.data import faces as fc
-from conceptlang.data import scenes as sc
 from conceptlang.errors import DataError, ModelError
 from conceptlang.evaluation.judge import judges_dir, load_judge
 from conceptlang.evaluation.validity import CORRUPTION_KINDS, corruptions, scenes_valid
