@@ -32,7 +32,7 @@ def _value(text: str):
 
 
 def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed: int, models_dir: str | None,
-             threads: int | None = None, log=print) -> list[dict]:
+             threads: int | None = None, log=print, grid_dir: str | None = None) -> list[dict]:
     import numpy as np
     import torch
 
@@ -40,9 +40,10 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
     from conceptlang.data import to_uint8
     from conceptlang.evaluation.evaluate import judge_samples, seed_for, top_level_disjuncts
     from conceptlang.evaluation.judge import load_judge
+    from conceptlang.evaluation.suites import parse_entry_text
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import sample
-    from conceptlang.syntax import evaluate, parse_expr
+    from conceptlang.syntax import evaluate
 
     if threads:
         torch.set_num_threads(threads)
@@ -59,9 +60,9 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
         copts = {k: point[k] for k in COMPILE_KEYS if k in point}
         sopts = {k: v for k, v in point.items() if k not in COMPILE_KEYS and k != "guidance"}
         for text in exprs:
-            expr = parse_expr(text)
+            expr = parse_entry_text(text)  # definitions (`a = ...; a & b`) expanded
             t0 = time.perf_counter()
-            graph = compile_expr(text, reg, domain=domain, **copts)
+            graph = compile_expr(expr, reg, domain=domain, **copts)
             res = sample(graph, n, seed=seed_for(text, seed), device="cpu", **sopts)
             images = to_uint8(res.images)
             valid, labels, sat, reasons = judge_samples(expr, images, judge, domain)
@@ -71,6 +72,16 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
             dis = top_level_disjuncts(expr)
             if dis:
                 row["branches"] = [float(np.mean([bool(evaluate(d, lab)) for lab, v in zip(labels, valid) if v] or [0.0])) for d in dis]
+            if grid_dir is not None:
+                from conceptlang.evaluation.evaluate import slug
+                from conceptlang.evaluation.grids import framed_grid
+                from conceptlang.io import save_png
+
+                m = min(32, n)
+                tag = "_".join(f"{k}{v}" for k, v in point.items())
+                path = Path(grid_dir) / f"{domain}_{slug(text)}{'_' + tag if tag else ''}.png"
+                save_png(path, framed_grid(images[:m], sat[:m], valid[:m], ncols=8))
+                row["grid"] = str(path)
             rows.append(row)
             log(json.dumps(row))
     return rows
@@ -86,19 +97,25 @@ def summarise(rows: list[dict], grid_keys: list[str]) -> list[tuple]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("domain")
-    ap.add_argument("--expr", action="append", required=True)
+    ap.add_argument("--expr", action="append", default=[])
     ap.add_argument("--set", action="append", default=[], help="KEY=V1,V2,... (a grid axis)")
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--grid-dir", default=None, help="save the first 32 samples of each run as a framed grid here")
+    ap.add_argument("--expr-file", default=None, help="one expression per line (# comments, [sections] ignored)")
     a = ap.parse_args(argv)
+    if a.expr_file:
+        from conceptlang.evaluation.suites import parse_suite
+
+        a.expr += [e.text for e in parse_suite(Path(a.expr_file).read_text(), a.expr_file).entries]
     grid = {}
     for s in a.set:
         k, _, vs = s.partition("=")
         grid[k] = [_value(v) for v in vs.split(",")]
-    rows = run_grid(a.domain, a.expr, grid, a.n, a.seed, a.models, a.threads)
+    rows = run_grid(a.domain, a.expr, grid, a.n, a.seed, a.models, a.threads, grid_dir=a.grid_dir)
     for key, mean, worst in summarise(rows, list(grid)):
         print(dict(zip(grid, key)), f"mean {mean:.3f} worst {worst:.3f}")
     if a.out:
