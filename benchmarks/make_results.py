@@ -367,7 +367,7 @@ def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-eval", type=int, default=16, help="samples per suite expression")
+    ap.add_argument("--n-eval", type=int, default=20, help="samples per suite expression")
     ap.add_argument("--n-infer", type=int, default=24, help="generated images per domain for inference accuracy")
     ap.add_argument("--n-continual", type=int, default=16, help="samples per continual-learning expression")
     ap.add_argument("--n-objects", type=int, default=24, help="samples per object-level layout")
