@@ -224,10 +224,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--batch", type=int, default=None, help="images per evaluation (default 32; 8 with --quick)")
+    ap.add_argument("--repeats", type=int, default=None, help="timing repeats (default 9; 5 with --quick)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "graph.json"))
     args = ap.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    repeats = 5 if args.quick else 9
+    repeats = args.repeats or (5 if args.quick else 9)
     args.batch = args.batch or (8 if args.quick else 32)
     graph_rows, sampler_rows = [], []
     for dev in devices:

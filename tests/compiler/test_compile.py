@@ -222,6 +222,20 @@ def test_each_model_is_evaluated_once_per_call_with_stacked_conditions():
     torch.testing.assert_close(g.energy(X)[1][:, 0], g2.energy(X)[1][:, 0])
 
 
+def test_cpu_slicing_of_stacked_batches_gives_the_same_numbers(monkeypatch):
+    g = compile("(red & ~circle) | large", GaussianRegistry(), or_mode="lse")
+    whole_e, whole_s = g.energy(X)[0], g.score(X)
+    g.cpu_chunk_values = 6  # 3 two-value rows per model call
+    calls = g.models[0].forward_calls
+    torch.testing.assert_close(g.energy(X)[0], whole_e, rtol=0, atol=1e-12)
+    assert len(g.leaves) == 3 and g.models[0].forward_calls - calls == 4  # 12 rows in slices of 3
+    torch.testing.assert_close(g.score(X), whole_s, rtol=0, atol=1e-12)
+    lin = compile("red & ~circle", GaussianRegistry())
+    ref = lin.score(X)
+    lin.cpu_chunk_values = 2
+    torch.testing.assert_close(lin.score(X), ref, rtol=0, atol=1e-12)
+
+
 def test_per_leaf_energies_are_the_leaves():
     g = compile("red & ~circle", GaussianRegistry())
     _, per = g.energy(X)
