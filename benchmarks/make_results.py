@@ -52,6 +52,19 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _manifest_digest(models: str | None) -> str:
+    import hashlib
+
+    from conceptlang.resources import shipped_models_dir
+
+    d = Path(models) if models else shipped_models_dir()
+    h = hashlib.sha256()
+    for name in ("manifest.json", "continual/manifest.json"):
+        f = d / name
+        h.update(f.read_bytes() if f.exists() else b"-")
+    return h.hexdigest()[:12]
+
+
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -84,7 +97,7 @@ class Page:
         self.headline: list[tuple[str, str, str]] = []  # (what, measured, target)
         self.timings: dict[str, float] = {}
         self.record: dict = {"environment": env, "commit": _git_commit(), "started": self.started,
-                             "command": command, "parts": {}}
+                             "command": command, "manifests": _manifest_digest(args.models), "parts": {}}
 
     def write(self, pending: list[str]) -> None:
         total = time.perf_counter() - self.t0
@@ -95,6 +108,10 @@ class Page:
         skipped = [p for p in PARTS if p not in self.parts]
         if skipped:
             head += [f"> Parts not run (`--only`): {', '.join(skipped)}.", ""]
+        now = _manifest_digest(a.models)
+        if now != self.record["manifests"]:
+            head += [f"> **Warning:** the models' manifests changed during this run (sha256 {self.record['manifests']} "
+                     f"at the start, {now} now): parts may have used different sampler settings.", ""]
         if pending:
             head += [f"> **INCOMPLETE:** the run that wrote this page had not finished; parts not yet run: "
                      f"{', '.join(pending)}.", ""]
@@ -106,7 +123,7 @@ class Page:
             "Every number and image on this page comes from that run; rerun the command to regenerate the page "
             "(raw figures, per-sample verdicts included: [`results.json`](results.json)).",
             "",
-            f"- started {self.started}; commit {self.record['commit']}",
+            f"- started {self.started}; commit {self.record['commit']}; manifests sha256 {self.record['manifests']}",
             f"- device: {env['device']}" + (f" ({env['gpu']})" if "gpu" in env else f", {env['cpu_threads']} CPU threads")
             + f" per worker, {env.get('jobs', 1)} worker process(es); torch {env['torch']}; Python {env['python']}",
             f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ")",
@@ -367,11 +384,11 @@ def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-eval", type=int, default=20, help="samples per suite expression")
-    ap.add_argument("--n-infer", type=int, default=24, help="generated images per domain for inference accuracy")
-    ap.add_argument("--n-continual", type=int, default=16, help="samples per continual-learning expression")
-    ap.add_argument("--n-objects", type=int, default=24, help="samples per object-level layout")
-    ap.add_argument("--n-venn", type=int, default=12, help="samples per Venn region")
+    ap.add_argument("--n-eval", type=int, default=12, help="samples per suite expression")
+    ap.add_argument("--n-infer", type=int, default=16, help="generated images per domain for inference accuracy")
+    ap.add_argument("--n-continual", type=int, default=12, help="samples per continual-learning expression")
+    ap.add_argument("--n-objects", type=int, default=16, help="samples per object-level layout")
+    ap.add_argument("--n-venn", type=int, default=8, help="samples per Venn region")
     ap.add_argument("--infer-grid", type=int, default=6, help="coarse position grid per axis for inference")
     ap.add_argument("--infer-refine", type=int, default=3, help="local refinement rounds for position inference")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (tasks run in parallel, one per worker)")
