@@ -197,7 +197,17 @@ class GraphBuilder:
         return 1.0, t, False
 
     def conjunction(self, terms: tuple[Expr, ...]) -> int:
-        classified = [(t, *self._classify(t)) for t in terms]
+        # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
+        # the whole, so (A & B) & C and A & (B & C) agree (A & (~B & ~C) takes no prior).
+        flat: list[Expr] = []
+        stack = list(reversed(terms))
+        while stack:
+            t = stack.pop()
+            if isinstance(t, And):
+                stack.extend(reversed(t.terms))
+            else:
+                flat.append(t)
+        classified = [(t, *self._classify(t)) for t in flat]
         positive = [t for t, s, _, neg in classified if s > 0 and not neg]
         negated = any(neg or s < 0 for _, s, _, neg in classified)
         pos_text = " & ".join(_wrap(t, 3) for t in positive) if positive and negated else ""

@@ -11,36 +11,14 @@ different domains in one expression are an error.
 from __future__ import annotations
 
 import difflib
-from typing import Iterator
-
 from conceptlang.compiler.interface import ConceptRef, ConceptRegistry
 from conceptlang.errors import CompileError, ConceptLangError, NameResolutionError, SourceLocation
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
+from conceptlang.syntax.walk import postorder  # every distinct node once, children first, iteratively
 
 
 def _kids(node: Expr) -> tuple:
-    if isinstance(node, (And, Or)):
-        return tuple(node.terms)
-    if isinstance(node, (Not, Weighted)):
-        return (node.expr,)
-    return ()
-
-
-def postorder(root: Expr) -> Iterator[Expr]:
-    """Every distinct node (by identity) once, children first, iteratively: expressions may nest
-    10,000 levels deep, and expanded definitions share sub-trees (a DAG)."""
-    seen: set[int] = set()
-    stack: list[tuple[Expr, bool]] = [(root, False)]
-    while stack:
-        node, ready = stack.pop()
-        if ready:
-            yield node
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((k, False) for k in reversed(_kids(node)) if id(k) not in seen)
+    return node._children()
 
 
 walk = postorder
