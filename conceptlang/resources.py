@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
 
 
-def _packaged_dir(package: str, checkout_dir: str) -> Path:
-    # Installed wheels map grammar/ and models/ to the packages conceptlang.grammar and
-    # conceptlang.shipped (see pyproject.toml); a checkout on PYTHONPATH has them at the root.
-    try:
-        path = Path(str(resources.files(package)))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return _ROOT / checkout_dir
+def _packaged_dir(installed_name: str, checkout_dir: str) -> Path:
+    # A wheel installs grammar/ and models/ inside the package as conceptlang/grammar and
+    # conceptlang/shipped (see [tool.setuptools.package-dir] in pyproject.toml); a checkout on
+    # PYTHONPATH or an editable install has them at the repository root.
+    installed = _PACKAGE / installed_name
+    if installed.is_dir():
+        return installed
+    return _PACKAGE.parent / checkout_dir
 
 
 def grammar_path() -> Path:
-    return _packaged_dir("conceptlang.grammar", "grammar") / "concepts.lark"
+    return _packaged_dir("grammar", "grammar") / "concepts.lark"
 
 
 def shipped_models_dir() -> Path:
-    return _packaged_dir("conceptlang.shipped", "models")
+    return _packaged_dir("shipped", "models")
