@@ -481,6 +481,11 @@ def evaluate_suite(
 # ----------------------------------------------------------------------------------------- Markdown
 
 
+def md_code(text: str) -> str:
+    """Inline code for a Markdown table cell: a bare '|' would end the cell, so it is escaped."""
+    return "`" + text.replace("|", "\\|") + "`"
+
+
 def _fmt_target(r: ExpressionResult) -> str:
     t = r.target
     if t is None:
@@ -494,8 +499,8 @@ def _fmt_branches(r: ExpressionResult) -> str:
         return ""
     def one(b: BranchCoverage) -> str:
         if not b.satisfied_valid.trials:
-            return f"`{b.text}` n/a"
-        return f"`{b.text}` {b.satisfied_valid.value:.2f}" + ("" if b.meets else " ✗")
+            return f"{md_code(b.text)} n/a"
+        return f"{md_code(b.text)} {b.satisfied_valid.value:.2f}" + ("" if b.meets else " ✗")
 
     return "; ".join(one(b) for b in r.branches)
 
@@ -506,7 +511,7 @@ def expression_table(results: Sequence[ExpressionResult], grid_link: Callable[[s
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        text = f"`{r.text}`"
+        text = md_code(r.text)
         if r.grid and grid_link:
             text = f"[{text}]({grid_link(r.grid)})"
         if r.error:
@@ -529,7 +534,7 @@ def summary_table(result: SuiteResult, key: str, title: str) -> str:
         w = v["worst"]
         lines.append(
             f"| {k} | {v['expressions']} | {v['accuracy'].format()} | {v['mean']:.2f} "
-            f"| `{w.text}` {w.accuracy.value:.2f} | {f'{met}/{total}' if total else '–'} |"
+            f"| {md_code(w.text)} {w.accuracy.value:.2f} | {f'{met}/{total}' if total else '–'} |"
         )
     return "\n".join(lines)
 

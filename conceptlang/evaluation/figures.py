@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from conceptlang.errors import ConceptLangError
-from conceptlang.evaluation.evaluate import ExpressionResult, JudgeCache, environment_info, evaluate_entry
+from conceptlang.evaluation.evaluate import ExpressionResult, JudgeCache, environment_info, evaluate_entry, md_code
 from conceptlang.evaluation.grids import framed_grid
 from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
 
@@ -127,10 +127,10 @@ class VennResult:
         ]
         for t, r in zip(self.templates, self.results):
             if r.error:
-                lines.append(f"| `{t}` | `{r.text}` | – | failed: {r.error} | {r.seconds:.1f} |")
+                lines.append(f"| {md_code(t)} | {md_code(r.text)} | – | failed: {r.error} | {r.seconds:.1f} |")
             else:
                 lines.append(
-                    f"| `{t}` | `{r.text}` | {r.valid.value:.2f} | {r.accuracy.format()} | {r.seconds:.1f} |"
+                    f"| {md_code(t)} | {md_code(r.text)} | {r.valid.value:.2f} | {r.accuracy.format()} | {r.seconds:.1f} |"
                 )
         return "\n".join(lines)
 
