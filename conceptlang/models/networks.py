@@ -64,8 +64,25 @@ def condition_width(slots: tuple[SlotSpec, ...]) -> int:
     return sum(s.width for s in slots)
 
 
+class _NetConfigJSON:
+    """JSON round trip shared by the network configs (tuples ↔ lists, slots ↔ dicts)."""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        d["slots"] = [s.to_json() for s in self.slots]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]):
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
+        return cls(**d)
+
+
 @dataclass
-class UNetConfig:
+class UNetConfig(_NetConfigJSON):
     """A small noise-predicting U-Net (implicit energy). ``widths`` has one entry per resolution."""
 
     image_size: int = 32
@@ -78,22 +95,9 @@ class UNetConfig:
     sigma_data: float = 0.5  # EDM preconditioning: the data's standard deviation
     slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
 
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        d["slots"] = [s.to_json() for s in self.slots]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "UNetConfig":
-        d = dict(d)
-        d["widths"] = tuple(d["widths"])
-        d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
-        return cls(**d)
-
 
 @dataclass
-class EnergyNetConfig:
+class EnergyNetConfig(_NetConfigJSON):
     """A conv net with a scalar output E(x | c[, σ]) (explicit energy, as in the paper)."""
 
     image_size: int = 32
@@ -103,19 +107,6 @@ class EnergyNetConfig:
     noise_conditional: bool = True  # True for DSM (E(x, σ)/σ); False for contrastive divergence
     spectral_norm: bool = False
     slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        d["slots"] = [s.to_json() for s in self.slots]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "EnergyNetConfig":
-        d = dict(d)
-        d["widths"] = tuple(d["widths"])
-        d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------------------------
