@@ -28,3 +28,15 @@ def pytest_collection_modifyitems(config, items):
 def _isolated_home(tmp_path, monkeypatch):
     """Point the user-models environment variable at nothing, so tests see only what they set."""
     monkeypatch.delenv("CONCEPTLANG_MODELS", raising=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Thousands of 2-D chains are tiny tensors: one thread is fastest and immune to the other jobs
+    competing for the machine's cores."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

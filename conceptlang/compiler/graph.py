@@ -281,28 +281,24 @@ class EnergyGraph:
 
     def linear_energy(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """Σ_l coefs[b, l] · E_l(x_b), evaluating only non-zero pairs: (B,)."""
-        total = x.new_zeros(x.shape[0])
-        for model, ids in self._groups:
-            chain, local, c = self._pairs(coefs, ids)
-            if chain.numel() == 0:
-                continue
-            cond = self._conds(model, ids, x.device)[local]
-            sg = self._sigma_for(model, sigma)
-            e = self._call(model.energy, x[chain], cond, sg[chain] if sg is not None else None)
-            total = total.index_add(0, chain, (c.to(e.dtype) * e).to(total.dtype))
-        return total
+        return self._linear("energy", x, coefs, sigma, x.new_zeros(x.shape[0]))
 
     def linear_score(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """Σ_l coefs[b, l] · s_l(x_b) with s = model.score: the ε-composition of implicit models."""
-        total = torch.zeros_like(x)
+        return self._linear("score", x, coefs, sigma, torch.zeros_like(x))
+
+    def _linear(self, method: str, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None,
+                total: torch.Tensor) -> torch.Tensor:
+        """Σ_l coefs[b, l] · model.<method>(x_b | leaf l) into ``total``, one call per model group."""
         for model, ids in self._groups:
             chain, local, c = self._pairs(coefs, ids)
             if chain.numel() == 0:
                 continue
             cond = self._conds(model, ids, x.device)[local]
             sg = self._sigma_for(model, sigma)
-            s = self._call(model.score, x[chain], cond, sg[chain] if sg is not None else None)
-            total = total.index_add(0, chain, (c.to(s.dtype).view(-1, 1, 1, 1) * s).to(total.dtype))
+            out = self._call(getattr(model, method), x[chain], cond, sg[chain] if sg is not None else None)
+            c = c.to(out.dtype).view(-1, *([1] * (out.dim() - 1)))  # (n,) or (n, 1, 1, 1)
+            total = total.index_add(0, chain, (c * out).to(total.dtype))
         return total
 
     def _linear_form(self) -> tuple[float, ...] | None:
