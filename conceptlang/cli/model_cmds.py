@@ -38,9 +38,12 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--widths", default="32,64,96", show_default=True, help="Channel width per resolution.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
+@click.option("--spatial/--no-spatial", default=True, show_default=True,
+              help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
+@click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, seed, threads,
-              widths, checkpoint_every, cond_dropout, quiet):
+              widths, checkpoint_every, cond_dropout, spatial, init_from, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
     Checkpoints (model, optimizer, RNG and data-stream position) are written atomically to the
@@ -70,7 +73,12 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
         width_t = [int(w) for w in widths.split(",")]
     except ValueError:
         raise click.BadParameter(f"--widths must be comma-separated integers, got {widths!r}") from None
-    net = {"widths": width_t} if method == "denoise" else {}
+    net: dict = {}
+    if method == "denoise":
+        net["widths"] = width_t
+        xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]
+        if spatial and xy:
+            net["spatial"] = xy
     if resume and (run / "config.json").exists():
         cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
         if iters is not None:
@@ -78,8 +86,12 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
     else:
         cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
                           batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                          cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000)
+                          cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000,
+                          init_from=str(init_from or ""))
     trainer = Trainer(cfg, run, device=device)
+    if cfg.init_from and not (resume and trainer.checkpoint_path.exists()):
+        start = trainer.warm_start(cfg.init_from)
+        click.echo(f"{name}: starting from the weights of {cfg.init_from} (iteration {start})", err=True)
     if resume:
         if not trainer.checkpoint_path.exists():
             raise ModelError(f"--resume: no checkpoint at {trainer.checkpoint_path}")

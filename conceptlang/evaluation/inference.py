@@ -2,8 +2,10 @@
 
 For each discrete family the image's energy under every value is computed and the values are
 ranked, lowest energy first; the inferred value is the minimiser. A family with a single value
-(a yes/no attribute) is decided against the domain's unconditional model: the concept holds when
-E(x | c) < E(x), i.e. when p(x | c) > p(x), which is p(c | x) > p(c). Continuous parameters such as
+(a yes/no attribute) is decided against its known-absent condition when the model was trained with
+one (joint models: the ``<none>`` token): the concept holds when E(x | c) < E(x | not c), the Bayes
+decision at equal base rates. Models without it fall back to the unconditional model: the concept
+holds when E(x | c) < E(x), i.e. when p(x | c) > p(x), which is p(c | x) > p(c). Continuous parameters such as
 ``position(x, y)`` are estimated by minimising the energy over the family's range: a coarse grid,
 then local grids around the best point at a shrinking spacing.
 
@@ -23,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from conceptlang.errors import ConceptLangError, DataError, ModelError
+from conceptlang.models.conditions import ABSENT, has_absent_token
 
 # Explicit noise-conditional energies E(x, σ) are compared at this σ (small: close to the data).
 EXPLICIT_SIGMA = 0.05
@@ -228,12 +231,17 @@ def infer_batch(
             for j, (model, cond) in enumerate(models):
                 e[:, j] = _energies_per_condition(model, x, [cond])[:, 0]
             if len(fam.values) == 1:
-                if prior_e is None:
-                    pm, pc = registry.prior(dom_name)
-                    prior_e = _energies_per_condition(pm, x, [pc])[:, 0]
+                model = models[0][0]
+                if has_absent_token(tuple(getattr(model, "slots", ())), fam.name):
+                    other, other_name = _energies_per_condition(model, x, [{fam.name: ABSENT}])[:, 0], "(not)"
+                else:
+                    if prior_e is None:
+                        pm, pc = registry.prior(dom_name)
+                        prior_e = _energies_per_condition(pm, x, [pc])[:, 0]
+                    other, other_name = prior_e, "(prior)"
                 for i in range(n):
-                    holds = bool(e[i, 0] < prior_e[i])
-                    ranking = sorted([(fam.values[0], float(e[i, 0])), ("(prior)", float(prior_e[i]))], key=lambda t: t[1])
+                    holds = bool(e[i, 0] < other[i])
+                    ranking = sorted([(fam.values[0], float(e[i, 0])), (other_name, float(other[i]))], key=lambda t: t[1])
                     per_image[i][fam.name] = FamilyInference(fam.name, "binary", holds, float(e[i, 0]), ranking)
             else:
                 for i in range(n):

@@ -22,6 +22,24 @@ from conceptlang.models.networks import SlotSpec, condition_width
 NONE_TOKEN = "<none>"
 
 
+class _Absent:
+    """Condition value "this binary attribute is known not to hold" (the ``<none>`` token).
+
+    A sentinel object rather than the string, so no user-written value can reach the token; concept
+    inference uses it to weigh E(x | c) against E(x | not c).
+    """
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+
+
+def has_absent_token(slots: tuple[SlotSpec, ...], family: str) -> bool:
+    return any(s.family == family and NONE_TOKEN in s.values for s in slots)
+
+
 def slots_for_domain(domain: Domain, families: Sequence[str] | None = None) -> tuple[SlotSpec, ...]:
     """One slot per family of ``domain`` (or of ``families``, in the domain's order)."""
     wanted = None if families is None else set(families)
@@ -59,7 +77,11 @@ def encode_conditions(slots: tuple[SlotSpec, ...], conditions: Sequence[Mapping[
             if slot is None:
                 raise ModelError(f"model has no condition slot for family {fam!r} (slots: {', '.join(by_family)})")
             c = offsets[fam]
-            if slot.kind == "discrete":
+            if slot.kind == "discrete" and value is ABSENT:
+                if NONE_TOKEN not in slot.values:
+                    raise ModelError(f"{fam!r} has no known-absent token (it is not a yes/no attribute)")
+                out[i, c] = float(slot.values.index(NONE_TOKEN) + 1)
+            elif slot.kind == "discrete":
                 if not isinstance(value, str) or value not in slot.values or value == NONE_TOKEN:
                     known = ", ".join(v for v in slot.values if v != NONE_TOKEN)
                     raise ModelError(f"{fam!r} has no value {value!r} (values: {known})")

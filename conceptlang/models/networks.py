@@ -77,6 +77,8 @@ class _NetConfigJSON:
     def from_json(cls, d: dict[str, Any]):
         d = dict(d)
         d["widths"] = tuple(d["widths"])
+        if "spatial" in d:
+            d["spatial"] = tuple(d["spatial"])
         d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
         return cls(**d)
 
@@ -94,6 +96,11 @@ class UNetConfig(_NetConfigJSON):
     attention: bool = True  # self-attention at the lowest resolution
     sigma_data: float = 0.5  # EDM preconditioning: the data's standard deviation
     slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
+    # Continuous (x, y) families also given to the network as an image: a Gaussian bump of this
+    # width (fraction of the canvas) centred on the condition, one input channel per family (zero
+    # when the slot is null). A place is then a place in pixels, not a code the FiLM path must decode.
+    spatial: tuple[str, ...] = ()
+    spatial_width: float = 0.08
 
 
 @dataclass
@@ -194,6 +201,26 @@ def _groups(channels: int, groups: int) -> int:
     return g
 
 
+def _spatial_columns(
+    slots: tuple[SlotSpec, ...], spatial: tuple[str, ...]
+) -> list[tuple[int, tuple[tuple[float, float], tuple[float, float]]]]:
+    """Condition-tensor column of each spatial family's presence flag, and its (x, y) ranges."""
+    out = []
+    col = 0
+    by_family = {}
+    for s in slots:
+        by_family[s.family] = (col, s)
+        col += s.width
+    for fam in spatial:
+        if fam not in by_family:
+            raise ValueError(f"spatial family {fam!r} is not a condition slot ({', '.join(by_family)})")
+        col, s = by_family[fam]
+        if s.kind != "continuous" or len(s.params) != 2:
+            raise ValueError(f"spatial family {fam!r} must be continuous with two parameters (x, y)")
+        out.append((col, (s.ranges[0], s.ranges[1])))
+    return out
+
+
 class ResBlock(nn.Module):
     """GroupNorm → SiLU → conv, FiLM (scale, shift) from the embedding, GroupNorm → SiLU → conv."""
 
@@ -247,7 +274,8 @@ class UNet(nn.Module):
         self.sigma_emb = SigmaEmbedding(E)
         self.cond_emb = ConditionEmbedding(cfg.slots, E)
         self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
-        self.conv_in = nn.Conv2d(cfg.channels, cfg.widths[0], 3, padding=1)
+        self.spatial_cols = _spatial_columns(cfg.slots, cfg.spatial)
+        self.conv_in = nn.Conv2d(cfg.channels + len(self.spatial_cols), cfg.widths[0], 3, padding=1)
 
         # CPU cost is dominated by full-resolution convs, so the top level has one block down and one
         # up, resampling convs run at the low resolution, and width grows as resolution shrinks.
@@ -287,7 +315,21 @@ class UNet(nn.Module):
     def embed(self, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.emb_out(self.sigma_emb(sigma) + self.cond_emb(cond))  # (N, E)
 
-    def raw(self, x_in: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def spatial_maps(self, cond: torch.Tensor, size: int) -> torch.Tensor:
+        """(N, D) conditions → (N, S, size, size): one Gaussian bump per spatial family (0 if null)."""
+        grid = (torch.arange(size, device=cond.device, dtype=cond.dtype) + 0.5) / size  # pixel centres
+        w2 = 2.0 * self.config.spatial_width**2
+        maps = []
+        for col, (xr, yr) in self.spatial_cols:
+            flag = cond[:, col, None, None]
+            px = ((cond[:, col + 1] - xr[0]) / (xr[1] - xr[0]))[:, None, None]
+            py = ((cond[:, col + 2] - yr[0]) / (yr[1] - yr[0]))[:, None, None]
+            maps.append(flag * torch.exp(-((grid[None, None, :] - px) ** 2 + (grid[None, :, None] - py) ** 2) / w2))
+        return torch.stack(maps, dim=1)
+
+    def raw(self, x_in: torch.Tensor, emb: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        if maps is not None:
+            x_in = torch.cat([x_in, maps.to(x_in.dtype)], dim=1)
         h = self.conv_in(x_in)  # (N, w0, H, W)
         skips = []
         for i, blocks in enumerate(self.down):
@@ -311,7 +353,9 @@ class UNet(nn.Module):
         c_in = 1.0 / (s**2 + sd**2).sqrt()
         c_skip = sd**2 / (s**2 + sd**2)
         c_out = s * sd / (s**2 + sd**2).sqrt()
-        return c_skip * x + c_out * self.raw(c_in * x, self.embed(sigma.to(x.dtype), cond))
+        cond = cond.to(x.dtype)
+        maps = self.spatial_maps(cond, x.shape[-1]) if self.spatial_cols else None
+        return c_skip * x + c_out * self.raw(c_in * x, self.embed(sigma.to(x.dtype), cond), maps)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Noise prediction ε̂(x, σ, c) = (x − D(x, σ, c)) / σ: (N, C, H, W)."""

@@ -63,6 +63,7 @@ class TrainConfig:
     cd_reuse: float = 0.95
     cd_reg: float = 1.0
     net: dict[str, Any] = field(default_factory=dict)  # UNetConfig / EnergyNetConfig overrides
+    init_from: str = ""  # warm start: a run folder or checkpoint.pt whose weights start this run
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -273,6 +274,25 @@ class Trainer:
             c = self.net.config
             self.buffer = ReplayBuffer(cfg.cd_buffer, (c.channels, c.image_size, c.image_size), sum(s.width for s in c.slots))
 
+    def warm_start(self, source: str | Path) -> int:
+        """Start from another run's weights (net and EMA); returns the source's iteration count.
+
+        Every tensor must match in shape except input convolutions that gained channels (e.g. a
+        spatial condition map added to a trained model): their new input channels start at zero, so
+        the warm-started network computes exactly what the source did until training moves them.
+        The optimizer starts fresh (with the usual warm-up).
+        """
+        path = Path(source)
+        if path.is_dir():
+            path = path / "checkpoint.pt"
+        try:
+            st = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:
+            raise ModelError(f"cannot read checkpoint {path} to start from: {err}") from None
+        for key, module in (("net", self.net), ("ema", self.ema)):
+            module.load_state_dict(_grow_inputs(st[key], module.state_dict(), path))
+        return int(st.get("it", 0))
+
     # ---- checkpoints ----
     @property
     def checkpoint_path(self) -> Path:
@@ -382,6 +402,24 @@ class Trainer:
                     on_checkpoint(self)
         bar.close()
         return losses
+
+
+def _grow_inputs(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:
+    """``source`` reshaped to ``target``: conv weights with more input channels get zero columns."""
+    out = {}
+    for name, t in target.items():
+        s = source.get(name)
+        if s is None:
+            raise ModelError(f"{where}: has no tensor {name!r}; cannot start from it")
+        if s.shape != t.shape:
+            grows = s.dim() == 4 and s.shape[0] == t.shape[0] and s.shape[2:] == t.shape[2:] and s.shape[1] < t.shape[1]
+            if not grows:
+                raise ModelError(f"{where}: {name} has shape {tuple(s.shape)}, this network needs {tuple(t.shape)}")
+            grown = torch.zeros_like(t)
+            grown[:, : s.shape[1]] = s
+            s = grown
+        out[name] = s
+    return out
 
 
 def set_threads(threads: int | None) -> None:

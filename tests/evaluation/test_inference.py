@@ -96,3 +96,31 @@ def test_position_search_stays_on_the_generators_support(monkeypatch):
     from tests.evaluation.fakes import TOY
 
     assert inference.parameter_support("toy", TOY.family("position")) == ((0.0, 1.0), (0.0, 1.0))
+
+
+def test_binary_family_uses_the_known_absent_condition_when_the_model_has_one(registry):
+    from conceptlang.models.conditions import ABSENT, NONE_TOKEN
+    from conceptlang.models.networks import SlotSpec
+
+    glow = registry.models["glow"]
+    plain_encode, plain_energy = glow.encode, glow.energy
+
+    def encode(conditions):
+        rows = [c for c in conditions]
+        out = plain_encode([{} if c.get("glow") is ABSENT else c for c in rows])
+        for i, c in enumerate(rows):
+            if c.get("glow") is ABSENT:
+                out[i, 0] = 2.0  # the <none> token
+        return out
+
+    def energy(x, cond, sigma):
+        e = plain_energy(x, cond, sigma)
+        return torch.where(cond[:, 0] == 2.0, torch.ones_like(e), e)  # E(x | not glow) = 1
+
+    x = torch.full((1, 3, 16, 16), -0.05)  # E(x | glow) = −10·mean = 0.5: above the prior (0), below "not glow" (1)
+    assert infer(x, registry, domain="toy").families["glow"].value is False  # no absent token: vs the prior
+    glow.slots = (SlotSpec("glow", "discrete", values=("glow", NONE_TOKEN)),)
+    glow.encode, glow.energy = encode, energy
+    fam = infer(x, registry, domain="toy").families["glow"]
+    assert fam.value is True
+    assert fam.ranking == [("glow", pytest.approx(0.5)), ("(not)", 1.0)]

@@ -153,3 +153,39 @@ def test_guided_eps_is_prior_plus_w_times_difference_with_shared_prior_rows():
     torch.testing.assert_close(e, e_0 + 2.5 * (e_c - e_0), rtol=1e-5, atol=1e-3)
     with pytest.raises(ModelError, match="guidance must be"):
         ImplicitConceptModel(net, "g", "scenes", guidance=0.0)
+
+
+def test_spatial_maps_put_a_bump_at_the_conditioned_place():
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS,
+                          spatial=("position",), spatial_width=0.05))
+    assert net.conv_in.in_channels == 4  # RGB + one position map
+    cond = encode_conditions(SCENE_SLOTS, [{"position": (0.3, 0.7)}, {"shape": "circle"}, {"position": (0.9, 0.1)}])
+    maps = net.spatial_maps(cond, 32)
+    assert maps.shape == (3, 1, 32, 32)
+    # (x, y) from the top-left: x picks the column, y the row; pixel centres are (j + 0.5) / 32
+    assert divmod(int(maps[0, 0].argmax()), 32) == (22, 9)  # row 0.7·32 − 0.5 ≈ 21.9, column 0.3·32 − 0.5 ≈ 9.1
+    assert divmod(int(maps[2, 0].argmax()), 32) == (3, 28)  # row 0.1·32 − 0.5 = 2.7, column 28.3
+    assert float(maps[1].abs().max()) == 0.0  # a null position slot gives an empty map
+    # value at a pixel is exp(−d² / (2w²)) with d its distance from the point
+    d2 = ((9 + 0.5) / 32 - 0.3) ** 2 + ((22 + 0.5) / 32 - 0.7) ** 2
+    assert float(maps[0, 0, 22, 9]) == pytest.approx(float(torch.exp(torch.tensor(-d2 / (2 * 0.05**2)))), rel=1e-6)
+
+
+def test_spatial_config_round_trips_and_rejects_discrete_families():
+    cfg = UNetConfig(widths=(8, 16), slots=SCENE_SLOTS, spatial=("position",))
+    back = UNetConfig.from_json(cfg.to_json())
+    assert back == cfg and back.spatial == ("position",)
+    with pytest.raises(ValueError, match="must be continuous"):
+        UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, slots=SCENE_SLOTS, spatial=("shape",)))
+    with pytest.raises(ValueError, match="is not a condition slot"):
+        UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, slots=SCENE_SLOTS, spatial=("hair",)))
+
+
+def test_absent_token_is_reachable_only_through_the_sentinel():
+    from conceptlang.models.conditions import ABSENT, has_absent_token
+
+    c = encode_conditions(FACE_SLOTS, [{"male": ABSENT}, {"male": "male"}])
+    assert c[:, 1].tolist() == [2.0, 1.0]  # male slot: token 1 = male, 2 = <none>
+    assert has_absent_token(FACE_SLOTS, "male") and not has_absent_token(FACE_SLOTS, "hair")
+    with pytest.raises(ModelError, match="no known-absent token"):
+        encode_conditions(FACE_SLOTS, [{"hair": ABSENT}])

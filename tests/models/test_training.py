@@ -6,7 +6,7 @@ import torch
 from conceptlang.errors import ModelError
 from conceptlang.models.training import DataStream, Trainer, denoise_loss, validate_config
 
-from .conftest import tiny_config
+from .conftest import TINY_NET, tiny_config
 
 
 def _flat_state(tr: Trainer) -> dict:
@@ -89,3 +89,23 @@ def test_tiny_training_reduces_the_denoising_loss(tmp_path):
     assert after < 0.7 * before, (before, after)
     log = [json.loads(l) for l in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
     assert [r["it"] for r in log] == [20, 40, 60]
+
+
+def test_warm_start_grows_the_input_conv_and_keeps_the_function(tmp_path):
+    from conceptlang.models.conditions import encode_conditions
+
+    src = Trainer(tiny_config(iters=2), tmp_path / "src")
+    src.train(progress=False)
+    grown = Trainer(tiny_config(iters=2, net=dict(TINY_NET, spatial=["position"]), init_from=str(tmp_path / "src")), tmp_path / "dst")
+    assert grown.warm_start(tmp_path / "src") == 2
+    w_old, w_new = src.ema.conv_in.weight, grown.ema.conv_in.weight
+    assert w_new.shape == (8, 4, 3, 3) and torch.equal(w_new[:, :3], w_old) and not w_new[:, 3].any()
+    slots = grown.net.config.slots
+    cond = encode_conditions(slots, [{"position": (0.3, 0.6)}, {}])
+    x, s = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0.3, 1.0])
+    with torch.no_grad():
+        torch.testing.assert_close(grown.ema(x, s, cond), src.ema(x, s, cond), rtol=0, atol=0)
+    # an incompatible source is refused with the tensor named
+    other = Trainer(tiny_config(iters=2, net=dict(TINY_NET, widths=[8, 8])), tmp_path / "dst2")
+    with pytest.raises(ModelError, match="has shape"):
+        other.warm_start(tmp_path / "src")
