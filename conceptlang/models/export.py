@@ -27,6 +27,21 @@ def _families_json(slots) -> dict[str, Any]:
     return out
 
 
+def _warm_start_info(cfg, st: dict) -> dict[str, Any]:
+    """``{"warm_start": {"from", "iterations"}}`` for a run that started from another run's weights."""
+    if not cfg.init_from:
+        return {}
+    before = st.get("init_it")
+    if before is None:  # checkpoints written before the count was stored: read the source's
+        src = Path(cfg.init_from)
+        src = src / "checkpoint.pt" if src.is_dir() else src
+        before = torch.load(src, map_location="cpu", weights_only=True).get("it") if src.is_file() else None
+    info: dict[str, Any] = {"from": cfg.init_from}
+    if before is not None:
+        info["iterations"] = int(before)
+    return {"warm_start": info}
+
+
 def export_run(
     run_dir: str | Path,
     models_dir: str | Path,
@@ -79,6 +94,7 @@ def export_run(
         "training": {
             "method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),
             "split": cfg.splits, "weights": "ema" if use_ema else "raw", "config": cfg.to_json(),
+            **_warm_start_info(cfg, st),
         },
         "data_split": cfg.splits,
         "sampler": sampler if sampler is not None else old.get("sampler", {}),

@@ -269,6 +269,7 @@ class Trainer:
         self.stream = DataStream(cfg)
         self.it = 0
         self.seconds = 0.0
+        self.init_it = 0  # iterations the warm-start source had been trained for
         self.buffer = None
         if cfg.method == "cd":
             c = self.net.config
@@ -291,7 +292,8 @@ class Trainer:
             raise ModelError(f"cannot read checkpoint {path} to start from: {err}") from None
         for key, module in (("net", self.net), ("ema", self.ema)):
             module.load_state_dict(_grow_inputs(st[key], module.state_dict(), path))
-        return int(st.get("it", 0))
+        self.init_it = int(st.get("it", 0)) + int(st.get("init_it", 0))
+        return self.init_it
 
     # ---- checkpoints ----
     @property
@@ -304,6 +306,7 @@ class Trainer:
             "config": json.dumps(self.cfg.to_json()),
             "it": self.it,
             "seconds": self.seconds,
+            "init_it": self.init_it,
             "net": self.net.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
@@ -335,6 +338,7 @@ class Trainer:
         self.gen.set_state(st["gen"])
         self.it = int(st["it"])
         self.seconds = float(st["seconds"])
+        self.init_it = int(st.get("init_it", 0))
         if self.buffer is not None and st["buffer"]:
             self.buffer.load(st["buffer"])
 

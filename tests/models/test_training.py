@@ -105,6 +105,16 @@ def test_warm_start_grows_the_input_conv_and_keeps_the_function(tmp_path):
     x, s = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0.3, 1.0])
     with torch.no_grad():
         torch.testing.assert_close(grown.ema(x, s, cond), src.ema(x, s, cond), rtol=0, atol=0)
+    # the warm start is recorded: in the checkpoint (so a resumed run keeps it) and in the manifest entry
+    from conceptlang.models.export import export_run
+
+    grown.train(progress=False)
+    again = Trainer(tiny_config(iters=2, net=dict(TINY_NET, spatial=["position"]), init_from=str(tmp_path / "src")), tmp_path / "dst")
+    again.load()
+    assert (again.it, again.init_it) == (2, 2)
+    entry = export_run(tmp_path / "dst", tmp_path / "models")
+    assert entry["training"]["warm_start"] == {"from": str(tmp_path / "src"), "iterations": 2}
+    assert entry["training"]["iterations"] == 2
     # an incompatible source is refused with the tensor named
     other = Trainer(tiny_config(iters=2, net=dict(TINY_NET, widths=[8, 8])), tmp_path / "dst2")
     with pytest.raises(ModelError, match="has shape"):
