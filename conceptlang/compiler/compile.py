@@ -67,9 +67,10 @@ def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> Ene
 
     Options are those of :class:`~conceptlang.compiler.options.CompileOptions` (``alpha``, ``tau``,
     ``and_mode``, ``or_mode``, ``log_z``, ``max_disjuncts``, ``strict``, ``domain``, ``sampler``).
-    Unset ``alpha`` takes the registry's tuned value (sampler settings key ``"alpha"``) or 0.5.
+    Unset ``alpha`` and ``and_mode`` take the registry's tuned values (sampler settings keys
+    ``"alpha"`` and ``"and_mode"``) or the defaults (0.5, ``"sum"``).
     """
-    user_alpha = options.get("alpha") is not None
+    user_set = tuple(k for k in ("alpha", "and_mode") if options.get(k) is not None)
     opts = make_options(**options)
     source, tree = _to_ast(expr_or_text)
     expr = _expand(tree, registry, source) if isinstance(tree, Program) else tree
@@ -77,21 +78,24 @@ def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> Ene
     if d > MAX_DEPTH:
         raise CompileError(f"the expression nests {d} levels deep; the compiler accepts at most {MAX_DEPTH}")
     with _recursion_limit(max(sys.getrecursionlimit(), 12 * d + 2000)):
-        return _compile(expr, source, registry, opts, user_alpha)
+        return _compile(expr, source, registry, opts, user_set)
 
 
 def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOptions,
-             user_alpha: bool) -> EnergyGraph:
+             user_set: tuple[str, ...]) -> EnergyGraph:
     refs, domain = resolve_names(expr, registry, source, opts.domain)
     notices: list[str] = []
 
-    if not user_alpha:
+    if len(user_set) < 2:
         pre_models = list({id(m): m for m in (registry.model_for(r)[0] for r in refs.values())}.values())
-        tuned = _settings(registry, pre_models).get("alpha")
-        if tuned is not None:
+        tuned = _settings(registry, pre_models)
+        suggested = {k: tuned[k] for k in ("alpha", "and_mode") if k not in user_set and tuned.get(k) is not None}
+        if suggested:
             from dataclasses import replace
 
-            opts = replace(opts, alpha=float(tuned)).validated()
+            if "alpha" in suggested:
+                suggested["alpha"] = float(suggested["alpha"])
+            opts = replace(opts, **suggested).validated()
 
     sat = satisfiable(expr, refs, registry, domain)
     text = source.strip() or show(expr)

@@ -19,8 +19,8 @@ Conventions
 Optional hooks (used when present, never required): ``model.to(device)`` moves a model's weights
 before sampling on that device; ``model.sha256`` / ``model.file`` or a manifest ``model.entry``
 dict with those keys are copied into the ``conceptlang sample`` JSON sidecar; a registry's
-``sampler_settings`` may carry ``"alpha"`` (the measured negation strength, used when the caller
-sets none) and the sampler keys listed in docs/compiler.md.
+``sampler_settings`` may carry ``"alpha"`` (the measured negation strength) and ``"and_mode"``
+(the measured AND semantics), each used when the caller sets none, and the sampler keys listed in docs/compiler.md.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ class CompileOptions:
       key ``"alpha"``; an explicit option always wins).
     * ``tau``: OR temperature τ > 0 in −τ·logsumexp(−E_i/τ − log Z_i).
     * ``and_mode``: ``"sum"`` (the paper's plain product of experts, default) or ``"product"``
-      (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)).
+      (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)); the registry may suggest
+      one via its sampler settings key ``"and_mode"``, and an explicit option always wins.
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).

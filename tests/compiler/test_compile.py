@@ -123,6 +123,22 @@ def test_and_is_the_sum_of_energies():
     torch.testing.assert_close(energy("red & circle"), leaf_e(RED) + leaf_e(CIRCLE), rtol=1e-6, atol=1e-6)
 
 
+def test_registry_suggests_alpha_and_and_mode_but_options_win():
+    reg = GaussianRegistry(settings={"alpha": 0.25, "and_mode": "product"})
+    g = compile("red & ~circle", reg)
+    assert (g.options["alpha"], g.options["and_mode"]) == (0.25, "product")
+    # product mode: E_prior + (E_red − E_prior) − α(E_circle − E_prior)
+    p = leaf_e(GAUSS_PRIOR)
+    torch.testing.assert_close(g.energy(X)[0], p + (leaf_e(RED) - p) - 0.25 * (leaf_e(CIRCLE) - p), rtol=1e-6, atol=1e-6)
+    g = compile("red & ~circle", reg, and_mode="sum")
+    assert (g.options["alpha"], g.options["and_mode"]) == (0.25, "sum")
+    torch.testing.assert_close(g.energy(X)[0], leaf_e(RED) - 0.25 * leaf_e(CIRCLE), rtol=1e-6, atol=1e-6)
+    g = compile("red & ~circle", reg, alpha=0.5, and_mode="sum")
+    assert (g.options["alpha"], g.options["and_mode"]) == (0.5, "sum")
+    with pytest.raises(CompileError, match="and_mode must be one of"):
+        compile("red", GaussianRegistry(settings={"and_mode": "min"}))
+
+
 def test_negation_is_grounded_by_the_positive_part():
     g = compile("red & ~circle", GaussianRegistry(), alpha=0.3)
     torch.testing.assert_close(g.energy(X)[0], leaf_e(RED) - 0.3 * leaf_e(CIRCLE), rtol=1e-6, atol=1e-6)
