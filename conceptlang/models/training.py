@@ -286,10 +286,13 @@ class Trainer:
         path = Path(source)
         if path.is_dir():
             path = path / "checkpoint.pt"
-        try:
-            st = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:
-            raise ModelError(f"cannot read checkpoint {path} to start from: {err}") from None
+        if path.suffix == ".safetensors":
+            st = _exported_as_checkpoint(path)
+        else:
+            try:
+                st = torch.load(path, map_location=self.device, weights_only=True)
+            except Exception as err:
+                raise ModelError(f"cannot read checkpoint {path} to start from: {err}") from None
         for key, module in (("net", self.net), ("ema", self.ema)):
             module.load_state_dict(_grow_inputs(st[key], module.state_dict(), path))
         self.init_it = int(st.get("it", 0)) + int(st.get("init_it", 0))
@@ -406,6 +409,30 @@ class Trainer:
                     on_checkpoint(self)
         bar.close()
         return losses
+
+
+def _exported_as_checkpoint(path: Path) -> dict[str, Any]:
+    """An exported model (fp16 safetensors; its manifest beside it) as warm-start weights.
+
+    The exported weights are the EMA, so they start both the network and its EMA; the iteration
+    count comes from the folder's manifest entry (with any earlier warm start), 0 if it has none.
+    """
+    from safetensors.torch import load_file
+
+    from conceptlang.models.registry import MANIFEST
+
+    try:
+        weights = {k: v.float() for k, v in load_file(str(path)).items()}
+    except Exception as err:
+        raise ModelError(f"cannot read exported weights {path} to start from: {err}") from None
+    it = 0
+    manifest = path.parent / MANIFEST
+    if manifest.is_file():
+        for e in json.loads(manifest.read_text()).get("models", []):
+            if e.get("file") == path.name:
+                tr = e.get("training", {})
+                it = int(tr.get("iterations", 0)) + int(tr.get("warm_start", {}).get("iterations", 0))
+    return {"net": weights, "ema": weights, "it": it}
 
 
 def _grow_inputs(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:

@@ -119,3 +119,18 @@ def test_warm_start_grows_the_input_conv_and_keeps_the_function(tmp_path):
     other = Trainer(tiny_config(iters=2, net=dict(TINY_NET, widths=[8, 8])), tmp_path / "dst2")
     with pytest.raises(ModelError, match="has shape"):
         other.warm_start(tmp_path / "src")
+
+
+def test_warm_start_from_exported_weights(tmp_path, tiny_models_dir):
+    from safetensors.torch import load_file
+
+    tr = Trainer(tiny_config(iters=2, net=dict(TINY_NET, spatial=["position"])), tmp_path / "ft")
+    assert tr.warm_start(tiny_models_dir / "tiny.safetensors") == 2  # the manifest entry's iterations
+    shipped = load_file(str(tiny_models_dir / "tiny.safetensors"))
+    for module in (tr.net, tr.ema):
+        sd = module.state_dict()
+        assert torch.equal(sd["sigma_emb.mlp.0.weight"], shipped["sigma_emb.mlp.0.weight"].float())
+        assert torch.equal(sd["conv_in.weight"][:, :3], shipped["conv_in.weight"].float())
+        assert not sd["conv_in.weight"][:, 3].any()
+    with pytest.raises(ModelError, match="cannot read exported weights"):
+        tr.warm_start(tmp_path / "missing.safetensors")
