@@ -354,7 +354,7 @@ SECTION_TITLES = {
     "suites": ["## 1. Evaluation suites", ""],
     "inference": ["## 2. Concept inference", "",
                   "Each family's values ranked by the model's energy (implicit models: the seeded denoising loss); "
-                  "yes/no attributes decided against the unconditional model (E(x | c) < E(x) ⟺ p(c | x) > p(c)); "
+                  "yes/no attributes decided against the known-absent condition (E(x | c) < E(x | not c); the unconditional model for models without one); "
                   "position by minimising the energy over a grid refined around the best point. Images come from "
                   "the generator, so the truth is known; the judge reads the same images for comparison.", ""],
     "continual": ["## 3. Continual learning", ""],
