@@ -128,6 +128,8 @@ def models_cmd(as_json, models_dir, verify):
         it = row["training"].get("iterations")
         line = f"  {row['name']:<22} {row['domain']:<8} {row['kind']:<8} {row['layout']:<10} {size:>8}"
         line += f"  {row['training'].get('method', '?')} {it} it" if it is not None else ""
+        before = (row["training"].get("warm_start") or {}).get("iterations")
+        line += f" (+{before} before a warm start)" if before is not None and it is not None else ""
         if verify:
             line += "  checksum ok" if row["checksum_ok"] else "  CHECKSUM MISMATCH"
         click.echo(line)

@@ -115,6 +115,12 @@ def test_warm_start_grows_the_input_conv_and_keeps_the_function(tmp_path):
     entry = export_run(tmp_path / "dst", tmp_path / "models")
     assert entry["training"]["warm_start"] == {"from": str(tmp_path / "src"), "iterations": 2}
     assert entry["training"]["iterations"] == 2
+    from click.testing import CliRunner
+
+    from conceptlang.cli import main
+
+    res = CliRunner().invoke(main, ["models", "--models", str(tmp_path / "models")])
+    assert res.exit_code == 0 and "denoise 2 it (+2 before a warm start)" in res.output
     # an incompatible source is refused with the tensor named
     other = Trainer(tiny_config(iters=2, net=dict(TINY_NET, widths=[8, 8])), tmp_path / "dst2")
     with pytest.raises(ModelError, match="has shape"):
