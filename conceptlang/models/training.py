@@ -412,26 +412,27 @@ class Trainer:
 
 
 def _exported_as_checkpoint(path: Path) -> dict[str, Any]:
-    """An exported model (fp16 safetensors; its manifest beside it) as warm-start weights.
+    """An exported model (fp16 safetensors listed in the manifest beside it) as warm-start weights.
 
-    The exported weights are the EMA, so they start both the network and its EMA; the iteration
-    count comes from the folder's manifest entry (with any earlier warm start), 0 if it has none.
+    Read through the registry's loader, so the manifest is validated and the file's sha256
+    verified. The exported weights are the EMA, so they start both the network and its EMA; the
+    iteration count is the manifest entry's (with any earlier warm start).
     """
-    from safetensors.torch import load_file
+    from conceptlang.models.registry import MANIFEST, load_weights, read_manifest
 
-    from conceptlang.models.registry import MANIFEST
+    def refuse(why: str) -> ModelError:
+        return ModelError(f"cannot read exported weights {path} to start from: {why}")
 
     try:
-        weights = {k: v.float() for k, v in load_file(str(path)).items()}
-    except Exception as err:
-        raise ModelError(f"cannot read exported weights {path} to start from: {err}") from None
-    it = 0
-    manifest = path.parent / MANIFEST
-    if manifest.is_file():
-        for e in json.loads(manifest.read_text()).get("models", []):
-            if e.get("file") == path.name:
-                tr = e.get("training", {})
-                it = int(tr.get("iterations", 0)) + int(tr.get("warm_start", {}).get("iterations", 0))
+        entries = read_manifest(path.parent)
+    except ModelError as err:
+        raise refuse(str(err)) from None
+    entry = next((e for e in entries if e["file"] == path.name), None)
+    if entry is None:
+        raise refuse(f"{path.parent / MANIFEST} lists no model with that file")
+    weights = load_weights(entry, path.parent, torch.device("cpu")).state_dict()
+    tr = entry.get("training", {})
+    it = int(tr.get("iterations", 0)) + int(tr.get("warm_start", {}).get("iterations", 0))
     return {"net": weights, "ema": weights, "it": it}
 
 

@@ -140,3 +140,12 @@ def test_warm_start_from_exported_weights(tmp_path, tiny_models_dir):
         assert not sd["conv_in.weight"][:, 3].any()
     with pytest.raises(ModelError, match="cannot read exported weights"):
         tr.warm_start(tmp_path / "missing.safetensors")
+    # the registry's loader reads them: a file that does not match its manifest checksum is refused
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_models_dir, tampered)
+    with open(tampered / "tiny.safetensors", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        tr.warm_start(tampered / "tiny.safetensors")
