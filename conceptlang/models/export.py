@@ -31,11 +31,7 @@ def _warm_start_info(cfg, st: dict) -> dict[str, Any]:
     """``{"warm_start": {"from", "iterations"}}`` for a run that started from another run's weights."""
     if not cfg.init_from:
         return {}
-    before = st.get("init_it")
-    if before is None:  # checkpoints written before the count was stored: read the source's
-        src = Path(cfg.init_from)
-        src = src / "checkpoint.pt" if src.is_dir() else src
-        before = torch.load(src, map_location="cpu", weights_only=True).get("it") if src.is_file() else None
+    before = st.get("init_it")  # the trainer stores it in every checkpoint it writes
     info: dict[str, Any] = {"from": cfg.init_from}
     if before is not None:
         info["iterations"] = int(before)
