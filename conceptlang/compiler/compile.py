@@ -62,6 +62,10 @@ def _expand(program: Program, registry: ConceptRegistry, source: str) -> Expr:
     return expand_definitions(program)
 
 
+# Compile options a registry may suggest through its sampler settings (an explicit option wins).
+REGISTRY_SUGGESTS = ("alpha", "and_mode")
+
+
 def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> EnergyGraph:
     """Compile a ConceptLang expression against a registry into an :class:`EnergyGraph`.
 
@@ -70,7 +74,7 @@ def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> Ene
     Unset ``alpha`` and ``and_mode`` take the registry's tuned values (sampler settings keys
     ``"alpha"`` and ``"and_mode"``) or the defaults (0.5, ``"sum"``).
     """
-    user_set = tuple(k for k in ("alpha", "and_mode") if options.get(k) is not None)
+    user_set = tuple(k for k in REGISTRY_SUGGESTS if options.get(k) is not None)
     opts = make_options(**options)
     source, tree = _to_ast(expr_or_text)
     expr = _expand(tree, registry, source) if isinstance(tree, Program) else tree
@@ -86,15 +90,13 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     refs, domain = resolve_names(expr, registry, source, opts.domain)
     notices: list[str] = []
 
-    if len(user_set) < 2:
+    if set(REGISTRY_SUGGESTS) - set(user_set):
         pre_models = list({id(m): m for m in (registry.model_for(r)[0] for r in refs.values())}.values())
         tuned = _settings(registry, pre_models)
-        suggested = {k: tuned[k] for k in ("alpha", "and_mode") if k not in user_set and tuned.get(k) is not None}
+        suggested = {k: tuned[k] for k in REGISTRY_SUGGESTS if k not in user_set and tuned.get(k) is not None}
         if suggested:
             from dataclasses import replace
 
-            if "alpha" in suggested:
-                suggested["alpha"] = float(suggested["alpha"])
             opts = replace(opts, **suggested).validated()
 
     sat = satisfiable(expr, refs, registry, domain)
