@@ -138,23 +138,42 @@ class ImplicitConceptModel(_Base):
         """
         self._check(x, cond, sigma)
         n = x.shape[0]
+        cond = cond.to(x.device, x.dtype)
         sig = self.energy_sigmas.to(x.device, x.dtype) if sigma is None else None
-        total = torch.zeros(n, device=x.device, dtype=x.dtype)
-        prior_total = torch.zeros(n, device=x.device, dtype=x.dtype)
         levels = sig.shape[0] if sig is not None else 1
-        noise = self._noise((levels * self.energy_draws,) + tuple(x.shape[1:]), x.device, x.dtype)
-        for j in range(levels * self.energy_draws):
+        draws = levels * self.energy_draws
+        noise = self._noise((draws,) + tuple(x.shape[1:]), x.device, x.dtype)
+        null = (cond == 0).all(dim=1)  # (N,) rows that are the prior already
+        if self.guidance == 1.0 or bool(null.all()):
+            total = torch.zeros(n, device=x.device, dtype=x.dtype)
+            for j in range(draws):
+                s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
+                nz = noise[j].expand_as(x)
+                total += (self.raw_eps(x + s[:, None, None, None] * nz, cond, s) - nz).pow(2).flatten(1).sum(1)
+            return self.energy_span * total / draws
+        # Guided: E'_c = E_∅ + w·(E_c − E_∅), as in eps(). The noise is shared by every row, so rows
+        # with the same image (one image scored under many conditions) share one prior evaluation.
+        key = x.flatten(1) if sigma is None else torch.cat([x.flatten(1), sigma.to(x)[:, None]], dim=1)
+        uniq, inv = torch.unique(key, dim=0, return_inverse=True)  # (U, ...), (N,)
+        u = uniq.shape[0]
+        first = torch.full((u,), n, dtype=torch.long, device=x.device)
+        first = first.scatter_reduce(0, inv, torch.arange(n, device=x.device), reduce="amin")  # (U,)
+        rows = torch.nonzero(~null).squeeze(1)  # (M,) rows with a condition
+        idx = torch.cat([first, rows])
+        cs = torch.cat([torch.zeros_like(cond[first]), cond[rows]])
+        prior_total = torch.zeros(u, device=x.device, dtype=x.dtype)
+        cond_total = torch.zeros(rows.shape[0], device=x.device, dtype=x.dtype)
+        for j in range(draws):
             s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
             nz = noise[j].expand_as(x)
             xn = x + s[:, None, None, None] * nz
-            total += (self.raw_eps(xn, cond, s) - nz).pow(2).flatten(1).sum(1)
-            if self.guidance != 1.0:
-                prior_total += (self.raw_eps(xn, torch.zeros_like(cond), s) - nz).pow(2).flatten(1).sum(1)
-        e = self.energy_span * total / (levels * self.energy_draws)
-        if self.guidance == 1.0:
-            return e
-        e0 = self.energy_span * prior_total / (levels * self.energy_draws)
-        return e0 + self.guidance * (e - e0)  # E'_c = E_∅ + w·(E_c − E_∅), as in eps()
+            err = (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
+            prior_total += err[:u]
+            cond_total += err[u:]
+        e0 = (self.energy_span * prior_total / draws)[inv]  # (N,)
+        e = e0.clone()
+        e[rows] = e0[rows] + self.guidance * (self.energy_span * cond_total / draws - e0[rows])
+        return e
 
     def to(self, device: torch.device | str) -> "ImplicitConceptModel":
         self.net.to(device)

@@ -124,3 +124,29 @@ def test_binary_family_uses_the_known_absent_condition_when_the_model_has_one(re
     fam = infer(x, registry, domain="toy").families["glow"]
     assert fam.value is True
     assert fam.ranking == [("glow", pytest.approx(0.5)), ("(not)", 1.0)]
+
+
+@pytest.mark.parametrize("stack_pixels", [1 << 18, 3 * 16 * 16 * 2])  # one call; chunks of 2 rows
+def test_stacked_energies_equal_one_call_per_condition(registry, monkeypatch, stack_pixels):
+    from conceptlang.evaluation import inference
+
+    monkeypatch.setattr(inference, "_STACK_PIXELS", stack_pixels)
+    model = registry.models["color"]
+    calls = []
+    plain = model.energy
+    monkeypatch.setattr(model, "energy", lambda x, c, s: calls.append(x.shape[0]) or plain(x, c, s))
+    imgs = np.stack([render("green", 0.35, 0.65), render("blue", 0.7, 0.3), render("red", 0.5, 0.5)])
+    x = inference._as_tensor(imgs)
+    conds = [{"color": c} for c in COLORS]
+    got = inference._energies_per_condition(model, x, conds)
+    want = np.stack([plain(x, model.encode([c]).expand(3, -1), None).double().numpy() for c in conds], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    rows = len(conds) * 3
+    assert calls == ([rows] if stack_pixels >= rows * 3 * 16 * 16 else [2] * (rows // 2) + [rows % 2] * (rows % 2))
+    calls.clear()
+    per_image = [[conds[(i + j) % len(conds)] for j in range(2)] for i in range(3)]
+    got = inference._energies_rowwise(model, x, per_image)
+    for i in range(3):
+        for j in range(2):
+            want = plain(x[i:i + 1], model.encode([per_image[i][j]]), None).item()
+            assert got[i, j] == pytest.approx(want, rel=1e-6)
