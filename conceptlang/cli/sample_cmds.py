@@ -67,8 +67,10 @@ def _common_compile_options(f):
     f = click.option("--strict", is_flag=True, help="An unsatisfiable expression is an error, not a warning.")(f)
     f = click.option("--or-mode", type=click.Choice(["auto", "dnf", "lse"]), default=None,
                      help="OR route: exact DNF mixture (auto/dnf) or log-sum-exp energies (lse). [default: auto]")(f)
-    f = click.option("--and-mode", type=click.Choice(["sum", "product"]), default=None,
-                     help="AND as the plain sum of energies, or the prior-corrected product. [default: sum]")(f)
+    f = click.option("--and-mode", type=click.Choice(["sum", "product", "joint"]), default=None,
+                     help="AND as the plain sum of energies, the prior-corrected product, or joint (the "
+                          "product, with concepts one joint model scores together as one condition). "
+                          "[default: the registry's, else sum]")(f)
     f = click.option("--temperature", type=float, default=None, help="OR temperature τ. [default: 1]")(f)
     f = click.option("--alpha", type=float, default=None,
                      help="Negation strength α in (0, 1]. [default: the registry's, else 0.5]")(f)

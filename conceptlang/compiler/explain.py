@@ -11,6 +11,12 @@ from conceptlang.compiler.lower import linear_text
 if TYPE_CHECKING:
     from conceptlang.compiler.graph import EnergyGraph
 
+_AND_TEXT = {
+    "sum": "sum of energies",
+    "product": "prior-corrected product",
+    "joint": "prior-corrected product, concepts of one joint model as one condition",
+}
+
 
 def _cond_text(cond: Any) -> str:
     if not cond:
@@ -52,7 +58,7 @@ def explain_text(g: "EnergyGraph") -> str:
     o = g.options
     lines = [f"expression: {g.expression}", f"domain: {g.domain}"]
     lines.append("models: " + ", ".join(_model_text(m) for m in g.models))
-    lines.append(f"semantics: AND = {'sum of energies' if o['and_mode'] == 'sum' else 'prior-corrected product'}"
+    lines.append(f"semantics: AND = {_AND_TEXT.get(o['and_mode'], o['and_mode'])}"
                  f" (and_mode={o['and_mode']}), NOT weight α = {o['alpha']:g}, OR temperature τ = {o['tau']:g}, "
                  f"log Z = {o['log_z'] if isinstance(o['log_z'], str) else o['log_z']}")
     lines.append(f"leaves ({len(g.leaves)}; each model is evaluated once per step with its leaves stacked):")

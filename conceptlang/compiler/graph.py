@@ -26,16 +26,21 @@ from conceptlang.compiler.interface import Condition, ConceptModel, ConceptRef
 
 @dataclass(frozen=True)
 class Leaf:
-    """One (model, condition) pair; ``ref`` is None for the domain prior."""
+    """One (model, condition) pair. ``ref`` is the concept it scores; a joint leaf (and_mode
+    "joint") scores several concepts at once, listed in ``refs`` (its ``ref`` is None); both are
+    empty for the domain prior."""
 
     index: int
     ref: ConceptRef | None
     model: ConceptModel = field(compare=False)
     condition: Condition = field(compare=False)
     key: str = ""
+    refs: tuple[ConceptRef, ...] = ()
 
     @property
     def label(self) -> str:
+        if self.refs:
+            return " & ".join(r.qualified for r in self.refs)
         return "prior" if self.ref is None else self.ref.qualified
 
 

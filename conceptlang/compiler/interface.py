@@ -21,6 +21,9 @@ before sampling on that device; ``model.sha256`` / ``model.file`` or a manifest 
 dict with those keys are copied into the ``conceptlang sample`` JSON sidecar; a registry's
 ``sampler_settings`` may carry ``"alpha"`` (the measured negation strength) and ``"and_mode"``
 (the measured AND semantics), each used when the caller sets none, and the sampler keys listed in docs/compiler.md.
+A registry's ``joint(refs)`` returns ``(model, condition)`` for one model that scores all of
+``refs`` at once (a joint model conditioned on every one of them), or None; ``and_mode="joint"``
+uses it and falls back to separate terms without it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Semantics (design.md, "Semantics: energies" and "Decisions"), lowered as written
   ``w * X``, −α for ``~X`` (−α·w for ``w * ~X``);
   ``and_mode="sum"``:     E = Σ s_i E_i, plus E_prior when no term is positive;
   ``and_mode="product"``: E = E_prior + Σ s_i (E_i − E_prior);
+  ``and_mode="joint"``:   as product, with the positive unit-weight concepts that one joint model
+                          scores together folded into one leaf E(x | c₁, …, c_k);
 * anything that is not an AND or OR (a bare ``~X``, ``w * X``) is a one-term conjunction;
 * ``A | B | …`` → −τ·logsumexp(−E_i/τ − log Z_i).
 
@@ -120,12 +122,19 @@ class GraphBuilder:
             model, cond = self.registry.prior(self.domain)
         else:
             model, cond = self.registry.model_for(ref)
+        return self._leaf(ref, (), model, cond)
+
+    def joint_leaf(self, refs: tuple[ConceptRef, ...], model, cond) -> int:
+        """One leaf scoring all of ``refs`` at once (and_mode "joint")."""
+        return self._leaf(None, refs, model, cond)
+
+    def _leaf(self, ref: ConceptRef | None, refs: tuple[ConceptRef, ...], model, cond) -> int:
         cond_key = ",".join(f"{k}={v!r}" for k, v in sorted(cond.items()))
         key = f"{model.name}[{cond_key}]"
         lid = self._leaf_ids.get(key)
         if lid is None:
             lid = len(self.leaves)
-            self.leaves.append(Leaf(lid, ref, model, dict(cond), key))
+            self.leaves.append(Leaf(lid, ref, model, dict(cond), key, refs))
             self._leaf_ids[key] = lid
         nid = self._node(LeafNode(lid), "L" + key)
         self.text.setdefault(nid, self.leaves[lid].label)
@@ -213,7 +222,13 @@ class GraphBuilder:
         pos_text = " & ".join(_wrap(t, 3) for t in positive) if positive and negated else ""
         out: list[tuple[float, int]] = []
         mine: list[Grounding] = []
-        for t, s, inner, neg in classified:
+        joint, absorbed = self._joint_terms(classified) if self.options.and_mode == "joint" else ({}, set())
+        for k, (t, s, inner, neg) in enumerate(classified):
+            if k in absorbed:
+                continue
+            if k in joint:
+                out.append((1.0, joint[k]))
+                continue
             out.append((s, self.lower(inner)))
             if neg or s < 0:
                 mine.append(Grounding(
@@ -223,7 +238,7 @@ class GraphBuilder:
                     alpha=self.options.alpha if neg else -s,
                     child=out[-1][1],
                 ))
-        if self.options.and_mode == "product":
+        if self.options.and_mode in ("product", "joint"):
             prior_coef = 1.0 - sum(s for s, _ in out)
             if prior_coef != 0.0:
                 out.append((prior_coef, self.prior()))
@@ -232,6 +247,48 @@ class GraphBuilder:
         nid = self.weighted_sum(out)
         self.groundings.extend(replace(g, node=nid) for g in mine)
         return nid
+
+    def _joint_terms(self, classified) -> tuple[dict[int, int], set[int]]:
+        """and_mode "joint": the positive unit-weight concepts of a conjunction that one model can
+        score together (the registry's optional ``joint`` hook) → one joint leaf each group.
+
+        Returns {index of a group's first term: joint leaf node} and the indices of the other
+        members (absorbed). Concepts are grouped by the model that serves them; a family that
+        appears twice (``position(a) & position(b)``: two objects) is left out of the group, since
+        one condition holds one value per family, and so is a concept that occurs more than once
+        in the conjunction (``red & red`` stays 2·E_red, as in the other modes).
+        """
+        hook = getattr(self.registry, "joint", None)
+        if hook is None:
+            return {}, set()
+        count: dict[ConceptRef, int] = {}
+        for _, _, inner, _ in classified:
+            if isinstance(inner, Concept):
+                count[self.refs[inner]] = count.get(self.refs[inner], 0) + 1
+        single: dict[ConceptRef, int] = {}
+        for k, (_, s, inner, neg) in enumerate(classified):
+            if s == 1.0 and not neg and isinstance(inner, Concept) and count[self.refs[inner]] == 1:
+                single[self.refs[inner]] = k
+        groups: dict[int, list[tuple[ConceptRef, int]]] = {}
+        for ref, k in single.items():
+            model, _ = self.registry.model_for(ref)
+            groups.setdefault(id(model), []).append((ref, k))
+        joint: dict[int, int] = {}
+        absorbed: set[int] = set()
+        for members in groups.values():
+            families = [r.family for r, _ in members]
+            members = [(r, k) for r, k in members if families.count(r.family) == 1]
+            if len(members) < 2:
+                continue
+            refs = tuple(sorted((r for r, _ in members), key=lambda r: (r.family, r.value or "", r.params or ())))
+            got = hook(refs)
+            if got is None:
+                continue
+            idx = sorted(k for _, k in members)
+            nid = self.joint_leaf(refs, *got)
+            joint[idx[0]] = nid
+            absorbed.update(idx[1:])
+        return joint, absorbed
 
     # -- DNF ------------------------------------------------------------------------------------
     def has_lse(self, nid: int) -> bool:

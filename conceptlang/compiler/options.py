@@ -8,7 +8,7 @@ from typing import Any
 
 from conceptlang.errors import CompileError
 
-AND_MODES = ("sum", "product")
+AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
 
 
@@ -21,8 +21,12 @@ class CompileOptions:
       key ``"alpha"``; an explicit option always wins).
     * ``tau``: OR temperature τ > 0 in −τ·logsumexp(−E_i/τ − log Z_i).
     * ``and_mode``: ``"sum"`` (the paper's plain product of experts, default) or ``"product"``
-      (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)); the registry may suggest
-      one via its sampler settings key ``"and_mode"``, and an explicit option always wins.
+      (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)) or ``"joint"`` (as
+      ``"product"``, but the positive unit-weight concepts of a conjunction that one joint model
+      can score together become ONE leaf conditioned on all of them — that model's own estimate of
+      p(x | c₁, …, c_k) — through the registry's optional ``joint`` hook; the rest stay separate
+      terms). The registry may suggest a mode via its sampler settings key ``"and_mode"``, and an
+      explicit option always wins.
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).

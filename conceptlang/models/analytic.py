@@ -83,11 +83,18 @@ GAUSS_DOMAIN = Domain(
 
 
 def gaussian_for(condition: Condition) -> Gaussian:
-    """The Gaussian a (single-family or empty) condition denotes."""
+    """The Gaussian a condition denotes: the prior for the empty condition, the concept's Gaussian
+    for one family, and for several families (a joint condition) the prior-corrected product
+    ∏ N(μ_i, s_i²) / N(μ_prior, s_prior²)^{k−1}, the conditional of concepts that are independent
+    given the image — so and_mode "joint" has an exact answer too."""
     if len(condition) == 0:
         return GAUSS_PRIOR
-    if len(condition) != 1:
-        raise ModelError(f"gauss models take one family per condition, got {dict(condition)!r}")
+    if len(condition) > 1:
+        if len(set(condition)) != len(condition):
+            raise ModelError(f"a joint condition takes one value per family, got {dict(condition)!r}")
+        parts = [(1.0, gaussian_for({f: v})) for f, v in condition.items()]
+        mean, var = product_of(parts + [(1.0 - len(parts), GAUSS_PRIOR)])
+        return Gaussian(mean, math.sqrt(var))
     (family, value), = condition.items()
     if family == "position":
         x, y = value  # type: ignore[misc]
@@ -198,7 +205,7 @@ class GaussianRegistry:
 
     def __init__(self, kind: str = "explicit", joint: bool = True, settings: Mapping | None = None):
         self.kind = kind
-        self.joint = joint
+        self.layout = "joint" if joint else "per-family"
         if joint:
             model = GaussianConceptModel(f"gauss-joint-{kind}", kind, None)
             self.models = {f.name: model for f in GAUSS_DOMAIN.families}
@@ -237,6 +244,15 @@ class GaussianRegistry:
             raise ModelError(f"no gauss model for {ref.domain}/{ref.qualified}")
         value = tuple(ref.params) if ref.params is not None else ref.value
         return self.models[ref.family], {ref.family: value}
+
+    def joint(self, refs: Sequence[ConceptRef]) -> tuple[ConceptModel, Condition] | None:
+        """The joint layout's model conditioned on all of ``refs`` (one value per family), else None."""
+        if self.layout != "joint" or len(refs) < 2 or len({r.family for r in refs}) != len(refs):
+            return None
+        cond: dict = {}
+        for r in refs:
+            cond.update(self.model_for(r)[1])
+        return self.prior_model, cond
 
     def prior(self, domain: str) -> tuple[ConceptModel, Condition]:
         if domain != "gauss":

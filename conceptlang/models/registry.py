@@ -367,6 +367,26 @@ class ModelRegistry:
             raise ModelError(f"{ref.domain}/{ref.family} needs a value or parameters")
         return model, {ref.family: ref.value}
 
+    def joint(self, refs: Sequence[ConceptRef]) -> tuple[ConceptModel, Condition] | None:
+        """A joint model conditioned on every one of ``refs`` at once, or None.
+
+        Only a ``layout: joint`` model serving all of them, with one value per family, qualifies: it
+        was trained on random subsets of its families' labels (per-family condition dropout), so a
+        multi-family condition is its own estimate of p(x | c₁, …, c_k), not an extrapolation.
+        """
+        if len(refs) < 2:
+            return None
+        pairs = [self.model_for(r) for r in refs]
+        model = pairs[0][0]
+        if any(m is not model for m, _ in pairs) or getattr(model, "entry", {}).get("layout") != "joint":
+            return None
+        cond: dict = {}
+        for _, c in pairs:
+            if set(c) & set(cond):
+                return None
+            cond.update(c)
+        return model, cond
+
     def prior(self, domain: str) -> tuple[ConceptModel, Condition]:
         self.domain(domain)
         return self._priors[domain], {}

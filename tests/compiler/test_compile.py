@@ -374,3 +374,62 @@ def test_compile_accepts_ast_and_program():
     assert torch.equal(compile(e, GaussianRegistry()).energy(X)[0], energy("red & ~circle"))
     with pytest.raises(CompileError, match="expression text or an AST"):
         compile(42, GaussianRegistry())
+
+
+# -- and_mode "joint" ---------------------------------------------------------------------------------
+
+def test_joint_and_mode_folds_one_models_concepts_into_one_exact_leaf():
+    from conceptlang.models.analytic import product_of
+
+    reg = GaussianRegistry()
+    g = compile("red & circle & large", reg, and_mode="joint")
+    assert [leaf.label for leaf in g.leaves] == ["color.red & shape.circle & size.large"]
+    assert g.leaves[0].condition == {"color": "red", "shape": "circle", "size": "large"}
+    # The joint Gaussian is the prior-corrected product, so the energy is product mode's up to a constant.
+    (mx, my), var = product_of([(1.0, RED), (1.0, CIRCLE), (1.0, LARGE), (-2.0, GAUSS_PRIOR)])
+    d = X.view(-1, 2) - torch.tensor([mx, my], dtype=X.dtype)
+    torch.testing.assert_close(g.energy(X)[0], d.pow(2).sum(1) / (2 * var), rtol=1e-6, atol=1e-6)
+    diff = g.energy(X)[0] - energy("red & circle & large", and_mode="product")
+    torch.testing.assert_close(diff, diff[:1].expand(4), rtol=0, atol=1e-5)  # float32 parameters
+
+
+def test_joint_and_mode_keeps_negations_weights_repeats_and_repeated_families_separate():
+    reg = GaussianRegistry()
+
+    def labels(text):
+        return sorted(leaf.label for leaf in compile(text, reg, and_mode="joint").leaves)
+
+    assert labels("red & circle & ~large") == ["color.red & shape.circle", "prior", "size.large"]
+    assert labels("2 * red & circle") == ["color.red", "prior", "shape.circle"]
+    assert labels("red & circle & red") == ["color.red", "prior", "shape.circle"]
+    assert labels("position(0.2, 0.3) & position(0.7, 0.7) & red & circle") == [
+        "color.red & shape.circle", "position(0.2, 0.3)", "position(0.7, 0.7)", "prior"]
+    e = energy("red & circle & ~large", and_mode="joint", alpha=0.5)
+    from conceptlang.models.analytic import product_of
+
+    (mx, my), var = product_of([(1.0, RED), (1.0, CIRCLE), (-1.0, GAUSS_PRIOR)])
+    d = X.view(-1, 2) - torch.tensor([mx, my], dtype=X.dtype)
+    ref = d.pow(2).sum(1) / (2 * var) - 0.5 * (leaf_e(LARGE) - leaf_e(GAUSS_PRIOR))
+    torch.testing.assert_close(e, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_joint_and_mode_identities_and_fallbacks():
+    def e(t, reg=None):
+        return energy(t, reg, and_mode="joint")
+
+    assert torch.equal(e("red & circle & large"), e("large & (circle & red)"))
+    assert torch.equal(e("2 * red & circle"), e("red & circle & red"))
+    assert torch.equal(e("(red & circle) | large"), e("large | (circle & red)"))
+    # Per-family models (no joint model) and registries without the hook: exactly product mode.
+    split = GaussianRegistry(joint=False)
+    assert torch.equal(e("red & circle", split), energy("red & circle", split, and_mode="product"))
+    assert [leaf.label for leaf in compile("red & circle", split, and_mode="joint").leaves] != ["color.red & shape.circle"]
+
+
+def test_joint_and_mode_is_explained_and_validated():
+    g = compile("circle & red", GaussianRegistry(), and_mode="joint")
+    text = g.explain()
+    assert "concepts of one joint model as one condition (and_mode=joint)" in text
+    assert "color.red & shape.circle" in text
+    with pytest.raises(CompileError, match="and_mode must be one of sum, product, joint"):
+        compile("red", GaussianRegistry(), and_mode="together")

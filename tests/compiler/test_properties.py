@@ -108,7 +108,7 @@ def _permuted(e, rng):
 
 
 @settings(max_examples=60, deadline=None)
-@given(exprs, st.integers(0, 2**31 - 1), st.sampled_from(["sum", "product"]))
+@given(exprs, st.integers(0, 2**31 - 1), st.sampled_from(["sum", "product", "joint"]))
 def test_and_or_are_commutative_bit_for_bit(e, seed, mode):
     import numpy as np
 

@@ -46,6 +46,17 @@ def test_registry_implements_the_protocol_and_resolves_names(tiny_models_dir):
     assert reg.sampler_settings([model]) == {"sampler": "annealed", "step_size": 1e-5, "n_sigmas": 4}
 
 
+def test_joint_hook_conditions_a_joint_model_on_every_concept(tiny_models_dir):
+    reg = load_registry(tiny_models_dir)
+    red, circle = ConceptRef("scenes", "color", value="red"), ConceptRef("scenes", "shape", value="circle")
+    at = ConceptRef("scenes", "position", params=(0.25, 0.75))
+    model, cond = reg.joint((red, circle, at))
+    assert model is reg.model_for(red)[0] and cond == {"color": "red", "shape": "circle", "position": (0.25, 0.75)}
+    assert model.encode([cond]).shape == model.encode([{"color": "red"}]).shape
+    assert reg.joint((red,)) is None
+    assert reg.joint((red, ConceptRef("scenes", "color", value="blue"))) is None  # one value per family
+
+
 def test_lazy_loading_and_per_device_cache(tiny_models_dir):
     reg = load_registry(tiny_models_dir)
     model, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
@@ -192,4 +203,5 @@ def test_per_family_models_share_a_domain_and_one_is_the_prior(tmp_path):
     assert (pos.name, shape.name, cond) == ("c-position", "c-shape", {"shape": "circle"})
     assert reg.prior("scenes")[0] is pos
     assert reg.candidates("red") == []  # no colour model in this set
+    assert reg.joint((ConceptRef("scenes", "position", params=(0.5, 0.5)), ConceptRef("scenes", "shape", value="circle"))) is None
     assert shape.encode([{"shape": "triangle"}]).tolist() == [[3.0]]
