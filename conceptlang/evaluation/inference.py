@@ -214,6 +214,7 @@ def infer_batch(
     refine_rounds: int = 3,
     refine_points: int = 3,
     families: Sequence[str] | None = None,
+    joint: bool = True,
 ) -> list[InferenceResult]:
     """Infer every family of ``domain`` for each image (uint8 NHWC numpy or float NCHW tensor).
 
@@ -221,7 +222,11 @@ def infer_batch(
     ``refine_rounds`` local ``refine_points``ⁿ grids, each centred on the best point so far with half
     the previous spacing. The support is where the domain's generator puts the parameter (objects
     never touch the border), else the family's declared ranges: outside the training data a model's
-    energy says nothing. Returns one :class:`InferenceResult` per image.
+    energy says nothing. Discrete families are decided first; with ``joint`` (default) the
+    continuous search then conditions on them when one joint model serves all (the registry's
+    ``joint`` hook): E(x | shape, colour, size, position) rather than E(x | position), the energy
+    of the whole scene description, which is sharper than the marginal over the other families.
+    Returns one :class:`InferenceResult` per image.
     """
     from conceptlang.compiler.interface import ConceptRef
 
@@ -241,7 +246,8 @@ def infer_batch(
     per_image: list[dict[str, FamilyInference]] = [{} for _ in range(n)]
     prior_e: np.ndarray | None = None
 
-    for fam in dom.families:
+    # Discrete families first, so that a continuous search can condition on them.
+    for fam in sorted(dom.families, key=lambda f: f.kind != "discrete"):
         if fam.name not in wanted:
             continue
         if fam.kind == "discrete":
@@ -287,7 +293,11 @@ def infer_batch(
                         fam.name, "discrete", ranking[0][0], ranking[0][1], ranking
                     )
         else:
-            best, best_e = _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points)
+            context = None
+            if joint and getattr(registry, "joint", None) is not None:
+                context = [_context_refs(dom_name, dom, per_image[i]) for i in range(n)]
+            best, best_e = _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points,
+                                                context)
             for i in range(n):
                 per_image[i][fam.name] = FamilyInference(
                     fam.name, "continuous", tuple(float(v) for v in best[i]), float(best_e[i])
@@ -328,7 +338,29 @@ def parameter_support(dom_name: str, fam) -> tuple[tuple[float, float], ...]:
     return _SUPPORT_CACHE[key]
 
 
-def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points):
+def _context_refs(dom_name: str, dom, inferred: dict[str, FamilyInference]) -> tuple:
+    """The inferred discrete values of one image as concept refs (a yes/no family only when yes)."""
+    from conceptlang.compiler.interface import ConceptRef
+
+    refs = []
+    for f in dom.families:
+        inf = inferred.get(f.name)
+        if inf is None or inf.kind == "continuous":
+            continue
+        if inf.kind == "binary":
+            if inf.value:
+                refs.append(ConceptRef(dom_name, f.name, value=f.values[0]))
+        else:
+            refs.append(ConceptRef(dom_name, f.name, value=inf.value))
+    return tuple(refs)
+
+
+def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points, context=None):
+    """Grid search, then local refinement, of a continuous family's parameters per image.
+
+    ``context[i]``: concept refs to condition image i's search on as well (through the registry's
+    ``joint`` hook); a point the hook cannot serve with the family's own model is scored alone.
+    """
     from conceptlang.compiler.interface import ConceptRef
 
     n = x.shape[0]
@@ -337,13 +369,21 @@ def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refi
     grid = [tuple(float(v) for v in p) for p in itertools.product(*axes)]
     model, _ = registry.model_for(ConceptRef(dom_name, fam.name, params=grid[0]))
 
-    def cond_of(p):
-        m, c = registry.model_for(ConceptRef(dom_name, fam.name, params=tuple(float(v) for v in p)))
+    def cond_of(p, i=None):
+        ref = ConceptRef(dom_name, fam.name, params=tuple(float(v) for v in p))
+        if i is not None and context and context[i]:
+            got = registry.joint(tuple(context[i]) + (ref,))
+            if got is not None and got[0] is model:
+                return got[1]
+        m, c = registry.model_for(ref)
         if m is not model:
             raise ModelError(f"{fam.name} is served by more than one model; inference needs one")
         return c
 
-    e = _energies_per_condition(model, x, [cond_of(p) for p in grid])  # (N, G)
+    if context and any(context):
+        e = _energies_rowwise(model, x, [[cond_of(p, i) for p in grid] for i in range(n)])  # (N, G)
+    else:
+        e = _energies_per_condition(model, x, [cond_of(p) for p in grid])  # (N, G)
     arg = e.argmin(axis=1)
     best = np.array([grid[j] for j in arg], dtype=np.float64)  # (N, P)
     best_e = e[np.arange(n), arg]
@@ -355,7 +395,7 @@ def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refi
     for _ in range(refine_rounds):
         step = step / 2
         cand = np.clip(best[:, None, :] + offsets[None] * step / max(half, 1), lo_b, hi_b)  # (N, J, P)
-        rows = [[cond_of(cand[i, j]) for j in range(len(offsets))] for i in range(n)]
+        rows = [[cond_of(cand[i, j], i) for j in range(len(offsets))] for i in range(n)]
         e = _energies_rowwise(model, x, rows)  # (N, J)
         arg = e.argmin(axis=1)
         improved = e[np.arange(n), arg] < best_e

@@ -150,3 +150,27 @@ def test_stacked_energies_equal_one_call_per_condition(registry, monkeypatch, st
         for j in range(2):
             want = plain(x[i:i + 1], model.encode([per_image[i][j]]), None).item()
             assert got[i, j] == pytest.approx(want, rel=1e-6)
+
+
+def test_position_search_conditions_on_the_inferred_discrete_values_through_the_joint_hook(registry):
+    asked = []
+
+    def joint(refs):
+        asked.append(tuple(refs))
+        pos = [r for r in refs if r.family == "position"]
+        if len(pos) != 1:
+            return None
+        model, cond = registry.model_for(pos[0])
+        return model, {**cond, **{r.family: r.value for r in refs if r.params is None}}
+
+    img = render("green", 0.62, 0.71)
+    plain = infer(img, registry, domain="toy")
+    registry.joint = joint
+    res = infer(img, registry, domain="toy")
+    assert asked and all({r.family for r in refs} == {"color", "glow", "position"} or
+                         {r.family for r in refs} == {"color", "position"} for refs in asked)
+    assert all(r.value == "green" for refs in asked for r in refs if r.family == "color")
+    assert res.families["position"].value == pytest.approx(plain.families["position"].value, abs=1e-9)
+    asked.clear()
+    no_context = infer(img, registry, domain="toy", joint=False)
+    assert asked == [] and no_context.families["position"].value == plain.families["position"].value
