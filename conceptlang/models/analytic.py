@@ -182,7 +182,9 @@ class GaussianConceptModel:
         count = 0
         for s in self._loss_sigmas:
             for _ in range(self._loss_draws):
-                eps = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
+                # One draw shared by every row, as the shipped implicit models do: a row's energy
+                # does not depend on which other rows share its batch.
+                eps = torch.randn((1,) + tuple(x.shape[1:]), generator=gen).to(device=x.device, dtype=x.dtype).expand_as(x)
                 sig = torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)
                 pred = self.predict_noise(x + s * eps, cond, sig)
                 total = total + (pred - eps).pow(2).flatten(1).sum(1)

@@ -48,3 +48,14 @@ def test_domain_is_found_through_the_registry():
     reg = analytic.GaussianRegistry()
     res = infer_batch(_point(0.5, 0.0), reg, families=["color"])[0]
     assert res.domain == "gauss" and res.families["color"].value == "green"
+
+
+def test_implicit_energy_of_a_row_does_not_depend_on_its_batch():
+    # Inference stacks many (image, condition) rows into one call; that is exact only when every
+    # row sees the same noise draws, as in the shipped implicit models.
+    model = analytic.GaussianRegistry(kind="implicit").prior_model
+    x = torch.tensor([[0.3, -0.4], [0.1, 0.2], [-0.5, 0.0]]).view(3, 2, 1, 1)
+    cond = model.encode([{"color": "red"}, {"shape": "circle"}, {}])
+    together = model.energy(x, cond, None)
+    alone = torch.cat([model.energy(x[i:i + 1], cond[i:i + 1], None) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=0)
