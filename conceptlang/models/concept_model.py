@@ -52,6 +52,14 @@ class _Base:
         return f"{type(self).__name__}({self.name!r}, domain={self.domain!r})"
 
 
+def _distinct_rows(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group identical rows of ``key`` (N, K): (index of each group's first row (U,), group of each row (N,))."""
+    _, inv = torch.unique(key, dim=0, return_inverse=True)
+    u = int(inv.max()) + 1
+    first = torch.full((u,), key.shape[0], dtype=torch.long, device=key.device)
+    return first.scatter_reduce(0, inv, torch.arange(key.shape[0], device=key.device), reduce="amin"), inv
+
+
 class ImplicitConceptModel(_Base):
     kind = "implicit"
     noise_conditional = True
@@ -99,18 +107,15 @@ class ImplicitConceptModel(_Base):
             return self.raw_eps(x, cond, sigma)
         # Rows that share an image (one chain evaluated under several leaves) share one prior
         # evaluation: group identical (image, σ) rows and run the null condition once per group.
-        key = torch.cat([x.flatten(1), sigma[:, None]], dim=1)  # (N, CHW + 1)
-        uniq, inv = torch.unique(key, dim=0, return_inverse=True)  # (U, ...), (N,)
-        first = torch.full((uniq.shape[0],), x.shape[0], dtype=torch.long, device=x.device)
-        first = first.scatter_reduce(0, inv, torch.arange(x.shape[0], device=x.device), reduce="amin")  # (U,)
+        first, inv = _distinct_rows(torch.cat([x.flatten(1), sigma[:, None]], dim=1))  # (U,), (N,)
         cond_rows = torch.nonzero(~null).squeeze(1)  # (M,)
         xs = torch.cat([x[first], x[cond_rows]])  # (U + M, C, H, W)
         ss = torch.cat([sigma[first], sigma[cond_rows]])
         cs = torch.cat([torch.zeros_like(cond[first]), cond[cond_rows]])
         out = self.raw_eps(xs, cs, ss)
-        eps_null = out[: uniq.shape[0]][inv]  # (N, C, H, W)
+        eps_null = out[: first.shape[0]][inv]  # (N, C, H, W)
         result = eps_null.clone()
-        result[cond_rows] = eps_null[cond_rows] + self.guidance * (out[uniq.shape[0]:] - eps_null[cond_rows])
+        result[cond_rows] = eps_null[cond_rows] + self.guidance * (out[first.shape[0]:] - eps_null[cond_rows])
         return result
 
     def denoise(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -144,36 +149,32 @@ class ImplicitConceptModel(_Base):
         draws = levels * self.energy_draws
         noise = self._noise((draws,) + tuple(x.shape[1:]), x.device, x.dtype)
         null = (cond == 0).all(dim=1)  # (N,) rows that are the prior already
-        if self.guidance == 1.0 or bool(null.all()):
-            total = torch.zeros(n, device=x.device, dtype=x.dtype)
-            for j in range(draws):
-                s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
-                nz = noise[j].expand_as(x)
-                total += (self.raw_eps(x + s[:, None, None, None] * nz, cond, s) - nz).pow(2).flatten(1).sum(1)
-            return self.energy_span * total / draws
-        # Guided: E'_c = E_∅ + w·(E_c − E_∅), as in eps(). The noise is shared by every row, so rows
-        # with the same image (one image scored under many conditions) share one prior evaluation.
-        key = x.flatten(1) if sigma is None else torch.cat([x.flatten(1), sigma.to(x)[:, None]], dim=1)
-        uniq, inv = torch.unique(key, dim=0, return_inverse=True)  # (U, ...), (N,)
-        u = uniq.shape[0]
-        first = torch.full((u,), n, dtype=torch.long, device=x.device)
-        first = first.scatter_reduce(0, inv, torch.arange(n, device=x.device), reduce="amin")  # (U,)
-        rows = torch.nonzero(~null).squeeze(1)  # (M,) rows with a condition
-        idx = torch.cat([first, rows])
-        cs = torch.cat([torch.zeros_like(cond[first]), cond[rows]])
-        prior_total = torch.zeros(u, device=x.device, dtype=x.dtype)
-        cond_total = torch.zeros(rows.shape[0], device=x.device, dtype=x.dtype)
+        guided = self.guidance != 1.0 and not bool(null.all())
+        if guided:
+            # E'_c = E_∅ + w·(E_c − E_∅), as in eps(). The noise is shared by every row, so rows with
+            # the same image (one image scored under many conditions) share one prior evaluation.
+            key = x.flatten(1) if sigma is None else torch.cat([x.flatten(1), sigma.to(x)[:, None]], dim=1)
+            first, inv = _distinct_rows(key)  # (U,), (N,)
+            rows = torch.nonzero(~null).squeeze(1)  # (M,) rows with a condition
+            idx = torch.cat([first, rows])
+            cs = torch.cat([torch.zeros_like(cond[first]), cond[rows]])
+        else:
+            first = torch.zeros(0, dtype=torch.long, device=x.device)
+            idx, cs = torch.arange(n, device=x.device), cond
+        u = first.shape[0]
+        total = torch.zeros(idx.shape[0], device=x.device, dtype=x.dtype)  # (U + M,) or (N,)
         for j in range(draws):
             s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
             nz = noise[j].expand_as(x)
             xn = x + s[:, None, None, None] * nz
-            err = (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
-            prior_total += err[:u]
-            cond_total += err[u:]
-        e0 = (self.energy_span * prior_total / draws)[inv]  # (N,)
-        e = e0.clone()
-        e[rows] = e0[rows] + self.guidance * (self.energy_span * cond_total / draws - e0[rows])
-        return e
+            total += (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
+        e = self.energy_span * total / draws
+        if not guided:
+            return e
+        e0 = e[:u][inv]  # (N,)
+        out = e0.clone()
+        out[rows] = e0[rows] + self.guidance * (e[u:] - e0[rows])
+        return out
 
     def to(self, device: torch.device | str) -> "ImplicitConceptModel":
         self.net.to(device)
