@@ -256,14 +256,11 @@ def infer_batch(
             absent = len(fam.values) == 1 and has_absent_token(tuple(getattr(model0, "slots", ())), fam.name)
             # Values served by one model (a joint model serves them all) go into one stacked call;
             # a yes/no family's known-absent condition rides along with its value.
-            groups: dict[int, tuple[object, list[int], list]] = {}
-            for j, (model, cond) in enumerate(models):
-                groups.setdefault(id(model), (model, [], []))
-                groups[id(model)][1].append(j)
-                groups[id(model)][2].append(cond)
-            if absent:
-                groups[id(model0)][1].append(-1)
-                groups[id(model0)][2].append({fam.name: ABSENT})
+            groups: dict[int, tuple[object, list[int], list]] = {}  # model id → (model, columns, conditions)
+            for j, (model, cond) in enumerate(models + ([(model0, {fam.name: ABSENT})] if absent else [])):
+                _, cols, conds = groups.setdefault(id(model), (model, [], []))
+                cols.append(j if j < len(fam.values) else -1)  # −1: the known-absent condition
+                conds.append(cond)
             e = np.empty((n, len(fam.values)))
             other = None
             for model, cols, conds in groups.values():
