@@ -32,8 +32,13 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--split", "split", default="train", show_default=True,
               help="Data split(s), optionally weighted: train or train:0.85,two_objects:0.15.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (after a 200-iteration warm-up).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="cosine: decay from --lr to --lr-min over the run's iterations.")
+@click.option("--lr-min", type=float, default=0.0, show_default=True, help="Final learning rate of a cosine schedule.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, noise and dropout draws.")
+@click.option("--data-seed", type=int, default=0, show_default=True,
+              help="Seed of the training images (a warm-started run sees new images with a new one).")
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads for this run.")
 @click.option("--widths", default="32,64,96", show_default=True, help="Channel width per resolution.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
@@ -42,12 +47,13 @@ def _parse_splits(text: str) -> dict[str, float]:
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, seed, threads,
+def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads,
               widths, checkpoint_every, cond_dropout, spatial, init_from, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
     Checkpoints (model, optimizer, RNG and data-stream position) are written atomically to the
-    run folder; --resume continues exactly where the last checkpoint left off.
+    run folder; --resume continues exactly where the last checkpoint left off. A cosine schedule
+    follows the run's --iters: resuming with a larger --iters stretches what is left of it.
     """
     from pathlib import Path
 
@@ -85,7 +91,7 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
             cfg.iters = iters
     else:
         cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
-                          batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                          batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed, data_seed=data_seed, checkpoint_every=checkpoint_every,
                           cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""))
     trainer = Trainer(cfg, run, device=device)

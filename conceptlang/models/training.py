@@ -26,6 +26,7 @@ from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetCo
 
 CHECKPOINT_FORMAT = 1
 METHODS = {"denoise": "implicit", "dsm": "explicit", "cd": "explicit"}
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class TrainConfig:
     iters: int = 10000
     batch_size: int = 32
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (from lr down to lr_min at iteration ``iters``)
+    lr_min: float = 0.0
     warmup: int = 200
     grad_clip: float = 1.0
     ema_decay: float = 0.999  # upper bound of the EMA decay
@@ -86,10 +89,27 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"unknown training method {cfg.method!r} (methods: {', '.join(METHODS)})")
     if cfg.iters < 0 or cfg.batch_size < 1 or cfg.chunk_size % cfg.batch_size:
         raise ModelError(f"bad sizes: iters={cfg.iters}, batch_size={cfg.batch_size}, chunk_size={cfg.chunk_size} (must be a multiple of the batch)")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ModelError(f"unknown lr_schedule {cfg.lr_schedule!r} (schedules: {', '.join(LR_SCHEDULES)})")
+    if not 0.0 <= cfg.lr_min <= cfg.lr:
+        raise ModelError(f"lr_min must be in [0, lr={cfg.lr}], got {cfg.lr_min}")
     if not cfg.splits or any(w <= 0 for w in cfg.splits.values()):
         raise ModelError(f"splits must map split names to positive weights, got {cfg.splits}")
     if not 0.0 <= cfg.cond_dropout < 1.0:
         raise ModelError(f"cond_dropout must be in [0, 1), got {cfg.cond_dropout}")
+
+
+def learning_rate(cfg: TrainConfig, it: int) -> float:
+    """The learning rate of iteration ``it`` (0-based): linear warm-up times the schedule.
+
+    ``cosine`` falls from ``lr`` at iteration 0 to ``lr_min`` at iteration ``iters`` (and stays
+    there); it depends on the iteration only, so a resumed run follows the same schedule.
+    """
+    warm = min(1.0, (it + 1) / max(cfg.warmup, 1))
+    if cfg.lr_schedule == "constant" or cfg.iters <= 0:
+        return cfg.lr * warm
+    t = min(it, cfg.iters) / cfg.iters
+    return warm * (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
@@ -351,8 +371,9 @@ class Trainer:
         x0, idx, pos = self.stream.batch(self.it)
         cond = training_conditions(self.net.config.slots, idx, pos, cfg.cond_dropout, self.gen, cfg.p_null, cfg.p_single)
         x0, cond = x0.to(self.device), cond.to(self.device)
+        lr = learning_rate(cfg, self.it)
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (self.it + 1) / max(cfg.warmup, 1))
+            group["lr"] = lr
         self.net.train()
         if cfg.method == "denoise":
             loss = denoise_loss(self.net, x0, cond, cfg, self.gen)
@@ -401,7 +422,7 @@ class Trainer:
                 mean = sum(window) / len(window)
                 bar.set_postfix(loss=f"{mean:.4f}")
                 with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"it": self.it, "loss": mean, "seconds": round(self.seconds, 1)}) + "\n")
+                    fh.write(json.dumps({"it": self.it, "loss": mean, "lr": learning_rate(self.cfg, self.it - 1), "seconds": round(self.seconds, 1)}) + "\n")
                 window = []
             if self.it % self.cfg.checkpoint_every == 0 or self.it == until:
                 self.save()

@@ -184,6 +184,20 @@ def test_train_cli_runs_and_resumes(tmp_path):
     assert res.exit_code == 1 and "no family 'beard'" in res.output
 
 
+def test_train_cli_passes_the_schedule_and_data_seed_to_the_config(tmp_path):
+    from conceptlang.cli import main
+
+    out = tmp_path / "c"
+    args = ["train", "faces", "all", "--iters", "2", "--batch-size", "8", "--widths", "8,16", "--out", str(out), "--quiet",
+            "--threads", "1", "--lr", "2e-3", "--lr-schedule", "cosine", "--lr-min", "1e-4", "--data-seed", "3"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["lr"], cfg["lr_schedule"], cfg["lr_min"], cfg["data_seed"]) == (2e-3, "cosine", 1e-4, 3)
+    res = CliRunner().invoke(main, args[:-8] + ["--out", str(tmp_path / "d"), "--lr-min", "5e-3"])
+    assert res.exit_code == 1 and "lr_min must be in [0, lr=0.001]" in res.output and "Traceback" not in res.output
+
+
 def test_per_family_models_share_a_domain_and_one_is_the_prior(tmp_path):
     """The continual layout: one model per family, trained on different splits; one carries the prior."""
     from conceptlang.models.export import export_run

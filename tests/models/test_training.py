@@ -1,10 +1,11 @@
 import json
+import math
 
 import pytest
 import torch
 
 from conceptlang.errors import ModelError
-from conceptlang.models.training import DataStream, Trainer, denoise_loss, validate_config
+from conceptlang.models.training import DataStream, Trainer, denoise_loss, learning_rate, validate_config
 
 from .conftest import TINY_NET, tiny_config
 
@@ -68,6 +69,43 @@ def test_config_validation():
         validate_config(tiny_config(chunk_size=30))
     with pytest.raises(ModelError, match="cond_dropout"):
         validate_config(tiny_config(cond_dropout=1.0))
+
+
+def test_learning_rate_schedules():
+    const = tiny_config(lr=1e-3, warmup=10, iters=100)
+    assert learning_rate(const, 0) == pytest.approx(1e-4)  # warm-up: (it + 1) / warmup
+    assert learning_rate(const, 4) == pytest.approx(5e-4)
+    assert learning_rate(const, 9) == learning_rate(const, 99) == pytest.approx(1e-3)
+    cos = tiny_config(lr=1e-3, lr_schedule="cosine", lr_min=1e-5, warmup=1, iters=100)
+    assert learning_rate(cos, 0) == pytest.approx(1e-3)
+    assert learning_rate(cos, 50) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)  # cos(π/2) = 0
+    assert learning_rate(cos, 25) == pytest.approx(1e-5 + (1e-3 - 1e-5) * (1 + 2**-0.5) / 2)
+    assert learning_rate(cos, 100) == learning_rate(cos, 150) == pytest.approx(1e-5)
+    lrs = [learning_rate(cos, i) for i in range(101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone after a one-step warm-up
+    warm_cos = tiny_config(lr=1e-3, lr_schedule="cosine", warmup=10, iters=100)
+    assert learning_rate(warm_cos, 4) == pytest.approx(0.5 * 1e-3 * 0.5 * (1 + math.cos(math.pi * 0.04)))
+    with pytest.raises(ModelError, match="unknown lr_schedule 'step'"):
+        validate_config(tiny_config(lr_schedule="step"))
+    with pytest.raises(ModelError, match="lr_min must be in"):
+        validate_config(tiny_config(lr=1e-3, lr_min=2e-3))
+
+
+def test_cosine_run_applies_the_schedule_and_resumes_bit_identically(tmp_path):
+    kw = {"iters": 4, "lr_schedule": "cosine", "lr_min": 1e-4, "warmup": 1}
+    straight = Trainer(tiny_config(**kw), tmp_path / "a")
+    straight.train(progress=False)
+    assert straight.opt.param_groups[0]["lr"] == pytest.approx(learning_rate(straight.cfg, 3))
+    first = Trainer(tiny_config(**kw), tmp_path / "b")
+    first.train(until=2, progress=False)
+    resumed = Trainer(tiny_config(**kw), tmp_path / "b")
+    resumed.load()
+    resumed.train(progress=False)
+    a, b = _flat_state(straight), _flat_state(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    logged = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert logged[-1]["it"] == 4 and logged[-1]["lr"] == pytest.approx(learning_rate(straight.cfg, 3))
 
 
 def test_tiny_training_reduces_the_denoising_loss(tmp_path):
