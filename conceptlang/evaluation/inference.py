@@ -37,16 +37,19 @@ class FamilyInference:
     kind: str  # "discrete" | "binary" | "continuous"
     value: Any  # value name, bool (binary), or tuple of floats (continuous)
     energy: float
-    ranking: list[tuple[str, float]] = field(default_factory=list)  # (value, energy), lowest first
+    ranking: list[tuple[str, float]] = field(default_factory=list)  # (value, energy or score), lowest first
+    readout: str = "energy"  # what ranks the values: "energy", or "calibrated" (manifest's level weights)
 
     def to_json(self) -> dict:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
+        key = "energy" if self.readout == "energy" else "score"
         return {
             "family": self.family,
             "kind": self.kind,
             "value": value,
             "energy": self.energy,
-            "ranking": [{"value": v, "energy": e} for v, e in self.ranking],
+            "readout": self.readout,
+            "ranking": [{"value": v, key: e} for v, e in self.ranking],
         }
 
 
@@ -80,7 +83,8 @@ class InferenceResult:
                 else:
                     shown = f"{fam.family}: {fam.value}"
                 rank = "  ".join(f"{v} {e:.4g}" for v, e in fam.ranking)
-                lines.append(f"{shown}  energy {fam.energy:.4g}   [{rank}]")
+                how = "" if fam.readout == "energy" else "calibrated scores: "
+                lines.append(f"{shown}  energy {fam.energy:.4g}   [{how}{rank}]")
         return "\n".join(lines)
 
 
@@ -128,8 +132,20 @@ def _energy(model, x, cond) -> "torch.Tensor":
 _STACK_PIXELS = 1 << 18
 
 
-def _energies_stacked(model, x, img_idx: np.ndarray, enc) -> np.ndarray:
-    """Row r's energy is image ``img_idx[r]`` under encoded condition ``enc[r]``; returns (R,).
+def _levels(model, x, cond) -> "torch.Tensor":
+    """(N, C, H, W), (N, D) → (N, S) per-noise-level energies of an implicit model."""
+    import torch
+
+    with torch.no_grad():
+        e = model.energy_levels(x, cond)
+    if e.ndim != 2 or e.shape[0] != x.shape[0] or not torch.isfinite(e).all():
+        raise ModelError(f"model {getattr(model, 'name', model)!r} returned bad level energies {tuple(e.shape)}")
+    return e
+
+
+def _energies_stacked(model, x, img_idx: np.ndarray, enc, levels: bool = False) -> np.ndarray:
+    """Row r's energy is image ``img_idx[r]`` under encoded condition ``enc[r]``; returns (R,),
+    or (R, S) per-noise-level energies with ``levels``.
 
     The (image, condition) pairs are stacked into few large model calls instead of one call per
     condition: per-call overhead dominates small images on a CPU. Exact, not an approximation: an
@@ -137,24 +153,27 @@ def _energies_stacked(model, x, img_idx: np.ndarray, enc) -> np.ndarray:
     every row), so a row's value does not depend on what else is in its batch.
     """
     rows = len(img_idx)
-    out = np.empty(rows, dtype=np.float64)
+    parts = []
     chunk = max(1, _STACK_PIXELS // max(1, int(np.prod(x.shape[1:]))))
     enc = enc.to(x.device)
+    fn = _levels if levels else _energy
     for s in range(0, rows, chunk):
         idx = img_idx[s:s + chunk]
-        out[s:s + len(idx)] = _energy(model, x[idx], enc[s:s + len(idx)]).double().cpu().numpy()
-    return out
+        parts.append(fn(model, x[idx], enc[s:s + len(idx)]).double().cpu().numpy())
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
-def _energies_per_condition(model, x, conditions: Sequence) -> np.ndarray:
-    """Energy of every image under every condition: (N, L), stacked into few calls."""
+def _energies_per_condition(model, x, conditions: Sequence, levels: bool = False) -> np.ndarray:
+    """Energy of every image under every condition: (N, L), or (N, L, S) per noise level with
+    ``levels``; stacked into few calls."""
     import torch
 
     n, L = x.shape[0], len(conditions)
     enc = model.encode(list(conditions))  # (L, D)
     img_idx = np.repeat(np.arange(n), L)
     rows = enc[torch.as_tensor(np.tile(np.arange(L), n))]
-    return _energies_stacked(model, x, img_idx, rows).reshape(n, L)
+    out = _energies_stacked(model, x, img_idx, rows, levels)
+    return out.reshape((n, L) + out.shape[1:])
 
 
 def _energies_rowwise(model, x, rows: Sequence[Sequence]) -> np.ndarray:
@@ -261,6 +280,24 @@ def infer_batch(
                 _, cols, conds = groups.setdefault(id(model), (model, [], []))
                 cols.append(j if j < len(fam.values) else -1)  # −1: the known-absent condition
                 conds.append(cond)
+            readout = _readout(groups, fam, absent)
+            if readout is not None:
+                # One model scores every condition: read its noise levels out with the calibrated
+                # weights (the values, then the known-absent condition, as calibrated).
+                (model, cols, conds), = groups.values()
+                lv = _energies_per_condition(model, x, conds, levels=True)  # (N, J, S)
+                energies, scores = lv.sum(2), lv @ readout.weights + readout.bias  # (N, J) each
+                names = list(fam.values) + (["(not)"] if absent else [])
+                for i in range(n):
+                    order = np.argsort(scores[i], kind="stable")
+                    ranking = [(names[j], float(scores[i, j])) for j in order]
+                    best = int(order[0])
+                    value = (best == 0) if len(fam.values) == 1 else fam.values[best]
+                    per_image[i][fam.name] = FamilyInference(
+                        fam.name, "binary" if len(fam.values) == 1 else "discrete", value, float(energies[i, best]),
+                        ranking, readout="calibrated",
+                    )
+                continue
             e = np.empty((n, len(fam.values)))
             other = None
             for model, cols, conds in groups.values():
@@ -305,6 +342,60 @@ def infer_batch(
         InferenceResult(dom_name, per_image[i], _labels_from(dom, per_image[i]), seconds, choice)
         for i in range(n)
     ]
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Calibrated weights over an implicit model's noise levels for one discrete family.
+
+    A condition's score is ``Σ_l weights[l] · E_l(x | c) + bias[c]`` (lower wins), over the model's
+    σ grid ``sigmas``; the conditions are the family's values, then ``(not)`` for a yes/no family
+    with a known-absent token. Fitted by :mod:`conceptlang.evaluation.calibrate` on labelled
+    generated images and stored in the manifest entry's ``inference.readout``.
+    """
+
+    weights: np.ndarray  # (S,)
+    bias: np.ndarray  # (J,)
+    sigmas: tuple[float, ...]
+    conditions: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "Readout":
+        try:
+            out = cls(np.asarray(d["weights"], dtype=np.float64), np.asarray(d["bias"], dtype=np.float64),
+                      tuple(float(v) for v in d["sigmas"]), tuple(str(c) for c in d["conditions"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"{where}: malformed calibrated readout ({err}); recalibrate with `conceptlang calibrate`") from None
+        if (out.weights.ndim != 1 or out.bias.shape != (len(out.conditions),) or len(out.sigmas) != out.weights.shape[0]
+                or not (np.isfinite(out.weights).all() and np.isfinite(out.bias).all())):
+            raise ModelError(f"{where}: malformed calibrated readout (weights {out.weights.shape}, bias {out.bias.shape}, "
+                             f"{len(out.conditions)} conditions, {len(out.sigmas)} sigmas)")
+        return out
+
+    def to_json(self) -> dict:
+        return {"weights": [float(v) for v in self.weights], "bias": [float(v) for v in self.bias],
+                "sigmas": [float(v) for v in self.sigmas], "conditions": list(self.conditions)}
+
+
+def _readout(groups: dict, fam, absent: bool) -> Readout | None:
+    """The calibrated readout for ``fam`` when one implicit model with a stored readout scores all its conditions."""
+    if len(groups) != 1:
+        return None
+    ((model, _cols, _conds),) = groups.values()
+    get = getattr(model, "readout", None)
+    d = get(fam.name) if get is not None and getattr(model, "has_energy_levels", False) else None
+    if d is None:
+        return None
+    where = f"model {getattr(model, 'name', model)!r}, family {fam.name!r}"
+    r = Readout.from_json(d, where)
+    want = tuple(fam.values) + (("(not)",) if absent else ())
+    if r.conditions != want:
+        raise ModelError(f"{where}: the calibrated readout covers {list(r.conditions)}, the family has {list(want)}; recalibrate")
+    grid = tuple(float(v) for v in model.impl().energy_sigmas)
+    if len(grid) != len(r.sigmas) or not np.allclose(grid, r.sigmas, rtol=1e-4):
+        raise ModelError(f"{where}: the readout was calibrated on σ levels {[round(v, 4) for v in r.sigmas]}, "
+                         f"the model's energy uses {[round(v, 4) for v in grid]}; recalibrate")
+    return r
 
 
 _SUPPORT_CACHE: dict[tuple[str, str], tuple[tuple[float, float], ...]] = {}

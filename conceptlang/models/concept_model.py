@@ -141,6 +141,19 @@ class ImplicitConceptModel(_Base):
         ``sigma=None`` averages over the fixed σ grid (an ELBO estimate of −log p(x | c) + const);
         a given ``sigma`` uses that noise level only (times the same span, so scales agree).
         """
+        return self._level_energies(x, cond, sigma).sum(1)
+
+    @torch.no_grad()
+    def energy_levels(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The σ-grid energy split by noise level: (N, C, H, W), (N, D) → (N, S), summing to :meth:`energy`.
+
+        Concept inference reads the levels out with calibrated weights (a level's share of the
+        ELBO is not its share of the evidence about a concept: a smile shows at high noise,
+        glasses at low noise).
+        """
+        return self._level_energies(x, cond, None)
+
+    def _level_energies(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         self._check(x, cond, sigma)
         n = x.shape[0]
         cond = cond.to(x.device, x.dtype)
@@ -162,16 +175,16 @@ class ImplicitConceptModel(_Base):
             first = torch.zeros(0, dtype=torch.long, device=x.device)
             idx, cs = torch.arange(n, device=x.device), cond
         u = first.shape[0]
-        total = torch.zeros(idx.shape[0], device=x.device, dtype=x.dtype)  # (U + M,) or (N,)
+        total = torch.zeros(idx.shape[0], levels, device=x.device, dtype=x.dtype)  # (U + M, S) or (N, S)
         for j in range(draws):
             s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
             nz = noise[j].expand_as(x)
             xn = x + s[:, None, None, None] * nz
-            total += (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
+            total[:, j // self.energy_draws] += (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
         e = self.energy_span * total / draws
         if not guided:
             return e
-        e0 = e[:u][inv]  # (N,)
+        e0 = e[:u][inv]  # (N, S)
         out = e0.clone()
         out[rows] = e0[rows] + self.guidance * (e[u:] - e0[rows])
         return out

@@ -253,6 +253,18 @@ class RegisteredModel:
     def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         return self.impl(x.device).score(x, cond.to(x.device), sigma)
 
+    @property
+    def has_energy_levels(self) -> bool:
+        return self.kind == "implicit"
+
+    def energy_levels(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Per-noise-level energies (N, S) of an implicit model (see ImplicitConceptModel.energy_levels)."""
+        return self.impl(x.device).energy_levels(x, cond.to(x.device))
+
+    def readout(self, family: str) -> dict | None:
+        """The calibrated inference readout of ``family`` from the manifest (``inference.readout``), if any."""
+        return (self.entry.get("inference") or {}).get("readout", {}).get(family)
+
     def __repr__(self) -> str:
         return f"RegisteredModel({self.name!r}, {self.kind}, domain={self.domain!r})"
 
