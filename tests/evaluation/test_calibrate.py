@@ -16,7 +16,7 @@ from conceptlang.models.registry import load_registry
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    """A models folder with one tiny trained scenes model (2 iterations, joint over every family)."""
+    """A folder with a tiny trained scenes run (2 iterations, joint over every family) and its export in models/."""
     from conceptlang.models.export import export_run
     from conceptlang.models.training import Trainer
     from tests.models.conftest import tiny_config
@@ -24,13 +24,13 @@ def tiny_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_cal")
     Trainer(tiny_config(iters=2), root / "run").train(progress=False)
     export_run(root / "run", root / "models", sampler={"sampler": "annealed", "step_size": 1e-5, "n_sigmas": 4})
-    return root / "models"
+    return root
 
 
 @pytest.fixture
 def models(tiny_dir, tmp_path):
     dst = tmp_path / "models"
-    shutil.copytree(tiny_dir, dst)
+    shutil.copytree(tiny_dir / "models", dst)
     return dst
 
 
@@ -134,7 +134,7 @@ def test_a_stale_readout_is_a_clear_error(models):
         infer_batch(_images(1), load_registry(models), "scenes", families=["size"])
 
 
-def test_calibrate_and_store_writes_every_discrete_family(models):
+def test_calibrate_and_store_writes_every_discrete_family(models, tiny_dir):
     cals = calibrate_and_store(models, "scenes", n=6, seed=3)
     assert [c.family for c in cals] == ["shape", "color", "size"]
     for c in cals:
@@ -145,6 +145,12 @@ def test_calibrate_and_store_writes_every_discrete_family(models):
     assert entry["inference"]["calibration"]["n"] == 6 and entry["inference"]["calibration"]["seed"] == 3
     got = infer_batch(_images(2), load_registry(models), "scenes", families=["shape", "color", "size"])
     assert all(f.readout == "calibrated" for r in got for f in r.families.values())
+    # re-exporting weights drops the readout: it belongs to the old weights
+    from conceptlang.models.export import export_run
+
+    export_run(tiny_dir / "run", models)
+    entry = json.loads((models / "manifest.json").read_text())["models"][0]
+    assert "inference" not in entry
 
 
 def test_calibrate_cli(models):
