@@ -236,10 +236,13 @@ def task_inference(dom: str, args, images: Path) -> Part:
         s = acc.position_summary(errs)
         if s["mean"] is not None:
             part.headline.append((f"inference {dom}: {fam} mean error", f"{s['mean']:.3f}", f"≤ {POSITION_TARGET}"))
+    cal = (getattr(load_registry(args.models).prior(dom)[0], "entry", {}).get("inference") or {}).get("calibration")
+    readout = (f"calibrated readout for {', '.join(cal.get('families', {}))} (fitted on {cal.get('n')} images, seed {cal.get('seed')})"
+               if cal else "plain energies (no calibrated readout in the manifest)")
     part.lines = [
         f"### {dom.capitalize()}",
         "",
-        f"{acc.n} images (`{acc.split}` split, seed {acc.seed}); {acc.seconds_per_image:.2f} s per image for "
+        f"{acc.n} images (`{acc.split}` split, seed {acc.seed}); {readout}; {acc.seconds_per_image:.2f} s per image for "
         f"energy inference, {acc.judge_seconds_per_image * 1000:.1f} ms per image for the judge.",
         "",
         acc.markdown_table(),
@@ -353,7 +356,9 @@ TASKS = {"suites": task_suite, "inference": task_inference, "continual": task_co
 SECTION_TITLES = {
     "suites": ["## 1. Evaluation suites", ""],
     "inference": ["## 2. Concept inference", "",
-                  "Each family's values ranked by the model's energy (implicit models: the seeded denoising loss); "
+                  "Each family's values ranked by the model's energy (implicit models: the seeded denoising loss), "
+                  "read out with the model's calibrated noise-level weights where its manifest entry has them "
+                  "(`conceptlang calibrate`, fitted on images of another seed; docs/experiments.md); "
                   "yes/no attributes decided against the known-absent condition (E(x | c) < E(x | not c); the unconditional model for models without one); "
                   "position by minimising the energy over a grid refined around the best point. Images come from "
                   "the generator, so the truth is known; the judge reads the same images for comparison.", ""],
@@ -385,7 +390,7 @@ def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-eval", type=int, default=8, help="samples per suite expression")
-    ap.add_argument("--n-infer", type=int, default=12, help="generated images per domain for inference accuracy")
+    ap.add_argument("--n-infer", type=int, default=24, help="generated images per domain for inference accuracy")
     ap.add_argument("--n-continual", type=int, default=8, help="samples per continual-learning expression")
     ap.add_argument("--n-objects", type=int, default=12, help="samples per object-level layout")
     ap.add_argument("--n-venn", type=int, default=6, help="samples per Venn region")
