@@ -9,6 +9,10 @@ holds when E(x | c) < E(x), i.e. when p(x | c) > p(x), which is p(c | x) > p(c).
 ``position(x, y)`` are estimated by minimising the energy over the family's range: a coarse grid,
 then local grids around the best point at a shrinking spacing.
 
+Where the model's manifest entry holds a calibrated readout for a discrete family (weights over
+the noise levels of an implicit model's energy, fitted by :mod:`conceptlang.evaluation.calibrate`),
+the values are ranked by that reweighted energy instead of the plain sum over levels.
+
 Implicit (noise-predicting) models' "energy" is their seeded denoising loss (design.md, "Model
 kinds"). To compare conditions on *the same* noise draws, every energy call here batches over
 images with one condition per row pattern, never over conditions of one image, so whatever noise
@@ -389,6 +393,9 @@ def _readout(groups: dict, fam, absent: bool) -> Readout | None:
     where = f"model {getattr(model, 'name', model)!r}, family {fam.name!r}"
     r = Readout.from_json(d, where)
     want = tuple(fam.values) + (("(not)",) if absent else ())
+    if len(want) < 2:
+        raise ModelError(f"{where}: a calibrated readout needs two or more conditions to rank; this yes/no family "
+                         "has no known-absent token (remove the readout)")
     if r.conditions != want:
         raise ModelError(f"{where}: the calibrated readout covers {list(r.conditions)}, the family has {list(want)}; recalibrate")
     grid = tuple(float(v) for v in model.impl().energy_sigmas)

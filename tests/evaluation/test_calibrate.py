@@ -163,3 +163,20 @@ def test_calibrate_cli(models):
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = CliRunner().invoke(main, ["calibrate", "nope", "--models", str(models), "-n", "6"])
     assert res.exit_code == 1 and "nope" in res.output and "Traceback" not in res.output
+
+
+def test_a_readout_for_a_yes_no_family_without_a_known_absent_token_is_refused():
+    from types import SimpleNamespace
+
+    from conceptlang.evaluation.inference import _readout
+
+    class Model:
+        name, has_energy_levels = "m", True
+
+        def readout(self, family):
+            return {"weights": [1.0], "bias": [0.0], "sigmas": [0.1], "conditions": ["glow"]}
+
+    fam = SimpleNamespace(name="glow", values=("glow",))
+    with pytest.raises(ModelError, match="needs two or more conditions to rank"):
+        _readout({1: (Model(), [0], [{}])}, fam, absent=False)
+    assert _readout({1: (Model(), [0], [{}]), 2: (Model(), [1], [{}])}, fam, absent=False) is None  # two models
