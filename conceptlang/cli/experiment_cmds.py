@@ -129,7 +129,7 @@ def infer_cmd(image, domain, as_json, device, models_dir, threads):
               help="Models folder whose manifest receives the readouts (default $CONCEPTLANG_MODELS or the shipped models).")
 @click.option("-n", "--num", "n", type=click.IntRange(min=6), default=256, show_default=True,
               help="Labelled images generated for the fit.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Image seed [default: 2024; accuracy is measured on 12345].")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Image seed [default: 2024; accuracy is measured on other seeds].")
 @click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
 @threads_option

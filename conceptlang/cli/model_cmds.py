@@ -47,8 +47,8 @@ def _parse_splits(text: str) -> dict[str, float]:
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads,
-              widths, checkpoint_every, cond_dropout, spatial, init_from, quiet):
+def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min,
+              seed, data_seed, threads, widths, checkpoint_every, cond_dropout, spatial, init_from, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
     Checkpoints (model, optimizer, RNG and data-stream position) are written atomically to the
@@ -91,7 +91,8 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
             cfg.iters = iters
     else:
         cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
-                          batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed, data_seed=data_seed, checkpoint_every=checkpoint_every,
+                          batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
+                          data_seed=data_seed, checkpoint_every=checkpoint_every,
                           cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""))
     trainer = Trainer(cfg, run, device=device)

@@ -71,8 +71,8 @@ def fit_levels(lv: np.ndarray, y: np.ndarray, l2: float = 0.1, iters: int = 200)
 
     ``lv``: (N, J, S) per-level energies; ``y``: (N,) condition indices. The levels are
     standardised (per-image offsets removed, each level scaled by its spread) and the penalty
-    ``l2 · (|w − w₀|² + |b|²)`` pulls towards the plain energy w₀ (= 1 in raw units), so with little
-    data the readout stays the energy.
+    ``l2 · (|w − w₀|² / |w₀|² + |b|²)`` (standardised units) pulls towards the plain energy w₀
+    (= 1 in raw units), so with little data the readout stays the energy.
     """
     import torch
 

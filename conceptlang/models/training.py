@@ -422,7 +422,8 @@ class Trainer:
                 mean = sum(window) / len(window)
                 bar.set_postfix(loss=f"{mean:.4f}")
                 with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"it": self.it, "loss": mean, "lr": learning_rate(self.cfg, self.it - 1), "seconds": round(self.seconds, 1)}) + "\n")
+                    row = {"it": self.it, "loss": mean, "lr": learning_rate(self.cfg, self.it - 1), "seconds": round(self.seconds, 1)}
+                    fh.write(json.dumps(row) + "\n")
                 window = []
             if self.it % self.cfg.checkpoint_every == 0 or self.it == until:
                 self.save()
