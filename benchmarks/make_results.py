@@ -225,7 +225,8 @@ def task_inference(dom: str, args, images: Path) -> Part:
     part = Part(f"inference_{dom}")
     t0 = time.perf_counter()
     _log(f"inference {dom}: {args.n_infer} generated images")
-    acc = measure_inference(load_registry(args.models), dom, n=args.n_infer, seed=args.seed + 777,
+    registry = load_registry(args.models)
+    acc = measure_inference(registry, dom, n=args.n_infer, seed=args.seed + 777,
                             device=environment_info(args.device)["device"], judge=load_judge(dom),
                             coarse=args.infer_grid, refine_rounds=args.infer_refine)
     part.timings[f"inference {dom}"] = time.perf_counter() - t0
@@ -236,7 +237,7 @@ def task_inference(dom: str, args, images: Path) -> Part:
         s = acc.position_summary(errs)
         if s["mean"] is not None:
             part.headline.append((f"inference {dom}: {fam} mean error", f"{s['mean']:.3f}", f"≤ {POSITION_TARGET}"))
-    cal = (getattr(load_registry(args.models).prior(dom)[0], "entry", {}).get("inference") or {}).get("calibration")
+    cal = (getattr(registry.prior(dom)[0], "entry", {}).get("inference") or {}).get("calibration")
     readout = (f"calibrated readout for {', '.join(cal.get('families', {}))} (fitted on {cal.get('n')} images, seed {cal.get('seed')})"
                if cal else "plain energies (no calibrated readout in the manifest)")
     part.lines = [

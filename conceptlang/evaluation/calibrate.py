@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from conceptlang.errors import ModelError
-from conceptlang.evaluation.inference import Readout, _as_tensor, _energies_per_condition
+from conceptlang.evaluation.inference import (
+    Readout,
+    _as_tensor,
+    _energies_per_condition,
+    condition_names,
+    discrete_groups,
+    energy_grid,
+)
 from conceptlang.evaluation.stats import Proportion
 
 CALIBRATION_SEED = 2024  # measure_inference uses 12345: calibration and measurement never share images
@@ -48,22 +55,18 @@ class FamilyCalibration:
 
 
 def family_conditions(registry, domain: str, family) -> tuple[Any, list, tuple[str, ...]]:
-    """(model, conditions, names) for a discrete family served by one implicit model with level energies."""
-    from conceptlang.compiler.interface import ConceptRef
-    from conceptlang.models.conditions import ABSENT, has_absent_token
-
-    served = [registry.model_for(ConceptRef(domain, family.name, value=v)) for v in family.values]
-    model = served[0][0]
-    if any(m is not model for m, _ in served) or not getattr(model, "has_energy_levels", False):
-        raise ModelError(f"family {family.name!r}: calibration needs one implicit model serving all its values")
-    conds = [c for _, c in served]
-    names = tuple(family.values)
-    if len(family.values) == 1:
-        if not has_absent_token(tuple(model.slots), family.name):
-            raise ModelError(f"family {family.name!r}: a yes/no family needs a model with a known-absent token")
-        conds.append({family.name: ABSENT})
-        names += ("(not)",)
-    return model, conds, names
+    """(model, conditions, names) for a discrete family served by one implicit model with level
+    energies: the conditions inference ranks (:func:`conceptlang.evaluation.inference.discrete_groups`)."""
+    groups, absent = discrete_groups(registry, domain, family)
+    need_one = f"family {family.name!r}: calibration needs one implicit model serving all its values"
+    if len(groups) != 1:
+        raise ModelError(need_one)
+    ((model, _cols, conds),) = groups.values()
+    if not getattr(model, "has_energy_levels", False):
+        raise ModelError(need_one)
+    if len(family.values) == 1 and not absent:
+        raise ModelError(f"family {family.name!r}: a yes/no family needs a model with a known-absent token")
+    return model, conds, condition_names(family, absent)
 
 
 def fit_levels(lv: np.ndarray, y: np.ndarray, l2: float = 0.1, iters: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -137,8 +140,7 @@ def calibrate_domain(registry, domain: str, n: int = 256, seed: int = CALIBRATIO
         w, b = fit_levels(lv[:cut], y[:cut], l2)
         held = _accuracy(lv[cut:], y[cut:], w, b)
         w, b = fit_levels(lv, y, l2)
-        sigmas = tuple(float(v) for v in model.impl().energy_sigmas)
-        out.append(FamilyCalibration(fam.name, model.name, Readout(w, b, sigmas, names), n, plain, held))
+        out.append(FamilyCalibration(fam.name, model.name, Readout(w, b, energy_grid(model), names), n, plain, held))
     return out
 
 

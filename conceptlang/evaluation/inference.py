@@ -251,8 +251,6 @@ def infer_batch(
     of the whole scene description, which is sharper than the marginal over the other families.
     Returns one :class:`InferenceResult` per image.
     """
-    from conceptlang.compiler.interface import ConceptRef
-
     t0 = time.perf_counter()
     x = _as_tensor(images).to(device)  # (N, C, H, W)
     if x.shape[0] == 0:
@@ -274,16 +272,7 @@ def infer_batch(
         if fam.name not in wanted:
             continue
         if fam.kind == "discrete":
-            models = [registry.model_for(ConceptRef(dom_name, fam.name, value=v)) for v in fam.values]
-            model0 = models[0][0]
-            absent = len(fam.values) == 1 and has_absent_token(tuple(getattr(model0, "slots", ())), fam.name)
-            # Values served by one model (a joint model serves them all) go into one stacked call;
-            # a yes/no family's known-absent condition rides along with its value.
-            groups: dict[int, tuple[object, list[int], list]] = {}  # model id → (model, columns, conditions)
-            for j, (model, cond) in enumerate(models + ([(model0, {fam.name: ABSENT})] if absent else [])):
-                _, cols, conds = groups.setdefault(id(model), (model, [], []))
-                cols.append(j if j < len(fam.values) else -1)  # −1: the known-absent condition
-                conds.append(cond)
+            groups, absent = discrete_groups(registry, dom_name, fam)
             readout = _readout(groups, fam, absent)
             if readout is not None:
                 # One model scores every condition: read its noise levels out with the calibrated
@@ -291,7 +280,7 @@ def infer_batch(
                 (model, cols, conds), = groups.values()
                 lv = _energies_per_condition(model, x, conds, levels=True)  # (N, J, S)
                 energies, scores = lv.sum(2), lv @ readout.weights + readout.bias  # (N, J) each
-                names = list(fam.values) + (["(not)"] if absent else [])
+                names = condition_names(fam, absent)
                 for i in range(n):
                     order = np.argsort(scores[i], kind="stable")
                     ranking = [(names[j], float(scores[i, j])) for j in order]
@@ -348,6 +337,37 @@ def infer_batch(
     ]
 
 
+def discrete_groups(registry, dom_name: str, fam) -> tuple[dict[int, tuple[Any, list[int], list]], bool]:
+    """The conditions that decide a discrete family, grouped by the model that scores them.
+
+    Returns ({model id: (model, columns, conditions)}, absent): column j is value j, −1 the
+    family's known-absent condition, which a yes/no family gets (``absent``) when its model was
+    trained with one. Values served by one model (a joint model serves them all) go into one
+    stacked call; the known-absent condition rides along with the value, after it.
+    """
+    from conceptlang.compiler.interface import ConceptRef
+
+    models = [registry.model_for(ConceptRef(dom_name, fam.name, value=v)) for v in fam.values]
+    model0 = models[0][0]
+    absent = len(fam.values) == 1 and has_absent_token(tuple(getattr(model0, "slots", ())), fam.name)
+    groups: dict[int, tuple[Any, list[int], list]] = {}
+    for j, (model, cond) in enumerate(models + ([(model0, {fam.name: ABSENT})] if absent else [])):
+        _, cols, conds = groups.setdefault(id(model), (model, [], []))
+        cols.append(j if j < len(fam.values) else -1)
+        conds.append(cond)
+    return groups, absent
+
+
+def condition_names(fam, absent: bool) -> tuple[str, ...]:
+    """Names of a discrete family's conditions in ranking order: its values, then ``(not)``."""
+    return tuple(fam.values) + (("(not)",) if absent else ())
+
+
+def energy_grid(model) -> tuple[float, ...]:
+    """The σ levels of an implicit registered model's energy (what a readout is fitted on)."""
+    return tuple(float(v) for v in model.impl().energy_sigmas)
+
+
 @dataclass(frozen=True)
 class Readout:
     """Calibrated weights over an implicit model's noise levels for one discrete family.
@@ -392,13 +412,13 @@ def _readout(groups: dict, fam, absent: bool) -> Readout | None:
         return None
     where = f"model {getattr(model, 'name', model)!r}, family {fam.name!r}"
     r = Readout.from_json(d, where)
-    want = tuple(fam.values) + (("(not)",) if absent else ())
+    want = condition_names(fam, absent)
     if len(want) < 2:
         raise ModelError(f"{where}: a calibrated readout needs two or more conditions to rank; this yes/no family "
                          "has no known-absent token (remove the readout)")
     if r.conditions != want:
         raise ModelError(f"{where}: the calibrated readout covers {list(r.conditions)}, the family has {list(want)}; recalibrate")
-    grid = tuple(float(v) for v in model.impl().energy_sigmas)
+    grid = energy_grid(model)
     if len(grid) != len(r.sigmas) or not np.allclose(grid, r.sigmas, rtol=1e-4):
         raise ModelError(f"{where}: the readout was calibrated on σ levels {[round(v, 4) for v in r.sigmas]}, "
                          f"the model's energy uses {[round(v, 4) for v in grid]}; recalibrate")
