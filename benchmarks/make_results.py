@@ -459,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("fork")) as pool:
+        # fork is quicker to start, but a CUDA context (environment_info asked the GPU its name)
+        # cannot cross a fork: workers that sample on CUDA are spawned
+        method = "spawn" if env["device"].startswith("cuda") else "fork"
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context(method)) as pool:
             futures = [pool.submit(_run_task, part, sub, args, images) for part, sub in todo]
             for fut in as_completed(futures):
                 collect(*fut.result())

@@ -46,22 +46,31 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--spatial/--no-spatial", default=True, show_default=True,
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
+@click.option("--data-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes that draw the next training images ahead of the loop (for a GPU); same batches.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min,
-              seed, data_seed, threads, widths, checkpoint_every, cond_dropout, spatial, init_from, quiet):
+              seed, data_seed, threads, widths, checkpoint_every, cond_dropout, spatial, init_from, data_workers,
+              time_budget, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
     Checkpoints (model, optimizer, RNG and data-stream position) are written atomically to the
     run folder; --resume continues exactly where the last checkpoint left off. A cosine schedule
     follows the run's --iters: resuming with a larger --iters stretches what is left of it.
+    --time-budget (e.g. a GPU lease) times 120 iterations of a throwaway copy and sets --iters
+    from that rate (90% of it); the chosen count is saved in config.json, so the run can be
+    repeated with --iters.
     """
+    import time
     from pathlib import Path
 
     import torch
 
     from conceptlang.data import get_domain
     from conceptlang.errors import ModelError
-    from conceptlang.models.training import TrainConfig, Trainer, set_threads
+    from conceptlang.models.training import TrainConfig, Trainer, iters_for_budget, measure_rate, set_threads
 
     dom = get_domain(domain)
     families: tuple[str, ...] = ()
@@ -95,7 +104,20 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
                           cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""))
-    trainer = Trainer(cfg, run, device=device)
+    if time_budget is not None:
+        if iters is not None:
+            raise click.UsageError("give --iters or --time-budget, not both")
+        t0 = time.perf_counter()
+        rate = measure_rate(cfg, device=device, data_workers=data_workers, steps=120, skip=30)
+        done = 0
+        if resume and (run / "checkpoint.pt").exists():
+            done = int(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["it"])
+        spent = time.perf_counter() - t0
+        if spent >= time_budget:
+            raise ModelError(f"--time-budget {time_budget:g} s: timing the run alone took {spent:.1f} s; give a larger budget")
+        cfg.iters = iters_for_budget(rate, time_budget - spent, done=done)
+        click.echo(f"{name}: {rate:.1f} it/s on {device}: --iters {cfg.iters} fits {time_budget:g} s", err=True)
+    trainer = Trainer(cfg, run, device=device, data_workers=data_workers)
     if cfg.init_from and not (resume and trainer.checkpoint_path.exists()):
         start = trainer.warm_start(cfg.init_from)
         click.echo(f"{name}: starting from the weights of {cfg.init_from} (iteration {start})", err=True)

@@ -132,15 +132,48 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
 # --------------------------------------------------------------------------------------------
 
 
+def chunk_arrays(domain: str, parts: list[tuple[str, int]], data_seed: int, c: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Chunk ``c`` of a data stream as numpy arrays: (uint8 images, family index arrays, positions).
+
+    A pure function of its arguments (it needs numpy and the data layer only, not torch), so
+    worker processes can build chunks ahead of the training loop with the same result.
+    """
+    from conceptlang.data import generate
+
+    imgs, idx, pos = [], {}, []
+    for j, (split, count) in enumerate(parts):
+        if count <= 0:
+            continue
+        seed = (data_seed * 1_000_003 + c * 101 + j) % (2**32)
+        images, arrays = generate(domain, count, seed=seed, split=split, as_arrays=True)
+        imgs.append(images)
+        p = np.asarray(arrays.positions, dtype=np.float32)  # (n, K, 2)
+        k = p.shape[1]
+        pad = (lambda a: np.concatenate([a, a[:, :1].repeat(2 - k, axis=1)], axis=1)) if k < 2 else (lambda a: a[:, :2])
+        pos.append(pad(p))
+        for fam, arr in arrays.index.items():
+            idx.setdefault(fam, []).append(pad(np.asarray(arr)))
+    total = sum(count for _, count in parts)
+    perm = np.random.default_rng([data_seed, c]).permutation(total)
+    return np.concatenate(imgs)[perm], {f: np.concatenate(v)[perm] for f, v in idx.items()}, np.concatenate(pos)[perm]
+
+
 class DataStream:
     """Batch ``i`` of an endless, deterministic stream of labelled images (a mixture of splits).
 
     Label arrays are padded to two objects per image (a one-object image repeats its object), so
-    one-object and two-object splits mix in one batch.
+    one-object and two-object splits mix in one batch. With ``workers > 0`` the next chunks are
+    built ahead in that many worker processes (for a GPU, where drawing the images on one core
+    would leave it waiting); the batches are the same either way.
     """
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, workers: int = 0):
+        if workers < 0:
+            raise ModelError(f"data workers must be >= 0, got {workers}")
         self.cfg = cfg
+        self.workers = int(workers)
+        self._pool = None
+        self._ahead: dict[int, Any] = {}  # chunk id -> Future of chunk_arrays
         self._chunk_id = -1
         self._chunk: tuple[torch.Tensor, dict[str, np.ndarray], np.ndarray] | None = None
         total = sum(cfg.splits.values())
@@ -148,30 +181,39 @@ class DataStream:
         counts[0] += cfg.chunk_size - sum(counts)
         self.parts = list(zip(cfg.splits, counts))
 
-    def _make_chunk(self, c: int) -> None:
-        from conceptlang.data import generate, to_tensor
+    def _arrays(self, c: int):
+        args = (self.cfg.domain, self.parts, self.cfg.data_seed)
+        if not self.workers:
+            return chunk_arrays(*args, c)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        imgs, idx, pos = [], {}, []
-        for j, (split, count) in enumerate(self.parts):
-            if count <= 0:
-                continue
-            seed = (self.cfg.data_seed * 1_000_003 + c * 101 + j) % (2**32)
-            images, arrays = generate(self.cfg.domain, count, seed=seed, split=split, as_arrays=True)
-            imgs.append(images)
-            p = np.asarray(arrays.positions, dtype=np.float32)  # (n, K, 2)
-            k = p.shape[1]
-            pad = (lambda a: np.concatenate([a, a[:, :1].repeat(2 - k, axis=1)], axis=1)) if k < 2 else (lambda a: a[:, :2])
-            pos.append(pad(p))
-            for fam, arr in arrays.index.items():
-                idx.setdefault(fam, []).append(pad(np.asarray(arr)))
-        perm = np.random.default_rng([self.cfg.data_seed, c]).permutation(self.cfg.chunk_size)
-        images = np.concatenate(imgs)[perm]
-        self._chunk = (
-            to_tensor(images),
-            {f: np.concatenate(v)[perm] for f, v in idx.items()},
-            np.concatenate(pos)[perm],
-        )
+            # spawn: the workers never inherit the parent's torch (or CUDA) state
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        window = range(c, c + 2 * self.workers)
+        for old in [k for k in self._ahead if k not in window]:  # passed, or far ahead after a jump back
+            self._ahead.pop(old).cancel()
+        for k in window:
+            if k not in self._ahead:
+                self._ahead[k] = self._pool.submit(chunk_arrays, *args, k)
+        return self._ahead.pop(c).result()
+
+    def _make_chunk(self, c: int) -> None:
+        from conceptlang.data import to_tensor
+
+        images, idx, pos = self._arrays(c)
+        self._chunk = (to_tensor(images), idx, pos)
         self._chunk_id = c
+
+    def close(self) -> None:
+        """Stop the worker processes (if any); the stream can be used again afterwards."""
+        if self._pool is not None:
+            for fut in self._ahead.values():
+                fut.cancel()
+            self._ahead.clear()
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def batch(self, i: int) -> tuple[torch.Tensor, dict[str, np.ndarray], np.ndarray]:
         per = self.cfg.chunk_size // self.cfg.batch_size
@@ -274,7 +316,7 @@ def cd_loss(
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, device: str = "cpu"):
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, device: str = "cpu", data_workers: int = 0):
         validate_config(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -286,7 +328,7 @@ class Trainer:
         self.ema.requires_grad_(False)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
-        self.stream = DataStream(cfg)
+        self.stream = DataStream(cfg, workers=data_workers)
         self.it = 0
         self.seconds = 0.0
         self.init_it = 0  # iterations the warm-start source had been trained for
@@ -410,27 +452,64 @@ class Trainer:
         bar = tqdm(total=until, initial=self.it, disable=not progress, desc=self.cfg.name, dynamic_ncols=True)
         window: list[float] = []
         t0 = time.perf_counter()
-        while self.it < until:
-            loss = self.step()
-            losses.append(loss)
-            window.append(loss)
-            bar.update(1)
-            if self.it % self.cfg.log_every == 0 or self.it == until:
-                now = time.perf_counter()
-                self.seconds += now - t0
-                t0 = now
-                mean = sum(window) / len(window)
-                bar.set_postfix(loss=f"{mean:.4f}")
-                with open(log_path, "a") as fh:
-                    row = {"it": self.it, "loss": mean, "lr": learning_rate(self.cfg, self.it - 1), "seconds": round(self.seconds, 1)}
-                    fh.write(json.dumps(row) + "\n")
-                window = []
-            if self.it % self.cfg.checkpoint_every == 0 or self.it == until:
-                self.save()
-                if on_checkpoint is not None:
-                    on_checkpoint(self)
-        bar.close()
+        try:
+            while self.it < until:
+                loss = self.step()
+                losses.append(loss)
+                window.append(loss)
+                bar.update(1)
+                if self.it % self.cfg.log_every == 0 or self.it == until:
+                    now = time.perf_counter()
+                    self.seconds += now - t0
+                    t0 = now
+                    mean = sum(window) / len(window)
+                    bar.set_postfix(loss=f"{mean:.4f}")
+                    with open(log_path, "a") as fh:
+                        row = {"it": self.it, "loss": mean, "lr": learning_rate(self.cfg, self.it - 1), "seconds": round(self.seconds, 1)}
+                        fh.write(json.dumps(row) + "\n")
+                    window = []
+                if self.it % self.cfg.checkpoint_every == 0 or self.it == until:
+                    self.save()
+                    if on_checkpoint is not None:
+                        on_checkpoint(self)
+        finally:
+            bar.close()
+            self.stream.close()
         return losses
+
+
+def iters_for_budget(rate: float, seconds: float, done: int = 0, safety: float = 0.9) -> int:
+    """The ``iters`` a run at ``rate`` iterations/s reaches in ``seconds`` (times ``safety``), after ``done``."""
+    if not (rate > 0 and math.isfinite(rate)) or seconds <= 0 or not 0 < safety <= 1:
+        raise ModelError(f"cannot size a run: rate={rate} it/s, budget={seconds} s, safety={safety}")
+    return done + max(1, int(rate * seconds * safety))
+
+
+def measure_rate(cfg: TrainConfig, device: str = "cpu", data_workers: int = 0, steps: int = 60, skip: int = 20) -> float:
+    """Iterations per second of ``cfg`` on ``device``, timed on a throwaway copy of the run.
+
+    The copy trains ``steps`` iterations in a temporary folder (nothing of it is kept; the real
+    run's weights, generator and data stream are untouched); the first ``skip`` are not timed
+    (start-up, first chunk, kernel selection). Used by ``conceptlang train --time-budget``.
+    """
+    import tempfile
+    from dataclasses import replace
+
+    if steps <= skip:
+        raise ModelError(f"measure_rate: steps ({steps}) must exceed skip ({skip})")
+    probe_cfg = replace(cfg, iters=steps, checkpoint_every=10**9, log_every=10**9, init_from="")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Trainer(probe_cfg, tmp, device=device, data_workers=data_workers)
+        try:
+            for _ in range(skip):
+                probe.step()
+            t0 = time.perf_counter()
+            for _ in range(steps - skip):
+                probe.step()
+            elapsed = time.perf_counter() - t0
+        finally:
+            probe.stream.close()
+    return (steps - skip) / max(elapsed, 1e-9)
 
 
 def _exported_as_checkpoint(path: Path) -> dict[str, Any]:

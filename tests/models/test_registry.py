@@ -219,3 +219,22 @@ def test_per_family_models_share_a_domain_and_one_is_the_prior(tmp_path):
     assert reg.candidates("red") == []  # no colour model in this set
     assert reg.joint((ConceptRef("scenes", "position", params=(0.5, 0.5)), ConceptRef("scenes", "shape", value="circle"))) is None
     assert shape.encode([{"shape": "triangle"}]).tolist() == [[3.0]]
+
+
+def test_train_cli_time_budget_sets_and_records_iters(tmp_path):
+    from conceptlang.cli import main
+
+    out = tmp_path / "t"
+    args = ["train", "scenes", "shape", "--batch-size", "8", "--widths", "4,4", "--out", str(out), "--quiet", "--threads", "1"]
+    res = CliRunner().invoke(main, args + ["--time-budget", "8"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert cfg["iters"] == last["it"] >= 1 and f"--iters {cfg['iters']} fits 8 s" in res.output
+    assert f"trained scenes-shape to iteration {cfg['iters']}" in res.output
+    res = CliRunner().invoke(main, args + ["--time-budget", "6", "--iters", "3"])
+    assert res.exit_code == 2 and "give --iters or --time-budget, not both" in res.output
+    res = CliRunner().invoke(main, args + ["--time-budget", "0"])
+    assert res.exit_code == 2 and "--time-budget" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(main, args[:-5] + ["--out", str(tmp_path / "u"), "--time-budget", "0.001"])
+    assert res.exit_code == 1 and "--time-budget 0.001 s: timing the run alone took" in res.output

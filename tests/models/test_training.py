@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,3 +188,58 @@ def test_warm_start_from_exported_weights(tmp_path, tiny_models_dir):
         fh.write(b"\0")
     with pytest.raises(ModelError, match="checksum mismatch"):
         tr.warm_start(tampered / "tiny.safetensors")
+
+
+def test_data_workers_build_the_same_batches_ahead():
+    """Chunks drawn by worker processes equal the in-process ones, in order, after a jump, and after close()."""
+    from conceptlang.models.training import chunk_arrays
+
+    cfg = tiny_config(splits={"train": 0.75, "two_objects": 0.25})
+    plain, ahead = DataStream(cfg), DataStream(cfg, workers=2)
+    try:
+        for i in (0, 1, 4, 5, 17, 3):  # 4 batches per 32-image chunk: chunks 0, 1, 4, 0
+            (x, idx, pos), (xw, idxw, posw) = plain.batch(i), ahead.batch(i)
+            assert torch.equal(x, xw) and np.array_equal(pos, posw), i
+            assert idx.keys() == idxw.keys() and all(np.array_equal(idx[k], idxw[k]) for k in idx), i
+        assert sorted(ahead._ahead) == [1, 2, 3]  # the chunks after 0 are on their way
+    finally:
+        ahead.close()
+    assert ahead._pool is None and not ahead._ahead
+    x, _, _ = ahead.batch(9)  # a closed stream starts its workers again
+    ahead.close()
+    images, _, _ = chunk_arrays("scenes", plain.parts, cfg.data_seed, 2)
+    assert images.dtype == np.uint8 and images.shape == (32, 32, 32, 3)
+    assert torch.equal(x, plain.batch(9)[0])
+    with pytest.raises(ModelError, match="data workers must be >= 0, got -1"):
+        DataStream(cfg, workers=-1)
+
+
+def test_training_with_data_workers_matches_training_without(tmp_path):
+    a = Trainer(tiny_config(iters=6), tmp_path / "a")
+    b = Trainer(tiny_config(iters=6), tmp_path / "b", data_workers=1)
+    assert a.train(progress=False) == b.train(progress=False)
+    assert b.stream._pool is None  # train() stops its workers
+    for k, v in a.net.state_dict().items():
+        assert torch.equal(v, b.net.state_dict()[k]), k
+
+
+def test_iters_for_budget():
+    from conceptlang.models.training import iters_for_budget
+
+    assert iters_for_budget(50.0, 100.0) == 4500  # 90% of 50 it/s × 100 s
+    assert iters_for_budget(50.0, 100.0, done=1000, safety=1.0) == 6000
+    assert iters_for_budget(0.001, 1.0) == 1  # always at least one iteration
+    for bad in (dict(rate=0.0, seconds=1.0), dict(rate=float("nan"), seconds=1.0), dict(rate=1.0, seconds=-2.0),
+                dict(rate=1.0, seconds=1.0, safety=1.5)):
+        with pytest.raises(ModelError, match="cannot size a run"):
+            iters_for_budget(**bad)
+
+
+def test_measure_rate_times_a_throwaway_copy(tmp_path):
+    from conceptlang.models.training import measure_rate
+
+    cfg = tiny_config(iters=4)
+    rate = measure_rate(cfg, steps=6, skip=2)
+    assert 0 < rate < 1e5 and cfg.iters == 4 and not (tmp_path / "r").exists()
+    with pytest.raises(ModelError, match="steps \\(2\\) must exceed skip \\(2\\)"):
+        measure_rate(cfg, steps=2, skip=2)
