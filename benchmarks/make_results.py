@@ -372,6 +372,13 @@ SCHEDULE = (("suites", "scenes"), ("suites", "faces"), ("inference", "scenes"), 
             ("continual", ""), ("venn", "scenes"), ("objects", ""), ("inference", "faces"))
 
 
+def start_method(device: str) -> str:
+    """How worker processes start: fork is quicker, but a CUDA context (environment_info asked the GPU
+    its name) cannot cross a fork, so workers that sample on CUDA are spawned (they import this
+    script afresh, so they see none of the parent's run-time patches)."""
+    return "spawn" if str(device).startswith("cuda") else "fork"
+
+
 def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
     import torch
 
@@ -459,10 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        # fork is quicker to start, but a CUDA context (environment_info asked the GPU its name)
-        # cannot cross a fork: workers that sample on CUDA are spawned
-        method = "spawn" if env["device"].startswith("cuda") else "fork"
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context(method)) as pool:
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context(start_method(env["device"]))) as pool:
             futures = [pool.submit(_run_task, part, sub, args, images) for part, sub in todo]
             for fut in as_completed(futures):
                 collect(*fut.result())

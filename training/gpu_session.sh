@@ -38,7 +38,7 @@ say "== environment"
 say "== 1. training (background, $TRAIN_S s each)"
 for spec in "scenes 2" "faces 6"; do
   set -- $spec
-  ( timeout $((TRAIN_S + 90)) conceptlang train "$1" --init-from "models/$1-joint.safetensors" --out "$W/run-$1" \
+  ( timeout $((TRAIN_S + 60)) conceptlang train "$1" --init-from "models/$1-joint.safetensors" --out "$W/run-$1" \
       --device "$DEVICE" --batch-size "$BATCH" --lr 8e-4 --lr-schedule cosine --lr-min 1e-5 --data-seed 11 --seed 11 \
       --threads 2 --data-workers "$2" --time-budget "$TRAIN_S" --checkpoint-every 1000 --quiet \
       >"$W/train-$1.txt" 2>&1; echo "exit $?" >>"$W/train-$1.txt" ) &
@@ -47,12 +47,12 @@ done
 say "== 2. CUDA path"
 timeout 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests >>"$LOG" 2>&1; say "gpu-marked tests: exit $?"
 if [ "$TESTS" != skip ]; then
-  timeout 170 python3 -m pytest -q -p no:cacheprovider $TESTS tests >"$W/pytest.txt" 2>&1; say "whole suite, CUDA visible: exit $?"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider $TESTS tests >"$W/pytest.txt" 2>&1; say "whole suite, CUDA visible: exit $?"
   tail -25 "$W/pytest.txt" >>"$LOG"
 fi
 for n in ${SAMPLE_N-16 256}; do
   s=$(date +%s.%N)
-  timeout 60 conceptlang sample "(male & smiling) | ~black_hair" -n $n --device "$DEVICE" --seed 0 -o "$W/design_card_cuda_$n.png" >>"$LOG" 2>&1
+  timeout 45 conceptlang sample "(male & smiling) | ~black_hair" -n $n --device "$DEVICE" --seed 0 -o "$W/design_card_cuda_$n.png" >>"$LOG" 2>&1
   say "sample design card n=$n on $DEVICE: exit $? in $(python3 -c "import time; print(round(time.time() - $s, 1))") s"
 done
 

@@ -58,10 +58,16 @@ def test_worker_processes_and_failures(make_results, tmp_path, monkeypatch):
 
     monkeypatch.setitem(make_results.TASKS, "inference", boom)
     docs = tmp_path / "docs"
+    # --device cpu: forked workers inherit the fake pipeline (on a CUDA machine "auto" would spawn them)
     assert make_results.main(["--quick", "--docs", str(docs), "--only", "suites,inference", "--limit", "1",
-                              "--jobs", "2"]) == 0
+                              "--jobs", "2", "--device", "cpu"]) == 0
     md = (docs / "results.md").read_text()
     assert "**inference scenes: failed** with `RuntimeError: no such model`" in md
     assert "| `circle` | single | 1 | single |" in md and "| `male` | single | 1 | single |" in md
     data = json.loads((docs / "results.json").read_text())
     assert data["complete"] is True and data["parts"]["inference_faces"]["failed"].startswith("RuntimeError")
+
+
+def test_workers_that_sample_on_cuda_are_spawned(make_results):
+    assert make_results.start_method("cuda") == make_results.start_method("cuda:1") == "spawn"
+    assert make_results.start_method("cpu") == "fork"
