@@ -15,6 +15,7 @@ TRAIN_S=${TRAIN_S:-250}       # seconds of training per domain (both run side by
 EVAL_S=${EVAL_S:-210}         # seconds allowed for the measurements after training
 N=${N:-256}                   # samples per suite expression
 BATCH=${BATCH:-128}           # training batch (32 on CPU; a GPU takes more at the same cost per step)
+LR=${LR:-2e-4}               # peak learning rate (8e-4 on the first lease broke some concepts: docs/models.md)
 DEVICE=${DEVICE:-cuda}
 TESTS=${TESTS:-"-n 6"}        # pytest arguments for the whole suite (xdist); "skip" to skip it
 MR_ARGS=${MR_ARGS:-"--n-infer 96 --n-continual 128 --n-objects 128 --n-venn 64"}
@@ -39,7 +40,7 @@ say "== 1. training (background, $TRAIN_S s each)"
 for spec in "scenes 2" "faces 6"; do
   set -- $spec
   ( timeout $((TRAIN_S + 60)) conceptlang train "$1" --init-from "models/$1-joint.safetensors" --out "$W/run-$1" \
-      --device "$DEVICE" --batch-size "$BATCH" --lr 8e-4 --lr-schedule cosine --lr-min 1e-5 --data-seed 11 --seed 11 \
+      --device "$DEVICE" --batch-size "$BATCH" --lr "$LR" --lr-schedule cosine --lr-min 1e-5 --data-seed 11 --seed 11 \
       --threads 2 --data-workers "$2" --time-budget "$TRAIN_S" --checkpoint-every 1000 --quiet \
       >"$W/train-$1.txt" 2>&1; echo "exit $?" >>"$W/train-$1.txt" ) &
 done
