@@ -50,8 +50,8 @@ def load_registry_for(models: str | None):
     return load_registry(models)
 
 
-def _compile_options(alpha, temperature, and_mode, or_mode, strict) -> dict[str, Any]:
-    opts: dict[str, Any] = {"strict": strict}
+def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights=True) -> dict[str, Any]:
+    opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
     if alpha is not None:
         opts["alpha"] = alpha
     if temperature is not None:
@@ -65,6 +65,8 @@ def _compile_options(alpha, temperature, and_mode, or_mode, strict) -> dict[str,
 
 def _common_compile_options(f):
     f = click.option("--strict", is_flag=True, help="An unsatisfiable expression is an error, not a warning.")(f)
+    f = click.option("--concept-weights/--no-concept-weights", default=True,
+                     help="Apply the models' calibrated concept weights (manifest `concept_weights`). [default: on]")(f)
     f = click.option("--or-mode", type=click.Choice(["auto", "dnf", "lse"]), default=None,
                      help="OR route: exact DNF mixture (auto/dnf) or log-sum-exp energies (lse). [default: auto]")(f)
     f = click.option("--and-mode", type=click.Choice(["sum", "product", "joint"]), default=None,
@@ -86,7 +88,8 @@ def _common_compile_options(f):
 @_common_compile_options
 @click.option("--dot", is_flag=True, help="Print the energy graph as Graphviz DOT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the energy graph as JSON.")
-def explain_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, strict, dot, as_json) -> None:
+def explain_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, concept_weights, strict, dot,
+                as_json) -> None:
     """Compile EXPRESSION and show its energy graph: leaves, sums, log-sum-exps, how each negation
     is grounded, and the sampling route.
 
@@ -105,7 +108,7 @@ def explain_cmd(expression, file, models, alpha, temperature, and_mode, or_mode,
     registry = load_registry_for(models)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # explain prints the warning itself, as a note
-        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict))
+        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights))
     if dot:
         click.echo(graph.to_dot(), nl=False)
     elif as_json:
@@ -241,7 +244,7 @@ def _write_gif(path: Path, frames, scale: int) -> None:
                    "(explicit models; reliable in low dimension).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, strict, n, output, steps, seed,
+def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
                sampler, device, step_size, noise_scale, batch_size, per_image, gif, scale, estimate_log_z, as_json,
                progress) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
@@ -268,7 +271,7 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
     registry = load_registry_for(models)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict))
+        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     t_compiled = time.perf_counter()

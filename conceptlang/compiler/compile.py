@@ -113,6 +113,10 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
 
     builder = GraphBuilder(registry, domain, refs, opts)
     root = builder.lower(expr, check_log_z(expr, opts))
+    if builder.calibrated:
+        notices.append("calibrated concept weights (from the models' manifest): "
+                       + ", ".join(f"{c} ×{w:g}" for c, w in sorted(builder.calibrated.items()))
+                       + "; concept_weights=False (CLI --no-concept-weights) scores concepts as written")
     models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
     all_explicit = all(m.kind == "explicit" for m in models)
 

@@ -106,6 +106,7 @@ class GraphBuilder:
         self._has_lse: dict[int, bool] = {}
         self._lowered: dict[int, int] = {}
         self._keep: list[Expr] = []
+        self.calibrated: dict[str, float] = {}  # concept → calibrated weight applied (for notices)
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -183,7 +184,7 @@ class GraphBuilder:
         done = self._lowered.get(id(e))
         if done is not None and log_z is None:
             return done
-        if isinstance(e, Concept):
+        if isinstance(e, Concept) and self.weight(e) == 1.0:
             nid = self.leaf(self.refs[e])
         elif isinstance(e, Or):
             offsets = list(log_z) if log_z is not None else [0.0] * len(e.terms)
@@ -196,14 +197,30 @@ class GraphBuilder:
         self._keep.append(e)  # ids stay valid while the builder lives
         return nid
 
+    def weight(self, e: Expr) -> float:
+        """A concept's calibrated weight (the registry's optional ``concept_weight`` hook; 1 for
+        anything else, or with ``concept_weights=False``): it multiplies the concept's coefficient
+        wherever it appears, ``~c`` and ``w * c`` included."""
+        hook = getattr(self.registry, "concept_weight", None)
+        if hook is None or not self.options.concept_weights or not isinstance(e, Concept):
+            return 1.0
+        w = float(hook(self.refs[e]))
+        if w != 1.0:
+            self.calibrated[concept_text(e)] = w
+        return w
+
     def _classify(self, t: Expr) -> tuple[float, Expr, bool]:
         """A conjunction term → (signed coefficient, the expression it scales, negated?)."""
         if isinstance(t, Not):
-            return -self.options.alpha, t.expr, True
+            return -self.options.alpha * self.weight(t.expr), t.expr, True
         if isinstance(t, Weighted):
             s, inner, neg = self._classify(t.expr)
             return t.weight * s, inner, neg
-        return 1.0, t, False
+        return self.weight(t), t, False
+
+    def _term(self, inner: Expr) -> int:
+        """The node a conjunction term scales: a concept's own leaf (its weight is in the coefficient)."""
+        return self.leaf(self.refs[inner]) if isinstance(inner, Concept) else self.lower(inner)
 
     def conjunction(self, terms: tuple[Expr, ...]) -> int:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
@@ -224,12 +241,13 @@ class GraphBuilder:
         mine: list[Grounding] = []
         joint, absorbed = self._joint_terms(classified) if self.options.and_mode == "joint" else ({}, set())
         for k, (t, s, inner, neg) in enumerate(classified):
-            if k in absorbed:
+            if k in joint or k in absorbed:
+                if k in joint:
+                    out.append((1.0, joint[k]))
+                if s != 1.0:  # a calibrated concept in a joint leaf: its extra (w − 1)·(E_c − E_prior)
+                    out.append((s - 1.0, self._term(inner)))
                 continue
-            if k in joint:
-                out.append((1.0, joint[k]))
-                continue
-            out.append((s, self.lower(inner)))
+            out.append((s, self._term(inner)))
             if neg or s < 0:
                 mine.append(Grounding(
                     negated=_wrap(inner, 4) if neg else show(t),
@@ -266,8 +284,9 @@ class GraphBuilder:
             if isinstance(inner, Concept):
                 count[self.refs[inner]] = count.get(self.refs[inner], 0) + 1
         single: dict[ConceptRef, int] = {}
-        for k, (_, s, inner, neg) in enumerate(classified):
-            if s == 1.0 and not neg and isinstance(inner, Concept) and count[self.refs[inner]] == 1:
+        for k, (t, s, inner, neg) in enumerate(classified):
+            # unit weight as written (a calibrated concept joins; the caller adds its extra share)
+            if not neg and isinstance(inner, Concept) and s == self.weight(inner) and count[self.refs[inner]] == 1:
                 single[self.refs[inner]] = k
         groups: dict[int, list[tuple[ConceptRef, int]]] = {}
         for ref, k in single.items():

@@ -32,6 +32,10 @@ class CompileOptions:
       ``"lse"`` (always log-sum-exp energies; explicit models only).
     * ``log_z``: ``"equal"`` (every branch's log Z taken as equal — the paper's assumption) or a
       sequence of log Z values, one per branch of the top-level OR.
+    * ``concept_weights``: apply the registry's calibrated concept weights (its optional
+      ``concept_weight(ref)`` hook: a concept with weight w is scored as E_prior + w·(E_c − E_prior)
+      in the product and joint modes, w·E_c in the sum mode, wherever it appears); False scores
+      every concept with weight 1, as written.
     * ``strict``: an unsatisfiable expression is an error instead of a warning.
     * ``domain``: pin name resolution to one domain.
     * ``sampler``: check at compile time that this sampler suits the models.
@@ -44,6 +48,7 @@ class CompileOptions:
     log_z: Any = "equal"
     max_disjuncts: int = 64
     strict: bool = False
+    concept_weights: bool = True
     domain: str | None = None
     sampler: str | None = None
 

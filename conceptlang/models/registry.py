@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -153,10 +154,25 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         sampler = entry.get("sampler", {})
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
+        _validate_concept_weights(entry.get("concept_weights", {}), families, where)
     for domain in {e["domain"] for e in models}:
         if domain not in priors:
             raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
     return models
+
+
+def _validate_concept_weights(weights: Any, families: dict, where: str) -> None:
+    """``concept_weights``: {concept: w > 0}, a concept being a discrete value or a continuous family."""
+    if not isinstance(weights, dict):
+        raise _err(where, f"'concept_weights' must be an object, got {weights!r}")
+    names = set()
+    for fam, spec in families.items():
+        names |= set(spec.get("values", [])) if spec.get("kind") == "discrete" else {fam}
+    for concept, w in weights.items():
+        if concept not in names:
+            raise _err(where, f"concept_weights: {concept!r} is not a concept of this model (one of {', '.join(sorted(names))})")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w > 0 and math.isfinite(w)):
+            raise _err(where, f"concept_weights[{concept!r}] must be a finite number > 0, got {w!r}")
 
 
 def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
@@ -398,6 +414,17 @@ class ModelRegistry:
                 return None
             cond.update(c)
         return model, cond
+
+    def concept_weight(self, ref: ConceptRef) -> float:
+        """The calibrated weight of ``ref`` (its model entry's ``concept_weights``; 1 when absent).
+
+        A concept whose learned energy is too flat (its guided samples miss it) is sharpened
+        relative to the prior: the compiler scores it as E_prior + w·(E_c − E_prior) wherever it
+        appears (CompileOptions.concept_weights; docs/models.md, "Calibrated concept weights").
+        """
+        model = self._by_family.get((ref.domain, ref.family))
+        weights = getattr(model, "entry", {}).get("concept_weights", {}) if model is not None else {}
+        return float(weights.get(ref.value if ref.params is None else ref.family, 1.0))
 
     def prior(self, domain: str) -> tuple[ConceptModel, Condition]:
         self.domain(domain)

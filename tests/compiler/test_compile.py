@@ -433,3 +433,61 @@ def test_joint_and_mode_is_explained_and_validated():
     assert "color.red & shape.circle" in text
     with pytest.raises(CompileError, match="and_mode must be one of sum, product, joint"):
         compile("red", GaussianRegistry(), and_mode="together")
+
+
+# -- calibrated concept weights (the registry's optional concept_weight hook) --------------------
+
+class CalibratedRegistry(GaussianRegistry):
+    def __init__(self, weights, **kw):
+        super().__init__(**kw)
+        self.weights = weights
+
+    def concept_weight(self, ref):
+        return self.weights.get(ref.value if ref.params is None else ref.family, 1.0)
+
+
+def test_a_calibrated_concept_is_sharpened_against_the_prior_wherever_it_appears():
+    reg, plain = CalibratedRegistry({"red": 2.0}), GaussianRegistry()
+    er, ep, ec = leaf_e(RED), leaf_e(GAUSS_PRIOR), leaf_e(CIRCLE)
+    opts = dict(and_mode="product", alpha=0.5)
+    torch.testing.assert_close(energy("red", reg, **opts), ep + 2 * (er - ep), rtol=1e-6, atol=1e-6)
+    # the same graph as writing the weight out, bit for bit (hash-consing)
+    assert torch.equal(energy("red", reg, **opts), energy("2 * red", plain, **opts))
+    assert torch.equal(energy("circle & 3 * red", reg, **opts), energy("circle & 6 * red", plain, **opts))
+    # a negated calibrated concept: −α·w
+    torch.testing.assert_close(energy("circle & ~red", reg, **opts), ep + (ec - ep) - 0.5 * 2 * (er - ep),
+                               rtol=1e-6, atol=1e-6)
+    # sum mode scales the energy itself
+    torch.testing.assert_close(energy("red", reg, and_mode="sum"), 2 * er, rtol=1e-6, atol=1e-6)
+    # switched off, and unweighted concepts: as written
+    assert torch.equal(energy("red & circle", reg, concept_weights=False, **opts), energy("red & circle", plain, **opts))
+    assert torch.equal(energy("circle", reg, **opts), energy("circle", plain, **opts))
+
+
+def test_a_calibrated_concept_stays_in_the_joint_leaf_and_adds_its_extra_share():
+    reg, plain = CalibratedRegistry({"red": 3.0}), GaussianRegistry()
+    g = compile("red & circle", reg, and_mode="joint")
+    assert sorted(leaf.label for leaf in g.leaves) == ["color.red", "color.red & shape.circle", "prior"]
+    extra = 2.0 * (leaf_e(RED) - leaf_e(GAUSS_PRIOR))
+    torch.testing.assert_close(g.energy(X)[0], energy("red & circle", plain, and_mode="joint") + extra,
+                               rtol=1e-6, atol=1e-6)
+    # a weight written by the user still keeps the concept out of the joint leaf (coefficient 2·3)
+    assert sorted(leaf.label for leaf in compile("2 * red & circle", reg, and_mode="joint").leaves) == [
+        "color.red", "prior", "shape.circle"]
+    assert torch.equal(energy("2 * red & circle", reg, and_mode="joint"),
+                       energy("6 * red & circle", plain, and_mode="joint"))
+    # inside an OR: each disjunct carries the calibrated coefficient (leaves: red, prior, circle)
+    g = compile("red | circle", reg, and_mode="joint")
+    assert [leaf.label for leaf in g.leaves] == ["color.red", "prior", "shape.circle"]
+    assert g.route == "dnf" and sorted((d.text, d.coefs) for d in g.disjuncts) == [
+        ("red", (3.0, -2.0, 0.0)), ("shape.circle", (0.0, 0.0, 1.0))]
+
+
+def test_calibrated_weights_are_announced_in_the_notices():
+    g = compile("red & ~circle", CalibratedRegistry({"red": 2.0, "circle": 1.5}), and_mode="product")
+    note = [n for n in g.notices if n.startswith("calibrated concept weights")]
+    assert note == ["calibrated concept weights (from the models' manifest): circle ×1.5, red ×2; "
+                    "concept_weights=False (CLI --no-concept-weights) scores concepts as written"]
+    assert note[0] in g.explain()
+    assert not [n for n in compile("red", CalibratedRegistry({"red": 2.0}), concept_weights=False).notices
+                if n.startswith("calibrated")]

@@ -116,6 +116,12 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"].append({**copy.deepcopy(d["models"][0]), "name": "b"}), "already served by model 'tiny'"),
         (lambda d: d["models"][0]["architecture"].update({"class": "EnergyNet"}), "does not match architecture"),
         (lambda d: d.pop("models"), "missing key 'models'"),
+        (lambda d: d["models"][0].update(concept_weights=[2]), "'concept_weights' must be an object"),
+        (lambda d: d["models"][0].update(concept_weights={"male": 2}),
+         "concept_weights: 'male' is not a concept of this model"),
+        (lambda d: d["models"][0].update(concept_weights={"red": 0}), "concept_weights\\['red'\\] must be a finite number > 0"),
+        (lambda d: d["models"][0].update(concept_weights={"red": True}), "concept_weights\\['red'\\] must be"),
+        (lambda d: d["models"][0].update(concept_weights={"position": float("inf")}), "concept_weights\\['position'\\]"),
     ],
 )
 def test_manifest_validation_errors(tiny_models_dir, mutate, message):
@@ -238,3 +244,21 @@ def test_train_cli_time_budget_sets_and_records_iters(tmp_path):
     assert res.exit_code == 2 and "--time-budget" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(main, args[:-5] + ["--out", str(tmp_path / "u"), "--time-budget", "0.001"])
     assert res.exit_code == 1 and "--time-budget 0.001 s: timing the run alone took" in res.output
+
+
+def test_concept_weights_come_from_the_manifest_and_reach_the_compiler(models_copy):
+    from conceptlang.compiler import compile as compile_expr
+
+    data = _manifest(models_copy)
+    data["models"][0]["concept_weights"] = {"red": 2.0, "position": 1.5}
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    assert reg.concept_weight(ConceptRef("scenes", "color", value="red")) == 2.0
+    assert reg.concept_weight(ConceptRef("scenes", "color", value="blue")) == 1.0
+    assert reg.concept_weight(ConceptRef("scenes", "position", params=(0.2, 0.4))) == 1.5
+    g = compile_expr("red", reg, and_mode="product")
+    assert [n for n in g.notices if n.startswith("calibrated concept weights")] == [
+        "calibrated concept weights (from the models' manifest): red ×2; "
+        "concept_weights=False (CLI --no-concept-weights) scores concepts as written"]
+    root = g.nodes[g.root]
+    assert sorted(c for c, _ in root.terms) == [-1.0, 2.0]
