@@ -262,3 +262,17 @@ def test_concept_weights_come_from_the_manifest_and_reach_the_compiler(models_co
         "concept_weights=False (CLI --no-concept-weights) scores concepts as written"]
     root = g.nodes[g.root]
     assert sorted(c for c, _ in root.terms) == [-1.0, 2.0]
+
+
+def test_export_drops_concept_weights_calibrated_for_the_old_weights(tiny_models_dir, tmp_path):
+    from conceptlang.models.export import export_run
+
+    models = tmp_path / "m"
+    shutil.copytree(tiny_models_dir, models)
+    data = _manifest(models)
+    data["models"][0]["concept_weights"] = {"red": 2.0}
+    (models / "manifest.json").write_text(json.dumps(data))
+    assert load_registry(models).concept_weight(ConceptRef("scenes", "color", value="red")) == 2.0
+    entry = export_run(tiny_models_dir.parent / "run", models)
+    assert "concept_weights" not in entry
+    assert load_registry(models).concept_weight(ConceptRef("scenes", "color", value="red")) == 1.0
