@@ -9,6 +9,9 @@ Semantics (design.md, "Semantics: energies" and "Decisions"), lowered as written
   ``and_mode="joint"``:   as product, with the positive unit-weight concepts that one joint model
                           scores together folded into one leaf E(x | c₁, …, c_k);
 * anything that is not an AND or OR (a bare ``~X``, ``w * X``) is a one-term conjunction;
+* a concept with a calibrated weight w (the registry's optional ``concept_weight`` hook) has its
+  coefficient multiplied by w wherever it appears (so a bare such concept is a one-term
+  conjunction too); inside a joint leaf it adds (w − 1)·(E_c − E_prior) beside the leaf;
 * ``A | B | …`` → −τ·logsumexp(−E_i/τ − log Z_i).
 
 Identical leaves and identical sub-graphs are shared (hash-consing); sums fold nested sums
