@@ -163,6 +163,8 @@ def models_cmd(as_json, models_dir, verify):
             line += "  checksum ok" if row["checksum_ok"] else "  CHECKSUM MISMATCH"
         click.echo(line)
         click.echo(f"      {fams}" + ("  [prior]" if row["prior"] else ""))
+        if row["concept_weights"]:
+            click.echo("      calibrated weights: " + ", ".join(f"{c} ×{w:g}" for c, w in row["concept_weights"].items()))
 
 
 def register(group: click.Group) -> None:

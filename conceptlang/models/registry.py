@@ -452,6 +452,7 @@ class ModelRegistry:
                 "file": e["file"], "sha256": e["sha256"],
                 "bytes": path.stat().st_size if path.exists() else None,
                 "sampler": e.get("sampler", {}), "metrics": e.get("metrics", {}),
+                "concept_weights": dict(e.get("concept_weights", {})),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })

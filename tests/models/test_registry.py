@@ -227,23 +227,38 @@ def test_per_family_models_share_a_domain_and_one_is_the_prior(tmp_path):
     assert shape.encode([{"shape": "triangle"}]).tolist() == [[3.0]]
 
 
-def test_train_cli_time_budget_sets_and_records_iters(tmp_path):
+def test_train_cli_time_budget_sets_and_records_iters(tmp_path, monkeypatch):
+    """The CLI sizes --iters from the measured rate (faked here: a real probe's time depends on the
+    machine's load; measure_rate itself is tested in test_training.py)."""
+    import time
+
+    import conceptlang.models.training as training
     from conceptlang.cli import main
 
+    calls = []
+
+    def fake_rate(cfg, device="cpu", data_workers=0, steps=60, skip=20):
+        calls.append((device, data_workers, steps, skip))
+        time.sleep(0.02)
+        return 100.0
+
+    monkeypatch.setattr(training, "measure_rate", fake_rate)
     out = tmp_path / "t"
     args = ["train", "scenes", "shape", "--batch-size", "8", "--widths", "4,4", "--out", str(out), "--quiet", "--threads", "1"]
-    res = CliRunner().invoke(main, args + ["--time-budget", "8"])
+    res = CliRunner().invoke(main, args + ["--time-budget", "1", "--data-workers", "0"])
     assert res.exit_code == 0, res.output
+    assert calls == [("cpu", 0, 120, 30)]
     cfg = json.loads((out / "config.json").read_text())
     last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
-    assert cfg["iters"] == last["it"] >= 1 and f"--iters {cfg['iters']} fits 8 s" in res.output
+    assert 85 <= cfg["iters"] <= 88 and cfg["iters"] == last["it"]  # 90% of 100 it/s × (1 s − the probe's time)
+    assert f"100.0 it/s on cpu: --iters {cfg['iters']} fits 1 s" in res.output
     assert f"trained scenes-shape to iteration {cfg['iters']}" in res.output
     res = CliRunner().invoke(main, args + ["--time-budget", "6", "--iters", "3"])
     assert res.exit_code == 2 and "give --iters or --time-budget, not both" in res.output
     res = CliRunner().invoke(main, args + ["--time-budget", "0"])
     assert res.exit_code == 2 and "--time-budget" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(main, args[:-5] + ["--out", str(tmp_path / "u"), "--time-budget", "0.001"])
-    assert res.exit_code == 1 and "--time-budget 0.001 s: timing the run alone took" in res.output
+    res = CliRunner().invoke(main, args[:-5] + ["--out", str(tmp_path / "u"), "--time-budget", "0.01"])
+    assert res.exit_code == 1 and "--time-budget 0.01 s: timing the run alone took" in res.output
 
 
 def test_concept_weights_come_from_the_manifest_and_reach_the_compiler(models_copy):
@@ -262,6 +277,11 @@ def test_concept_weights_come_from_the_manifest_and_reach_the_compiler(models_co
         "concept_weights=False (CLI --no-concept-weights) scores concepts as written"]
     root = g.nodes[g.root]
     assert sorted(c for c, _ in root.terms) == [-1.0, 2.0]
+    assert reg.describe()[0]["concept_weights"] == {"red": 2.0, "position": 1.5}
+    from conceptlang.cli import main
+
+    res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
+    assert res.exit_code == 0 and "calibrated weights: red ×2, position ×1.5" in res.output
 
 
 def test_export_drops_concept_weights_calibrated_for_the_old_weights(tiny_models_dir, tmp_path):
