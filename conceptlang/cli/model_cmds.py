@@ -104,19 +104,8 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
                           cond_dropout=cond_dropout, net=net, iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""))
-    if time_budget is not None:
-        if iters is not None:
-            raise click.UsageError("give --iters or --time-budget, not both")
-        t0 = time.perf_counter()
-        rate = measure_rate(cfg, device=device, data_workers=data_workers, steps=120, skip=30)
-        done = 0
-        if resume and (run / "checkpoint.pt").exists():
-            done = int(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["it"])
-        spent = time.perf_counter() - t0
-        if spent >= time_budget:
-            raise ModelError(f"--time-budget {time_budget:g} s: timing the run alone took {spent:.1f} s; give a larger budget")
-        cfg.iters = iters_for_budget(rate, time_budget - spent, done=done)
-        click.echo(f"{name}: {rate:.1f} it/s on {device}: --iters {cfg.iters} fits {time_budget:g} s", err=True)
+    if time_budget is not None and iters is not None:
+        raise click.UsageError("give --iters or --time-budget, not both")
     trainer = Trainer(cfg, run, device=device, data_workers=data_workers)
     if cfg.init_from and not (resume and trainer.checkpoint_path.exists()):
         start = trainer.warm_start(cfg.init_from)
@@ -126,6 +115,14 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
             raise ModelError(f"--resume: no checkpoint at {trainer.checkpoint_path}")
         trainer.load()
         click.echo(f"resumed {name} at iteration {trainer.it}", err=True)
+    if time_budget is not None:
+        t0 = time.perf_counter()
+        rate = measure_rate(cfg, device=device, data_workers=data_workers, steps=120, skip=30)
+        spent = time.perf_counter() - t0
+        if spent >= time_budget:
+            raise ModelError(f"--time-budget {time_budget:g} s: timing the run alone took {spent:.1f} s; give a larger budget")
+        cfg.iters = iters_for_budget(rate, time_budget - spent, done=trainer.it)  # trainer.cfg is cfg
+        click.echo(f"{name}: {rate:.1f} it/s on {device}: --iters {cfg.iters} fits {time_budget:g} s", err=True)
     trainer.train(progress=not quiet)
     click.echo(f"trained {name} to iteration {trainer.it}; checkpoint {trainer.checkpoint_path}")
 

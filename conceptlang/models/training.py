@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from conceptlang.data.stream import chunk_arrays
 from conceptlang.errors import ModelError
 from conceptlang.io import atomic_path, write_json
 from conceptlang.models.conditions import slots_for_domain, training_conditions
@@ -130,32 +131,6 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
 # --------------------------------------------------------------------------------------------
 # The data stream
 # --------------------------------------------------------------------------------------------
-
-
-def chunk_arrays(domain: str, parts: list[tuple[str, int]], data_seed: int, c: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Chunk ``c`` of a data stream as numpy arrays: (uint8 images, family index arrays, positions).
-
-    A pure function of its arguments (it needs numpy and the data layer only, not torch), so
-    worker processes can build chunks ahead of the training loop with the same result.
-    """
-    from conceptlang.data import generate
-
-    imgs, idx, pos = [], {}, []
-    for j, (split, count) in enumerate(parts):
-        if count <= 0:
-            continue
-        seed = (data_seed * 1_000_003 + c * 101 + j) % (2**32)
-        images, arrays = generate(domain, count, seed=seed, split=split, as_arrays=True)
-        imgs.append(images)
-        p = np.asarray(arrays.positions, dtype=np.float32)  # (n, K, 2)
-        k = p.shape[1]
-        pad = (lambda a: np.concatenate([a, a[:, :1].repeat(2 - k, axis=1)], axis=1)) if k < 2 else (lambda a: a[:, :2])
-        pos.append(pad(p))
-        for fam, arr in arrays.index.items():
-            idx.setdefault(fam, []).append(pad(np.asarray(arr)))
-    total = sum(count for _, count in parts)
-    perm = np.random.default_rng([data_seed, c]).permutation(total)
-    return np.concatenate(imgs)[perm], {f: np.concatenate(v)[perm] for f, v in idx.items()}, np.concatenate(pos)[perm]
 
 
 class DataStream:

@@ -253,6 +253,11 @@ def test_train_cli_time_budget_sets_and_records_iters(tmp_path, monkeypatch):
     assert 85 <= cfg["iters"] <= 88 and cfg["iters"] == last["it"]  # 90% of 100 it/s × (1 s − the probe's time)
     assert f"100.0 it/s on cpu: --iters {cfg['iters']} fits 1 s" in res.output
     assert f"trained scenes-shape to iteration {cfg['iters']}" in res.output
+    first = cfg["iters"]  # a resumed run's budget counts from where it stopped
+    res = CliRunner().invoke(main, args + ["--time-budget", "1", "--resume"])
+    assert res.exit_code == 0, res.output
+    again = json.loads((out / "config.json").read_text())["iters"]
+    assert first + 85 <= again <= first + 88 and f"resumed scenes-shape at iteration {first}" in res.output
     res = CliRunner().invoke(main, args + ["--time-budget", "6", "--iters", "3"])
     assert res.exit_code == 2 and "give --iters or --time-budget, not both" in res.output
     res = CliRunner().invoke(main, args + ["--time-budget", "0"])
