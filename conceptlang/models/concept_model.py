@@ -87,6 +87,41 @@ class ImplicitConceptModel(_Base):
         if not (math.isfinite(guidance) and guidance > 0):
             raise ModelError(f"{name}: guidance must be a finite number > 0, got {guidance!r}")
         self.guidance = float(guidance)
+        # Noise levels the model's conditions act at (see set_sigma_range); None: every level.
+        self.sigma_range: tuple[float, float] | None = None
+        self.fallback: "ImplicitConceptModel | None" = None
+
+    def set_sigma_range(self, lo: float, hi: float, fallback: "ImplicitConceptModel") -> None:
+        """Let this model speak only for lo ≤ σ ≤ hi; at other levels every condition scores as ``fallback``'s prior.
+
+        A factor model trained where the other factors were fixed (the continual colour model saw
+        only squares) also carries those factors in its guided direction. Restricting it to the
+        noise levels at which its own factor is decided (colour: low σ; outlines are settled above)
+        keeps it from redrawing the others, as guidance limited to an interval of noise levels does
+        for one model (Kynkäänniemi et al., 2024). Scores and energies follow the same rule.
+        """
+        if not (0.0 <= lo < hi):
+            raise ModelError(f"{self.name}: sigma range must have 0 <= lo < hi, got [{lo}, {hi}]")
+        if not isinstance(fallback, ImplicitConceptModel):
+            raise ModelError(f"{self.name}: a sigma range needs an implicit prior model to fall back on, got {fallback!r}")
+        if fallback.image_shape != self.image_shape:
+            raise ModelError(f"{self.name}: the fallback prior {fallback.name} draws {fallback.image_shape} images, not {self.image_shape}")
+        if not torch.equal(fallback.energy_sigmas, self.energy_sigmas) or fallback.energy_draws != self.energy_draws \
+                or fallback.energy_seed != self.energy_seed:
+            raise ModelError(f"{self.name}: the fallback prior {fallback.name} must use the same energy noise levels, draws and seed")
+        self.sigma_range = (float(lo), float(hi))
+        self.fallback = fallback
+
+    def _outside(self, sigma: torch.Tensor) -> torch.Tensor | None:
+        """Bool mask of σ values outside the model's range, or None when every one is inside."""
+        if self.sigma_range is None:
+            return None
+        lo, hi = self.sigma_range
+        out = (sigma < lo) | (sigma > hi)
+        return out if bool(out.any()) else None
+
+    def _fallback_null(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return torch.zeros(n, self.fallback.encode([{}]).shape[1], device=device, dtype=dtype)
 
     def raw_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The network's noise prediction for exactly this condition: (N, C, H, W)."""
@@ -102,6 +137,17 @@ class ImplicitConceptModel(_Base):
         """
         cond = cond.to(x.device, x.dtype)
         sigma = sigma.to(x.device, x.dtype)
+        outside = self._outside(sigma)
+        if outside is not None:  # those rows: the fallback's prior (its null condition, unguided)
+            out = torch.empty_like(x)
+            out[outside] = self.fallback.raw_eps(x[outside], self._fallback_null(int(outside.sum()), x.device, x.dtype), sigma[outside])
+            if not bool(outside.all()):
+                inside = ~outside
+                out[inside] = self._guided_eps(x[inside], cond[inside], sigma[inside])
+            return out
+        return self._guided_eps(x, cond, sigma)
+
+    def _guided_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         null = (cond == 0).all(dim=1)  # (N,) rows that already are the prior
         if self.guidance == 1.0 or bool(null.all()):
             return self.raw_eps(x, cond, sigma)
@@ -182,12 +228,31 @@ class ImplicitConceptModel(_Base):
             xn = x + s[:, None, None, None] * nz
             total[:, j // self.energy_draws] += (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
         e = self.energy_span * total / draws
-        if not guided:
+        if guided:
+            e0 = e[:u][inv]  # (N, S)
+            out = e0.clone()
+            out[rows] = e0[rows] + self.guidance * (e[u:] - e0[rows])
+            e = out
+        return self._fallback_levels(x, sigma, e)
+
+    def _fallback_levels(self, x: torch.Tensor, sigma: torch.Tensor | None, e: torch.Tensor) -> torch.Tensor:
+        """Levels outside the sigma range take the fallback prior's energy (same noise draws): (N, S)."""
+        if self.sigma_range is None:
             return e
-        e0 = e[:u][inv]  # (N, S)
-        out = e0.clone()
-        out[rows] = e0[rows] + self.guidance * (e[u:] - e0[rows])
-        return out
+        lo, hi = self.sigma_range
+        if sigma is None:
+            sig = self.energy_sigmas.to(x.device, x.dtype)
+            out_cols = (sig < lo) | (sig > hi)  # (S,)
+            if not bool(out_cols.any()):
+                return e
+            fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), None)
+            return torch.where(out_cols[None, :], fb, e)
+        s = sigma.to(x.device, x.dtype)
+        out_rows = (s < lo) | (s > hi)  # (N,)
+        if not bool(out_rows.any()):
+            return e
+        fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma)
+        return torch.where(out_rows[:, None], fb, e)
 
     def to(self, device: torch.device | str) -> "ImplicitConceptModel":
         self.net.to(device)

@@ -51,8 +51,8 @@ def export_run(
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
     An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given; a calibrated
-    inference readout (``inference``) and calibrated ``concept_weights`` are dropped, since they
-    belong to the old weights. ``prior``
+    inference readout (``inference``), calibrated ``concept_weights`` and a tuned ``sigma_range``
+    are dropped, since they belong to the old weights. ``prior``
     (default: True for a joint model) marks the model whose empty condition is the domain prior.
     """
     from safetensors.torch import save_file

@@ -155,10 +155,35 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
         _validate_concept_weights(entry.get("concept_weights", {}), families, where)
+        if "sigma_range" in entry:
+            _validate_sigma_range(entry["sigma_range"], kind, where)
+            if entry.get("prior", layout == "joint"):
+                raise _err(where, "'sigma_range' is not allowed on the domain's prior model (the prior acts at every noise level)")
     for domain in {e["domain"] for e in models}:
         if domain not in priors:
             raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
     return models
+
+
+def _validate_sigma_range(value: Any, kind: str, where: str) -> None:
+    """``sigma_range``: [lo, hi] with 0 <= lo < hi (hi null: no upper bound), implicit models only."""
+    if kind != "implicit":
+        raise _err(where, f"'sigma_range' needs a noise-conditional implicit model, not kind {kind!r}")
+    ok = isinstance(value, list) and len(value) == 2 and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)) for v in value)
+    if ok:
+        lo, hi = value
+        ok = lo is not None and lo >= 0 and (hi is None or hi > lo)
+    if not ok:
+        raise _err(where, f"'sigma_range' must be [lo, hi] with 0 <= lo < hi (hi may be null), got {value!r}")
+
+
+def sigma_range_of(entry: dict) -> tuple[float, float] | None:
+    """The entry's ``sigma_range`` as (lo, hi) with hi = inf for null; None when absent."""
+    if "sigma_range" not in entry:
+        return None
+    lo, hi = entry["sigma_range"]
+    return float(lo), (math.inf if hi is None else float(hi))
 
 
 def _validate_concept_weights(weights: Any, families: dict, where: str) -> None:
@@ -328,6 +353,11 @@ class ModelRegistry:
                 else:
                     model = ExplicitConceptModel(net, entry["name"], entry["domain"])
                 self._cache[key] = model
+        rng = sigma_range_of(entry)
+        if rng is not None and model.fallback is None:
+            # outside its noise levels the model scores as the domain prior (loaded outside the lock)
+            prior = self._priors[entry["domain"]]
+            model.set_sigma_range(*rng, fallback=self._loaded(prior.entry, device))
         return model
 
     def _build_domain(self, name: str) -> Domain:
@@ -453,6 +483,7 @@ class ModelRegistry:
                 "bytes": path.stat().st_size if path.exists() else None,
                 "sampler": e.get("sampler", {}), "metrics": e.get("metrics", {}),
                 "concept_weights": dict(e.get("concept_weights", {})),
+                "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })

@@ -49,6 +49,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # upper bound of the EMA decay
     ema_rel: float = 0.1  # EMA window ≈ this fraction of the iterations so far (short runs: recent weights)
     cond_dropout: float = 0.3
+    cutout: float = 0.0  # share of training images given one random background-coloured rectangle (see ``cutout``)
     p_null: float = 0.15  # share of batches' images trained unconditionally (the prior)
     p_single: float = 0.45  # share with exactly one family kept (the compiler's leaves)
     seed: int = 0
@@ -98,6 +99,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"splits must map split names to positive weights, got {cfg.splits}")
     if not 0.0 <= cfg.cond_dropout < 1.0:
         raise ModelError(f"cond_dropout must be in [0, 1), got {cfg.cond_dropout}")
+    if not 0.0 <= cfg.cutout <= 1.0:
+        raise ModelError(f"cutout must be in [0, 1], got {cfg.cutout}")
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -203,6 +206,29 @@ class DataStream:
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
+
+
+def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: float = 0.5) -> torch.Tensor:
+    """Paint one axis-aligned rectangle per image (with probability ``p``) in the image's background.
+
+    Sides are uniform in [lo, hi] of the image side, the place uniform; the paint is the image's
+    top-left pixel (the scenes background). A model trained on such images cannot rely on the
+    whole outline of what it sees: the continual colour model, whose data set shows only squares,
+    otherwise learns "red" as "a red square" and squares every shape it is composed with.
+    Draws a fixed number of values from ``g`` whatever ``p`` is: (N, C, H, W) → a new tensor.
+    """
+    n, _, h, w = x.shape
+    u = torch.rand(n, 5, generator=g)  # use?, width, height, x0, y0
+    rw = ((lo + (hi - lo) * u[:, 1]) * w).round().long().clamp(1, w)
+    rh = ((lo + (hi - lo) * u[:, 2]) * h).round().long().clamp(1, h)
+    x0 = (u[:, 3] * (w - rw + 1)).long()
+    y0 = (u[:, 4] * (h - rh + 1)).long()
+    cols, rows = torch.arange(w), torch.arange(h)
+    inside = (((cols[None] >= x0[:, None]) & (cols[None] < (x0 + rw)[:, None]))[:, None, :]
+              & ((rows[None] >= y0[:, None]) & (rows[None] < (y0 + rh)[:, None]))[:, :, None])  # (N, H, W)
+    inside &= (u[:, 0] < p)[:, None, None]
+    inside = inside[:, None].to(x.device)
+    return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
 
 
 def _sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
@@ -387,6 +413,8 @@ class Trainer:
         cfg = self.cfg
         x0, idx, pos = self.stream.batch(self.it)
         cond = training_conditions(self.net.config.slots, idx, pos, cfg.cond_dropout, self.gen, cfg.p_null, cfg.p_single)
+        if cfg.cutout > 0:
+            x0 = cutout(x0, cfg.cutout, self.gen)
         x0, cond = x0.to(self.device), cond.to(self.device)
         lr = learning_rate(cfg, self.it)
         for group in self.opt.param_groups:

@@ -13,3 +13,18 @@ def test_continual_expressions_are_combinations_no_set_contains():
     assert len(triples) == len(CONTINUAL_EXPRESSIONS) and all(e.operator == "and" for e in triples)
     assert all(any(c.name == "position" for c in concepts_of(e.expr)) for e in triples)
     assert suite.domain == "scenes"
+
+
+def test_shipped_continual_set_each_model_sees_one_set_and_colour_acts_late():
+    from conceptlang.evaluation.continual import continual_models_dir
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry(continual_models_dir())
+    splits = {r["name"]: r["training"]["split"] for r in reg.describe()}
+    assert splits == {"continual-position": {"continual1": 1.0}, "continual-shape": {"continual2": 1.0},
+                      "continual-color": {"continual3": 1.0}}
+    colour = reg.handles["continual-color"]
+    assert colour.entry["sigma_range"] == [0.0, 0.2]
+    assert colour.entry["training"]["config"]["cutout"] == 0.5
+    impl = colour.impl("cpu")
+    assert impl.sigma_range == (0.0, 0.2) and impl.fallback is reg.handles["continual-position"].impl("cpu")

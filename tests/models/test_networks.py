@@ -155,6 +155,59 @@ def test_guided_eps_is_prior_plus_w_times_difference_with_shared_prior_rows():
         ImplicitConceptModel(net, "g", "scenes", guidance=0.0)
 
 
+def _two_models():
+    torch.manual_seed(4)
+    color_slots = slots_for_domain(get_domain("scenes"), ("color",))
+    nets = []
+    for slots in (color_slots, SCENE_SLOTS):
+        net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=slots))
+        torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+        nets.append(net)
+    factor = ImplicitConceptModel(nets[0], "colour", "scenes", energy_sigmas=(0.05, 1.0, 3), guidance=3.0)
+    prior = ImplicitConceptModel(nets[1], "prior", "scenes", energy_sigmas=(0.05, 1.0, 3), guidance=5.0)
+    return factor, prior
+
+
+def test_sigma_range_hands_other_noise_levels_to_the_prior():
+    factor, prior = _two_models()
+    x = torch.randn(4, 3, 32, 32)
+    sigma = torch.tensor([0.05, 0.2, 0.21, 1.5])
+    cond = factor.encode([{"color": "red"}, {"color": "blue"}, {"color": "red"}, {}])
+    with torch.no_grad():
+        before = factor.eps(x, cond, sigma)
+        factor.set_sigma_range(0.0, 0.2, prior)
+        after = factor.eps(x, cond, sigma)
+        prior_null = prior.raw_eps(x, prior.encode([{}] * 4), sigma)
+    torch.testing.assert_close(after[:2], before[:2], rtol=1e-5, atol=1e-6)  # σ ≤ 0.2: unchanged (guided)
+    torch.testing.assert_close(after[2:], prior_null[2:], rtol=1e-5, atol=1e-6)  # above: the prior, any condition
+    torch.testing.assert_close(factor.score(x, cond, sigma), -after / sigma[:, None, None, None], rtol=1e-5, atol=1e-5)
+    # energies: the levels outside the range (σ grid 0.05, 0.22, 1.0) are the prior's, with the same noise draws
+    with torch.no_grad():
+        lv = factor.energy_levels(x, cond)
+        lv_prior = prior.energy_levels(x, prior.encode([{}] * 4))
+        factor.sigma_range = None
+        lv_free = factor.energy_levels(x, cond)
+        factor.sigma_range = (0.0, 0.2)
+        one = factor.energy(x, cond, sigma)  # one given level per row
+        factor.sigma_range = None
+        one_free = factor.energy(x, cond, sigma)
+        one_prior = prior.energy(x, prior.encode([{}] * 4), sigma)
+    torch.testing.assert_close(lv[:, 0], lv_free[:, 0])
+    torch.testing.assert_close(lv[:, 1:], lv_prior[:, 1:])
+    torch.testing.assert_close(one, torch.cat([one_free[:2], one_prior[2:]]))
+
+
+def test_sigma_range_errors():
+    factor, prior = _two_models()
+    with pytest.raises(ModelError, match="0 <= lo < hi"):
+        factor.set_sigma_range(0.3, 0.2, prior)
+    with pytest.raises(ModelError, match="implicit prior model"):
+        factor.set_sigma_range(0.0, 0.2, "prior")
+    other = ImplicitConceptModel(prior.net, "p2", "scenes", energy_sigmas=(0.05, 1.0, 4))
+    with pytest.raises(ModelError, match="same energy noise levels"):
+        factor.set_sigma_range(0.0, 0.2, other)
+
+
 def test_spatial_maps_put_a_bump_at_the_conditioned_place():
     net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS,
                           spatial=("position",), spatial_width=0.05))

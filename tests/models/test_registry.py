@@ -122,6 +122,14 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(concept_weights={"red": 0}), "concept_weights\\['red'\\] must be a finite number > 0"),
         (lambda d: d["models"][0].update(concept_weights={"red": True}), "concept_weights\\['red'\\] must be"),
         (lambda d: d["models"][0].update(concept_weights={"position": float("inf")}), "concept_weights\\['position'\\]"),
+        (lambda d: d["models"][0].update(sigma_range=[0, 0.2]), "not allowed on the domain's prior model"),
+        (lambda d: d["models"][0].update(sigma_range=[0.3, 0.2], prior=False), "must be \\[lo, hi\\] with 0 <= lo < hi"),
+        (lambda d: d["models"][0].update(sigma_range=[None, 0.2], prior=False), "must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(sigma_range=[0.1], prior=False), "must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(sigma_range=[-1, None], prior=False), "must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(sigma_range=[0, True], prior=False), "must be \\[lo, hi\\]"),
+        (lambda d: (d["models"][0].update(sigma_range=[0, 1], kind="explicit", prior=False),
+                    d["models"][0]["architecture"].update({"class": "EnergyNet"})), "needs a noise-conditional implicit model"),
     ],
 )
 def test_manifest_validation_errors(tiny_models_dir, mutate, message):
@@ -129,6 +137,14 @@ def test_manifest_validation_errors(tiny_models_dir, mutate, message):
     mutate(data)
     with pytest.raises(ModelError, match=message):
         validate_manifest(data, "m.json")
+
+
+def test_sigma_range_of():
+    from conceptlang.models.registry import sigma_range_of
+
+    assert sigma_range_of({}) is None
+    assert sigma_range_of({"sigma_range": [0, 0.2]}) == (0.0, 0.2)
+    assert sigma_range_of({"sigma_range": [0.5, None]}) == (0.5, float("inf"))
 
 
 def test_unreadable_manifest(tmp_path):
@@ -301,3 +317,35 @@ def test_export_drops_concept_weights_calibrated_for_the_old_weights(tiny_models
     entry = export_run(tiny_models_dir.parent / "run", models)
     assert "concept_weights" not in entry
     assert load_registry(models).concept_weight(ConceptRef("scenes", "color", value="red")) == 1.0
+
+
+def test_sigma_range_wires_the_domain_prior_as_fallback(models_copy):
+    from conceptlang.cli import main
+    from conceptlang.compiler import compile as compile_expr
+
+    data = _manifest(models_copy)
+    tiny = data["models"][0]
+    colour = copy.deepcopy(tiny)
+    colour.update(name="tiny-colour", prior=False, layout="per-family", families={"color": tiny["families"].pop("color")},
+                  sigma_range=[0, 0.2])
+    data["models"].append(colour)
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    handle, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
+    assert handle.name == "tiny-colour"
+    impl = handle.impl("cpu")
+    assert impl.sigma_range == (0.0, 0.2) and impl.fallback is reg.handles["tiny"].impl("cpu")
+    assert reg.handles["tiny"].impl("cpu").sigma_range is None
+    x = torch.randn(2, 3, 32, 32)
+    sigma = torch.tensor([0.1, 0.5])
+    with torch.no_grad():
+        got = handle.score(x, handle.encode([cond, cond]), sigma)
+        prior = reg.handles["tiny"].impl("cpu")
+        want_hi = -prior.raw_eps(x[1:], prior.encode([{}]), sigma[1:]) / 0.5
+    torch.testing.assert_close(got[1:], want_hi, rtol=1e-5, atol=1e-5)
+    g = compile_expr("red & circle", reg, and_mode="product")
+    assert ("tiny-colour acts at noise levels σ in [0, 0.2] only (its manifest's sigma_range); "
+            "at other levels its concepts score as the domain prior") in g.notices
+    assert {r["name"]: r["sigma_range"] for r in reg.describe()} == {"tiny": None, "tiny-colour": [0, 0.2]}
+    res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
+    assert res.exit_code == 0 and "acts at noise levels σ in [0, 0.2] only (sigma_range)" in res.output

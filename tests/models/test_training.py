@@ -243,3 +243,47 @@ def test_measure_rate_times_a_throwaway_copy(tmp_path):
     assert 0 < rate < 1e5 and cfg.iters == 4 and not (tmp_path / "r").exists()
     with pytest.raises(ModelError, match="steps \\(2\\) must exceed skip \\(2\\)"):
         measure_rate(cfg, steps=2, skip=2)
+
+
+def test_cutout_paints_one_background_rectangle_per_chosen_image():
+    from conceptlang.models.training import cutout
+
+    n, h = 200, 20
+    x = torch.rand(n, 3, h, h) + 1.0  # > 1 everywhere ...
+    x[:, :, 0, 0] = -0.75  # ... except the background sample at the top-left pixel
+    g = torch.Generator().manual_seed(3)
+    y = cutout(x, 0.5, g, lo=0.2, hi=0.5)
+    painted = (y != x).any(1)  # (N, H, W)
+    assert ((y == -0.75) | ~painted[:, None]).all()  # painted pixels carry the background, every channel
+    hit = painted.flatten(1).any(1)
+    assert 0.35 < hit.float().mean() < 0.65  # about half the images
+    for m in painted[hit]:
+        rows, cols = m.any(1).nonzero().squeeze(1), m.any(0).nonzero().squeeze(1)
+        hh, ww = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert 4 <= hh <= 10 and 4 <= ww <= 10  # sides within [0.2, 0.5] of 20 pixels
+        corner = rows.min() == 0 and cols.min() == 0  # the rectangle covers the unchanged background pixel
+        assert int(m.sum()) == hh * ww - int(corner)  # one filled rectangle
+    # p = 0 changes nothing but draws as much from the generator (so runs stay comparable)
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(cutout(x, 0.0, g0), x)
+    cutout(x, 1.0, g1)
+    assert torch.equal(g0.get_state(), g1.get_state())
+    with pytest.raises(ModelError, match="cutout must be in"):
+        validate_config(tiny_config(cutout=1.5))
+
+
+def test_cutout_training_resumes_bit_identically(tmp_path):
+    kw = {"iters": 4, "cutout": 0.5}
+    straight = Trainer(tiny_config(**kw), tmp_path / "a")
+    straight.train(progress=False)
+    first = Trainer(tiny_config(**kw), tmp_path / "b")
+    first.train(until=2, progress=False)
+    resumed = Trainer(tiny_config(**kw), tmp_path / "b")
+    resumed.load()
+    resumed.train(progress=False)
+    a, b = _flat_state(straight), _flat_state(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    plain = Trainer(tiny_config(iters=4), tmp_path / "c")
+    plain.train(progress=False)
+    assert not torch.equal(_flat_state(plain)["net.conv_in.weight"], a["net.conv_in.weight"])  # the cut-outs were trained on
