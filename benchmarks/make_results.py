@@ -59,10 +59,23 @@ def _manifest_digest(models: str | None) -> str:
 
     d = Path(models) if models else shipped_models_dir()
     h = hashlib.sha256()
-    for name in ("manifest.json", "continual/manifest.json"):
+    for name in ("manifest.json", "continual/manifest.json", "objects/manifest.json"):
         f = d / name
         h.update(f.read_bytes() if f.exists() else b"-")
     return h.hexdigest()[:12]
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (for the page), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _model_names(registry) -> str:
+    names = sorted(getattr(registry, "handles", None) or {})
+    return ": " + ", ".join(f"`{name}`" for name in names) if names else ""
 
 
 def _log(msg: str) -> None:
@@ -127,7 +140,7 @@ class Page:
             f"- device: {env['device']}" + (f" ({env['gpu']})" if "gpu" in env else f", {env['cpu_threads']} CPU threads")
             + f" per worker, {env.get('jobs', 1)} worker process(es); torch {env['torch']}; Python {env['python']}",
             f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ")",
-            f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`); base seed {a.seed}",
+            f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`, object-level set: `{a.models or 'models'}/objects`); base seed {a.seed}",
             "",
             "**How to read it.** Accuracy = the fraction of samples that the judge (`conceptlang.evaluation.judge`, "
             "trained on the generators' ground truth, separately from the concept models) calls **valid** and whose "
@@ -293,12 +306,12 @@ def task_continual(_: str, args, images: Path) -> Part:
 
 
 def task_objects(_: str, args, images: Path) -> Part:
-    from conceptlang.evaluation.objects import DEFAULT_LAYOUTS, evaluate_layout, markdown_table
-    from conceptlang.models.registry import load_registry
+    from conceptlang.evaluation.objects import DEFAULT_LAYOUTS, evaluate_layout, markdown_table, objects_registry
 
     part = Part("objects")
     t0 = time.perf_counter()
-    registry, judges = load_registry(args.models), JudgeCache()
+    (registry, where), judges = objects_registry(args.models), JudgeCache()
+    _log(f"objects: {where}")
     layouts = []
     for k, targets in enumerate(DEFAULT_LAYOUTS):
         r = evaluate_layout(targets, registry, n=args.n_objects, seed=args.seed, device=args.device,
@@ -313,7 +326,8 @@ def task_objects(_: str, args, images: Path) -> Part:
         pooled = pooled + r.accuracy
     part.headline.append(("object-level: two objects at the two targets (pooled)", pooled.format(), "≥ 0.80"))
     part.lines = [
-        f"One position model conditioned on two positions at once; n = {args.n_objects} per layout, {took:.0f} s. "
+        f"One position model conditioned on two positions at once (models `{_rel(where)}`{_model_names(registry)}); "
+        f"n = {args.n_objects} per layout, {took:.0f} s. "
         "Success = judged valid as a two-object scene, exactly two objects, each target within 0.1 of a different "
         "object's centre. Target ≥ 0.80.",
         "",

@@ -5,6 +5,11 @@ the paper shows the result is one image with an object at each. A sample counts 
 the judge calls it valid and finds exactly two objects, each target matched to a different
 object whose centre is within ``tolerance`` of it (the same 0.1 as the language's
 ``position(x, y)`` semantics).
+
+The shipped object-level set (``models/objects``, see :func:`objects_registry`) is a scenes model
+whose position condition names *one* object of a one- or two-object scene; the main scenes model
+saw one object per image for most of its training, so a product of its position concepts asks
+for two objects that each of its factors says are alone.
 """
 
 from __future__ import annotations
@@ -27,6 +32,27 @@ DEFAULT_LAYOUTS: tuple[tuple[tuple[float, float], ...], ...] = (
     ((0.25, 0.5), (0.75, 0.5)),
 )
 TOLERANCE = 0.1
+
+
+def objects_models_dir(models: str | Path | None = None) -> Path:
+    """Where the object-level model set lives: ``<models>/objects`` (default: $CONCEPTLANG_MODELS, else the shipped models)."""
+    from conceptlang.models.registry import default_models_dir
+
+    return Path(models if models is not None else default_models_dir()) / "objects"
+
+
+def objects_registry(models: str | Path | None = None):
+    """The registry object-level composition runs on, and the folder it came from.
+
+    ``<models>/objects`` when it holds a manifest (the set trained for it), else ``<models>``
+    itself (default: $CONCEPTLANG_MODELS, else the shipped models), so a user's own models folder
+    without an object-level set still runs the experiment on its position concept.
+    """
+    from conceptlang.models.registry import load_registry
+
+    sub = objects_models_dir(models)
+    where = sub if (sub / "manifest.json").is_file() else sub.parent
+    return load_registry(where), where
 
 
 def layout_expression(targets: Sequence[tuple[float, float]]) -> str:

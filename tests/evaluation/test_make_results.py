@@ -38,6 +38,10 @@ def test_page_is_assembled_and_marked(make_results, tmp_path):
     assert "## 1. Evaluation suites" in md and "## 4. Object-level composition" in md and "## 5. Nested" in md
     # object layouts: PixelJudge puts two objects at (0.25, 0.5), (0.75, 0.5): only the third layout matches
     assert "| `position(0.25, 0.5) & position(0.75, 0.5)` | 1.00 | 1.00 | 1.00 [0.51, 1.00] |" in md
+    # the page names the model set it ran on (the shipped object-level set once it exists)
+    from conceptlang.evaluation.objects import objects_registry
+    where = objects_registry()[1].relative_to(ROOT)
+    assert f"One position model conditioned on two positions at once (models `{where}`); n = 4 per layout" in md
     data = json.loads((docs / "results.json").read_text())
     assert data["complete"] is True
     assert set(data["parts"]) == {"suite_scenes", "suite_faces", "objects", "venn_scenes", "venn_faces"}

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,35 @@ def test_evaluate_layout_end_to_end(monkeypatch, tmp_path):
     assert r.object_counts == {"2": 8}
     assert (tmp_path / "o.png").exists()
     assert "**0.62 [0.31, 0.86]**" in markdown_table([r])
+
+
+def test_objects_registry_prefers_the_object_level_set(tmp_path, monkeypatch):
+    import conceptlang.models.registry as R
+    from conceptlang.evaluation.objects import objects_models_dir, objects_registry
+
+    monkeypatch.setattr(R, "load_registry", lambda d: ("registry", Path(d)))
+    # no object-level set: the folder itself
+    assert objects_registry(tmp_path) == (("registry", tmp_path), tmp_path)
+    (tmp_path / "objects").mkdir()
+    assert objects_registry(tmp_path)[1] == tmp_path  # a folder without a manifest is not a set
+    (tmp_path / "objects" / "manifest.json").write_text("{}")
+    assert objects_registry(tmp_path) == (("registry", tmp_path / "objects"), tmp_path / "objects")
+    # the default follows $CONCEPTLANG_MODELS
+    monkeypatch.setenv("CONCEPTLANG_MODELS", str(tmp_path))
+    assert objects_models_dir() == tmp_path / "objects"
+    assert objects_registry()[1] == tmp_path / "objects"
+
+
+def test_shipped_object_level_set_is_a_scenes_model_with_position():
+    from conceptlang.evaluation.objects import objects_models_dir, objects_registry
+    from conceptlang.resources import shipped_models_dir
+
+    assert objects_models_dir(shipped_models_dir()) == shipped_models_dir() / "objects"
+    reg, where = objects_registry(shipped_models_dir())
+    assert where == shipped_models_dir() / "objects"
+    entries = {e["name"]: e for e in reg.describe()}
+    assert set(entries) == {"objects-joint"}
+    e = entries["objects-joint"]
+    assert e["domain"] == "scenes" and "position" in e["families"]
+    # trained on one- and two-object scenes, so a position names one object among possibly two
+    assert set(e["training"]["split"]) == {"train", "two_objects"}
