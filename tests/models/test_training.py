@@ -20,26 +20,29 @@ def _flat_state(tr: Trainer) -> dict:
     return out
 
 
-@pytest.mark.parametrize("method", ["denoise", "cd"])
-def test_resume_is_bit_identical(tmp_path, method):
-    kw = {"method": method, "iters": 4}
-    if method == "cd":
-        kw.update(net={"widths": [8, 16], "emb_dim": 16}, cd_steps=2, cd_buffer=16)
+def _straight_equals_resumed(tmp_path, **kw) -> Trainer:
+    """Train ``iters`` straight and 2 + resume + the rest; every weight, moment and RNG state must match."""
     straight = Trainer(tiny_config(**kw), tmp_path / "a")
     straight.train(progress=False)
-
-    first = Trainer(tiny_config(**kw), tmp_path / "b")
-    first.train(until=2, progress=False)
+    Trainer(tiny_config(**kw), tmp_path / "b").train(until=2, progress=False)
     resumed = Trainer(tiny_config(**kw), tmp_path / "b")
     resumed.load()
     assert resumed.it == 2
     resumed.train(progress=False)
-
     a, b = _flat_state(straight), _flat_state(resumed)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert torch.equal(straight.gen.get_state(), resumed.gen.get_state())
+    return straight
+
+
+@pytest.mark.parametrize("method", ["denoise", "cd"])
+def test_resume_is_bit_identical(tmp_path, method):
+    kw = {"method": method, "iters": 4}
+    if method == "cd":
+        kw.update(net={"widths": [8, 16], "emb_dim": 16}, cd_steps=2, cd_buffer=16)
+    _straight_equals_resumed(tmp_path, **kw)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
@@ -93,18 +96,8 @@ def test_learning_rate_schedules():
 
 
 def test_cosine_run_applies_the_schedule_and_resumes_bit_identically(tmp_path):
-    kw = {"iters": 4, "lr_schedule": "cosine", "lr_min": 1e-4, "warmup": 1}
-    straight = Trainer(tiny_config(**kw), tmp_path / "a")
-    straight.train(progress=False)
+    straight = _straight_equals_resumed(tmp_path, iters=4, lr_schedule="cosine", lr_min=1e-4, warmup=1)
     assert straight.opt.param_groups[0]["lr"] == pytest.approx(learning_rate(straight.cfg, 3))
-    first = Trainer(tiny_config(**kw), tmp_path / "b")
-    first.train(until=2, progress=False)
-    resumed = Trainer(tiny_config(**kw), tmp_path / "b")
-    resumed.load()
-    resumed.train(progress=False)
-    a, b = _flat_state(straight), _flat_state(resumed)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
     logged = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert logged[-1]["it"] == 4 and logged[-1]["lr"] == pytest.approx(learning_rate(straight.cfg, 3))
 
@@ -273,17 +266,7 @@ def test_cutout_paints_one_background_rectangle_per_chosen_image():
 
 
 def test_cutout_training_resumes_bit_identically(tmp_path):
-    kw = {"iters": 4, "cutout": 0.5}
-    straight = Trainer(tiny_config(**kw), tmp_path / "a")
-    straight.train(progress=False)
-    first = Trainer(tiny_config(**kw), tmp_path / "b")
-    first.train(until=2, progress=False)
-    resumed = Trainer(tiny_config(**kw), tmp_path / "b")
-    resumed.load()
-    resumed.train(progress=False)
-    a, b = _flat_state(straight), _flat_state(resumed)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    a = _flat_state(_straight_equals_resumed(tmp_path, iters=4, cutout=0.5))
     plain = Trainer(tiny_config(iters=4), tmp_path / "c")
     plain.train(progress=False)
     assert not torch.equal(_flat_state(plain)["net.conv_in.weight"], a["net.conv_in.weight"])  # the cut-outs were trained on
