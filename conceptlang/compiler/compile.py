@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from contextlib import contextmanager
@@ -119,9 +120,9 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
                        + "; concept_weights=False (CLI --no-concept-weights) scores concepts as written")
     models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
     for m in models:
-        rng = (getattr(m, "entry", None) or {}).get("sigma_range")
+        rng = getattr(m, "sigma_range", None)  # optional on a model: (lo, hi) noise levels it acts at
         if rng is not None:
-            hi = "∞" if rng[1] is None else f"{rng[1]:g}"
+            hi = "∞" if math.isinf(rng[1]) else f"{rng[1]:g}"
             notices.append(f"{m.name} acts at noise levels σ in [{rng[0]:g}, {hi}] only (its manifest's sigma_range); "
                            "at other levels its concepts score as the domain prior")
     all_explicit = all(m.kind == "explicit" for m in models)

@@ -19,7 +19,7 @@ import torch
 from conceptlang.compiler.interface import Condition
 from conceptlang.errors import ModelError
 from conceptlang.models.conditions import encode_conditions
-from conceptlang.models.networks import EnergyNet, SlotSpec, UNet
+from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width
 
 
 class _Base:
@@ -121,7 +121,7 @@ class ImplicitConceptModel(_Base):
         return out if bool(out.any()) else None
 
     def _fallback_null(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        return torch.zeros(n, self.fallback.encode([{}]).shape[1], device=device, dtype=dtype)
+        return torch.zeros(n, condition_width(self.fallback.slots), device=device, dtype=dtype)
 
     def raw_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The network's noise prediction for exactly this condition: (N, C, H, W)."""

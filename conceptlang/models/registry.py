@@ -272,6 +272,8 @@ class RegisteredModel:
         self.noise_conditional: bool = self.kind == "implicit" or bool(cfg.get("noise_conditional", False))
         self.image_shape = (int(cfg.get("channels", 3)), int(cfg["image_size"]), int(cfg["image_size"]))
         self.slots = tuple(SlotSpec.from_json(s) for s in cfg.get("slots", ()))
+        # (lo, hi) noise levels its conditions act at, hi = inf when unbounded; None: every level
+        self.sigma_range: tuple[float, float] | None = sigma_range_of(entry)
         self._registry = registry
         self._device = torch.device("cpu")
 
@@ -331,7 +333,7 @@ class ModelRegistry:
                 self._priors[e["domain"]] = self.handles[e["name"]]
         self._domains = {d: self._build_domain(d) for d in self._priors}
         self._cache: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a model loads its fallback prior
 
     # -- loading --
     def _loaded(self, entry: dict, device: torch.device):
@@ -350,14 +352,12 @@ class ModelRegistry:
                         energy_draws=int(en.get("draws", 2)), energy_seed=int(en.get("seed", 0)),
                         guidance=float(entry.get("guidance", 1.0)),
                     )
+                    rng = self.handles[entry["name"]].sigma_range
+                    if rng is not None:  # outside its noise levels the model scores as the domain prior
+                        model.set_sigma_range(*rng, fallback=self._loaded(self._priors[entry["domain"]].entry, device))
                 else:
                     model = ExplicitConceptModel(net, entry["name"], entry["domain"])
                 self._cache[key] = model
-        rng = sigma_range_of(entry)
-        if rng is not None and model.fallback is None:
-            # outside its noise levels the model scores as the domain prior (loaded outside the lock)
-            prior = self._priors[entry["domain"]]
-            model.set_sigma_range(*rng, fallback=self._loaded(prior.entry, device))
         return model
 
     def _build_domain(self, name: str) -> Domain:

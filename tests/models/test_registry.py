@@ -333,6 +333,7 @@ def test_sigma_range_wires_the_domain_prior_as_fallback(models_copy):
     reg = load_registry(models_copy)
     handle, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
     assert handle.name == "tiny-colour"
+    assert handle.sigma_range == (0.0, 0.2) and reg.handles["tiny"].sigma_range is None
     impl = handle.impl("cpu")
     assert impl.sigma_range == (0.0, 0.2) and impl.fallback is reg.handles["tiny"].impl("cpu")
     assert reg.handles["tiny"].impl("cpu").sigma_range is None
