@@ -45,6 +45,8 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--cutout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of training images given one random background-coloured rectangle (hides outlines).")
+@click.option("--cutout-form", type=click.Choice(["rect", "rotated"]), default="rect", show_default=True,
+              help="Cut-out rectangles axis-aligned or turned by a random angle (also cuts slanted edges).")
 @click.option("--spatial/--no-spatial", default=True, show_default=True,
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
@@ -54,7 +56,7 @@ def _parse_splits(text: str) -> dict[str, float]:
               help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min,
-              seed, data_seed, threads, widths, checkpoint_every, cond_dropout, cutout, spatial, init_from, data_workers,
+              seed, data_seed, threads, widths, checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers,
               time_budget, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
@@ -104,7 +106,7 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
         cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
-                          cond_dropout=cond_dropout, cutout=cutout, net=net, iters=iters if iters is not None else 10000,
+                          cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""))
     if time_budget is not None and iters is not None:
         raise click.UsageError("give --iters or --time-budget, not both")

@@ -50,6 +50,7 @@ class TrainConfig:
     ema_rel: float = 0.1  # EMA window ≈ this fraction of the iterations so far (short runs: recent weights)
     cond_dropout: float = 0.3
     cutout: float = 0.0  # share of training images given one random background-coloured rectangle (see ``cutout``)
+    cutout_form: str = "rect"  # rect (axis-aligned) | rotated (a random angle); see ``cutout``
     p_null: float = 0.15  # share of batches' images trained unconditionally (the prior)
     p_single: float = 0.45  # share with exactly one family kept (the compiler's leaves)
     seed: int = 0
@@ -101,6 +102,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"cond_dropout must be in [0, 1), got {cfg.cond_dropout}")
     if not 0.0 <= cfg.cutout <= 1.0:
         raise ModelError(f"cutout must be in [0, 1], got {cfg.cutout}")
+    if cfg.cutout_form not in CUTOUT_FORMS:
+        raise ModelError(f"unknown cutout_form {cfg.cutout_form!r} (forms: {', '.join(CUTOUT_FORMS)})")
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -208,15 +211,33 @@ class DataStream:
 # --------------------------------------------------------------------------------------------
 
 
-def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: float = 0.5) -> torch.Tensor:
-    """Paint one axis-aligned rectangle per image (with probability ``p``) in the image's background.
+CUTOUT_FORMS = ("rect", "rotated")
+
+
+def rotated_rect_mask(h: int, w: int, cx: torch.Tensor, cy: torch.Tensor, rw: torch.Tensor, rh: torch.Tensor,
+                      theta: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool: pixels whose centre lies inside an rw × rh rectangle centred at (cx, cy) (pixel
+    units, from the top-left corner of the image) and turned by ``theta`` radians; all arguments (N,)."""
+    dx = (torch.arange(w)[None, None, :] + 0.5) - cx[:, None, None]  # (N, 1, W) offsets of pixel centres
+    dy = (torch.arange(h)[None, :, None] + 0.5) - cy[:, None, None]  # (N, H, 1)
+    c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    return ((c * dx + s * dy).abs() < rw[:, None, None] / 2.0) & ((-s * dx + c * dy).abs() < rh[:, None, None] / 2.0)
+
+
+def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: float = 0.5, form: str = "rect") -> torch.Tensor:
+    """Paint one rectangle per image (with probability ``p``) in the image's background.
 
     Sides are uniform in [lo, hi] of the image side, the place uniform; the paint is the image's
-    top-left pixel (the scenes background). A model trained on such images cannot rely on the
-    whole outline of what it sees: the continual colour model, whose data set shows only squares,
-    otherwise learns "red" as "a red square" and squares every shape it is composed with.
-    Draws a fixed number of values from ``g`` whatever ``p`` is: (N, C, H, W) → a new tensor.
+    top-left pixel (the scenes background). ``form="rect"`` keeps the rectangle axis-aligned;
+    ``"rotated"`` turns it by a uniform angle about its centre, so that it also cuts slanted edges
+    (a square with a corner cut off by a slanted edge is no longer a square with square corners).
+    A model trained on such images cannot rely on the whole outline of what it sees: the
+    continual colour model, whose data set shows only squares, otherwise learns "red" as "a red
+    square" and squares every shape it is composed with. Draws a fixed number of values from
+    ``g`` whatever ``p`` is (five per image, one more for ``rotated``): (N, C, H, W) → a new tensor.
     """
+    if form not in CUTOUT_FORMS:
+        raise ModelError(f"unknown cutout form {form!r} (forms: {', '.join(CUTOUT_FORMS)})")
     n, _, h, w = x.shape
     u = torch.rand(n, 5, generator=g)  # use?, width, height, x0, y0
     rw = ((lo + (hi - lo) * u[:, 1]) * w).round().long().clamp(1, w)
@@ -224,8 +245,12 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
     x0 = (u[:, 3] * (w - rw + 1)).long()
     y0 = (u[:, 4] * (h - rh + 1)).long()
     cols, rows = torch.arange(w), torch.arange(h)
-    inside = (((cols[None] >= x0[:, None]) & (cols[None] < (x0 + rw)[:, None]))[:, None, :]
-              & ((rows[None] >= y0[:, None]) & (rows[None] < (y0 + rh)[:, None]))[:, :, None])  # (N, H, W)
+    if form == "rect":
+        inside = (((cols[None] >= x0[:, None]) & (cols[None] < (x0 + rw)[:, None]))[:, None, :]
+                  & ((rows[None] >= y0[:, None]) & (rows[None] < (y0 + rh)[:, None]))[:, :, None])  # (N, H, W)
+    else:
+        theta = torch.rand(n, generator=g) * math.pi  # (N,) a rectangle turned by π is the same one
+        inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)
     inside &= (u[:, 0] < p)[:, None, None]
     inside = inside[:, None].to(x.device)
     return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
@@ -414,7 +439,7 @@ class Trainer:
         x0, idx, pos = self.stream.batch(self.it)
         cond = training_conditions(self.net.config.slots, idx, pos, cfg.cond_dropout, self.gen, cfg.p_null, cfg.p_single)
         if cfg.cutout > 0:
-            x0 = cutout(x0, cfg.cutout, self.gen)
+            x0 = cutout(x0, cfg.cutout, self.gen, form=cfg.cutout_form)
         x0, cond = x0.to(self.device), cond.to(self.device)
         lr = learning_rate(cfg, self.it)
         for group in self.opt.param_groups:

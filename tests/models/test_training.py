@@ -265,6 +265,55 @@ def test_cutout_paints_one_background_rectangle_per_chosen_image():
         validate_config(tiny_config(cutout=1.5))
 
 
+def test_rotated_rect_mask_is_exact_at_right_angles_and_keeps_the_area():
+    from conceptlang.models.training import rotated_rect_mask
+
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    # centre (8, 6), 6 wide, 4 high: columns 5..10, rows 4..7
+    m0 = rotated_rect_mask(16, 16, t(8.0), t(6.0), t(6.0), t(4.0), t(0.0))[0]
+    want = torch.zeros(16, 16, dtype=torch.bool)
+    want[4:8, 5:11] = True
+    assert torch.equal(m0, want)
+    # a quarter turn swaps the sides: 4 wide, 6 high, same centre (up to rounding at exact edges)
+    m90 = rotated_rect_mask(16, 16, t(8.0), t(6.0), t(6.0), t(4.0), t(math.pi / 2 + 1e-9))[0]
+    want = torch.zeros(16, 16, dtype=torch.bool)
+    want[3:9, 6:10] = True
+    assert torch.equal(m90, want)
+    # an eighth turn of a 10 x 10 square is the diamond |dx| + |dy| < 10 / √2 about its centre
+    m45 = rotated_rect_mask(32, 32, t(16.0), t(16.0), t(10.0), t(10.0), t(math.pi / 4))[0]
+    want = torch.tensor([[abs(c + 0.5 - 16) + abs(r + 0.5 - 16) < 10 / math.sqrt(2) for c in range(32)] for r in range(32)])
+    assert torch.equal(m45, want)
+    assert abs(int(m45.sum()) - 100) <= 0.15 * 100  # about the area of the square
+
+
+def test_rotated_cutout_paints_slanted_background_rectangles():
+    from conceptlang.models.training import cutout
+
+    n, h = 200, 20
+    x = torch.rand(n, 3, h, h) + 1.0
+    x[:, :, 0, 0] = -0.75
+    y = cutout(x, 0.5, torch.Generator().manual_seed(3), form="rotated")
+    painted = (y != x).any(1)
+    assert ((y == -0.75) | ~painted[:, None]).all()
+    hit = painted.flatten(1).any(1)
+    assert 0.35 < hit.float().mean() < 0.65
+    slanted = 0
+    for m in painted[hit]:
+        area = int(m.sum())
+        assert 4 <= area <= 100 + 12  # at least a clipped corner of a 4 x 4, at most a 10 x 10 (+ pixel rounding)
+        rows, cols = m.any(1).nonzero().squeeze(1), m.any(0).nonzero().squeeze(1)
+        slanted += area < 0.9 * int(rows.max() - rows.min() + 1) * int(cols.max() - cols.min() + 1)
+    assert slanted > 0.5 * int(hit.sum())  # most are turned: they fill much less than their bounding box
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(cutout(x, 0.0, g0, form="rotated"), x)
+    cutout(x, 1.0, g1, form="rotated")
+    assert torch.equal(g0.get_state(), g1.get_state())
+    with pytest.raises(ModelError, match="unknown cutout form 'oval'"):
+        cutout(x, 0.5, g0, form="oval")
+    with pytest.raises(ModelError, match="unknown cutout_form 'oval'"):
+        validate_config(tiny_config(cutout=0.5, cutout_form="oval"))
+
+
 def test_cutout_training_resumes_bit_identically(tmp_path):
     a = _flat_state(_straight_equals_resumed(tmp_path, iters=4, cutout=0.5))
     plain = Trainer(tiny_config(iters=4), tmp_path / "c")
