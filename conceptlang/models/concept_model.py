@@ -112,12 +112,16 @@ class ImplicitConceptModel(_Base):
         self.sigma_range = (float(lo), float(hi))
         self.fallback = fallback
 
+    def _out_of_range(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Bool mask (same shape as ``sigma``) of noise levels outside the model's sigma range."""
+        lo, hi = self.sigma_range
+        return (sigma < lo) | (sigma > hi)
+
     def _outside(self, sigma: torch.Tensor) -> torch.Tensor | None:
         """Bool mask of σ values outside the model's range, or None when every one is inside."""
         if self.sigma_range is None:
             return None
-        lo, hi = self.sigma_range
-        out = (sigma < lo) | (sigma > hi)
+        out = self._out_of_range(sigma)
         return out if bool(out.any()) else None
 
     def _fallback_null(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -239,16 +243,13 @@ class ImplicitConceptModel(_Base):
         """Levels outside the sigma range take the fallback prior's energy (same noise draws): (N, S)."""
         if self.sigma_range is None:
             return e
-        lo, hi = self.sigma_range
         if sigma is None:
-            sig = self.energy_sigmas.to(x.device, x.dtype)
-            out_cols = (sig < lo) | (sig > hi)  # (S,)
+            out_cols = self._out_of_range(self.energy_sigmas.to(x.device, x.dtype))  # (S,)
             if not bool(out_cols.any()):
                 return e
             fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), None)
             return torch.where(out_cols[None, :], fb, e)
-        s = sigma.to(x.device, x.dtype)
-        out_rows = (s < lo) | (s > hi)  # (N,)
+        out_rows = self._out_of_range(sigma.to(x.device, x.dtype))  # (N,)
         if not bool(out_rows.any()):
             return e
         fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma)

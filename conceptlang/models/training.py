@@ -244,13 +244,9 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
     rh = ((lo + (hi - lo) * u[:, 2]) * h).round().long().clamp(1, h)
     x0 = (u[:, 3] * (w - rw + 1)).long()
     y0 = (u[:, 4] * (h - rh + 1)).long()
-    cols, rows = torch.arange(w), torch.arange(h)
-    if form == "rect":
-        inside = (((cols[None] >= x0[:, None]) & (cols[None] < (x0 + rw)[:, None]))[:, None, :]
-                  & ((rows[None] >= y0[:, None]) & (rows[None] < (y0 + rh)[:, None]))[:, :, None])  # (N, H, W)
-    else:
-        theta = torch.rand(n, generator=g) * math.pi  # (N,) a rectangle turned by π is the same one
-        inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)
+    # (N,) angles; at 0 the mask is exactly the pixels x0 <= col < x0 + rw, y0 <= row < y0 + rh
+    theta = torch.zeros(n) if form == "rect" else torch.rand(n, generator=g) * math.pi  # turned by π: the same one
+    inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)  # (N, H, W)
     inside &= (u[:, 0] < p)[:, None, None]
     inside = inside[:, None].to(x.device)
     return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
