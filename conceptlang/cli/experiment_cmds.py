@@ -95,8 +95,10 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+@click.option("--draws", type=click.IntRange(min=1), default=None,
+              help="Noise draws per σ level when ranking a discrete family (implicit models) [default: the model's inference_draws].")
 @threads_option
-def infer_cmd(image, domain, as_json, device, models_dir, threads):
+def infer_cmd(image, domain, as_json, device, models_dir, draws, threads):
     """Infer the concepts of IMAGE (a PNG) by energy: rank each family's values, estimate position."""
     import json
 
@@ -116,7 +118,7 @@ def infer_cmd(image, domain, as_json, device, models_dir, threads):
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = infer(arr, _load_registry(models_dir), domain=domain, device=device)
+    result = infer(arr, _load_registry(models_dir), domain=domain, device=device, draws=draws)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
@@ -132,8 +134,10 @@ def infer_cmd(image, domain, as_json, device, models_dir, threads):
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Image seed [default: 2024; accuracy is measured on other seeds].")
 @click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+@click.option("--draws", type=click.IntRange(min=1), default=None,
+              help="Noise draws per σ level for the level energies [default: the model's inference_draws].")
 @threads_option
-def calibrate_cmd(domain, models_dir, n, seed, device, as_json, threads):
+def calibrate_cmd(domain, models_dir, n, seed, device, as_json, draws, threads):
     """Fit concept inference's noise-level weights for DOMAIN's implicit model and store them in the manifest.
 
     Each discrete family's readout weighs the model's per-noise-level energies (fitted on N
@@ -151,7 +155,8 @@ def calibrate_cmd(domain, models_dir, n, seed, device, as_json, threads):
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = models_dir or default_models_dir()
-    cals = calibrate_and_store(folder, domain, n=n, seed=CALIBRATION_SEED if seed is None else seed, device=device)
+    cals = calibrate_and_store(folder, domain, n=n, seed=CALIBRATION_SEED if seed is None else seed, device=device,
+                               draws=draws)
     if as_json:
         click.echo(json.dumps([c.to_json() for c in cals], indent=2))
         return

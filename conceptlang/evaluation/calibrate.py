@@ -25,6 +25,7 @@ from conceptlang.evaluation.inference import (
     Readout,
     _as_tensor,
     _energies_per_condition,
+    _ranking_draws,
     condition_names,
     discrete_groups,
     energy_grid,
@@ -42,6 +43,7 @@ class FamilyCalibration:
     n: int
     energy_heldout: Proportion  # the plain energy's accuracy on the held-out third
     calibrated_heldout: Proportion  # the readout fitted on the other two thirds, on the same third
+    draws: int | None = None  # noise draws per σ level the level energies were estimated with
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class FamilyCalibration:
             "n": self.n,
             "energy_heldout": self.energy_heldout.to_json(),
             "calibrated_heldout": self.calibrated_heldout.to_json(),
+            "draws": self.draws,
             "readout": self.readout.to_json(),
         }
 
@@ -111,8 +114,11 @@ def _accuracy(lv: np.ndarray, y: np.ndarray, weights: np.ndarray, bias: np.ndarr
 
 
 def calibrate_domain(registry, domain: str, n: int = 256, seed: int = CALIBRATION_SEED, device: str = "cpu",
-                     batch: int = 32, l2: float = 0.1) -> list[FamilyCalibration]:
+                     batch: int = 32, l2: float = 0.1, draws: int | None = None) -> list[FamilyCalibration]:
     """Fit a readout for every discrete family of ``domain`` served by one implicit model.
+
+    ``draws``: noise draws per σ level (default: the model's ``inference_draws``, what inference
+    ranks with, so the readout is fitted on energies estimated as they will be read).
 
     Held-out figures: the readout is fitted on the first two thirds of the images and scored on the
     last third, beside the plain energy on the same third; the stored readout is then refitted on
@@ -129,7 +135,8 @@ def calibrate_domain(registry, domain: str, n: int = 256, seed: int = CALIBRATIO
         if fam.kind != "discrete":
             continue
         model, conds, names = family_conditions(registry, domain, fam)
-        lv = np.concatenate([_energies_per_condition(model, x[s:s + batch], conds, levels=True)
+        d = _ranking_draws(model, draws)
+        lv = np.concatenate([_energies_per_condition(model, x[s:s + batch], conds, levels=True, draws=d)
                              for s in range(0, n, batch)])  # (N, J, S)
         idx = np.asarray(arrays.index[fam.name])[:, 0]  # the (one) object's value index, −1: absent
         y = np.where(idx == 0, 0, 1) if len(fam.values) == 1 else idx  # yes/no: the value, else "(not)"
@@ -140,7 +147,7 @@ def calibrate_domain(registry, domain: str, n: int = 256, seed: int = CALIBRATIO
         w, b = fit_levels(lv[:cut], y[:cut], l2)
         held = _accuracy(lv[cut:], y[cut:], w, b)
         w, b = fit_levels(lv, y, l2)
-        out.append(FamilyCalibration(fam.name, model.name, Readout(w, b, energy_grid(model), names), n, plain, held))
+        out.append(FamilyCalibration(fam.name, model.name, Readout(w, b, energy_grid(model), names), n, plain, held, d))
     return out
 
 
@@ -171,16 +178,17 @@ def write_readouts(models_dir: str | Path, model_name: str, calibrations: list[F
 
 
 def calibrate_and_store(models_dir: str | Path, domain: str, n: int = 256, seed: int = CALIBRATION_SEED,
-                        device: str = "cpu") -> list[FamilyCalibration]:
+                        device: str = "cpu", draws: int | None = None) -> list[FamilyCalibration]:
     """Calibrate ``domain``'s model in ``models_dir`` and write the readouts into its manifest."""
     from conceptlang.models.registry import load_registry
 
     registry = load_registry(models_dir)
     t0 = time.perf_counter()
-    cals = calibrate_domain(registry, domain, n=n, seed=seed, device=device)
+    cals = calibrate_domain(registry, domain, n=n, seed=seed, device=device, draws=draws)
     if not cals:
         raise ModelError(f"domain {domain!r}: no discrete family is served by one implicit model; nothing to calibrate")
     info = {"seed": seed, "n": n, "split": "train", "seconds": round(time.perf_counter() - t0, 1)}
     for name in sorted({c.model for c in cals}):
-        write_readouts(models_dir, name, [c for c in cals if c.model == name], info)
+        mine = [c for c in cals if c.model == name]
+        write_readouts(models_dir, name, mine, {**info, "draws": mine[0].draws})
     return cals

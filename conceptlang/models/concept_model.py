@@ -194,22 +194,27 @@ class ImplicitConceptModel(_Base):
         return self._level_energies(x, cond, sigma).sum(1)
 
     @torch.no_grad()
-    def energy_levels(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def energy_levels(self, x: torch.Tensor, cond: torch.Tensor, draws: int | None = None) -> torch.Tensor:
         """The σ-grid energy split by noise level: (N, C, H, W), (N, D) → (N, S), summing to :meth:`energy`.
 
         Concept inference reads the levels out with calibrated weights (a level's share of the
         ELBO is not its share of the evidence about a concept: a smile shows at high noise,
-        glasses at low noise).
+        glasses at low noise). ``draws``: noise draws per level (default ``energy_draws``); more
+        draws give a lower-variance estimate of the same expectation, at proportional cost.
         """
-        return self._level_energies(x, cond, None)
+        return self._level_energies(x, cond, None, draws)
 
-    def _level_energies(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+    def _level_energies(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None,
+                        draws_per_level: int | None = None) -> torch.Tensor:
         self._check(x, cond, sigma)
+        per = self.energy_draws if draws_per_level is None else int(draws_per_level)
+        if per < 1:
+            raise ModelError(f"{self.name}: energy draws per noise level must be ≥ 1, got {draws_per_level!r}")
         n = x.shape[0]
         cond = cond.to(x.device, x.dtype)
         sig = self.energy_sigmas.to(x.device, x.dtype) if sigma is None else None
         levels = sig.shape[0] if sig is not None else 1
-        draws = levels * self.energy_draws
+        draws = levels * per
         noise = self._noise((draws,) + tuple(x.shape[1:]), x.device, x.dtype)
         null = (cond == 0).all(dim=1)  # (N,) rows that are the prior already
         guided = self.guidance != 1.0 and not bool(null.all())
@@ -227,19 +232,19 @@ class ImplicitConceptModel(_Base):
         u = first.shape[0]
         total = torch.zeros(idx.shape[0], levels, device=x.device, dtype=x.dtype)  # (U + M, S) or (N, S)
         for j in range(draws):
-            s = sig[j // self.energy_draws].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
+            s = sig[j // per].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
             nz = noise[j].expand_as(x)
             xn = x + s[:, None, None, None] * nz
-            total[:, j // self.energy_draws] += (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
+            total[:, j // per] += (self.raw_eps(xn[idx], cs, s[idx]) - nz[idx]).pow(2).flatten(1).sum(1)
         e = self.energy_span * total / draws
         if guided:
             e0 = e[:u][inv]  # (N, S)
             out = e0.clone()
             out[rows] = e0[rows] + self.guidance * (e[u:] - e0[rows])
             e = out
-        return self._fallback_levels(x, sigma, e)
+        return self._fallback_levels(x, sigma, e, per)
 
-    def _fallback_levels(self, x: torch.Tensor, sigma: torch.Tensor | None, e: torch.Tensor) -> torch.Tensor:
+    def _fallback_levels(self, x: torch.Tensor, sigma: torch.Tensor | None, e: torch.Tensor, per: int) -> torch.Tensor:
         """Levels outside the sigma range take the fallback prior's energy (same noise draws): (N, S)."""
         if self.sigma_range is None:
             return e
@@ -247,12 +252,12 @@ class ImplicitConceptModel(_Base):
             out_cols = self._out_of_range(self.energy_sigmas.to(x.device, x.dtype))  # (S,)
             if not bool(out_cols.any()):
                 return e
-            fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), None)
+            fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), None, per)
             return torch.where(out_cols[None, :], fb, e)
         out_rows = self._out_of_range(sigma.to(x.device, x.dtype))  # (N,)
         if not bool(out_rows.any()):
             return e
-        fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma)
+        fb = self.fallback._level_energies(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma, per)
         return torch.where(out_rows[:, None], fb, e)
 
     def to(self, device: torch.device | str) -> "ImplicitConceptModel":

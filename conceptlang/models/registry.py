@@ -155,6 +155,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
         _validate_concept_weights(entry.get("concept_weights", {}), families, where)
+        _validate_energy(entry.get("energy", {}), where)
         if "sigma_range" in entry:
             _validate_sigma_range(entry["sigma_range"], kind, where)
             if entry.get("prior", layout == "joint"):
@@ -163,6 +164,27 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         if domain not in priors:
             raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
     return models
+
+
+def _validate_energy(energy: Any, where: str) -> None:
+    """``energy``: an implicit model's denoising-loss energy settings (levels, draws, seed, σ bounds;
+    ``inference_draws``: draws per level when inference ranks discrete values); explicit models ignore it."""
+    if not isinstance(energy, dict):
+        raise _err(where, f"'energy' must be an object, got {energy!r}")
+    for key in ("levels", "draws", "inference_draws"):
+        v = energy.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise _err(where, f"energy.{key} must be an integer ≥ 1, got {v!r}")
+    seed = energy.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise _err(where, f"energy.seed must be an integer ≥ 0, got {seed!r}")
+    for key in ("sigma_min", "sigma_max"):
+        v = energy.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+            raise _err(where, f"energy.{key} must be a finite number > 0, got {v!r}")
+    if energy.get("sigma_min", 0.02) >= energy.get("sigma_max", 2.0):
+        raise _err(where, f"energy.sigma_min must be below energy.sigma_max, got {energy.get('sigma_min', 0.02)!r}, "
+                          f"{energy.get('sigma_max', 2.0)!r}")
 
 
 def _validate_sigma_range(value: Any, kind: str, where: str) -> None:
@@ -300,9 +322,18 @@ class RegisteredModel:
     def has_energy_levels(self) -> bool:
         return self.kind == "implicit"
 
-    def energy_levels(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def energy_levels(self, x: torch.Tensor, cond: torch.Tensor, draws: int | None = None) -> torch.Tensor:
         """Per-noise-level energies (N, S) of an implicit model (see ImplicitConceptModel.energy_levels)."""
-        return self.impl(x.device).energy_levels(x, cond.to(x.device))
+        return self.impl(x.device).energy_levels(x, cond.to(x.device), draws)
+
+    @property
+    def inference_draws(self) -> int | None:
+        """Noise draws per level when concept inference ranks a discrete family (manifest
+        ``energy.inference_draws``; default the energy's own ``draws``); None for explicit models."""
+        if self.kind != "implicit":
+            return None
+        en = self.entry.get("energy", {})
+        return int(en.get("inference_draws", en.get("draws", 2)))
 
     def readout(self, family: str) -> dict | None:
         """The calibrated inference readout of ``family`` from the manifest (``inference.readout``), if any."""

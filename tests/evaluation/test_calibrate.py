@@ -180,3 +180,80 @@ def test_a_readout_for_a_yes_no_family_without_a_known_absent_token_is_refused()
     with pytest.raises(ModelError, match="needs two or more conditions to rank"):
         _readout({1: (Model(), [0], [{}])}, fam, absent=False)
     assert _readout({1: (Model(), [0], [{}]), 2: (Model(), [1], [{}])}, fam, absent=False) is None  # two models
+
+
+def _set_energy(models, **settings):
+    path = models / "manifest.json"
+    data = json.loads(path.read_text())
+    data["models"][0]["energy"].update(settings)
+    path.write_text(json.dumps(data))
+
+
+def _x(n=3):
+    return torch.as_tensor(np.stack([np.transpose(im, (2, 0, 1)) for im in _images(n)]), dtype=torch.float32) / 127.5 - 1
+
+
+def test_energy_levels_with_more_draws_are_the_energy_of_a_model_drawing_that_many(models):
+    model = load_registry(models).prior("scenes")[0]
+    x = _x()
+    cond = torch.cat([model.encode([{"shape": "circle"}]), model.encode([{}]), model.encode([{"size": "large"}])])
+    more = model.energy_levels(x, cond, 6)
+    assert model.impl().energy_draws == 2 and not torch.equal(more, model.energy_levels(x, cond))
+    _set_energy(models, draws=6)
+    torch.testing.assert_close(more.sum(1), load_registry(models).prior("scenes")[0].energy(x, cond, None), rtol=0, atol=0)
+    with pytest.raises(ModelError, match="draws per noise level must be ≥ 1, got 0"):
+        model.energy_levels(x, cond, 0)
+
+
+def test_inference_ranks_discrete_families_with_the_manifests_inference_draws(models):
+    images = _images(4)
+    assert load_registry(models).prior("scenes")[0].inference_draws == 2  # default: the energy's own draws
+    plain = infer_batch(images, load_registry(models), "scenes", families=["shape", "size"])
+    five = infer_batch(images, load_registry(models), "scenes", families=["shape", "size"], draws=5)
+    _set_energy(models, inference_draws=5)
+    reg = load_registry(models)
+    assert reg.prior("scenes")[0].inference_draws == 5
+    stored = infer_batch(images, reg, "scenes", families=["shape", "size"])
+    for a, b in zip(five, stored):
+        assert a.families["shape"].ranking == b.families["shape"].ranking
+        assert a.families["size"].ranking == b.families["size"].ranking
+    assert [r.families["shape"].ranking for r in plain] != [r.families["shape"].ranking for r in five]
+    # an explicit draws overrides the manifest; 2 is the plain energy again
+    again = infer_batch(images, reg, "scenes", families=["shape", "size"], draws=2)
+    assert [r.families["shape"].ranking for r in again] == [r.families["shape"].ranking for r in plain]
+    from conceptlang.errors import DataError
+
+    with pytest.raises(DataError, match="draws must be an integer ≥ 1, got 0"):
+        infer_batch(images, reg, "scenes", families=["shape"], draws=0)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"inference_draws": 0}, "energy.inference_draws must be an integer ≥ 1, got 0"),
+    ({"draws": 1.5}, "energy.draws must be an integer ≥ 1, got 1.5"),
+    ({"seed": -1}, "energy.seed must be an integer ≥ 0, got -1"),
+    ({"sigma_min": 3.0}, "energy.sigma_min must be below energy.sigma_max"),
+    ({"sigma_max": float("inf")}, "energy.sigma_max must be a finite number > 0"),
+])
+def test_bad_energy_settings_are_refused_when_the_manifest_is_read(models, settings, message):
+    _set_energy(models, **settings)
+    with pytest.raises(ModelError, match=message):
+        load_registry(models)
+
+
+def test_calibration_records_its_draws_and_infer_cli_takes_draws(models, tmp_path):
+    cals = calibrate_and_store(models, "scenes", n=6, seed=3, draws=3)
+    assert {c.draws for c in cals} == {3}
+    assert json.loads((models / "manifest.json").read_text())["models"][0]["inference"]["calibration"]["draws"] == 3
+    from PIL import Image
+
+    from conceptlang.cli import main
+
+    png = tmp_path / "scene.png"
+    Image.fromarray(_images(1)[0]).save(png)
+    res = CliRunner().invoke(main, ["infer", str(png), "--models", str(models), "--draws", "3", "--json", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    want = infer_batch(_images(1), load_registry(models), "scenes", draws=3)[0].to_json()
+    assert got["families"]["shape"] == want["families"]["shape"]
+    res = CliRunner().invoke(main, ["infer", str(png), "--models", str(models), "--draws", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "--draws" in res.output
