@@ -255,6 +255,10 @@ def task_inference(dom: str, args, images: Path) -> Part:
     cal = (getattr(registry.prior(dom)[0], "entry", {}).get("inference") or {}).get("calibration")
     readout = (f"calibrated readout for {', '.join(cal.get('families', {}))} (fitted on {cal.get('n')} images, seed {cal.get('seed')})"
                if cal else "plain energies (no calibrated readout in the manifest)")
+    prior = registry.prior(dom)[0]
+    if getattr(prior, "inference_draws", None) is not None:
+        readout += (f"; discrete families ranked with {prior.inference_draws} noise draws per σ level "
+                    f"(position search: {prior.entry.get('energy', {}).get('draws', 2)})")
     part.lines = [
         f"### {dom.capitalize()}",
         "",
