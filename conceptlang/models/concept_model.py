@@ -231,7 +231,11 @@ class ImplicitConceptModel(_Base):
             idx, cs = torch.arange(n, device=x.device), cond
         u = first.shape[0]
         total = torch.zeros(idx.shape[0], levels, device=x.device, dtype=x.dtype)  # (U + M, S) or (N, S)
+        # Levels outside a sigma range are replaced by the fallback's below: not worth computing here.
+        skip = self._outside(sig) if sig is not None else None
         for j in range(draws):
+            if skip is not None and bool(skip[j // per]):
+                continue
             s = sig[j // per].expand(n) if sig is not None else sigma.to(x.device, x.dtype)
             nz = noise[j].expand_as(x)
             xn = x + s[:, None, None, None] * nz

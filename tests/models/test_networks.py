@@ -194,6 +194,14 @@ def test_sigma_range_hands_other_noise_levels_to_the_prior():
         one_prior = prior.energy(x, prior.encode([{}] * 4), sigma)
     torch.testing.assert_close(lv[:, 0], lv_free[:, 0])
     torch.testing.assert_close(lv[:, 1:], lv_prior[:, 1:])
+    # the factor's network runs only at the one level inside the range (2 draws), not at all 3
+    calls = []
+    hook = factor.net.register_forward_hook(lambda *_: calls.append(1))
+    factor.sigma_range = (0.0, 0.2)
+    with torch.no_grad():
+        again = factor.energy_levels(x, cond)
+    hook.remove()
+    assert len(calls) == 2 and torch.equal(again, lv)
     torch.testing.assert_close(one, torch.cat([one_free[:2], one_prior[2:]]))
 
 
