@@ -235,7 +235,7 @@ def task_suite(dom: str, args, images: Path) -> Part:
 def task_inference(dom: str, args, images: Path) -> Part:
     from conceptlang.evaluation.inference_accuracy import DISCRETE_TARGET, POSITION_TARGET, measure_inference
     from conceptlang.evaluation.judge import load_judge
-    from conceptlang.models.registry import load_registry
+    from conceptlang.models.registry import energy_settings, load_registry
 
     part = Part(f"inference_{dom}")
     t0 = time.perf_counter()
@@ -252,13 +252,13 @@ def task_inference(dom: str, args, images: Path) -> Part:
         s = acc.position_summary(errs)
         if s["mean"] is not None:
             part.headline.append((f"inference {dom}: {fam} mean error", f"{s['mean']:.3f}", f"≤ {POSITION_TARGET}"))
-    cal = (getattr(registry.prior(dom)[0], "entry", {}).get("inference") or {}).get("calibration")
+    prior = registry.prior(dom)[0]
+    cal = (getattr(prior, "entry", {}).get("inference") or {}).get("calibration")
     readout = (f"calibrated readout for {', '.join(cal.get('families', {}))} (fitted on {cal.get('n')} images, seed {cal.get('seed')})"
                if cal else "plain energies (no calibrated readout in the manifest)")
-    prior = registry.prior(dom)[0]
     if getattr(prior, "inference_draws", None) is not None:
         readout += (f"; discrete families ranked with {prior.inference_draws} noise draws per σ level "
-                    f"(position search: {prior.entry.get('energy', {}).get('draws', 2)})")
+                    f"(position search: {energy_settings(prior.entry)['draws']})")
     part.lines = [
         f"### {dom.capitalize()}",
         "",

@@ -10,9 +10,8 @@ import torch
 
 from conceptlang.errors import ModelError
 from conceptlang.io import atomic_path, write_json
-from conceptlang.models.registry import FORMAT_VERSION, MANIFEST, sha256_file, validate_manifest
+from conceptlang.models.registry import DEFAULT_ENERGY, FORMAT_VERSION, MANIFEST, sha256_file, validate_manifest
 
-DEFAULT_ENERGY = {"sigma_min": 0.02, "sigma_max": 2.0, "levels": 8, "draws": 2, "seed": 0}
 
 
 def _families_json(slots) -> dict[str, Any]:
@@ -87,7 +86,7 @@ def export_run(
         "prior": bool(prior if prior is not None else (not cfg.families or len(net.config.slots) > 1)),
         "architecture": {"class": arch_class, "config": net.config.to_json(),
                          "parameters": sum(p.numel() for p in net.parameters())},
-        "energy": old.get("energy", DEFAULT_ENERGY) if cfg.kind == "implicit" else {},
+        "energy": old.get("energy", dict(DEFAULT_ENERGY)) if cfg.kind == "implicit" else {},
         "guidance": float(guidance if guidance is not None else old.get("guidance", 1.0)),
         "training": {
             "method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),

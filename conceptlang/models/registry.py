@@ -155,7 +155,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
         _validate_concept_weights(entry.get("concept_weights", {}), families, where)
-        _validate_energy(entry.get("energy", {}), where)
+        _validate_energy(entry, where)
         if "sigma_range" in entry:
             _validate_sigma_range(entry["sigma_range"], kind, where)
             if entry.get("prior", layout == "joint"):
@@ -166,25 +166,36 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
     return models
 
 
-def _validate_energy(energy: Any, where: str) -> None:
+# An implicit model's denoising-loss energy (σ bounds, levels, draws per level, noise seed) where its
+# manifest entry leaves a setting out; ``inference_draws`` defaults to ``draws``.
+DEFAULT_ENERGY = {"sigma_min": 0.02, "sigma_max": 2.0, "levels": 8, "draws": 2, "seed": 0}
+
+
+def energy_settings(entry: dict) -> dict:
+    """The entry's ``energy`` settings with the defaults filled in (``inference_draws`` included)."""
+    en = {**DEFAULT_ENERGY, **entry.get("energy", {})}
+    en.setdefault("inference_draws", en["draws"])
+    return en
+
+
+def _validate_energy(entry: dict, where: str) -> None:
     """``energy``: an implicit model's denoising-loss energy settings (levels, draws, seed, σ bounds;
     ``inference_draws``: draws per level when inference ranks discrete values); explicit models ignore it."""
-    if not isinstance(energy, dict):
-        raise _err(where, f"'energy' must be an object, got {energy!r}")
+    if not isinstance(entry.get("energy", {}), dict):
+        raise _err(where, f"'energy' must be an object, got {entry['energy']!r}")
+    en = energy_settings(entry)
     for key in ("levels", "draws", "inference_draws"):
-        v = energy.get(key, 1)
+        v = en[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise _err(where, f"energy.{key} must be an integer ≥ 1, got {v!r}")
-    seed = energy.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise _err(where, f"energy.seed must be an integer ≥ 0, got {seed!r}")
+    if isinstance(en["seed"], bool) or not isinstance(en["seed"], int) or en["seed"] < 0:
+        raise _err(where, f"energy.seed must be an integer ≥ 0, got {en['seed']!r}")
     for key in ("sigma_min", "sigma_max"):
-        v = energy.get(key, 1.0)
+        v = en[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
             raise _err(where, f"energy.{key} must be a finite number > 0, got {v!r}")
-    if energy.get("sigma_min", 0.02) >= energy.get("sigma_max", 2.0):
-        raise _err(where, f"energy.sigma_min must be below energy.sigma_max, got {energy.get('sigma_min', 0.02)!r}, "
-                          f"{energy.get('sigma_max', 2.0)!r}")
+    if en["sigma_min"] >= en["sigma_max"]:
+        raise _err(where, f"energy.sigma_min must be below energy.sigma_max, got {en['sigma_min']!r}, {en['sigma_max']!r}")
 
 
 def _validate_sigma_range(value: Any, kind: str, where: str) -> None:
@@ -332,8 +343,7 @@ class RegisteredModel:
         ``energy.inference_draws``; default the energy's own ``draws``); None for explicit models."""
         if self.kind != "implicit":
             return None
-        en = self.entry.get("energy", {})
-        return int(en.get("inference_draws", en.get("draws", 2)))
+        return energy_settings(self.entry)["inference_draws"]
 
     def readout(self, family: str) -> dict | None:
         """The calibrated inference readout of ``family`` from the manifest (``inference.readout``), if any."""
@@ -376,11 +386,11 @@ class ModelRegistry:
             if model is None:
                 net = load_weights(entry, self.models_dir, device)
                 if entry["kind"] == "implicit":
-                    en = entry.get("energy", {})
+                    en = energy_settings(entry)
                     model = ImplicitConceptModel(
                         net, entry["name"], entry["domain"],
-                        energy_sigmas=(float(en.get("sigma_min", 0.02)), float(en.get("sigma_max", 2.0)), int(en.get("levels", 8))),
-                        energy_draws=int(en.get("draws", 2)), energy_seed=int(en.get("seed", 0)),
+                        energy_sigmas=(float(en["sigma_min"]), float(en["sigma_max"]), en["levels"]),
+                        energy_draws=en["draws"], energy_seed=en["seed"],
                         guidance=float(entry.get("guidance", 1.0)),
                     )
                     rng = self.handles[entry["name"]].sigma_range
