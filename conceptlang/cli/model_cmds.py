@@ -45,8 +45,9 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--cutout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of training images given one random background-coloured rectangle (hides outlines).")
-@click.option("--cutout-form", type=click.Choice(["rect", "rotated"]), default="rect", show_default=True,
-              help="Cut-out rectangles axis-aligned or turned by a random angle (also cuts slanted edges).")
+@click.option("--cutout-form", type=click.Choice(["rect", "rotated", "multi"]), default="rect", show_default=True,
+              help="One cut-out rectangle axis-aligned or turned by a random angle (also cuts slanted edges), "
+                   "or 1-3 axis-aligned ones (multi: irregular outlines).")
 @click.option("--spatial/--no-spatial", default=True, show_default=True,
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")

@@ -50,6 +50,12 @@ def load_registry_for(models: str | None):
     return load_registry(models)
 
 
+# conceptlang.compiler.options' AND_MODES / OR_MODES, spelled out so that importing the CLI does not
+# import the compiler package (and torch); tests/cli check that the two agree.
+_AND_MODES = ("sum", "product", "joint")
+_OR_MODES = ("auto", "dnf", "lse")
+
+
 def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights=True) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
     if alpha is not None:
@@ -67,9 +73,9 @@ def _common_compile_options(f):
     f = click.option("--strict", is_flag=True, help="An unsatisfiable expression is an error, not a warning.")(f)
     f = click.option("--concept-weights/--no-concept-weights", default=True,
                      help="Apply the models' calibrated concept weights (manifest `concept_weights`). [default: on]")(f)
-    f = click.option("--or-mode", type=click.Choice(["auto", "dnf", "lse"]), default=None,
+    f = click.option("--or-mode", type=click.Choice(list(_OR_MODES)), default=None,
                      help="OR route: exact DNF mixture (auto/dnf) or log-sum-exp energies (lse). [default: auto]")(f)
-    f = click.option("--and-mode", type=click.Choice(["sum", "product", "joint"]), default=None,
+    f = click.option("--and-mode", type=click.Choice(list(_AND_MODES)), default=None,
                      help="AND as the plain sum of energies, the prior-corrected product, or joint (the "
                           "product, with concepts one joint model scores together as one condition). "
                           "[default: the registry's, else sum]")(f)

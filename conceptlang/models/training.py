@@ -50,7 +50,7 @@ class TrainConfig:
     ema_rel: float = 0.1  # EMA window ≈ this fraction of the iterations so far (short runs: recent weights)
     cond_dropout: float = 0.3
     cutout: float = 0.0  # share of training images given one random background-coloured rectangle (see ``cutout``)
-    cutout_form: str = "rect"  # rect (axis-aligned) | rotated (a random angle); see ``cutout``
+    cutout_form: str = "rect"  # rect (axis-aligned) | rotated (a random angle) | multi (1-3 rectangles); see ``cutout``
     p_null: float = 0.15  # share of batches' images trained unconditionally (the prior)
     p_single: float = 0.45  # share with exactly one family kept (the compiler's leaves)
     seed: int = 0
@@ -211,7 +211,8 @@ class DataStream:
 # --------------------------------------------------------------------------------------------
 
 
-CUTOUT_FORMS = ("rect", "rotated")
+CUTOUT_FORMS = ("rect", "rotated", "multi")
+MULTI_CUTOUTS = 3  # at most this many rectangles per image for cutout form "multi"
 
 
 def rotated_rect_mask(h: int, w: int, cx: torch.Tensor, cy: torch.Tensor, rw: torch.Tensor, rh: torch.Tensor,
@@ -238,6 +239,8 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
     """
     if form not in CUTOUT_FORMS:
         raise ModelError(f"unknown cutout form {form!r} (forms: {', '.join(CUTOUT_FORMS)})")
+    if form == "multi":
+        return _multi_cutout(x, p, g, lo, hi)
     n, _, h, w = x.shape
     u = torch.rand(n, 5, generator=g)  # use?, width, height, x0, y0
     rw = ((lo + (hi - lo) * u[:, 1]) * w).round().long().clamp(1, w)
@@ -247,6 +250,28 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
     # (N,) angles; at 0 the mask is exactly the pixels x0 <= col < x0 + rw, y0 <= row < y0 + rh
     theta = torch.zeros(n) if form == "rect" else torch.rand(n, generator=g) * math.pi  # turned by π: the same one
     inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)  # (N, H, W)
+    inside &= (u[:, 0] < p)[:, None, None]
+    inside = inside[:, None].to(x.device)
+    return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
+
+
+def _multi_cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:
+    """Cut-out form ``multi``: a chosen image gets 1 to ``MULTI_CUTOUTS`` axis-aligned rectangles
+    (count uniform), each with sides uniform in [lo, hi] of the image side at a uniform place, so
+    what is left of an object is an irregular, often concave outline rather than a square with one
+    corner or side missing. Draws ``2 + 4·MULTI_CUTOUTS`` values per image whatever ``p`` is."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 2 + 4 * MULTI_CUTOUTS, generator=g)  # use?, count, then (width, height, x0, y0) per rectangle
+    count = 1 + (u[:, 1] * MULTI_CUTOUTS).long().clamp(max=MULTI_CUTOUTS - 1)  # (N,) in 1..MULTI_CUTOUTS
+    inside = torch.zeros(n, h, w, dtype=torch.bool)
+    for k in range(MULTI_CUTOUTS):
+        r = u[:, 2 + 4 * k: 6 + 4 * k]
+        rw = ((lo + (hi - lo) * r[:, 0]) * w).round().long().clamp(1, w)
+        rh = ((lo + (hi - lo) * r[:, 1]) * h).round().long().clamp(1, h)
+        x0 = (r[:, 2] * (w - rw + 1)).long()
+        y0 = (r[:, 3] * (h - rh + 1)).long()
+        rect = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, torch.zeros(n))
+        inside |= rect & (k < count)[:, None, None]
     inside &= (u[:, 0] < p)[:, None, None]
     inside = inside[:, None].to(x.device)
     return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)

@@ -103,3 +103,10 @@ def test_unsatisfiable_warns_but_samples(run, tmp_path):
     r = run("sample", "red & green", "--models", "analytic", "-n", "2", "--steps", "3", "-o", "u.png")
     assert r.exit_code == 0 and "warning:" in r.output and "unsatisfiable" in r.output
     assert json.loads((tmp_path / "u.json").read_text())["warnings"]
+
+
+def test_cli_mode_choices_match_the_compiler():
+    from conceptlang.cli.sample_cmds import _AND_MODES, _OR_MODES
+    from conceptlang.compiler.options import AND_MODES, OR_MODES
+
+    assert (_AND_MODES, _OR_MODES) == (AND_MODES, OR_MODES)

@@ -314,6 +314,36 @@ def test_rotated_cutout_paints_slanted_background_rectangles():
         validate_config(tiny_config(cutout=0.5, cutout_form="oval"))
 
 
+def test_multi_cutout_paints_the_union_of_one_to_three_rectangles():
+    from conceptlang.models.training import MULTI_CUTOUTS, cutout
+
+    n, h = 300, 20
+    x = torch.rand(n, 3, h, h) + 1.0
+    x[:, :, 0, 0] = -0.75
+    y = cutout(x, 0.5, torch.Generator().manual_seed(5), lo=0.2, hi=0.5, form="multi")
+    painted = (y != x).any(1)
+    assert ((y == -0.75) | ~painted[:, None]).all()
+    # the same draws, rebuilt by slicing: image i gets rectangles 0..count-1 when chosen
+    u = torch.rand(n, 2 + 4 * MULTI_CUTOUTS, generator=torch.Generator().manual_seed(5))
+    counts = []
+    for i in range(n):
+        want = torch.zeros(h, h, dtype=torch.bool)
+        count = min(1 + int(u[i, 1] * MULTI_CUTOUTS), MULTI_CUTOUTS)
+        if u[i, 0] < 0.5:
+            counts.append(count)
+            for k in range(count):
+                rw, rhh = (round((0.2 + 0.3 * float(u[i, 2 + 4 * k + j])) * h) for j in (0, 1))
+                c0, r0 = int(float(u[i, 4 + 4 * k]) * (h - rw + 1)), int(float(u[i, 5 + 4 * k]) * (h - rhh + 1))
+                want[r0:r0 + rhh, c0:c0 + rw] = True
+        want[0, 0] = False  # painting the background pixel with itself changes nothing
+        assert torch.equal(painted[i], want), i
+    assert 0.4 < len(counts) / n < 0.6 and sorted(set(counts)) == [1, 2, 3]
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(cutout(x, 0.0, g0, form="multi"), x)
+    cutout(x, 1.0, g1, form="multi")
+    assert torch.equal(g0.get_state(), g1.get_state())
+
+
 def test_cutout_training_resumes_bit_identically(tmp_path):
     a = _flat_state(_straight_equals_resumed(tmp_path, iters=4, cutout=0.5))
     plain = Trainer(tiny_config(iters=4), tmp_path / "c")
