@@ -29,7 +29,7 @@ def main() -> None:
     judges = JudgeCache()
     for entry in parse_suite(SUITE).entries:
         t0 = time.perf_counter()
-        r = evaluate_entry(entry, registry, judges, n=8, base_seed=0, device="cpu", grid_dir=OUT, grid_samples=8)
+        r = evaluate_entry(entry, registry, judges, n=6, base_seed=0, device="cpu", grid_dir=OUT, grid_samples=6)
         if r.error:
             print(f"{entry.text:28s} failed: {r.error}")
             continue
