@@ -243,16 +243,21 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
         return _multi_cutout(x, p, g, lo, hi)
     n, _, h, w = x.shape
     u = torch.rand(n, 5, generator=g)  # use?, width, height, x0, y0
-    rw = ((lo + (hi - lo) * u[:, 1]) * w).round().long().clamp(1, w)
-    rh = ((lo + (hi - lo) * u[:, 2]) * h).round().long().clamp(1, h)
-    x0 = (u[:, 3] * (w - rw + 1)).long()
-    y0 = (u[:, 4] * (h - rh + 1)).long()
+    rw, rh, x0, y0 = _place_rect(u[:, 1:5], h, w, lo, hi)
     # (N,) angles; at 0 the mask is exactly the pixels x0 <= col < x0 + rw, y0 <= row < y0 + rh
     theta = torch.zeros(n) if form == "rect" else torch.rand(n, generator=g) * math.pi  # turned by π: the same one
     inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)  # (N, H, W)
     inside &= (u[:, 0] < p)[:, None, None]
     inside = inside[:, None].to(x.device)
     return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
+
+
+def _place_rect(r: torch.Tensor, h: int, w: int, lo: float, hi: float):
+    """(N, 4) uniforms (width, height, left, top) → integer pixel width, height, left column and top
+    row of a rectangle with sides in [lo, hi] of the image side, placed uniformly inside it."""
+    rw = ((lo + (hi - lo) * r[:, 0]) * w).round().long().clamp(1, w)
+    rh = ((lo + (hi - lo) * r[:, 1]) * h).round().long().clamp(1, h)
+    return rw, rh, (r[:, 2] * (w - rw + 1)).long(), (r[:, 3] * (h - rh + 1)).long()
 
 
 def _multi_cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:
@@ -265,11 +270,7 @@ def _multi_cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float, hi: 
     count = 1 + (u[:, 1] * MULTI_CUTOUTS).long().clamp(max=MULTI_CUTOUTS - 1)  # (N,) in 1..MULTI_CUTOUTS
     inside = torch.zeros(n, h, w, dtype=torch.bool)
     for k in range(MULTI_CUTOUTS):
-        r = u[:, 2 + 4 * k: 6 + 4 * k]
-        rw = ((lo + (hi - lo) * r[:, 0]) * w).round().long().clamp(1, w)
-        rh = ((lo + (hi - lo) * r[:, 1]) * h).round().long().clamp(1, h)
-        x0 = (r[:, 2] * (w - rw + 1)).long()
-        y0 = (r[:, 3] * (h - rh + 1)).long()
+        rw, rh, x0, y0 = _place_rect(u[:, 2 + 4 * k: 6 + 4 * k], h, w, lo, hi)
         rect = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, torch.zeros(n))
         inside |= rect & (k < count)[:, None, None]
     inside &= (u[:, 0] < p)[:, None, None]
