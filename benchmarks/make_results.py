@@ -147,7 +147,7 @@ class Page:
             "judged labels **satisfy** the expression's boolean semantics; a valid scenes sample shows exactly one "
             "object (two for object-level composition). Intervals are 95% Wilson score intervals; "
             + ("n = 256 per suite expression, as issue 6 asks. " if a.n_eval >= 256 else
-               "sample counts are small because the whole page must regenerate in well under an hour on a 2-core CPU (39 minutes with the 39-level chains), "
+               "sample counts are small because the whole page must regenerate in well under an hour on a 2-core CPU (its time is in the header above), "
                "so read the pooled rows. ")
             + "✓/✗ compare point estimates with the targets of issue 6 (single ≥ 0.95; AND of 2/3/4 ≥ "
             "0.90/0.85/0.80; grounded NOT ≥ 0.85; OR ≥ 0.90 with every branch ≥ 1/(2k) of the valid samples) and "

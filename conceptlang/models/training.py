@@ -231,23 +231,27 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
     Sides are uniform in [lo, hi] of the image side, the place uniform; the paint is the image's
     top-left pixel (the scenes background). ``form="rect"`` keeps the rectangle axis-aligned;
     ``"rotated"`` turns it by a uniform angle about its centre, so that it also cuts slanted edges
-    (a square with a corner cut off by a slanted edge is no longer a square with square corners).
+    (a square with a corner cut off by a slanted edge is no longer a square with square corners);
+    ``"multi"`` paints 1 to ``MULTI_CUTOUTS`` axis-aligned ones (see ``_multi_mask``).
     A model trained on such images cannot rely on the whole outline of what it sees: the
     continual colour model, whose data set shows only squares, otherwise learns "red" as "a red
     square" and squares every shape it is composed with. Draws a fixed number of values from
-    ``g`` whatever ``p`` is (five per image, one more for ``rotated``): (N, C, H, W) → a new tensor.
+    ``g`` whatever ``p`` is (five per image, one more for ``rotated``, ``2 + 4·MULTI_CUTOUTS`` for
+    ``multi``): (N, C, H, W) → a new tensor.
     """
     if form not in CUTOUT_FORMS:
         raise ModelError(f"unknown cutout form {form!r} (forms: {', '.join(CUTOUT_FORMS)})")
-    if form == "multi":
-        return _multi_cutout(x, p, g, lo, hi)
     n, _, h, w = x.shape
-    u = torch.rand(n, 5, generator=g)  # use?, width, height, x0, y0
-    rw, rh, x0, y0 = _place_rect(u[:, 1:5], h, w, lo, hi)
-    # (N,) angles; at 0 the mask is exactly the pixels x0 <= col < x0 + rw, y0 <= row < y0 + rh
-    theta = torch.zeros(n) if form == "rect" else torch.rand(n, generator=g) * math.pi  # turned by π: the same one
-    inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)  # (N, H, W)
-    inside &= (u[:, 0] < p)[:, None, None]
+    if form == "multi":
+        use, inside = _multi_mask(n, h, w, g, lo, hi)
+    else:
+        u = torch.rand(n, 5, generator=g)  # use?, width, height, x0, y0
+        use = u[:, 0]
+        rw, rh, x0, y0 = _place_rect(u[:, 1:5], h, w, lo, hi)
+        # (N,) angles; at 0 the mask is exactly the pixels x0 <= col < x0 + rw, y0 <= row < y0 + rh
+        theta = torch.zeros(n) if form == "rect" else torch.rand(n, generator=g) * math.pi  # turned by π: the same one
+        inside = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, theta)  # (N, H, W)
+    inside &= (use < p)[:, None, None]
     inside = inside[:, None].to(x.device)
     return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
 
@@ -260,22 +264,19 @@ def _place_rect(r: torch.Tensor, h: int, w: int, lo: float, hi: float):
     return rw, rh, (r[:, 2] * (w - rw + 1)).long(), (r[:, 3] * (h - rh + 1)).long()
 
 
-def _multi_cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:
-    """Cut-out form ``multi``: a chosen image gets 1 to ``MULTI_CUTOUTS`` axis-aligned rectangles
-    (count uniform), each with sides uniform in [lo, hi] of the image side at a uniform place, so
-    what is left of an object is an irregular, often concave outline rather than a square with one
-    corner or side missing. Draws ``2 + 4·MULTI_CUTOUTS`` values per image whatever ``p`` is."""
-    n, _, h, w = x.shape
+def _multi_mask(n: int, h: int, w: int, g: torch.Generator, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut-out form ``multi``: 1 to ``MULTI_CUTOUTS`` axis-aligned rectangles per image (count
+    uniform), each with sides uniform in [lo, hi] of the image side at a uniform place, so what is
+    left of an object is an irregular, often concave outline rather than a square with one corner
+    or side missing. → the (N,) uniforms that decide whether an image is cut and the (N, H, W) union
+    of its rectangles; draws ``2 + 4·MULTI_CUTOUTS`` values per image."""
     u = torch.rand(n, 2 + 4 * MULTI_CUTOUTS, generator=g)  # use?, count, then (width, height, x0, y0) per rectangle
     count = 1 + (u[:, 1] * MULTI_CUTOUTS).long().clamp(max=MULTI_CUTOUTS - 1)  # (N,) in 1..MULTI_CUTOUTS
     inside = torch.zeros(n, h, w, dtype=torch.bool)
     for k in range(MULTI_CUTOUTS):
         rw, rh, x0, y0 = _place_rect(u[:, 2 + 4 * k: 6 + 4 * k], h, w, lo, hi)
-        rect = rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, torch.zeros(n))
-        inside |= rect & (k < count)[:, None, None]
-    inside &= (u[:, 0] < p)[:, None, None]
-    inside = inside[:, None].to(x.device)
-    return torch.where(inside, x[:, :, :1, :1].expand_as(x), x)
+        inside |= rotated_rect_mask(h, w, x0 + rw / 2.0, y0 + rh / 2.0, rw, rh, torch.zeros(n)) & (k < count)[:, None, None]
+    return u[:, 0], inside
 
 
 def _sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:

@@ -344,6 +344,14 @@ def test_multi_cutout_paints_the_union_of_one_to_three_rectangles():
     assert torch.equal(g0.get_state(), g1.get_state())
 
 
+def test_train_cli_offers_every_cutout_form():
+    from conceptlang.cli.model_cmds import train_cmd
+    from conceptlang.models.training import CUTOUT_FORMS
+
+    option = next(p for p in train_cmd.params if p.name == "cutout_form")
+    assert tuple(option.type.choices) == CUTOUT_FORMS
+
+
 def test_cutout_training_resumes_bit_identically(tmp_path):
     a = _flat_state(_straight_equals_resumed(tmp_path, iters=4, cutout=0.5))
     plain = Trainer(tiny_config(iters=4), tmp_path / "c")
