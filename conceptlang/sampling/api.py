@@ -19,7 +19,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
-from conceptlang.sampling.samplers import SAMPLERS, get_sampler, get_sigmas_geometric
+from conceptlang.sampling.samplers import SAMPLERS, get_sampler, get_sigmas_geometric, restart_start
 
 MAX_FRAME_CHAINS = 16
 
@@ -151,6 +151,19 @@ def _validate(name: str, s: dict[str, Any], graph: EnergyGraph) -> None:
         s["noise_scale"] = v
     if name == "annealed" and s["sigma_min"] >= s["sigma_max"]:
         raise SamplingError(f"annealed: sigma_min ({s['sigma_min']:g}) must be below sigma_max ({s['sigma_max']:g})")
+    if name == "annealed":
+        if not isinstance(s.get("clip_denoised"), (bool, np.bool_)):
+            raise SamplingError(f"annealed: clip_denoised must be true or false, got {s.get('clip_denoised')!r}")
+        r = s.get("restarts") or 0
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+            raise SamplingError(f"annealed: restarts must be an integer ≥ 0, got {s.get('restarts')!r}")
+        s["restarts"] = int(r)
+        if r and s.get("restart_sigma") is None:
+            raise SamplingError(f"annealed: restarts={r} needs restart_sigma, the noise level the chains restart from")
+        positive("restart_sigma")
+        if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
+            raise SamplingError(f"annealed: restart_sigma ({s['restart_sigma']:g}) must lie in "
+                                f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
     if name in ("langevin", "mala") and s.get("sigma") is None and graph.all_noise_conditional:
         # Noise-conditional models sampled without annealing run at the smallest trained level.
         s["sigma"] = float(graph.sampler_settings.get("sigma_min", 0.01))
@@ -170,8 +183,12 @@ def _run_kwargs(name: str, s: dict[str, Any]) -> tuple[dict[str, Any], int]:
             per = max(1, round(s["steps"] / n_sigmas))
         kw = {"sigmas": get_sigmas_geometric(s["sigma_max"], s["sigma_min"], n_sigmas), "steps_per_sigma": per,
               "step_size": s["step_size"], "noise_scale": s["noise_scale"], "final_denoise": bool(s["final_denoise"]),
-              "clamp": bool(s["clamp"])}
-        return kw, n_sigmas * per
+              "clamp": bool(s["clamp"]), "restarts": s["restarts"], "restart_sigma": s["restart_sigma"],
+              "clip_denoised": bool(s["clip_denoised"])}
+        tail = 0
+        if s["restarts"]:
+            tail = n_sigmas - restart_start(kw["sigmas"], s["restart_sigma"])
+        return kw, (n_sigmas + s["restarts"] * tail) * per
     if name == "langevin":
         kw = {k: s[k] for k in ("steps", "step_size", "noise_scale", "sigma", "grad_clip")}
         kw["clamp"] = bool(s["clamp"])

@@ -81,36 +81,66 @@ def sample_langevin(target: Target, x: torch.Tensor, *, steps: int, step_size: f
     return x
 
 
+def _clipped_score(x: torch.Tensor, s: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The score whose Tweedie denoised estimate x + σ²·s is clipped to the data box [-1, 1]."""
+    d = (x + sigma**2 * s).clamp(-1.0, 1.0)
+    return (d - x) / sigma**2
+
+
+def restart_start(sigmas: torch.Tensor, restart_sigma: float) -> int:
+    """Index of the first level at or below ``restart_sigma``: where a restart re-enters the schedule."""
+    below = (sigmas <= restart_sigma * (1 + 1e-6)).nonzero()
+    if below.numel() == 0:
+        raise SamplingError(f"annealed: restart_sigma {restart_sigma:g} is below every noise level "
+                            f"(smallest {float(sigmas[-1]):g})")
+    return int(below[0, 0])
+
+
 def sample_annealed(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, steps_per_sigma: int,
                     step_size: float, noise_scale: float = 1.0, final_denoise: bool = True,
-                    clamp: bool = False, generator: torch.Generator, callback: Callback | None = None,
+                    clamp: bool = False, restarts: int = 0, restart_sigma: float | None = None,
+                    clip_denoised: bool = False, generator: torch.Generator, callback: Callback | None = None,
                     disable: bool | None = None) -> torch.Tensor:
     """Annealed Langevin over noise levels (Song & Ermon): at level σ_i the step is
     h_i = step_size · (σ_i/σ_min)², so ``step_size`` is the step at the smallest level.
 
     ``noise_scale`` multiplies the exact noise √(2h_i) (1 = exact). ``final_denoise`` ends with one
-    Tweedie step x + σ_min²·∇log p_σmin(x), which removes the last level's noise."""
+    Tweedie step x + σ_min²·∇log p_σmin(x), which removes the last level's noise.
+
+    ``restarts`` > 0 (Restart sampling, Xu et al. 2023): after the sweep, add fresh Gaussian noise
+    that lifts the chains from σ_min back to σ_j, the first level at or below ``restart_sigma``
+    (variance σ_j² − σ_min²), and sweep the levels from σ_j down again; repeated ``restarts``
+    times. Each pass gives the low-noise part of the composition another go at what the sweep
+    left undone (late-acting factors, such as a model limited to small σ)."""
     sigma_min = float(sigmas[-1])
-    total = len(sigmas) * steps_per_sigma
+    start = 0 if restarts == 0 else restart_start(sigmas, float(restart_sigma))
+    passes = [(0, len(sigmas))] + [(start, len(sigmas))] * restarts
+    total = sum(end - first for first, end in passes) * steps_per_sigma
     hint = f"try a smaller step_size (now {step_size:g}) or fewer noise levels"
     bar = trange(total, disable=disable, desc="annealed", leave=False)
     i = 0
-    for level in range(len(sigmas)):
-        sigma = float(sigmas[level])
-        h = step_size * (sigma / sigma_min) ** 2
-        sig = _full(x, sigma)
-        noise = noise_scale * math.sqrt(2.0 * h)
-        for _ in range(steps_per_sigma):
-            s = target.score(x, sig).detach()
-            _check_finite("annealed", "score", s, i, total, hint)
-            x = x + h * s + noise * _randn(x, generator)
-            if clamp:
-                x = x.clamp(-1.0, 1.0)
-            _check_finite("annealed", "values", x, i, total, hint)
-            if callback is not None:
-                callback({"i": i, "x": x, "sigma": sigma})
-            i += 1
-            bar.update(1)
+    for k, (first, end) in enumerate(passes):
+        if k > 0:
+            lift = math.sqrt(max(float(sigmas[first]) ** 2 - sigma_min**2, 0.0))
+            x = x + lift * _randn(x, generator)
+        for level in range(first, end):
+            sigma = float(sigmas[level])
+            h = step_size * (sigma / sigma_min) ** 2
+            sig = _full(x, sigma)
+            noise = noise_scale * math.sqrt(2.0 * h)
+            for _ in range(steps_per_sigma):
+                s = target.score(x, sig).detach()
+                _check_finite("annealed", "score", s, i, total, hint)
+                if clip_denoised:
+                    s = _clipped_score(x, s, sigma)
+                x = x + h * s + noise * _randn(x, generator)
+                if clamp:
+                    x = x.clamp(-1.0, 1.0)
+                _check_finite("annealed", "values", x, i, total, hint)
+                if callback is not None:
+                    callback({"i": i, "x": x, "sigma": sigma})
+                i += 1
+                bar.update(1)
     bar.close()
     if final_denoise:
         s = target.score(x, _full(x, sigma_min)).detach()
@@ -172,7 +202,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "annealed": SamplerSpec(
         "annealed", sample_annealed,
         {"steps": 100, "step_size": 2e-5, "noise_scale": 1.0, "sigma_max": 1.0, "sigma_min": 0.01,
-         "n_sigmas": 10, "steps_per_sigma": None, "final_denoise": True, "clamp": False},
+         "n_sigmas": 10, "steps_per_sigma": None, "final_denoise": True, "clamp": False,
+         "restarts": 0, "restart_sigma": None, "clip_denoised": False},
         "annealed Langevin over a geometric σ schedule (noise-conditional models), optional final denoise",
     ),
     "mala": SamplerSpec(

@@ -54,12 +54,14 @@ def test_same_seed_same_png(run, tmp_path):
 def test_sample_options_reach_the_compiler_and_sampler(run, tmp_path):
     r = run("sample", "circle & ~large", "--models", "analytic:noise_conditional", "-n", "4", "--steps", "10",
             "--alpha", "0.3", "--sampler", "annealed", "--noise-scale", "0.5", "--step-size", "1e-5",
-            "--batch-size", "3", "--per-image", "imgs", "--gif", "chain.gif", "--json", "-o", "x.png")
+            "--batch-size", "3", "--per-image", "imgs", "--gif", "chain.gif", "--clip-denoised", "--restarts", "2",
+            "--restart-sigma", "0.3", "--json", "-o", "x.png")
     assert r.exit_code == 0, r.output
     rec = json.loads(r.output)
     assert rec["graph"]["options"]["alpha"] == 0.3
     s = rec["sampler"]
     assert (s["sampler"], s["noise_scale"], s["step_size"], s["batch_size"]) == ("annealed", 0.5, 1e-5, 3)
+    assert (s["clip_denoised"], s["restarts"], s["restart_sigma"]) == (True, 2, 0.3)
     assert len(list((tmp_path / "imgs").glob("sample_*.png"))) == 4
     gif = Image.open(tmp_path / "chain.gif")
     assert gif.format == "GIF" and gif.n_frames > 2
@@ -92,6 +94,9 @@ def test_explain_text_dot_json(run):
     (["sample", "red", "--models", "analytic", "-o", "x.jpg"], 2, ".png"),
     (["sample", "--models", "analytic"], 2, "give an EXPRESSION"),
     (["explain", "red", "--models", "analytic:bogus"], 2, "analytic:KIND"),
+    (["sample", "red", "--models", "analytic:noise_conditional", "--restarts", "1"], 1, "restarts=1 needs restart_sigma"),
+    (["sample", "red", "--models", "analytic", "--restarts", "1", "--restart-sigma", "0.2"], 1,
+     "the langevin sampler has no setting(s) restart_sigma, restarts"),
 ])
 def test_errors_are_messages_not_tracebacks(run, args, code, text):
     r = run(*args)

@@ -159,6 +159,21 @@ def test_annealed_langevin_hits_the_exact_target(kind):
     _check(res.images, (mx, my), var, N // 2, var_bias=0.01)
 
 
+def test_restarts_keep_the_exact_target():
+    # Restart sampling lifts the chains back to σ_j ≈ 0.13 with fresh noise and sweeps down again:
+    # the law at the end is the same exact answer as without restarts.
+    graph = compile("red & circle", GaussianRegistry("implicit"))
+    sig = 0.01
+    prec = sum(1.0 / (g.scale**2 + sig**2) for g in (RED, CIRCLE))
+    mx = sum(g.mean[0] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
+    my = sum(g.mean[1] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
+    var = (1 - sig**2 * prec) ** 2 / prec
+    res = sample(graph, N // 2, seed=8, sampler="annealed", steps=1000, n_sigmas=10, sigma_max=1.0, sigma_min=sig,
+                 step_size=2e-5, restarts=2, restart_sigma=0.2, device="cpu")
+    assert res.settings["total_steps"] == 1000 + 2 * 6 * 100  # 6 of the 10 levels lie at or below 0.2
+    _check(res.images, (mx, my), var, N // 2, var_bias=0.01)
+
+
 def test_annealed_without_final_denoise_keeps_the_last_level_noise():
     reg = GaussianRegistry("noise_conditional")
     graph = compile("red & circle", reg)
