@@ -242,9 +242,11 @@ def _write_gif(path: Path, frames, scale: int) -> None:
 @click.option("--noise-scale", type=float, default=None,
               help="Langevin noise (langevin: the noise std per step; annealed: a factor on the exact noise).")
 @click.option("--clip-denoised/--no-clip-denoised", default=None,
-              help="annealed: clip each step's denoised estimate to the data box [default: the registry's].")
+              help="annealed: clip each step's denoised estimate to the data box "
+                   "[default: the registry's].")
 @click.option("--restarts", type=click.IntRange(min=0), default=None,
-              help="annealed: re-noise the chains to --restart-sigma and sweep down again this many times [default: 0].")
+              help="annealed: re-noise the chains to --restart-sigma and sweep down again this many times "
+                   "[default: 0].")
 @click.option("--restart-sigma", type=float, default=None, help="annealed: the noise level restarts lift the chains to.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Chains run at once (bounds memory).")
 @click.option("--per-image", "per_image", metavar="DIR", default=None, help="Also write one PNG per sample into DIR.")
@@ -256,8 +258,8 @@ def _write_gif(path: Path, frames, scale: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
-               sampler, device, step_size, noise_scale, clip_denoised, restarts, restart_sigma, batch_size, per_image, gif, scale, estimate_log_z, as_json,
-               progress) -> None:
+               sampler, device, step_size, noise_scale, clip_denoised, restarts, restart_sigma, batch_size, per_image,
+               gif, scale, estimate_log_z, as_json, progress) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
 
     \b
@@ -288,7 +290,8 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
     t_compiled = time.perf_counter()
     result = sample(graph, n, seed=seed, sampler=sampler, steps=steps, device=device, batch_size=batch_size,
                     progress=progress, frames=24 if gif else 0, step_size=step_size, noise_scale=noise_scale,
-                    clip_denoised=clip_denoised, restarts=restarts, restart_sigma=restart_sigma, log_z="estimate" if estimate_log_z else None)
+                    clip_denoised=clip_denoised, restarts=restarts, restart_sigma=restart_sigma,
+                    log_z="estimate" if estimate_log_z else None)
     t_sampled = time.perf_counter()
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
     up = scale or (4 if rgb.shape[1] >= 16 else 1)
