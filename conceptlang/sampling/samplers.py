@@ -55,6 +55,26 @@ def _full(x: torch.Tensor, value: float | None) -> torch.Tensor | None:
     return None if value is None else torch.full((x.shape[0],), float(value), device=x.device, dtype=x.dtype)
 
 
+def _step(name: str, target: Target, x: torch.Tensor, sig: torch.Tensor | None, h: float, noise: float, *,
+          clamp: bool, adjust: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+          generator: torch.Generator, at: tuple[int, int, str], callback: Callback | None,
+          sigma: float | None) -> torch.Tensor:
+    """One Langevin step x + h·score + noise·z, checked for NaN/inf; ``adjust(score, x)`` may reshape
+    the score first (clipping). ``at`` = (step, total, hint) for the error message."""
+    i, total, hint = at
+    s = target.score(x, sig).detach()  # (B, C, H, W)
+    _check_finite(name, "score", s, i, total, hint)
+    if adjust is not None:
+        s = adjust(s, x)
+    x = x + h * s + noise * _randn(x, generator)
+    if clamp:
+        x = x.clamp(-1.0, 1.0)
+    _check_finite(name, "values", x, i, total, hint)
+    if callback is not None:
+        callback({"i": i, "x": x, "sigma": sigma})
+    return x
+
+
 def sample_langevin(target: Target, x: torch.Tensor, *, steps: int, step_size: float,
                     noise_scale: float | None = None, sigma: float | None = None, clamp: bool = True,
                     grad_clip: float | None = None, generator: torch.Generator,
@@ -67,17 +87,10 @@ def sample_langevin(target: Target, x: torch.Tensor, *, steps: int, step_size: f
     noise = math.sqrt(2.0 * step_size) if noise_scale is None else float(noise_scale)
     sig = _full(x, sigma)
     hint = f"try a smaller step_size (now {step_size:g})"
+    adjust = None if grad_clip is None else (lambda s, x: s.clamp(-grad_clip, grad_clip))
     for i in trange(steps, disable=disable, desc="langevin", leave=False):
-        s = target.score(x, sig).detach()  # (B, C, H, W)
-        _check_finite("langevin", "score", s, i, steps, hint)
-        if grad_clip is not None:
-            s = s.clamp(-grad_clip, grad_clip)
-        x = x + step_size * s + noise * _randn(x, generator)
-        if clamp:
-            x = x.clamp(-1.0, 1.0)
-        _check_finite("langevin", "values", x, i, steps, hint)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": sigma})
+        x = _step("langevin", target, x, sig, step_size, noise, clamp=clamp, adjust=adjust, generator=generator,
+                  at=(i, steps, hint), callback=callback, sigma=sigma)
     return x
 
 
@@ -128,17 +141,10 @@ def sample_annealed(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, st
             h = step_size * (sigma / sigma_min) ** 2
             sig = _full(x, sigma)
             noise = noise_scale * math.sqrt(2.0 * h)
+            adjust = (lambda s, x, sigma=sigma: _clipped_score(x, s, sigma)) if clip_denoised else None
             for _ in range(steps_per_sigma):
-                s = target.score(x, sig).detach()
-                _check_finite("annealed", "score", s, i, total, hint)
-                if clip_denoised:
-                    s = _clipped_score(x, s, sigma)
-                x = x + h * s + noise * _randn(x, generator)
-                if clamp:
-                    x = x.clamp(-1.0, 1.0)
-                _check_finite("annealed", "values", x, i, total, hint)
-                if callback is not None:
-                    callback({"i": i, "x": x, "sigma": sigma})
+                x = _step("annealed", target, x, sig, h, noise, clamp=clamp, adjust=adjust, generator=generator,
+                          at=(i, total, hint), callback=callback, sigma=sigma)
                 i += 1
                 bar.update(1)
     bar.close()

@@ -143,6 +143,14 @@ def test_lse_energy_mass_follows_true_partition_functions():
     assert [d.share for d in graph.disjuncts] == [0.5, 0.5]
 
 
+def _denoised_last_level(sig: float) -> tuple[tuple[float, float], float]:
+    """red & circle at the last level σ, after the final Tweedie step: (mean, variance per axis)."""
+    prec = sum(1.0 / (g.scale**2 + sig**2) for g in (RED, CIRCLE))
+    mx = sum(g.mean[0] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
+    my = sum(g.mean[1] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
+    return (mx, my), (1 - sig**2 * prec) ** 2 / prec
+
+
 @pytest.mark.parametrize("kind", ["noise_conditional", "implicit"])
 def test_annealed_langevin_hits_the_exact_target(kind):
     # At the last level the composed target is N(m(σ), 1/P(σ)) with P(σ) = Σ 1/(s_i² + σ²); the
@@ -150,10 +158,7 @@ def test_annealed_langevin_hits_the_exact_target(kind):
     reg = GaussianRegistry(kind)
     graph = compile("red & circle", reg)
     sig = 0.01
-    prec = sum(1.0 / (g.scale**2 + sig**2) for g in (RED, CIRCLE))
-    mx = sum(g.mean[0] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
-    my = sum(g.mean[1] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
-    var = (1 - sig**2 * prec) ** 2 / prec
+    (mx, my), var = _denoised_last_level(sig)
     res = sample(graph, N // 2, seed=6, sampler="annealed", steps=1000, n_sigmas=10, sigma_max=1.0, sigma_min=sig,
                  step_size=2e-5, device="cpu")
     _check(res.images, (mx, my), var, N // 2, var_bias=0.01)
@@ -164,10 +169,7 @@ def test_restarts_keep_the_exact_target():
     # the law at the end is the same exact answer as without restarts.
     graph = compile("red & circle", GaussianRegistry("implicit"))
     sig = 0.01
-    prec = sum(1.0 / (g.scale**2 + sig**2) for g in (RED, CIRCLE))
-    mx = sum(g.mean[0] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
-    my = sum(g.mean[1] / (g.scale**2 + sig**2) for g in (RED, CIRCLE)) / prec
-    var = (1 - sig**2 * prec) ** 2 / prec
+    (mx, my), var = _denoised_last_level(sig)
     res = sample(graph, N // 2, seed=8, sampler="annealed", steps=1000, n_sigmas=10, sigma_max=1.0, sigma_min=sig,
                  step_size=2e-5, restarts=2, restart_sigma=0.2, device="cpu")
     assert res.settings["total_steps"] == 1000 + 2 * 6 * 100  # 6 of the 10 levels lie at or below 0.2
