@@ -19,7 +19,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
-from conceptlang.sampling.samplers import SAMPLERS, get_sampler, get_sigmas_geometric, restart_start
+from conceptlang.sampling.samplers import SAMPLERS, annealed_passes, get_sampler, get_sigmas_geometric
 
 MAX_FRAME_CHAINS = 16
 
@@ -185,10 +185,8 @@ def _run_kwargs(name: str, s: dict[str, Any]) -> tuple[dict[str, Any], int]:
               "step_size": s["step_size"], "noise_scale": s["noise_scale"], "final_denoise": bool(s["final_denoise"]),
               "clamp": bool(s["clamp"]), "restarts": s["restarts"], "restart_sigma": s["restart_sigma"],
               "clip_denoised": bool(s["clip_denoised"])}
-        tail = 0
-        if s["restarts"]:
-            tail = n_sigmas - restart_start(kw["sigmas"], s["restart_sigma"])
-        return kw, (n_sigmas + s["restarts"] * tail) * per
+        levels = sum(end - first for first, end in annealed_passes(kw["sigmas"], s["restarts"], s["restart_sigma"]))
+        return kw, levels * per
     if name == "langevin":
         kw = {k: s[k] for k in ("steps", "step_size", "noise_scale", "sigma", "grad_clip")}
         kw["clamp"] = bool(s["clamp"])

@@ -100,13 +100,18 @@ def _clipped_score(x: torch.Tensor, s: torch.Tensor, sigma: float) -> torch.Tens
     return (d - x) / sigma**2
 
 
-def restart_start(sigmas: torch.Tensor, restart_sigma: float) -> int:
-    """Index of the first level at or below ``restart_sigma``: where a restart re-enters the schedule."""
-    below = (sigmas <= restart_sigma * (1 + 1e-6)).nonzero()
-    if below.numel() == 0:
-        raise SamplingError(f"annealed: restart_sigma {restart_sigma:g} is below every noise level "
-                            f"(smallest {float(sigmas[-1]):g})")
-    return int(below[0, 0])
+def annealed_passes(sigmas: torch.Tensor, restarts: int = 0,
+                    restart_sigma: float | None = None) -> list[tuple[int, int]]:
+    """The (first, end) level ranges the annealed sampler sweeps: the whole schedule, then
+    ``restarts`` times from the first level at or below ``restart_sigma`` to the end."""
+    passes = [(0, len(sigmas))]
+    if restarts:
+        below = (sigmas <= float(restart_sigma) * (1 + 1e-6)).nonzero()
+        if below.numel() == 0:
+            raise SamplingError(f"annealed: restart_sigma {restart_sigma:g} is below every noise level "
+                                f"(smallest {float(sigmas[-1]):g})")
+        passes += [(int(below[0, 0]), len(sigmas))] * restarts
+    return passes
 
 
 def sample_annealed(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, steps_per_sigma: int,
@@ -126,8 +131,7 @@ def sample_annealed(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, st
     times. Each pass gives the low-noise part of the composition another go at what the sweep
     left undone (late-acting factors, such as a model limited to small σ)."""
     sigma_min = float(sigmas[-1])
-    start = 0 if restarts == 0 else restart_start(sigmas, float(restart_sigma))
-    passes = [(0, len(sigmas))] + [(start, len(sigmas))] * restarts
+    passes = annealed_passes(sigmas, restarts, restart_sigma)
     total = sum(end - first for first, end in passes) * steps_per_sigma
     hint = f"try a smaller step_size (now {step_size:g}) or fewer noise levels"
     bar = trange(total, disable=disable, desc="annealed", leave=False)
