@@ -89,6 +89,43 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
         sys.exit(1)
 
 
+@click.command("eval-merge")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--suite", "suite_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Order the rows as in this suite file and take its section tags (every row must be in it).")
+@click.option("--title", type=str, default=None, help="Heading of the Markdown tables.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the pooled results as JSON.")
+@click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the pooled tables as Markdown.")
+def eval_merge_cmd(parts, suite_file, title, json_out, md_out):
+    """Pool the JSON files of several `conceptlang eval --json` runs into one table.
+
+    For a suite split across processes or machines: the parts must share n and the base seed
+    (per-expression seeds derive from the text, so the pooled table is the one a single run of
+    the union prints, wall times aside); an expression may be measured only once.
+    """
+    import json
+
+    from conceptlang.evaluation.evaluate import MergeError, merge_suite_results, suite_markdown, suite_result_from_json
+    from conceptlang.evaluation.suites import load_suite
+    from conceptlang.io import write_json, write_text
+
+    results = []
+    for path in parts:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise MergeError(f"{path}: cannot read JSON ({err})") from None
+        results.append(suite_result_from_json(data, where=str(path)))
+    order = load_suite(suite_file) if suite_file else None
+    merged = merge_suite_results(results, order=order, names=[str(p) for p in parts])
+    md = suite_markdown(merged, title=title)
+    click.echo(md)
+    if json_out:
+        write_json(json_out, merged.to_json())
+    if md_out:
+        write_text(md_out, md)
+
+
 @click.command("infer")
 @click.argument("image", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--domain", type=str, default=None, help="Domain of the image (default: inferred from the image size / prior energy).")
@@ -201,6 +238,7 @@ def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir, thre
 
 def register(group: click.Group) -> None:
     group.add_command(eval_cmd)
+    group.add_command(eval_merge_cmd)
     group.add_command(infer_cmd)
     group.add_command(calibrate_cmd)
     group.add_command(figure_group)

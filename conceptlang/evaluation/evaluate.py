@@ -17,7 +17,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -79,6 +79,10 @@ class BranchCoverage:
 
     def to_json(self) -> dict:
         return {"disjunct": self.text, "coverage": self.satisfied_valid.to_json(), "target": self.target, "meets": self.meets}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BranchCoverage":
+        return cls(data["disjunct"], Proportion.from_json(data["coverage"]), float(data["target"]))
 
 
 def branch_coverage(disjuncts: Sequence[Expr], labels: Sequence[dict], valid: np.ndarray) -> list[BranchCoverage]:
@@ -161,6 +165,36 @@ class ExpressionResult:
             "invalid_reasons": self.invalid_reasons,
             "per_sample": self.per_sample,
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ExpressionResult":
+        """Inverse of :meth:`to_json` (target and meets_target are recomputed, not read)."""
+
+        def prop(key: str) -> Proportion | None:
+            return Proportion.from_json(data[key]) if data.get(key) else None
+
+        return cls(
+            name=data["name"],
+            text=data["expression"],
+            operator=data["operator"],
+            n_concepts=int(data["n_concepts"]),
+            tags=tuple(data.get("tags", ())),
+            domain=data.get("domain"),
+            seed=int(data["seed"]),
+            n=int(data["n"]),
+            valid=prop("valid"),
+            satisfied=prop("satisfied"),
+            accuracy=prop("accuracy"),
+            branches=[BranchCoverage.from_json(b) for b in data.get("branches", [])],
+            drawn_branches=data.get("drawn_branches"),
+            sample_seconds=float(data.get("sample_seconds", 0.0)),
+            seconds=float(data.get("seconds", 0.0)),
+            settings=dict(data.get("settings", {})),
+            grid=data.get("grid"),
+            error=data.get("error"),
+            per_sample=dict(data.get("per_sample", {})),
+            invalid_reasons=dict(data.get("invalid_reasons", {})),
+        )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -421,6 +455,74 @@ class SuiteResult:
         }
 
 
+class MergeError(ConceptLangError):
+    """Result files that cannot be pooled into one table."""
+
+    exit_code = 2
+
+
+def suite_result_from_json(data: dict, where: str = "results") -> SuiteResult:
+    """A :class:`SuiteResult` back from the JSON ``conceptlang eval --json`` writes."""
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise MergeError(f"{where}: not a 'conceptlang eval --json' file (no 'results' list)")
+    try:
+        results = [ExpressionResult.from_json(r) for r in data["results"]]
+        return SuiteResult(
+            results=results, n=int(data["n"]), seed=int(data["seed"]), device=str(data.get("device", "?")),
+            seconds=float(data.get("seconds", 0.0)), suite_path=data.get("suite"), domain=data.get("domain"),
+            environment=dict(data.get("environment") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise MergeError(f"{where}: malformed eval result ({type(err).__name__}: {err})") from None
+
+
+def merge_suite_results(parts: Sequence[SuiteResult], order: Suite | None = None,
+                        names: Sequence[str] | None = None) -> SuiteResult:
+    """Pool the results of several ``conceptlang eval`` runs (e.g. a suite split across processes).
+
+    All parts must share ``n`` and the base seed, so the pooled table is the one a single run of
+    the union would print; an expression may appear only once. With ``order`` (a suite) the rows
+    follow that suite's order and take its section tags, and every row must be in it; rows of
+    the suite no part measured are simply absent. ``seconds`` is the sum of the parts' times.
+    """
+    if not parts:
+        raise MergeError("nothing to merge: no result files given")
+    names = list(names) if names is not None else [p.suite_path or f"part {i + 1}" for i, p in enumerate(parts)]
+    first = parts[0]
+    for nm, p in zip(names, parts):
+        if p.n != first.n or p.seed != first.seed:
+            raise MergeError(
+                f"{nm}: n = {p.n}, base seed {p.seed} differ from {names[0]}'s n = {first.n}, base seed {first.seed}; "
+                "only runs with the same n and seed pool into one table"
+            )
+    seen: dict[tuple[str | None, str], str] = {}
+    rows: list[ExpressionResult] = []
+    for nm, p in zip(names, parts):
+        for r in p.results:
+            key = (r.domain, r.text)
+            if key in seen:
+                raise MergeError(f"{nm}: {r.text!r} was already measured in {seen[key]}")
+            seen[key] = nm
+            rows.append(r)
+    domains = {p.domain for p in parts}
+    domain = domains.pop() if len(domains) == 1 else None
+    if order is not None:
+        index = {e.text: i for i, e in enumerate(order.entries)}
+        tags = {e.text: e.tags for e in order.entries}
+        stray = [r.text for r in rows if r.text not in index or (order.domain and r.domain != order.domain)]
+        if stray:
+            raise MergeError(f"{len(stray)} measured expression(s) are not in {order.path or 'the suite'}: {stray[0]!r}")
+        rows = [replace(r, tags=tags[r.text]) for r in sorted(rows, key=lambda r: index[r.text])]
+        domain = order.domain or domain
+    devices = {p.device for p in parts}
+    return SuiteResult(
+        results=rows, n=first.n, seed=first.seed, device=devices.pop() if len(devices) == 1 else "mixed",
+        seconds=float(sum(p.seconds for p in parts)),
+        suite_path=order.path if order is not None else " + ".join(names),
+        domain=domain, environment=dict(first.environment),
+    )
+
+
 def environment_info(device: str = "auto") -> dict:
     """Device and library versions, recorded with every table."""
     import platform
@@ -588,12 +690,15 @@ __all__ = [
     "BranchCoverage",
     "ExpressionResult",
     "JudgeCache",
+    "MergeError",
     "SuiteResult",
     "branch_coverage",
     "evaluate_entry",
     "evaluate_suite",
+    "merge_suite_results",
     "operator_class",
     "seed_for",
     "suite_markdown",
+    "suite_result_from_json",
     "target_for",
 ]

@@ -62,6 +62,11 @@ class Proportion:
         lo, hi = self.interval
         return f"{self.value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Proportion":
+        """Inverse of :meth:`to_json` (the value and interval are recomputed from the counts)."""
+        return cls(int(data["successes"]), int(data["trials"]))
+
     def to_json(self) -> dict:
         lo, hi = self.interval
         return {

@@ -21,7 +21,7 @@ def fakes(monkeypatch):
     return install_fake_pipeline(monkeypatch)
 
 
-@pytest.mark.parametrize("cmd", [["eval"], ["infer"], ["figure", "venn"]])
+@pytest.mark.parametrize("cmd", [["eval"], ["eval-merge"], ["infer"], ["figure", "venn"]])
 def test_help(cmd):
     r = CliRunner().invoke(main, [*cmd, "--help"])
     assert r.exit_code == 0 and "Usage" in r.output
@@ -40,6 +40,39 @@ def test_eval_writes_tables_and_json(fakes, tmp_path):
     assert data["n"] == 8 and data["seed"] == 2
     assert {c[1] for c in fakes} == {8}
     assert len(list((tmp_path / "g").glob("*.png"))) == 3
+
+
+def test_eval_merge_pools_split_runs(fakes, tmp_path):
+    parts = {"p1": "@domain toy\nA | B\n", "p2": "@domain toy\nA & B\nA\n"}
+    for name, text in parts.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+        r = CliRunner().invoke(main, ["eval", str(tmp_path / f"{name}.txt"), "-n", "8", "--seed", "2",
+                                      "--json", str(tmp_path / f"{name}.json"), "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+    suite = tmp_path / "s.txt"
+    suite.write_text("@domain toy\nA\n[x]\nA & B\nA | B\n")
+    out, md = tmp_path / "all.json", tmp_path / "all.md"
+    r = CliRunner().invoke(main, ["eval-merge", str(tmp_path / "p1.json"), str(tmp_path / "p2.json"),
+                                  "--suite", str(suite), "--title", "pooled", "--json", str(out), "--markdown", str(md)])
+    assert r.exit_code == 0, r.output
+    assert "## pooled" in r.output and "3 expressions, n = 8 samples each, base seed 2" in r.output
+    assert "| `A & B` | and | 2 | x | 1.00 | 1.00 [0.68, 1.00] | ≥ 0.90 ✓ |" in r.output
+    assert md.read_text() == r.output.rstrip("\n") + "\n"
+    data = json.loads(out.read_text())
+    assert [x["expression"] for x in data["results"]] == ["A", "A & B", "A | B"]
+    assert data["summary"]["operator"]["and"]["accuracy"]["trials"] == 8
+
+
+def test_eval_merge_bad_parts_exit_2(fakes, tmp_path):
+    (tmp_path / "s.txt").write_text("@domain toy\nA\n")
+    for n, name in ((8, "a"), (4, "b")):
+        r = CliRunner().invoke(main, ["eval", str(tmp_path / "s.txt"), "-n", str(n), "--json", str(tmp_path / f"{name}.json")])
+        assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["eval-merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert r.exit_code == 2 and "b.json: n = 4, base seed 0 differ" in r.output and "Traceback" not in r.output
+    (tmp_path / "bad.json").write_text("{not json")
+    r = CliRunner().invoke(main, ["eval-merge", str(tmp_path / "bad.json")])
+    assert r.exit_code == 2 and "bad.json: cannot read JSON" in r.output
 
 
 def test_eval_bad_suite_exits_2_without_traceback(fakes, tmp_path):

@@ -11,11 +11,14 @@ import conceptlang.compiler as compiler_pkg
 import conceptlang.sampling as sampling_pkg
 from conceptlang.evaluation.evaluate import (
     JudgeCache,
+    MergeError,
     branch_coverage,
     evaluate_suite,
+    merge_suite_results,
     seed_for,
     slug,
     suite_markdown,
+    suite_result_from_json,
     target_for,
     top_level_disjuncts,
 )
@@ -198,3 +201,58 @@ def test_expected_objects(text, domain, k):
 def test_invalid_reasons_are_counted_without_numbers(fake_pipeline, tmp_path):
     r = {r.text: r for r in _run(tmp_path).results}["A & B"]
     assert r.invalid_reasons == {"object # colour is far from the palette": 2, "# objects, expected #": 2}
+
+
+# ------------------------------------------------------------------ merging split runs
+
+
+def _split_runs(tmp_path, n=10, seed=3):
+    judges = JudgeCache(lambda d: PixelJudge())
+    one = evaluate_suite(parse_suite("A & ~B\nA\n"), None, n=n, seed=seed, device="cpu", judges=judges)
+    two = evaluate_suite(parse_suite("A | B\nA & B\n"), None, n=n, seed=seed, device="cpu", judges=judges)
+    return one, two
+
+
+def test_suite_result_json_round_trip(fake_pipeline, tmp_path):
+    res = _run(tmp_path)
+    data = json.loads(json.dumps(res.to_json()))
+    back = suite_result_from_json(data)
+    assert back.to_json() == data
+    r = back.results[2]
+    assert r.text == "A | B" and r.branches[1].satisfied_valid == Proportion(3, 10)
+    assert r.meets_target is True and back.results[1].meets_target is False
+
+
+def test_merge_pools_split_runs_into_the_single_run_table(fake_pipeline, tmp_path):
+    whole = _run(tmp_path)
+    one, two = _split_runs(tmp_path)
+    order = parse_suite("A\n[pair]\nA & B\nA | B\nA & ~B\n")
+    parts = [suite_result_from_json(json.loads(json.dumps(p.to_json()))) for p in (one, two)]
+    merged = merge_suite_results(parts, order=order)
+    assert [r.text for r in merged.results] == ["A", "A & B", "A | B", "A & ~B"]
+    assert [r.tags for r in merged.results] == [(), ("pair",), ("pair",), ("pair",)]
+    assert parts[0].results[0].tags == ()  # the parts are not modified
+    assert merged.seconds == pytest.approx(parts[0].seconds + parts[1].seconds)
+    # Same seeds per expression, so the counts and summaries are the single run's.
+    assert [r.accuracy for r in merged.results] == [r.accuracy for r in whole.results]
+    assert merged.to_json()["summary"] == whole.to_json()["summary"]
+    # Without a suite: the parts' order and their own tags.
+    plain = merge_suite_results([two, one])
+    assert [r.text for r in plain.results] == ["A | B", "A & B", "A & ~B", "A"]
+
+
+def test_merge_refuses_parts_that_do_not_pool(fake_pipeline, tmp_path):
+    one, two = _split_runs(tmp_path)
+    other_n, _ = _split_runs(tmp_path, n=8)
+    with pytest.raises(MergeError, match=r"b\.json: n = 8, base seed 3 differ from a\.json's n = 10"):
+        merge_suite_results([one, other_n], names=["a.json", "b.json"])
+    with pytest.raises(MergeError, match=r"'A & ~B' was already measured in a\.json"):
+        merge_suite_results([one, one], names=["a.json", "c.json"])
+    with pytest.raises(MergeError, match=r"not in s\.txt: 'A & ~B'"):
+        merge_suite_results([one], order=parse_suite("A\n", path="s.txt"))
+    with pytest.raises(MergeError, match="nothing to merge"):
+        merge_suite_results([])
+    with pytest.raises(MergeError, match=r"x\.json: not a 'conceptlang eval --json' file"):
+        suite_result_from_json({"rows": []}, where="x.json")
+    with pytest.raises(MergeError, match=r"x\.json: malformed eval result \(KeyError"):
+        suite_result_from_json({"results": [{"name": "A"}], "n": 1, "seed": 0}, where="x.json")
