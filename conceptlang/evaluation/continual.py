@@ -41,7 +41,7 @@ def continual_suite(expressions=CONTINUAL_EXPRESSIONS + CONTINUAL_PAIRS) -> Suit
     entries = []
     for text in expressions:
         expr = parse_entry_text(text)
-        tags = ("position&shape&color",) if count_concepts(expr) == 3 else ("pair",)
+        tags = ("position-shape-color",) if count_concepts(expr) == 3 else ("pair",)
         entries.append(SuiteEntry(text, text, expr, operator_class(expr), count_concepts(expr), tags))
     return Suite(tuple(entries), domain="scenes", path="continual")
 

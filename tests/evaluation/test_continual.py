@@ -28,3 +28,15 @@ def test_shipped_continual_set_each_model_sees_one_set_and_colour_acts_late():
     assert colour.entry["training"]["config"]["cutout"] == 0.5
     impl = colour.impl("cpu")
     assert impl.sigma_range == (0.0, 0.2) and impl.fallback is reg.handles["continual-position"].impl("cpu")
+
+
+def test_example_continual_suite_file_is_the_continual_suite():
+    from pathlib import Path
+
+    from conceptlang.evaluation.suites import load_suite
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "continual_suite.txt"
+    from_file, built = load_suite(path), continual_suite()
+    assert from_file.domain == built.domain == "scenes"
+    assert [(e.text, e.tags, e.operator, e.n_concepts) for e in from_file.entries] == \
+        [(e.text, e.tags, e.operator, e.n_concepts) for e in built.entries]
