@@ -41,6 +41,22 @@ def test_two_coloured_square_is_not_uniform():
     assert any("not uniformly coloured" in r for r in reasons)
 
 
+def test_two_tone_object_sharing_its_strongest_channel_is_not_uniform():
+    # Found in sampler output: a triangle blue at the top and cyan below. Both halves differ from the
+    # black background by the same blue channel, so a colour read off the most contrasting pixels
+    # saw only the blue half and passed it; the eroded interior reads both halves.
+    img = _one("triangle", "blue", "large")
+    obj = img[0].max(-1) > 0
+    lower = obj & (np.arange(32)[:, None] >= 16)
+    img[0][lower] = np.minimum(img[0][lower].astype(int) + np.array([0, 140, 0]), 255).astype(np.uint8)
+    an = analyse_scenes(img)[0]
+    assert len(an.objects) == 1
+    assert an.objects[0].color_std > 40
+    assert any("not uniformly coloured" in r for r in an.reasons(1))
+    clean = analyse_scenes(_one("triangle", "blue", "large"))[0]
+    assert clean.reasons(1) == [] and clean.objects[0].color_std < 1
+
+
 def test_off_palette_colour_and_grey_background():
     img = _one("circle", "red", "large")
     img[img.max(-1) > 0] = (120, 120, 120)
