@@ -10,7 +10,8 @@ judged labels are only evidence together with validity. For ``scenes`` validity 
    and at most ``MAX_STRAY`` (3) foreground pixels may lie outside them;
 3. the stated number of objects (1 or 2 when not stated);
 4. every object is uniformly coloured (channel std ≤ ``MAX_COLOR_STD``, 25, over its interior: the
-   object eroded by one pixel, which drops the anti-aliased rim) in a colour
+   object eroded by one pixel, less pixels under 0.75 of its peak contrast with the background,
+   which drops the anti-aliased or blurred rim) in a colour
    near the palette (RGB distance ≤ ``MAX_PALETTE_DIST``, 80) and has a domain shape: its soft
    coverage overlaps one of the 3 shapes × 2 sizes, rendered at its centre, with IoU ≥
    ``MIN_SHAPE_IOU`` (0.80).
@@ -33,6 +34,7 @@ MIN_OBJECT_AREA = 12
 MAX_STRAY = 3
 MAX_COLOR_STD = 25.0
 MIN_INTERIOR = 4  # interior pixels needed to read an object's colour off the eroded mask
+INTERIOR_CONTRAST = 0.75  # ... among pixels with at least this share of the object's peak contrast
 MAX_PALETTE_DIST = 80.0
 MIN_SHAPE_IOU = 0.80  # calibrated on real sampler output, see docs/data.md ("Validity")
 SIZE = 32
@@ -122,10 +124,10 @@ def _hypothesis_centres(centroid: tuple[float, float], size: int) -> np.ndarray:
 def _interior(mask: np.ndarray) -> np.ndarray:
     """(H, W) bool: the pixels of ``mask`` whose four neighbours are all in it (one-pixel erosion).
 
-    An object's colour is read here, off its one-pixel anti-aliased rim. (Choosing the pixels by
-    contrast with the background instead, as before, kept only the most contrasting part of a
-    two-tone object: a triangle half blue, half cyan differs from black by the same blue channel
-    in both halves, so only one half was read and the object passed as uniformly coloured.)
+    An object's colour is read there, off its anti-aliased rim. (Choosing the pixels by contrast
+    alone, within 0.95 of the peak, as before, kept only the most contrasting part of a two-tone
+    object: a triangle half blue, half cyan differs from black by nearly the same blue channel in
+    both halves, so only one half was read and the object passed as uniformly coloured.)
     """
     m = np.pad(mask, 1)
     return mask & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
@@ -153,8 +155,10 @@ def analyse_scenes(images: np.ndarray, with_shapes: bool = True) -> list[SceneAn
                 continue
             sel = lab[i] == cid
             s = strength[i][sel]
-            interior = _interior(sel)[sel]  # the colour without the anti-aliased rim
-            if interior.sum() < MIN_INTERIOR:  # too thin to erode (a triangle's tip region): strongest pixels
+            # The colour is read off the rim: inside the one-pixel erosion and, for softened (blurred)
+            # edges, where the contrast with the background is at least INTERIOR_CONTRAST of the peak.
+            interior = _interior(sel)[sel] & (s >= INTERIOR_CONTRAST * s.max())
+            if interior.sum() < MIN_INTERIOR:  # too thin to erode: the most contrasting pixels
                 interior = s >= 0.95 * s.max()
             rgb_pixels = f[i][sel][interior]
             rgb = rgb_pixels.mean(0)
