@@ -162,7 +162,9 @@ def analyse_scenes(images: np.ndarray, with_shapes: bool = True) -> list[SceneAn
                 interior = s >= 0.95 * s.max()
             rgb_pixels = f[i][sel][interior]
             rgb = rgb_pixels.mean(0)
-            full = np.abs(rgb - bg[i]).max()
+            # Coverage is contrast relative to the object's most contrasting pixels, as calibrated.
+            peak = f[i][sel][s >= 0.95 * s.max()].mean(0)
+            full = np.abs(peak - bg[i]).max()
             cov = np.zeros((h, w), np.float32)
             cov[sel] = np.clip(s / max(full, 1.0), 0, 1)
             # The soft coverage also extends into the anti-aliased rim just under the threshold.
