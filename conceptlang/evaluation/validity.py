@@ -155,16 +155,16 @@ def analyse_scenes(images: np.ndarray, with_shapes: bool = True) -> list[SceneAn
                 continue
             sel = lab[i] == cid
             s = strength[i][sel]
-            # The colour is read off the rim: inside the one-pixel erosion and, for softened (blurred)
-            # edges, where the contrast with the background is at least INTERIOR_CONTRAST of the peak.
+            strongest = s >= 0.95 * s.max()  # the object's most contrasting pixels
+            # The colour is read away from the rim: inside the one-pixel erosion and, for softened
+            # (blurred) edges, where the contrast is at least INTERIOR_CONTRAST of the peak.
             interior = _interior(sel)[sel] & (s >= INTERIOR_CONTRAST * s.max())
-            if interior.sum() < MIN_INTERIOR:  # too thin to erode: the most contrasting pixels
-                interior = s >= 0.95 * s.max()
+            if interior.sum() < MIN_INTERIOR:  # too thin to erode
+                interior = strongest
             rgb_pixels = f[i][sel][interior]
             rgb = rgb_pixels.mean(0)
-            # Coverage is contrast relative to the object's most contrasting pixels, as calibrated.
-            peak = f[i][sel][s >= 0.95 * s.max()].mean(0)
-            full = np.abs(peak - bg[i]).max()
+            # Coverage is contrast relative to the most contrasting pixels, as calibrated.
+            full = np.abs(f[i][sel][strongest].mean(0) - bg[i]).max()
             cov = np.zeros((h, w), np.float32)
             cov[sel] = np.clip(s / max(full, 1.0), 0, 1)
             # The soft coverage also extends into the anti-aliased rim just under the threshold.
