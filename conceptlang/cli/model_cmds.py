@@ -40,7 +40,11 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--data-seed", type=int, default=0, show_default=True,
               help="Seed of the training images (a warm-started run sees new images with a new one).")
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads for this run.")
-@click.option("--widths", default="32,64,96", show_default=True, help="Channel width per resolution.")
+@click.option("--arch", type=click.Choice(["unet", "pixel"]), default="unet", show_default=True,
+              help="Denoiser: the U-Net, or a per-pixel net that cannot see shape (a colour model "
+                   "trained on one shape then carries no outline; docs/models.md).")
+@click.option("--widths", default="32,64,96", show_default=True,
+              help="Channel width per resolution (--arch pixel: per per-pixel block).")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--cutout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -57,7 +61,7 @@ def _parse_splits(text: str) -> dict[str, float]:
               help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min,
-              seed, data_seed, threads, widths, checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers,
+              seed, data_seed, threads, arch, widths, checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers,
               time_budget, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
@@ -97,7 +101,7 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
     if method == "denoise":
         net["widths"] = width_t
         xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]
-        if spatial and xy:
+        if spatial and xy and arch == "unet":
             net["spatial"] = xy
     if resume and (run / "config.json").exists():
         cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
@@ -107,7 +111,7 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
         cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
-                          cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, iters=iters if iters is not None else 10000,
+                          cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, arch=arch, iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""))
     if time_budget is not None and iters is not None:
         raise click.UsageError("give --iters or --time-budget, not both")

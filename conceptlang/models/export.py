@@ -71,7 +71,7 @@ def export_run(
     file = f"{name}.safetensors"
     with atomic_path(models_dir / file) as tmp:
         save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "name": name})
-    arch_class = "UNet" if cfg.kind == "implicit" else "EnergyNet"
+    arch_class = type(net).__name__  # UNet, PixelNet or EnergyNet (registry.ARCHITECTURES)
     write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": cfg.to_json()})
 
     manifest_path = models_dir / MANIFEST

@@ -104,6 +104,26 @@ class UNetConfig(_NetConfigJSON):
 
 
 @dataclass
+class PixelNetConfig(_NetConfigJSON):
+    """A per-pixel denoiser (implicit energy) that cannot represent shape; ``widths``: one block each.
+
+    Every layer acts on one pixel at a time (1×1 convolutions); with ``context`` each block also
+    sees the mean of its features over the image (a DeepSets pooling), so the network can agree on
+    one colour for all the object's pixels. Either way its output is equivariant under any
+    permutation of the pixels: it models the image's multiset of colours, never their arrangement.
+    A colour model built on it, trained on squares only, has no square to carry into compositions.
+    """
+
+    image_size: int = 32
+    channels: int = 3
+    widths: tuple[int, ...] = (64, 64, 64)
+    emb_dim: int = 128
+    context: bool = True
+    sigma_data: float = 0.5
+    slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
+
+
+@dataclass
 class EnergyNetConfig(_NetConfigJSON):
     """A conv net with a scalar output E(x | c[, σ]) (explicit energy, as in the paper)."""
 
@@ -259,12 +279,37 @@ class SelfAttention(nn.Module):
         return x + self.out(a.transpose(1, 2).reshape(n, c, h, w))
 
 
-class UNet(nn.Module):
+class _EDMDenoiser(nn.Module):
     """Denoiser D(x, σ, c) with EDM preconditioning; the noise prediction is ε̂ = (x − D)/σ.
 
     EDM's scalings (Karras et al. 2022) keep the network's input and target at unit variance at
-    every σ, which on a CPU budget trains noticeably faster than raw ε-prediction.
+    every σ, which on a CPU budget trains noticeably faster than raw ε-prediction. Subclasses
+    provide ``sigma_emb``, ``cond_emb``, ``emb_out`` and ``raw(x_in, emb, maps)``.
     """
+
+    spatial_cols: list = []
+
+    def embed(self, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.emb_out(self.sigma_emb(sigma) + self.cond_emb(cond))  # (N, E)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) noisy images, (N,) σ, (N, D) → (N, C, H, W) estimate of the clean image."""
+        sd = self.config.sigma_data
+        s = sigma.to(x.dtype)[:, None, None, None]
+        c_in = 1.0 / (s**2 + sd**2).sqrt()
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        cond = cond.to(x.dtype)
+        maps = self.spatial_maps(cond, x.shape[-1]) if self.spatial_cols else None
+        return c_skip * x + c_out * self.raw(c_in * x, self.embed(sigma.to(x.dtype), cond), maps)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Noise prediction ε̂(x, σ, c) = (x − D(x, σ, c)) / σ: (N, C, H, W)."""
+        return (x - self.denoise(x, sigma, cond)) / sigma.to(x.dtype)[:, None, None, None]
+
+
+class UNet(_EDMDenoiser):
+    """The noise-predicting U-Net with FiLM conditioning (EDM preconditioning: ``_EDMDenoiser``)."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -312,9 +357,6 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def embed(self, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.emb_out(self.sigma_emb(sigma) + self.cond_emb(cond))  # (N, E)
-
     def spatial_maps(self, cond: torch.Tensor, size: int) -> torch.Tensor:
         """(N, D) conditions → (N, S, size, size): one Gaussian bump per spatial family (0 if null)."""
         grid = (torch.arange(size, device=cond.device, dtype=cond.dtype) + 0.5) / size  # pixel centres
@@ -346,20 +388,69 @@ class UNet(nn.Module):
                 h = F.interpolate(self.upsample[j](h), scale_factor=2.0, mode="nearest")
         return self.conv_out(F.silu(self.norm_out(h)))
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) noisy images, (N,) σ, (N, D) → (N, C, H, W) estimate of the clean image."""
-        sd = self.config.sigma_data
-        s = sigma.to(x.dtype)[:, None, None, None]
-        c_in = 1.0 / (s**2 + sd**2).sqrt()
-        c_skip = sd**2 / (s**2 + sd**2)
-        c_out = s * sd / (s**2 + sd**2).sqrt()
-        cond = cond.to(x.dtype)
-        maps = self.spatial_maps(cond, x.shape[-1]) if self.spatial_cols else None
-        return c_skip * x + c_out * self.raw(c_in * x, self.embed(sigma.to(x.dtype), cond), maps)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Noise prediction ε̂(x, σ, c) = (x − D(x, σ, c)) / σ: (N, C, H, W)."""
-        return (x - self.denoise(x, sigma, cond)) / sigma.to(x.dtype)[:, None, None, None]
+# --------------------------------------------------------------------------------------------
+# Implicit, shape-blind: a per-pixel denoiser
+# --------------------------------------------------------------------------------------------
+
+
+def _pixel_norm(h: torch.Tensor) -> torch.Tensor:
+    """RMS-normalise each pixel's feature vector (over channels only: nothing mixes pixels)."""
+    return h * torch.rsqrt(h.pow(2).mean(dim=1, keepdim=True) + 1e-6)
+
+
+class PixelBlock(nn.Module):
+    """Per-pixel residual block: norm → SiLU → 1×1 conv, FiLM, [+ pooled context], SiLU → 1×1 conv."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, context: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 1)
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+        self.context = nn.Linear(c_in, c_out) if context else None
+        self.conv2 = nn.Conv2d(c_out, c_out, 1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        a = F.silu(_pixel_norm(x))
+        h = self.conv1(a)  # (N, c_out, H, W)
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        h = _pixel_norm(h) * (1.0 + scale) + shift
+        if self.context is not None:
+            h = h + self.context(a.mean(dim=(2, 3)))[:, :, None, None]  # the same for every pixel
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class PixelNet(_EDMDenoiser):
+    """Per-pixel denoiser D(x, σ, c) (see :class:`PixelNetConfig`): permutation-equivariant in pixels."""
+
+    def __init__(self, config: PixelNetConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        E = cfg.emb_dim
+        self.sigma_emb = SigmaEmbedding(E)
+        self.cond_emb = ConditionEmbedding(cfg.slots, E)
+        self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
+        if not cfg.widths:
+            raise ValueError("a PixelNet needs at least one block width")
+        self.conv_in = nn.Conv2d(cfg.channels, cfg.widths[0], 1)
+        blocks = []
+        c = cfg.widths[0]
+        for w in cfg.widths:
+            blocks.append(PixelBlock(c, w, E, cfg.context))
+            c = w
+        self.blocks = nn.ModuleList(blocks)
+        self.conv_out = nn.Conv2d(c, cfg.channels, 1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def raw(self, x_in: torch.Tensor, emb: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv_in(x_in)
+        for b in self.blocks:
+            h = b(h, emb)
+        return self.conv_out(F.silu(_pixel_norm(h)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 KINDS = ("implicit", "explicit")
 LAYOUTS = ("joint", "per-family")
-ARCHITECTURES = ("UNet", "EnergyNet")
+ARCHITECTURES = ("UNet", "PixelNet", "EnergyNet")
+IMPLICIT_ARCHITECTURES = ("UNet", "PixelNet")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -139,7 +140,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         arch = _need(entry, "architecture", dict, where)
         if arch.get("class") not in ARCHITECTURES:
             raise _err(where, f"architecture.class must be one of {', '.join(ARCHITECTURES)}, got {arch.get('class')!r}")
-        if (kind == "implicit") != (arch["class"] == "UNet"):
+        if (kind == "implicit") != (arch["class"] in IMPLICIT_ARCHITECTURES):
             raise _err(where, f"kind {kind!r} does not match architecture {arch['class']!r}")
         _need(arch, "config", dict, f"{where}, architecture")
         file = _need(entry, "file", str, where)
@@ -250,13 +251,13 @@ def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
 
 
 def build_net(entry: dict) -> torch.nn.Module:
-    from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetConfig
+    from conceptlang.models.networks import EnergyNet, EnergyNetConfig, PixelNet, PixelNetConfig, UNet, UNetConfig
 
     arch = entry["architecture"]
+    classes = {"UNet": (UNet, UNetConfig), "PixelNet": (PixelNet, PixelNetConfig), "EnergyNet": (EnergyNet, EnergyNetConfig)}
     try:
-        if arch["class"] == "UNet":
-            return UNet(UNetConfig.from_json(arch["config"]))
-        return EnergyNet(EnergyNetConfig.from_json(arch["config"]))
+        net_class, config_class = classes[arch["class"]]
+        return net_class(config_class.from_json(arch["config"]))
     except (TypeError, KeyError, ValueError) as err:
         raise ModelError(f"model {entry['name']!r}: bad architecture config ({err})") from None
 

@@ -23,10 +23,12 @@ from conceptlang.data.stream import chunk_arrays
 from conceptlang.errors import ModelError
 from conceptlang.io import atomic_path, write_json
 from conceptlang.models.conditions import slots_for_domain, training_conditions
-from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetConfig
+from conceptlang.models.networks import EnergyNet, EnergyNetConfig, PixelNet, PixelNetConfig, UNet, UNetConfig
 
 CHECKPOINT_FORMAT = 1
 METHODS = {"denoise": "implicit", "dsm": "explicit", "cd": "explicit"}
+# implicit (denoising) networks: the U-Net, or the shape-blind per-pixel net (PixelNetConfig)
+ARCHES = {"unet": (UNet, UNetConfig), "pixel": (PixelNet, PixelNetConfig)}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -68,7 +70,8 @@ class TrainConfig:
     cd_buffer: int = 10000
     cd_reuse: float = 0.95
     cd_reg: float = 1.0
-    net: dict[str, Any] = field(default_factory=dict)  # UNetConfig / EnergyNetConfig overrides
+    net: dict[str, Any] = field(default_factory=dict)  # UNetConfig / PixelNetConfig / EnergyNetConfig overrides
+    arch: str = "unet"  # implicit models: a key of ARCHES
     init_from: str = ""  # warm start: a run folder or checkpoint.pt whose weights start this run
 
     def to_json(self) -> dict[str, Any]:
@@ -92,6 +95,10 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"unknown training method {cfg.method!r} (methods: {', '.join(METHODS)})")
     if cfg.iters < 0 or cfg.batch_size < 1 or cfg.chunk_size % cfg.batch_size:
         raise ModelError(f"bad sizes: iters={cfg.iters}, batch_size={cfg.batch_size}, chunk_size={cfg.chunk_size} (must be a multiple of the batch)")
+    if cfg.arch not in ARCHES:
+        raise ModelError(f"unknown architecture {cfg.arch!r} (architectures: {', '.join(ARCHES)})")
+    if cfg.arch != "unet" and cfg.kind != "implicit":
+        raise ModelError(f"architecture {cfg.arch!r} is a denoiser: it trains with method 'denoise', not {cfg.method!r}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ModelError(f"unknown lr_schedule {cfg.lr_schedule!r} (schedules: {', '.join(LR_SCHEDULES)})")
     if not 0.0 <= cfg.lr_min <= cfg.lr:
@@ -125,10 +132,10 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     domain = get_domain(cfg.domain)
     slots = slots_for_domain(domain, cfg.families or None)
     base = {"image_size": domain.image_size, "channels": domain.channels, "slots": slots}
-    if cfg.kind == "implicit":
-        over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.net.items()}
-        return UNet(UNetConfig(**{**base, **over}))
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.net.items()}
+    if cfg.kind == "implicit":
+        net_class, config_class = ARCHES[cfg.arch]
+        return net_class(config_class(**{**base, **over}))
     over.setdefault("noise_conditional", cfg.method == "dsm")
     over.setdefault("spectral_norm", cfg.method == "cd")
     return EnergyNet(EnergyNetConfig(**{**base, **over}))

@@ -5,7 +5,16 @@ from conceptlang.data import get_domain, generate
 from conceptlang.errors import ModelError
 from conceptlang.models.concept_model import ExplicitConceptModel, ImplicitConceptModel
 from conceptlang.models.conditions import NONE_TOKEN, encode_conditions, slots_for_domain, training_conditions
-from conceptlang.models.networks import EnergyNet, EnergyNetConfig, UNet, UNetConfig, condition_width, count_parameters
+from conceptlang.models.networks import (
+    EnergyNet,
+    EnergyNetConfig,
+    PixelNet,
+    PixelNetConfig,
+    UNet,
+    UNetConfig,
+    condition_width,
+    count_parameters,
+)
 
 SCENE_SLOTS = slots_for_domain(get_domain("scenes"))
 FACE_SLOTS = slots_for_domain(get_domain("faces"))
@@ -33,6 +42,50 @@ def test_unet_shapes_and_noise_relation(widths, attention):
     # zero-initialised output conv: a fresh net's denoiser is EDM's c_skip·x exactly
     c_skip = 0.25 / (sigma**2 + 0.25)
     torch.testing.assert_close(d, c_skip[:, None, None, None] * x)
+
+
+def _randomised_pixel_net(context: bool) -> PixelNet:
+    torch.manual_seed(0)
+    net = PixelNet(PixelNetConfig(widths=(8, 12), emb_dim=16, context=context, slots=SCENE_SLOTS))
+    with torch.no_grad():  # the zero-initialised output would make every check below trivial
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("context", [True, False])
+def test_pixel_net_is_equivariant_under_any_permutation_of_pixels(context):
+    """Its output at a pixel depends on that pixel (and, with context, the image's pixel multiset) only."""
+    net = _randomised_pixel_net(context)
+    x = torch.randn(3, 3, 32, 32)
+    sigma = torch.tensor([0.05, 0.5, 2.0])
+    cond = encode_conditions(SCENE_SLOTS, [{"color": "red"}, {}, {"shape": "circle", "color": "blue"}])
+    perm = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(1))
+
+    def shuffle(t):
+        return t.flatten(2)[:, :, perm].reshape(t.shape)
+
+    eps = net(x, sigma, cond)
+    assert eps.shape == (3, 3, 32, 32) and torch.isfinite(eps).all()
+    torch.testing.assert_close(net(shuffle(x), sigma, cond), shuffle(eps), rtol=1e-5, atol=1e-5)
+    # the condition matters: a red and a blue object get different predictions
+    assert (net(x, sigma, cond[[2, 1, 0]]) - eps).abs().amax() > 1e-2
+    # a different image elsewhere changes a pixel's output only through the pooled context
+    y = x.clone()
+    y[:, :, :16] = torch.randn(3, 3, 16, 32)
+    same_half = (net(y, sigma, cond) - eps)[:, :, 16:].abs().amax().item()
+    assert (same_half > 1e-3) if context else (same_half == 0.0)
+
+
+def test_pixel_net_starts_as_c_skip_and_round_trips_its_config():
+    net = PixelNet(PixelNetConfig(widths=(8,), emb_dim=16, slots=SCENE_SLOTS))
+    x = torch.randn(2, 3, 32, 32)
+    sigma = torch.tensor([0.1, 1.0])
+    d = net.denoise(x, sigma, encode_conditions(SCENE_SLOTS, [{}, {"color": "red"}]))
+    torch.testing.assert_close(d, (0.25 / (sigma**2 + 0.25))[:, None, None, None] * x)
+    assert PixelNetConfig.from_json(net.config.to_json()) == net.config
+    with pytest.raises(ValueError, match="at least one block"):
+        PixelNet(PixelNetConfig(widths=(), slots=SCENE_SLOTS))
 
 
 def test_energy_net_shapes_and_spectral_norm():

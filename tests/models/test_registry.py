@@ -206,6 +206,42 @@ def test_train_cli_runs_and_resumes(tmp_path):
     assert res.exit_code == 1 and "no family 'beard'" in res.output
 
 
+def test_pixel_colour_model_trains_exports_and_loads_through_the_registry(tmp_path):
+    """`train --arch pixel`: a shape-blind colour model, exported as a PixelNet and composed like any other."""
+    from conceptlang.cli import main
+    from conceptlang.models.export import export_run
+    from conceptlang.models.networks import PixelNet
+    from conceptlang.models.training import Trainer
+
+    from .conftest import tiny_config
+
+    Trainer(tiny_config(name="c-position", families=("position",), splits={"continual1": 1.0}, iters=1),
+            tmp_path / "pos").train(progress=False)
+    export_run(tmp_path / "pos", tmp_path / "models", prior=True)
+    args = ["train", "scenes", "color", "--split", "continual3", "--arch", "pixel", "--widths", "8,8", "--iters", "2",
+            "--batch-size", "8", "--name", "c-color", "--out", str(tmp_path / "col"), "--quiet", "--threads", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "col" / "config.json").read_text())
+    assert cfg["arch"] == "pixel" and cfg["net"] == {"widths": [8, 8]}
+    entry = export_run(tmp_path / "col", tmp_path / "models", prior=False)
+    assert entry["architecture"]["class"] == "PixelNet" and entry["architecture"]["config"]["context"] is True
+    reg = load_registry(tmp_path / "models")
+    handle, cond = reg.model_for(ConceptRef("scenes", "color", value="red"))
+    assert (handle.name, cond) == ("c-color", {"color": "red"})
+    impl = handle.impl("cpu")
+    assert isinstance(impl.net, PixelNet)
+    x = torch.rand(2, 3, 32, 32)
+    e = impl.energy(x, handle.encode([{"color": "red"}, {"color": "blue"}]), None)
+    assert e.shape == (2,) and torch.isfinite(e).all()
+    # an explicit model cannot claim the per-pixel denoiser
+    data = _manifest(tmp_path / "models")
+    bad = next(m for m in data["models"] if m["name"] == "c-color")
+    bad["kind"] = "explicit"
+    with pytest.raises(ModelError, match="kind 'explicit' does not match architecture 'PixelNet'"):
+        validate_manifest(data, "m.json")
+
+
 def test_train_cli_passes_the_schedule_and_data_seed_to_the_config(tmp_path):
     from conceptlang.cli import main
 

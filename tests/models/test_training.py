@@ -73,6 +73,10 @@ def test_config_validation():
         validate_config(tiny_config(chunk_size=30))
     with pytest.raises(ModelError, match="cond_dropout"):
         validate_config(tiny_config(cond_dropout=1.0))
+    with pytest.raises(ModelError, match="unknown architecture 'mlp' \\(architectures: unet, pixel\\)"):
+        validate_config(tiny_config(arch="mlp"))
+    with pytest.raises(ModelError, match="architecture 'pixel' is a denoiser: it trains with method 'denoise', not 'dsm'"):
+        validate_config(tiny_config(arch="pixel", method="dsm"))
 
 
 def test_learning_rate_schedules():
@@ -345,7 +349,7 @@ def test_multi_cutout_paints_the_union_of_one_to_three_rectangles():
 
 
 @pytest.mark.parametrize("param, known", [("cutout_form", "CUTOUT_FORMS"), ("method", "METHODS"),
-                                          ("lr_schedule", "LR_SCHEDULES")])
+                                          ("lr_schedule", "LR_SCHEDULES"), ("arch", "ARCHES")])
 def test_train_cli_choices_match_the_trainer(param, known):
     # The CLI spells its choices out (importing the trainer would load torch for `conceptlang parse`);
     # they must be exactly what validate_config accepts.
