@@ -69,7 +69,9 @@ class _NetConfigJSON:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["widths"] = list(self.widths)
+        for key in ("widths", "spatial", "blur"):
+            if key in d:
+                d[key] = list(d[key])
         d["slots"] = [s.to_json() for s in self.slots]
         return d
 
@@ -77,8 +79,9 @@ class _NetConfigJSON:
     def from_json(cls, d: dict[str, Any]):
         d = dict(d)
         d["widths"] = tuple(d["widths"])
-        if "spatial" in d:
-            d["spatial"] = tuple(d["spatial"])
+        for key in ("spatial", "blur"):
+            if key in d:
+                d[key] = tuple(d[key])
         d["slots"] = tuple(SlotSpec.from_json(s) for s in d.get("slots", ()))
         return cls(**d)
 
@@ -112,6 +115,12 @@ class PixelNetConfig(_NetConfigJSON):
     one colour for all the object's pixels. Either way its output is equivariant under any
     permutation of the pixels: it models the image's multiset of colours, never their arrangement.
     A colour model built on it, trained on squares only, has no square to carry into compositions.
+
+    ``blur`` (widths in pixels) adds the input blurred by isotropic Gaussians as extra channels:
+    a pixel then knows whether it lies inside a bright region (an object, not the background)
+    with the noise averaged out, but still not the outline's shape, since the kernel is round.
+    The network is then equivariant under translations, flips and quarter turns, not under
+    arbitrary permutations.
     """
 
     image_size: int = 32
@@ -119,6 +128,7 @@ class PixelNetConfig(_NetConfigJSON):
     widths: tuple[int, ...] = (64, 64, 64)
     emb_dim: int = 128
     context: bool = True
+    blur: tuple[float, ...] = ()
     sigma_data: float = 0.5
     slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
 
@@ -394,6 +404,17 @@ class UNet(_EDMDenoiser):
 # --------------------------------------------------------------------------------------------
 
 
+def gaussian_blur(x: torch.Tensor, width: float) -> torch.Tensor:
+    """Isotropic Gaussian blur of (N, C, H, W) with std ``width`` pixels, reflecting at the borders."""
+    r = max(1, math.ceil(3.0 * width))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2.0 * width**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    h = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def _pixel_norm(h: torch.Tensor) -> torch.Tensor:
     """RMS-normalise each pixel's feature vector (over channels only: nothing mixes pixels)."""
     return h * torch.rsqrt(h.pow(2).mean(dim=1, keepdim=True) + 1e-6)
@@ -435,7 +456,9 @@ class PixelNet(_EDMDenoiser):
         self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
         if not cfg.widths:
             raise ValueError("a PixelNet needs at least one block width")
-        self.conv_in = nn.Conv2d(cfg.channels, cfg.widths[0], 1)
+        if any(not (0.0 < b <= cfg.image_size / 6) for b in cfg.blur):
+            raise ValueError(f"blur widths must be in (0, image_size/6], got {list(cfg.blur)}")
+        self.conv_in = nn.Conv2d(cfg.channels * (1 + len(cfg.blur)), cfg.widths[0], 1)
         blocks = []
         c = cfg.widths[0]
         for w in cfg.widths:
@@ -447,6 +470,8 @@ class PixelNet(_EDMDenoiser):
         nn.init.zeros_(self.conv_out.bias)
 
     def raw(self, x_in: torch.Tensor, emb: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        if self.config.blur:
+            x_in = torch.cat([x_in] + [gaussian_blur(x_in, b) for b in self.config.blur], dim=1)
         h = self.conv_in(x_in)
         for b in self.blocks:
             h = b(h, emb)

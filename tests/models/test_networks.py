@@ -77,6 +77,43 @@ def test_pixel_net_is_equivariant_under_any_permutation_of_pixels(context):
     assert (same_half > 1e-3) if context else (same_half == 0.0)
 
 
+def test_blurred_pixel_net_is_equivariant_under_the_square_symmetries_only():
+    """With round blur channels a pixel sees its neighbourhood, but no direction: flips and quarter turns commute."""
+    torch.manual_seed(0)
+    net = PixelNet(PixelNetConfig(widths=(8, 12), emb_dim=16, blur=(1.0, 2.5), slots=SCENE_SLOTS))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    x = torch.randn(2, 3, 32, 32)
+    sigma = torch.tensor([0.1, 1.0])
+    cond = encode_conditions(SCENE_SLOTS, [{"color": "green"}, {}])
+    eps = net(x, sigma, cond)
+    for op in (lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.transpose(-1, -2), lambda t: t.rot90(1, (-2, -1))):
+        torch.testing.assert_close(net(op(x), sigma, cond), op(eps), rtol=1e-5, atol=1e-5)
+    # ...but not under an arbitrary permutation of the pixels: the blur reads neighbours
+    perm = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(1))
+    shuffled = net(x.flatten(2)[:, :, perm].reshape(x.shape), sigma, cond)
+    assert (shuffled - eps.flatten(2)[:, :, perm].reshape(x.shape)).abs().amax() > 1e-2
+    assert PixelNetConfig.from_json(net.config.to_json()).blur == (1.0, 2.5)
+    with pytest.raises(ValueError, match="blur widths must be in"):
+        PixelNet(PixelNetConfig(widths=(8,), blur=(0.0,), slots=SCENE_SLOTS))
+
+
+def test_gaussian_blur_of_a_point_is_the_normalised_gaussian():
+    from conceptlang.models.networks import gaussian_blur
+
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 16, 16] = 1.0
+    y = gaussian_blur(x, 1.5)[0, 0]
+    t = torch.arange(-5, 6, dtype=torch.float32)
+    k = torch.exp(-(t**2) / 4.5)
+    k = k / k.sum()
+    torch.testing.assert_close(y[11:22, 11:22], k[:, None] * k[None, :])
+    torch.testing.assert_close(y.sum(), torch.tensor(1.0))
+    flat = torch.full((1, 3, 32, 32), 0.7)  # reflection keeps a constant image constant up to the border
+    torch.testing.assert_close(gaussian_blur(flat, 2.5), flat)
+
+
 def test_pixel_net_starts_as_c_skip_and_round_trips_its_config():
     net = PixelNet(PixelNetConfig(widths=(8,), emb_dim=16, slots=SCENE_SLOTS))
     x = torch.randn(2, 3, 32, 32)
