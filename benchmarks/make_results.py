@@ -417,14 +417,14 @@ def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-eval", type=int, default=8, help="samples per suite expression")
+    ap.add_argument("--n-eval", type=int, default=16, help="samples per suite expression")
     ap.add_argument("--n-infer", type=int, default=24, help="generated images per domain for inference accuracy")
-    ap.add_argument("--n-continual", type=int, default=8, help="samples per continual-learning expression")
+    ap.add_argument("--n-continual", type=int, default=16, help="samples per continual-learning expression")
     ap.add_argument("--n-objects", type=int, default=12, help="samples per object-level layout")
     ap.add_argument("--n-venn", type=int, default=6, help="samples per Venn region")
     ap.add_argument("--infer-grid", type=int, default=6, help="coarse position grid per axis for inference")
     ap.add_argument("--infer-refine", type=int, default=3, help="local refinement rounds for position inference")
-    ap.add_argument("--jobs", type=int, default=3, help="worker processes (tasks run in parallel, one per worker)")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (tasks run in parallel, one per worker)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads per worker (default 1: with other jobs on the CPU, more threads per "
                          "process are far slower, see docs/experiments.md)")
