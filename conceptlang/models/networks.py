@@ -293,11 +293,19 @@ class _EDMDenoiser(nn.Module):
     """Denoiser D(x, σ, c) with EDM preconditioning; the noise prediction is ε̂ = (x − D)/σ.
 
     EDM's scalings (Karras et al. 2022) keep the network's input and target at unit variance at
-    every σ, which on a CPU budget trains noticeably faster than raw ε-prediction. Subclasses
-    provide ``sigma_emb``, ``cond_emb``, ``emb_out`` and ``raw(x_in, emb, maps)``.
+    every σ, which on a CPU budget trains noticeably faster than raw ε-prediction. This base holds
+    the σ and condition embeddings; subclasses provide ``raw(x_in, emb, maps)``.
     """
 
     spatial_cols: list = []
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        E = config.emb_dim
+        self.sigma_emb = SigmaEmbedding(E)
+        self.cond_emb = ConditionEmbedding(config.slots, E)
+        self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
 
     def embed(self, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.emb_out(self.sigma_emb(sigma) + self.cond_emb(cond))  # (N, E)
@@ -322,13 +330,9 @@ class UNet(_EDMDenoiser):
     """The noise-predicting U-Net with FiLM conditioning (EDM preconditioning: ``_EDMDenoiser``)."""
 
     def __init__(self, config: UNetConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         cfg = config
         E = cfg.emb_dim
-        self.sigma_emb = SigmaEmbedding(E)
-        self.cond_emb = ConditionEmbedding(cfg.slots, E)
-        self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
         self.spatial_cols = _spatial_columns(cfg.slots, cfg.spatial)
         self.conv_in = nn.Conv2d(cfg.channels + len(self.spatial_cols), cfg.widths[0], 3, padding=1)
 
@@ -447,13 +451,9 @@ class PixelNet(_EDMDenoiser):
     """Per-pixel denoiser D(x, σ, c) (see :class:`PixelNetConfig`): permutation-equivariant in pixels."""
 
     def __init__(self, config: PixelNetConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         cfg = config
         E = cfg.emb_dim
-        self.sigma_emb = SigmaEmbedding(E)
-        self.cond_emb = ConditionEmbedding(cfg.slots, E)
-        self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(E, E))
         if not cfg.widths:
             raise ValueError("a PixelNet needs at least one block width")
         if any(not (0.0 < b <= cfg.image_size / 6) for b in cfg.blur):
