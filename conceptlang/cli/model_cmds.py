@@ -46,6 +46,9 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--blur", default="", metavar="W1,W2,…",
               help="--arch pixel: also give the net its input blurred by round Gaussians of these widths "
                    "(pixels), so a pixel knows whether it lies in an object (never the outline's shape).")
+@click.option("--blur-of", type=click.Choice(["rgb", "max"]), default="rgb", show_default=True,
+              help="What --blur blurs: the colour channels, or their per-pixel maximum (where an object "
+                   "is, not its neighbours' colour).")
 @click.option("--widths", default="32,64,96", show_default=True,
               help="Channel width per resolution (--arch pixel: per per-pixel block).")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
@@ -64,7 +67,7 @@ def _parse_splits(text: str) -> dict[str, float]:
               help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min,
-              seed, data_seed, threads, arch, blur, widths, checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers,
+              seed, data_seed, threads, arch, blur, blur_of, widths, checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers,
               time_budget, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
 
@@ -106,9 +109,13 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
         raise click.BadParameter(f"--blur must be comma-separated numbers, got {blur!r}") from None
     if blur_t and arch != "pixel":
         raise click.UsageError("--blur is an option of --arch pixel")
+    if blur_of != "rgb" and not blur_t:
+        raise click.UsageError("--blur-of is an option of --blur")
     net: dict = {}
     if blur_t:
         net["blur"] = blur_t
+        if blur_of != "rgb":
+            net["blur_of"] = blur_of
     if method == "denoise":
         net["widths"] = width_t
         xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]

@@ -120,7 +120,9 @@ class PixelNetConfig(_NetConfigJSON):
     a pixel then knows whether it lies inside a bright region (an object, not the background)
     with the noise averaged out, but still not the outline's shape, since the kernel is round.
     The network is then equivariant under translations, flips and quarter turns, not under
-    arbitrary permutations.
+    arbitrary permutations. ``blur_of="max"`` blurs the per-pixel maximum over the colour
+    channels instead: one brightness map per width, which says where an object is but not
+    which colour its neighbours have.
     """
 
     image_size: int = 32
@@ -129,6 +131,7 @@ class PixelNetConfig(_NetConfigJSON):
     emb_dim: int = 128
     context: bool = True
     blur: tuple[float, ...] = ()
+    blur_of: str = "rgb"  # what is blurred: the colour channels, or "max" (their per-pixel maximum: where, not which colour)
     sigma_data: float = 0.5
     slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
 
@@ -458,7 +461,10 @@ class PixelNet(_EDMDenoiser):
             raise ValueError("a PixelNet needs at least one block width")
         if any(not (0.0 < b <= cfg.image_size / 6) for b in cfg.blur):
             raise ValueError(f"blur widths must be in (0, image_size/6], got {list(cfg.blur)}")
-        self.conv_in = nn.Conv2d(cfg.channels * (1 + len(cfg.blur)), cfg.widths[0], 1)
+        if cfg.blur_of not in ("rgb", "max"):
+            raise ValueError(f"blur_of must be 'rgb' or 'max', got {cfg.blur_of!r}")
+        per_blur = cfg.channels if cfg.blur_of == "rgb" else 1
+        self.conv_in = nn.Conv2d(cfg.channels + per_blur * len(cfg.blur), cfg.widths[0], 1)
         blocks = []
         c = cfg.widths[0]
         for w in cfg.widths:
@@ -471,7 +477,8 @@ class PixelNet(_EDMDenoiser):
 
     def raw(self, x_in: torch.Tensor, emb: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
         if self.config.blur:
-            x_in = torch.cat([x_in] + [gaussian_blur(x_in, b) for b in self.config.blur], dim=1)
+            src = x_in if self.config.blur_of == "rgb" else x_in.amax(dim=1, keepdim=True)
+            x_in = torch.cat([x_in] + [gaussian_blur(src, b) for b in self.config.blur], dim=1)
         h = self.conv_in(x_in)
         for b in self.blocks:
             h = b(h, emb)

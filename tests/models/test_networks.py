@@ -97,21 +97,34 @@ def test_blurred_pixel_net_is_equivariant_under_the_square_symmetries_only():
     assert PixelNetConfig.from_json(net.config.to_json()).blur == (1.0, 2.5)
     with pytest.raises(ValueError, match="blur widths must be in"):
         PixelNet(PixelNetConfig(widths=(8,), blur=(0.0,), slots=SCENE_SLOTS))
+    with pytest.raises(ValueError, match="blur_of must be 'rgb' or 'max', got 'luma'"):
+        PixelNet(PixelNetConfig(widths=(8,), blur=(1.0,), blur_of="luma", slots=SCENE_SLOTS))
 
 
-def test_gaussian_blur_of_a_point_is_the_normalised_gaussian():
-    from conceptlang.models.networks import gaussian_blur
+def test_max_blur_tells_where_an_object_is_but_not_its_colour():
+    """blur_of="max" blurs one brightness map per width: a background pixel next to a red square
+    and one next to a blue square (same per-pixel maximum) get the same output; with blurred
+    colour channels they do not. (Nets without the context pooling, which sees every colour.)"""
 
-    x = torch.zeros(1, 1, 32, 32)
-    x[0, 0, 16, 16] = 1.0
-    y = gaussian_blur(x, 1.5)[0, 0]
-    t = torch.arange(-5, 6, dtype=torch.float32)
-    k = torch.exp(-(t**2) / 4.5)
-    k = k / k.sum()
-    torch.testing.assert_close(y[11:22, 11:22], k[:, None] * k[None, :])
-    torch.testing.assert_close(y.sum(), torch.tensor(1.0))
-    flat = torch.full((1, 3, 32, 32), 0.7)  # reflection keeps a constant image constant up to the border
-    torch.testing.assert_close(gaussian_blur(flat, 2.5), flat)
+    def randomised(blur_of):
+        torch.manual_seed(0)
+        net = PixelNet(PixelNetConfig(widths=(8,), emb_dim=16, context=False, blur=(1.5,), blur_of=blur_of,
+                                      slots=SCENE_SLOTS))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0.0, 0.3)
+        return net
+
+    by_max, by_rgb = randomised("max"), randomised("rgb")
+    assert (by_max.conv_in.in_channels, by_rgb.conv_in.in_channels) == (3 + 1, 3 + 3)
+    sigma, cond = torch.tensor([0.2]), encode_conditions(SCENE_SLOTS, [{"color": "red"}])
+    red, blue = torch.full((1, 3, 32, 32), -1.0), torch.full((1, 3, 32, 32), -1.0)
+    red[0, 0, 8:20, 8:20] = 0.8
+    blue[0, 2, 8:20, 8:20] = 0.8
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[8:20, 8:20] = False
+    torch.testing.assert_close(by_max(red, sigma, cond)[..., outside], by_max(blue, sigma, cond)[..., outside])
+    assert (by_rgb(red, sigma, cond)[..., outside] - by_rgb(blue, sigma, cond)[..., outside]).abs().amax() > 1e-3
 
 
 def test_pixel_net_starts_as_c_skip_and_round_trips_its_config():

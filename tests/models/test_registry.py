@@ -220,14 +220,16 @@ def test_pixel_colour_model_trains_exports_and_loads_through_the_registry(tmp_pa
     export_run(tmp_path / "pos", tmp_path / "models", prior=True)
     res = CliRunner().invoke(main, ["train", "scenes", "color", "--blur", "1", "--iters", "1", "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "--blur is an option of --arch pixel" in res.output
+    res = CliRunner().invoke(main, ["train", "scenes", "color", "--blur-of", "max", "--iters", "1", "--out", str(tmp_path / "u")])
+    assert res.exit_code == 2 and "--blur-of is an option of --blur" in res.output
     res = CliRunner().invoke(main, ["train", "scenes", "color", "--arch", "pixel", "--blur", "1,x", "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "--blur must be comma-separated numbers, got '1,x'" in res.output
-    args = ["train", "scenes", "color", "--split", "continual3", "--arch", "pixel", "--blur", "1.5", "--widths", "8,8", "--iters", "2",
+    args = ["train", "scenes", "color", "--split", "continual3", "--arch", "pixel", "--blur", "1.5", "--blur-of", "max", "--widths", "8,8", "--iters", "2",
             "--batch-size", "8", "--name", "c-color", "--out", str(tmp_path / "col"), "--quiet", "--threads", "1"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "col" / "config.json").read_text())
-    assert cfg["arch"] == "pixel" and cfg["net"] == {"blur": [1.5], "widths": [8, 8]}
+    assert cfg["arch"] == "pixel" and cfg["net"] == {"blur": [1.5], "blur_of": "max", "widths": [8, 8]}
     entry = export_run(tmp_path / "col", tmp_path / "models", prior=False)
     assert entry["architecture"]["class"] == "PixelNet" and entry["architecture"]["config"]["blur"] == [1.5]
     reg = load_registry(tmp_path / "models")
