@@ -417,10 +417,10 @@ def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-eval", type=int, default=16, help="samples per suite expression")
+    ap.add_argument("--n-eval", type=int, default=40, help="samples per suite expression")
     ap.add_argument("--n-infer", type=int, default=24, help="generated images per domain for inference accuracy")
-    ap.add_argument("--n-continual", type=int, default=16, help="samples per continual-learning expression")
-    ap.add_argument("--n-objects", type=int, default=12, help="samples per object-level layout")
+    ap.add_argument("--n-continual", type=int, default=64, help="samples per continual-learning expression")
+    ap.add_argument("--n-objects", type=int, default=48, help="samples per object-level layout")
     ap.add_argument("--n-venn", type=int, default=6, help="samples per Venn region")
     ap.add_argument("--infer-grid", type=int, default=6, help="coarse position grid per axis for inference")
     ap.add_argument("--infer-refine", type=int, default=3, help="local refinement rounds for position inference")
