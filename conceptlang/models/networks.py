@@ -112,8 +112,9 @@ class PixelNetConfig(_NetConfigJSON):
 
     Every layer acts on one pixel at a time (1×1 convolutions); with ``context`` each block also
     sees the mean of its features over the image (a DeepSets pooling), so the network can agree on
-    one colour for all the object's pixels. Either way its output is equivariant under any
-    permutation of the pixels: it models the image's multiset of colours, never their arrangement.
+    one colour for all the object's pixels. Either way (without ``blur``) its output is equivariant
+    under any permutation of the pixels: it models the image's multiset of colours, never their
+    arrangement.
     A colour model built on it, trained on squares only, has no square to carry into compositions.
 
     ``blur`` (widths in pixels) adds the input blurred by isotropic Gaussians as extra channels:
@@ -451,7 +452,8 @@ class PixelBlock(nn.Module):
 
 
 class PixelNet(_EDMDenoiser):
-    """Per-pixel denoiser D(x, σ, c) (see :class:`PixelNetConfig`): permutation-equivariant in pixels."""
+    """Per-pixel denoiser D(x, σ, c) (see :class:`PixelNetConfig`): equivariant under any permutation
+    of the pixels; with ``blur`` channels, under translations, flips and quarter turns."""
 
     def __init__(self, config: PixelNetConfig):
         super().__init__(config)
