@@ -15,7 +15,7 @@ def test_continual_expressions_are_combinations_no_set_contains():
     assert suite.domain == "scenes"
 
 
-def test_shipped_continual_set_each_model_sees_one_set_and_colour_acts_late():
+def test_shipped_continual_set_each_model_sees_one_set_and_colour_is_shape_blind_and_late():
     from conceptlang.evaluation.continual import continual_models_dir
     from conceptlang.models.registry import load_registry
 
@@ -25,9 +25,16 @@ def test_shipped_continual_set_each_model_sees_one_set_and_colour_acts_late():
                       "continual-color": {"continual3": 1.0}}
     colour = reg.handles["continual-color"]
     assert colour.entry["sigma_range"] == [0.0, 0.2]
-    assert colour.entry["training"]["config"]["cutout"] == 0.5
+    # the colour model saw only squares, so it ships shape-blind: a per-pixel net with brightness blurs
+    assert colour.entry["architecture"]["class"] == "PixelNet"
+    assert colour.entry["training"]["config"]["arch"] == "pixel"
+    assert colour.entry["architecture"]["config"]["blur_of"] == "max" and colour.entry["guidance"] == 10.0
+    assert reg.handles["continual-position"].entry["concept_weights"] == {"position": 0.5}
     impl = colour.impl("cpu")
     assert impl.sigma_range == (0.0, 0.2) and impl.fallback is reg.handles["continual-position"].impl("cpu")
+    from conceptlang.models.networks import PixelNet
+
+    assert isinstance(impl.net, PixelNet)
 
 
 def test_example_continual_suite_file_is_the_continual_suite():
