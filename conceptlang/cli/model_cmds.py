@@ -7,6 +7,14 @@ import json
 import click
 
 
+def _number_list(text: str, cast, option: str, what: str) -> list:
+    """'32,64,96' → [32, 64, 96] with ``cast``; a usage error (exit 2) naming the option otherwise."""
+    try:
+        return [cast(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{option} must be comma-separated {what}, got {text!r}") from None
+
+
 def _parse_splits(text: str) -> dict[str, float]:
     """``train`` or ``train:0.85,two_objects:0.15`` → {split: weight}."""
     out: dict[str, float] = {}
@@ -99,14 +107,8 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
     set_threads(threads)
     name = name or (f"{domain}-joint" if not families else f"{domain}-{family}")
     run = Path(out_dir or Path("runs") / name)
-    try:
-        width_t = [int(w) for w in widths.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"--widths must be comma-separated integers, got {widths!r}") from None
-    try:
-        blur_t = [float(b) for b in blur.split(",")] if blur else []
-    except ValueError:
-        raise click.BadParameter(f"--blur must be comma-separated numbers, got {blur!r}") from None
+    width_t = _number_list(widths, int, "--widths", "integers")
+    blur_t = _number_list(blur, float, "--blur", "numbers") if blur else []
     if blur_t and arch != "pixel":
         raise click.UsageError("--blur is an option of --arch pixel")
     if blur_of != "rgb" and not blur_t:

@@ -545,5 +545,14 @@ class EnergyNet(nn.Module):
         return out
 
 
+# Manifest architecture name → (network class, config class); registry.ARCHITECTURES spells the
+# same names without importing this module (a test keeps the two equal).
+NETWORKS: dict[str, tuple[type[nn.Module], type]] = {
+    "UNet": (UNet, UNetConfig),
+    "PixelNet": (PixelNet, PixelNetConfig),
+    "EnergyNet": (EnergyNet, EnergyNetConfig),
+}
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -251,12 +251,11 @@ def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
 
 
 def build_net(entry: dict) -> torch.nn.Module:
-    from conceptlang.models.networks import EnergyNet, EnergyNetConfig, PixelNet, PixelNetConfig, UNet, UNetConfig
+    from conceptlang.models.networks import NETWORKS
 
     arch = entry["architecture"]
-    classes = {"UNet": (UNet, UNetConfig), "PixelNet": (PixelNet, PixelNetConfig), "EnergyNet": (EnergyNet, EnergyNetConfig)}
     try:
-        net_class, config_class = classes[arch["class"]]
+        net_class, config_class = NETWORKS[arch["class"]]
         return net_class(config_class.from_json(arch["config"]))
     except (TypeError, KeyError, ValueError) as err:
         raise ModelError(f"model {entry['name']!r}: bad architecture config ({err})") from None

@@ -23,12 +23,13 @@ from conceptlang.data.stream import chunk_arrays
 from conceptlang.errors import ModelError
 from conceptlang.io import atomic_path, write_json
 from conceptlang.models.conditions import slots_for_domain, training_conditions
-from conceptlang.models.networks import EnergyNet, EnergyNetConfig, PixelNet, PixelNetConfig, UNet, UNetConfig
+from conceptlang.models.networks import NETWORKS, EnergyNet, EnergyNetConfig, UNet
 
 CHECKPOINT_FORMAT = 1
 METHODS = {"denoise": "implicit", "dsm": "explicit", "cd": "explicit"}
-# implicit (denoising) networks: the U-Net, or the shape-blind per-pixel net (PixelNetConfig)
-ARCHES = {"unet": (UNet, UNetConfig), "pixel": (PixelNet, PixelNetConfig)}
+# implicit (denoising) networks by their `train --arch` name: the U-Net, or the shape-blind per-pixel
+# net (networks.PixelNetConfig); values are networks.NETWORKS keys
+ARCHES = {"unet": "UNet", "pixel": "PixelNet"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -134,7 +135,7 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     base = {"image_size": domain.image_size, "channels": domain.channels, "slots": slots}
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.net.items()}
     if cfg.kind == "implicit":
-        net_class, config_class = ARCHES[cfg.arch]
+        net_class, config_class = NETWORKS[ARCHES[cfg.arch]]
         return net_class(config_class(**{**base, **over}))
     over.setdefault("noise_conditional", cfg.method == "dsm")
     over.setdefault("spectral_norm", cfg.method == "cd")

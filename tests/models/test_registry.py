@@ -392,3 +392,15 @@ def test_sigma_range_wires_the_domain_prior_as_fallback(models_copy):
     assert {r["name"]: r["sigma_range"] for r in reg.describe()} == {"tiny": None, "tiny-colour": [0, 0.2]}
     res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
     assert res.exit_code == 0 and "acts at noise levels σ in [0, 0.2] only (sigma_range)" in res.output
+
+
+def test_manifest_architecture_names_match_the_networks():
+    """registry.ARCHITECTURES spells networks.NETWORKS' keys (without importing it); the implicit
+    ones are the denoisers, and every `train --arch` name maps to one of them."""
+    from conceptlang.models.networks import NETWORKS, EnergyNet
+    from conceptlang.models.registry import ARCHITECTURES, IMPLICIT_ARCHITECTURES
+    from conceptlang.models.training import ARCHES
+
+    assert ARCHITECTURES == tuple(NETWORKS)
+    assert IMPLICIT_ARCHITECTURES == tuple(k for k, (cls, _) in NETWORKS.items() if cls is not EnergyNet)
+    assert set(ARCHES.values()) == set(IMPLICIT_ARCHITECTURES)
