@@ -20,7 +20,7 @@ done
 # The shipped colour model is shape-blind (PixelNet: per-pixel layers plus round blurs of the
 # brightness; it cannot represent an outline), trained from scratch on set 3 only; it acts at
 # sigma <= 0.2 with guidance 10, and the position model (also the set's prior) carries weight 0.5.
-# Both settings were chosen on training/continual_tuning.txt (docs/models.md, "Noise-level ranges").
+# These settings and the sampler's were chosen on training/continual_tuning.txt (docs/models.md, "Noise-level ranges").
 [ -e runs/continual-color-pixmax/checkpoint.pt ] && resume=--resume || resume=
 conceptlang train scenes color --split continual3 --arch pixel --blur 1,2.5 --blur-of max --widths 64,64,64,64 \
   --name continual-color --out runs/continual-color-pixmax --iters 2000 --lr 1e-3 --lr-schedule cosine --lr-min 1e-5 \
@@ -38,6 +38,8 @@ for e in data["models"]:
         e["guidance"] = 10.0
     if e["name"] == "continual-position":
         e["concept_weights"] = {"position": 0.5}
+    # one deterministic step per noise level, twice the DDIM step (docs/models.md, "Sampler settings")
+    e["sampler"].update(steps_per_sigma=1, step_size=3.34e-05, noise_scale=0.0)
 write_json(path, data)
 PY
 conceptlang models --models models/continual --verify

@@ -37,6 +37,28 @@ def test_shipped_continual_set_each_model_sees_one_set_and_colour_is_shape_blind
     assert isinstance(impl.net, PixelNet)
 
 
+def test_shipped_continual_sampler_takes_one_twice_ddim_step_per_level():
+    # The continual set's annealed sampler: 30 levels from 2 to 0.01, one deterministic step per
+    # level of twice the DDIM step, h = 2(1 - q)·σ_min² (docs/models.md, "Sampler settings").
+    import math
+
+    from conceptlang import parse
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.evaluation.continual import continual_models_dir
+    from conceptlang.models.registry import load_registry
+    from conceptlang.sampling.api import resolve_settings
+
+    reg = load_registry(continual_models_dir())
+    graph = compile_expr(parse("position(0.3, 0.3) & triangle & red"), reg)
+    name, s, _ = resolve_settings(graph, None, None, {})
+    assert name == "annealed"
+    assert (s["sigma_max"], s["sigma_min"], s["n_sigmas"], s["steps_per_sigma"]) == (2.0, 0.01, 30, 1)
+    q = (0.01 / 2.0) ** (1 / 29)
+    assert s["step_size"] == 3.34e-5 and abs(s["step_size"] - 2 * (1 - q) * 0.01**2) < 5e-8
+    assert s["noise_scale"] == 0.0 and s["final_denoise"] is True
+    assert math.isclose(q, 0.8330, abs_tol=1e-4)
+
+
 def test_example_continual_suite_file_is_the_continual_suite():
     from pathlib import Path
 
