@@ -12,9 +12,20 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it is renamed over ``path``."""
+    """Yield a temporary path in the target's folder; on success it is renamed over ``path``.
+
+    The result has the permissions a plain ``open(path, "w")`` would give it: an existing file's
+    mode is kept, a new file gets 0o666 less the umask (``mkstemp`` alone would leave 0o600).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -22,6 +33,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask()
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

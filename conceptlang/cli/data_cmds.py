@@ -44,6 +44,7 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
     from tqdm import tqdm
 
     from conceptlang.data import get_domain, splits
+    from conceptlang.io import current_umask
 
     dom = get_domain(domain)
     if split not in splits(domain):
@@ -79,6 +80,7 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
         meta = {"format_version": 1, "domain": dom.to_json(), "split": split, "seed": seed,
                 "image_size": size, "count": n, "labels": "labels.jsonl"}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it 0700; give it an ordinary folder's mode
         if out.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, aside / out.name)

@@ -76,3 +76,18 @@ def test_split_grid_accepts_an_upscaled_single_image():
     imgs, _ = generate("faces", 1, seed=2)
     big = imgs[0].repeat(4, 0).repeat(4, 1)  # what `conceptlang sample --per-image` writes
     assert np.array_equal(split_grid(big, 32), imgs)
+
+
+def test_data_folder_gets_an_ordinary_mode_not_mkdtemps_0700(tmp_path):
+    import os
+    import stat
+
+    from conceptlang.cli.data_cmds import write_dataset
+
+    old = os.umask(0o022)
+    try:
+        out = write_dataset("scenes", 2, tmp_path / "s", seed=0, progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o755
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
