@@ -29,6 +29,9 @@ def test_shipped_continual_set_each_model_sees_one_set_and_colour_is_shape_blind
     assert colour.entry["architecture"]["class"] == "PixelNet"
     assert colour.entry["training"]["config"]["arch"] == "pixel"
     assert colour.entry["architecture"]["config"]["blur_of"] == "max" and colour.entry["guidance"] == 10.0
+    # 2,000 iterations from scratch, then 2,000 more at a lower learning rate (training/continual.sh)
+    assert colour.entry["training"]["warm_start"] == {"from": "runs/continual-color-pixmax", "iterations": 2000}
+    assert colour.entry["training"]["iterations"] == 2000 and colour.entry["training"]["config"]["lr"] == 3e-4
     assert reg.handles["continual-position"].entry["concept_weights"] == {"position": 0.5}
     impl = colour.impl("cpu")
     assert impl.sigma_range == (0.0, 0.2) and impl.fallback is reg.handles["continual-position"].impl("cpu")
