@@ -22,16 +22,14 @@ done
 # iterations); it acts at sigma <= 0.2 with guidance 10, and the position model (also the set's
 # prior) carries weight 0.5.
 # These settings and the sampler's were chosen on training/continual_tuning.txt (docs/models.md, "Noise-level ranges").
+colour=(train scenes color --split continual3 --arch pixel --blur 1,2.5 --blur-of max --widths 64,64,64,64
+        --name continual-color --iters 2000 --lr-schedule cosine --lr-min 1e-5 --checkpoint-every 250 --threads 1 --quiet)
 [ -e runs/continual-color-pixmax/checkpoint.pt ] && resume=--resume || resume=
-conceptlang train scenes color --split continual3 --arch pixel --blur 1,2.5 --blur-of max --widths 64,64,64,64 \
-  --name continual-color --out runs/continual-color-pixmax --iters 2000 --lr 1e-3 --lr-schedule cosine --lr-min 1e-5 \
-  --checkpoint-every 250 --threads 1 --quiet $resume
+conceptlang "${colour[@]}" --out runs/continual-color-pixmax --lr 1e-3 $resume
 # then 2,000 more iterations at a third of the peak learning rate (3e-4 -> 1e-5, cosine): more even
 # colours (tuning triples 0.85 against 0.82, docs/models.md, "Noise-level ranges")
 [ -e runs/continual-color-pixmax-ft/checkpoint.pt ] && resume=--resume || resume="--init-from runs/continual-color-pixmax"
-conceptlang train scenes color --split continual3 --arch pixel --blur 1,2.5 --blur-of max --widths 64,64,64,64 \
-  --name continual-color --out runs/continual-color-pixmax-ft --iters 2000 --lr 3e-4 --lr-schedule cosine --lr-min 1e-5 \
-  --checkpoint-every 250 --threads 1 --quiet $resume
+conceptlang "${colour[@]}" --out runs/continual-color-pixmax-ft --lr 3e-4 $resume
 python - <<'PY'
 import json
 from conceptlang.models.export import export_run
