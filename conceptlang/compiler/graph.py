@@ -2,7 +2,7 @@
 
 Evaluation is organised by *model*, not by leaf: every model is called once per evaluation with
 the conditions of all its leaves stacked into one batch (x repeated per leaf). That batching is
-the reason for compiling instead of interpreting the AST (design.md, "The energy graph").
+the reason for compiling instead of interpreting the AST (docs/design.md, "The energy graph").
 
 Two evaluation routes share the leaf batching:
 
@@ -105,11 +105,10 @@ class EnergyGraph:
     """A compiled expression. Build with :func:`conceptlang.compiler.compile`, not directly.
 
     ``cpu_chunk_values``: on the CPU, each model's stacked batch is pushed through the network in
-    slices of at most this many input values (8 RGB 32×32 images; None: one call). Measured on the
-    2-core CPU, one thread: a conv energy net took 62 ms for one call on 32 images and 30 ms for
-    four calls on 8; the shipped scenes U-Net 463 ms vs 390 ms — the activations of small slices
-    stay in cache. Tiny inputs (the analytic 2-D models) still go in one call, and on accelerators
-    the whole stacked batch always does. The result is the same either way.
+    slices of at most this many input values (8 RGB 32×32 images; None: one call): the activations
+    of small slices stay in cache, which makes a convolutional network faster on the CPU than one
+    call on the whole batch. Tiny inputs (the analytic 2-D models) still go in one call, and on
+    accelerators the whole stacked batch always does. The result is the same either way.
     """
 
     cpu_chunk_values: int | None = 8 * 3 * 32 * 32

@@ -1,4 +1,4 @@
-"""The small interface through which the compiler reaches models (design.md, "Layers").
+"""The small interface through which the compiler reaches models (docs/design.md, "Layers").
 
 The compiler never imports ``conceptlang.models``; it talks to anything that satisfies
 :class:`ConceptRegistry`, and evaluates leaves through :class:`ConceptModel`. The shipped
@@ -14,7 +14,7 @@ Conventions
 * ``sigma`` is ``None`` for models that are not noise-conditional, else a ``(N,)`` tensor.
 * ``energy`` is lower for images that fit. ``score`` is ∇ₓ log p = −∇ₓ E at that noise level.
   Explicit models get ``score`` by autograd; implicit (noise-predicting) models return
-  −ε̂/σ, and their ``energy`` is the seeded denoising-loss estimate (design.md, "Model kinds").
+  −ε̂/σ, and their ``energy`` is the seeded denoising-loss estimate (docs/design.md, "Model kinds").
 
 Optional hooks (used when present, never required): ``model.to(device)`` moves a model's weights
 before sampling on that device; ``model.sha256`` / ``model.file`` or a manifest ``model.entry``

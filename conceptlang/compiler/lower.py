@@ -1,6 +1,6 @@
 """Lowering a resolved expression to energy-graph nodes, and the exact DNF expansion.
 
-Semantics (design.md, "Semantics: energies" and "Decisions"), lowered as written:
+Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as written:
 
 * a conjunction's terms each carry a signed coefficient s: +1 for a positive term, w for
   ``w * X``, −α for ``~X`` (−α·w for ``w * ~X``);
@@ -33,7 +33,7 @@ from conceptlang.compiler.resolve import concept_text
 from conceptlang.errors import CompileError
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 
-# Printing precedence, loosest first (design.md): | < & < ~ < * < atoms.
+# Printing precedence, loosest first (docs/design.md): | < & < ~ < * < atoms.
 _PREC = {Or: 1, And: 2, Not: 3, Weighted: 4, Concept: 5}
 
 

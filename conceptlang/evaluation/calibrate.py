@@ -1,9 +1,9 @@
 """Calibrated concept inference: weights over an implicit model's noise levels, fitted on labelled images.
 
 An implicit model's energy is its denoising loss summed over a σ grid (the ELBO up to a constant).
-Each level's share of that sum is not its share of the evidence about a concept: measured on a
-3,000-iteration faces model, a smile or age was decided almost perfectly at σ ≥ 0.5 and hardly at all at
-σ ≈ 0.05, where glasses were clearest; the plain sum lets the noisiest levels dominate. The readout
+Each level's share of that sum is not its share of the evidence about a concept: a smile or age
+shows at σ ≥ 0.5 and hardly at σ ≈ 0.05, where glasses are clearest; the plain sum lets the
+noisiest levels dominate. The readout
 scores condition ``c`` as ``Σ_l w_l · E_l(x | c) + b_c`` — the plain energy is w = 1, b = 0 — with
 ``w`` shared by all of a family's conditions (it is still a reweighted energy, not a free
 classifier) and fitted by multinomial logistic regression, regularised towards the plain energy,

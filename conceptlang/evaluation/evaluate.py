@@ -5,7 +5,7 @@ seed, runs the domain's judge, and counts a sample as a success when the judge c
 *and* its judged labels satisfy the expression's boolean semantics
 (:func:`conceptlang.syntax.evaluate`). For a top-level disjunction it also reports each
 disjunct's coverage: the fraction of valid samples that satisfy that disjunct, against the target
-of at least half the fair share, 1/(2k) for k branches (design.md, "OR shares").
+of at least half the fair share, 1/(2k) for k branches (docs/design.md, "OR shares").
 
 Seeds are derived from the base seed and the expression text (not its position in the suite), so
 adding an entry to a suite does not change the numbers of the others.
@@ -28,13 +28,13 @@ from conceptlang.evaluation.stats import Proportion
 from conceptlang.evaluation.suites import Suite, SuiteEntry, operator_class
 from conceptlang.syntax.ast import Expr, Or, Weighted
 
-# Issue 6, item 5: judged accuracy targets (valid AND satisfying) per operator class.
+# Judged accuracy targets (valid AND satisfying) per operator class (docs/experiments.md).
 AND_TARGETS = {2: 0.90, 3: 0.85, 4: 0.80}
 CLASS_TARGETS = {"single": 0.95, "not": 0.85, "or": 0.90}
 
 
 def target_for(operator: str, n_concepts: int) -> float | None:
-    """The accuracy target of issue 6 for this class of expression (None: no target stated)."""
+    """The accuracy target for this class of expression (None: no target stated)."""
     if operator == "and":
         return AND_TARGETS.get(n_concepts, 0.80 if n_concepts > 4 else None)
     return CLASS_TARGETS.get(operator)

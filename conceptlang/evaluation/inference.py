@@ -13,7 +13,7 @@ Where the model's manifest entry holds a calibrated readout for a discrete famil
 the noise levels of an implicit model's energy, fitted by :mod:`conceptlang.evaluation.calibrate`),
 the values are ranked by that reweighted energy instead of the plain sum over levels.
 
-Implicit (noise-predicting) models' "energy" is their seeded denoising loss (design.md, "Model
+Implicit (noise-predicting) models' "energy" is their seeded denoising loss (docs/design.md, "Model
 kinds"). To compare conditions on *the same* noise draws, every energy call here batches over
 images with one condition per row pattern, never over conditions of one image, so whatever noise
 a model draws for a batch shape is shared by all the conditions it is compared under.

@@ -1,7 +1,7 @@
 """Is an image a well-formed member of its domain? Segmentation, the computed scenes check, and the
 corruption set that the validity checks are measured against.
 
-A classifier trained only on clean scenes calls multicoloured blobs "circle" (shared/notes), so
+A classifier trained only on clean scenes calls multicoloured blobs "circle", so
 judged labels are only evidence together with validity. For ``scenes`` validity is *computed*:
 
 1. plain dark background: ≥ 90 % of the border pixels have every channel ≤ ``BG_MAX`` (40);

@@ -14,7 +14,7 @@ Three kinds, all implementing :class:`conceptlang.compiler.interface.ConceptMode
   every noise level.
 * ``"implicit"``: a noise predictor ε̂(x, c, σ) = σ (x − μ_c) / (s_c² + σ²) (the exact
   posterior-mean noise), so score = −ε̂/σ; its ``energy`` is the seeded denoising-loss estimate
-  that design.md prescribes for implicit models.
+  that docs/design.md prescribes for implicit models.
 
 Layouts: ``joint=True`` gives one model for the whole domain (a condition names its family
 slot, the empty condition is the prior); ``joint=False`` gives one model per family plus a
@@ -176,7 +176,7 @@ class GaussianConceptModel:
         return coef * self._diff(x, cond)
 
     def _denoising_loss(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Seeded denoising loss averaged over fixed σ and noise draws (design.md, "Model kinds")."""
+        """Seeded denoising loss averaged over fixed σ and noise draws (docs/design.md, "Model kinds")."""
         gen = torch.Generator(device="cpu").manual_seed(self._loss_seed)
         total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         count = 0

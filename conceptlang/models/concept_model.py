@@ -94,8 +94,8 @@ class ImplicitConceptModel(_Base):
     def set_sigma_range(self, lo: float, hi: float, fallback: "ImplicitConceptModel") -> None:
         """Let this model speak only for lo ≤ σ ≤ hi; at other levels every condition scores as ``fallback``'s prior.
 
-        A factor model trained where the other factors were fixed (the continual colour model saw
-        only squares) also carries those factors in its guided direction. Restricting it to the
+        A factor model trained where the other factors were fixed (a colour model whose data shows
+        one shape) also carries those factors in its guided direction. Restricting it to the
         noise levels at which its own factor is decided (colour: low σ; outlines are settled above)
         keeps it from redrawing the others, as guidance limited to an interval of noise levels does
         for one model (Kynkäänniemi et al., 2024). Scores and energies follow the same rule.

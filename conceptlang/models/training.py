@@ -241,9 +241,9 @@ def cutout(x: torch.Tensor, p: float, g: torch.Generator, lo: float = 0.2, hi: f
     ``"rotated"`` turns it by a uniform angle about its centre, so that it also cuts slanted edges
     (a square with a corner cut off by a slanted edge is no longer a square with square corners);
     ``"multi"`` paints 1 to ``MULTI_CUTOUTS`` axis-aligned ones (see ``_multi_mask``).
-    A model trained on such images cannot rely on the whole outline of what it sees: the
-    continual colour model, whose data set shows only squares, otherwise learns "red" as "a red
-    square" and squares every shape it is composed with. Draws a fixed number of values from
+    A model trained on such images cannot rely on the whole outline of what it sees: a colour
+    model whose data set shows only squares otherwise learns "red" as "a red square" and squares
+    every shape it is composed with. Draws a fixed number of values from
     ``g`` whatever ``p`` is (five per image, one more for ``rotated``, ``2 + 4·MULTI_CUTOUTS`` for
     ``multi``): (N, C, H, W) → a new tensor.
     """

@@ -51,7 +51,7 @@ PRIOR = _leaf(GAUSS_PRIOR.mean, GAUSS_PRIOR.scale)
 
 
 def reference(e, mode="sum", tau=1.0):
-    """design.md's semantics read directly off the tree (no sharing, no folding)."""
+    """docs/design.md's semantics read directly off the tree (no sharing, no folding)."""
     if isinstance(e, Concept):
         return _leaf(*_gauss(e))
     if isinstance(e, Or):
