@@ -142,7 +142,7 @@ class Page:
             f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ")",
             f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`, object-level set: `{a.models or 'models'}/objects`); base seed {a.seed}",
             "",
-            "**How to read it.** Accuracy = the fraction of samples that the judge (`conceptlang.evaluation.judge`, "
+            "**How to read it.** Accuracy = the fraction of samples that the judge (`conceptlang.judge`, "
             "trained on the generators' ground truth, separately from the concept models) calls **valid** and whose "
             "judged labels **satisfy** the expression's boolean semantics; a valid scenes sample shows exactly one "
             "object (two for object-level composition). Intervals are 95% Wilson score intervals; "
@@ -233,8 +233,8 @@ def task_suite(dom: str, args, images: Path) -> Part:
 
 
 def task_inference(dom: str, args, images: Path) -> Part:
-    from conceptlang.evaluation.inference_accuracy import DISCRETE_TARGET, POSITION_TARGET, measure_inference
-    from conceptlang.evaluation.judge import load_judge
+    from conceptlang.inference.accuracy import DISCRETE_TARGET, POSITION_TARGET, measure_inference
+    from conceptlang.judge.judge import load_judge
     from conceptlang.models.registry import energy_settings, load_registry
 
     part = Part(f"inference_{dom}")

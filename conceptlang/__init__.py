@@ -32,7 +32,7 @@ _LAZY = {
     "EnergyGraph": ("conceptlang.compiler", "EnergyGraph"),
     "sample": ("conceptlang.sampling", "sample"),
     "load_registry": ("conceptlang.models.registry", "load_registry"),
-    "infer": ("conceptlang.evaluation.inference", "infer"),
+    "infer": ("conceptlang.inference.inference", "infer"),
 }
 
 __all__ = [

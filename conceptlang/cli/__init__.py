@@ -14,7 +14,7 @@ import click
 from conceptlang import __version__
 from conceptlang.errors import ConceptLangError
 
-COMMAND_MODULES = ("syntax_cmds", "sample_cmds", "data_cmds", "model_cmds", "experiment_cmds")
+COMMAND_MODULES = ("syntax_cmds", "sample_cmds", "data_cmds", "judge_cmds", "model_cmds", "experiment_cmds")
 
 
 class ConceptLangGroup(click.Group):

@@ -1,4 +1,4 @@
-"""``conceptlang data`` (write a labelled data set) and ``conceptlang judge`` (read labels off images).
+"""``conceptlang data``: write a labelled data set.
 
 Data set layout written by ``conceptlang data DOMAIN -n N -o DIR``::
 
@@ -26,7 +26,8 @@ from conceptlang.errors import DataError
 DOMAINS = ("scenes", "faces")
 
 
-def _json_default(obj):
+def json_default(obj):
+    """``json.dumps(default=...)`` for numpy scalars."""
     if isinstance(obj, (np.bool_,)):
         return bool(obj)
     if isinstance(obj, np.integer):
@@ -75,7 +76,7 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
                 for k, (img, lab) in enumerate(zip(images, part.to_dicts())):
                     name = f"images/{start + k:0{width}d}.png"
                     Image.fromarray(img).save(tmp / name, format="PNG")
-                    fh.write(json.dumps({"file": name, "labels": lab}, default=_json_default) + "\n")
+                    fh.write(json.dumps({"file": name, "labels": lab}, default=json_default) + "\n")
                 bar.update(len(images))
         meta = {"format_version": 1, "domain": dom.to_json(), "split": split, "seed": seed,
                 "image_size": size, "count": n, "labels": "labels.jsonl"}
@@ -123,124 +124,5 @@ def data_cmd(domain: str, n: int, out: Path, split: str, seed: int, size: int | 
     click.echo(f"wrote {n} {domain} images ({split}, seed {seed}) to {path}")
 
 
-# ---- judge -----------------------------------------------------------------------------------
-
-
-def split_grid(image: np.ndarray, cell: int, pad: int = 2) -> np.ndarray:
-    """Cells of a grid written by ``conceptlang.io.image_grid`` (``pad`` px of grey between cells,
-    possibly upscaled by an integer factor), or the image itself when it is one cell.
-
-    Returns uint8 (N, cell, cell, 3); trailing all-grey cells (the grid's unused slots) are dropped.
-    """
-    h, w = image.shape[:2]
-    if (h, w) == (cell, cell):
-        return image[None]
-    for scale in range(1, 17):
-        if h % scale or w % scale:
-            continue
-        hh, ww = h // scale, w // scale
-        if (hh - pad) % (cell + pad) or (ww - pad) % (cell + pad) or hh < cell + 2 * pad:
-            continue
-        small = image[::scale, ::scale] if scale > 1 else image
-        rows, cols = (hh - pad) // (cell + pad), (ww - pad) // (cell + pad)
-        cells = []
-        for r in range(rows):
-            for c in range(cols):
-                y, x = pad + r * (cell + pad), pad + c * (cell + pad)
-                cells.append(small[y : y + cell, x : x + cell])
-        arr = np.stack(cells)
-        while len(arr) > 1 and (arr[-1] == 128).all():
-            arr = arr[:-1]
-        return arr
-    if (h, w) == (cell * (h // cell), cell * (h // cell)) and h == w:
-        # A single image upscaled by an integer factor.
-        return image[:: h // cell, :: w // cell][None]
-    raise DataError(
-        f"a {w}×{h} image is neither one {cell}×{cell} image nor a grid of {cell}-px cells with {pad}-px padding "
-        "(give --grid-cell)"
-    )
-
-
-def _domain_from_sidecar(path: Path) -> str | None:
-    for cand in (path.with_suffix(".json"), Path(str(path) + ".json")):
-        if cand.is_file():
-            try:
-                meta = json.loads(cand.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            dom = meta.get("domain") if isinstance(meta, dict) else None
-            if isinstance(dom, dict):
-                dom = dom.get("name")
-            if dom in DOMAINS:
-                return dom
-    return None
-
-
-def _summary(lab: dict) -> str:
-    objs = lab.get("objects", [])
-    if not objs:
-        return "(no objects)"
-    parts = []
-    for o in objs:
-        if "shape" in o:
-            parts.append(f"{o['size']} {o['color']} {o['shape']} at ({o['x']:.2f}, {o['y']:.2f})")
-        else:
-            flags = [k for k in ("male", "smiling", "eyeglasses", "young") if o.get(k)]
-            parts.append(" ".join([o.get("hair") or "no hair value", *flags]))
-    return "; ".join(parts)
-
-
-@click.command("judge")
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--domain", type=click.Choice(DOMAINS), default=None,
-              help="Domain of the images (default: from the image's JSON sidecar).")
-@click.option("--grid-cell", type=click.IntRange(min=8), default=32, show_default=True,
-              help="Side of one image in a grid written by `conceptlang sample`.")
-@click.option("--objects", "n_objects", type=click.IntRange(min=1, max=2), default=None,
-              help="scenes: the stated number of objects for validity (default: one or two).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per image.")
-def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | None, as_json: bool) -> None:
-    """Judge IMAGE (one image or a grid of them): validity and labels per image.
-
-    \b
-    Examples:
-      conceptlang judge samples.png --domain scenes
-      conceptlang judge faces_grid.png --domain faces --json
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from conceptlang.evaluation.judge import load_judge
-
-    domain = domain or _domain_from_sidecar(image)
-    if domain is None:
-        raise click.UsageError("cannot tell the domain from a sidecar JSON; give --domain scenes|faces")
-    try:
-        with Image.open(image) as img:
-            arr = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise click.UsageError(f"{image}: not a readable image ({err})") from None
-    cells = split_grid(arr, grid_cell)
-    judge = load_judge(domain)
-    labels = judge.labels(cells)
-    reasons = judge.reasons(cells, n_objects)
-    records = []
-    for i, (lab, why) in enumerate(zip(labels, reasons)):
-        true = sorted(k for k, v in lab.items() if v is True and "." in k)
-        records.append({"index": i, "valid": not why, "reasons": why, "concepts": true, "objects": lab["objects"]})
-    if as_json:
-        click.echo(json.dumps({"image": str(image), "domain": domain, "count": len(records), "images": records},
-                              indent=2, default=_json_default))
-        return
-    n_valid = sum(r["valid"] for r in records)
-    click.echo(f"{image}: {len(records)} image(s), {n_valid} valid ({domain} judge)")
-    for r, lab in zip(records, labels):
-        state = "valid  " if r["valid"] else "INVALID"
-        line = f"[{r['index']:3d}] {state} {_summary(lab)}"
-        if r["reasons"]:
-            line += f"  — {'; '.join(r['reasons'])}"
-        click.echo(line)
-
-
 def register(group: click.Group) -> None:
     group.add_command(data_cmd)
-    group.add_command(judge_cmd)

@@ -143,7 +143,7 @@ def infer_cmd(image, domain, as_json, device, models_dir, draws, threads):
     from PIL import Image, UnidentifiedImageError
 
     from conceptlang.errors import DataError
-    from conceptlang.evaluation.inference import infer
+    from conceptlang.inference.inference import infer
 
     try:
         with Image.open(image) as im:
@@ -183,7 +183,7 @@ def calibrate_cmd(domain, models_dir, n, seed, device, as_json, draws, threads):
     """
     import json
 
-    from conceptlang.evaluation.calibrate import CALIBRATION_SEED, calibrate_and_store
+    from conceptlang.inference.calibrate import CALIBRATION_SEED, calibrate_and_store
     from conceptlang.models.registry import default_models_dir
 
     _set_threads(threads)

@@ -175,7 +175,7 @@ def _judge(domain: str, images_uint8, expr) -> dict[str, Any]:
     from conceptlang.errors import ModelError, NameResolutionError
 
     try:
-        from conceptlang.evaluation.judge import load_judge
+        from conceptlang.judge.judge import load_judge
 
         judge = load_judge(domain)
     except (ImportError, ModelError) as err:

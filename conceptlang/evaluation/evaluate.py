@@ -310,7 +310,7 @@ class JudgeCache:
         if domain not in self._judges:
             loader = self._loader
             if loader is None:
-                from conceptlang.evaluation.judge import load_judge
+                from conceptlang.judge.judge import load_judge
 
                 loader = load_judge
             self._judges[domain] = loader(domain)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conceptlang.cli import main
-from conceptlang.cli.data_cmds import split_grid
+from conceptlang.cli.judge_cmds import split_grid
 from conceptlang.data import generate
 from conceptlang.errors import DataError
 from conceptlang.io import image_grid

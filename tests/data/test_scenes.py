@@ -6,7 +6,7 @@ import pytest
 from conceptlang.data import generate, get_domain, splits, to_tensor, to_uint8
 from conceptlang.data import scenes as sc
 from conceptlang.errors import DataError
-from conceptlang.evaluation.validity import connected_components
+from conceptlang.judge.validity import connected_components
 
 
 def _pixel(img, obj):

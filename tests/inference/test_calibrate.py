@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from conceptlang.errors import ModelError
-from conceptlang.evaluation.calibrate import calibrate_and_store, fit_levels
-from conceptlang.evaluation.inference import Readout, infer_batch
+from conceptlang.inference.calibrate import calibrate_and_store, fit_levels
+from conceptlang.inference.inference import Readout, infer_batch
 from conceptlang.models.registry import load_registry
 
 
@@ -168,7 +168,7 @@ def test_calibrate_cli(models):
 def test_a_readout_for_a_yes_no_family_without_a_known_absent_token_is_refused():
     from types import SimpleNamespace
 
-    from conceptlang.evaluation.inference import _readout
+    from conceptlang.inference.inference import _readout
 
     class Model:
         name, has_energy_levels = "m", True

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conceptlang.errors import DataError, ModelError
-from conceptlang.evaluation.inference import infer, infer_batch
+from conceptlang.inference.inference import infer, infer_batch
 from tests.evaluation.fakes import COLORS, TemplateRegistry, render
 
 
@@ -86,7 +86,7 @@ def test_format_and_json(registry):
 
 
 def test_position_search_stays_on_the_generators_support(monkeypatch):
-    import conceptlang.evaluation.inference as inference
+    import conceptlang.inference.inference as inference
     from conceptlang.data import get_domain
 
     monkeypatch.setattr(inference, "_SUPPORT_CACHE", {})
@@ -128,7 +128,7 @@ def test_binary_family_uses_the_known_absent_condition_when_the_model_has_one(re
 
 @pytest.mark.parametrize("stack_pixels", [1 << 18, 3 * 16 * 16 * 2])  # one call; chunks of 2 rows
 def test_stacked_energies_equal_one_call_per_condition(registry, monkeypatch, stack_pixels):
-    from conceptlang.evaluation import inference
+    from conceptlang.inference import inference
 
     monkeypatch.setattr(inference, "_STACK_PIXELS", stack_pixels)
     model = registry.models["color"]

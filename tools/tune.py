@@ -1,14 +1,15 @@
-"""Measure judged accuracy of a models folder over a grid of sampler settings (a tool, not library code).
+#!/usr/bin/env python
+"""Measure judged accuracy of a models folder over a grid of sampler settings.
 
-    python -m conceptlang.models.tune scenes --n 32 --set guidance=1,3 --set noise_scale=0.7071,0.4 \\
+    python tools/tune.py scenes --n 32 --set guidance=1,3 --set noise_scale=0.7071,0.4 \\
         --expr "red" --expr "circle & red" --out runs/tune_scenes.json
 
 Each grid point compiles and samples every expression with ``conceptlang.compiler.compile`` and
 ``conceptlang.sampling.sample`` (the same path the CLI takes), then scores the images with the
 domain's judge: a sample counts when the judge calls it valid *and* its judged labels satisfy the
 expression. ``guidance`` is a model setting (see ``ImplicitConceptModel.eps``); ``alpha`` and
-``and_mode`` are compile options; every other key is a sampler setting. It imports the
-evaluation layer, which the library's models layer never does: it is run as a script only.
+``and_mode`` are compile options; every other key is a sampler setting. The expression files
+the shipped settings were chosen on are in ``tools/suites/``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 COMPILE_KEYS = ("alpha", "and_mode")
 
@@ -39,7 +43,7 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
     from conceptlang.evaluation.evaluate import judge_samples, seed_for, top_level_disjuncts
-    from conceptlang.evaluation.judge import load_judge
+    from conceptlang.judge.judge import load_judge
     from conceptlang.evaluation.suites import parse_entry_text
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import sample

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from conceptlang.errors import ModelError
-from conceptlang.evaluation.inference import (
+from conceptlang.inference.inference import (
     Readout,
     _as_tensor,
     _energies_per_condition,
@@ -59,7 +59,7 @@ class FamilyCalibration:
 
 def family_conditions(registry, domain: str, family) -> tuple[Any, list, tuple[str, ...]]:
     """(model, conditions, names) for a discrete family served by one implicit model with level
-    energies: the conditions inference ranks (:func:`conceptlang.evaluation.inference.discrete_groups`)."""
+    energies: the conditions inference ranks (:func:`conceptlang.inference.inference.discrete_groups`)."""
     groups, absent = discrete_groups(registry, domain, family)
     need_one = f"family {family.name!r}: calibration needs one implicit model serving all its values"
     if len(groups) != 1:

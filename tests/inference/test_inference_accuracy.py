@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import conceptlang.data as data
-from conceptlang.evaluation.inference_accuracy import measure_inference, true_value
+from conceptlang.inference.accuracy import measure_inference, true_value
 from tests.evaluation.fakes import COLORS, TOY, TemplateRegistry, render
 
 
@@ -33,7 +33,7 @@ class _WrongColourJudge:
 
 
 def test_measure_inference_on_exact_templates(monkeypatch):
-    import conceptlang.evaluation.inference as inference
+    import conceptlang.inference.inference as inference
 
     monkeypatch.setattr(data, "generate", _fake_generate)
     monkeypatch.setattr(inference, "_SUPPORT_CACHE", {})

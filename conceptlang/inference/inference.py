@@ -10,7 +10,7 @@ holds when E(x | c) < E(x), i.e. when p(x | c) > p(x), which is p(c | x) > p(c).
 then local grids around the best point at a shrinking spacing.
 
 Where the model's manifest entry holds a calibrated readout for a discrete family (weights over
-the noise levels of an implicit model's energy, fitted by :mod:`conceptlang.evaluation.calibrate`),
+the noise levels of an implicit model's energy, fitted by :mod:`conceptlang.inference.calibrate`),
 the values are ranked by that reweighted energy instead of the plain sum over levels.
 
 Implicit (noise-predicting) models' "energy" is their seeded denoising loss (docs/design.md, "Model
@@ -395,7 +395,7 @@ class Readout:
 
     A condition's score is ``Σ_l weights[l] · E_l(x | c) + bias[c]`` (lower wins), over the model's
     σ grid ``sigmas``; the conditions are the family's values, then ``(not)`` for a yes/no family
-    with a known-absent token. Fitted by :mod:`conceptlang.evaluation.calibrate` on labelled
+    with a known-absent token. Fitted by :mod:`conceptlang.inference.calibrate` on labelled
     generated images and stored in the manifest entry's ``inference.readout``.
     """
 

@@ -1,11 +1,11 @@
 """Judges: small classifiers, trained only on generator output, that read labels off images.
 
-    >>> from conceptlang.evaluation.judge import load_judge
+    >>> from conceptlang.judge.judge import load_judge
     >>> judge = load_judge("scenes")
     >>> labels = judge.labels(images_uint8)     # list of label dicts in the shared format
     >>> ok = judge.valid(images_uint8)          # bool (N,): a well-formed image of the domain?
 
-* ``scenes``: segmentation first (:mod:`conceptlang.evaluation.validity`: background from the
+* ``scenes``: segmentation first (:mod:`conceptlang.judge.validity`: background from the
   border, 8-connected components), then a small CNN reads shape, colour and size from a 24×24 crop
   around each object (other objects blanked), so two-object scenes get one label set per object.
   Position is computed: the object's coverage-weighted centroid, moved up by h/6 when the CNN says
@@ -19,11 +19,10 @@ Inputs of another size are resized to 32×32 (box filter) first. Checkpoints are
 ``models/judges/`` with ``manifest.json`` (sha256, architecture, training config, measured accuracy);
 the checksum is verified on load.
 
-Train (a few CPU minutes each, one thread)::
+Train and measure (a few CPU minutes each, one thread)::
 
-    python -m conceptlang.evaluation.judge train scenes|faces|all [--steps N] [--out DIR]
-    python -m conceptlang.evaluation.judge eval scenes|faces|all   # re-measure, print the tables
-    python -m conceptlang.evaluation.judge gallery all             # corruption grids → docs/images
+    conceptlang judge train scenes|faces|all -o DIR [--steps N]
+    conceptlang judge eval scenes|faces|all [--judges DIR] [--update]
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ import torch.nn.functional as F
 from conceptlang.data import faces as fc
 from conceptlang.data import scenes as sc
 from conceptlang.errors import DataError, ModelError
-from conceptlang.evaluation import validity as V
+from conceptlang.judge import validity as V
 
 FORMAT_VERSION = 1
 JUDGE_SIZE = 32
@@ -261,7 +260,7 @@ def read_manifest(directory: Path) -> dict:
     path = directory / "manifest.json"
     if not path.is_file():
         raise ModelError(f"no judge manifest at {path}; train the judges with "
-                         "`python -m conceptlang.evaluation.judge train all`")
+                         "`conceptlang judge train all -o DIR`")
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -322,6 +321,22 @@ class TrainConfig:
     noise_max: float = 20.0
     blur_p: float = 0.3  # probability of a Gaussian blur, σ ~ U(0.3, 1.0) px
     gain_p: float = 0.3  # probability of a brightness gain ~ U(0.75, 1.1) and a colour shift ±12
+
+
+# Per-domain training defaults. faces: 64 real + 32 corrupted images per step, and the full 32×32
+# input (scenes read a 24×24 crop), so a narrower trunk.
+TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "scenes": {"steps": 1500, "batch_size": 128, "width": 32},
+    "faces": {"steps": 1800, "batch_size": 64, "width": 16},
+}
+
+
+def default_config(domain: str, **overrides: Any) -> TrainConfig:
+    """The training configuration of ``domain``'s shipped judge; ``None`` overrides are ignored."""
+    if domain not in TRAINING_DEFAULTS:
+        raise ModelError(f"no judge for domain {domain!r} (judges: {', '.join(TRAINING_DEFAULTS)})")
+    fields = {**TRAINING_DEFAULTS[domain], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(domain, **fields)
 
 
 def _gauss_kernels(sigmas: torch.Tensor) -> torch.Tensor:
@@ -619,54 +634,13 @@ def markdown_tables(directory: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
+def store_metrics(directory: Path, domain: str, metrics: dict) -> None:
+    """Write re-measured figures of ``domain``'s judge (same checkpoint) into its manifest."""
+    from conceptlang.io import write_json
 
-    ap = argparse.ArgumentParser(prog="python -m conceptlang.evaluation.judge")
-    ap.add_argument("command", choices=["train", "eval", "gallery", "tables"],
-                    help="gallery: write the corruption-set grids to --out (default docs/images)")
-    ap.add_argument("domain", choices=["scenes", "faces", "all"])
-    ap.add_argument("--steps", type=int, default=None, help="training steps (scenes 1500, faces 1800)")
-    ap.add_argument("--out", type=Path, default=None, help="judges directory (default: models/judges)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--update", action="store_true", help="eval: write the new figures into the manifest")
-    args = ap.parse_args(argv)
-    if args.command == "gallery":
-        from conceptlang.io import save_grid
-
-        for dom in (["scenes", "faces"] if args.domain == "all" else [args.domain]):
-            # One column per corruption kind, four rows.
-            kinds = V.CORRUPTION_KINDS[dom]
-            bad, _ = V.corruptions(dom, 4 * len(kinds), seed=1)
-            path = (args.out or Path("docs/images")) / f"data_{dom}_corruptions.png"
-            save_grid(path, bad, ncols=len(kinds), scale=4)
-            print(path)
-        return
-    if args.command == "tables":
-        print(markdown_tables(args.out))
-        return
-    out = args.out or judges_dir()
-    domains = ["scenes", "faces"] if args.domain == "all" else [args.domain]
-    for dom in domains:
-        if args.command == "train":
-            steps = args.steps or {"scenes": 1500, "faces": 1800}[dom]
-            batch = {"scenes": 128, "faces": 64}[dom]  # faces: 64 real + 32 corrupted per step
-            width = {"scenes": 32, "faces": 16}[dom]  # faces: full 32×32 input, so a narrower trunk
-            entry = train_judge(TrainConfig(dom, steps, batch_size=batch, seed=args.seed, width=width), out)
-            print(json.dumps(entry["metrics"], indent=1))
-        else:
-            torch.set_num_threads(1)
-            judge = load_judge(dom, out)
-            metrics = measure(judge)
-            print(json.dumps(metrics, indent=1))
-            if args.update:  # same checkpoint, re-measured (e.g. after a change to validity.py)
-                from conceptlang.io import write_json
-
-                manifest = read_manifest(out)
-                manifest["judges"][dom]["metrics"] = metrics
-                write_json(out / "manifest.json", manifest)
-                _CACHE.clear()
-
-
-if __name__ == "__main__":
-    main()
+    manifest = read_manifest(directory)
+    if domain not in manifest["judges"]:
+        raise ModelError(f"{directory / 'manifest.json'}: no entry for the {domain!r} judge")
+    manifest["judges"][domain]["metrics"] = metrics
+    write_json(directory / "manifest.json", manifest)
+    _CACHE.clear()

@@ -5,7 +5,7 @@ import torch
 
 from conceptlang.models import analytic  # noqa: E402
 
-from conceptlang.evaluation.inference import infer, infer_batch
+from conceptlang.inference.inference import infer, infer_batch
 
 
 def _point(x, y):

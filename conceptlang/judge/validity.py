@@ -16,7 +16,7 @@ judged labels are only evidence together with validity. For ``scenes`` validity 
    coverage overlaps one of the 3 shapes × 2 sizes, rendered at its centre, with IoU ≥
    ``MIN_SHAPE_IOU`` (0.80).
 
-Faces validity is a trained head of the faces judge (see :mod:`conceptlang.evaluation.judge`).
+Faces validity is a trained head of the faces judge (see :mod:`conceptlang.judge.judge`).
 All functions take uint8 (N, H, W, 3) at 32×32 (the judge resizes other sizes first).
 """
 

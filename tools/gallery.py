@@ -1,8 +1,11 @@
-"""Write the documentation grids of every domain and split (docs/images/data_*.png).
+#!/usr/bin/env python
+"""Write the documentation grids of every domain and split (docs/images/data_*.png), and the
+judges' corruption sets (docs/images/data_*_corruptions.png).
 
-    python -m conceptlang.data.gallery [OUT_DIR]      # default: docs/images
+    python tools/gallery.py [OUT_DIR]      # default: docs/images
 
-Every grid is 8×4 images of seed 0, upscaled ×4 (nearest) so single pixels stay visible.
+Every data grid is 8×4 images of seed 0, upscaled ×4 (nearest) so single pixels stay visible; a
+corruption grid has one column per corruption kind, four rows (seed 1).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conceptlang.data import DOMAIN_NAMES, generate, splits
-from conceptlang.io import save_grid
+import numpy as np  # noqa: E402
+
+from conceptlang.data import DOMAIN_NAMES, generate, splits  # noqa: E402
+from conceptlang.io import save_grid  # noqa: E402
 
 
 def write_gallery(out_dir: Path, n: int = 32, scale: int = 4) -> list[Path]:
@@ -41,7 +46,20 @@ def write_gallery(out_dir: Path, n: int = 32, scale: int = 4) -> list[Path]:
     return written
 
 
+def write_corruptions(out_dir: Path) -> list[Path]:
+    from conceptlang.judge import validity as V
+
+    written = []
+    for dom in ("scenes", "faces"):
+        kinds = V.CORRUPTION_KINDS[dom]
+        bad, _ = V.corruptions(dom, 4 * len(kinds), seed=1)
+        path = out_dir / f"data_{dom}_corruptions.png"
+        save_grid(path, bad, ncols=len(kinds), scale=4)
+        written.append(path)
+    return written
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/images")
-    for p in write_gallery(out):
+    for p in write_gallery(out) + write_corruptions(out):
         print(p)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from conceptlang.evaluation.inference import infer_batch
+from conceptlang.inference.inference import infer_batch
 from conceptlang.evaluation.stats import Proportion
 
 POSITION_TARGET = 0.05

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conceptlang.data import scenes as sc
-from conceptlang.evaluation.validity import analyse_scenes, corruptions, scenes_valid
+from conceptlang.judge.validity import analyse_scenes, corruptions, scenes_valid
 
 
 def _one(shape="circle", color="red", size="large", x=0.5, y=0.5):

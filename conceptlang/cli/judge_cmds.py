@@ -1,0 +1,209 @@
+"""``conceptlang judge``: read labels and validity off images, and train or measure the judges.
+
+    conceptlang judge IMAGE [--domain D]          # judge one image or a grid (same as `judge image`)
+    conceptlang judge train DOMAIN -o DIR         # train a judge into DIR (checkpoint + manifest)
+    conceptlang judge eval DOMAIN [--judges DIR]  # re-measure a judge on held-out generator output
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from conceptlang.cli.data_cmds import json_default
+from conceptlang.errors import DataError
+
+DOMAINS = ("scenes", "faces")
+
+
+class JudgeGroup(click.Group):
+    """A group whose first argument, when it names no subcommand, is an image for ``image``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["image", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("judge", cls=JudgeGroup)
+def judge_group() -> None:
+    """Judge images (`conceptlang judge IMAGE`), or train and measure the judges.
+
+    An image file named like a subcommand (train, eval, image) is given as ./train.
+    """
+
+
+def split_grid(image: np.ndarray, cell: int, pad: int = 2) -> np.ndarray:
+    """Cells of a grid written by ``conceptlang.io.image_grid`` (``pad`` px of grey between cells,
+    possibly upscaled by an integer factor), or the image itself when it is one cell.
+
+    Returns uint8 (N, cell, cell, 3); trailing all-grey cells (the grid's unused slots) are dropped.
+    """
+    h, w = image.shape[:2]
+    if (h, w) == (cell, cell):
+        return image[None]
+    for scale in range(1, 17):
+        if h % scale or w % scale:
+            continue
+        hh, ww = h // scale, w // scale
+        if (hh - pad) % (cell + pad) or (ww - pad) % (cell + pad) or hh < cell + 2 * pad:
+            continue
+        small = image[::scale, ::scale] if scale > 1 else image
+        rows, cols = (hh - pad) // (cell + pad), (ww - pad) // (cell + pad)
+        cells = []
+        for r in range(rows):
+            for c in range(cols):
+                y, x = pad + r * (cell + pad), pad + c * (cell + pad)
+                cells.append(small[y : y + cell, x : x + cell])
+        arr = np.stack(cells)
+        while len(arr) > 1 and (arr[-1] == 128).all():
+            arr = arr[:-1]
+        return arr
+    if (h, w) == (cell * (h // cell), cell * (h // cell)) and h == w:
+        # A single image upscaled by an integer factor.
+        return image[:: h // cell, :: w // cell][None]
+    raise DataError(
+        f"a {w}×{h} image is neither one {cell}×{cell} image nor a grid of {cell}-px cells with {pad}-px padding "
+        "(give --grid-cell)"
+    )
+
+
+def _domain_from_sidecar(path: Path) -> str | None:
+    for cand in (path.with_suffix(".json"), Path(str(path) + ".json")):
+        if cand.is_file():
+            try:
+                meta = json.loads(cand.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            dom = meta.get("domain") if isinstance(meta, dict) else None
+            if isinstance(dom, dict):
+                dom = dom.get("name")
+            if dom in DOMAINS:
+                return dom
+    return None
+
+
+def _summary(lab: dict) -> str:
+    objs = lab.get("objects", [])
+    if not objs:
+        return "(no objects)"
+    parts = []
+    for o in objs:
+        if "shape" in o:
+            parts.append(f"{o['size']} {o['color']} {o['shape']} at ({o['x']:.2f}, {o['y']:.2f})")
+        else:
+            flags = [k for k in ("male", "smiling", "eyeglasses", "young") if o.get(k)]
+            parts.append(" ".join([o.get("hair") or "no hair value", *flags]))
+    return "; ".join(parts)
+
+
+@judge_group.command("image")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--domain", type=click.Choice(DOMAINS), default=None,
+              help="Domain of the images (default: from the image's JSON sidecar).")
+@click.option("--grid-cell", type=click.IntRange(min=8), default=32, show_default=True,
+              help="Side of one image in a grid written by `conceptlang sample`.")
+@click.option("--objects", "n_objects", type=click.IntRange(min=1, max=2), default=None,
+              help="scenes: the stated number of objects for validity (default: one or two).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per image.")
+def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | None, as_json: bool) -> None:
+    """Judge IMAGE (one image or a grid of them): validity and labels per image.
+
+    \b
+    Examples:
+      conceptlang judge samples.png --domain scenes
+      conceptlang judge faces_grid.png --domain faces --json
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from conceptlang.judge.judge import load_judge
+
+    domain = domain or _domain_from_sidecar(image)
+    if domain is None:
+        raise click.UsageError("cannot tell the domain from a sidecar JSON; give --domain scenes|faces")
+    try:
+        with Image.open(image) as img:
+            arr = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise click.UsageError(f"{image}: not a readable image ({err})") from None
+    cells = split_grid(arr, grid_cell)
+    judge = load_judge(domain)
+    labels = judge.labels(cells)
+    reasons = judge.reasons(cells, n_objects)
+    records = []
+    for i, (lab, why) in enumerate(zip(labels, reasons)):
+        true = sorted(k for k, v in lab.items() if v is True and "." in k)
+        records.append({"index": i, "valid": not why, "reasons": why, "concepts": true, "objects": lab["objects"]})
+    if as_json:
+        click.echo(json.dumps({"image": str(image), "domain": domain, "count": len(records), "images": records},
+                              indent=2, default=json_default))
+        return
+    n_valid = sum(r["valid"] for r in records)
+    click.echo(f"{image}: {len(records)} image(s), {n_valid} valid ({domain} judge)")
+    for r, lab in zip(records, labels):
+        state = "valid  " if r["valid"] else "INVALID"
+        line = f"[{r['index']:3d}] {state} {_summary(lab)}"
+        if r["reasons"]:
+            line += f"  — {'; '.join(r['reasons'])}"
+        click.echo(line)
+
+
+
+
+def _domains(domain: str) -> list[str]:
+    return list(DOMAINS) if domain == "all" else [domain]
+
+
+@judge_group.command("train")
+@click.argument("domain", type=click.Choice([*DOMAINS, "all"]))
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Judges directory: the checkpoint and manifest.json are written (or updated) here.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Training steps (default: the domain's, see conceptlang.judge.judge.TRAINING_DEFAULTS).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def judge_train_cmd(domain: str, out: Path, steps: int | None, seed: int) -> None:
+    """Train the judge of DOMAIN (or both) on generator output; one CPU thread, minutes each.
+
+    \b
+    Examples:
+      conceptlang judge train scenes -o judges
+      conceptlang judge train all -o models/judges     # retrain the shipped judges
+    """
+    from conceptlang.judge.judge import default_config, train_judge
+
+    for dom in _domains(domain):
+        entry = train_judge(default_config(dom, steps=steps, seed=seed), out)
+        click.echo(json.dumps(entry["metrics"], indent=1))
+
+
+@judge_group.command("eval")
+@click.argument("domain", type=click.Choice([*DOMAINS, "all"]))
+@click.option("--judges", "judges", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Judges directory (default: the shipped judges).")
+@click.option("--update", is_flag=True, help="Write the new figures into the judges' manifest.")
+def judge_eval_cmd(domain: str, judges: Path | None, update: bool) -> None:
+    """Re-measure the judge of DOMAIN (or both) on held-out generator output; prints JSON.
+
+    \b
+    Examples:
+      conceptlang judge eval scenes
+      conceptlang judge eval all --judges models/judges --update
+    """
+    import torch
+
+    from conceptlang.judge.judge import judges_dir, load_judge, measure, store_metrics
+
+    torch.set_num_threads(1)
+    directory = judges or judges_dir()
+    for dom in _domains(domain):
+        metrics = measure(load_judge(dom, directory))
+        click.echo(json.dumps(metrics, indent=1))
+        if update:
+            store_metrics(directory, dom, metrics)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(judge_group)
