@@ -51,12 +51,17 @@ def _echo_err(msg: str) -> None:
 @click.option("--grids", "grid_dir", type=click.Path(file_okay=False, path_type=Path), help="Write one framed sample grid per expression here.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None, help="Models directory (default: $CONCEPTLANG_MODELS or the shipped models).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first expression that fails to compile or sample.")
+@click.option("--distribution/--no-distribution", default=True, show_default=True,
+              help="Also compare the samples with generator data satisfying each expression: attribute TV, "
+                   "precision/recall/KID in the judge's feature space, near-duplicates.")
 @threads_option
-def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast, threads):
+def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast, distribution, threads):
     """Sample, judge and score every expression of SUITE_FILE.
 
     Accuracy = fraction of samples the judge calls valid and whose judged labels satisfy the
-    expression, with 95% Wilson intervals; tables by operator and by number of concepts.
+    expression, with 95% Wilson intervals; tables by operator and by number of concepts. With
+    --distribution (the default) also whether the samples, together, are distributed like the
+    generator's data satisfying the expression (docs/experiments.md, "Distribution metrics").
     """
     from conceptlang.evaluation.evaluate import evaluate_suite, suite_markdown
     from conceptlang.evaluation.suites import load_suite
@@ -70,12 +75,18 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
         if r.error:
             _echo_err(f"  {r.text}: FAILED ({r.error})")
         else:
-            _echo_err(f"  {r.text}: {r.accuracy.format()}  valid {r.valid.value:.2f}  ({r.seconds:.1f} s)")
+            d = r.distribution
+            extra = ""
+            if d is not None and d.tv_max is not None:
+                extra += f"  TV max {d.tv_max:.2f}"
+            if d is not None and d.recall is not None:
+                extra += f"  precision {d.precision:.2f} recall {d.recall:.2f}"
+            _echo_err(f"  {r.text}: {r.accuracy.format()}  valid {r.valid.value:.2f}{extra}  ({r.seconds:.1f} s)")
 
     _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
     result = evaluate_suite(
         suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(),
-        progress=progress, keep_going=not fail_fast,
+        progress=progress, keep_going=not fail_fast, distribution=distribution,
     )
     md = suite_markdown(result)
     click.echo(md)

@@ -123,8 +123,11 @@ class ExpressionResult:
     error: str | None = None
     per_sample: dict[str, list[bool]] = field(default_factory=dict)
     invalid_reasons: dict[str, int] = field(default_factory=dict)  # judge's reasons → count of invalid samples
+    # Distribution figures (conceptlang.evaluation.distribution), when measured.
+    distribution: Any = None
     # The uint8 (N, H, W, 3) samples, kept only when asked (figures); never written to JSON.
     images: np.ndarray | None = field(default=None, repr=False)
+    labels: list[dict] | None = field(default=None, repr=False)  # the judge's labels of the samples; not in JSON
 
     @property
     def target(self) -> float | None:
@@ -164,6 +167,7 @@ class ExpressionResult:
             "error": self.error,
             "invalid_reasons": self.invalid_reasons,
             "per_sample": self.per_sample,
+            "distribution": self.distribution.to_json() if self.distribution is not None else None,
         }
 
     @classmethod
@@ -172,6 +176,12 @@ class ExpressionResult:
 
         def prop(key: str) -> Proportion | None:
             return Proportion.from_json(data[key]) if data.get(key) else None
+
+        dist = None
+        if data.get("distribution"):
+            from conceptlang.evaluation.distribution import DistributionMetrics
+
+            dist = DistributionMetrics.from_json(data["distribution"])
 
         return cls(
             name=data["name"],
@@ -194,6 +204,7 @@ class ExpressionResult:
             error=data.get("error"),
             per_sample=dict(data.get("per_sample", {})),
             invalid_reasons=dict(data.get("invalid_reasons", {})),
+            distribution=dist,
         )
 
 
@@ -272,6 +283,7 @@ def score_samples(
     """Fill ``result``'s proportions from the judge's verdict on ``images``; returns (valid, satisfied)."""
     valid, labels, satisfied, reasons = judge_samples(expr, images, judge, result.domain)
     result.invalid_reasons = reasons
+    result.labels = labels
     ok = valid & satisfied
     n = len(images)
     result.valid = Proportion(int(valid.sum()), n)
@@ -329,8 +341,13 @@ def evaluate_entry(
     sample_kwargs: dict | None = None,
     keep_going: bool = True,
     keep_images: bool = False,
+    distribution: bool = False,
 ) -> ExpressionResult:
-    """Sample, judge and score one suite entry. With ``keep_going`` a failure is recorded, not raised."""
+    """Sample, judge and score one suite entry. With ``keep_going`` a failure is recorded, not raised.
+
+    With ``distribution`` the samples are also compared with generator images satisfying the
+    expression (:func:`conceptlang.evaluation.distribution.distribution_metrics`).
+    """
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
     from conceptlang.io import save_png
@@ -361,7 +378,14 @@ def evaluate_entry(
         result.settings = dict(getattr(sampled, "settings", {}) or {})
         result.drawn_branches = _drawn_branches(sampled, entry.expr)
         images = to_uint8(sampled.images)  # (N, H, W, 3) uint8
-        valid, satisfied = score_samples(entry.expr, images, judges(result.domain), result)
+        judge = judges(result.domain)
+        valid, satisfied = score_samples(entry.expr, images, judge, result)
+        if distribution:
+            from conceptlang.evaluation.distribution import distribution_metrics, reference_seed
+
+            result.distribution = distribution_metrics(
+                entry.expr, result.domain, images, result.labels, valid & satisfied, judge,
+                reference_seed(entry.text, base_seed), n_objects=expected_objects(entry.expr, result.domain))
         if keep_images:
             result.images = images
         if grid_dir is not None:
@@ -452,7 +476,16 @@ class SuiteResult:
             "environment": self.environment,
             "results": [r.to_json() for r in self.results],
             "summary": {"operator": summ("operator"), "n_concepts": summ("n_concepts"), "tag": summ("tag")},
+            "distribution": self.distribution_summary(),
         }
+
+    def distribution_summary(self) -> dict | None:
+        """Pooled distribution figures (:func:`conceptlang.evaluation.distribution.pooled`), None when none were measured."""
+        if not any(r.distribution is not None for r in self.results):
+            return None
+        from conceptlang.evaluation.distribution import results_pooled
+
+        return results_pooled(self.results)
 
 
 class MergeError(ConceptLangError):
@@ -556,6 +589,7 @@ def evaluate_suite(
     progress: Callable[[ExpressionResult], None] | None = None,
     keep_going: bool = True,
     keep_images: bool = False,
+    distribution: bool = False,
 ) -> SuiteResult:
     judges = judges or JudgeCache()
     t0 = time.perf_counter()
@@ -564,6 +598,7 @@ def evaluate_suite(
         r = evaluate_entry(
             entry, registry, judges, n=n, base_seed=seed, device=device, grid_dir=grid_dir,
             sample_kwargs=sample_kwargs, keep_going=keep_going, keep_images=keep_images,
+            distribution=distribution,
         )
         results.append(r)
         if progress is not None:
@@ -683,6 +718,12 @@ def suite_markdown(result: SuiteResult, title: str | None = None, grid_link: Cal
     reasons = invalid_reasons_table(result.results)
     if reasons:
         parts += ["", reasons]
+    summary = result.distribution_summary()
+    if summary is not None:
+        from conceptlang.evaluation import distribution as D
+
+        parts += ["", "Distribution of the samples:", "", D.TABLE_NOTE, "", D.expression_table(result.results), "",
+                  D.summary_table([(result.domain or "all", summary)])]
     return "\n".join(parts) + "\n"
 
 

@@ -138,3 +138,48 @@ def test_figure_venn(fakes, tmp_path):
 def test_figure_venn_needs_two_or_three(fakes, tmp_path, concepts):
     r = CliRunner().invoke(main, ["figure", "venn", *concepts, "-o", str(tmp_path / "v.png")])
     assert r.exit_code == 2 and "2 or 3 concepts" in r.output
+
+
+@pytest.fixture
+def generator_samples(monkeypatch):
+    """compile/sample fakes on the scenes domain whose "samples" are generator images satisfying the text."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import conceptlang.compiler as compiler_pkg
+    import conceptlang.sampling as sampling_pkg
+    from conceptlang.evaluation.distribution import reference_for
+
+    monkeypatch.setattr(compiler_pkg, "compile", lambda expr, registry, **kw: SimpleNamespace(expr=expr, domain="scenes"),
+                        raising=False)
+
+    def fake_sample(graph, n, seed=0, device="auto", **kw):
+        imgs = reference_for(graph.expr, "scenes", n_images=n, seed=seed + 99, n_labels=n).images[:n]
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return SimpleNamespace(images=x, settings={}, seconds=0.0, branches=None)
+
+    monkeypatch.setattr(sampling_pkg, "sample", fake_sample, raising=False)
+    monkeypatch.setattr(cmds, "_load_registry", lambda models_dir: None)
+
+
+def test_eval_distribution_table_json_and_merge(generator_samples, tmp_path):
+    suite = tmp_path / "s.txt"
+    suite.write_text("@domain scenes\nsquare & ~yellow\n")
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "24", "--json", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "Distribution of the samples:" in r.output
+    row = re.search(r"^\| `square & ~yellow` \| (\d+)/24 \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \| color [0-9.]+; size [0-9.]+; "
+                    r"position [0-9.]+ \| ([0-9.]+) \(", r.output, re.M)
+    assert row and int(row.group(1)) >= 22 and float(row.group(2)) >= 0.8, r.output
+    data = json.loads(out.read_text())
+    d = data["results"][0]["distribution"]
+    assert d["n_samples"] == 24 and d["n_real"] == 24 and [f["family"] for f in d["fidelity"]] == ["color", "size", "position"]
+    assert d["fidelity"][0]["reference"].keys() == {"red", "green", "blue", "purple", "cyan"}
+    assert data["distribution"]["expressions"] == 1 and data["distribution"]["tv_worst"]["expression"] == "square & ~yellow"
+    merged = CliRunner().invoke(main, ["eval-merge", str(out)])
+    assert merged.exit_code == 0 and row.group(0) in merged.output
+    plain = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--no-distribution", "--json", str(out), "--device", "cpu"])
+    assert plain.exit_code == 0 and "Distribution" not in plain.output
+    assert json.loads(out.read_text())["results"][0]["distribution"] is None
