@@ -263,8 +263,8 @@ def judge_features(judge, images: np.ndarray) -> np.ndarray:
         return np.asarray(own(images), dtype=np.float64)
     import torch
 
-    from conceptlang.evaluation import judge as J
-    from conceptlang.evaluation import validity as V
+    from conceptlang.judge import judge as J
+    from conceptlang.judge import validity as V
 
     imgs = J._check_images(images)
     trunk = judge.net.features
