@@ -27,7 +27,7 @@ colour=(train scenes color --split continual3 --arch pixel --blur 1,2.5 --blur-o
 [ -e runs/continual-color-pixmax/checkpoint.pt ] && resume=--resume || resume=
 conceptlang "${colour[@]}" --out runs/continual-color-pixmax --lr 1e-3 $resume
 # then 2,000 more iterations at a third of the peak learning rate (3e-4 -> 1e-5, cosine): more even
-# colours (tuning triples 0.85 against 0.82, docs/models.md, "Noise-level ranges")
+# colours (tuning triples 0.85 against 0.82, docs/models-history.md, "Noise-level ranges")
 [ -e runs/continual-color-pixmax-ft/checkpoint.pt ] && resume=--resume || resume="--init-from runs/continual-color-pixmax"
 conceptlang "${colour[@]}" --out runs/continual-color-pixmax-ft --lr 3e-4 $resume
 python - <<'PY'
