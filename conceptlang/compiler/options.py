@@ -16,9 +16,9 @@ OR_MODES = ("auto", "dnf", "lse")
 class CompileOptions:
     """How an expression becomes energies.
 
-    * ``alpha``: negation strength, ``A & ~B`` → E_A − α·E_B; α ∈ (0, 1]. 0.5 until the shipped
-      models' measurements pick another value (the registry may suggest one via its sampler settings
-      key ``"alpha"``; an explicit option always wins).
+    * ``alpha``: negation strength, ``A & ~B`` → E_A − α·E_B; α ∈ (0, 1], default 0.5 (the
+      registry may suggest one via its sampler settings key ``"alpha"``, as the shipped manifests do;
+      an explicit option always wins).
     * ``tau``: OR temperature τ > 0 in −τ·logsumexp(−E_i/τ − log Z_i).
     * ``and_mode``: ``"sum"`` (the paper's plain product of experts, default) or ``"product"``
       (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)) or ``"joint"`` (as
