@@ -6,25 +6,40 @@ source text carry a :class:`SourceLocation` and render the offending line with a
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+
+def _visible(ch: str) -> str:
+    """A character as shown in an error's source line: control, format and line/paragraph
+    separator characters (tab, CR, \\x0b, \\x0c, \\x85, \\u2028, a BOM...) become one space, so
+    the line prints on one terminal line and the caret below it stays in its column."""
+    return " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
 
 
 @dataclass(frozen=True)
 class SourceLocation:
-    """A 1-based line/column position in a source text, plus the text itself for rendering."""
+    """A 1-based line/column position in a source text, plus the text itself for rendering.
+
+    Lines are separated by ``\\n`` alone (a ``\\r\\n`` line ends with ``\\n`` too), as the parser
+    and the grammar's comments count them; ``\\r``, ``\\x0b``, ``\\x0c``, ``\\x85`` and ``\\u2028`` do
+    not start a new line. The column counts characters from 1.
+    """
 
     line: int
     column: int
     source: str = ""
 
     def render(self) -> str:
-        lines = self.source.splitlines() or [""]
+        lines = self.source.split("\n")
         idx = min(max(self.line - 1, 0), len(lines) - 1)
         text = lines[idx]
+        if text.endswith("\r"):  # CRLF line ending
+            text = text[:-1]
         # Very long lines (100,000-concept inputs) are cut to a window around the column.
         col = max(self.column - 1, 0)
         start = max(col - 60, 0)
-        snippet = text[start : col + 60]
+        snippet = "".join(_visible(ch) for ch in text[start : col + 60])
         prefix = "..." if start > 0 else ""
         suffix = "..." if col + 60 < len(text) else ""
         caret_pad = " " * (len(prefix) + col - start)

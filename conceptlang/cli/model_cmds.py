@@ -159,19 +159,22 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"models_dir\": ..., \"models\": [...]} as JSON.")
 @click.option("--models", "models_dir", default=None, help="Models folder (default $CONCEPTLANG_MODELS or the shipped models).")
-@click.option("--verify", is_flag=True, help="Also check every weights file's sha256 against the manifest.")
+@click.option("--verify", is_flag=True,
+              help="Also check every weights file's sha256 against the manifest; exit 1 if any is missing or differs.")
 def models_cmd(as_json, models_dir, verify):
     """List the concept models of a models folder (the registry's manifest)."""
-    from conceptlang.models.registry import load_registry, sha256_file
+    from conceptlang.models.registry import load_registry, verify_weights
 
     reg = load_registry(models_dir)
     rows = reg.describe()
     if verify:
-        for row in rows:
-            path = reg.models_dir / row["file"]
-            row["checksum_ok"] = path.is_file() and sha256_file(path) == row["sha256"]
+        for row, entry in zip(rows, reg.entries):
+            row["checksum"] = verify_weights(entry, reg.models_dir)  # "ok" | "missing" | "mismatch"
+            row["checksum_ok"] = row["checksum"] == "ok"
+    failed = [row for row in rows if verify and not row["checksum_ok"]]
     if as_json:
         click.echo(json.dumps({"models_dir": str(reg.models_dir), "models": rows}, indent=2))
+        _fail_verification(failed, reg.models_dir)
         return
     click.echo(f"models in {reg.models_dir}:")
     for row in rows:
@@ -186,7 +189,7 @@ def models_cmd(as_json, models_dir, verify):
         before = (row["training"].get("warm_start") or {}).get("iterations")
         line += f" (+{before} before a warm start)" if before is not None and it is not None else ""
         if verify:
-            line += "  checksum ok" if row["checksum_ok"] else "  CHECKSUM MISMATCH"
+            line += {"ok": "  checksum ok", "missing": "  WEIGHTS FILE MISSING", "mismatch": "  CHECKSUM MISMATCH"}[row["checksum"]]
         click.echo(line)
         click.echo(f"      {fams}" + ("  [prior]" if row["prior"] else ""))
         if row["concept_weights"]:
@@ -194,6 +197,16 @@ def models_cmd(as_json, models_dir, verify):
         if row["sigma_range"] is not None:
             lo, hi = row["sigma_range"]
             click.echo(f"      acts at noise levels σ in [{lo:g}, {'∞' if hi is None else f'{hi:g}'}] only (sigma_range)")
+    _fail_verification(failed, reg.models_dir)
+
+
+def _fail_verification(failed: list[dict], models_dir) -> None:
+    """Exit 1 naming every model whose weights file is missing or has another checksum."""
+    if failed:
+        what = "; ".join(f"{r['name']}: {r['file']} {'missing' if r['checksum'] == 'missing' else 'checksum mismatch'}"
+                         for r in failed)
+        click.echo(f"error: {len(failed)} weights file(s) in {models_dir} failed verification ({what})", err=True)
+        click.get_current_context().exit(1)
 
 
 def register(group: click.Group) -> None:

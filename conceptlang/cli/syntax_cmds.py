@@ -12,11 +12,16 @@ from conceptlang.errors import ConceptLangError, ParseError
 
 
 def _read_source(path: str) -> str:
-    """Text of a file, or of stdin for '-'; unreadable input is a usage error (exit 2)."""
+    """Text of a file, or of stdin for '-', read as UTF-8; a leading byte order mark is skipped.
+
+    Unreadable or non-UTF-8 input is a usage error (exit 2)."""
     try:
         if path == "-":
-            return sys.stdin.read()
-        return Path(path).read_text(encoding="utf-8")
+            stream = getattr(sys.stdin, "buffer", None)
+            text = stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
+        else:
+            text = Path(path).read_bytes().decode("utf-8")
+        return text[1:] if text.startswith("\ufeff") else text
     except UnicodeDecodeError as err:
         raise click.UsageError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:

@@ -161,10 +161,121 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             _validate_sigma_range(entry["sigma_range"], kind, where)
             if entry.get("prior", layout == "joint"):
                 raise _err(where, "'sigma_range' is not allowed on the domain's prior model (the prior acts at every noise level)")
+        _validate_architecture_config(arch["class"], arch["config"], where)
     for domain in {e["domain"] for e in models}:
         if domain not in priors:
             raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
     return models
+
+
+# Bounds on the integer fields of an architecture config: a manifest outside them describes no
+# network this code builds (and image_size also bounds the memory one chain takes).
+_CONFIG_INT_MAX = {"image_size": 1024, "channels": 64, "blocks_per_level": 16, "emb_dim": 8192, "groups": 1024}
+_WIDTH_MAX = 8192
+
+
+def _validate_architecture_config(cls_name: str, config: dict, where: str) -> None:
+    """Check ``architecture.config`` field by field against the network's config dataclass
+    (conceptlang.models.networks): known keys only, each of the right type and range, and the
+    cross-field rules the network needs (a U-Net halves image_size once per extra width)."""
+    import dataclasses
+
+    from conceptlang.models.networks import NETWORKS
+
+    config_class = NETWORKS[cls_name][1]
+    w = f"{where}, architecture.config"
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise _err(w, f"unknown key {unknown[0]!r} for a {cls_name} (known: {', '.join(fields)})")
+    for key in ("image_size", "widths"):
+        if key not in config:
+            raise _err(w, f"missing key {key!r}")
+
+    def bad(key: str, what: str) -> ModelError:
+        return _err(w, f"{key!r} must be {what}, got {config[key]!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for key, value in config.items():
+        f = fields[key]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if key == "slots":
+            _validate_slots(value, w)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise bad(key, "true or false")
+        elif isinstance(default, int):
+            hi = _CONFIG_INT_MAX.get(key, 1 << 20)
+            if not is_int(value) or not 1 <= value <= hi:
+                raise bad(key, f"an integer in [1, {hi}]")
+        elif isinstance(default, float):
+            if not is_num(value) or not value > 0:
+                raise bad(key, "a finite number > 0")
+        elif isinstance(default, str):
+            if value not in ("rgb", "max"):  # blur_of, the one string field
+                raise bad(key, "'rgb' or 'max'")
+        elif key == "widths":
+            if not (isinstance(value, list) and value and all(is_int(v) and 1 <= v <= _WIDTH_MAX for v in value)):
+                raise bad(key, f"a non-empty list of integers in [1, {_WIDTH_MAX}]")
+        elif key == "blur":
+            size = config["image_size"]
+            if not (isinstance(value, list) and all(is_num(v) and 0 < v <= size / 6 for v in value)):
+                raise bad(key, "a list of blur widths in (0, image_size/6]")
+        elif key == "spatial":
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise bad(key, "a list of family names")
+    if cls_name == "UNet":
+        halvings = len(config["widths"]) - 1
+        if config["image_size"] % (1 << halvings):
+            raise _err(w, f"'image_size' {config['image_size']} must be divisible by 2^{halvings} "
+                          f"(the U-Net halves it once per width after the first)")
+        slots = {s["family"]: s for s in config.get("slots", [])}
+        for fam in config.get("spatial", []):
+            s = slots.get(fam)
+            if s is None or s["kind"] != "continuous" or len(s.get("params", [])) != 2:
+                raise _err(w, f"'spatial' family {fam!r} must be a continuous slot with two parameters")
+
+
+def _validate_slots(slots: Any, where: str) -> None:
+    """``slots``: the condition slots of a network (see networks.SlotSpec)."""
+    if not isinstance(slots, list):
+        raise _err(where, f"'slots' must be a list, got {slots!r}")
+    seen: set[str] = set()
+    for i, s in enumerate(slots):
+        w = f"{where}.slots[{i}]"
+        if not isinstance(s, dict):
+            raise _err(w, f"must be an object, got {s!r}")
+        fam = _need(s, "family", str, w)
+        if fam in seen:
+            raise _err(w, f"duplicate slot for family {fam!r}")
+        seen.add(fam)
+        kind = _need(s, "kind", str, w)
+        values, params, ranges = s.get("values", []), s.get("params", []), s.get("ranges", [])
+        unknown = sorted(set(s) - {"family", "kind", "values", "params", "ranges"})
+        if unknown:
+            raise _err(w, f"unknown key {unknown[0]!r}")
+        if not all(isinstance(x, list) for x in (values, params, ranges)):
+            raise _err(w, "'values', 'params' and 'ranges' must be lists")
+        if kind == "discrete":
+            if not values or not all(isinstance(v, str) for v in values):
+                raise _err(w, f"a discrete slot needs a non-empty list of value names, got {values!r}")
+        elif kind == "continuous":
+            if not params or not all(isinstance(p, str) for p in params):
+                raise _err(w, f"a continuous slot needs a non-empty list of parameter names, got {params!r}")
+            if ranges and len(ranges) != len(params):
+                raise _err(w, "'ranges' must give one [lo, hi] per parameter")
+            for r in ranges:
+                if not (isinstance(r, list) and len(r) == 2
+                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
+                        and r[0] < r[1]):
+                    raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+        else:
+            raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
 
 
 # An implicit model's denoising-loss energy (σ bounds, levels, draws per level, noise seed) where its
@@ -261,11 +372,35 @@ def build_net(entry: dict) -> torch.nn.Module:
         raise ModelError(f"model {entry['name']!r}: bad architecture config ({err})") from None
 
 
+def weights_path(entry: dict, models_dir: str | os.PathLike) -> Path:
+    """The entry's weights file, refused (ModelError) when it resolves outside the models folder:
+    a symbolic link (of the file or of a folder on its way) may not lead out of it."""
+    path = Path(models_dir) / entry["file"]
+    root = Path(models_dir).resolve()
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise ModelError(f"model {entry['name']!r}: weights file {path} resolves to {real}, outside the models "
+                         f"folder {root} (a symbolic link may not lead out of it)")
+    return path
+
+
+def verify_weights(entry: dict, models_dir: str | os.PathLike) -> str:
+    """``"ok"``, ``"missing"`` or ``"mismatch"``: whether the entry's weights file exists and has the
+    manifest's sha256 (ModelError when its path leads outside the models folder)."""
+    path = weights_path(entry, models_dir)
+    if not path.is_file():
+        return "missing"
+    return "ok" if sha256_file(path) == entry["sha256"] else "mismatch"
+
+
 def load_weights(entry: dict, models_dir: Path, device: torch.device) -> torch.nn.Module:
-    """Build the network, verify the file's sha256, load the (fp16) weights as fp32 on ``device``."""
+    """Build the network, verify the file's sha256, load the (fp16) weights as fp32 on ``device``.
+
+    Every tensor must be finite: a NaN or infinity is refused here, naming the tensor, rather than
+    surfacing later as a sampler's non-finite step."""
     from safetensors.torch import load_file
 
-    path = models_dir / entry["file"]
+    path = weights_path(entry, models_dir)
     if not path.is_file():
         raise ModelError(f"model {entry['name']!r}: weights file {path} is missing")
     digest = sha256_file(path)
@@ -287,6 +422,10 @@ def load_weights(entry: dict, models_dir: Path, device: torch.device) -> torch.n
     for k, v in state.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise ModelError(f"model {entry['name']!r}: {k} has shape {tuple(v.shape)}, architecture expects {tuple(own[k].shape)}")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise ModelError(f"model {entry['name']!r}: weights tensor {k} in {path} holds {bad} non-finite "
+                             "value(s) (NaN or infinity); the file is not a usable model")
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.to(device).eval().requires_grad_(False)
 

@@ -34,8 +34,12 @@ def _statements(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# The grammar's whitespace (lark's common.WS); lines end at "\n" only, as comments do.
+_WS = " \t\f\r\n"
+
+
 def _blank(segment: str) -> bool:
-    return all(not line.split("#", 1)[0].strip() for line in segment.splitlines()) if segment else True
+    return all(not line.split("#", 1)[0].strip(_WS) for line in segment.split("\n")) if segment else True
 
 
 def _skip_blank(text: str, start: int, end: int) -> int:
@@ -45,7 +49,7 @@ def _skip_blank(text: str, start: int, end: int) -> int:
         if text[i] == "#":
             nl = text.find("\n", i, end)
             i = end if nl < 0 else nl + 1
-        elif text[i].isspace():
+        elif text[i] in _WS:
             i += 1
         else:
             break

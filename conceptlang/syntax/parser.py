@@ -34,11 +34,19 @@ class _BadLiteral(Exception):
 
 
 def _number(tok: Token) -> float:
+    """A NUMBER token's value; overflow to ±inf and underflow of a non-zero literal to 0 (such as
+    1e-400) are both errors, as the literal would not mean the number written."""
     value = float(tok)
     if not math.isfinite(value):
         raise _BadLiteral(
             f"the number {tok.value} is out of range: weights and arguments must be finite numbers "
             f"(at most about 1.8e308 in magnitude)",
+            tok,
+        )
+    if value == 0.0 and any(ch in "123456789" for ch in tok.value.lower().split("e", 1)[0]):
+        raise _BadLiteral(
+            f"the number {tok.value} is too small: it would be rounded to 0 (non-zero weights and "
+            f"arguments must be at least about 4.9e-324 in magnitude)",
             tok,
         )
     return value
