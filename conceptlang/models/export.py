@@ -56,13 +56,13 @@ def export_run(
     """
     from safetensors.torch import save_file
 
-    from conceptlang.models.training import TrainConfig, build_network
+    from conceptlang.models.training import TrainConfig, build_network, load_checkpoint
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.is_file():
         raise ModelError(f"no checkpoint in {run_dir}")
-    st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    st = load_checkpoint(ckpt, "cpu")
     cfg = TrainConfig.from_json(json.loads(st["config"]))
     name = name or cfg.name
     net = build_network(cfg)

@@ -9,6 +9,7 @@ continues bit-identically to an uninterrupted one on the same device and thread 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -26,6 +27,56 @@ from conceptlang.models.conditions import slots_for_domain, training_conditions
 from conceptlang.models.networks import NETWORKS, EnergyNet, EnergyNetConfig, UNet
 
 CHECKPOINT_FORMAT = 1
+
+
+def state_digest(obj: Any) -> str:
+    """sha256 over a checkpoint's contents: every tensor's dtype, shape and bytes and every other
+    value's repr, walked in a fixed order (dict keys sorted). Independent of how torch.save lays
+    the file out, so a state loaded back has the digest it had when saved."""
+    h = hashlib.sha256()
+
+    def walk(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            h.update(f"D{len(o)}".encode())
+            for k in sorted(o, key=repr):
+                h.update(repr(k).encode())
+                walk(o[k])
+        elif isinstance(o, (list, tuple)):
+            h.update(f"{'L' if isinstance(o, list) else 'U'}{len(o)}".encode())
+            for v in o:
+                walk(v)
+        else:
+            h.update(f"V{type(o).__name__}:{o!r};".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint atomically, with ``sha256`` = :func:`state_digest` of the rest."""
+    with atomic_path(path) as tmp:
+        torch.save({**state, "sha256": state_digest(state)}, tmp)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint and verify its ``sha256`` (ModelError when the file is unreadable or its
+    contents changed, e.g. a flipped byte); one written before checksums were stored has none
+    and loads unverified."""
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # corrupt or foreign file
+        raise ModelError(f"cannot read checkpoint {path}: {err}") from None
+    if not isinstance(st, dict):
+        raise ModelError(f"{path} is not a checkpoint (a {type(st).__name__}, not a dict)")
+    stored = st.pop("sha256", None)
+    if stored is not None and stored != state_digest(st):
+        raise ModelError(f"checkpoint {path} fails its checksum: its contents changed after it was written "
+                         "(a corrupt or edited file); resume from another checkpoint or start again")
+    return st
 METHODS = {"denoise": "implicit", "dsm": "explicit", "cd": "explicit"}
 # implicit (denoising) networks by their `train --arch` name: the U-Net, or the shape-blind per-pixel
 # net (networks.PixelNetConfig); values are networks.NETWORKS keys
@@ -408,10 +459,7 @@ class Trainer:
         if path.suffix == ".safetensors":
             st = _exported_as_checkpoint(path)
         else:
-            try:
-                st = torch.load(path, map_location=self.device, weights_only=True)
-            except Exception as err:
-                raise ModelError(f"cannot read checkpoint {path} to start from: {err}") from None
+            st = load_checkpoint(path, self.device)
         for key, module in (("net", self.net), ("ema", self.ema)):
             module.load_state_dict(_grow_inputs(st[key], module.state_dict(), path))
         self.init_it = int(st.get("it", 0)) + int(st.get("init_it", 0))
@@ -440,14 +488,10 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "config.json", self.cfg.to_json())
         write_json(self.run_dir / "net_config.json", self.net.config.to_json())
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        save_checkpoint(self.state_dict(), self.checkpoint_path)
 
     def load(self) -> None:
-        try:
-            st = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        except Exception as err:  # corrupt or foreign file
-            raise ModelError(f"cannot read checkpoint {self.checkpoint_path}: {err}") from None
+        st = load_checkpoint(self.checkpoint_path, self.device)
         if st.get("format") != CHECKPOINT_FORMAT:
             raise ModelError(f"{self.checkpoint_path}: checkpoint format {st.get('format')} (expected {CHECKPOINT_FORMAT})")
         saved = TrainConfig.from_json(json.loads(st["config"]))
