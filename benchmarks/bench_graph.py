@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from conceptlang.compiler import compile  # noqa: E402
-from conceptlang.compiler.interface import ConceptRef  # noqa: E402
+from conceptlang.interface import ConceptRef  # noqa: E402
 from conceptlang.data.domain import Domain, Family  # noqa: E402
 from conceptlang.io import write_json  # noqa: E402
 from conceptlang.models.analytic import GaussianRegistry  # noqa: E402
@@ -182,7 +182,7 @@ def bench_graph(device: torch.device, batch: int, repeats: int) -> list[dict]:
         text = " & ".join(VALUES[:k])
         g = compile(text, reg).to(device)
         conds = reg.model.encode([leaf.condition for leaf in g.leaves]).to(device)  # (L, 1)
-        coefs = g._linear_coefs
+        coefs = g.linear_coefs
         # Same numbers either way (checked, so the comparison is fair).
         torch.testing.assert_close(g.energy(x)[0], naive_energy(reg.model, conds, coefs, x), rtol=1e-4, atol=1e-3)
         with torch.no_grad():

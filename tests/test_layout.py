@@ -42,3 +42,51 @@ def test_lower_layers_do_not_import_upper_ones():
             assert not any(n.startswith("conceptlang.cli") for n in names), path
         if rel[0] == "models":
             assert not any(n.startswith("conceptlang.evaluation") for n in names), path
+
+
+def test_the_registry_loads_without_the_compiler():
+    import subprocess
+    import sys
+
+    code = ("import sys, conceptlang.models.registry; "
+            "print(sorted(m for m in sys.modules if m.startswith(('conceptlang.compiler', 'conceptlang.syntax', 'lark'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"
+
+
+def _runtime_imports(tree) -> set[str]:
+    """Imported module names, lazy ones included, ``if TYPE_CHECKING:`` blocks left out."""
+    names, stack = set(), [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def test_the_compiler_modules_import_each_other_without_cycles():
+    graph = {}
+    for path, tree in _modules():
+        if path.parent.name == "compiler" and path.name != "__init__.py":
+            graph[f"conceptlang.compiler.{path.stem}"] = {n for n in _runtime_imports(tree)
+                                                         if n.startswith("conceptlang.compiler.")}
+    assert {"conceptlang.compiler.graph", "conceptlang.compiler.explain", "conceptlang.compiler.lower"} <= set(graph)
+    state: dict[str, int] = {}
+
+    def visit(mod: str, trail: list[str]) -> None:
+        state[mod] = 1
+        for dep in sorted(graph.get(mod, ())):
+            assert state.get(dep) != 1, "import cycle: " + " -> ".join([*trail, mod, dep])
+            if dep not in state:
+                visit(dep, [*trail, mod])
+        state[mod] = 2
+
+    for mod in sorted(graph):
+        if mod not in state:
+            visit(mod, [])

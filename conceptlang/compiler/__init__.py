@@ -5,13 +5,14 @@
     >>> graph = compile("color.red & ~shape.square", GaussianRegistry())
     >>> print(graph.explain())  # doctest: +SKIP
 
-The compiler reaches models only through :mod:`conceptlang.compiler.interface`.
+The compiler reaches models only through :mod:`conceptlang.interface`.
 """
 
 from conceptlang.compiler.checks import SAMPLER_NEEDS, check_sampler
 from conceptlang.compiler.compile import MAX_DEPTH, UnsatisfiableWarning, compile
-from conceptlang.compiler.graph import Disjunct, EnergyGraph, Grounding, Leaf
-from conceptlang.compiler.interface import ConceptModel, ConceptRef, ConceptRegistry, Condition
+from conceptlang.compiler.graph import EnergyGraph
+from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf
+from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry, Condition
 from conceptlang.compiler.options import CompileOptions
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Sequence
 
-from conceptlang.compiler.interface import ConceptModel, ConceptRef, ConceptRegistry
-from conceptlang.compiler.resolve import postorder
+from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry
+from conceptlang.syntax.walk import postorder
 from conceptlang.errors import CompileError
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 

@@ -10,17 +10,15 @@ from typing import Any, Iterator
 
 from conceptlang.compiler.checks import check_sampler, satisfiable
 from conceptlang.compiler.graph import EnergyGraph
-from conceptlang.compiler.interface import ConceptRegistry
+from conceptlang.interface import ConceptRegistry
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
-from conceptlang.compiler.resolve import (
-    check_definitions_shadowing,
-    depth,
-    expand_definitions_locally,
-    resolve_names,
-)
+from conceptlang.compiler.resolve import check_definitions_shadowing, resolve_names
 from conceptlang.errors import CompileError, ConceptLangError
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
+from conceptlang.syntax.parser import parse
+from conceptlang.syntax.passes import expand_definitions
+from conceptlang.syntax.walk import depth
 
 MAX_DEPTH = 20_000  # nesting levels the compiler accepts (the parser accepts 10,000)
 
@@ -42,10 +40,6 @@ def _recursion_limit(limit: int) -> Iterator[None]:
 
 def _to_ast(expr_or_text: Any) -> tuple[str, Program | Expr]:
     if isinstance(expr_or_text, str):
-        try:
-            from conceptlang.syntax import parse
-        except ImportError as err:  # pragma: no cover - the syntax package ships with the compiler
-            raise CompileError(f"the parser is not available: {err}") from None
         return expr_or_text, parse(expr_or_text)
     if isinstance(expr_or_text, (Program, Concept, Not, And, Or, Weighted)):
         return "", expr_or_text
@@ -56,10 +50,6 @@ def _expand(program: Program, registry: ConceptRegistry, source: str) -> Expr:
     check_definitions_shadowing(program.definitions, registry, source)
     if not program.definitions:
         return program.body
-    try:
-        from conceptlang.syntax.passes import expand_definitions
-    except ImportError:  # the syntax passes not installed: the compiler's own expansion
-        return expand_definitions_locally(program, source)
     return expand_definitions(program)
 
 

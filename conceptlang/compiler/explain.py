@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from conceptlang.compiler.graph import LeafNode, LseNode, SumNode
-from conceptlang.compiler.lower import linear_text
+from conceptlang.compiler.nodes import Leaf, LeafNode, LseNode, SumNode
 
 if TYPE_CHECKING:
     from conceptlang.compiler.graph import EnergyGraph
@@ -16,6 +15,21 @@ _AND_TEXT = {
     "product": "prior-corrected product",
     "joint": "prior-corrected product, concepts of one joint model as one condition",
 }
+
+
+def linear_text(coefs: tuple[float, ...], leaves: list[Leaf]) -> str:
+    """``E[a] + E[b] − 0.5·E[c]`` for a coefficient row over the leaves."""
+    out = ""
+    for c, leaf in zip(coefs, leaves):
+        if c == 0.0:
+            continue
+        mag = abs(c)
+        term = f"E[{leaf.label}]" if mag == 1.0 else f"{mag:g}·E[{leaf.label}]"
+        if not out:
+            out = ("−" if c < 0 else "") + term
+        else:
+            out += f" {'−' if c < 0 else '+'} {term}"
+    return out or "0"
 
 
 def _cond_text(cond: Any) -> str:
@@ -83,7 +97,7 @@ def explain_text(g: "EnergyGraph") -> str:
     else:
         lines.append("  (no negation)")
     if g.route == "linear":
-        lines.append("sampling route: one product of experts: E = " + linear_text(g._linear_coefs, list(g.leaves)))
+        lines.append("sampling route: one product of experts: E = " + linear_text(g.linear_coefs, list(g.leaves)))
     elif g.route == "dnf":
         lines.append(f"sampling route: exact DNF mixture of {len(g.disjuncts)} disjunct(s); each chain draws one "
                      f"with probability ∝ exp(−log Z) (log Z {'taken as equal' if isinstance(o['log_z'], str) else 'as given'})")

@@ -15,90 +15,12 @@ Two evaluation routes share the leaf batching:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from conceptlang.compiler.interface import Condition, ConceptModel, ConceptRef
-
-
-@dataclass(frozen=True)
-class Leaf:
-    """One (model, condition) pair. ``ref`` is the concept it scores; a joint leaf (and_mode
-    "joint") scores several concepts at once, listed in ``refs`` (its ``ref`` is None); both are
-    empty for the domain prior."""
-
-    index: int
-    ref: ConceptRef | None
-    model: ConceptModel = field(compare=False)
-    condition: Condition = field(compare=False)
-    key: str = ""
-    refs: tuple[ConceptRef, ...] = ()
-
-    @property
-    def label(self) -> str:
-        if self.refs:
-            return " & ".join(r.qualified for r in self.refs)
-        return "prior" if self.ref is None else self.ref.qualified
-
-
-@dataclass(frozen=True)
-class LeafNode:
-    leaf: int
-
-
-@dataclass(frozen=True)
-class SumNode:
-    """Σ coef · child."""
-
-    terms: tuple[tuple[float, int], ...]  # (coefficient, node id)
-
-
-@dataclass(frozen=True)
-class LseNode:
-    """−τ · logsumexp_i(−E_i/τ − offset_i): a mixture of the children."""
-
-    children: tuple[int, ...]
-    offsets: tuple[float, ...]
-    tau: float
-
-
-Node = LeafNode | SumNode | LseNode
-
-
-@dataclass(frozen=True)
-class Disjunct:
-    """One product of experts of the exact DNF-mixture route: Σ coef · leaf, drawn with ``share``."""
-
-    coefs: tuple[float, ...]  # one per leaf
-    log_weight: float  # log of the unnormalised share
-    text: str
-    share: float = 0.0
-
-
-@dataclass(frozen=True)
-class Grounding:
-    """How one negation was grounded (reported by explain)."""
-
-    negated: str
-    grounded_by: str  # "positive part" | "prior"
-    positive: str
-    alpha: float
-    node: int = -1  # the conjunction's node id
-    child: int = -1  # the negated sub-expression's node id
-
-    def describe(self) -> str:
-        if self.grounded_by == "prior":
-            return (f"~{self.negated}: no positive term beside it, so it is grounded by the domain prior "
-                    f"(E_prior − {self.alpha:g}·E[{self.negated}])")
-        return (f"~{self.negated}: grounded by the positive part of its conjunction, {self.positive} "
-                f"(E[{self.positive}] − {self.alpha:g}·E[{self.negated}])")
-
-
-def _canonical_device(device: torch.device | str) -> torch.device:
-    return torch.device(device) if not isinstance(device, torch.device) else device
+from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, Node, SumNode
+from conceptlang.interface import ConceptModel
 
 
 class EnergyGraph:
@@ -166,6 +88,11 @@ class EnergyGraph:
     def is_linear(self) -> bool:
         """True when the energy is a fixed linear combination of leaf energies (no log-sum-exp)."""
         return self._linear_coefs is not None
+
+    @property
+    def linear_coefs(self) -> tuple[float, ...] | None:
+        """The energy as Σ coef · leaf (one coefficient per leaf) when :attr:`is_linear`, else None."""
+        return self._linear_coefs
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -339,14 +266,3 @@ class EnergyGraph:
     def __repr__(self) -> str:
         return (f"EnergyGraph({self.expression!r}, domain={self.domain!r}, leaves={len(self.leaves)}, "
                 f"route={self.route!r})")
-
-
-def logsumexp_offsets(log_weights: Sequence[float]) -> list[float]:
-    """Normalised shares from unnormalised log weights."""
-    m = max(log_weights)
-    w = [math.exp(v - m) for v in log_weights]
-    s = sum(w)
-    return [v / s for v in w]
-
-
-ScoreFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]

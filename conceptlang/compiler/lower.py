@@ -26,58 +26,22 @@ import itertools
 import math
 from dataclasses import dataclass, replace
 
-from conceptlang.compiler.graph import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.compiler.interface import ConceptRef, ConceptRegistry
+from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
+from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.compiler.options import CompileOptions
-from conceptlang.compiler.resolve import concept_text
 from conceptlang.errors import CompileError
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
-
-# Printing precedence, loosest first (docs/design.md): | < & < ~ < * < atoms.
-_PREC = {Or: 1, And: 2, Not: 3, Weighted: 4, Concept: 5}
-
+from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
 
 def show(e: Expr, limit: int = 80) -> str:
-    """A compact printer for explain output (mirrors the grammar's precedence), cut at ``limit``
-    characters: expanded definitions are DAGs whose written-out text can be exponentially long."""
-    out: list[str] = []
-    budget = [limit]
-
-    def emit(s: str) -> bool:
-        out.append(s)
-        budget[0] -= len(s)
-        return budget[0] > 0
-
-    def go(node: Expr, min_prec: int) -> bool:
-        paren = _PREC[type(node)] < min_prec
-        if paren and not emit("("):
-            return False
-        if isinstance(node, Concept):
-            ok = emit(concept_text(node))
-        elif isinstance(node, Not):
-            ok = emit("~") and go(node.expr, 3)
-        elif isinstance(node, Weighted):
-            ok = emit(f"{node.weight:g} * ") and go(node.expr, 4)
-        else:
-            op = " & " if isinstance(node, And) else " | "
-            level = _PREC[type(node)]
-            ok = True
-            for i, t in enumerate(node.terms):
-                if (i and not emit(op)) or not go(t, level + 1):
-                    ok = False
-                    break
-        if ok and paren:
-            ok = emit(")")
-        return ok
-
-    if not go(e, 0):
-        return "".join(out)[:limit] + "…"
-    return "".join(out)
+    """The expression's text for explain output, cut at ``limit`` characters."""
+    return unparse(e, limit=limit)
 
 
 def _wrap(e: Expr, min_prec: int) -> str:
+    """``show(e)``, in parentheses where an operand of binding level ``min_prec`` is expected."""
     s = show(e)
-    return s if _PREC[type(e)] >= min_prec else f"({s})"
+    return s if precedence(e) >= min_prec else f"({s})"
 
 
 FLATTEN_OR_LIMIT = 64
@@ -209,7 +173,7 @@ class GraphBuilder:
             return 1.0
         w = float(hook(self.refs[e]))
         if w != 1.0:
-            self.calibrated[concept_text(e)] = w
+            self.calibrated[format_concept(e)] = w
         return w
 
     def _classify(self, t: Expr) -> tuple[float, Expr, bool]:
@@ -239,7 +203,7 @@ class GraphBuilder:
         classified = [(t, *self._classify(t)) for t in flat]
         positive = [t for t, s, _, neg in classified if s > 0 and not neg]
         negated = any(neg or s < 0 for _, s, _, neg in classified)
-        pos_text = " & ".join(_wrap(t, 3) for t in positive) if positive and negated else ""
+        pos_text = " & ".join(_wrap(t, PRECEDENCE[Not]) for t in positive) if positive and negated else ""
         out: list[tuple[float, int]] = []
         mine: list[Grounding] = []
         joint, absorbed = self._joint_terms(classified) if self.options.and_mode == "joint" else ({}, set())
@@ -253,7 +217,7 @@ class GraphBuilder:
             out.append((s, self._term(inner)))
             if neg or s < 0:
                 mine.append(Grounding(
-                    negated=_wrap(inner, 4) if neg else show(t),
+                    negated=_wrap(inner, PRECEDENCE[Not]) if neg else show(t),
                     grounded_by="positive part" if positive else "prior",
                     positive=pos_text if positive else f"{self.domain} prior",
                     alpha=self.options.alpha if neg else -s,
@@ -392,21 +356,6 @@ def expand_dnf(b: GraphBuilder, root: int, max_disjuncts: int) -> list[Disjunct]
         text = " & ".join(p.choices) if p.choices else b.text.get(root, "")
         out.append(Disjunct(coefs, p.log_weight, text, w / total))
     return out
-
-
-def linear_text(coefs: tuple[float, ...], leaves: list[Leaf]) -> str:
-    """``E[a] + E[b] − 0.5·E[c]`` for a coefficient row over the leaves."""
-    out = ""
-    for c, leaf in zip(coefs, leaves):
-        if c == 0.0:
-            continue
-        mag = abs(c)
-        term = f"E[{leaf.label}]" if mag == 1.0 else f"{mag:g}·E[{leaf.label}]"
-        if not out:
-            out = ("−" if c < 0 else "") + term
-        else:
-            out += f" {'−' if c < 0 else '+'} {term}"
-    return out or "0"
 
 
 def check_log_z(expr: Expr, options: CompileOptions) -> tuple[float, ...] | None:

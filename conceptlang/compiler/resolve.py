@@ -11,25 +11,12 @@ different domains in one expression are an error.
 from __future__ import annotations
 
 import difflib
-from conceptlang.compiler.interface import ConceptRef, ConceptRegistry
+
 from conceptlang.errors import CompileError, ConceptLangError, NameResolutionError, SourceLocation
-from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
+from conceptlang.interface import ConceptRef, ConceptRegistry
+from conceptlang.syntax.ast import Concept, Expr
+from conceptlang.syntax.printer import format_concept
 from conceptlang.syntax.walk import postorder  # every distinct node once, children first, iteratively
-
-
-def _kids(node: Expr) -> tuple:
-    return node._children()
-
-
-walk = postorder
-
-
-def depth(expr: Expr) -> int:
-    """Nesting depth (1 for a concept), linear in the number of distinct nodes."""
-    level: dict[int, int] = {}
-    for node in postorder(expr):
-        level[id(node)] = 1 + max((level[id(k)] for k in _kids(node)), default=0)
-    return level[id(expr)]
 
 
 def location(node: object, source: str) -> SourceLocation | None:
@@ -40,18 +27,12 @@ def location(node: object, source: str) -> SourceLocation | None:
     return SourceLocation(span.line, span.column, text)
 
 
-def concept_text(c: Concept) -> str:
-    if c.args is not None:
-        return f"{c.qualified}({', '.join(format(a, 'g') for a in c.args)})"
-    return c.qualified
-
-
 def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
                   domain: str | None = None) -> tuple[dict[Concept, ConceptRef], str]:
     """Map every distinct concept of ``expr`` to its reference; return the mapping and the domain."""
     concepts: list[Concept] = []
     seen: set[Concept] = set()
-    for node in walk(expr):
+    for node in postorder(expr):
         if isinstance(node, Concept) and node not in seen:
             seen.add(node)
             concepts.append(node)
@@ -74,7 +55,7 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
         ds = {r.domain for r in found}
         common = ds if common is None else common & ds
     if not common:
-        by_domain = ", ".join(f"{concept_text(c)} ({'/'.join(sorted({r.domain for r in f}))})"
+        by_domain = ", ".join(f"{format_concept(c)} ({'/'.join(sorted({r.domain for r in f}))})"
                               for c, f in cands.items())
         raise CompileError(f"the concepts come from different domains and cannot be composed: {by_domain}")
     if len(common) == 1:
@@ -86,7 +67,7 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
         if len(found) > 1:
             listed = ", ".join(f"{r.qualified} ({r.domain})" for r in found)
             raise NameResolutionError(
-                f"ambiguous concept {concept_text(c)!r}: it could mean {listed}; write the qualified name",
+                f"ambiguous concept {format_concept(c)!r}: it could mean {listed}; write the qualified name",
                 location(c, source),
             )
         refs[c] = _with_params(c, found[0], registry, source)
@@ -111,7 +92,7 @@ def _unknown(c: Concept, registry: ConceptRegistry, source: str, domain: str | N
     if not close and c.family is not None:
         close = difflib.get_close_matches(c.name, known, n=3, cutoff=0.6)
     where = f" in domain {domain!r}" if domain else ""
-    msg = f"unknown concept {concept_text(c)!r}{where}"
+    msg = f"unknown concept {format_concept(c)!r}{where}"
     if close:
         msg += "; did you mean " + " or ".join(repr(n) for n in close) + "?"
     return NameResolutionError(msg, location(c, source))
@@ -153,36 +134,3 @@ def check_definitions_shadowing(definitions, registry: ConceptRegistry, source: 
             listed = ", ".join(f"{r.qualified} ({r.domain})" for r in hits)
             raise NameResolutionError(f"definition {d.name!r} shadows the concept {listed}; rename it",
                                       location(d, source))
-
-
-def expand_definitions_locally(program, source: str = "") -> Expr:
-    """Substitute definitions into the body (used when the syntax passes are not available)."""
-    defs: dict[str, Expr] = {}
-    for d in program.definitions:
-        if d.name in defs:
-            raise NameResolutionError(f"{d.name!r} is defined twice", location(d, source))
-        defs[d.name] = d.expr
-
-    expanding: list[str] = []
-
-    def subst(e: Expr) -> Expr:
-        if isinstance(e, Concept):
-            if e.family is None and e.args is None and e.name in defs:
-                if e.name in expanding:
-                    cycle = " → ".join(expanding[expanding.index(e.name):] + [e.name])
-                    raise NameResolutionError(f"definitions refer to each other in a cycle: {cycle}",
-                                              location(e, source))
-                expanding.append(e.name)
-                out = subst(defs[e.name])
-                expanding.pop()
-                return out
-            return e
-        if isinstance(e, Not):
-            return Not(subst(e.expr), span=e.span)
-        if isinstance(e, Weighted):
-            return Weighted(e.weight, subst(e.expr), span=e.span)
-        if isinstance(e, And):
-            return And(tuple(subst(t) for t in e.terms), span=e.span)
-        return Or(tuple(subst(t) for t in e.terms), span=e.span)
-
-    return subst(program.body)

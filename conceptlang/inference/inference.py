@@ -366,7 +366,7 @@ def discrete_groups(registry, dom_name: str, fam) -> tuple[dict[int, tuple[Any, 
     trained with one. Values served by one model (a joint model serves them all) go into one
     stacked call; the known-absent condition rides along with the value, after it.
     """
-    from conceptlang.compiler.interface import ConceptRef
+    from conceptlang.interface import ConceptRef
 
     models = [registry.model_for(ConceptRef(dom_name, fam.name, value=v)) for v in fam.values]
     model0 = models[0][0]
@@ -476,7 +476,7 @@ def parameter_support(dom_name: str, fam) -> tuple[tuple[float, float], ...]:
 
 def _context_refs(dom_name: str, dom, inferred: dict[str, FamilyInference]) -> tuple:
     """The inferred discrete values of one image as concept refs (a yes/no family only when yes)."""
-    from conceptlang.compiler.interface import ConceptRef
+    from conceptlang.interface import ConceptRef
 
     refs = []
     for f in dom.families:
@@ -497,7 +497,7 @@ def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refi
     ``context[i]``: concept refs to condition image i's search on as well (through the registry's
     ``joint`` hook); a point the hook cannot serve with the family's own model is scored alone.
     """
-    from conceptlang.compiler.interface import ConceptRef
+    from conceptlang.interface import ConceptRef
 
     n = x.shape[0]
     ranges = parameter_support(dom_name, fam)

@@ -6,7 +6,7 @@ in the plane and the whole pipeline (compile → sample → PNG grid) runs on it
 products, mixtures and convolutions of Gaussians are Gaussians with closed forms, tests can
 compare sampled moments and branch shares with exact values.
 
-Three kinds, all implementing :class:`conceptlang.compiler.interface.ConceptModel`:
+Three kinds, all implementing :class:`conceptlang.interface.ConceptModel`:
 
 * ``"explicit"``: E(x | c) = ‖x − μ_c‖² / (2 s_c²) (not noise-conditional).
 * ``"noise_conditional"``: the exact energy of the Gaussian convolved with N(0, σ²),
@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from conceptlang.compiler.interface import Condition, ConceptModel, ConceptRef
+from conceptlang.interface import Condition, ConceptModel, ConceptRef
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import ModelError
 
@@ -199,7 +199,7 @@ class GaussianConceptModel:
 
 
 class GaussianRegistry:
-    """A :class:`~conceptlang.compiler.interface.ConceptRegistry` over the analytic gauss domain.
+    """A :class:`~conceptlang.interface.ConceptRegistry` over the analytic gauss domain.
 
     ``kind`` is ``"explicit"`` (default), ``"noise_conditional"`` or ``"implicit"``; ``joint``
     picks one model for the domain (default) or one per family plus a prior model.

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from conceptlang.compiler.interface import Condition
+from conceptlang.interface import Condition
 from conceptlang.errors import ModelError
 from conceptlang.models.conditions import encode_conditions
 from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import torch
 
-from conceptlang.compiler.interface import Condition, ConceptModel, ConceptRef
+from conceptlang.interface import Condition, ConceptModel, ConceptRef
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import ModelError
 
@@ -498,7 +498,7 @@ class RegisteredModel:
 
 
 class ModelRegistry:
-    """Implements :class:`conceptlang.compiler.interface.ConceptRegistry` over a models folder."""
+    """Implements :class:`conceptlang.interface.ConceptRegistry` over a models folder."""
 
     def __init__(self, models_dir: str | os.PathLike):
         self.models_dir = Path(models_dir)

@@ -242,7 +242,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         branches = torch.multinomial(shares, n, replacement=True, generator=gen)  # (N,)
         coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)  # (K, L)
     elif graph.route == "linear":
-        coef_table = torch.tensor([graph._linear_coefs], dtype=torch.float32)  # (1, L)
+        coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
 
     c, h, w = graph.image_shape
     out = []

@@ -16,8 +16,12 @@ from conceptlang.syntax.ast import And, Concept, Definition, Node, Not, Or, Prog
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-# Binding levels, loosest first. A child printed where a tighter level is needed gets parentheses.
+# Binding levels, loosest first: | < & < the prefix operators ~ and w * (which nest either way:
+# ``~2 * a`` and ``2 * ~a``) < atoms. A child printed where a tighter level is needed gets
+# parentheses. This is the one precedence table of the printers (``unparse``, the compiler's
+# ``explain`` text); the grammar (grammar/conceptlang.lark) defines the same order.
 _OR, _AND, _PREFIX, _ATOM = 1, 2, 3, 4
+PRECEDENCE: dict[type, int] = {Or: _OR, And: _AND, Not: _PREFIX, Weighted: _PREFIX, Concept: _ATOM}
 
 
 class InvalidTreeError(ConceptLangError, ValueError):
@@ -56,27 +60,30 @@ def _unwrap(node: Node) -> Node:
     return node
 
 
-def _level(node: Node) -> int:
-    if isinstance(node, Or):
-        return _OR
-    if isinstance(node, And):
-        return _AND
-    if isinstance(node, (Not, Weighted)):
-        return _PREFIX
-    return _ATOM
+def precedence(node: Node) -> int:
+    """The binding level of an expression node as printed (1-term chains print as their term)."""
+    return PRECEDENCE.get(type(_unwrap(node)), _ATOM)
 
 
-def unparse(node: Node) -> str:
+def unparse(node: Node, limit: int | None = None) -> str:
     """Print a Program, Definition or expression as ConceptLang text.
 
     A program prints as ``name = expr; ... body`` on one line. Raises
     :class:`InvalidTreeError` for trees that have no text form (an empty ``And``/``Or``, a name
-    that is not an identifier, a non-finite number).
+    that is not an identifier, a non-finite number). With ``limit``, text longer than ``limit``
+    characters is cut there and ends in "…" (expanded definitions are DAGs whose written-out text
+    can be exponentially long; printing stops at the limit).
     """
     out: list[str] = []
+    size = counted = 0
     # Items: a str to emit as is, or (node, level its context needs).
     stack: list = [(node, _OR)]
     while stack:
+        if limit is not None:
+            size += sum(len(t) for t in out[counted:])
+            counted = len(out)
+            if size > limit:
+                return "".join(out)[:limit] + "…"
         item = stack.pop()
         if isinstance(item, str):
             out.append(item)
@@ -101,7 +108,7 @@ def unparse(node: Node) -> str:
             continue
         if not isinstance(node, (Not, Weighted, And, Or)):
             raise InvalidTreeError(f"cannot print {type(node).__name__} object: not a ConceptLang AST node")
-        if _level(node) < need:
+        if PRECEDENCE[type(node)] < need:
             out.append("(")
             stack.append(")")
         if isinstance(node, Not):
@@ -119,4 +126,5 @@ def unparse(node: Node) -> str:
                 stack.append((terms[i], child_need))
                 if i:
                     stack.append(sep)
-    return "".join(out)
+    text = "".join(out)
+    return text if limit is None or len(text) <= limit else text[:limit] + "…"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conceptlang.compiler.interface import ConceptRef
+from conceptlang.interface import ConceptRef
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import ModelError
 from conceptlang.models.analytic import GAUSS_DOMAIN, GaussianConceptModel, GaussianRegistry

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conceptlang.compiler import SAMPLER_NEEDS, UnsatisfiableWarning, compile
-from conceptlang.compiler.interface import ConceptRef
+from conceptlang.interface import ConceptRef
 from conceptlang.errors import CompileError, NameResolutionError, ParseError
 from conceptlang.models.analytic import GAUSS_CONCEPTS, GAUSS_PRIOR, GaussianRegistry
 from conceptlang.syntax import parse_expr

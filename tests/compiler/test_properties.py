@@ -127,7 +127,7 @@ def test_or_of_a_branch_with_itself_is_the_branch_minus_tau_log_2(e, tau):
 
 
 def _has_duplicate_or_branches(e) -> bool:
-    from conceptlang.compiler.resolve import postorder
+    from conceptlang.syntax.walk import postorder
 
     return any(isinstance(n, Or) and len(set(n.terms)) < len(n.terms) for n in postorder(e))
 

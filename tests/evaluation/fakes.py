@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conceptlang.compiler.interface import ConceptRef
+from conceptlang.interface import ConceptRef
 from conceptlang.data.domain import Domain, Family
 
 SIZE = 16

@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conceptlang.compiler.interface import ConceptModel, ConceptRef, ConceptRegistry
+from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry
 from conceptlang.errors import ModelError
 from conceptlang.models.registry import load_registry, validate_manifest
 

@@ -96,3 +96,24 @@ def test_unparse_deep_trees():
     assert text == "(" * (depth - 1) + "a" + " & b)" * (depth - 1) + " & b"
     assert parse_expr(text) == tree
     assert unparse(parse_expr("~" * depth + "a")) == "~" * depth + "a"
+
+
+def test_explain_text_and_unparse_share_one_precedence_table():
+    from conceptlang.compiler.lower import show
+    from conceptlang.syntax import parse_expr
+
+    for text in ("2 * ~a", "~2 * a", "~~a", "~(a & b) | 2 * (a | b)", "0.5 * position(0.25, 0.75) & b"):
+        e = parse_expr(text)
+        assert show(e) == unparse(e) == text
+
+
+def test_unparse_with_a_limit_stops_on_exponentially_long_text():
+    from conceptlang.syntax.ast import And, Concept
+
+    node = Concept("abc")
+    for _ in range(80):  # a DAG of 81 distinct nodes whose text has 2**80 concepts
+        node = And((node, node))
+    text = unparse(node, limit=40)
+    assert text == "(" * 40 + "…"  # nested chains keep their parentheses; 79 open before the first name
+    assert unparse(Concept("abc"), limit=3) == "abc"
+    assert unparse(And((Concept("abc"), Concept("d"))), limit=5) == "abc &…"

@@ -1,0 +1,84 @@
+"""The energy graph's parts: leaves, inner nodes, DNF disjuncts and negation groundings.
+
+Plain frozen records shared by lowering (:mod:`conceptlang.compiler.lower`), the graph
+(:mod:`conceptlang.compiler.graph`) and its reports (:mod:`conceptlang.compiler.explain`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conceptlang.interface import Condition, ConceptModel, ConceptRef
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One (model, condition) pair. ``ref`` is the concept it scores; a joint leaf (and_mode
+    "joint") scores several concepts at once, listed in ``refs`` (its ``ref`` is None); both are
+    empty for the domain prior."""
+
+    index: int
+    ref: ConceptRef | None
+    model: ConceptModel = field(compare=False)
+    condition: Condition = field(compare=False)
+    key: str = ""
+    refs: tuple[ConceptRef, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.refs:
+            return " & ".join(r.qualified for r in self.refs)
+        return "prior" if self.ref is None else self.ref.qualified
+
+
+@dataclass(frozen=True)
+class LeafNode:
+    leaf: int
+
+
+@dataclass(frozen=True)
+class SumNode:
+    """Σ coef · child."""
+
+    terms: tuple[tuple[float, int], ...]  # (coefficient, node id)
+
+
+@dataclass(frozen=True)
+class LseNode:
+    """−τ · logsumexp_i(−E_i/τ − offset_i): a mixture of the children."""
+
+    children: tuple[int, ...]
+    offsets: tuple[float, ...]
+    tau: float
+
+
+Node = LeafNode | SumNode | LseNode
+
+
+@dataclass(frozen=True)
+class Disjunct:
+    """One product of experts of the exact DNF-mixture route: Σ coef · leaf, drawn with ``share``."""
+
+    coefs: tuple[float, ...]  # one per leaf
+    log_weight: float  # log of the unnormalised share
+    text: str
+    share: float = 0.0
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """How one negation was grounded (reported by explain)."""
+
+    negated: str
+    grounded_by: str  # "positive part" | "prior"
+    positive: str
+    alpha: float
+    node: int = -1  # the conjunction's node id
+    child: int = -1  # the negated sub-expression's node id
+
+    def describe(self) -> str:
+        if self.grounded_by == "prior":
+            return (f"~{self.negated}: no positive term beside it, so it is grounded by the domain prior "
+                    f"(E_prior − {self.alpha:g}·E[{self.negated}])")
+        return (f"~{self.negated}: grounded by the positive part of its conjunction, {self.positive} "
+                f"(E[{self.positive}] − {self.alpha:g}·E[{self.negated}])")
