@@ -34,6 +34,8 @@ from conceptlang.evaluation.evaluate import (  # noqa: E402
     invalid_reasons_table,
     summary_table,
 )
+from conceptlang.evaluation import distribution as D  # noqa: E402
+from conceptlang.evaluation.comparison import comparison_sheet  # noqa: E402
 from conceptlang.evaluation.figures import contact_sheet, render_venn, run_venn  # noqa: E402
 from conceptlang.evaluation.stats import Proportion  # noqa: E402
 from conceptlang.evaluation.suites import load_suite  # noqa: E402
@@ -151,7 +153,11 @@ class Page:
                "so read the pooled rows. ")
             + "✓/✗ compare point estimates with the targets of issue 6 (single ≥ 0.95; AND of 2/3/4 ≥ "
             "0.90/0.85/0.80; grounded NOT ≥ 0.85; OR ≥ 0.90 with every branch ≥ 1/(2k) of the valid samples) and "
-            "issue 7. Sample frames: green = valid and satisfying, red = valid but not satisfying, grey = invalid.",
+            "issue 7. Sample frames: green = valid and satisfying, red = valid but not satisfying, grey = invalid. "
+            "Distribution rows (issue 22) ask whether the samples, together, are distributed like generator data "
+            "satisfying the expression: attribute TV, precision and recall in the judge's feature space, "
+            "near-duplicates, each beside its floor (the same figure for a second draw of generator data at the same "
+            "count); targets are stated for 256 samples per expression.",
             "",
         ]
         if self.headline:
@@ -190,10 +196,13 @@ def task_suite(dom: str, args, images: Path) -> Part:
     _log(f"suite {dom}: {len(suite)} expressions × {args.n_eval} samples")
     res: SuiteResult = evaluate_suite(suite, load_registry(args.models), n=args.n_eval, seed=args.seed,
                                       device=args.device, judges=JudgeCache(), progress=_progress, keep_images=True,
-                                      sample_kwargs=_sample_kwargs(args))
+                                      sample_kwargs=_sample_kwargs(args), distribution=True)
     sheet = f"results_{dom}_suite.png"
     save_png(images / sheet, contact_sheet(res.results, show=12,
                                            title=f"{dom}: the first {min(12, args.n_eval)} of {args.n_eval} samples per expression"))
+    compare = f"results_{dom}_compare.png"
+    save_png(images / compare, comparison_sheet(res.results, show=8, base_seed=args.seed,
+                                                title=f"{dom}: samples beside generator data satisfying the expression"))
     took = part.timings[f"suite {dom}"] = time.perf_counter() - t0
     part.record = res.to_json()
     targets = {"single": "≥ 0.95", "and": "≥ 0.80–0.90 (by k)", "not": "≥ 0.85", "or": "≥ 0.90"}
@@ -205,6 +214,7 @@ def task_suite(dom: str, args, images: Path) -> Part:
     held = _pooled(res.results, lambda r: "held-out" in r.tags)
     if held.trials:
         part.headline.append((f"{dom}: held-out combinations (pooled)", held.format(), "≥ 0.85 (AND of 3)"))
+    part.headline += _distribution_headline(dom, res.results)
     part.lines = [
         f"### {dom.capitalize()} (`examples/{dom}_suite.txt`)",
         "",
@@ -228,8 +238,43 @@ def task_suite(dom: str, args, images: Path) -> Part:
         "",
         f"![{dom} suite samples](images/{sheet})",
         "",
+        *_distribution_lines(dom, res.results, compare),
     ]
     return part
+
+
+def _distribution_headline(label: str, results) -> list[tuple[str, str, str]]:
+    """Headline rows of the distribution figures (floors in parentheses)."""
+    p = D.results_pooled(results)
+    if not p["expressions"]:
+        return []
+    t, w = D.TARGETS, p["tv_worst"]
+    rows = [(f"{label}: attribute TV, pooled (floor)", D._pair(p["tv_pooled"], p["tv_pooled_floor"]), f"≤ {t['tv_pooled']:.2f}")]
+    if w is not None:
+        rows.append((f"{label}: attribute TV, worst (floor)",
+                     f"{D._pair(w['tv'], w['floor'])}: `{w['expression'].replace('|', chr(92) + '|')}`, {w['family']}",
+                     f"≤ {t['tv_worst']:.2f}"))
+    rows += [(f"{label}: precision (floor)", D._pair(p["precision"], p["precision_floor"]), f"≥ {t['precision']:.2f}"),
+             (f"{label}: recall (floor)", D._pair(p["recall"], p["recall_floor"]), f"≥ {t['recall']:.2f}"),
+             (f"{label}: near-duplicates (floor)", D._pair(p["near_dup"], p["near_dup_floor"], 3), f"≤ {t['near_dup']:.2f}")]
+    return rows
+
+
+def _distribution_lines(label: str, results, compare: str) -> list[str]:
+    """The distribution part of a suite's section: per-expression table, pooled row, comparison sheet."""
+    p = D.results_pooled(results)
+    if not p["expressions"]:
+        return []
+    return [
+        "Distribution of the samples (docs/experiments.md, \"Distribution metrics\"). " + D.TABLE_NOTE,
+        "",
+        D.expression_table(results),
+        "",
+        D.summary_table([(label, p)]),
+        "",
+        f"![{label}: samples beside generator data](images/{compare})",
+        "",
+    ]
 
 
 def task_inference(dom: str, args, images: Path) -> Part:
@@ -285,12 +330,16 @@ def task_continual(_: str, args, images: Path) -> Part:
     _log(f"continual: {cdir}")
     res = evaluate_suite(continual_suite(), load_registry(cdir), n=args.n_continual, seed=args.seed,
                          device=args.device, judges=JudgeCache(), keep_images=True, progress=_progress,
-                         sample_kwargs=_sample_kwargs(args))
+                         sample_kwargs=_sample_kwargs(args), distribution=True)
+    save_png(images / "results_continual_compare.png",
+             comparison_sheet(res.results, show=8, base_seed=args.seed,
+                              title="continual: samples beside generator data satisfying the expression"))
     save_png(images / "results_continual.png", contact_sheet(res.results, show=12, title="continual-learning model set"))
     took = part.timings["continual"] = time.perf_counter() - t0
     part.record = res.to_json()
     triple = _pooled(res.results, lambda r: r.n_concepts == 3)
     part.headline.append(("continual: position & shape & color (pooled)", triple.format(), "≥ 0.80"))
+    part.headline += _distribution_headline("continual", res.results)
     part.lines = [
         "Position model trained on set 1 only (square, purple, large; position varies), shape on set 2 only "
         "(purple, large), colour on set 3 only (square, large). No set contains any of these combinations: every "
@@ -305,6 +354,7 @@ def task_continual(_: str, args, images: Path) -> Part:
         "",
         "![continual samples](images/results_continual.png)",
         "",
+        *_distribution_lines("continual", res.results, "results_continual_compare.png"),
     ]
     return part
 

@@ -247,6 +247,45 @@ def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir, thre
         write_json(json_out, venn.to_json())
 
 
+@figure_group.command("compare")
+@click.argument("expressions", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
+@click.option("-n", "--n", "n", type=click.IntRange(min=4), default=64, show_default=True,
+              help="Samples per expression (and generator images for the distribution figures).")
+@click.option("--show", type=click.IntRange(min=1), default=8, show_default=True, help="Images per strip.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+@threads_option
+def compare_cmd(expressions, output, n, show, seed, device, json_out, models_dir, threads):
+    """Samples of each of EXPRESSIONS beside generator data that satisfies it, as one PNG.
+
+    Also prints the distribution figures of the samples (attribute TV, precision, recall, KID,
+    near-duplicates; docs/experiments.md, "Distribution metrics").
+    """
+    from conceptlang.evaluation import distribution as D
+    from conceptlang.evaluation.comparison import comparison_sheet
+    from conceptlang.evaluation.evaluate import evaluate_entry
+    from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
+    from conceptlang.io import save_png, write_json
+
+    entries = []
+    for text in expressions:
+        expr = parse_entry_text(text)
+        entries.append(SuiteEntry(name=text, text=text, expr=expr, operator=operator_class(expr),
+                                  n_concepts=count_concepts(expr)))
+    _set_threads(threads)
+    registry, judges = _load_registry(models_dir), _judges()
+    results = [evaluate_entry(e, registry, judges, n=n, base_seed=seed, device=device, keep_images=True,
+                              keep_going=False, distribution=True) for e in entries]
+    save_png(output, comparison_sheet(results, show=show, base_seed=seed))
+    click.echo(D.expression_table(results))
+    click.echo(f"wrote {output}")
+    if json_out:
+        write_json(json_out, {"n": n, "seed": seed, "results": [r.to_json() for r in results]})
+
+
 def register(group: click.Group) -> None:
     group.add_command(eval_cmd)
     group.add_command(eval_merge_cmd)

@@ -487,7 +487,7 @@ def pooled(metrics: Sequence[tuple[str, DistributionMetrics | None]]) -> dict[st
         xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
         return float(np.mean(xs)) if xs else None
 
-    worst = max(tvs, default=None)
+    worst = max(tvs, key=lambda x: x[0], default=None)  # the first expression on a tie
     total = sum(m.n_samples for m in with_nd)
     return {
         "expressions": len(pairs),

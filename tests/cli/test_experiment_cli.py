@@ -183,3 +183,18 @@ def test_eval_distribution_table_json_and_merge(generator_samples, tmp_path):
     plain = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--no-distribution", "--json", str(out), "--device", "cpu"])
     assert plain.exit_code == 0 and "Distribution" not in plain.output
     assert json.loads(out.read_text())["results"][0]["distribution"] is None
+
+
+def test_figure_compare_writes_samples_beside_generator_data(generator_samples, tmp_path):
+    out = tmp_path / "c.png"
+    r = CliRunner().invoke(main, ["figure", "compare", "square & ~yellow", "red | blue", "-n", "8", "--show", "4",
+                                  "-o", str(out), "--device", "cpu", "--json", str(tmp_path / "c.json")])
+    assert r.exit_code == 0, r.output
+    assert "| `square & ~yellow` | " in r.output and "| `red \\| blue` | " in r.output and f"wrote {out}" in r.output
+    w, h = Image.open(out).size
+    assert (w, h) == (300 + 282 + 16 + 282 + 8, 26 + 2 * 76)  # two rows of 4 samples | 4 generator images
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert [x["expression"] for x in data["results"]] == ["square & ~yellow", "red | blue"]
+    assert all(x["distribution"]["n_samples"] == 8 for x in data["results"])
+    bad = CliRunner().invoke(main, ["figure", "compare", "square &", "-o", str(out)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

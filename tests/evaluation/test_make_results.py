@@ -75,3 +75,39 @@ def test_worker_processes_and_failures(make_results, tmp_path, monkeypatch):
 def test_workers_that_sample_on_cuda_are_spawned(make_results):
     assert make_results.start_method("cuda") == make_results.start_method("cuda:1") == "spawn"
     assert make_results.start_method("cpu") == "fork"
+
+
+def test_page_carries_the_distribution_figures(make_results, tmp_path, monkeypatch):
+    import conceptlang.evaluation.distribution as D
+
+    def fixed(expr, domain, images, labels, ok, judge, seed, n_objects=None):
+        n = len(images)
+        return D.DistributionMetrics(
+            n_samples=n, n_ok=int(ok.sum()), n_real=n, reference_labels=100, reference_drawn=900,
+            fidelity=[D.FamilyFidelity("color", 0.25, 0.05, {"red": 1.0}, {"red": 0.75, "blue": 0.25})],
+            precision=0.95, recall=0.5, kid=0.125, precision_floor=1.0, recall_floor=0.75, kid_floor=0.0,
+            near_dup=0.25, near_dup_floor=0.0)
+
+    class NamesJudge(PixelJudge):  # the first two entries of each suite hold of every sample
+        def labels(self, images):
+            return [{"circle": True, "square": True, "male": True, "smiling": True, "objects": []} for _ in images]
+
+    monkeypatch.setattr(D, "distribution_metrics", fixed)
+    monkeypatch.setattr(judge_mod, "load_judge", lambda domain, directory=None: NamesJudge())
+    docs = tmp_path / "docs"
+    assert make_results.main(["--quick", "--docs", str(docs), "--only", "suites", "--limit", "2", "--jobs", "1"]) == 0
+    md = (docs / "results.md").read_text()
+    assert "| scenes: attribute TV, pooled (floor) | 0.25 (0.05) | ≤ 0.10 |" in md
+    assert "| scenes: attribute TV, worst (floor) | 0.25 (0.05): `circle`, color | ≤ 0.20 |" in md
+    assert "| faces: attribute TV, worst (floor) | 0.25 (0.05): `male`, color | ≤ 0.20 |" in md
+    assert "| scenes: precision (floor) | 0.95 (1.00) | ≥ 0.90 |" in md
+    assert "| scenes: recall (floor) | 0.50 (0.75) | ≥ 0.80 |" in md
+    assert "| scenes: near-duplicates (floor) | 0.250 (0.000) | ≤ 0.01 |" in md
+    assert ("| `circle` | 4/4 | 0.25 | 0.25 (0.05) | color 0.25 | 0.95 (1.00) | 0.50 (0.75) | 0.12 (0.00) "
+            "| 0.25 (0.00) |") in md
+    assert "| scenes | 2 | 0.25 (0.05) ✗ | 0.25 (0.05) ✗: `circle`, color | 0.95 (1.00) ✓ | 0.50 (0.75) ✗ |" in md
+    assert "![scenes: samples beside generator data](images/results_scenes_compare.png)" in md
+    assert (docs / "images" / "results_faces_compare.png").stat().st_size > 100
+    data = json.loads((docs / "results.json").read_text())
+    assert data["parts"]["suite_scenes"]["distribution"]["tv_pooled"] == 0.25
+    assert data["parts"]["suite_scenes"]["results"][0]["distribution"]["recall"] == 0.5
