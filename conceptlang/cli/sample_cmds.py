@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-SAMPLER_NAMES = ("langevin", "annealed", "mala")
+SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m")
 
 
 def _expression_text(expression: str | None, file: str | None) -> str:
@@ -336,7 +336,9 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
         shares = ""
         if result.branch_counts is not None:
             shares = ", branches " + "/".join(str(c) for c in result.branch_counts)
-        click.echo(f"wrote {out} ({n} samples, {result.settings['sampler']} {result.settings['total_steps']} steps, "
+        nfe = result.settings.get("nfe")
+        click.echo(f"wrote {out} ({n} samples, {result.settings['sampler']} {result.settings['total_steps']} steps"
+                   f"{'' if nfe is None else f', {nfe:g} network evaluations per sample'}, "
                    f"{result.seconds:.2f} s on {result.device}{shares}) and {sidecar}")
 
 

@@ -17,6 +17,8 @@ SAMPLER_NEEDS: dict[str, tuple[str, ...]] = {
     "langevin": (),
     "annealed": ("noise_conditional",),
     "mala": ("explicit",),
+    "heun": ("noise_conditional",),
+    "dpmpp_2m": ("noise_conditional",),
 }
 
 _SAT_COMBINATIONS = 1 << 16  # above this the check is skipped (and says so)
@@ -102,7 +104,7 @@ def check_sampler(models: Sequence[ConceptModel], sampler: str) -> None:
                 raise CompileError(
                     f"the {sampler} sampler needs explicit energies (its Metropolis–Hastings test compares "
                     f"energies), but {', '.join(sorted(set(bad)))} {'is' if len(set(bad)) == 1 else 'are'} "
-                    "implicit; use --sampler annealed or langevin")
+                    "implicit; use --sampler annealed, heun, dpmpp_2m or langevin")
         if need == "noise_conditional":
             bad = [m.name for m in models if not m.noise_conditional]
             if bad:

@@ -121,6 +121,7 @@ class GaussianConceptModel:
         self.noise_conditional = kind != "explicit"
         self.families = None if families is None else tuple(families)
         self.forward_calls = 0  # counts batched evaluations (tests check one call per model per step)
+        self.forward_rows = 0  # rows evaluated (one point under one condition): the sampler's nfe
         self._loss_sigmas = tuple(loss_sigmas)
         self._loss_draws = loss_draws
         self._loss_seed = loss_seed
@@ -150,6 +151,7 @@ class GaussianConceptModel:
 
     def energy(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         self.forward_calls += 1
+        self.forward_rows += x.shape[0] * (len(self._loss_sigmas) * self._loss_draws if self.kind == "implicit" else 1)
         cond = cond.to(x.device)
         if self.kind == "implicit":
             return self._denoising_loss(x, cond)
@@ -158,6 +160,7 @@ class GaussianConceptModel:
 
     def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         self.forward_calls += 1
+        self.forward_rows += x.shape[0]
         cond = cond.to(x.device)
         if self.kind == "implicit":
             if sigma is None:

@@ -31,6 +31,9 @@ class _Base:
         self.domain = domain
         self.slots = slots
         self.image_shape = image_shape
+        # Rows pushed through the network so far (one image under one condition at one noise level,
+        # forward passes only): the sampler's record reports evaluations per chain from it.
+        self.forward_rows = 0
 
     @property
     def device(self) -> torch.device:
@@ -129,6 +132,7 @@ class ImplicitConceptModel(_Base):
 
     def raw_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The network's noise prediction for exactly this condition: (N, C, H, W)."""
+        self.forward_rows += x.shape[0]
         return self.net(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
 
     def eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -283,6 +287,7 @@ class ExplicitConceptModel(_Base):
         if self.noise_conditional and sigma is None:
             raise ModelError(f"{self.name} is noise-conditional: its energy needs a noise level sigma")
         s = sigma.to(x.device, x.dtype) if (sigma is not None and self.noise_conditional) else None
+        self.forward_rows += x.shape[0]
         return self.net(x, s, cond.to(x.device, x.dtype))
 
     def score(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:

@@ -469,6 +469,18 @@ class RegisteredModel:
         return self.impl(x.device).score(x, cond.to(x.device), sigma)
 
     @property
+    def forward_rows(self) -> int:
+        """Rows this model's networks have evaluated, over every device it was loaded on."""
+        with self._registry._lock:
+            loaded = [m for (name, _), m in self._registry._cache.items() if name == self.name]
+        return sum(m.forward_rows for m in loaded)
+
+    @property
+    def fallback(self) -> "RegisteredModel | None":
+        """The domain prior's handle when this model speaks only in a sigma range, else None."""
+        return self._registry._priors.get(self.domain) if self.sigma_range is not None else None
+
+    @property
     def has_energy_levels(self) -> bool:
         return self.kind == "implicit"
 

@@ -14,7 +14,10 @@ from conceptlang.sampling.samplers import (
     SamplerSpec,
     get_sampler,
     get_sigmas_geometric,
+    get_sigmas_karras,
     sample_annealed,
+    sample_dpmpp_2m,
+    sample_heun,
     sample_langevin,
     sample_mala,
 )
@@ -26,9 +29,12 @@ __all__ = [
     "SamplerSpec",
     "get_sampler",
     "get_sigmas_geometric",
+    "get_sigmas_karras",
     "resolve_device",
     "resolve_settings",
     "sample_langevin",
     "sample_annealed",
     "sample_mala",
+    "sample_heun",
+    "sample_dpmpp_2m",
 ]

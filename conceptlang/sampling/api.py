@@ -8,7 +8,6 @@ disjunct with its share, then samples that product of experts.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,7 +18,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
-from conceptlang.sampling.samplers import SAMPLERS, annealed_passes, get_sampler, get_sigmas_geometric
+from conceptlang.sampling.samplers import SAMPLERS, get_sampler
 
 MAX_FRAME_CHAINS = 16
 
@@ -87,7 +86,7 @@ class _ChainTarget:
 
 def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
                      user: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
-    """(sampler name, merged settings, registry keys that this sampler does not use)."""
+    """(sampler name, merged and validated settings, registry keys that this sampler does not use)."""
     registry = dict(graph.sampler_settings or {})
     name = sampler or registry.get("sampler") or ("annealed" if graph.all_noise_conditional else "langevin")
     spec = get_sampler(str(name))
@@ -110,88 +109,27 @@ def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
             merged[k] = v
     if steps is not None:
         merged["steps"] = steps
-    if spec.name == "annealed" and explicit_steps and user.get("steps_per_sigma") is None:
-        merged["steps_per_sigma"] = None  # --steps wins over a registry's per-level count
-    _validate(spec.name, merged, graph)
+    if explicit_steps:
+        spec.explicit_steps(merged, user)
+    spec.validate(merged, graph)
     return spec.name, merged, ignored
 
 
-def _validate(name: str, s: dict[str, Any], graph: EnergyGraph) -> None:
-    def positive(key: str, integer: bool = False) -> None:
-        v = s.get(key)
-        if v is None:
-            return
-        if integer:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise SamplingError(f"{name}: {key} must be a positive integer, got {v!r}")
-            s[key] = int(v)
-        else:
-            try:
-                f = float(v)
-            except (TypeError, ValueError):
-                raise SamplingError(f"{name}: {key} must be a number, got {v!r}") from None
-            if not (math.isfinite(f) and f > 0):
-                raise SamplingError(f"{name}: {key} must be a finite number > 0, got {v!r}")
-            s[key] = f
-
-    positive("steps", integer=True)
-    positive("step_size")
-    positive("steps_per_sigma", integer=True)
-    positive("n_sigmas", integer=True)
-    for key in ("sigma", "sigma_max", "sigma_min", "grad_clip"):
-        positive(key)
-    if s.get("noise_scale") is not None:
-        v = s["noise_scale"]
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            raise SamplingError(f"{name}: noise_scale must be a number, got {v!r}") from None
-        if not (math.isfinite(v) and v >= 0):
-            raise SamplingError(f"{name}: noise_scale must be a finite number ≥ 0, got {s['noise_scale']!r}")
-        s["noise_scale"] = v
-    if name == "annealed" and s["sigma_min"] >= s["sigma_max"]:
-        raise SamplingError(f"annealed: sigma_min ({s['sigma_min']:g}) must be below sigma_max ({s['sigma_max']:g})")
-    if name == "annealed":
-        if not isinstance(s.get("clip_denoised"), (bool, np.bool_)):
-            raise SamplingError(f"annealed: clip_denoised must be true or false, got {s.get('clip_denoised')!r}")
-        r = s.get("restarts") or 0
-        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
-            raise SamplingError(f"annealed: restarts must be an integer ≥ 0, got {s.get('restarts')!r}")
-        s["restarts"] = int(r)
-        if r and s.get("restart_sigma") is None:
-            raise SamplingError(f"annealed: restarts={r} needs restart_sigma, the noise level the chains restart from")
-        positive("restart_sigma")
-        if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
-            raise SamplingError(f"annealed: restart_sigma ({s['restart_sigma']:g}) must lie in "
-                                f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
-    if name in ("langevin", "mala") and s.get("sigma") is None and graph.all_noise_conditional:
-        # Noise-conditional models sampled without annealing run at the smallest trained level.
-        s["sigma"] = float(graph.sampler_settings.get("sigma_min", 0.01))
-    if name in ("langevin", "mala") and s.get("sigma") is None and any(m.kind != "explicit" for m in graph.models):
-        raise SamplingError(f"{name}: implicit models need a noise level; pass sigma")
-
-
-def _run_kwargs(name: str, s: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Sampler keyword arguments and the number of score steps they make."""
-    if name == "annealed":
-        n_sigmas = s["n_sigmas"]
-        per = s.get("steps_per_sigma")
-        if per is None:
-            if s["steps"] < n_sigmas:
-                # Fewer steps than levels: keep the budget by using fewer levels (same end points).
-                n_sigmas = s["n_sigmas"] = s["steps"]
-            per = max(1, round(s["steps"] / n_sigmas))
-        kw = {"sigmas": get_sigmas_geometric(s["sigma_max"], s["sigma_min"], n_sigmas), "steps_per_sigma": per,
-              "step_size": s["step_size"], "noise_scale": s["noise_scale"], "final_denoise": bool(s["final_denoise"]),
-              "clamp": bool(s["clamp"]), "restarts": s["restarts"], "restart_sigma": s["restart_sigma"],
-              "clip_denoised": bool(s["clip_denoised"])}
-        levels = sum(end - first for first, end in annealed_passes(kw["sigmas"], s["restarts"], s["restart_sigma"]))
-        return kw, levels * per
-    if name == "langevin":
-        kw = {k: s[k] for k in ("steps", "step_size", "noise_scale", "sigma", "grad_clip")}
-        kw["clamp"] = bool(s["clamp"])
-        return kw, s["steps"]
-    return {k: s[k] for k in ("steps", "step_size", "sigma")}, s["steps"]
+def _forward_rows(graph: EnergyGraph) -> int | None:
+    """Rows the graph's networks have evaluated so far (each model's ``forward_rows`` counter, the
+    fallback priors of sigma-limited models included); None when a model keeps no count."""
+    seen: dict[int, Any] = {}
+    stack = list(graph.models)
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen[id(m)] = m
+        fallback = getattr(m, "fallback", None)
+        if fallback is not None:
+            stack.append(fallback)
+    counts = [getattr(m, "forward_rows", None) for m in seen.values()]
+    return None if any(c is None for c in counts) else int(sum(counts))
 
 
 def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
@@ -200,10 +138,13 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
            log_z: str | None = None, **settings: Any) -> SampleResult:
     """Draw ``n`` images from the composition ``graph``.
 
-    ``sampler``: "langevin" | "annealed" | "mala" (default: the registry's, else annealed for
-    noise-conditional models and langevin otherwise). ``steps``: total Langevin steps (annealed
-    spreads them evenly over its noise levels; with fewer steps than levels it uses that many
-    levels, one step each, between the same σ_max and σ_min). ``batch_size`` bounds how many
+    ``sampler``: a name in :data:`~conceptlang.sampling.samplers.SAMPLERS` — "langevin", "annealed",
+    "mala", "heun", "dpmpp_2m" (default: the registry's, else annealed for noise-conditional models
+    and langevin otherwise). ``steps``: Langevin steps (annealed spreads them evenly over its noise
+    levels; with fewer steps than levels it uses that many levels, one step each, between the same
+    σ_max and σ_min), or the ODE solvers' σ levels. The record's ``score_evals`` counts composed-score
+    evaluations per chain and ``nfe`` the network forward passes per chain (rows through the
+    models' networks, a guided model's prior passes included). ``batch_size`` bounds how many
     chains run at once (memory); results are reproducible for a given seed, device and batch size.
     ``frames`` > 0 records that many snapshots of the first chains (for a GIF). Remaining keyword
     arguments are sampler settings (``step_size``, ``noise_scale``, ``sigma_max``, …).
@@ -220,7 +161,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     dev = resolve_device(device)
     graph.to(dev)
     spec = SAMPLERS[name]
-    kwargs, total_steps = _run_kwargs(name, s)
+    kwargs, score_evals = spec.prepare(s)
+    total_steps = s.pop("total_steps", s["steps"])
     n = int(n)
     bs = min(n, batch_size or n)
 
@@ -249,13 +191,17 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     frame_list: list[torch.Tensor] = []
     stats: dict[str, Any] = {}
     every = max(1, total_steps // frames) if frames else 0
+    # Implicit models' scores are plain forward passes: no autograd bookkeeping is needed at all.
+    no_autograd = all(m.kind == "implicit" for m in graph.models)
+    rows_before = _forward_rows(graph)
     t0 = time.perf_counter()
     for chunk, start in enumerate(range(0, n, bs)):
         b = min(bs, n - start)
         gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, 1, chunk))
         x = torch.rand((b, c, h, w), generator=gen, device=dev) * 2.0 - 1.0  # (B, C, H, W), uniform in the data box
-        if name == "annealed":
-            x = x + s["sigma_max"] * torch.randn((b, c, h, w), generator=gen, device=dev)
+        start_sigma = spec.start_sigma(s)
+        if start_sigma:
+            x = x + start_sigma * torch.randn((b, c, h, w), generator=gen, device=dev)
         coefs = None
         if coef_table is not None:
             rows = branches[start:start + b] if branches is not None else torch.zeros(b, dtype=torch.long)
@@ -265,15 +211,21 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         run_kw = dict(kwargs)
         if name == "mala":
             run_kw["stats"] = stats
-        x = spec.fn(target, x, generator=gen, callback=cb, disable=None if progress is None else not progress, **run_kw)
+        with torch.inference_mode(no_autograd):
+            x = spec.fn(target, x, generator=gen, callback=cb, disable=None if progress is None else not progress,
+                        **run_kw)
         if frames and chunk == 0:
             frame_list.append(x[:MAX_FRAME_CHAINS].detach().clamp(-1, 1).cpu())
         out.append(x.detach().clamp(-1.0, 1.0).cpu())  # (B, C, H, W)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    rows_after = _forward_rows(graph)
+    nfe = None if rows_before is None or rows_after is None else round((rows_after - rows_before) / n, 2)
     images = torch.cat(out, 0)
-    record = {"sampler": name, **{k: v for k, v in s.items()}, "total_steps": total_steps, "batch_size": bs,
+    record = {"sampler": name, **{k: v for k, v in s.items()}, "total_steps": total_steps,
+              "score_evals": score_evals, "nfe": int(nfe) if nfe is not None and nfe == int(nfe) else nfe,
+              "batch_size": bs,
               "seed": int(seed), "device": str(dev), "route": graph.route}
     if ignored:
         record["registry_keys_not_used"] = ignored
@@ -296,14 +248,14 @@ def _estimated_shares(graph: EnergyGraph, name: str, s: dict[str, Any], kwargs: 
         raise SamplingError("estimating log Z needs explicit energies; implicit models only give scores")
     spec = SAMPLERS[name]
     c, h, w = graph.image_shape
-    sigma_value = s["sigma_min"] if name == "annealed" else s.get("sigma")
+    sigma_value = spec.end_sigma(s)
     logs, esss = [], []
     for k, d in enumerate(graph.disjuncts):
         gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, 2, k))
         row = torch.tensor([d.coefs], dtype=torch.float32, device=dev)  # (1, L)
         x = torch.rand((pilot, c, h, w), generator=gen, device=dev) * 2.0 - 1.0
-        if name == "annealed":
-            x = x + s["sigma_max"] * torch.randn((pilot, c, h, w), generator=gen, device=dev)
+        if spec.start_sigma(s):
+            x = x + spec.start_sigma(s) * torch.randn((pilot, c, h, w), generator=gen, device=dev)
         x = spec.fn(_ChainTarget(graph, row.expand(pilot, -1)), x, generator=gen, callback=None, disable=True,
                     **kwargs)
         sigma = None if sigma_value is None else torch.full((pilot,), float(sigma_value), device=dev)

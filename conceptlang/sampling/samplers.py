@@ -1,9 +1,14 @@
-"""Langevin samplers, one plain function each, chosen by name from :data:`SAMPLERS`.
+"""Samplers, one plain function each, chosen by name from :data:`SAMPLERS`: Langevin (plain,
+annealed over noise levels, Metropolis-adjusted) and probability-flow ODE solvers (EDM's Heun,
+DPM-Solver++(2M)) for noise-conditional models.
 
 Each sampler is ``sample_x(target, x, *, generator, callback=None, disable=None, **settings)``
 (the k-diffusion shape): ``target`` gives the score ∇ₓ log p (and, for MALA, the energy) of the
 composition for the chains in ``x``; ``callback`` gets ``{"i", "x", "sigma"}`` after every step
-(chain frames for GIFs use it); ``disable`` turns the tqdm progress bar off.
+(chain frames for GIFs use it); ``disable`` turns the tqdm progress bar off. The ODE solvers use
+the score through the denoised estimate D(x; σ) = x + σ²·∇log p_σ(x), which for a composition
+of ε-predicting models (AND, NOT, weighted sums: linear in the leaves' predictions) is the same
+linear combination of the leaves' denoised estimates.
 
 Every step checks for NaN/inf and raises :class:`SamplingError` naming the step, so a diverging
 chain never leaves the sampler silently.
@@ -15,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 from tqdm.auto import trange
 
@@ -193,21 +199,287 @@ def sample_mala(target: Target, x: torch.Tensor, *, steps: int, step_size: float
     return x
 
 
+# -- probability-flow ODE solvers (noise-conditional models) ------------------------------------
+
+
+def get_sigmas_karras(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. (2022) schedule: ``n`` levels σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ
+    from σ_max down to σ_min, then a final 0 (the clean image): (n + 1,). ρ = 7 spends most levels
+    at low noise, where the ODE's curvature is; ρ = 1 is linear spacing."""
+    if n == 1:
+        return torch.tensor([float(sigma_min), 0.0], dtype=torch.float64)
+    ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+    hi, lo = sigma_max ** (1.0 / rho), sigma_min ** (1.0 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min  # exact end points despite the powers' rounding
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _denoised(name: str, target: Target, x: torch.Tensor, sigma: float, clip: bool,
+              at: tuple[int, int, str]) -> torch.Tensor:
+    """D(x; σ) = x + σ²·∇log p_σ(x), the composition's estimate of the clean image (Tweedie), checked
+    for NaN/inf; ``clip`` clamps it to the data box [-1, 1]."""
+    s = target.score(x, _full(x, sigma)).detach()
+    _check_finite(name, "score", s, *at)
+    d = x + sigma**2 * s
+    return d.clamp(-1.0, 1.0) if clip else d
+
+
+def _churn(x: torch.Tensor, sigma: float, n_steps: int, s_churn: float, s_tmin: float, s_tmax: float | None,
+           s_noise: float, generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """EDM's stochastic churn: raise the noise level from σ to σ̂ = σ(1 + γ) by adding fresh noise of
+    variance σ̂² − σ², γ = min(S_churn / N, √2 − 1) inside [S_tmin, S_tmax]. Returns (x̂, σ̂)."""
+    gamma = 0.0
+    if s_churn > 0 and sigma >= s_tmin and (s_tmax is None or sigma <= s_tmax):
+        gamma = min(s_churn / n_steps, math.sqrt(2.0) - 1.0)
+    if gamma == 0.0:
+        return x, sigma
+    sigma_hat = sigma * (1.0 + gamma)
+    return x + s_noise * math.sqrt(sigma_hat**2 - sigma**2) * _randn(x, generator), sigma_hat
+
+
+def sample_heun(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_churn: float = 0.0,
+                s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
+                clip_denoised: bool = False, generator: torch.Generator, callback: Callback | None = None,
+                disable: bool | None = None) -> torch.Tensor:
+    """EDM's sampler (Karras et al. 2022, Algorithm 2): Heun's second-order method on the
+    probability-flow ODE dx/dσ = (x − D(x; σ))/σ over ``sigmas`` (ending in 0), the last step
+    (to σ = 0) a plain Euler step, which is the Tweedie denoise D(x; σ_min). ``len(sigmas) − 1``
+    steps make 2·(len(sigmas) − 1) − 1 score evaluations.
+
+    ``s_churn`` > 0 makes it stochastic: before each step inside [``s_tmin``, ``s_tmax``] the chains
+    are lifted to a slightly higher noise level with fresh noise (scaled by ``s_noise``), which
+    corrects errors of earlier steps at the price of some added noise."""
+    n = len(sigmas) - 1
+    hint = "try more steps or a smaller sigma_max"
+    for i in trange(n, disable=disable, desc="heun", leave=False):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
+        d = (x - _denoised("heun", target, x, sigma_hat, clip_denoised, (i, n, hint))) / sigma_hat
+        x_next = x + (sigma_next - sigma_hat) * d
+        if sigma_next > 0:
+            d2 = (x_next - _denoised("heun", target, x_next, sigma_next, clip_denoised, (i, n, hint))) / sigma_next
+            x_next = x + (sigma_next - sigma_hat) * 0.5 * (d + d2)
+        x = x_next
+        _check_finite("heun", "values", x, i, n, hint)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigma_next})
+    return x
+
+
+def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_churn: float = 0.0,
+                    s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
+                    clip_denoised: bool = False, generator: torch.Generator, callback: Callback | None = None,
+                    disable: bool | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022): the exact solution of the ODE's linear part in
+    λ = −log σ with the denoised estimate extrapolated linearly from the last two steps (second
+    order, one score evaluation per step). The first step and the last (to σ = 0, which gives the
+    denoised estimate itself) are first order.
+
+    ``s_churn`` as in :func:`sample_heun`: the history then pairs each denoised estimate with the
+    raised level it was made at, so the extrapolation stays consistent."""
+    n = len(sigmas) - 1
+    hint = "try more steps or a smaller sigma_max"
+    old_d, old_lam = None, 0.0
+    for i in trange(n, disable=disable, desc="dpmpp_2m", leave=False):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
+        d = _denoised("dpmpp_2m", target, x, sigma_hat, clip_denoised, (i, n, hint))
+        lam = -math.log(sigma_hat)
+        if sigma_next == 0:
+            x = d
+        else:
+            h = -math.log(sigma_next) - lam
+            if old_d is not None:
+                r = (lam - old_lam) / h
+                d_est = (1.0 + 1.0 / (2.0 * r)) * d - (1.0 / (2.0 * r)) * old_d
+            else:
+                d_est = d
+            x = (sigma_next / sigma_hat) * x - math.expm1(-h) * d_est
+        old_d, old_lam = d, lam
+        _check_finite("dpmpp_2m", "values", x, i, n, hint)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigma_next})
+    return x
+
+
+# -- the registry: each sampler owns its defaults, validation and run arguments -------------------
+
+
+def _positive(name: str, s: dict[str, Any], key: str, integer: bool = False) -> None:
+    v = s.get(key)
+    if v is None:
+        return
+    if integer:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise SamplingError(f"{name}: {key} must be a positive integer, got {v!r}")
+        s[key] = int(v)
+        return
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise SamplingError(f"{name}: {key} must be a number, got {v!r}") from None
+    if not (math.isfinite(f) and f > 0):
+        raise SamplingError(f"{name}: {key} must be a finite number > 0, got {v!r}")
+    s[key] = f
+
+
+def _non_negative(name: str, s: dict[str, Any], key: str) -> None:
+    v = s.get(key)
+    if v is None:
+        return
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise SamplingError(f"{name}: {key} must be a number, got {v!r}") from None
+    if not (math.isfinite(f) and f >= 0):
+        raise SamplingError(f"{name}: {key} must be a finite number ≥ 0, got {v!r}")
+    s[key] = f
+
+
+def _flag(name: str, s: dict[str, Any], key: str) -> None:
+    if not isinstance(s.get(key), (bool, np.bool_)):
+        raise SamplingError(f"{name}: {key} must be true or false, got {s.get(key)!r}")
+    s[key] = bool(s[key])
+
+
+def _sigma_range(name: str, s: dict[str, Any]) -> None:
+    _positive(name, s, "sigma_max")
+    _positive(name, s, "sigma_min")
+    if s["sigma_min"] >= s["sigma_max"]:
+        raise SamplingError(f"{name}: sigma_min ({s['sigma_min']:g}) must be below sigma_max ({s['sigma_max']:g})")
+
+
+def _fixed_sigma(name: str, s: dict[str, Any], graph: Any) -> None:
+    """Samplers without annealing run noise-conditional models at one level: the registry's smallest."""
+    if s.get("sigma") is None and graph.all_noise_conditional:
+        s["sigma"] = float(graph.sampler_settings.get("sigma_min", 0.01))
+    if s.get("sigma") is None and any(m.kind != "explicit" for m in graph.models):
+        raise SamplingError(f"{name}: implicit models need a noise level; pass sigma")
+
+
+def _validate_langevin(s: dict[str, Any], graph: Any) -> None:
+    for key, integer in (("steps", True), ("step_size", False), ("sigma", False), ("grad_clip", False)):
+        _positive("langevin", s, key, integer)
+    _non_negative("langevin", s, "noise_scale")
+    _flag("langevin", s, "clamp")
+    _fixed_sigma("langevin", s, graph)
+
+
+def _prepare_langevin(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    kw = {k: s[k] for k in ("steps", "step_size", "noise_scale", "sigma", "grad_clip", "clamp")}
+    return kw, s["steps"]
+
+
+def _validate_mala(s: dict[str, Any], graph: Any) -> None:
+    for key, integer in (("steps", True), ("step_size", False), ("sigma", False)):
+        _positive("mala", s, key, integer)
+    _fixed_sigma("mala", s, graph)
+
+
+def _prepare_mala(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    return {k: s[k] for k in ("steps", "step_size", "sigma")}, s["steps"] + 1
+
+
+def _validate_annealed(s: dict[str, Any], graph: Any) -> None:
+    name = "annealed"
+    for key, integer in (("steps", True), ("step_size", False), ("steps_per_sigma", True), ("n_sigmas", True)):
+        _positive(name, s, key, integer)
+    _non_negative(name, s, "noise_scale")
+    if s.get("noise_scale") is None:
+        s["noise_scale"] = 1.0
+    _sigma_range(name, s)
+    for key in ("clip_denoised", "final_denoise", "clamp"):
+        _flag(name, s, key)
+    r = s.get("restarts") or 0
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+        raise SamplingError(f"annealed: restarts must be an integer ≥ 0, got {s.get('restarts')!r}")
+    s["restarts"] = int(r)
+    if r and s.get("restart_sigma") is None:
+        raise SamplingError(f"annealed: restarts={r} needs restart_sigma, the noise level the chains restart from")
+    _positive(name, s, "restart_sigma")
+    if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
+        raise SamplingError(f"annealed: restart_sigma ({s['restart_sigma']:g}) must lie in "
+                            f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
+
+
+def _annealed_steps(s: dict[str, Any], user: dict[str, Any]) -> None:
+    """An explicit step budget (--steps) wins over a registry's per-level count."""
+    if user.get("steps_per_sigma") is None:
+        s["steps_per_sigma"] = None
+
+
+def _prepare_annealed(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    n_sigmas = s["n_sigmas"]
+    per = s.get("steps_per_sigma")
+    if per is None:
+        if s["steps"] < n_sigmas:
+            # Fewer steps than levels: keep the budget by using fewer levels (same end points).
+            n_sigmas = s["n_sigmas"] = s["steps"]
+        per = max(1, round(s["steps"] / n_sigmas))
+    kw = {"sigmas": get_sigmas_geometric(s["sigma_max"], s["sigma_min"], n_sigmas), "steps_per_sigma": per,
+          "step_size": s["step_size"], "noise_scale": s["noise_scale"], "final_denoise": s["final_denoise"],
+          "clamp": s["clamp"], "restarts": s["restarts"], "restart_sigma": s["restart_sigma"],
+          "clip_denoised": s["clip_denoised"]}
+    levels = sum(end - first for first, end in annealed_passes(kw["sigmas"], s["restarts"], s["restart_sigma"]))
+    s["total_steps"] = levels * per
+    return kw, levels * per + int(s["final_denoise"])
+
+
+def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
+    def validate(s: dict[str, Any], graph: Any) -> None:
+        _positive(name, s, "steps", integer=True)
+        _sigma_range(name, s)
+        _positive(name, s, "rho")
+        for key in ("s_churn", "s_tmin", "s_noise"):
+            _non_negative(name, s, key)
+        _positive(name, s, "s_tmax")
+        _flag(name, s, "clip_denoised")
+    return validate
+
+
+def _prepare_ode(evals: Callable[[int], int]) -> Callable[[dict[str, Any]], tuple[dict[str, Any], int]]:
+    def prepare(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        kw = {"sigmas": get_sigmas_karras(s["sigma_max"], s["sigma_min"], s["steps"], s["rho"]),
+              "s_churn": s["s_churn"], "s_tmin": s["s_tmin"], "s_tmax": s["s_tmax"], "s_noise": s["s_noise"],
+              "clip_denoised": s["clip_denoised"]}
+        return kw, evals(s["steps"])
+    return prepare
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
-    """A sampler's function, its settings with defaults, and how long it runs."""
+    """One sampler: its function, settings with defaults, and how it checks and runs them.
+
+    ``validate(settings, graph)`` normalises the merged settings in place or raises
+    :class:`SamplingError`; ``prepare(settings)`` gives the function's keyword arguments and the
+    number of composed-score evaluations per chain it makes; ``start_sigma(settings)`` is the
+    noise added to the uniform start (the first noise level, for annealing samplers);
+    ``explicit_steps(settings, user)`` adjusts the settings when a step count is given explicitly;
+    ``end_sigma(settings)`` is the noise level at which to score the final samples (the smallest level
+for annealing samplers; None for models without one).
+    """
 
     name: str
     fn: Callable[..., torch.Tensor]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    validate: Callable[[dict[str, Any], Any], None] = lambda s, graph: None
+    prepare: Callable[[dict[str, Any]], tuple[dict[str, Any], int]] = lambda s: (dict(s), 0)
+    start_sigma: Callable[[dict[str, Any]], float] = lambda s: 0.0
+    explicit_steps: Callable[[dict[str, Any], dict[str, Any]], None] = lambda s, user: None
+    end_sigma: Callable[[dict[str, Any]], float | None] = lambda s: s.get("sigma")
 
+
+_ODE_DEFAULTS = {"sigma_max": 10.0, "sigma_min": 0.01, "rho": 7.0, "s_churn": 0.0, "s_tmin": 0.0,
+                 "s_tmax": None, "s_noise": 1.0, "clip_denoised": False}
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "langevin": SamplerSpec(
         "langevin", sample_langevin,
         {"steps": 200, "step_size": 0.01, "noise_scale": None, "sigma": None, "clamp": True, "grad_clip": None},
         "unadjusted Langevin (the paper's): fixed step on the score, Gaussian noise, clamp to [-1, 1]",
+        validate=_validate_langevin, prepare=_prepare_langevin,
     ),
     "annealed": SamplerSpec(
         "annealed", sample_annealed,
@@ -215,11 +487,30 @@ SAMPLERS: dict[str, SamplerSpec] = {
          "n_sigmas": 10, "steps_per_sigma": None, "final_denoise": True, "clamp": False,
          "restarts": 0, "restart_sigma": None, "clip_denoised": False},
         "annealed Langevin over a geometric σ schedule (noise-conditional models), optional final denoise",
+        validate=_validate_annealed, prepare=_prepare_annealed, start_sigma=lambda s: s["sigma_max"],
+        explicit_steps=_annealed_steps, end_sigma=lambda s: s["sigma_min"],
     ),
     "mala": SamplerSpec(
         "mala", sample_mala,
         {"steps": 200, "step_size": 1e-3, "sigma": None},
         "Metropolis-adjusted Langevin with a per-chain accept/reject test (explicit energies)",
+        validate=_validate_mala, prepare=_prepare_mala,
+    ),
+    "heun": SamplerSpec(
+        "heun", sample_heun,
+        {"steps": 10, **_ODE_DEFAULTS},
+        "EDM's Heun (2nd-order) probability-flow ODE solver over a Karras σ schedule, optional churn "
+        "(noise-conditional models); 2·steps − 1 score evaluations",
+        validate=_validate_ode("heun"), prepare=_prepare_ode(lambda n: 2 * n - 1),
+        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
+    ),
+    "dpmpp_2m": SamplerSpec(
+        "dpmpp_2m", sample_dpmpp_2m,
+        {"steps": 20, **_ODE_DEFAULTS},
+        "DPM-Solver++(2M) (2nd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
+        "optional churn (noise-conditional models); one score evaluation per step",
+        validate=_validate_ode("dpmpp_2m"), prepare=_prepare_ode(lambda n: n),
+        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
     ),
 }
 

@@ -243,7 +243,10 @@ def test_guided_eps_is_prior_plus_w_times_difference_with_shared_prior_rows():
     cond = m.encode([{"color": "red"}] * 2 + [{}] * 2 + [{"position": (0.2, 0.4)}] * 2)
     with torch.no_grad():
         got = m.eps(x, cond, sigma)
+        # forward rows: the 2 distinct (image, σ) rows once under the prior, the 4 conditioned rows
+        assert m.forward_rows == 2 + 4
         plain = m.raw_eps(x, cond, sigma)
+        assert m.forward_rows == 6 + 6
         prior = m.raw_eps(x, torch.zeros_like(cond), sigma)
     want = prior + 2.5 * (plain - prior)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -163,14 +163,15 @@ class _NanAfter(GaussianConceptModel):
         return out * float("nan") if self.forward_calls > 3 else out
 
 
-@pytest.mark.parametrize("sampler", ["langevin", "annealed"])
-def test_non_finite_values_raise_with_the_step(sampler):
+@pytest.mark.parametrize("sampler,step", [("langevin", 3), ("annealed", 3), ("dpmpp_2m", 3),
+                                          ("heun", 1)])  # Heun: two evaluations a step
+def test_non_finite_values_raise_with_the_step(sampler, step):
     reg = GaussianRegistry("noise_conditional")
     bad = _NanAfter("nan-model", "noise_conditional", None)
     reg.models = {k: bad for k in reg.models}
     reg.prior_model = bad
     g = compile("red & circle", reg)
-    with pytest.raises(SamplingError, match=r"non-finite score at step 3 of"):
+    with pytest.raises(SamplingError, match=rf"{sampler} sampler: non-finite score at step {step} of"):
         sample(g, 8, seed=0, sampler=sampler, steps=20, device="cpu")
 
 
