@@ -28,7 +28,7 @@ SOLVERS = {"heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
 
 def _target(text: str, chains: int) -> _ChainTarget:
     g = compile(text, GaussianRegistry("implicit"))
-    coefs = torch.tensor([g._linear_coefs], dtype=torch.float64).expand(chains, -1)
+    coefs = torch.tensor([g.linear_coefs], dtype=torch.float64).expand(chains, -1)
     return _ChainTarget(g, coefs)
 
 
