@@ -89,3 +89,7 @@ class ModelError(ConceptLangError):
 
 class DataError(ConceptLangError):
     """A data set or domain is missing or malformed."""
+
+
+class OutputError(ConceptLangError):
+    """An output file or folder cannot be written (checked before the work that would fill it)."""

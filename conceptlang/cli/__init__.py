@@ -1,7 +1,8 @@
 """The ``conceptlang`` command line: a click group with one module per area.
 
 Each command module defines ``register(group)``. Errors from the library (``ConceptLangError``)
-are printed without a traceback; parse and usage errors exit with 2, the rest with 1.
+are printed without a traceback; parse and usage errors exit with 2, the rest with 1. A file
+system error (``OSError``) or running out of memory is reported the same way, with exit 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ COMMAND_MODULES = ("syntax_cmds", "sample_cmds", "data_cmds", "judge_cmds", "mod
 
 
 class ConceptLangGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # A real command line cannot hold a NUL (argv entries are C strings); one passed in from
+        # Python would reach os functions as "embedded null byte".
+        for arg in args:
+            if "\x00" in arg:
+                raise click.UsageError(f"the argument {arg!r} contains a NUL character", ctx)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -27,6 +36,13 @@ class ConceptLangGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except OSError as err:  # the file system refused (disk full, permissions changed mid-run...)
+            where = f" ({err.filename})" if err.filename else ""
+            click.echo(f"error: {err.strerror or err}{where}", err=True)
+            ctx.exit(1)
+        except MemoryError:
+            click.echo("error: out of memory; try a smaller -n or --batch-size", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=ConceptLangGroup, context_settings={"help_option_names": ["-h", "--help"]})

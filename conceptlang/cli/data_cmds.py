@@ -7,7 +7,11 @@ Data set layout written by ``conceptlang data DOMAIN -n N -o DIR``::
     DIR/dataset.json                 domain description, split, seed, image size, count
 
 The folder is written under a temporary name beside DIR and renamed into place at the end, so an
-interrupted run leaves no half-written data set.
+interrupted run leaves no half-written data set. Images stream to disk: labels are drawn in blocks
+of ``BLOCK`` images and rendered in chunks, so memory does not grow with N. Block 0 is drawn from
+the seed itself (so a data set of up to ``BLOCK`` images is ``generate(domain, N, seed)``), block j
+from a seed derived from (seed, j). Before anything is written, the output folder is checked and
+the free space and file count of its file system are compared with what N images need.
 """
 
 from __future__ import annotations
@@ -24,6 +28,33 @@ import numpy as np
 from conceptlang.errors import DataError
 
 DOMAINS = ("scenes", "faces")
+BLOCK = 100_000  # images whose labels are drawn at once
+SEED_MAX = 2**32 - 1  # the generators use 32-bit seeds; larger ones would alias smaller ones
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block`` of a data set with ``seed``: the seed itself for block 0."""
+    if block == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint32)[0])
+
+
+def _check_space(folder: Path, n: int, png_bytes: int, label_bytes: int) -> None:
+    """Refuse (DataError) a data set the file system of ``folder`` cannot hold: one file per image
+    takes at least one allocation block, and each image needs its own inode."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # pragma: no cover - no statvfs (Windows)
+        return
+    block = st.f_frsize or st.f_bsize or 1
+    per_image = -(-png_bytes // block) * block + label_bytes
+    need, free = n * per_image, st.f_bavail * block
+    if need > free:
+        raise DataError(f"-n {n}: the data set needs about {need / 2**30:,.1f} GiB ({per_image:,} bytes per image: "
+                        f"one PNG file each, and its labels), but {folder} has {free / 2**30:,.1f} GiB free")
+    if st.f_files > 0 and n + 4 > st.f_favail:
+        raise DataError(f"-n {n}: the data set needs {n + 4:,} files (one PNG per image), but the file system of "
+                        f"{folder} has room for {st.f_favail:,} more")
 
 
 def json_default(obj):
@@ -41,43 +72,61 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
                   image_size: int | None = None, force: bool = False, chunk: int = 2048,
                   progress: bool = True) -> Path:
     """Generate and write a labelled data set atomically (see the module docstring); returns ``out``."""
+    import io
+    from importlib import import_module
+
     from PIL import Image
     from tqdm import tqdm
 
     from conceptlang.data import get_domain, splits
-    from conceptlang.io import current_umask
+    from conceptlang.errors import OutputError
+    from conceptlang.io import check_dir_output, current_umask
 
     dom = get_domain(domain)
     if split not in splits(domain):
         raise DataError(f"{domain} has no split {split!r} (splits: {', '.join(splits(domain))})")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise DataError(f"the seed must be an integer from 0 to {SEED_MAX}, got {seed!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(f"the number of images must be a positive integer, got {n!r}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+    check_dir_output(out, "-o/--out")
+    if out.exists() and any(out.iterdir()) and not force:
         raise DataError(f"output {out} exists and is not an empty directory (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    mod = import_module(f"conceptlang.data.{domain}")
+    sampler = mod.sample_scene_arrays if domain == "scenes" else mod.sample_face_arrays
+    render = mod.render_scenes if domain == "scenes" else mod.render_faces
+    size = image_size or dom.image_size
+    first = sampler(min(n, 8), seed, split)
+    pngs = []
+    for img in render(first, size):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        pngs.append(len(buf.getvalue()))
+    width = max(6, len(str(max(n - 1, 0))))
+    label_bytes = min(len(json.dumps({"file": f"images/{0:0{width}d}.png", "labels": lab}, default=json_default)) + 1
+                      for lab in first.to_dicts())
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _check_space(out.parent, n, min(pngs), label_bytes)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as err:
+        raise OutputError(f"-o/--out {out}: cannot create it ({err.strerror or err})") from None
     try:
         (tmp / "images").mkdir()
-        # One generate() call fixes every image's parameters from the seed; images are rendered
-        # and written chunk by chunk so memory stays bounded at large n or size.
-        from importlib import import_module
-
-        mod = import_module(f"conceptlang.data.{domain}")
-        sampler = mod.sample_scene_arrays if domain == "scenes" else mod.sample_face_arrays
-        render = mod.render_scenes if domain == "scenes" else mod.render_faces
-        size = image_size or dom.image_size
-        arrays = sampler(n, seed, split)
-        width = max(6, len(str(max(n - 1, 0))))
         with open(tmp / "labels.jsonl", "w", encoding="utf-8") as fh, tqdm(
             total=n, desc=f"{domain}/{split}", unit="img", disable=not progress
         ) as bar:
-            for start in range(0, n, chunk):
-                part = arrays.take(slice(start, min(start + chunk, n)))
-                images = render(part, size)
-                for k, (img, lab) in enumerate(zip(images, part.to_dicts())):
-                    name = f"images/{start + k:0{width}d}.png"
-                    Image.fromarray(img).save(tmp / name, format="PNG")
-                    fh.write(json.dumps({"file": name, "labels": lab}, default=json_default) + "\n")
-                bar.update(len(images))
+            for b0 in range(0, n, BLOCK):
+                arrays = sampler(min(BLOCK, n - b0), block_seed(seed, b0 // BLOCK), split)
+                for start in range(0, len(arrays), chunk):
+                    part = arrays.take(slice(start, min(start + chunk, len(arrays))))
+                    images = render(part, size)
+                    for k, (img, lab) in enumerate(zip(images, part.to_dicts())):
+                        name = f"images/{b0 + start + k:0{width}d}.png"
+                        Image.fromarray(img).save(tmp / name, format="PNG")
+                        fh.write(json.dumps({"file": name, "labels": lab}, default=json_default) + "\n")
+                    bar.update(len(images))
         meta = {"format_version": 1, "domain": dom.to_json(), "split": split, "seed": seed,
                 "image_size": size, "count": n, "labels": "labels.jsonl"}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -102,7 +151,8 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
               help="Output directory (must not exist or be empty, unless --force).")
 @click.option("--split", default="train", show_default=True,
               help="scenes: train, heldout, continual1, continual2, continual3, two_objects; faces: train.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, show_default=True,
+              help="Seed of the images, 0 to 2^32-1.")
 @click.option("--size", "size", type=click.IntRange(min=8, max=1024), default=None,
               help="Image side in pixels (default: the domain's, 32).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")

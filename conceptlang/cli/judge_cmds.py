@@ -124,10 +124,20 @@ def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | 
     domain = domain or _domain_from_sidecar(image)
     if domain is None:
         raise click.UsageError("cannot tell the domain from a sidecar JSON; give --domain scenes|faces")
+    import warnings
+
     try:
-        with Image.open(image) as img:
-            arr = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and refuses at twice that: both are refused here,
+            # before the pixels are decoded (a small file can hold a 60000×60000 image).
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(image) as img:
+                arr = np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only arrays)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise click.UsageError(
+            f"{image}: the image is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
+            "`conceptlang sample` never writes a grid that large)") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise click.UsageError(f"{image}: not a readable image ({err})") from None
     cells = split_grid(arr, grid_cell)
     judge = load_judge(domain)

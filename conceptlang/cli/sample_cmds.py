@@ -15,6 +15,13 @@ from typing import Any
 import click
 
 SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m")
+# Chains sampled at once unless --batch-size says otherwise: bounds the sampler's working memory,
+# so a large -n runs in batches (results depend on the seed, the device and the batch size).
+DEFAULT_BATCH_SIZE = 256
+# The largest grid PNG written: Pillow's default MAX_IMAGE_PIXELS, beyond which Pillow (and so
+# `conceptlang judge`) refuses to read an image back as a possible decompression bomb.
+GRID_MAX_PIXELS = 89_478_485
+SEED_MAX = 2**64 - 1  # the sampler's seeds are 64-bit; larger ones would alias smaller ones
 
 
 def _expression_text(expression: str | None, file: str | None) -> str:
@@ -209,6 +216,73 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _grid_shape(n: int, image_shape: tuple[int, ...], scale: int | None) -> tuple[int, int, int]:
+    """(height, width, scale) in pixels of the PNG grid of ``n`` samples, as ``io.image_grid``
+    tiles them (ceil(sqrt(n)) columns, 2 px padding) and ``_to_rgb`` draws them."""
+    import math
+
+    c, h, w = image_shape
+    if c not in (1, 3):
+        h = w = 32  # a point on a 32×32 canvas
+    up = scale or (4 if h >= 16 else 1)
+    cols = math.isqrt(n - 1) + 1 if n > 1 else 1
+    rows = -(-n // cols)
+    return (rows * (h + 2) + 2) * up, (cols * (w + 2) + 2) * up, up
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_size(n: int, image_shape: tuple[int, ...], scale: int | None, per_image: str | None) -> bool:
+    """Refuse up front what cannot be done at this -n; True when the grid PNG is written.
+
+    The grid must stay within GRID_MAX_PIXELS (else --per-image writes the samples, without a
+    grid); every sample is held in memory until the end (as float32, then as RGB bytes), so that
+    must fit in the memory available now."""
+    from conceptlang.errors import SamplingError
+
+    gh, gw, up = _grid_shape(n, image_shape, scale)
+    grid = gh * gw <= GRID_MAX_PIXELS
+    if not grid and per_image is None:
+        smaller = " or --scale 1," if up > 1 and gh * gw // (up * up) <= GRID_MAX_PIXELS else ""
+        raise click.UsageError(
+            f"-n {n}: the grid of {n} samples would be {gw}×{gh} pixels, more than the {GRID_MAX_PIXELS:,} that "
+            f"Pillow (and `conceptlang judge`) will read back; use a smaller -n,{smaller} or write one PNG per "
+            "sample with --per-image DIR (the grid is then left out)")
+    c, h, w = image_shape
+    rh, rw = (h, w) if c in (1, 3) else (32, 32)
+    need = n * (c * h * w * 4 + rh * rw * 3) + (gh * gw * 3 * 2 if grid else 0)
+    have = _available_memory()
+    if have is not None and need > have:
+        raise SamplingError(
+            f"-n {n}: the samples need about {need / 2**30:,.1f} GiB of memory (all {n} are kept until the end), "
+            f"more than the {have / 2**30:,.1f} GiB available; sample fewer per run (runs with different "
+            "--seed values draw different samples)")
+    return grid
+
+
+def _check_outputs(out: Path, sidecar: Path, per_image: str | None, gif: str | None) -> None:
+    """Every output can be written: checked before compiling and sampling, so a bad path fails
+    in a moment, not after the work, and nothing is left half-written."""
+    from conceptlang.io import check_dir_output, check_file_output
+
+    check_file_output(out, "-o/--output")
+    check_file_output(sidecar, "the JSON sidecar")
+    if per_image is not None:
+        check_dir_output(per_image, "--per-image")
+    if gif is not None:
+        check_file_output(gif, "--gif")
+
+
 def _write_gif(path: Path, frames, scale: int) -> None:
     """Frames: per chain (F, C, H, W) → an animated GIF of the chains' grid over time."""
     import torch
@@ -234,7 +308,8 @@ def _write_gif(path: Path, frames, scale: int) -> None:
 @click.option("-o", "--output", default="samples.png", show_default=True, metavar="PNG",
               help="PNG grid to write; a JSON sidecar goes next to it (same name, .json).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Langevin steps [default: the registry's].")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, show_default=True,
+              help="Seed of the chains, 0 to 2^64-1.")
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
               help="Sampler [default: the registry's; annealed for noise-conditional models, else langevin].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
@@ -248,9 +323,11 @@ def _write_gif(path: Path, frames, scale: int) -> None:
               help="annealed: re-noise the chains to --restart-sigma and sweep down again this many times "
                    "[default: 0].")
 @click.option("--restart-sigma", type=float, default=None, help="annealed: the noise level restarts lift the chains to.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Chains run at once (bounds memory).")
-@click.option("--per-image", "per_image", metavar="DIR", default=None, help="Also write one PNG per sample into DIR.")
-@click.option("--gif", metavar="GIF", default=None, help="Write an animated GIF of the first chains.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Chains run at once (bounds the sampler's memory; a larger -n runs in batches).")
+@click.option("--per-image", "per_image", metavar="DIR", default=None,
+              help="Also write one PNG per sample into DIR (alone, without the grid, when the grid would be too large).")
+@click.option("--gif", metavar="GIF", default=None, help="Write an animated GIF (a .gif file) of the first chains.")
 @click.option("--scale", type=click.IntRange(min=1), default=None, help="Upscale PNGs by this factor [default: 4].")
 @click.option("--estimate-log-z", is_flag=True,
               help="Draw OR disjuncts ∝ their estimated partition functions instead of equally "
@@ -272,14 +349,17 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
 
     from conceptlang import __version__
     from conceptlang.compiler import compile as compile_expr
-    from conceptlang.io import save_grid, save_png, write_json
+    from conceptlang.io import encode_png, image_grid, save_png, write_json, write_output_pair
     from conceptlang.sampling import sample
 
     text = _expression_text(expression, file)
     out = Path(output)
     if out.suffix.lower() != ".png":
         raise click.UsageError(f"-o/--output must be a .png file, got {output!r}")
+    if gif is not None and Path(gif).suffix.lower() != ".gif":
+        raise click.UsageError(f"--gif must name a .gif file, got {gif!r}")
     sidecar = out.with_suffix(".json")
+    _check_outputs(out, sidecar, per_image, gif)
     t_start = time.perf_counter()
     registry = load_registry_for(models)
     with warnings.catch_warnings(record=True) as caught:
@@ -287,6 +367,10 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
         graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
+    with_grid = _check_size(n, graph.image_shape, scale, per_image)
+    if not with_grid:
+        click.echo(f"warning: the grid of {n} samples would be too large; writing the samples to {per_image} "
+                   "and the sidecar only", err=True)
     t_compiled = time.perf_counter()
     result = sample(graph, n, seed=seed, sampler=sampler, steps=steps, device=device, batch_size=batch_size,
                     progress=progress, frames=24 if gif else 0, step_size=step_size, noise_scale=noise_scale,
@@ -295,7 +379,6 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
     t_sampled = time.perf_counter()
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
     up = scale or (4 if rgb.shape[1] >= 16 else 1)
-    save_grid(out, rgb, scale=up)
     per_paths = []
     if per_image:
         d = Path(per_image)
@@ -323,13 +406,16 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
             "images_per_second": round(n / result.seconds, 3) if result.seconds > 0 else None,
             "total_seconds": round(time.perf_counter() - t_start, 4),
         },
-        "outputs": {"grid": str(out), "per_image": per_paths or None, "gif": gif},
+        "outputs": {"grid": str(out) if with_grid else None, "per_image": per_paths or None, "gif": gif},
         "image_sha256": hashlib.sha256(rgb.tobytes()).hexdigest(),
         "warnings": [str(w.message) for w in caught],
         "judge": _judge(graph.domain, rgb, graph.expr) if rgb.shape[-1] == 3 and result.images.shape[1] == 3
         else {"available": False, "reason": "images are not RGB"},
     }
-    write_json(sidecar, record)
+    if with_grid:  # the PNG, then the sidecar naming its sha256, published together
+        write_output_pair(out, encode_png(image_grid(rgb), scale=up), sidecar, record)
+    else:
+        write_json(sidecar, record)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
@@ -337,7 +423,8 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
         if result.branch_counts is not None:
             shares = ", branches " + "/".join(str(c) for c in result.branch_counts)
         nfe = result.settings.get("nfe")
-        click.echo(f"wrote {out} ({n} samples, {result.settings['sampler']} {result.settings['total_steps']} steps"
+        click.echo(f"wrote {out if with_grid else per_image} ({n} samples, {result.settings['sampler']} "
+                   f"{result.settings['total_steps']} steps"
                    f"{'' if nfe is None else f', {nfe:g} network evaluations per sample'}, "
                    f"{result.seconds:.2f} s on {result.device}{shares}) and {sidecar}")
 

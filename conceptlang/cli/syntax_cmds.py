@@ -26,6 +26,8 @@ def _read_source(path: str) -> str:
         raise click.UsageError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise click.UsageError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError:  # a NUL character in the path
+        raise click.UsageError(f"{path!r}: cannot read (a path cannot contain a NUL character)") from None
 
 
 def _with_origin(err: ConceptLangError, origin: str) -> ConceptLangError:
