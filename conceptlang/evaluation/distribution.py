@@ -446,6 +446,8 @@ def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, lab
         m.note = f"only {len(ref.labels)} satisfying reference labels in {ref.drawn} draws; TV floor not measured"
     sample_labels = [lab for lab, good in zip(labels, ok) if good]
     m.fidelity = fidelity(domain, expr, sample_labels, rest, floor_labels)
+    if not sample_labels:
+        m.note = (m.note + "; " if m.note else "") + "no valid, satisfying sample: TV not measured"
     # Precision / recall / KID / near-duplicates: n samples against n reference images, floor: n more.
     half = len(ref.images) // 2
     n_real = min(n, half)
@@ -583,7 +585,7 @@ def results_pooled(results: Sequence[Any]) -> dict[str, Any]:
 
 
 TABLE_NOTE = (
-    "Distribution: TV = total-variation distance between the judged values of the valid, satisfying samples "
+    "TV = total-variation distance between the judged values of the valid, satisfying samples "
     "and generator data satisfying the expression, per family the expression leaves open (scenes position in "
     "3×3 bins); precision, recall (k = 3) and KID in the judge's feature space against as many generator "
     "images; near-dup = fraction of samples with another sample within RMS pixel distance "

@@ -174,6 +174,10 @@ def test_generator_data_scores_like_its_floor_and_a_collapse_does_not(scenes_jud
     assert (bad.precision_floor, bad.recall_floor, bad.kid_floor) == (good.precision_floor, good.recall_floor,
                                                                       good.kid_floor)
     assert D.distribution_metrics(expr, "toy", ref.images, labels, ok, scenes_judge, seed=7) is None
+    none_ok = D.distribution_metrics(expr, "scenes", ref.images, labels, np.zeros(n, bool), scenes_judge, seed=7,
+                                     reference_labels=200)
+    assert none_ok.fidelity == [] and none_ok.tv_max is None and "TV not measured" in none_ok.note
+    assert none_ok.recall == good.recall  # the feature figures take every sample, valid or not
 
 
 def test_json_round_trip_and_pooling():
