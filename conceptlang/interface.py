@@ -19,11 +19,17 @@ Conventions
 Optional hooks (used when present, never required): ``model.to(device)`` moves a model's weights
 before sampling on that device; ``model.sha256`` / ``model.file`` or a manifest ``model.entry``
 dict with those keys are copied into the ``conceptlang sample`` JSON sidecar; a registry's
-``sampler_settings`` may carry ``"alpha"`` (the measured negation strength) and ``"and_mode"``
-(the measured AND semantics), each used when the caller sets none, and the sampler keys listed in docs/compiler.md.
+``sampler_settings`` may carry ``"alpha"`` (the measured negation strength), ``"and_mode"``
+(the measured AND semantics) and ``"negation"`` (how ``~c`` is lowered), each used when the caller sets none, and the sampler keys listed in docs/compiler.md.
 A registry's ``joint(refs)`` returns ``(model, condition)`` for one model that scores all of
 ``refs`` at once (a joint model conditioned on every one of them), or None; ``and_mode="joint"``
 uses it and falls back to separate terms without it.
+Two hooks serve ``negation="complement"`` (docs/compiler.md, "Negation"): a registry's
+``absent(ref)`` returns the known-absent :class:`ConceptRef` of a yes/no attribute when its model
+was trained on that value (else None; without the hook such negations keep the ratio form), and
+``value_shares(domain, families, given)`` returns the data's share of each combination of values of
+``families`` among examples where every ref of ``given`` holds, as {tuple of values: share}, or None
+(without it, or with None, the complement's values get equal shares).
 """
 
 from __future__ import annotations
@@ -39,15 +45,23 @@ ModelKind = Literal["explicit", "implicit"]
 
 @dataclass(frozen=True)
 class ConceptRef:
-    """A concept resolved to its place in a domain: ``scenes/color.red`` or ``scenes/position(0.3,0.7)``."""
+    """A concept resolved to its place in a domain: ``scenes/color.red`` or ``scenes/position(0.3,0.7)``.
+
+    ``absent=True`` (made only by the compiler's complement lowering of ``~c``, never by name
+    resolution) is the known-absent value of the yes/no attribute ``value``: "not smiling" as one
+    condition of the model, not a repulsion from "smiling" (a registry's ``absent`` hook).
+    """
 
     domain: str
     family: str
     value: str | None = None
     params: tuple[float, ...] | None = None
+    absent: bool = False
 
     @property
     def qualified(self) -> str:
+        if self.absent:
+            return f"{self.family}.<none>"
         if self.params is not None:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"
         return f"{self.family}.{self.value}"

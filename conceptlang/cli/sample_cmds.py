@@ -61,10 +61,14 @@ def load_registry_for(models: str | None):
 # import the compiler package (and torch); tests/cli check that the two agree.
 _AND_MODES = ("sum", "product", "joint")
 _OR_MODES = ("auto", "dnf", "lse")
+_NEGATION_MODES = ("ratio", "complement")
 
 
-def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights=True) -> dict[str, Any]:
+def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights=True,
+                     negation=None) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
+    if negation is not None:
+        opts["negation"] = negation
     if alpha is not None:
         opts["alpha"] = alpha
     if temperature is not None:
@@ -86,6 +90,10 @@ def _common_compile_options(f):
                      help="AND as the plain sum of energies, the prior-corrected product, or joint (the "
                           "product, with concepts one joint model scores together as one condition). "
                           "[default: the registry's, else sum]")(f)
+    f = click.option("--negation", type=click.Choice(list(_NEGATION_MODES)), default=None,
+                     help="~c as the paper's ratio p(x|A)/p(x|c)^α (ratio) or as the mixture of c's family's "
+                          "other values / the attribute's absent value (complement). "
+                          "[default: the registry's, else ratio]")(f)
     f = click.option("--temperature", type=float, default=None, help="OR temperature τ. [default: 1]")(f)
     f = click.option("--alpha", type=float, default=None,
                      help="Negation strength α in (0, 1]. [default: the registry's, else 0.5]")(f)
@@ -101,8 +109,8 @@ def _common_compile_options(f):
 @_common_compile_options
 @click.option("--dot", is_flag=True, help="Print the energy graph as Graphviz DOT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the energy graph as JSON.")
-def explain_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, concept_weights, strict, dot,
-                as_json) -> None:
+def explain_cmd(expression, file, models, alpha, temperature, negation, and_mode, or_mode, concept_weights, strict,
+                dot, as_json) -> None:
     """Compile EXPRESSION and show its energy graph: leaves, sums, log-sum-exps, how each negation
     is grounded, and the sampling route.
 
@@ -121,7 +129,8 @@ def explain_cmd(expression, file, models, alpha, temperature, and_mode, or_mode,
     registry = load_registry_for(models)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # explain prints the warning itself, as a note
-        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights))
+        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights,
+                                                                  negation))
     if dot:
         click.echo(graph.to_dot(), nl=False)
     elif as_json:
@@ -334,7 +343,7 @@ def _write_gif(path: Path, frames, scale: int) -> None:
                    "(explicit models; reliable in low dimension).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
+def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
                sampler, device, step_size, noise_scale, clip_denoised, restarts, restart_sigma, batch_size, per_image,
                gif, scale, estimate_log_z, as_json, progress) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
@@ -364,7 +373,8 @@ def sample_cmd(expression, file, models, alpha, temperature, and_mode, or_mode, 
     registry = load_registry_for(models)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights))
+        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights,
+                                                                  negation))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     with_grid = _check_size(n, graph.image_shape, scale, per_image)

@@ -54,16 +54,16 @@ def _expand(program: Program, registry: ConceptRegistry, source: str) -> Expr:
 
 
 # Compile options a registry may suggest through its sampler settings (an explicit option wins).
-REGISTRY_SUGGESTS = ("alpha", "and_mode")
+REGISTRY_SUGGESTS = ("alpha", "and_mode", "negation")
 
 
 def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> EnergyGraph:
     """Compile a ConceptLang expression against a registry into an :class:`EnergyGraph`.
 
     Options are those of :class:`~conceptlang.compiler.options.CompileOptions` (``alpha``, ``tau``,
-    ``and_mode``, ``or_mode``, ``log_z``, ``max_disjuncts``, ``strict``, ``domain``, ``sampler``).
-    Unset ``alpha`` and ``and_mode`` take the registry's tuned values (sampler settings keys
-    ``"alpha"`` and ``"and_mode"``) or the defaults (0.5, ``"sum"``).
+    ``and_mode``, ``negation``, ``or_mode``, ``log_z``, ``max_disjuncts``, ``strict``, ``domain``, ``sampler``).
+    Unset ``alpha``, ``and_mode`` and ``negation`` take the registry's tuned values (sampler
+    settings keys of the same names) or the defaults (0.5, ``"sum"``, ``"ratio"``).
     """
     user_set = tuple(k for k in REGISTRY_SUGGESTS if options.get(k) is not None)
     opts = make_options(**options)
@@ -104,6 +104,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
 
     builder = GraphBuilder(registry, domain, refs, opts)
     root = builder.lower(expr, check_log_z(expr, opts))
+    notices.extend(dict.fromkeys(builder.complement_skipped))
     if builder.calibrated:
         notices.append("calibrated concept weights (from the models' manifest): "
                        + ", ".join(f"{c} ×{w:g}" for c, w in sorted(builder.calibrated.items()))

@@ -32,10 +32,20 @@ def linear_text(coefs: tuple[float, ...], leaves: list[Leaf]) -> str:
     return out or "0"
 
 
+def _cond_value(v: Any) -> Any:
+    """A condition value for display/JSON: a name, a list of numbers, or "<none>" (known absent)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (tuple, list)):
+        return list(v)
+    return "<none>"
+
+
 def _cond_text(cond: Any) -> str:
     if not cond:
         return "{} (unconditional)"
-    return "{" + ", ".join(f"{k}: {v if isinstance(v, str) else tuple(v)}" for k, v in cond.items()) + "}"
+    shown = {k: _cond_value(v) for k, v in cond.items()}
+    return "{" + ", ".join(f"{k}: {v if isinstance(v, str) else tuple(v)}" for k, v in shown.items()) + "}"
 
 
 def _model_text(m: Any) -> str:
@@ -196,7 +206,7 @@ def graph_json(g: "EnergyGraph") -> dict[str, Any]:
         "options": g.options,
         "leaves": [
             {"index": leaf.index, "concept": leaf.label, "model": leaf.model.name,
-             "condition": {k: (v if isinstance(v, str) else list(v)) for k, v in leaf.condition.items()}}
+             "condition": {k: _cond_value(v) for k, v in leaf.condition.items()}}
             for leaf in g.leaves
         ],
         "nodes": nodes,

@@ -12,7 +12,14 @@ Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as wr
 * a concept with a calibrated weight w (the registry's optional ``concept_weight`` hook) has its
   coefficient multiplied by w wherever it appears (so a bare such concept is a one-term
   conjunction too); inside a joint leaf it adds (w − 1)·(E_c − E_prior) beside the leaf;
-* ``A | B | …`` → −τ·logsumexp(−E_i/τ − log Z_i).
+* ``A | B | …`` → −τ·logsumexp(−E_i/τ − log Z_i);
+* ``negation="complement"``: in a conjunction, ``~v`` of a value of an exclusive discrete family
+  becomes the OR of the family's other values (log Z_i = −log share_i, the data's shares given the
+  conjunction's positive concepts), distributed over the conjunction — ``A & ~v`` →
+  ``(A & v₁) | (A & v₂) | …`` — so that each branch is one product (one joint leaf in the joint
+  mode); ``~a`` of a yes/no attribute becomes its known-absent value, a positive condition. A
+  negation this does not cover (a compound, a weighted one, a family without an absent value)
+  keeps the ratio form −α, and so does everything under a negated or weighted compound.
 
 Identical leaves and identical sub-graphs are shared (hash-consing); sums fold nested sums
 (so ``A & A`` and ``2 * A`` become the same node) and keep their terms in a canonical order, so
@@ -74,6 +81,10 @@ class GraphBuilder:
         self._lowered: dict[int, int] = {}
         self._keep: list[Expr] = []
         self.calibrated: dict[str, float] = {}  # concept → calibrated weight applied (for notices)
+        # negation="complement" applies outside negated/weighted compounds only (their lse would
+        # enter with a coefficient ≠ 1, which is no mixture): > 0 while lowering inside one.
+        self._ratio_only = 0
+        self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -147,8 +158,10 @@ class GraphBuilder:
 
     # -- lowering -------------------------------------------------------------------------------
     def lower(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
-        # Lowering is context-free, so a shared sub-tree (expanded definitions) is lowered once.
-        done = self._lowered.get(id(e))
+        # Lowering depends only on the sub-tree and on whether complements apply there, so a shared
+        # sub-tree (expanded definitions) is lowered once per context.
+        ctx = (id(e), self._ratio_only > 0)
+        done = self._lowered.get(ctx)
         if done is not None and log_z is None:
             return done
         if isinstance(e, Concept) and self.weight(e) == 1.0:
@@ -160,7 +173,7 @@ class GraphBuilder:
             nid = self.conjunction(e.terms if isinstance(e, And) else (e,))
         if nid not in self.text:
             self.text[nid] = show(e)
-        self._lowered[id(e)] = nid
+        self._lowered[ctx] = nid
         self._keep.append(e)  # ids stay valid while the builder lives
         return nid
 
@@ -185,9 +198,18 @@ class GraphBuilder:
             return t.weight * s, inner, neg
         return self.weight(t), t, False
 
-    def _term(self, inner: Expr) -> int:
-        """The node a conjunction term scales: a concept's own leaf (its weight is in the coefficient)."""
-        return self.leaf(self.refs[inner]) if isinstance(inner, Concept) else self.lower(inner)
+    def _term(self, inner: Expr, coef: float = 1.0) -> int:
+        """The node a conjunction term scales: a concept's own leaf (its weight is in the coefficient).
+        A compound scaled by anything but 1 is lowered without complements (see ``_ratio_only``)."""
+        if isinstance(inner, Concept):
+            return self.leaf(self.refs[inner])
+        if coef == 1.0:
+            return self.lower(inner)
+        self._ratio_only += 1
+        try:
+            return self.lower(inner)
+        finally:
+            self._ratio_only -= 1
 
     def conjunction(self, terms: tuple[Expr, ...]) -> int:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
@@ -200,6 +222,120 @@ class GraphBuilder:
                 stack.extend(reversed(t.terms))
             else:
                 flat.append(t)
+        if self.options.negation == "complement" and not self._ratio_only:
+            nid = self._complement(flat)
+            if nid is not None:
+                return nid
+        return self._product(flat)
+
+    # -- complement lowering of negations (negation="complement") -----------------------------
+    def _synthetic(self, ref: ConceptRef) -> Concept:
+        """A concept node standing for ``ref`` (a complement value or a known-absent attribute)."""
+        c = Concept(ref.family + ".<none>" if ref.absent else ref.value, None if ref.absent else ref.family)
+        self.refs.setdefault(c, ref)
+        return c
+
+    def _complement(self, flat: list[Expr]) -> int | None:
+        """``flat``'s conjunction with its single-concept negations lowered to complements: an lse
+        over one product per combination of the remaining values (or one product), or None when
+        no negation of ``flat`` has such a lowering."""
+        dom = self.registry.domain(self.domain)
+        pos_refs: list[ConceptRef] = [self.refs[t] for t in flat if isinstance(t, Concept)]
+        negs: dict[str, list[tuple[int, ConceptRef]]] = {}  # family → (term index, negated ref)
+        for k, t in enumerate(flat):
+            if isinstance(t, Not) and isinstance(t.expr, Concept):
+                r = self.refs[t.expr]
+                if r.value is not None:
+                    negs.setdefault(r.family, []).append((k, r))
+        if not negs:
+            return None
+        absent_hook = getattr(self.registry, "absent", None)
+        drop: set[int] = set()  # term indices replaced
+        extra: list[ConceptRef] = []  # known-absent refs, one per negated yes/no attribute
+        free: list[tuple[str, list[str]]] = []  # families to branch over: (family, allowed values)
+        notes: list[Grounding] = []
+        for fam_name, items in negs.items():
+            try:
+                fam = dom.family(fam_name)
+            except Exception:  # a registry whose domain lacks the family: keep the ratio form
+                continue
+            if fam.kind != "discrete":
+                continue
+            negated = {r.value for _, r in items}
+            given = [r for r in pos_refs if r.family == fam_name]
+            if len(fam.values) == 1:  # a yes/no attribute: ~a is its known-absent value
+                absent = absent_hook(items[0][1]) if absent_hook is not None else None
+                if absent is None or given:
+                    continue
+                extra.append(absent)
+                drop.update(k for k, _ in items)
+                notes.append(Grounding(negated=_wrap(flat[items[0][0]].expr, 4), grounded_by="", positive="",
+                                       alpha=0.0, how="absent", detail=f"{fam_name}=<none>"))
+                continue
+            if not fam.exclusive:
+                continue
+            if given:  # a positive value of the family: ~v is implied (or contradicts; then keep the ratio)
+                if all(g.value not in negated for g in given):
+                    drop.update(k for k, _ in items)
+                    for k, _ in items:
+                        notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="",
+                                               alpha=0.0, how="implied", detail=" & ".join(g.value for g in given)))
+                continue
+            allowed = [v for v in fam.values if v not in negated]
+            if not allowed:
+                continue
+            free.append((fam_name, allowed))
+            drop.update(k for k, _ in items)
+        if not drop:
+            return None
+        combos = list(itertools.product(*[vals for _, vals in free]))
+        if len(combos) > self.options.max_disjuncts:
+            self.complement_skipped.append(
+                f"{' & '.join(show(t) for t in flat)}: its complements would make {len(combos)} branches "
+                f"(more than max_disjuncts = {self.options.max_disjuncts}), so its negations keep the ratio form")
+            return None
+        shares = self._shares([f for f, _ in free], combos, pos_refs + extra)
+        rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
+        branches: list[int] = []
+        offsets: list[float] = []
+        texts: list[str] = []
+        for combo, share in zip(combos, shares):
+            if share <= 0.0:  # the data never has this combination: no branch
+                continue
+            vals = [self._synthetic(ConceptRef(self.domain, f, value=v)) for (f, _), v in zip(free, combo)]
+            terms = rest + vals
+            nid = self._product(terms)
+            self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
+            branches.append(nid)
+            offsets.append(-math.log(share))
+            texts.append(f"{' & '.join(combo)} {share:.3f}" if combo else "")
+        if free:
+            names = [_wrap(flat[k].expr, 4) for f, _ in free for k, _ in negs[f]]
+            notes.append(Grounding(negated=", ~".join(names), grounded_by="", positive="", alpha=0.0,
+                                   how="complement",
+                                   detail=f"over {' & '.join(f for f, _ in free)}: " + ", ".join(texts)
+                                   + f" ({self._share_source})"))
+        nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets)
+        self.groundings.extend(replace(g, node=nid) for g in notes)
+        # the ratio-form negations left among `rest` were recorded by _product
+        return nid
+
+    def _shares(self, families: list[str], combos: list[tuple[str, ...]], given: list[ConceptRef]) -> list[float]:
+        """Each combination's share: the data's given the positive concepts (registry hook
+        ``value_shares``), else equal; normalised over ``combos``."""
+        hook = getattr(self.registry, "value_shares", None)
+        got = hook(self.domain, tuple(families), tuple(given)) if (hook is not None and families) else None
+        if got:
+            raw = [float(got.get(c, 0.0)) for c in combos]
+            total = sum(raw)
+            if total > 0.0:
+                self._share_source = "shares: the data's, given the rest of the conjunction"
+                return [v / total for v in raw]
+        self._share_source = "equal shares" if families else ""
+        return [1.0 / len(combos)] * len(combos)
+
+    def _product(self, flat: list[Expr]) -> int:
+        """One product of experts over the (flattened) conjunction terms, negations in the ratio form."""
         classified = [(t, *self._classify(t)) for t in flat]
         positive = [t for t, s, _, neg in classified if s > 0 and not neg]
         negated = any(neg or s < 0 for _, s, _, neg in classified)
@@ -212,9 +348,9 @@ class GraphBuilder:
                 if k in joint:
                     out.append((1.0, joint[k]))
                 if s != 1.0:  # a calibrated concept in a joint leaf: its extra (w − 1)·(E_c − E_prior)
-                    out.append((s - 1.0, self._term(inner)))
+                    out.append((s - 1.0, self._term(inner, s)))
                 continue
-            out.append((s, self._term(inner)))
+            out.append((s, self._term(inner, s)))
             if neg or s < 0:
                 mine.append(Grounding(
                     negated=_wrap(inner, PRECEDENCE[Not]) if neg else show(t),

@@ -67,7 +67,12 @@ class Disjunct:
 
 @dataclass(frozen=True)
 class Grounding:
-    """How one negation was grounded (reported by explain)."""
+    """How one negation was lowered and grounded (reported by explain).
+
+    ``how``: ``"ratio"`` (the paper's form, E[positive part] − α·E[negated]), ``"complement"`` (the
+    mixture of the family's other values; ``detail`` lists them with their shares), ``"absent"``
+    (the attribute's known-absent value in the condition) or ``"implied"`` (a positive value of the
+    same exclusive family already excludes it)."""
 
     negated: str
     grounded_by: str  # "positive part" | "prior"
@@ -75,10 +80,19 @@ class Grounding:
     alpha: float
     node: int = -1  # the conjunction's node id
     child: int = -1  # the negated sub-expression's node id
+    how: str = "ratio"
+    detail: str = ""
 
     def describe(self) -> str:
+        if self.how == "complement":
+            return f"~{self.negated}: lowered to the complement, the mixture {self.detail}"
+        if self.how == "absent":
+            return (f"~{self.negated}: lowered to the attribute's known-absent value {self.detail} "
+                    "in the condition (a value the model was trained on)")
+        if self.how == "implied":
+            return f"~{self.negated}: implied by {self.detail} (one value per exclusive family), so dropped"
         if self.grounded_by == "prior":
             return (f"~{self.negated}: no positive term beside it, so it is grounded by the domain prior "
-                    f"(E_prior − {self.alpha:g}·E[{self.negated}])")
+                    f"(E_prior − {self.alpha:g}·E[{self.negated}]; ratio form)")
         return (f"~{self.negated}: grounded by the positive part of its conjunction, {self.positive} "
-                f"(E[{self.positive}] − {self.alpha:g}·E[{self.negated}])")
+                f"(E[{self.positive}] − {self.alpha:g}·E[{self.negated}]; ratio form)")

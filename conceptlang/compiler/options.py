@@ -10,6 +10,7 @@ from conceptlang.errors import CompileError
 
 AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
+NEGATION_MODES = ("ratio", "complement")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,15 @@ class CompileOptions:
       p(x | c₁, …, c_k) — through the registry's optional ``joint`` hook; the rest stay separate
       terms). The registry may suggest a mode via its sampler settings key ``"and_mode"``, and an
       explicit option always wins.
+    * ``negation``: how ``~c`` of a single concept is lowered inside a conjunction. ``"ratio"`` (the
+      paper's p(x | A) / p(x | c)^α: a repulsion from c, coefficient −α) or ``"complement"``: a value
+      of an exclusive discrete family becomes the mixture (an OR, sampled through the DNF route) of
+      the family's other values, weighted as the data has them given the conjunction's positive
+      concepts (registry hook ``value_shares``; equal shares without it), and a yes/no attribute
+      becomes its known-absent value where the model was trained on one (hook ``absent``). Negated
+      compound sub-expressions, weighted negations and concepts with no such lowering keep the ratio
+      form. The registry may suggest a mode via its sampler settings key ``"negation"``; an explicit
+      option always wins. Default ``"ratio"`` (docs/compiler.md, "Negation").
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).
@@ -45,6 +55,7 @@ class CompileOptions:
     tau: float = 1.0
     and_mode: str = "sum"
     or_mode: str = "auto"
+    negation: str = "ratio"
     log_z: Any = "equal"
     max_disjuncts: int = 64
     strict: bool = False
@@ -63,6 +74,8 @@ class CompileOptions:
             raise CompileError(f"and_mode must be one of {', '.join(AND_MODES)}; got {self.and_mode!r}")
         if self.or_mode not in OR_MODES:
             raise CompileError(f"or_mode must be one of {', '.join(OR_MODES)}; got {self.or_mode!r}")
+        if self.negation not in NEGATION_MODES:
+            raise CompileError(f"negation must be one of {', '.join(NEGATION_MODES)}; got {self.negation!r}")
         log_z = self.log_z
         if isinstance(log_z, str):
             if log_z != "equal":

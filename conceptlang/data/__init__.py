@@ -24,7 +24,11 @@ from conceptlang.errors import DataError
 # domain name -> module that defines it (imported on first use; each exposes DOMAIN/generate_arrays).
 _DOMAIN_MODULES = {"scenes": "conceptlang.data.scenes", "faces": "conceptlang.data.faces"}
 
-__all__ = ["Domain", "Family", "DOMAIN_NAMES", "get_domain", "generate", "splits", "to_tensor", "to_uint8"]
+__all__ = ["Domain", "Family", "DOMAIN_NAMES", "get_domain", "generate", "label_arrays", "splits", "to_tensor",
+           "to_uint8"]
+
+# domain name -> its label-only sampler (the labels ``generate`` draws, without rendering pixels)
+_LABEL_SAMPLERS = {"scenes": "sample_scene_arrays", "faces": "sample_face_arrays"}
 
 DOMAIN_NAMES: tuple[str, ...] = tuple(_DOMAIN_MODULES)
 
@@ -75,6 +79,16 @@ def generate(
         raise DataError(f"image_size must be an integer >= 8, got {image_size!r}")
     images, arrays = mod.generate_arrays(int(n), int(seed), split, image_size)
     return images, (arrays if as_arrays else arrays.to_dicts())
+
+
+def label_arrays(domain: Domain | str, n: int, seed: int = 0, split: str = "train"):
+    """The labels of ``generate(domain, n, seed, split, as_arrays=True)`` without the pixels (fast):
+    ``.index[family]`` int64 (N, K) value indices, −1 where no value holds."""
+    name = domain if isinstance(domain, str) else domain.name
+    mod = _module(name)
+    if split not in mod.SPLITS:
+        raise DataError(f"{name} has no split {split!r} (splits: {', '.join(mod.SPLITS)})")
+    return getattr(mod, _LABEL_SAMPLERS[name])(int(n), int(seed), split)
 
 
 def to_tensor(images: np.ndarray):

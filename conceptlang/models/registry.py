@@ -35,11 +35,12 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from conceptlang.interface import Condition, ConceptModel, ConceptRef
 from conceptlang.data.domain import Domain, Family
-from conceptlang.errors import ModelError
+from conceptlang.errors import DataError, ModelError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -152,6 +153,8 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         guidance = entry.get("guidance", 1.0)
         if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance > 0:
             raise _err(where, f"'guidance' must be a number > 0, got {guidance!r}")
+        if "guidance_interval" in entry:
+            _validate_guidance_interval(entry["guidance_interval"], kind, where)
         sampler = entry.get("sampler", {})
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
@@ -321,6 +324,16 @@ def _validate_sigma_range(value: Any, kind: str, where: str) -> None:
         ok = lo is not None and lo >= 0 and (hi is None or hi > lo)
     if not ok:
         raise _err(where, f"'sigma_range' must be [lo, hi] with 0 <= lo < hi (hi may be null), got {value!r}")
+
+
+def _validate_guidance_interval(value: Any, kind: str, where: str) -> None:
+    """``guidance_interval``: [lo, hi], 0 <= lo < hi, the noise levels sampling guides at (implicit models)."""
+    if kind != "implicit":
+        raise _err(where, f"'guidance_interval' needs an implicit (guided) model, not kind {kind!r}")
+    ok = isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or not (0 <= value[0] < value[1]):
+        raise _err(where, f"'guidance_interval' must be [lo, hi] with 0 <= lo < hi, got {value!r}")
 
 
 def sigma_range_of(entry: dict) -> tuple[float, float] | None:
@@ -543,6 +556,7 @@ class ModelRegistry:
                         energy_sigmas=(float(en["sigma_min"]), float(en["sigma_max"]), en["levels"]),
                         energy_draws=en["draws"], energy_seed=en["seed"],
                         guidance=float(entry.get("guidance", 1.0)),
+                        guidance_interval=(tuple(entry["guidance_interval"]) if "guidance_interval" in entry else None),
                     )
                     rng = self.handles[entry["name"]].sigma_range
                     if rng is not None:  # outside its noise levels the model scores as the domain prior
@@ -613,6 +627,10 @@ class ModelRegistry:
             raise ModelError(f"no model serves {ref.domain}/{ref.family} in {self.models_dir}")
         if ref.params is not None:
             return model, {ref.family: tuple(float(p) for p in ref.params)}
+        if ref.absent:
+            from conceptlang.models.conditions import ABSENT
+
+            return model, {ref.family: ABSENT}
         if ref.value is None:
             raise ModelError(f"{ref.domain}/{ref.family} needs a value or parameters")
         return model, {ref.family: ref.value}
@@ -637,6 +655,72 @@ class ModelRegistry:
             cond.update(c)
         return model, cond
 
+    def absent(self, ref: ConceptRef) -> ConceptRef | None:
+        """The known-absent value of the yes/no attribute ``ref`` when its model has a ``<none>``
+        token for it (it was trained on "known not to hold"), else None. Used by the compiler's
+        ``negation="complement"``: ``~smiling`` becomes the condition smiling=<none>."""
+        from conceptlang.models.conditions import NONE_TOKEN
+
+        model = self._by_family.get((ref.domain, ref.family))
+        if model is None or ref.value is None or ref.absent:
+            return None
+        if not any(s.family == ref.family and NONE_TOKEN in s.values for s in model.slots):
+            return None
+        return ConceptRef(ref.domain, ref.family, value=ref.value, absent=True)
+
+    # Label draws from the domain's generator that value_shares counts (train split, fixed seed),
+    # and the fewest matching rows for a conditional share (else the marginal one).
+    SHARE_DRAWS = 60_000
+    SHARE_MIN_ROWS = 500
+
+    def value_shares(self, domain: str, families: Sequence[str],
+                     given: Sequence[ConceptRef]) -> dict[tuple[str, ...], float] | None:
+        """The training data's share of each combination of values of ``families`` among the
+        examples where every discrete concept of ``given`` holds (known-absent ones: does not hold).
+
+        Counted on label draws from the domain's procedural generator (its ``train`` split, the
+        data the shipped models were trained on); when fewer than SHARE_MIN_ROWS draws match,
+        the marginal shares. None for a domain without a generator (own data): the compiler then
+        gives equal shares."""
+        from conceptlang.data import DOMAIN_NAMES, label_arrays
+
+        if domain not in DOMAIN_NAMES:
+            return None
+        key = ("labels", domain)
+        with self._lock:
+            arrays = self._cache.get(key)
+            if arrays is None:
+                arrays = label_arrays(domain, self.SHARE_DRAWS, seed=0, split="train")
+                self._cache[key] = arrays
+        dom = self._domains[domain]
+        idx = {f: np.asarray(v)[:, 0] for f, v in arrays.index.items()}
+        try:
+            cols = [(idx[f], dom.family(f).values) for f in families]
+        except (KeyError, DataError):
+            return None
+        mask = np.ones(len(cols[0][0]) if cols else 0, dtype=bool)
+        for r in given:
+            if r.params is not None or r.family not in idx:
+                continue
+            if r.absent:
+                mask &= idx[r.family] < 0
+            else:
+                values = dom.family(r.family).values
+                if r.value not in values:
+                    continue
+                mask &= idx[r.family] == values.index(r.value)
+        if int(mask.sum()) < self.SHARE_MIN_ROWS:
+            mask = np.ones_like(mask)
+        counts: dict[tuple[str, ...], int] = {}
+        rows = np.stack([c for c, _ in cols], axis=1)[mask]
+        combos, n = np.unique(rows, axis=0, return_counts=True)
+        for combo, k in zip(combos, n):
+            if (combo < 0).any():
+                continue
+            counts[tuple(vals[i] for i, (_, vals) in zip(combo, cols))] = int(k)
+        total = sum(counts.values())
+        return {c: k / total for c, k in counts.items()} if total else None
+
     def concept_weight(self, ref: ConceptRef) -> float:
         """The calibrated weight of ``ref`` (its model entry's ``concept_weights``; 1 when absent).
 
@@ -645,6 +729,8 @@ class ModelRegistry:
         appears (CompileOptions.concept_weights; docs/models.md, "Calibrated concept weights").
         """
         model = self._by_family.get((ref.domain, ref.family))
+        if ref.absent:  # the weights were calibrated for the concepts as named, not their absence
+            return 1.0
         weights = getattr(model, "entry", {}).get("concept_weights", {}) if model is not None else {}
         return float(weights.get(ref.value if ref.params is None else ref.family, 1.0))
 
@@ -676,6 +762,8 @@ class ModelRegistry:
                 "sampler": e.get("sampler", {}), "metrics": e.get("metrics", {}),
                 "concept_weights": dict(e.get("concept_weights", {})),
                 "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
+                "guidance": e.get("guidance", 1.0),
+                "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })

@@ -111,7 +111,7 @@ def test_unsatisfiable_warns_but_samples(run, tmp_path):
 
 
 def test_cli_mode_choices_match_the_compiler():
-    from conceptlang.cli.sample_cmds import _AND_MODES, _OR_MODES
-    from conceptlang.compiler.options import AND_MODES, OR_MODES
+    from conceptlang.cli.sample_cmds import _AND_MODES, _NEGATION_MODES, _OR_MODES
+    from conceptlang.compiler.options import AND_MODES, NEGATION_MODES, OR_MODES
 
-    assert (_AND_MODES, _OR_MODES) == (AND_MODES, OR_MODES)
+    assert (_AND_MODES, _OR_MODES, _NEGATION_MODES) == (AND_MODES, OR_MODES, NEGATION_MODES)

@@ -1,0 +1,137 @@
+"""negation="complement": ~v of an exclusive family is the mixture of its other values; a yes/no
+attribute's negation is its known-absent value. The ratio form stays the default and the option."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conceptlang.compiler import compile as compile_expr
+from conceptlang.compiler.interface import ConceptRef
+from conceptlang.errors import CompileError
+from conceptlang.models.analytic import GaussianRegistry
+
+
+def _rows(g):
+    """{disjunct text's sorted leaf labels: (share, coefficients by leaf label)} of a DNF graph."""
+    out = {}
+    for d in g.disjuncts:
+        coefs = {leaf.label: c for leaf, c in zip(g.leaves, d.coefs) if c != 0.0}
+        out[tuple(sorted(coefs))] = (d.share, coefs)
+    return out
+
+
+@pytest.mark.parametrize("and_mode", ["sum", "product", "joint"])
+def test_complement_equals_the_or_of_the_other_values(and_mode):
+    reg = GaussianRegistry("noise_conditional")
+    got = compile_expr("circle & ~red", reg, negation="complement", and_mode=and_mode)
+    want = compile_expr("(circle & green) | (circle & blue)", reg, and_mode=and_mode)
+    assert got.route == want.route == "dnf"
+    assert _rows(got) == pytest.approx(_rows(want))
+    assert [d.share for d in got.disjuncts] == pytest.approx([0.5, 0.5])
+    (gr,) = got.groundings
+    assert gr.how == "complement" and "green 0.500, blue 0.500" in gr.describe() and "equal shares" in gr.describe()
+
+
+def test_bare_negation_is_the_mixture_of_the_rest_and_a_two_value_family_its_other_value():
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr("~red", reg, negation="complement")
+    assert sorted(leaf.label for leaf in g.leaves) == ["color.blue", "color.green"]
+    assert g.route == "dnf" and [d.share for d in g.disjuncts] == pytest.approx([0.5, 0.5])
+    g = compile_expr("~large & circle", reg, negation="complement", and_mode="joint")
+    assert g.route == "linear" and [leaf.label for leaf in g.leaves] == ["shape.circle & size.small"]
+    x = torch.randn(5, 2, 1, 1)
+    want = compile_expr("small & circle", reg, and_mode="joint")
+    torch.testing.assert_close(g.energy(x, torch.full((5,), 0.1)), want.energy(x, torch.full((5,), 0.1)))
+
+
+def test_ratio_is_the_default_and_unchanged():
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr("circle & ~red", reg)
+    assert g.options["negation"] == "ratio" and g.route == "linear"
+    (gr,) = g.groundings
+    assert gr.how == "ratio" and gr.alpha == 0.5 and "ratio form" in gr.describe()
+    r = compile_expr("circle & ~red", reg, negation="ratio", and_mode="sum")
+    assert r._linear_coefs == pytest.approx(tuple(
+        {"shape.circle": 1.0, "color.red": -0.5}[leaf.label] for leaf in r.leaves))
+
+
+def test_a_positive_value_of_the_family_implies_the_negation():
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr("red & ~blue & circle", reg, negation="complement", and_mode="joint")
+    want = compile_expr("red & circle", reg, and_mode="joint")
+    assert [leaf.label for leaf in g.leaves] == [leaf.label for leaf in want.leaves]
+    assert g.groundings[0].how == "implied" and "implied by red" in g.groundings[0].describe()
+    # contradictory (~red & red): the ratio form stays, and the expression is unsatisfiable
+    with pytest.warns(UserWarning, match="unsatisfiable"):
+        g = compile_expr("red & ~red", reg, negation="complement")
+    assert g.groundings[0].how == "ratio"
+
+
+def test_two_negated_families_branch_over_every_combination():
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr("~red & ~circle & ~small", reg, negation="complement", and_mode="joint")
+    assert sorted(leaf.label for leaf in g.leaves) == [
+        "color.blue & shape.square & size.large", "color.green & shape.square & size.large"]
+    g = compile_expr("~red & ~blue", reg, negation="complement")
+    assert [leaf.label for leaf in g.leaves] == ["color.green"] and g.route == "linear"
+
+
+def test_negated_or_weighted_compounds_keep_the_ratio_form_inside():
+    reg = GaussianRegistry("noise_conditional")
+    for text in ("~(circle & ~red)", "2 * (circle & ~red)", "0.5 * ~red & circle"):
+        got = compile_expr(text, reg, negation="complement", and_mode="product")
+        want = compile_expr(text, reg, negation="ratio", and_mode="product")
+        assert got.route == want.route == "linear"
+        assert got._linear_coefs == want._linear_coefs
+        assert [leaf.label for leaf in got.leaves] == [leaf.label for leaf in want.leaves]
+
+
+def test_complement_inside_an_or_joins_its_mixture():
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr("square | ~red", reg, negation="complement")
+    shares = {d.text: d.share for d in g.disjuncts}
+    # the OR's two branches are equally likely; ~red's own mixture splits its half
+    assert shares == pytest.approx({"shape.square": 0.5, "color.green": 0.25, "color.blue": 0.25})
+
+
+def test_too_many_combinations_keep_the_ratio_form_with_a_notice():
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr("~red & ~circle", reg, negation="complement", max_disjuncts=1)
+    assert g.route == "linear" and all(gr.how == "ratio" for gr in g.groundings)
+    assert any("keep the ratio form" in n for n in g.notices)
+
+
+class _SharesRegistry(GaussianRegistry):
+    """The analytic registry with data shares and a known-absent value for ``size``."""
+
+    def __init__(self, shares):
+        super().__init__("noise_conditional")
+        self.shares = shares
+        self.asked = []
+
+    def value_shares(self, domain, families, given):
+        self.asked.append((families, tuple(r.qualified for r in given)))
+        return self.shares
+
+
+def test_shares_come_from_the_registry_and_unseen_combinations_are_dropped():
+    reg = _SharesRegistry({("green",): 0.6, ("blue",): 0.2, ("red",): 0.2})
+    g = compile_expr("circle & ~red", reg, negation="complement")
+    assert {d.text: d.share for d in g.disjuncts} == pytest.approx(
+        {"circle & color.green": 0.75, "circle & color.blue": 0.25})
+    assert reg.asked == [(("color",), ("shape.circle",))]
+    assert "the data's, given the rest of the conjunction" in g.groundings[0].describe()
+    reg = _SharesRegistry({("green",): 1.0})
+    g = compile_expr("circle & ~red", reg, negation="complement", and_mode="joint")
+    assert g.route == "linear" and [leaf.label for leaf in g.leaves] == ["color.green & shape.circle"]
+
+
+def test_negation_option_is_validated():
+    with pytest.raises(CompileError, match="negation must be one of ratio, complement"):
+        compile_expr("~red", GaussianRegistry(), negation="mixture")
+
+
+def test_absent_ref_prints_as_the_none_token():
+    r = ConceptRef("faces", "smiling", value="smiling", absent=True)
+    assert r.qualified == "smiling.<none>" and r != ConceptRef("faces", "smiling", value="smiling")

@@ -1,0 +1,180 @@
+"""Measure how well samples cover p(x | expression) under one sampling setting.
+
+For each expression of a list (``@domain NAME`` lines switch the domain; ``name: expr`` labels are
+allowed as in the suites): draw ``--n`` samples with the shipped models, judge them, and compare
+the judged attribute distribution of the valid, satisfying samples with the data's conditional
+distribution given the expression (generator labels of the ``train`` split, kept where the
+expression is true). Per family: total-variation distance, for the families whose conditional in
+the data is not a single value. Prints a table and appends one JSON line per expression to
+``--out``.
+
+    python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
+        --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
+
+``--guidance`` / ``--interval`` override the manifest's guidance weight and guidance interval of
+every model for this run (``--interval none``: guidance at every level); ``--negation`` is the
+compile option. Without them the shipped defaults apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def read_list(path: str) -> list[tuple[str, str, str]]:
+    """(domain, label, expression text) per entry."""
+    out, domain = [], None
+    for raw in Path(path).read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("["):
+            continue
+        if line.startswith("@domain"):
+            domain = line.split()[1]
+            continue
+        label = line
+        if ":" in line and "=" not in line.split(":", 1)[0]:
+            label, line = (s.strip() for s in line.split(":", 1))
+        out.append((domain, label, line))
+    return out
+
+
+def family_values(domain) -> dict[str, list[str]]:
+    """Discrete families → the values a label can take (yes/no attributes: the value and "-")."""
+    out = {}
+    for f in domain.families:
+        if f.kind != "discrete":
+            continue
+        out[f.name] = list(f.values) + (["-"] if len(f.values) == 1 else [])
+    return out
+
+
+def value_of(labels: dict, values: list[str]) -> str | None:
+    hit = [v for v in values if v != "-" and labels.get(v)]
+    if len(hit) == 1:
+        return hit[0]
+    if not hit and "-" in values:
+        return "-"
+    return None
+
+
+def distribution(rows: list[dict], values: list[str]) -> dict[str, float]:
+    got = [value_of(r, values) for r in rows]
+    got = [g for g in got if g is not None]
+    return {v: (got.count(v) / len(got) if got else 0.0) for v in values}
+
+
+def tv(p: dict, q: dict) -> float:
+    return 0.5 * sum(abs(p[k] - q[k]) for k in p)
+
+
+_REF: dict[str, list[dict]] = {}
+
+
+def reference(domain: str, n: int = 30_000, seed: int = 424242) -> list[dict]:
+    from conceptlang.data import label_arrays
+
+    if domain not in _REF:
+        _REF[domain] = label_arrays(domain, n, seed=seed, split="train").to_dicts()
+    return _REF[domain]
+
+
+def near_duplicates(images: np.ndarray, threshold: float = 0.02) -> float:
+    """Share of samples whose nearest other sample is within ``threshold`` RMS (pixels in [0, 1])."""
+    if len(images) < 2:
+        return 0.0
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    d = torch.cdist(x, x) / np.sqrt(x.shape[1])
+    d.fill_diagonal_(float("inf"))
+    return float((d.min(1).values < threshold).float().mean())
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("expr_file")
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--negation", choices=["ratio", "complement"], default=None)
+    ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--interval", nargs="+", default=None, help="LO HI, or 'none'")
+    ap.add_argument("--domain", default=None, help="only this domain's entries")
+    ap.add_argument("--only", default=None, help="only entries whose text contains this")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.evaluation.judge import load_judge
+    from conceptlang.models.registry import load_registry
+    from conceptlang.sampling import sample
+    from conceptlang.syntax import evaluate
+
+    reg = load_registry()
+    for h in reg.handles.values():
+        if h.kind != "implicit":
+            continue
+        m = h.impl("cpu")
+        if a.guidance is not None:
+            m.guidance = float(a.guidance)
+        if a.interval is not None:
+            m.guidance_interval = None if a.interval[0] == "none" else (float(a.interval[0]), float(a.interval[1]))
+    setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
+               "interval": a.interval or "registry", "n": a.n, "seed": a.seed, "tag": a.tag}
+    entries = [e for e in read_list(a.expr_file)
+               if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])]
+    opts = {} if a.negation is None else {"negation": a.negation}
+    rows = []
+    for domain, label, text in entries:
+        t0 = time.perf_counter()
+        g = compile_expr(text, reg, domain=domain, **opts)
+        res = sample(g, a.n, seed=a.seed, device="cpu", **({"steps": a.steps} if a.steps else {}))
+        imgs = ((res.images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        judge = load_judge(g.domain)
+        labs = judge.labels(imgs)
+        valid = np.asarray(judge.valid(imgs), dtype=bool)
+        sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
+        ok = [lab for lab, v, s in zip(labs, valid, sat) if v and s]
+        ref = [r for r in reference(g.domain) if evaluate(g.expr, r)]
+        fams = {}
+        for fam, values in family_values(reg.domain(g.domain)).items():
+            q = distribution(ref, values)
+            if max(q.values()) > 0.999:  # the expression fixes this family
+                continue
+            p = distribution(ok, values)
+            fams[fam] = {"tv": round(tv(p, q), 4) if ok else 1.0,
+                         "samples": {k: round(v, 3) for k, v in p.items() if v},
+                         "data": {k: round(v, 3) for k, v in q.items() if v}}
+        okimg = imgs[valid & sat]
+        row = {"setting": setting, "domain": g.domain, "expression": label, "n": a.n,
+               "valid": float(valid.mean()), "accuracy": float((valid & sat).mean()),
+               "families": fams, "tv_mean": (float(np.mean([f["tv"] for f in fams.values()])) if fams else None),
+               "tv_max": (max(f["tv"] for f in fams.values()) if fams else None),
+               "near_dup": near_duplicates(okimg), "seconds": round(time.perf_counter() - t0, 1),
+               "reference_rows": len(ref)}
+        rows.append(row)
+        fam_txt = "  ".join(f"{k} {v['tv']:.2f}" for k, v in fams.items())
+        print(f"{g.domain:6} {label[:34]:34} acc {row['accuracy']:.2f} valid {row['valid']:.2f} "
+              f"tv {row['tv_mean'] if row['tv_mean'] is not None else float('nan'):.2f}  [{fam_txt}]  "
+              f"dup {row['near_dup']:.2f}  {row['seconds']:.0f}s", flush=True)
+        if a.out:
+            with open(a.out, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    tvs = [r["tv_mean"] for r in rows if r["tv_mean"] is not None]
+    fam_tvs = [f["tv"] for r in rows for f in r["families"].values()]
+    if rows:
+        print(f"pooled: accuracy {np.mean([r['accuracy'] for r in rows]):.3f}  TV (mean over families) "
+              f"{np.mean(fam_tvs) if fam_tvs else float('nan'):.3f}  worst expression "
+              f"{max(tvs) if tvs else float('nan'):.3f}  worst family {max(fam_tvs) if fam_tvs else float('nan'):.3f}  "
+              f"[{json.dumps(setting)}]")
+
+
+if __name__ == "__main__":
+    main()
