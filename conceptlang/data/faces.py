@@ -193,8 +193,15 @@ def _paint(canvas, cov, rgb, on=None, alpha=1.0):
     canvas += (cov * np.float32(alpha))[..., None] * (rgb[:, None, None, :] - canvas)
 
 
-def render_faces(arrays: FaceArrays, image_size: int = 32, chunk: int = 256) -> np.ndarray:
-    """Render uint8 images (N, S, S, 3) for the attributes in ``arrays``."""
+def render_faces(arrays: FaceArrays, image_size: int = 32, chunk: int = 256,
+                 defects: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Render uint8 images (N, S, S, 3) for the attributes in ``arrays``.
+
+    ``defects`` draws broken faces for the validity corruption set (never data): per face,
+    ``"second_hair"`` (int (N,), −1 for none) paints the beard (male) or the long side hair (not
+    male) in that index of ``HAIR_RGB`` (3: the bald beard colour) instead of the face's own
+    hair colour, and ``"glasses_alpha"`` (float (N,)) draws the eyeglasses half-transparent.
+    """
     if image_size < 8:
         raise DataError(f"image_size must be at least 8, got {image_size}")
     n, S = len(arrays), image_size
@@ -202,11 +209,16 @@ def render_faces(arrays: FaceArrays, image_size: int = 32, chunk: int = 256) -> 
     px = np.arange(S, dtype=np.float32) + 0.5
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
-        out[sl] = _render_chunk(arrays, sl, S, px)
+        out[sl] = _render_chunk(arrays, sl, S, px, defects)
     return out
 
 
-def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray) -> np.ndarray:
+# The colour of each hair index's beard (HAIR_RGB, the bald beard for "bald").
+_BEARD_RGB = np.concatenate([HAIR_RGB[:3], BALD_BEARD_RGB[None]])
+
+
+def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray,
+                  defects: dict[str, np.ndarray] | None = None) -> np.ndarray:
     hair = a.index["hair"][sl, 0]
     male, smiling, glasses, young = (a.index[b][sl, 0] == 0 for b in BINARY)
     bald = hair == HAIR.index("bald")
@@ -224,12 +236,22 @@ def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray) -> np.ndarra
     skin = SKIN_RGB[a.nuisance["skin"][sl]]  # (b, 3)
     hair_rgb = HAIR_RGB[hair]
     beard_rgb = np.where(bald[:, None], BALD_BEARD_RGB[None, :], hair_rgb)
+    side_rgb = hair_rgb
+    glasses_alpha = np.ones(b, dtype=np.float32)
+    if defects is not None:
+        if "second_hair" in defects:
+            second = np.asarray(defects["second_hair"])[sl]
+            other = _BEARD_RGB[np.clip(second, 0, 3)]
+            beard_rgb = np.where((second >= 0)[:, None], other, beard_rgb)
+            side_rgb = np.where((second >= 0)[:, None], other, hair_rgb)
+        if "glasses_alpha" in defects:
+            glasses_alpha = np.asarray(defects["glasses_alpha"], dtype=np.float32)[sl]
     canvas = np.broadcast_to(BACKGROUND_RGB[a.nuisance["background"][sl]][:, None, None, :], (b, S, S, 3)).copy()
 
     # Long hair behind the face (not male, not bald): rounded top + straight sides to below the chin.
     long_top = _ellipse(x, y + 0.10 * ry, 1.26 * rx, 1.06 * ry)
     long_sides = _box(x, y - 0.45 * ry, 1.26 * rx, 0.55 * ry)
-    _paint(canvas, _cover(np.minimum(long_top, long_sides)), hair_rgb, on=~male & ~bald)
+    _paint(canvas, _cover(np.minimum(long_top, long_sides)), side_rgb, on=~male & ~bald)
 
     face = _ellipse(x, y, rx, ry)
     _paint(canvas, _cover(face), skin)
@@ -276,7 +298,7 @@ def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray) -> np.ndarra
     bar = np.maximum(bar, -(np.minimum(
         _box(x - 0.38 * rx, y - eye_y * ry, ring_h, ring_h),
         _box(x + 0.38 * rx, y - eye_y * ry, ring_h, ring_h))))  # not across the lenses
-    _paint(canvas, _cover(np.minimum(frames, bar)), GLASSES_RGB, on=glasses)
+    _paint(canvas, _cover(np.minimum(frames, bar)) * glasses_alpha[:, None, None], GLASSES_RGB, on=glasses)
 
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 

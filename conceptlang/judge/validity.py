@@ -201,13 +201,19 @@ def scenes_valid(images: np.ndarray, n_objects: int | None = None) -> np.ndarray
 
 # ---- corruptions -----------------------------------------------------------------------------
 # Deliberately invalid images for measuring validity checks. Each kind is a failure mode seen (or
-# feared) in EBM samples: noise, soft blobs, textures, half-drawn objects, multicoloured blobs.
+# feared) in EBM samples: noise, soft blobs, textures, half-drawn objects, multicoloured blobs;
+# for faces also the subtler ones of soft samples that a person still calls broken: hair and beard
+# (or side hair) of different colours, half-transparent glasses, two faces' features blended into
+# one, and a muddy low-contrast rendering.
 
 CORRUPTION_KINDS: dict[str, tuple[str, ...]] = {
     "scenes": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "speckles"),
     "faces": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled",
-              "noisy_face", "featureless"),
+              "noisy_face", "featureless", "mismatched_hair", "translucent_glasses", "blended_features",
+              "low_contrast"),
 }
+# Kinds drawn by re-rendering a face with a defect (they need its attributes, not only its pixels).
+_FACE_DEFECTS = ("mismatched_hair", "translucent_glasses", "blended_features")
 
 
 def _blur(img: np.ndarray, radius: float) -> np.ndarray:
@@ -223,6 +229,40 @@ def _smooth_field(rng: np.random.Generator, size: int, cells: int, channels: int
     return np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC)).astype(np.float32)
 
 
+def _defective_faces(n: int, seed: int, image_size: int, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Faces re-rendered with one defect each, for the kinds of ``_FACE_DEFECTS`` in ``kinds``:
+    {kind: uint8 (N, S, S, 3)} (all N drawn; the round-robin uses the kind's own rows)."""
+    from conceptlang.data import faces as fc
+
+    out: dict[str, np.ndarray] = {}
+    rng = np.random.default_rng([seed, 8])
+    for kind in _FACE_DEFECTS:
+        if kind not in kinds:
+            continue
+        a = fc.sample_face_arrays(n, seed + 20_000 + _FACE_DEFECTS.index(kind))
+        if kind == "mismatched_hair":
+            # Every face gets hair (not bald) and its beard or side hair in another of the three hair
+            # colours (not the bald beard's dark brown, which is close to black and brown hair).
+            a.index["hair"][:, 0] = rng.integers(0, 3, n)
+            second = (a.index["hair"][:, 0] + rng.integers(1, 3, n)) % 3
+            out[kind] = fc.render_faces(a, image_size, defects={"second_hair": second})
+        elif kind == "translucent_glasses":
+            a.index["eyeglasses"][:, 0] = 0
+            out[kind] = fc.render_faces(a, image_size, defects={"glasses_alpha": rng.uniform(0.2, 0.6, n)})
+        else:  # blended_features: the face and the same face with 1-2 attributes changed, mixed 35-65 %
+            b = fc.FaceArrays({k: v.copy() for k, v in a.index.items()}, a.positions, a.nuisance)
+            for i in range(n):
+                for fam in rng.choice(("hair",) + fc.BINARY, size=int(rng.integers(1, 3)), replace=False):
+                    if fam == "hair":
+                        b.index["hair"][i, 0] = (a.index["hair"][i, 0] + rng.integers(1, 4)) % 4
+                    else:
+                        b.index[fam][i, 0] = -1 - a.index[fam][i, 0]  # 0 <-> -1
+            t = rng.uniform(0.35, 0.65, (n, 1, 1, 1))
+            mix = (1 - t) * fc.render_faces(a, image_size) + t * fc.render_faces(b, image_size)
+            out[kind] = np.clip(mix + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def corruptions(domain: str, n: int, seed: int = 0, kinds: tuple[str, ...] | None = None,
                 image_size: int = 32) -> tuple[np.ndarray, list[str]]:
     """``n`` corrupted images of ``domain`` (uint8 (N, S, S, 3)) and the kind of each, round-robin."""
@@ -231,6 +271,7 @@ def corruptions(domain: str, n: int, seed: int = 0, kinds: tuple[str, ...] | Non
     kinds = kinds or CORRUPTION_KINDS[domain]
     rng = np.random.default_rng([seed, 7])
     real, _ = generate(domain, n, seed=seed + 10_000, image_size=image_size)
+    defective = _defective_faces(n, seed, image_size, kinds) if domain == "faces" else {}
     S = image_size
     yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) + 0.5
     out = np.empty((n, S, S, 3), np.uint8)
@@ -301,6 +342,15 @@ def corruptions(domain: str, n: int, seed: int = 0, kinds: tuple[str, ...] | Non
                 d = c + rng.uniform(-6, 6, 2)
                 dot = ((xx - d[0]) ** 2 + (yy - d[1]) ** 2 <= rng.uniform(1, 4))[..., None]
                 img = np.where(dot, rng.uniform(0, 120, 3), img)
+        elif kind in _FACE_DEFECTS:
+            img = defective[kind][i].astype(np.float32)
+        elif kind == "low_contrast":
+            # Muddy: contrast pulled 40-70 % towards the image's mean colour, often softened too
+            # (a real face's gain augmentation scales brightness by 0.75-1.1, contrast stays).
+            mean = img.reshape(-1, 3).mean(0)
+            img = mean + rng.uniform(0.3, 0.6) * (img - mean)
+            if rng.random() < 0.5:
+                img = _blur(np.clip(img + 0.5, 0, 255).astype(np.uint8), rng.uniform(0.5, 1.2)).astype(np.float32)
         elif kind == "scrambled":
             p = int(rng.choice([4, 8]))
             tiles = img.reshape(S // p, p, S // p, p, 3).transpose(0, 2, 1, 3, 4).reshape(-1, p, p, 3)

@@ -356,3 +356,35 @@ def test_absent_token_is_reachable_only_through_the_sentinel():
     assert has_absent_token(FACE_SLOTS, "male") and not has_absent_token(FACE_SLOTS, "hair")
     with pytest.raises(ModelError, match="no known-absent token"):
         encode_conditions(FACE_SLOTS, [{"hair": ABSENT}])
+
+
+def test_guidance_interval_guides_inside_and_samples_the_plain_conditional_outside():
+    torch.manual_seed(3)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    m = ImplicitConceptModel(net, "g", "scenes", guidance=2.5, guidance_interval=(0.5, 1.0))
+    x = torch.randn(4, 3, 32, 32)
+    sigma = torch.tensor([0.3, 0.7, 1.0, 2.0])  # outside, inside, inside (bound), outside
+    cond = m.encode([{"color": "red"}] * 4)
+    rows = []
+    raw = m.raw_eps
+
+    def counting(x_, c_, s_):
+        rows.append(x_.shape[0])
+        return raw(x_, c_, s_)
+
+    with torch.no_grad():
+        m.raw_eps = counting
+        got = m.eps(x, cond, sigma)
+        del m.raw_eps
+        plain = m.raw_eps(x, cond, sigma)
+        prior = m.raw_eps(x, torch.zeros_like(cond), sigma)
+    torch.testing.assert_close(got[[0, 3]], plain[[0, 3]], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[[1, 2]], (prior + 2.5 * (plain - prior))[[1, 2]], rtol=1e-5, atol=1e-6)
+    assert sorted(rows) == [2, 4]  # outside: one conditional pass (2 rows); inside: prior + conditional
+    with torch.no_grad():  # energies keep the guidance at every level (the readouts were fitted on them)
+        e = m.energy(x, cond, None)
+        m.guidance_interval = None
+        assert torch.equal(e, m.energy(x, cond, None))
+    with pytest.raises(ModelError, match="guidance interval must have 0 <= lo < hi"):
+        ImplicitConceptModel(net, "g", "scenes", guidance=2.5, guidance_interval=(1.0, 0.5))

@@ -128,6 +128,9 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(sigma_range=[0.1], prior=False), "must be \\[lo, hi\\]"),
         (lambda d: d["models"][0].update(sigma_range=[-1, None], prior=False), "must be \\[lo, hi\\]"),
         (lambda d: d["models"][0].update(sigma_range=[0, True], prior=False), "must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(guidance_interval=[1, 0.5]), "'guidance_interval' must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(guidance_interval=[0, None]), "'guidance_interval' must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(guidance_interval=[0, True]), "'guidance_interval' must be \\[lo, hi\\]"),
         (lambda d: (d["models"][0].update(sigma_range=[0, 1], kind="explicit", prior=False),
                     d["models"][0]["architecture"].update({"class": "EnergyNet"})), "needs a noise-conditional implicit model"),
     ],
@@ -404,3 +407,41 @@ def test_manifest_architecture_names_match_the_networks():
     assert ARCHITECTURES == tuple(NETWORKS)
     assert IMPLICIT_ARCHITECTURES == tuple(k for k, (cls, _) in NETWORKS.items() if cls is not EnergyNet)
     assert set(ARCHES.values()) == set(IMPLICIT_ARCHITECTURES)
+
+
+def test_guidance_interval_reaches_the_model(models_copy):
+    data = _manifest(models_copy)
+    data["models"][0]["guidance_interval"] = [0, 1.5]
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    assert reg.handles["tiny"].impl("cpu").guidance_interval == (0.0, 1.5)
+    assert reg.describe()[0]["guidance_interval"] == [0, 1.5]
+
+
+def test_absent_values_of_yes_no_attributes_come_from_the_none_token():
+    from conceptlang.models.conditions import ABSENT
+
+    reg = load_registry()  # the shipped manifest: faces binaries have a <none> token; reads no weights
+    ref = ConceptRef("faces", "smiling", value="smiling")
+    absent = reg.absent(ref)
+    assert absent == ConceptRef("faces", "smiling", value="smiling", absent=True)
+    assert reg.model_for(absent)[1] == {"smiling": ABSENT}
+    assert reg.absent(ConceptRef("faces", "hair", value="bald")) is None  # four values: no absent token
+    assert reg.absent(ConceptRef("scenes", "color", value="red")) is None
+    assert reg.concept_weight(ConceptRef("faces", "male", value="male")) == 3.0
+    assert reg.concept_weight(ConceptRef("faces", "male", value="male", absent=True)) == 1.0
+
+
+def test_value_shares_are_the_training_data_conditionals():
+    reg = load_registry()
+    # train split: every shape x colour x size triple but four; given triangle, green and yellow
+    # each lose one size (triangle & green & small, triangle & yellow & large are held out)
+    got = reg.value_shares("scenes", ("color",), (ConceptRef("scenes", "shape", value="triangle"),))
+    want = {("red",): 0.2, ("green",): 0.1, ("blue",): 0.2, ("yellow",): 0.1, ("purple",): 0.2, ("cyan",): 0.2}
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 0.015 for k in want)
+    got = reg.value_shares("scenes", ("size",), (ConceptRef("scenes", "shape", value="triangle"),
+                                                 ConceptRef("scenes", "color", value="yellow")))
+    assert got == {("small",): 1.0}
+    got = reg.value_shares("faces", ("hair", "male"), (ConceptRef("faces", "smiling", value="smiling", absent=True),))
+    assert len(got) == 4 and all(abs(v - 0.25) < 0.02 for v in got.values())
+    assert set(got) == {(h, "male") for h in ("black_hair", "blond_hair", "brown_hair", "bald")}
