@@ -132,6 +132,18 @@ def _forward_rows(graph: EnergyGraph) -> int | None:
     return None if any(c is None for c in counts) else int(sum(counts))
 
 
+def stratified_branches(shares: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Branch index per chain (N,): systematic draws at (k + u)/n through the cumulative shares,
+    in a random order. Each chain's branch is still distributed as ``shares`` (u is uniform and the
+    order random), but every branch gets n·share_k chains rounded up or down, not a multinomial
+    count: with 32 chains and five branches a multinomial draw alone puts the branch proportions
+    ≈ 0.13 in total variation from the shares."""
+    u = (torch.arange(n, dtype=torch.float64) + torch.rand((), generator=gen, dtype=torch.float64)) / n
+    cum = torch.cumsum(shares / shares.sum(), 0)
+    idx = torch.searchsorted(cum, u, right=True).clamp_(max=shares.numel() - 1)
+    return idx[torch.randperm(n, generator=gen)]
+
+
 def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
            device: str | torch.device = "auto", *, batch_size: int | None = None, progress: bool | None = False,
            callback: Callable[[dict[str, Any]], None] | None = None, frames: int = 0,
@@ -181,7 +193,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
             share_list, estimates = _estimated_shares(graph, name, s, kwargs, dev, seed)
         shares = torch.tensor(share_list, dtype=torch.float64)
         gen = torch.Generator().manual_seed(_seed_for(seed, 0xB7A))
-        branches = torch.multinomial(shares, n, replacement=True, generator=gen)  # (N,)
+        branches = stratified_branches(shares, n, gen)  # (N,)
         coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)  # (K, L)
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)

@@ -210,3 +210,18 @@ def test_estimated_log_z_makes_the_dnf_route_sample_the_log_sum_exp_mixture():
     counts = res.branch_counts
     assert abs(counts[labels.index("red")] - share_red * N) < 5 * math.sqrt(N * share_red * (1 - share_red))
     assert res.settings["log_z"] == "estimated" and min(res.settings["log_z_ess"]) > 1000
+
+
+def test_branch_draws_are_stratified_shares():
+    from conceptlang.sampling.api import stratified_branches
+
+    shares = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
+    first = []
+    for seed in range(400):
+        b = stratified_branches(shares, 32, torch.Generator().manual_seed(seed))
+        counts = torch.bincount(b, minlength=4)
+        assert ((counts - 32 * shares).abs() < 1.0 + 1e-9).all()  # n·share rounded up or down
+        first.append(int(b[0]))
+    # each chain's branch is still distributed as the shares (400 draws, 5σ bounds)
+    for k, p in enumerate(shares.tolist()):
+        assert abs(first.count(k) / 400 - p) < 5 * math.sqrt(p * (1 - p) / 400)
