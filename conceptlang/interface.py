@@ -28,7 +28,8 @@ Two hooks serve ``negation="complement"`` (docs/compiler.md, "Negation"): a regi
 ``absent(ref)`` returns the known-absent :class:`ConceptRef` of a yes/no attribute when its model
 was trained on that value (else None; without the hook such negations keep the ratio form), and
 ``value_shares(domain, families, given)`` returns the data's share of each combination of values of
-``families`` among examples where every ref of ``given`` holds, as {tuple of values: share}, or None
+``families`` among examples where every ref of ``given`` holds, as {tuple of values: share} (None
+in a tuple: no value of that family holds, a yes/no attribute absent), or None
 (without it, or with None, the complement's values get equal shares).
 """
 

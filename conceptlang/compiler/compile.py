@@ -6,6 +6,7 @@ import math
 import sys
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator
 
 from conceptlang.compiler.checks import check_sampler, satisfiable
@@ -54,7 +55,7 @@ def _expand(program: Program, registry: ConceptRegistry, source: str) -> Expr:
 
 
 # Compile options a registry may suggest through its sampler settings (an explicit option wins).
-REGISTRY_SUGGESTS = ("alpha", "and_mode", "negation")
+REGISTRY_SUGGESTS = ("alpha", "and_mode", "negation", "free_families")
 
 
 def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> EnergyGraph:
@@ -86,8 +87,6 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         tuned = _settings(registry, pre_models)
         suggested = {k: tuned[k] for k in REGISTRY_SUGGESTS if k not in user_set and tuned.get(k) is not None}
         if suggested:
-            from dataclasses import replace
-
             opts = replace(opts, **suggested).validated()
 
     sat = satisfiable(expr, refs, registry, domain)
@@ -102,9 +101,65 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     elif sat is None:
         notices.append("satisfiability not checked: too many concepts to enumerate")
 
+    # Complements and free-family enumeration add OR branches; if the whole DNF then outgrows
+    # max_disjuncts, fall back to leaving free families to the model, then to ratio negations.
+    attempts = [opts]
+    if opts.free_families == "data":
+        attempts.append(replace(opts, free_families="model"))
+    if opts.negation == "complement":
+        attempts.append(replace(attempts[-1], negation="ratio"))
+    for k, attempt in enumerate(attempts):
+        last = k == len(attempts) - 1
+        try:
+            built = _lower(expr, registry, domain, refs, attempt)
+        except CompileError:  # or_mode="dnf" and no DNF within max_disjuncts
+            if last:
+                raise
+            continue
+        if built[3] != "lse" or built[4] or attempt.or_mode == "lse" or last:
+            break
+    builder, root, disjuncts, route, all_explicit, models, extra = built
+    if attempt is not opts:
+        extra.insert(0, f"the expression's DNF with negation={opts.negation}, free_families={opts.free_families} "
+                        f"outgrew max_disjuncts = {opts.max_disjuncts}; lowered with negation={attempt.negation}, "
+                        f"free_families={attempt.free_families}")
+        opts = attempt
+    notices.extend(extra)
+    if route == "lse" and not all_explicit:
+        implicit = sorted({m.name for m in models if m.kind != "explicit"})
+        raise CompileError(
+            f"this OR needs log-sum-exp energies ({notices[-1].split(': ', 1)[-1] if notices else 'or_mode=lse'}), "
+            f"which implicit models ({', '.join(implicit)}) cannot provide; implicit models compose OR only "
+            "through the exact DNF mixture (weight-1, τ = 1 ORs)")
+    if opts.sampler is not None:
+        check_sampler(models, opts.sampler)
+
+    settings = _settings(registry, models)
+    return EnergyGraph(
+        expression=text,
+        domain=domain,
+        leaves=builder.leaves,
+        nodes=builder.nodes,
+        root=root,
+        node_text=builder.text,
+        groundings=builder.groundings,
+        disjuncts=disjuncts,
+        route=route,
+        notices=notices,
+        options=opts.to_json(),
+        sampler_settings=settings,
+        expr=expr,
+        refs=refs,
+    )
+
+
+def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions) -> tuple:
+    """Lower and pick the sampling route: (builder, root, disjuncts, route, all_explicit, models, notices)."""
+    notices: list[str] = []
     builder = GraphBuilder(registry, domain, refs, opts)
     root = builder.lower(expr, check_log_z(expr, opts))
     notices.extend(dict.fromkeys(builder.complement_skipped))
+    notices.extend(dict.fromkeys(builder.enumerated))
     if builder.calibrated:
         notices.append("calibrated concept weights (from the models' manifest): "
                        + ", ".join(f"{c} ×{w:g}" for c, w in sorted(builder.calibrated.items()))
@@ -133,32 +188,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
                 raise CompileError(f"or_mode='dnf' was asked for, but {why}") from None
             route = "lse"
             notices.append(f"OR is sampled through log-sum-exp energies, not the exact DNF mixture: {why}")
-    if route == "lse" and not all_explicit:
-        implicit = sorted({m.name for m in models if m.kind != "explicit"})
-        raise CompileError(
-            f"this OR needs log-sum-exp energies ({notices[-1].split(': ', 1)[-1] if notices else 'or_mode=lse'}), "
-            f"which implicit models ({', '.join(implicit)}) cannot provide; implicit models compose OR only "
-            "through the exact DNF mixture (weight-1, τ = 1 ORs)")
-    if opts.sampler is not None:
-        check_sampler(models, opts.sampler)
-
-    settings = _settings(registry, models)
-    return EnergyGraph(
-        expression=text,
-        domain=domain,
-        leaves=builder.leaves,
-        nodes=builder.nodes,
-        root=root,
-        node_text=builder.text,
-        groundings=builder.groundings,
-        disjuncts=disjuncts,
-        route=route,
-        notices=notices,
-        options=opts.to_json(),
-        sampler_settings=settings,
-        expr=expr,
-        refs=refs,
-    )
+    return builder, root, disjuncts, route, all_explicit, models, notices
 
 
 def _settings(registry: ConceptRegistry, models: list) -> dict:

@@ -85,6 +85,7 @@ class GraphBuilder:
         # enter with a coefficient ≠ 1, which is no mixture): > 0 while lowering inside one.
         self._ratio_only = 0
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
+        self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -164,7 +165,9 @@ class GraphBuilder:
         done = self._lowered.get(ctx)
         if done is not None and log_z is None:
             return done
-        if isinstance(e, Concept) and self.weight(e) == 1.0:
+        if isinstance(e, Concept) and self.options.free_families == "data" and not self._ratio_only:
+            nid = self.conjunction((e,))
+        elif isinstance(e, Concept) and self.weight(e) == 1.0:
             nid = self.leaf(self.refs[e])
         elif isinstance(e, Or):
             offsets = list(log_z) if log_z is not None else [0.0] * len(e.terms)
@@ -222,37 +225,75 @@ class GraphBuilder:
                 stack.extend(reversed(t.terms))
             else:
                 flat.append(t)
-        if self.options.negation == "complement" and not self._ratio_only:
-            nid = self._complement(flat)
+        if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families == "data"):
+            nid = self._expand(flat)
             if nid is not None:
                 return nid
         return self._product(flat)
 
-    # -- complement lowering of negations (negation="complement") -----------------------------
+    # -- complements of negations and enumeration of free families ------------------------------
     def _synthetic(self, ref: ConceptRef) -> Concept:
         """A concept node standing for ``ref`` (a complement value or a known-absent attribute)."""
         c = Concept(ref.family + ".<none>" if ref.absent else ref.value, None if ref.absent else ref.family)
         self.refs.setdefault(c, ref)
         return c
 
-    def _complement(self, flat: list[Expr]) -> int | None:
-        """``flat``'s conjunction with its single-concept negations lowered to complements: an lse
-        over one product per combination of the remaining values (or one product), or None when
-        no negation of ``flat`` has such a lowering."""
+    def _absent_of(self, ref: ConceptRef) -> ConceptRef | None:
+        hook = getattr(self.registry, "absent", None)
+        return hook(ref) if hook is not None else None
+
+    def _free_families(self, flat: list[Expr], taken: set[str]) -> list[tuple[str, list[str | None]]]:
+        """free_families="data": the discrete families of the conjunction's joint model that it
+        leaves free, each with the values to branch over (None: a yes/no attribute's absent value).
+        Empty unless the conjunction is plain concepts and single-concept negations of one joint
+        model, one value per family (two objects, weighted or compound terms: left to the model)."""
+        if self.options.and_mode != "joint" or getattr(self.registry, "joint", None) is None:
+            return []
+        pos = []
+        for t in flat:
+            if isinstance(t, Concept):
+                pos.append(self.refs[t])
+            elif not (isinstance(t, Not) and isinstance(t.expr, Concept)):
+                return []
+        fams = [r.family for r in pos]
+        if len(set(fams)) != len(fams) or not pos:
+            return []
+        model = self.registry.model_for(pos[0])[0]
+        if any(self.registry.model_for(r)[0] is not model for r in pos):
+            return []
+        out: list[tuple[str, list[str | None]]] = []
+        for fam in self.registry.domain(self.domain).families:
+            if fam.kind != "discrete" or fam.name in fams or fam.name in taken or not fam.values:
+                continue
+            probe = ConceptRef(self.domain, fam.name, value=fam.values[0])
+            try:
+                if self.registry.model_for(probe)[0] is not model:
+                    continue
+            except Exception:  # no model serves the family
+                continue
+            if len(fam.values) == 1:
+                if self._absent_of(probe) is not None:
+                    out.append((fam.name, [fam.values[0], None]))
+            elif fam.exclusive:
+                out.append((fam.name, list(fam.values)))
+        return out
+
+    def _expand(self, flat: list[Expr]) -> int | None:
+        """``flat``'s conjunction as an lse over one product per combination of values (or one
+        product): single-concept negations lowered to complements (negation="complement") and
+        the families it leaves free enumerated (free_families="data"); None when neither applies."""
         dom = self.registry.domain(self.domain)
         pos_refs: list[ConceptRef] = [self.refs[t] for t in flat if isinstance(t, Concept)]
         negs: dict[str, list[tuple[int, ConceptRef]]] = {}  # family → (term index, negated ref)
-        for k, t in enumerate(flat):
-            if isinstance(t, Not) and isinstance(t.expr, Concept):
-                r = self.refs[t.expr]
-                if r.value is not None:
-                    negs.setdefault(r.family, []).append((k, r))
-        if not negs:
-            return None
-        absent_hook = getattr(self.registry, "absent", None)
+        if self.options.negation == "complement":
+            for k, t in enumerate(flat):
+                if isinstance(t, Not) and isinstance(t.expr, Concept):
+                    r = self.refs[t.expr]
+                    if r.value is not None:
+                        negs.setdefault(r.family, []).append((k, r))
         drop: set[int] = set()  # term indices replaced
         extra: list[ConceptRef] = []  # known-absent refs, one per negated yes/no attribute
-        free: list[tuple[str, list[str]]] = []  # families to branch over: (family, allowed values)
+        free: list[tuple[str, list[str | None]]] = []  # complemented families: (family, allowed values)
         notes: list[Grounding] = []
         for fam_name, items in negs.items():
             try:
@@ -264,7 +305,7 @@ class GraphBuilder:
             negated = {r.value for _, r in items}
             given = [r for r in pos_refs if r.family == fam_name]
             if len(fam.values) == 1:  # a yes/no attribute: ~a is its known-absent value
-                absent = absent_hook(items[0][1]) if absent_hook is not None else None
+                absent = self._absent_of(items[0][1])
                 if absent is None or given:
                     continue
                 extra.append(absent)
@@ -281,58 +322,81 @@ class GraphBuilder:
                         notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="",
                                                alpha=0.0, how="implied", detail=" & ".join(g.value for g in given)))
                 continue
-            allowed = [v for v in fam.values if v not in negated]
+            allowed: list[str | None] = [v for v in fam.values if v not in negated]
             if not allowed:
                 continue
             free.append((fam_name, allowed))
             drop.update(k for k, _ in items)
-        if not drop:
+        rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
+        enum: list[tuple[str, list[str | None]]] = []
+        if self.options.free_families == "data":
+            taken = {f for f, _ in free} | {r.family for r in extra}
+            enum = self._free_families(rest, taken)
+        given = pos_refs + extra
+        fams = free + enum
+        combos = list(itertools.product(*[vals for _, vals in fams]))
+        shares, source = self._shares([f for f, _ in fams], combos, given)
+        if enum and (source != "data" or sum(s > 0 for s in shares) > self.options.max_disjuncts):
+            # without the data's shares (or too many branches) the free families stay the model's
+            if source == "data":
+                self.complement_skipped.append(
+                    f"{' & '.join(show(t) for t in flat)}: its free families would make more than "
+                    f"max_disjuncts = {self.options.max_disjuncts} branches, so they are left to the model")
+            enum, fams = [], free
+            combos = list(itertools.product(*[vals for _, vals in fams]))
+            shares, source = self._shares([f for f, _ in fams], combos, given)
+        if not drop and not enum:
             return None
-        combos = list(itertools.product(*[vals for _, vals in free]))
-        if len(combos) > self.options.max_disjuncts:
+        if sum(s > 0 for s in shares) > self.options.max_disjuncts:
             self.complement_skipped.append(
                 f"{' & '.join(show(t) for t in flat)}: its complements would make {len(combos)} branches "
                 f"(more than max_disjuncts = {self.options.max_disjuncts}), so its negations keep the ratio form")
             return None
-        shares = self._shares([f for f, _ in free], combos, pos_refs + extra)
-        rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
         branches: list[int] = []
         offsets: list[float] = []
-        texts: list[str] = []
         for combo, share in zip(combos, shares):
             if share <= 0.0:  # the data never has this combination: no branch
                 continue
-            vals = [self._synthetic(ConceptRef(self.domain, f, value=v)) for (f, _), v in zip(free, combo)]
+            vals = []
+            for (f, _), v in zip(fams, combo):
+                probe = ConceptRef(self.domain, f, value=v if v is not None else dom.family(f).values[0])
+                vals.append(self._synthetic(probe if v is not None else self._absent_of(probe)))
             terms = rest + vals
             nid = self._product(terms)
             self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
             branches.append(nid)
             offsets.append(-math.log(share))
-            texts.append(f"{' & '.join(combo)} {share:.3f}" if combo else "")
+        how = "shares: the data's, given the rest of the conjunction" if source == "data" else "equal shares"
         if free:
             names = [_wrap(flat[k].expr, 4) for f, _ in free for k, _ in negs[f]]
+            parts = []
+            for j, (f, vals) in enumerate(free):
+                marg = {v: 0.0 for v in vals}
+                for combo, share in zip(combos, shares):
+                    marg[combo[j]] += share
+                parts.append(f"{f}: " + ", ".join(f"{v} {marg[v]:.3f}" for v in vals if marg[v] > 0))
             notes.append(Grounding(negated=", ~".join(names), grounded_by="", positive="", alpha=0.0,
-                                   how="complement",
-                                   detail=f"over {' & '.join(f for f, _ in free)}: " + ", ".join(texts)
-                                   + f" ({self._share_source})"))
+                                   how="complement", detail="over " + "; ".join(parts) + f" ({how})"))
+        if enum:
+            self.enumerated.append(
+                f"{' & '.join(show(t) for t in flat)}: free families {', '.join(f for f, _ in enum)} drawn as "
+                f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
         nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets)
         self.groundings.extend(replace(g, node=nid) for g in notes)
         # the ratio-form negations left among `rest` were recorded by _product
         return nid
 
-    def _shares(self, families: list[str], combos: list[tuple[str, ...]], given: list[ConceptRef]) -> list[float]:
-        """Each combination's share: the data's given the positive concepts (registry hook
-        ``value_shares``), else equal; normalised over ``combos``."""
+    def _shares(self, families: list[str], combos: list[tuple], given: list[ConceptRef]) -> tuple[list[float], str]:
+        """Each combination's share, normalised over ``combos``, and where it came from: the data's
+        given the positive concepts (registry hook ``value_shares``; "data"), else equal ("equal")."""
         hook = getattr(self.registry, "value_shares", None)
         got = hook(self.domain, tuple(families), tuple(given)) if (hook is not None and families) else None
         if got:
             raw = [float(got.get(c, 0.0)) for c in combos]
             total = sum(raw)
             if total > 0.0:
-                self._share_source = "shares: the data's, given the rest of the conjunction"
-                return [v / total for v in raw]
-        self._share_source = "equal shares" if families else ""
-        return [1.0 / len(combos)] * len(combos)
+                return [v / total for v in raw], "data"
+        return [1.0 / len(combos)] * len(combos), "equal"
 
     def _product(self, flat: list[Expr]) -> int:
         """One product of experts over the (flattened) conjunction terms, negations in the ratio form."""

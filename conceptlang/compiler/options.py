@@ -11,6 +11,7 @@ from conceptlang.errors import CompileError
 AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
 NEGATION_MODES = ("ratio", "complement")
+FREE_FAMILY_MODES = ("model", "data")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class CompileOptions:
       compound sub-expressions, weighted negations and concepts with no such lowering keep the ratio
       form. The registry may suggest a mode via its sampler settings key ``"negation"``; an explicit
       option always wins. Default ``"ratio"`` (docs/compiler.md, "Negation").
+    * ``free_families``: ``"model"`` (default: the discrete families a conjunction leaves free are
+      whatever the model draws) or ``"data"``: with ``and_mode="joint"``, a conjunction of plain
+      concepts (and single-concept negations) of one joint model becomes the mixture over the
+      values of the families it leaves free, weighted as the data has them given the conjunction
+      (law of total probability, p(x | A) = Σ_v p(v | A) p(x | A, v)), each branch one joint leaf.
+      Only where the registry gives the data's shares (hook ``value_shares``) and the branches fit
+      ``max_disjuncts``; otherwise the families stay the model's, with a notice.
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).
@@ -56,6 +64,7 @@ class CompileOptions:
     and_mode: str = "sum"
     or_mode: str = "auto"
     negation: str = "ratio"
+    free_families: str = "model"
     log_z: Any = "equal"
     max_disjuncts: int = 64
     strict: bool = False
@@ -76,6 +85,8 @@ class CompileOptions:
             raise CompileError(f"or_mode must be one of {', '.join(OR_MODES)}; got {self.or_mode!r}")
         if self.negation not in NEGATION_MODES:
             raise CompileError(f"negation must be one of {', '.join(NEGATION_MODES)}; got {self.negation!r}")
+        if self.free_families not in FREE_FAMILY_MODES:
+            raise CompileError(f"free_families must be one of {', '.join(FREE_FAMILY_MODES)}; got {self.free_families!r}")
         log_z = self.log_z
         if isinstance(log_z, str):
             if log_z != "equal":

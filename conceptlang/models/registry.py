@@ -676,7 +676,8 @@ class ModelRegistry:
     def value_shares(self, domain: str, families: Sequence[str],
                      given: Sequence[ConceptRef]) -> dict[tuple[str, ...], float] | None:
         """The training data's share of each combination of values of ``families`` among the
-        examples where every discrete concept of ``given`` holds (known-absent ones: does not hold).
+        examples where every discrete concept of ``given`` holds (known-absent ones: does not hold);
+        a combination names None for a family none of whose values holds (an absent attribute).
 
         Counted on label draws from the domain's procedural generator (its ``train`` split, the
         data the shipped models were trained on); when fewer than SHARE_MIN_ROWS draws match,
@@ -715,9 +716,8 @@ class ModelRegistry:
         rows = np.stack([c for c, _ in cols], axis=1)[mask]
         combos, n = np.unique(rows, axis=0, return_counts=True)
         for combo, k in zip(combos, n):
-            if (combo < 0).any():
-                continue
-            counts[tuple(vals[i] for i, (_, vals) in zip(combo, cols))] = int(k)
+            # −1: no value of the family holds (a yes/no attribute known absent) → None
+            counts[tuple(vals[i] if i >= 0 else None for i, (_, vals) in zip(combo, cols))] = int(k)
         total = sum(counts.values())
         return {c: k / total for c, k in counts.items()} if total else None
 

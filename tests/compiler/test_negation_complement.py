@@ -135,3 +135,46 @@ def test_negation_option_is_validated():
 def test_absent_ref_prints_as_the_none_token():
     r = ConceptRef("faces", "smiling", value="smiling", absent=True)
     assert r.qualified == "smiling.<none>" and r != ConceptRef("faces", "smiling", value="smiling")
+
+
+class _DataRegistry(GaussianRegistry):
+    """The analytic registry with the data's shares of colour x size (shape given or not)."""
+
+    def value_shares(self, domain, families, given):
+        table = {("red", "small"): 0.1, ("red", "large"): 0.3, ("green", "small"): 0.2,
+                 ("green", "large"): 0.0, ("blue", "small"): 0.25, ("blue", "large"): 0.15}
+        if families == ("color", "size"):
+            return table
+        if families == ("size",):
+            v = [r.value for r in given if r.family == "color"]
+            return {(z,): table[(v[0], z)] for z in ("small", "large")} if v else None
+        return None
+
+
+def test_free_families_data_draws_the_unnamed_families_as_the_data_has_them():
+    reg = _DataRegistry("noise_conditional")
+    g = compile_expr("circle", reg, free_families="data", and_mode="joint")
+    assert {d.text: round(d.share, 6) for d in g.disjuncts} == {
+        "color.red & shape.circle & size.small": 0.1, "color.red & shape.circle & size.large": 0.3,
+        "color.green & shape.circle & size.small": 0.2, "color.blue & shape.circle & size.small": 0.25,
+        "color.blue & shape.circle & size.large": 0.15}
+    assert all(len(leaf.refs) == 3 for leaf in g.leaves)  # each branch is one joint leaf
+    assert any("free families color, size" in n for n in g.notices)
+    # with the complement: ~green leaves red and blue, renormalised
+    g = compile_expr("circle & ~green", reg, free_families="data", negation="complement", and_mode="joint")
+    assert sorted(round(d.share, 6) for d in g.disjuncts) == [0.125, 0.1875, 0.3125, 0.375]
+    # only with a joint model and the data's shares; two positions (two objects) stay the model's
+    for text, opts in (("circle", {"and_mode": "product"}), ("circle & position(0.2, 0.2) & position(0.8, 0.8)", {})):
+        g = compile_expr(text, reg, free_families="data", **{"and_mode": "joint", **opts})
+        assert g.disjuncts is None and not any("free families" in n for n in g.notices)
+    g = compile_expr("circle", GaussianRegistry("noise_conditional"), free_families="data", and_mode="joint")
+    assert g.route == "linear" and [leaf.label for leaf in g.leaves] == ["shape.circle"]
+
+
+def test_too_large_an_expansion_falls_back_to_the_model_and_the_ratio_form():
+    reg = _DataRegistry("implicit")  # implicit models have no log-sum-exp route to fall back on
+    g = compile_expr("circle | square", reg, free_families="data", and_mode="joint", max_disjuncts=6)
+    assert g.options["free_families"] == "model" and g.route == "dnf" and len(g.disjuncts) == 2
+    assert any("outgrew max_disjuncts = 6" in n for n in g.notices)
+    g = compile_expr("(circle & ~red) | (square & ~blue)", reg, negation="complement", max_disjuncts=3)
+    assert g.options["negation"] == "ratio" and len(g.disjuncts) == 2
