@@ -102,6 +102,7 @@ def main(argv=None) -> None:
     ap.add_argument("--negation", choices=["ratio", "complement"], default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--interval", nargs="+", default=None, help="LO HI, or 'none'")
+    ap.add_argument("--free-families", choices=["model", "data"], default=None)
     ap.add_argument("--no-concept-weights", action="store_true", help="score concepts as written")
     ap.add_argument("--domain", default=None, help="only this domain's entries")
     ap.add_argument("--only", default=None, help="only entries whose text contains this")
@@ -132,6 +133,9 @@ def main(argv=None) -> None:
     entries = [e for e in read_list(a.expr_file)
                if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])]
     opts = {} if a.negation is None else {"negation": a.negation}
+    if a.free_families is not None:
+        opts["free_families"] = a.free_families
+        setting["free_families"] = a.free_families
     if a.no_concept_weights:
         opts["concept_weights"] = False
         setting["concept_weights"] = False
