@@ -3,10 +3,10 @@
 For each expression of a list (``@domain NAME`` lines switch the domain; ``name: expr`` labels are
 allowed as in the suites): draw ``--n`` samples with the shipped models, judge them, and compare
 the judged attribute distribution of the valid, satisfying samples with the data's conditional
-distribution given the expression (generator labels of the ``train`` split, kept where the
-expression is true). Per family: total-variation distance, for the families whose conditional in
-the data is not a single value. Prints a table and appends one JSON line per expression to
-``--out``.
+distribution given the expression, with the project's distribution metrics
+(conceptlang/evaluation/distribution.py: generator labels of the domain's whole distribution kept
+where the expression is true; TV per open family, position bins included; near-duplicate rate).
+Prints a table and appends one JSON line per expression to ``--out``.
 
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
@@ -44,56 +44,6 @@ def read_list(path: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def family_values(domain) -> dict[str, list[str]]:
-    """Discrete families → the values a label can take (yes/no attributes: the value and "-")."""
-    out = {}
-    for f in domain.families:
-        if f.kind != "discrete":
-            continue
-        out[f.name] = list(f.values) + (["-"] if len(f.values) == 1 else [])
-    return out
-
-
-def value_of(labels: dict, values: list[str]) -> str | None:
-    hit = [v for v in values if v != "-" and labels.get(v)]
-    if len(hit) == 1:
-        return hit[0]
-    if not hit and "-" in values:
-        return "-"
-    return None
-
-
-def distribution(rows: list[dict], values: list[str]) -> dict[str, float]:
-    got = [value_of(r, values) for r in rows]
-    got = [g for g in got if g is not None]
-    return {v: (got.count(v) / len(got) if got else 0.0) for v in values}
-
-
-def tv(p: dict, q: dict) -> float:
-    return 0.5 * sum(abs(p[k] - q[k]) for k in p)
-
-
-_REF: dict[str, list[dict]] = {}
-
-
-def reference(domain: str, n: int = 30_000, seed: int = 424242) -> list[dict]:
-    from conceptlang.data import label_arrays
-
-    if domain not in _REF:
-        _REF[domain] = label_arrays(domain, n, seed=seed, split="train").to_dicts()
-    return _REF[domain]
-
-
-def near_duplicates(images: np.ndarray, threshold: float = 0.02) -> float:
-    """Share of samples whose nearest other sample is within ``threshold`` RMS (pixels in [0, 1])."""
-    if len(images) < 2:
-        return 0.0
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
-    d = torch.cdist(x, x) / np.sqrt(x.shape[1])
-    d.fill_diagonal_(float("inf"))
-    return float((d.min(1).values < threshold).float().mean())
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("expr_file")
@@ -114,8 +64,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
 
     from conceptlang.compiler import compile as compile_expr
-    from conceptlang.evaluation.judge import load_judge
+    from conceptlang.judge.judge import load_judge
     from conceptlang.models.registry import load_registry
+    from conceptlang.evaluation.distribution import (family_values, fidelity, near_duplicate_rate,
+                                                     reference_for, reference_seed)
     from conceptlang.sampling import sample
     from conceptlang.syntax import evaluate
 
@@ -150,23 +102,19 @@ def main(argv=None) -> None:
         valid = np.asarray(judge.valid(imgs), dtype=bool)
         sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
         ok = [lab for lab, v, s in zip(labs, valid, sat) if v and s]
-        ref = [r for r in reference(g.domain) if evaluate(g.expr, r)]
+        ref = reference_for(g.expr, g.domain, n_images=0, seed=reference_seed(label, 0))
         fams = {}
-        for fam, values in family_values(reg.domain(g.domain)).items():
-            q = distribution(ref, values)
-            if max(q.values()) > 0.999:  # the expression fixes this family
-                continue
-            p = distribution(ok, values)
-            fams[fam] = {"tv": round(tv(p, q), 4) if ok else 1.0,
-                         "samples": {k: round(v, 3) for k, v in p.items() if v},
-                         "data": {k: round(v, 3) for k, v in q.items() if v}}
-        okimg = imgs[valid & sat]
+        for f in fidelity(g.domain, g.expr, ok, ref.labels, []):
+            fams[f.family] = {"tv": round(f.tv, 4),
+                              "samples": {k: round(v, 3) for k, v in f.samples.items()},
+                              "data": {k: round(v, 3) for k, v in f.reference.items()}}
         row = {"setting": setting, "domain": g.domain, "expression": label, "n": a.n,
                "valid": float(valid.mean()), "accuracy": float((valid & sat).mean()),
                "families": fams, "tv_mean": (float(np.mean([f["tv"] for f in fams.values()])) if fams else None),
                "tv_max": (max(f["tv"] for f in fams.values()) if fams else None),
-               "near_dup": near_duplicates(okimg), "seconds": round(time.perf_counter() - t0, 1),
-               "reference_rows": len(ref)}
+               "near_dup": near_duplicate_rate(imgs), "seconds": round(time.perf_counter() - t0, 1),
+               "reference_rows": len(ref.labels), "labels": [family_values(g.domain, lab) for lab in labs],
+               "valid_each": valid.tolist(), "satisfied_each": sat.tolist()}
         rows.append(row)
         fam_txt = "  ".join(f"{k} {v['tv']:.2f}" for k, v in fams.items())
         print(f"{g.domain:6} {label[:34]:34} acc {row['accuracy']:.2f} valid {row['valid']:.2f} "

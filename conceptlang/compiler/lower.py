@@ -233,8 +233,9 @@ class GraphBuilder:
 
     # -- complements of negations and enumeration of free families ------------------------------
     def _synthetic(self, ref: ConceptRef) -> Concept:
-        """A concept node standing for ``ref`` (a complement value or a known-absent attribute)."""
-        c = Concept(ref.family + ".<none>" if ref.absent else ref.value, None if ref.absent else ref.family)
+        """A concept node standing for ``ref`` (a complement value, or a known-absent attribute,
+        printed ``young.none``: no user-written name resolves to it, so it cannot collide)."""
+        c = Concept("none" if ref.absent else ref.value, ref.family)
         self.refs.setdefault(c, ref)
         return c
 

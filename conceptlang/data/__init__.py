@@ -83,9 +83,22 @@ def generate(
 
 def label_arrays(domain: Domain | str, n: int, seed: int = 0, split: str = "train"):
     """The labels of ``generate(domain, n, seed, split, as_arrays=True)`` without the pixels (fast):
-    ``.index[family]`` int64 (N, K) value indices, −1 where no value holds."""
+    ``.index[family]`` int64 (N, K) value indices, −1 where no value holds.
+
+    ``split="domain"``: the domain's whole one-object distribution — for scenes the ``train`` and
+    ``heldout`` splits in proportion (32 : 4 combinations, so every shape × colour × size triple
+    is equally likely), for faces ``train`` (nothing is held out).
+    """
     name = domain if isinstance(domain, str) else domain.name
     mod = _module(name)
+    if split == "domain":
+        if name != "scenes":
+            return label_arrays(name, n, seed, "train")
+        n_held = int(n) * len(mod.HELDOUT_COMBINATIONS) // 36
+        a = mod.sample_scene_arrays(int(n) - n_held, int(seed), "train")
+        b = mod.sample_scene_arrays(n_held, int(seed), "heldout")
+        return mod.SceneArrays({k: np.concatenate([a.index[k], b.index[k]]) for k in a.index},
+                               np.concatenate([a.positions, b.positions]))
     if split not in mod.SPLITS:
         raise DataError(f"{name} has no split {split!r} (splits: {', '.join(mod.SPLITS)})")
     return getattr(mod, _LABEL_SAMPLERS[name])(int(n), int(seed), split)

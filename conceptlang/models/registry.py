@@ -679,9 +679,11 @@ class ModelRegistry:
         examples where every discrete concept of ``given`` holds (known-absent ones: does not hold);
         a combination names None for a family none of whose values holds (an absent attribute).
 
-        Counted on label draws from the domain's procedural generator (its ``train`` split, the
-        data the shipped models were trained on); when fewer than SHARE_MIN_ROWS draws match,
-        the marginal shares. None for a domain without a generator (own data): the compiler then
+        Counted on label draws from the domain's procedural generator, its whole one-object
+        distribution (``label_arrays(..., split="domain")``: for scenes every shape × colour × size
+        triple equally likely, the four held out of training included, so ``circle`` also draws
+        large blue circles; the distribution metrics compare against the same reference); when
+        fewer than SHARE_MIN_ROWS draws match, the marginal shares. None for a domain without a generator (own data): the compiler then
         gives equal shares."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
 
@@ -691,7 +693,7 @@ class ModelRegistry:
         with self._lock:
             arrays = self._cache.get(key)
             if arrays is None:
-                arrays = label_arrays(domain, self.SHARE_DRAWS, seed=0, split="train")
+                arrays = label_arrays(domain, self.SHARE_DRAWS, seed=0, split="domain")
                 self._cache[key] = arrays
         dom = self._domains[domain]
         idx = {f: np.asarray(v)[:, 0] for f, v in arrays.index.items()}
