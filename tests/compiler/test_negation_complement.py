@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conceptlang.compiler import compile as compile_expr
-from conceptlang.compiler.interface import ConceptRef
+from conceptlang.interface import ConceptRef
 from conceptlang.errors import CompileError
 from conceptlang.models.analytic import GaussianRegistry
 
