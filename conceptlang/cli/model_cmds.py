@@ -28,8 +28,20 @@ def _parse_splits(text: str) -> dict[str, float]:
 
 
 @click.command("train")
-@click.argument("domain")
+@click.argument("domain", required=False)
 @click.argument("family", default="all")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Train on a labelled image folder instead of a procedural DOMAIN: a `conceptlang data` "
+                   "folder (dataset.json, labels.jsonl, images/) or a CelebA root (img_align_celeba/, "
+                   "list_attr_celeba.txt). Its images are streamed from disk by --data-workers processes.")
+@click.option("--attributes", default=None, metavar="A,B,…",
+              help="CelebA: the attributes that become concepts (named lowercased: Black_Hair → black_hair) "
+                   "[default: Male,Smiling,Black_Hair,Blond_Hair,Brown_Hair,Eyeglasses,Bald,Young].")
+@click.option("--hair-family", is_flag=True,
+              help="CelebA: group the chosen hair attributes (Black/Blond/Brown/Gray_Hair, Bald) into one exclusive family 'hair'.")
+@click.option("--image-size", type=click.Choice(["32", "64", "128"]), default=None,
+              help="Train at this side: images are centre-cropped and resized, and the U-Net gets one level per "
+                   "halving down to 8×8 [default: the domain's or data folder's; CelebA 64].")
 @click.option("--method", type=click.Choice(["denoise", "dsm", "cd"]), default="denoise", show_default=True,
               help="denoise: implicit noise-predicting U-Net; dsm/cd: explicit scalar energy.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
@@ -38,7 +50,8 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--out", "out_dir", default=None, help="Run folder (default runs/<name>).")
 @click.option("--name", default=None, help="Model name (default <domain>-joint or <domain>-<family>).")
 @click.option("--split", "split", default="train", show_default=True,
-              help="Data split(s), optionally weighted: train or train:0.85,two_objects:0.15.")
+              help="Data split(s), optionally weighted: train or train:0.85,two_objects:0.15. "
+                   "CelebA: its partition, train, valid, test or all.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (after a 200-iteration warm-up).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
@@ -57,8 +70,9 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--blur-of", type=click.Choice(["rgb", "max"]), default="rgb", show_default=True,
               help="What --blur blurs: the colour channels, or their per-pixel maximum (where an object "
                    "is, not its neighbours' colour).")
-@click.option("--widths", default="32,64,96", show_default=True,
-              help="Channel width per resolution (--arch pixel: per per-pixel block).")
+@click.option("--widths", default=None,
+              help="Channel width per resolution (--arch pixel: per per-pixel block) [default: 32,64,96 at 32 px, "
+                   "32,64,96,128 at 64 px, 32,64,96,128,128 at 128 px].")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--cutout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -69,15 +83,23 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--spatial/--no-spatial", default=True, show_default=True,
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
-@click.option("--data-workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes that draw the next training images ahead of the loop (for a GPU); same batches.")
+@click.option("--data-workers", type=click.IntRange(min=0), default=None,
+              help="Processes that draw or read the next training images ahead of the loop; same batches "
+                   "[default: 2 with --data, else 0].")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(domain, family, method, device, iters, resume, out_dir, name, split, batch_size, lr, lr_schedule, lr_min,
-              seed, data_seed, threads, arch, blur, blur_of, widths, checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers,
-              time_budget, quiet):
-    """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots).
+def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, method, device, iters, resume, out_dir, name,
+              split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads, arch, blur, blur_of, widths,
+              checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers, time_budget, quiet):
+    """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots),
+    or, with --data DIR, a joint model of every family of a labelled image folder.
+
+    \b
+      conceptlang train faces --iters 4000
+      conceptlang train --data data/faces64 --iters 20000 --out runs/faces64
+      conceptlang train --data CELEBA --attributes Male,Smiling,Black_Hair --image-size 64 --out runs/celeba
+      torchrun --standalone --nproc_per_node 2 -m conceptlang train --data DIR --out RUN
 
     Checkpoints (model, optimizer, RNG and data-stream position) are written atomically to the
     run folder; --resume continues exactly where the last checkpoint left off. A cosine schedule
@@ -85,75 +107,159 @@ def train_cmd(domain, family, method, device, iters, resume, out_dir, name, spli
     --time-budget (e.g. a GPU lease) times 120 iterations of a throwaway copy and sets --iters
     from that rate (90% of it); the chosen count is saved in config.json, so the run can be
     repeated with --iters.
+
+    A --data run folder is also a models folder: every checkpoint writes the EMA weights and a
+    manifest.json (domain and families from the data), so `conceptlang sample EXPR --models RUN`
+    works during and after training. Under torchrun the processes train one model together
+    (DistributedDataParallel: gloo on CPU, NCCL on CUDA); --batch-size is the global batch, each
+    process trains on its slice of it, and process 0 writes the run folder. See docs/training.md.
     """
     import time
     from pathlib import Path
 
     import torch
 
-    from conceptlang.data import get_domain
     from conceptlang.errors import ModelError
-    from conceptlang.models.training import TrainConfig, Trainer, iters_for_budget, measure_rate, set_threads
+    from conceptlang.models.training import (UNET_WIDTHS, TrainConfig, Trainer, domain_of, iters_for_budget, measure_rate,
+                                             set_threads)
 
-    dom = get_domain(domain)
+    rank, world, device = _train_processes(device)
+    say = (lambda msg: click.echo(msg, err=True)) if rank == 0 else (lambda msg: None)
     families: tuple[str, ...] = ()
-    if family != "all":
-        dom.family(family)  # raises DataError naming the families
-        families = (family,)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = None
+    size = int(image_size) if image_size else 0
+    if data_dir is not None:
+        if domain is not None:
+            raise click.UsageError(f"give a procedural DOMAIN or --data, not both (got {domain!r} and --data {data_dir})")
+        if method != "denoise":
+            raise click.UsageError("--data trains denoising (implicit) models: --method denoise")
+        if time_budget is not None and resume:
+            raise click.UsageError("give --iters with --resume, not --time-budget")
+    elif domain is None:
+        raise click.UsageError("give a procedural DOMAIN (scenes, faces) or --data DIR")
+    elif attributes or hair_family:
+        raise click.UsageError("--attributes and --hair-family are options of --data (a CelebA root)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError("--device cuda asked for, but no CUDA device is available")
     set_threads(threads)
-    name = name or (f"{domain}-joint" if not families else f"{domain}-{family}")
-    run = Path(out_dir or Path("runs") / name)
-    width_t = _number_list(widths, int, "--widths", "integers")
-    blur_t = _number_list(blur, float, "--blur", "numbers") if blur else []
-    if blur_t and arch != "pixel":
-        raise click.UsageError("--blur is an option of --arch pixel")
-    if blur_of != "rgb" and not blur_t:
-        raise click.UsageError("--blur-of is an option of --blur")
-    net: dict = {}
-    if blur_t:
-        net["blur"] = blur_t
-        if blur_of != "rgb":
-            net["blur_of"] = blur_of
-    if method == "denoise":
-        net["widths"] = width_t
-        xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]
-        if spatial and xy and arch == "unet":
-            net["spatial"] = xy
-    if resume and (run / "config.json").exists():
+    if data_workers is None:
+        data_workers = 2 if data_dir is not None or (resume and out_dir and _run_uses_data(out_dir)) else 0
+    run = Path(out_dir) if out_dir else None
+    if run is None and resume:
+        if data_dir is not None:
+            raise click.UsageError("--resume needs the run folder: --out RUN")
+        run = Path("runs") / (name or (f"{domain}-joint" if family == "all" else f"{domain}-{family}"))
+    if resume and run is not None and (run / "config.json").exists():
         cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
         if iters is not None:
             cfg.iters = iters
+        name = cfg.name
+        if cfg.data:
+            from conceptlang.data.labelled import open_data
+
+            data = open_data(cfg.data, image_size=domain_of(cfg).image_size, **cfg.data_options)
     else:
-        cfg = TrainConfig(name=name, domain=domain, families=families, method=method, splits=_parse_splits(split),
+        if data_dir is not None:
+            from conceptlang.data.labelled import open_data
+
+            opts = {"attributes": attributes, "group_hair": hair_family, "split": split}
+            data = open_data(data_dir, image_size=size or None, **opts)  # checked whole before anything trains
+            dom = data.domain
+            size = dom.image_size
+            say(f"{data_dir}: {len(data)} images, {dom.name} families "
+                + ", ".join(f"{f.name}({'/'.join(f.values)})" if len(f.values) > 1 else f.name for f in dom.families)
+                + f", trained at {size} px")
+            opts = {k: v for k, v in (("attributes", ",".join(data.info["attributes"]) if "attributes" in data.info else None),
+                                      ("group_hair", hair_family), ("split", split)) if v}
+            splits = {"train": 1.0}
+        else:
+            dom = domain_of(TrainConfig(name="", domain=domain, image_size=size))
+            if family != "all":
+                dom.family(family)  # raises DataError naming the families
+                families = (family,)
+            splits = _parse_splits(split)
+        name = name or (f"{dom.name}-joint" if not families else f"{dom.name}-{family}")
+        run = run or Path("runs") / name
+        width_t = _number_list(widths, int, "--widths", "integers") if widths else list(UNET_WIDTHS.get(dom.image_size, UNET_WIDTHS[32]))
+        blur_t = _number_list(blur, float, "--blur", "numbers") if blur else []
+        if blur_t and arch != "pixel":
+            raise click.UsageError("--blur is an option of --arch pixel")
+        if blur_of != "rgb" and not blur_t:
+            raise click.UsageError("--blur-of is an option of --blur")
+        net: dict = {}
+        if blur_t:
+            net["blur"] = blur_t
+            if blur_of != "rgb":
+                net["blur_of"] = blur_of
+        if method == "denoise":
+            net["widths"] = width_t
+            xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]
+            if spatial and xy and arch == "unet":
+                net["spatial"] = xy
+        cfg = TrainConfig(name=name, domain=dom.name, families=families, method=method, splits=splits,
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
                           cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, arch=arch, iters=iters if iters is not None else 10000,
-                          init_from=str(init_from or ""))
+                          init_from=str(init_from or ""), image_size=size if (data is not None or size) else 0,
+                          data=str(Path(data_dir).resolve()) if data is not None else "",
+                          data_options=opts if data is not None else {},
+                          data_domain=dom.to_json() if data is not None else {})
     if time_budget is not None and iters is not None:
         raise click.UsageError("give --iters or --time-budget, not both")
-    trainer = Trainer(cfg, run, device=device, data_workers=data_workers)
+    trainer = Trainer(cfg, run, device=device, data_workers=data_workers, data=data)
     if cfg.init_from and not (resume and trainer.checkpoint_path.exists()):
         start = trainer.warm_start(cfg.init_from)
-        click.echo(f"{name}: starting from the weights of {cfg.init_from} (iteration {start})", err=True)
+        say(f"{name}: starting from the weights of {cfg.init_from} (iteration {start})")
     if resume:
         if not trainer.checkpoint_path.exists():
             raise ModelError(f"--resume: no checkpoint at {trainer.checkpoint_path}")
         trainer.load()
-        click.echo(f"resumed {name} at iteration {trainer.it}", err=True)
+        say(f"resumed {name} at iteration {trainer.it}")
     if time_budget is not None:
         t0 = time.perf_counter()
-        rate = measure_rate(cfg, device=device, data_workers=data_workers, steps=120, skip=30)
+        rate = measure_rate(cfg, device=device, data_workers=data_workers, steps=120, skip=30,
+                            **({"data": data} if data is not None else {}))
         spent = time.perf_counter() - t0
         if spent >= time_budget:
             raise ModelError(f"--time-budget {time_budget:g} s: timing the run alone took {spent:.1f} s; give a larger budget")
-        cfg.iters = iters_for_budget(rate, time_budget - spent, done=trainer.it)  # trainer.cfg is cfg
-        click.echo(f"{name}: {rate:.1f} it/s on {device}: --iters {cfg.iters} fits {time_budget:g} s", err=True)
+        cfg.iters = _same_on_every_rank(iters_for_budget(rate, time_budget - spent, done=trainer.it), world)  # trainer.cfg is cfg
+        say(f"{name}: {rate:.1f} it/s on {device}: --iters {cfg.iters} fits {time_budget:g} s")
     trainer.train(progress=not quiet)
-    click.echo(f"trained {name} to iteration {trainer.it}; checkpoint {trainer.checkpoint_path}")
+    if rank == 0:
+        click.echo(f"trained {name} to iteration {trainer.it}; checkpoint {trainer.checkpoint_path}"
+                   + (f"; models folder {run} (--models {run})" if trainer.export else ""))
+
+
+def _train_processes(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) of this process: under torchrun it joins the process group."""
+    import torch
+
+    from conceptlang.models.training import init_distributed
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return init_distributed(device)
+
+
+def _same_on_every_rank(value: int, world: int) -> int:
+    """Rank 0's ``value`` on every rank (each rank timed its own copy of the run)."""
+    if world <= 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.long)
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
+def _run_uses_data(out_dir: str) -> bool:
+    from pathlib import Path
+
+    try:
+        return bool(json.loads((Path(out_dir) / "config.json").read_text()).get("data"))
+    except (OSError, ValueError):
+        return False
 
 
 @click.command("models")

@@ -11,13 +11,15 @@ import numpy as np
 from conceptlang.data import generate
 
 
-def chunk_arrays(domain: str, parts: list[tuple[str, int]], data_seed: int, c: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def chunk_arrays(domain: str, parts: list[tuple[str, int]], data_seed: int, c: int,
+                 image_size: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Chunk ``c`` of a data stream as numpy arrays: (uint8 images, family index arrays, positions).
 
     ``parts`` lists (split, count) of the mixture. Label arrays are padded to two objects per image
     (a one-object image repeats its object), so one-object and two-object splits mix in one batch.
     A pure function of its arguments that needs numpy alone, so worker processes (which then
     never import torch) build chunks ahead of a training loop with the same result.
+    ``image_size`` renders at another side than the domain's (the same geometry, more pixels).
     """
 
     imgs, idx, pos = [], {}, []
@@ -25,7 +27,7 @@ def chunk_arrays(domain: str, parts: list[tuple[str, int]], data_seed: int, c: i
         if count <= 0:
             continue
         seed = (data_seed * 1_000_003 + c * 101 + j) % (2**32)
-        images, arrays = generate(domain, count, seed=seed, split=split, as_arrays=True)
+        images, arrays = generate(domain, count, seed=seed, split=split, image_size=image_size, as_arrays=True)
         imgs.append(images)
         p = np.asarray(arrays.positions, dtype=np.float32)  # (n, K, 2)
         k = p.shape[1]

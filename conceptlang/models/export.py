@@ -46,6 +46,8 @@ def export_run(
     use_ema: bool = True,
     guidance: float | None = None,
     prior: bool | None = None,
+    state: dict[str, Any] | None = None,
+    file: str | None = None,
 ) -> dict[str, Any]:
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
@@ -53,6 +55,8 @@ def export_run(
     inference readout (``inference``), calibrated ``concept_weights`` and a tuned ``sigma_range``
     are dropped, since they belong to the old weights. ``prior``
     (default: True for a joint model) marks the model whose empty condition is the domain prior.
+    ``state`` is the trainer's checkpoint dict (default: read from the run's checkpoint.pt);
+    ``file`` the weights file name (default ``<name>.safetensors``).
     """
     from safetensors.torch import save_file
 
@@ -60,17 +64,17 @@ def export_run(
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     ckpt = run_dir / "checkpoint.pt"
-    if not ckpt.is_file():
+    if state is None and not ckpt.is_file():
         raise ModelError(f"no checkpoint in {run_dir}")
-    st = load_checkpoint(ckpt, "cpu")
+    st = state if state is not None else load_checkpoint(ckpt, "cpu")
     cfg = TrainConfig.from_json(json.loads(st["config"]))
     name = name or cfg.name
     net = build_network(cfg)
-    net.load_state_dict(st["ema" if use_ema else "net"])
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
-    file = f"{name}.safetensors"
+    net.load_state_dict({k: v.detach().cpu() for k, v in st["ema" if use_ema else "net"].items()})
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    file = file or f"{name}.safetensors"
     with atomic_path(models_dir / file) as tmp:
-        save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "name": name})
+        save_file(weights, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "name": name})
     arch_class = type(net).__name__  # UNet, PixelNet or EnergyNet (registry.ARCHITECTURES)
     write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": cfg.to_json()})
 

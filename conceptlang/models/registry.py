@@ -25,6 +25,7 @@ no families is the prior).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -569,8 +570,11 @@ class ModelRegistry:
     def _build_domain(self, name: str) -> Domain:
         from conceptlang.data import DOMAIN_NAMES, get_domain
 
+        first = self._priors[name].image_shape
         if name in DOMAIN_NAMES:
-            return get_domain(name)
+            # a built-in domain's families; the image size is the models' (a 64 px faces run is faces)
+            dom = get_domain(name)
+            return dom if (dom.channels, dom.image_size) == first[:2] else dataclasses.replace(dom, channels=first[0], image_size=first[1])
         fams = []
         for e in self.entries:
             if e["domain"] != name:
@@ -580,7 +584,6 @@ class ModelRegistry:
                     fams.append(Family(fam, "discrete", values=tuple(spec["values"]), exclusive=bool(spec.get("exclusive", True))))
                 else:
                     fams.append(Family(fam, "continuous", params=tuple(spec["params"]), ranges=tuple(tuple(r) for r in spec["ranges"])))
-        first = self._priors[name].image_shape
         return Domain(name=name, image_size=first[1], channels=first[0], families=tuple(fams))
 
     # -- ConceptRegistry --

@@ -2,9 +2,17 @@
 
 Everything random in a run comes from one seeded ``torch.Generator`` (noise, σ, condition dropout,
 Langevin noise) and from the data stream, which is a pure function of the iteration number
-(chunk ``c`` of the stream is ``generate(..., seed=f(data_seed, c))``). A checkpoint holds the
-model, the EMA copy, the optimizer, the generator state and the iteration, so a resumed run
-continues bit-identically to an uninterrupted one on the same device and thread count.
+(chunk ``c`` of the stream is ``generate(..., seed=f(data_seed, c))``; a labelled folder is read
+in one seeded permutation per epoch, :class:`FolderStream`). A checkpoint holds the model, the EMA
+copy, the optimizer, the generator state and the iteration, so a resumed run continues
+bit-identically to an uninterrupted one on the same device and thread count.
+
+Under ``torchrun`` (``torch.distributed`` initialised, :func:`init_distributed`) the network is
+wrapped in DistributedDataParallel and each rank trains on its own contiguous slice of every
+global batch (``batch_size`` is the global batch). Every rank draws the random numbers of the
+*whole* batch from the same generator and keeps its slice, so a W-process run computes the same
+per-image losses as a one-process run; DDP averages the ranks' gradients, which is the gradient of
+the global mean. Rank 0 alone writes checkpoints, the log and the run's model manifest.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,11 +86,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise ModelError(f"checkpoint {path} fails its checksum: its contents changed after it was written "
                          "(a corrupt or edited file); resume from another checkpoint or start again")
     return st
+
+
 METHODS = {"denoise": "implicit", "dsm": "explicit", "cd": "explicit"}
 # implicit (denoising) networks by their `train --arch` name: the U-Net, or the shape-blind per-pixel
 # net (networks.PixelNetConfig); values are networks.NETWORKS keys
 ARCHES = {"unet": "UNet", "pixel": "PixelNet"}
 LR_SCHEDULES = ("constant", "cosine")
+# The sampler settings a run folder's manifest starts with: the shipped joint models' (annealed
+# Langevin, 39 noise levels from 10 to 0.01); tune them in RUN/manifest.json, later checkpoints keep them.
+RUN_SAMPLER: dict[str, Any] = {"sampler": "annealed", "sigma_max": 10.0, "sigma_min": 0.01, "n_sigmas": 39,
+                               "steps_per_sigma": 2, "step_size": 3.06e-05, "noise_scale": 0.7071,
+                               "final_denoise": True, "clamp": False, "alpha": 0.5, "and_mode": "joint"}
 
 
 @dataclass
@@ -125,6 +141,12 @@ class TrainConfig:
     net: dict[str, Any] = field(default_factory=dict)  # UNetConfig / PixelNetConfig / EnergyNetConfig overrides
     arch: str = "unet"  # implicit models: a key of ARCHES
     init_from: str = ""  # warm start: a run folder or checkpoint.pt whose weights start this run
+    image_size: int = 0  # training image side; 0: the domain's (a labelled folder: its own, CelebA 64)
+    # a labelled image folder instead of a procedural domain (conceptlang.data.labelled): its path,
+    # how it was opened (CelebA attributes, hair family, split) and the domain read from it
+    data: str = ""
+    data_options: dict[str, Any] = field(default_factory=dict)
+    data_domain: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -135,6 +157,10 @@ class TrainConfig:
     def from_json(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         d["families"] = tuple(d.get("families", ()))
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"training config has unknown settings: {', '.join(unknown)}")
         return cls(**d)
 
     @property
@@ -163,6 +189,35 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"cutout must be in [0, 1], got {cfg.cutout}")
     if cfg.cutout_form not in CUTOUT_FORMS:
         raise ModelError(f"unknown cutout_form {cfg.cutout_form!r} (forms: {', '.join(CUTOUT_FORMS)})")
+    if cfg.image_size and cfg.image_size not in UNET_WIDTHS:
+        raise ModelError(f"image_size must be one of {', '.join(map(str, UNET_WIDTHS))}, got {cfg.image_size}")
+    if cfg.data and not cfg.data_domain:
+        raise ModelError(f"a run on the data folder {cfg.data} needs its domain (TrainConfig.data_domain)")
+
+
+# U-Net channel widths per image side: one level per halving down to 8×8 (self-attention there)
+UNET_WIDTHS: dict[int, tuple[int, ...]] = {32: (32, 64, 96), 64: (32, 64, 96, 128), 128: (32, 64, 96, 128, 128)}
+
+
+def domain_of(cfg: TrainConfig):
+    """The run's :class:`~conceptlang.data.domain.Domain` at its training image size: a procedural
+    domain by name, or the one read from a labelled folder (``cfg.data_domain``)."""
+    from conceptlang.data import get_domain
+    from conceptlang.data.domain import Domain, Family
+
+    if cfg.data_domain:
+        d = cfg.data_domain
+        fams = tuple(Family(f["name"], f["kind"], values=tuple(f.get("values", ())), params=tuple(f.get("params", ())),
+                            ranges=tuple(tuple(r) for r in f.get("ranges", ())), exclusive=bool(f.get("exclusive", True)),
+                            description=f.get("description", "")) for f in d["families"])
+        dom = Domain(d["name"], int(d["image_size"]), int(d.get("channels", 3)), fams, d.get("description", ""))
+    else:
+        dom = get_domain(cfg.domain)
+    if cfg.image_size and cfg.image_size != dom.image_size:
+        from dataclasses import replace
+
+        dom = replace(dom, image_size=cfg.image_size)
+    return dom
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -179,9 +234,7 @@ def learning_rate(cfg: TrainConfig, it: int) -> float:
 
 
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
-    from conceptlang.data import get_domain
-
-    domain = get_domain(cfg.domain)
+    domain = domain_of(cfg)
     slots = slots_for_domain(domain, cfg.families or None)
     base = {"image_size": domain.image_size, "channels": domain.channels, "slots": slots}
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.net.items()}
@@ -207,11 +260,12 @@ class DataStream:
     would leave it waiting); the batches are the same either way.
     """
 
-    def __init__(self, cfg: TrainConfig, workers: int = 0):
+    def __init__(self, cfg: TrainConfig, workers: int = 0, shard: tuple[int, int] | None = None):
         if workers < 0:
             raise ModelError(f"data workers must be >= 0, got {workers}")
         self.cfg = cfg
         self.workers = int(workers)
+        self.shard = slice(*(shard or (0, cfg.batch_size)))  # the images of each batch this process trains on
         self._pool = None
         self._ahead: dict[int, Any] = {}  # chunk id -> Future of chunk_arrays
         self._chunk_id = -1
@@ -223,8 +277,9 @@ class DataStream:
 
     def _arrays(self, c: int):
         args = (self.cfg.domain, self.parts, self.cfg.data_seed)
+        size = self.cfg.image_size or None
         if not self.workers:
-            return chunk_arrays(*args, c)
+            return chunk_arrays(*args, c, image_size=size)
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -236,7 +291,7 @@ class DataStream:
             self._ahead.pop(old).cancel()
         for k in window:
             if k not in self._ahead:
-                self._ahead[k] = self._pool.submit(chunk_arrays, *args, k)
+                self._ahead[k] = self._pool.submit(chunk_arrays, *args, k, image_size=size)
         return self._ahead.pop(c).result()
 
     def _make_chunk(self, c: int) -> None:
@@ -256,13 +311,126 @@ class DataStream:
             self._pool = None
 
     def batch(self, i: int) -> tuple[torch.Tensor, dict[str, np.ndarray], np.ndarray]:
+        """Batch ``i``: this process's images (its shard) and the labels of the whole batch."""
         per = self.cfg.chunk_size // self.cfg.batch_size
         c, b = divmod(i, per)
         if c != self._chunk_id:
             self._make_chunk(c)
         x, idx, pos = self._chunk  # type: ignore[misc]
         sl = slice(b * self.cfg.batch_size, (b + 1) * self.cfg.batch_size)
-        return x[sl], {f: v[sl] for f, v in idx.items()}, pos[sl]
+        return x[sl][self.shard], {f: v[sl] for f, v in idx.items()}, pos[sl]
+
+
+class _EpochOrder:
+    """Global batch ``i`` of a labelled folder as image numbers: sample ``k = i·B + j`` is entry
+    ``k mod N`` of epoch ``k div N``'s permutation, drawn from (data seed, epoch). A pure function
+    of the iteration, so a resumed run and every rank see the same order."""
+
+    def __init__(self, n: int, batch_size: int, data_seed: int):
+        self.n, self.batch_size, self.data_seed = n, batch_size, data_seed
+        self._epoch, self._perm = -1, np.arange(0)
+
+    def _permutation(self, e: int) -> np.ndarray:
+        if e != self._epoch:
+            self._epoch, self._perm = e, np.random.default_rng([self.data_seed, e, 7]).permutation(self.n)
+        return self._perm
+
+    def __call__(self, i: int) -> np.ndarray:
+        k = np.arange(i * self.batch_size, (i + 1) * self.batch_size, dtype=np.int64)
+        out = np.empty_like(k)
+        for e in np.unique(k // self.n):
+            m = (k // self.n) == e
+            out[m] = self._permutation(int(e))[k[m] % self.n]
+        return out
+
+
+class _ShardBatches(torch.utils.data.Sampler):
+    """The DataLoader's batch sampler: this process's slice of global batches ``start`` … ``stop − 1``."""
+
+    def __init__(self, order: _EpochOrder, start: int, stop: int, shard: slice):
+        self.order, self.start, self.stop, self.shard = order, start, stop, shard
+
+    def __iter__(self):
+        for i in range(self.start, self.stop):
+            yield self.order(i)[self.shard].tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+class _FolderImages(torch.utils.data.Dataset):
+    """Images of a labelled folder by number, decoded on demand (in DataLoader workers)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> np.ndarray | str:
+        from conceptlang.errors import DataError
+
+        try:
+            return self.data.image(int(i))
+        except DataError as err:  # passed back as text: a worker's exception would carry its traceback
+            return str(err)
+
+
+def _stack_images(items: list) -> np.ndarray | str:
+    bad = [x for x in items if isinstance(x, str)]
+    return bad[0] if bad else np.stack(items)
+
+
+class FolderStream:
+    """Batch ``i`` of a labelled image folder (:mod:`conceptlang.data.labelled`), streamed from disk.
+
+    The labels of the whole folder are in memory; the images are read, centre-cropped and resized
+    by ``workers`` DataLoader processes (0: in this process), a few batches ahead of the loop.
+    The order is :class:`_EpochOrder`'s, so the batches are the same whatever the worker count,
+    and a run resumed at iteration ``i`` reads on from there. Like :class:`DataStream` it returns
+    this process's shard of the images and the labels of the whole batch.
+    """
+
+    def __init__(self, cfg: TrainConfig, data, workers: int = 2, shard: tuple[int, int] | None = None, until: int | None = None):
+        if workers < 0:
+            raise ModelError(f"data workers must be >= 0, got {workers}")
+        self.cfg, self.data, self.workers = cfg, data, int(workers)
+        self.shard = slice(*(shard or (0, cfg.batch_size)))
+        self.order = _EpochOrder(len(data), cfg.batch_size, cfg.data_seed)
+        self.until = until
+        self._iter = None
+        self._next = -1
+
+    def _loader(self, start: int):
+        stop = max(start + 1, self.until if self.until is not None else self.cfg.iters)
+        return iter(torch.utils.data.DataLoader(
+            _FolderImages(self.data), batch_sampler=_ShardBatches(self.order, start, stop, self.shard),
+            num_workers=self.workers, collate_fn=_stack_images, prefetch_factor=4 if self.workers else None,
+            persistent_workers=False))
+
+    def batch(self, i: int) -> tuple[torch.Tensor, dict[str, np.ndarray], np.ndarray]:
+        from conceptlang.data import to_tensor
+
+        if self._iter is None or i != self._next:
+            self.close()
+            self._iter = self._loader(i)
+        try:
+            images = next(self._iter)
+        except StopIteration:  # past the planned end (a longer run than asked): read on from here
+            self._iter = self._loader(i)
+            images = next(self._iter)
+        if isinstance(images, str):
+            from conceptlang.errors import DataError
+
+            raise DataError(images)
+        self._next = i + 1
+        rows = self.order(i)
+        return to_tensor(images), {f: v[rows] for f, v in self.data.index.items()}, self.data.positions[rows]
+
+    def close(self) -> None:
+        """Stop the worker processes (if any); the stream can be used again afterwards."""
+        self._iter = None
+        self._next = -1
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,15 +510,26 @@ def _sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
     return torch.exp(cfg.p_mean + cfg.p_std * torch.randn(n, generator=g))  # (N,)
 
 
-def denoise_loss(net: UNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """EDM-weighted denoising loss; at the EDM weight it equals the ε-loss ‖ε̂ − n‖² scaled per σ."""
+def denoise_loss(net: UNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator,
+                 rows: slice | None = None, total: int | None = None, denoiser: Callable | None = None,
+                 autocast: bool = False) -> torch.Tensor:
+    """EDM-weighted denoising loss; at the EDM weight it equals the ε-loss ‖ε̂ − n‖² scaled per σ.
+
+    ``x0`` and ``cond`` may be rows ``rows`` of a batch of ``total`` images (one rank's shard): σ and
+    the noise are drawn for the whole batch and the shard's rows kept, so the shards of all ranks
+    together compute exactly the one-process loss. ``denoiser`` (default ``net.denoise``) is the
+    DistributedDataParallel wrapper under torchrun; ``autocast`` runs it in bf16 (CUDA).
+    """
     n = x0.shape[0]
-    sigma = _sample_sigma(cfg, n, g).to(x0.device)
-    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    total = n if total is None else total
+    rows = slice(0, n) if rows is None else rows
+    sigma = _sample_sigma(cfg, total, g)[rows].to(x0.device)
+    noise = torch.randn((total,) + tuple(x0.shape[1:]), generator=g)[rows].to(x0.device)
     sd = net.config.sigma_data
     weight = (sigma**2 + sd**2) / (sigma * sd) ** 2  # (N,)
-    d = net.denoise(x0 + sigma[:, None, None, None] * noise, sigma, cond)
-    return (weight[:, None, None, None] * (d - x0) ** 2).mean()
+    with torch.autocast(device_type=x0.device.type, dtype=torch.bfloat16, enabled=autocast):
+        d = (denoiser or net.denoise)(x0 + sigma[:, None, None, None] * noise, sigma, cond)
+    return (weight[:, None, None, None] * (d.float() - x0) ** 2).mean()
 
 
 def dsm_loss(net: EnergyNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
@@ -423,20 +602,96 @@ def cd_loss(
 # --------------------------------------------------------------------------------------------
 
 
+class _Denoise(torch.nn.Module):
+    """``forward`` = ``net.denoise``: what DistributedDataParallel wraps, so its hooks see the call."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net.denoise(x, sigma, cond)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed is initialised."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> tuple[int, int, str]:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment): NCCL on
+    CUDA, gloo on CPU. Returns (rank, world size, this rank's device: ``cuda:LOCAL_RANK`` on CUDA).
+    Without torchrun: (0, 1, device)."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if device.startswith("cuda"):
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            device = f"cuda:{local}"
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+    elif device.startswith("cuda"):
+        device = f"cuda:{torch.cuda.current_device()}"
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, device: str = "cpu", data_workers: int = 0):
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, device: str = "cpu", data_workers: int = 0, data=None,
+                 export: bool | None = None):
+        """A run of ``cfg`` in ``run_dir`` on ``device``.
+
+        ``data``: the opened labelled folder (:func:`conceptlang.data.labelled.open_data`) of a run
+        with ``cfg.data``; opened here when not given. ``export`` (default: on for labelled-folder
+        runs) writes the EMA weights and a model manifest into the run folder at every checkpoint,
+        so the run folder is a models folder (``--models RUN``). Under torchrun (see the module
+        docstring) ``cfg.batch_size`` is the global batch and must divide by the world size.
+        """
         validate_config(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
+        self.rank, self.world = distributed()
+        if cfg.batch_size % self.world:
+            raise ModelError(f"batch size {cfg.batch_size} does not divide among {self.world} processes")
+        if self.world > 1 and cfg.method != "denoise":
+            raise ModelError(f"training with several processes supports method 'denoise', not {cfg.method!r}")
+        per = cfg.batch_size // self.world
+        self.rows = slice(self.rank * per, (self.rank + 1) * per)  # this rank's images of every batch
         torch.manual_seed(cfg.seed)  # parameter init
         self.net = build_network(cfg).to(self.device)
         self.ema = build_network(cfg).to(self.device)
         self.ema.load_state_dict(self.net.state_dict())
         self.ema.requires_grad_(False)
+        self.denoiser = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.denoiser = DistributedDataParallel(_Denoise(self.net), device_ids=ids)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
-        self.stream = DataStream(cfg, workers=data_workers)
+        shard = (self.rows.start, self.rows.stop)
+        if cfg.data:
+            if data is None:
+                from conceptlang.data.labelled import open_data
+
+                data = open_data(cfg.data, image_size=domain_of(cfg).image_size, **cfg.data_options)
+            if data.domain.to_json()["families"] != cfg.data_domain["families"]:
+                raise ModelError(f"the labelled folder {cfg.data} no longer declares the families this run was started with")
+            self.stream: DataStream | FolderStream = FolderStream(cfg, data, workers=data_workers, shard=shard)
+        else:
+            self.stream = DataStream(cfg, workers=data_workers, shard=shard)
+        self.export = bool(cfg.data) if export is None else export
         self.it = 0
         self.seconds = 0.0
         self.init_it = 0  # iterations the warm-start source had been trained for
@@ -485,17 +740,53 @@ class Trainer:
         }
 
     def save(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "config.json", self.cfg.to_json())
-        write_json(self.run_dir / "net_config.json", self.net.config.to_json())
-        save_checkpoint(self.state_dict(), self.checkpoint_path)
+        """Write the checkpoint (rank 0; every file atomically) and, with ``export``, the run's models."""
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", self.cfg.to_json())
+            write_json(self.run_dir / "net_config.json", self.net.config.to_json())
+            state = self.state_dict()
+            save_checkpoint(state, self.checkpoint_path)
+            if self.export:
+                self.export_models(state)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def export_models(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make the run folder a models folder: the EMA weights (fp16 safetensors, a new file name
+        per checkpoint) and ``manifest.json`` with the model's entry, written atomically after the
+        weights; the previous weights file is deleted only then, so the manifest always names a
+        complete file. Sampler settings, guidance and metrics already in the run's manifest (tuned
+        by hand, say) are kept; a new manifest gets :data:`RUN_SAMPLER`. Returns the entry."""
+        from conceptlang.models.export import export_run
+        from conceptlang.models.registry import MANIFEST
+
+        state = self.state_dict() if state is None else state
+        name = self.cfg.name
+        path = self.run_dir / MANIFEST
+        old: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                old = next((e for e in json.loads(path.read_text())["models"] if e.get("name") == name), {})
+            except (OSError, ValueError, KeyError, TypeError):
+                old = {}
+        file = f"{name}.it{self.it:07d}.safetensors"
+        entry = export_run(self.run_dir, self.run_dir, name=name, state=state, file=file,
+                           sampler=None if old.get("sampler") else dict(RUN_SAMPLER))
+        for stale in self.run_dir.glob(f"{name}.it*.safetensors"):
+            if stale.name != file:
+                stale.unlink(missing_ok=True)
+        return entry
 
     def load(self) -> None:
         st = load_checkpoint(self.checkpoint_path, self.device)
         if st.get("format") != CHECKPOINT_FORMAT:
             raise ModelError(f"{self.checkpoint_path}: checkpoint format {st.get('format')} (expected {CHECKPOINT_FORMAT})")
         saved = TrainConfig.from_json(json.loads(st["config"]))
-        for key in ("domain", "method", "families", "net", "batch_size", "seed", "data_seed", "chunk_size", "splits"):
+        for key in ("domain", "method", "families", "net", "batch_size", "seed", "data_seed", "chunk_size", "splits",
+                    "image_size", "data_options", "data_domain"):
             if getattr(saved, key) != getattr(self.cfg, key):
                 raise ModelError(f"cannot resume {self.checkpoint_path}: {key} was {getattr(saved, key)!r}, now {getattr(self.cfg, key)!r}")
         self.net.load_state_dict(st["net"])
@@ -507,27 +798,60 @@ class Trainer:
         self.init_it = int(st.get("init_it", 0))
         if self.buffer is not None and st["buffer"]:
             self.buffer.load(st["buffer"])
+        self._trim_log()
+
+    def _trim_log(self) -> None:
+        """Drop log rows past the checkpoint (written by a run killed before its next checkpoint):
+        the resumed run writes them again."""
+        log = self.run_dir / "log.jsonl"
+        if self.rank != 0 or not log.is_file():
+            return
+        rows = log.read_text().splitlines()
+        keep = []
+        for row in rows:
+            try:
+                if int(json.loads(row)["it"]) > self.it:
+                    continue
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the kill
+            keep.append(row)
+        if keep != rows:
+            from conceptlang.io import write_text
+
+            write_text(log, "".join(r + "\n" for r in keep))
 
     # ---- one step ----
     def step(self) -> float:
+        """One optimizer step; returns the batch's loss (the mean over every rank's images)."""
         cfg = self.cfg
-        x0, idx, pos = self.stream.batch(self.it)
+        x0, idx, pos = self.stream.batch(self.it)  # this rank's images, the whole batch's labels
         cond = training_conditions(self.net.config.slots, idx, pos, cfg.cond_dropout, self.gen, cfg.p_null, cfg.p_single)
-        if cfg.cutout > 0:
-            x0 = cutout(x0, cfg.cutout, self.gen, form=cfg.cutout_form)
+        cond = cond[self.rows]
+        if cfg.cutout > 0:  # drawn for the whole batch, like everything random (module docstring)
+            whole = torch.zeros((cfg.batch_size,) + tuple(x0.shape[1:]))
+            whole[self.rows] = x0
+            x0 = cutout(whole, cfg.cutout, self.gen, form=cfg.cutout_form)[self.rows]
         x0, cond = x0.to(self.device), cond.to(self.device)
         lr = learning_rate(cfg, self.it)
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.net.train()
         if cfg.method == "denoise":
-            loss = denoise_loss(self.net, x0, cond, cfg, self.gen)
+            loss = denoise_loss(self.net, x0, cond, cfg, self.gen, rows=self.rows, total=cfg.batch_size,
+                                denoiser=self.denoiser, autocast=self.device.type == "cuda")
         elif cfg.method == "dsm":
             loss = dsm_loss(self.net, x0, cond, cfg, self.gen)
         else:
             loss = cd_loss(self.net, x0, cond, cfg, self.gen, self.buffer)
-        if not torch.isfinite(loss):
-            raise ModelError(f"training {cfg.name}: loss became {loss.item()} at iteration {self.it}")
+        seen = loss.detach()
+        if self.world > 1:  # every rank sees the batch's loss, so all of them stop together on a NaN
+            import torch.distributed as dist
+
+            seen = seen.clone()
+            dist.all_reduce(seen)
+            seen /= self.world
+        if not torch.isfinite(seen):
+            raise ModelError(f"training {cfg.name}: loss became {seen.item()} at iteration {self.it}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -542,7 +866,7 @@ class Trainer:
             for be, b in zip(self.ema.buffers(), self.net.buffers()):
                 be.copy_(b)
         self.it += 1
-        return float(loss.item())
+        return float(seen.item())
 
     def train(self, until: int | None = None, progress: bool = True, on_checkpoint: Callable[["Trainer"], None] | None = None) -> list[float]:
         """Run to iteration ``until`` (default ``cfg.iters``); checkpoint periodically and at the end."""
@@ -551,8 +875,11 @@ class Trainer:
         until = self.cfg.iters if until is None else until
         losses: list[float] = []
         log_path = self.run_dir / "log.jsonl"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=until, initial=self.it, disable=not progress, desc=self.cfg.name, dynamic_ncols=True)
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.stream, FolderStream):
+            self.stream.until = until
+        bar = tqdm(total=until, initial=self.it, disable=not progress or self.rank != 0, desc=self.cfg.name, dynamic_ncols=True)
         window: list[float] = []
         t0 = time.perf_counter()
         try:
@@ -567,7 +894,7 @@ class Trainer:
                     t0 = now
                     mean = sum(window) / len(window)
                     bar.set_postfix(loss=f"{mean:.4f}")
-                    with open(log_path, "a") as fh:
+                    with open(log_path if self.rank == 0 else os.devnull, "a") as fh:
                         row = {"it": self.it, "loss": mean, "lr": learning_rate(self.cfg, self.it - 1), "seconds": round(self.seconds, 1)}
                         fh.write(json.dumps(row) + "\n")
                     window = []
@@ -588,7 +915,8 @@ def iters_for_budget(rate: float, seconds: float, done: int = 0, safety: float =
     return done + max(1, int(rate * seconds * safety))
 
 
-def measure_rate(cfg: TrainConfig, device: str = "cpu", data_workers: int = 0, steps: int = 60, skip: int = 20) -> float:
+def measure_rate(cfg: TrainConfig, device: str = "cpu", data_workers: int = 0, steps: int = 60, skip: int = 20,
+                 data=None) -> float:
     """Iterations per second of ``cfg`` on ``device``, timed on a throwaway copy of the run.
 
     The copy trains ``steps`` iterations in a temporary folder (nothing of it is kept; the real
@@ -602,7 +930,7 @@ def measure_rate(cfg: TrainConfig, device: str = "cpu", data_workers: int = 0, s
         raise ModelError(f"measure_rate: steps ({steps}) must exceed skip ({skip})")
     probe_cfg = replace(cfg, iters=steps, checkpoint_every=10**9, log_every=10**9, init_from="")
     with tempfile.TemporaryDirectory() as tmp:
-        probe = Trainer(probe_cfg, tmp, device=device, data_workers=data_workers)
+        probe = Trainer(probe_cfg, tmp, device=device, data_workers=data_workers, data=data, export=False)
         try:
             for _ in range(skip):
                 probe.step()
