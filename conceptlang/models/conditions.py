@@ -135,8 +135,11 @@ def training_conditions(
         keep = keep_all[:, j]  # (N,)
         if s.kind == "discrete":
             idx = torch.from_numpy(np.asarray(index[s.family])).long()[rows, obj]  # (N,)
-            # −1 (absent) maps to the <none> token, the last one; value i maps to token i + 1.
-            tok = torch.where(idx >= 0, idx + 1, torch.full_like(idx, len(s.values)))
+            # −1 (absent) maps to the <none> token, the last one, where the slot has one (a yes/no
+            # attribute), else to null (a family with no known value here, e.g. a CelebA face with
+            # none of the grouped hair colours); value i maps to token i + 1.
+            absent = len(s.values) if NONE_TOKEN in s.values else 0
+            tok = torch.where(idx >= 0, idx + 1, torch.full_like(idx, absent))
             cols.append((tok.float() * keep)[:, None])
         else:
             p = torch.from_numpy(np.asarray(positions)).float()[rows, obj]  # (N, 2)
