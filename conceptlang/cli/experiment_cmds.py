@@ -31,10 +31,14 @@ def _load_registry(models_dir: str | None):
     return load_registry(models_dir)
 
 
-def _judges():
+def _judges(directory=None):
     from conceptlang.evaluation.evaluate import JudgeCache
 
-    return JudgeCache()
+    if directory is None:
+        return JudgeCache()
+    from conceptlang.judge.labelled import judge_loader
+
+    return JudgeCache(judge_loader(directory))
 
 
 def _echo_err(msg: str) -> None:
@@ -54,8 +58,11 @@ def _echo_err(msg: str) -> None:
 @click.option("--distribution/--no-distribution", default=True, show_default=True,
               help="Also compare the samples with generator data satisfying each expression: attribute TV, "
                    "precision/recall/KID in the judge's feature space, near-duplicates.")
+@click.option("--judge", "judge_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Judges folder (`conceptlang judge train … -o J`), e.g. a judge of a labelled folder "
+                   "[default: the shipped judges].")
 @threads_option
-def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast, distribution, threads):
+def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast, distribution, judge_dir, threads):
     """Sample, judge and score every expression of SUITE_FILE.
 
     Accuracy = fraction of samples the judge calls valid and whose judged labels satisfy the
@@ -85,7 +92,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
 
     _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
     result = evaluate_suite(
-        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(),
+        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(judge_dir),
         progress=progress, keep_going=not fail_fast, distribution=distribution,
     )
     md = suite_markdown(result)

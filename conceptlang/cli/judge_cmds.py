@@ -168,22 +168,50 @@ def _domains(domain: str) -> list[str]:
 
 
 @judge_group.command("train")
-@click.argument("domain", type=click.Choice([*DOMAINS, "all"]))
+@click.argument("domain", type=click.Choice([*DOMAINS, "all"]), required=False)
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Judges directory: the checkpoint and manifest.json are written (or updated) here.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Training steps (default: the domain's, see conceptlang.judge.judge.TRAINING_DEFAULTS).")
+              help="Training steps (default: the domain's, see conceptlang.judge.judge.TRAINING_DEFAULTS; --data: 1500).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def judge_train_cmd(domain: str, out: Path, steps: int | None, seed: int) -> None:
-    """Train the judge of DOMAIN (or both) on generator output; one CPU thread, minutes each.
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Train a judge of a labelled image folder instead (a `conceptlang data` folder or a CelebA root; "
+                   "validity = confidence + distance to the nearest real image, see conceptlang/judge/labelled.py).")
+@click.option("--attributes", default=None, metavar="A,B,…", help="--data CELEBA: the attributes judged (as for `train`).")
+@click.option("--hair-family", is_flag=True, help="--data CELEBA: the chosen hair attributes as one family (as for `train`).")
+@click.option("--data-workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="--data: processes that read the images.")
+def judge_train_cmd(domain: str | None, out: Path, steps: int | None, seed: int, data_dir: str | None,
+                    attributes: str | None, hair_family: bool, data_workers: int) -> None:
+    """Train the judge of DOMAIN (or both) on generator output, or of a labelled folder (--data);
+    one CPU thread, minutes each.
 
     \b
     Examples:
       conceptlang judge train scenes -o judges
       conceptlang judge train all -o models/judges     # retrain the shipped judges
+      conceptlang judge train --data data/faces64 -o judges/faces64
+      conceptlang eval suite.txt --models RUN --judge judges/faces64
     """
     from conceptlang.judge.judge import default_config, train_judge
 
+    if data_dir is not None:
+        import torch
+
+        from conceptlang.judge.labelled import train_labelled_judge
+
+        if domain is not None:
+            raise click.UsageError(f"give a DOMAIN or --data, not both (got {domain!r} and --data {data_dir})")
+        torch.set_num_threads(1)
+        entry = train_labelled_judge(data_dir, out, steps=steps or 1500, seed=seed, workers=data_workers,
+                                     attributes=attributes, group_hair=hair_family,
+                                     log=lambda msg: click.echo(msg, err=True))
+        click.echo(json.dumps(entry["metrics"], indent=1))
+        return
+    if domain is None:
+        raise click.UsageError("give a DOMAIN (scenes, faces, all) or --data DIR")
+    if attributes or hair_family:
+        raise click.UsageError("--attributes and --hair-family are options of --data")
     for dom in _domains(domain):
         entry = train_judge(default_config(dom, steps=steps, seed=seed), out)
         click.echo(json.dumps(entry["metrics"], indent=1))
