@@ -217,8 +217,9 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         say(f"resumed {name} at iteration {trainer.it}")
     if time_budget is not None:
         t0 = time.perf_counter()
+        # the probe takes at most a tenth of the budget (a slow CPU run would otherwise spend it all timing)
         rate = measure_rate(cfg, device=device, data_workers=data_workers, steps=120, skip=30,
-                            **({"data": data} if data is not None else {}))
+                            **({"data": data, "max_seconds": time_budget / 10} if data is not None else {}))
         spent = time.perf_counter() - t0
         if spent >= time_budget:
             raise ModelError(f"--time-budget {time_budget:g} s: timing the run alone took {spent:.1f} s; give a larger budget")

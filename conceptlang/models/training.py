@@ -916,31 +916,39 @@ def iters_for_budget(rate: float, seconds: float, done: int = 0, safety: float =
 
 
 def measure_rate(cfg: TrainConfig, device: str = "cpu", data_workers: int = 0, steps: int = 60, skip: int = 20,
-                 data=None) -> float:
+                 data=None, max_seconds: float | None = None) -> float:
     """Iterations per second of ``cfg`` on ``device``, timed on a throwaway copy of the run.
 
     The copy trains ``steps`` iterations in a temporary folder (nothing of it is kept; the real
     run's weights, generator and data stream are untouched); the first ``skip`` are not timed
-    (start-up, first chunk, kernel selection). Used by ``conceptlang train --time-budget``.
+    (start-up, first chunk, kernel selection). ``max_seconds`` bounds the probe of a slow run: the
+    untimed steps stop after a quarter of it and the timed ones after the rest (at least three are
+    timed). Used by ``conceptlang train --time-budget``.
     """
     import tempfile
     from dataclasses import replace
 
     if steps <= skip:
         raise ModelError(f"measure_rate: steps ({steps}) must exceed skip ({skip})")
+    limit = math.inf if max_seconds is None else float(max_seconds)
     probe_cfg = replace(cfg, iters=steps, checkpoint_every=10**9, log_every=10**9, init_from="")
     with tempfile.TemporaryDirectory() as tmp:
         probe = Trainer(probe_cfg, tmp, device=device, data_workers=data_workers, data=data, export=False)
         try:
-            for _ in range(skip):
+            start = time.perf_counter()
+            done = 0
+            while done < skip and time.perf_counter() - start < limit / 4:
                 probe.step()
+                done += 1
             t0 = time.perf_counter()
-            for _ in range(steps - skip):
+            timed = 0
+            while timed < steps - skip and (timed < 3 or time.perf_counter() - start < limit):
                 probe.step()
+                timed += 1
             elapsed = time.perf_counter() - t0
         finally:
             probe.stream.close()
-    return (steps - skip) / max(elapsed, 1e-9)
+    return timed / max(elapsed, 1e-9)
 
 
 def _exported_as_checkpoint(path: Path) -> dict[str, Any]:
