@@ -129,6 +129,13 @@ class LabelledJudge:
                 conf.append(p.max(1))
         return pred, np.min(np.stack(conf), axis=0) if conf else np.ones(len(images))
 
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """The trunk's 128 features (N, 128) per image (the distribution metrics' feature space)."""
+        x = _resize(images, SIZE)
+        with torch.no_grad():
+            return np.concatenate([self.net.features(_to_input(x[s: s + self.batch_size])).numpy()
+                                   for s in range(0, len(x), self.batch_size)]) if len(x) else np.zeros((0, 128))
+
     def distances(self, images: np.ndarray) -> np.ndarray:
         """RMS pixel distance (0–255) at 16×16 from each image to its nearest bank image."""
         x = torch.from_numpy(_resize(images, BANK_SIZE).reshape(len(images), -1).astype(np.float32))

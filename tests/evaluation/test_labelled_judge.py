@@ -63,6 +63,7 @@ def test_labels_and_validity(judged):
     noise = corrupt(images, seed=0)["uniform noise"]
     assert not judge.valid(noise).any()
     assert all("far from every real image" in r for r in judge.reasons(noise))
+    assert judge.features(images).shape == (6, 128)
     ok = judge.valid(images)
     assert ok.shape == (6,) and ok.dtype == bool
     assert np.array_equal(ok, (conf >= judge.thresholds["confidence"]) & (judge.distances(images) <= judge.thresholds["distance"]))
