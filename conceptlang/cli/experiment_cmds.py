@@ -92,7 +92,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
 
     _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
     result = evaluate_suite(
-        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(judge_dir),
+        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(judge_dir) if judge_dir else _judges(),
         progress=progress, keep_going=not fail_fast, distribution=distribution,
     )
     md = suite_markdown(result)
