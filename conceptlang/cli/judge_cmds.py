@@ -86,6 +86,23 @@ def _domain_from_sidecar(path: Path) -> str | None:
     return None
 
 
+def _expression_from_sidecar(path: Path):
+    """The parsed expression of IMAGE's ``conceptlang sample`` sidecar, or None."""
+    from conceptlang.errors import ConceptLangError
+    from conceptlang.syntax import parse
+
+    for cand in (path.with_suffix(".json"), Path(str(path) + ".json")):
+        if cand.is_file():
+            try:
+                meta = json.loads(cand.read_text())
+                text = meta.get("expression") if isinstance(meta, dict) else None
+                if isinstance(text, str):
+                    return parse(text)
+            except (OSError, json.JSONDecodeError, ConceptLangError):
+                continue
+    return None
+
+
 def _summary(lab: dict) -> str:
     objs = lab.get("objects", [])
     if not objs:
@@ -106,16 +123,22 @@ def _summary(lab: dict) -> str:
               help="Domain of the images (default: from the image's JSON sidecar).")
 @click.option("--grid-cell", type=click.IntRange(min=8), default=32, show_default=True,
               help="Side of one image in a grid written by `conceptlang sample`.")
-@click.option("--objects", "n_objects", type=click.IntRange(min=1, max=2), default=None,
-              help="scenes: the stated number of objects for validity (default: one or two).")
+@click.option("--objects", "n_objects", type=click.IntRange(min=1), default=None,
+              help="scenes: the stated number of objects for validity [default: from --expr, else from the "
+                   "image's sidecar expression, else one].")
+@click.option("--expr", "expr_text", metavar="EXPR", default=None,
+              help="The expression the images were sampled for: sets the expected object count (one per "
+                   "distinct position) and reports whether each image satisfies it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per image.")
-def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | None, as_json: bool) -> None:
+def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | None, expr_text: str | None,
+              as_json: bool) -> None:
     """Judge IMAGE (one image or a grid of them): validity and labels per image.
 
     \b
     Examples:
       conceptlang judge samples.png --domain scenes
       conceptlang judge faces_grid.png --domain faces --json
+      conceptlang judge two.png --domain scenes --expr "position(0.2, 0.25) & position(0.8, 0.75)"
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -139,23 +162,56 @@ def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | 
             "`conceptlang sample` never writes a grid that large)") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise click.UsageError(f"{image}: not a readable image ({err})") from None
+    if n_objects is not None and expr_text is not None:
+        raise click.UsageError("give --objects or --expr, not both (--expr sets the object count)")
+    expr, source = None, None
+    if expr_text is not None:
+        from conceptlang.syntax import parse
+
+        expr, source = parse(expr_text), "--expr"
+    elif n_objects is None:
+        expr = _expression_from_sidecar(image)
+        source = "the sidecar's expression" if expr is not None else None
+    if n_objects is None and expr is not None and domain == "scenes":
+        from conceptlang.syntax.objects import expected_objects
+
+        n_objects = expected_objects(expr)
     cells = split_grid(arr, grid_cell)
     judge = load_judge(domain)
     labels = judge.labels(cells)
     reasons = judge.reasons(cells, n_objects)
+    satisfied = [None] * len(labels)
+    if expr_text is not None:
+        from conceptlang.syntax import evaluate
+
+        satisfied = [bool(evaluate(expr, lab)) for lab in labels]
     records = []
     for i, (lab, why) in enumerate(zip(labels, reasons)):
         true = sorted(k for k, v in lab.items() if v is True and "." in k)
-        records.append({"index": i, "valid": not why, "reasons": why, "concepts": true, "objects": lab["objects"]})
+        rec = {"index": i, "valid": not why, "reasons": why, "concepts": true, "objects": lab["objects"]}
+        if expr_text is not None:
+            rec["satisfied"] = satisfied[i]
+        records.append(rec)
+    expected = (n_objects if n_objects is not None else 1) if domain == "scenes" else 1
     if as_json:
-        click.echo(json.dumps({"image": str(image), "domain": domain, "count": len(records), "images": records},
-                              indent=2, default=json_default))
+        out = {"image": str(image), "domain": domain, "expected_objects": expected, "count": len(records),
+               "images": records}
+        if expr_text is not None:
+            out["expression"] = expr_text
+        click.echo(json.dumps(out, indent=2, default=json_default))
         return
     n_valid = sum(r["valid"] for r in records)
-    click.echo(f"{image}: {len(records)} image(s), {n_valid} valid ({domain} judge)")
+    counted = expected if isinstance(expected, int) else " or ".join(map(str, expected))
+    why = f" from {source}" if source and domain == "scenes" else ""
+    head = f"{image}: {len(records)} image(s), {n_valid} valid ({domain} judge, {counted} object(s) expected{why})"
+    if expr_text is not None:
+        head += f", {sum(r['valid'] and r['satisfied'] for r in records)} valid and satisfying {expr_text!r}"
+    click.echo(head)
     for r, lab in zip(records, labels):
         state = "valid  " if r["valid"] else "INVALID"
         line = f"[{r['index']:3d}] {state} {_summary(lab)}"
+        if r.get("satisfied") is not None:
+            line += "" if r["satisfied"] else "  (does not satisfy the expression)"
         if r["reasons"]:
             line += f"  — {'; '.join(r['reasons'])}"
         click.echo(line)

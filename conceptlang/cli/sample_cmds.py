@@ -81,7 +81,8 @@ def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weig
 
 
 def _common_compile_options(f):
-    f = click.option("--strict", is_flag=True, help="An unsatisfiable expression is an error, not a warning.")(f)
+    f = click.option("--strict", is_flag=True, help="An unsatisfiable expression, or one the models were not trained for "
+                          "(more objects than they saw per image), is an error, not a warning.")(f)
     f = click.option("--concept-weights/--no-concept-weights", default=True,
                      help="Apply the models' calibrated concept weights (manifest `concept_weights`). [default: on]")(f)
     f = click.option("--or-mode", type=click.Choice(list(_OR_MODES)), default=None,
@@ -198,9 +199,14 @@ def _judge(domain: str, images_uint8, expr) -> dict[str, Any]:
         return {"available": False, "reason": str(err).splitlines()[0]}
     import numpy as np
 
+    from conceptlang.syntax.objects import expected_objects
+
+    # scenes: the objects the expression places (one, or one per distinct position); faces: one
+    expected = expected_objects(expr) if domain == "scenes" else 1
     labels = judge.labels(images_uint8)
-    valid = np.asarray(judge.valid(images_uint8), dtype=bool)
-    rec: dict[str, Any] = {"available": True, "valid": valid.tolist(), "labels": _jsonable(labels)}
+    valid = np.asarray(judge.valid(images_uint8, n_objects=expected), dtype=bool)
+    rec: dict[str, Any] = {"available": True, "expected_objects": _jsonable(expected), "valid": valid.tolist(),
+                           "labels": _jsonable(labels)}
     try:
         from conceptlang.syntax import evaluate
 
@@ -404,6 +410,7 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode,
         "domain": graph.domain,
         "graph": graph.to_json(),
         "models": [_model_record(m) for m in graph.models],
+        "model_set": graph.model_set,  # {"name", "path", "reason"} when the compiler chose another set
         "sampler": result.settings,
         "seed": seed,
         "n": n,

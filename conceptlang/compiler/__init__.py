@@ -14,6 +14,7 @@ from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf
 from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry, Condition
 from conceptlang.compiler.options import CompileOptions
+from conceptlang.compiler.select import ModelSetWarning
 
 __all__ = [
     "compile",
@@ -23,6 +24,7 @@ __all__ = [
     "Disjunct",
     "Grounding",
     "UnsatisfiableWarning",
+    "ModelSetWarning",
     "SAMPLER_NEEDS",
     "check_sampler",
     "MAX_DEPTH",

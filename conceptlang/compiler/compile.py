@@ -14,7 +14,8 @@ from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.interface import ConceptRegistry
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
-from conceptlang.compiler.resolve import check_definitions_shadowing, resolve_names
+from conceptlang.compiler.resolve import check_definitions_shadowing
+from conceptlang.compiler.select import ModelSetWarning, select_model_set
 from conceptlang.errors import CompileError, ConceptLangError
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
 from conceptlang.syntax.parser import parse
@@ -79,8 +80,14 @@ def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> Ene
 
 def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOptions,
              user_set: tuple[str, ...]) -> EnergyGraph:
-    refs, domain = resolve_names(expr, registry, source, opts.domain)
+    chosen = select_model_set(expr, source, registry, opts.domain)
+    registry, refs, domain = chosen.registry, chosen.refs, chosen.domain
     notices: list[str] = []
+    if chosen.warning is not None:
+        if opts.strict:
+            raise CompileError(chosen.warning)
+        warnings.warn(chosen.warning, ModelSetWarning, stacklevel=3)
+        notices.append("warning: " + chosen.warning)
 
     if set(REGISTRY_SUGGESTS) - set(user_set):
         pre_models = list({id(m): m for m in (registry.model_for(r)[0] for r in refs.values())}.values())
@@ -150,6 +157,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         sampler_settings=settings,
         expr=expr,
         refs=refs,
+        model_set=chosen.record,
     )
 
 

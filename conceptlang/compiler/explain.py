@@ -82,6 +82,8 @@ def explain_text(g: "EnergyGraph") -> str:
     o = g.options
     lines = [f"expression: {g.expression}", f"domain: {g.domain}"]
     lines.append("models: " + ", ".join(_model_text(m) for m in g.models))
+    if g.model_set is not None:
+        lines.append(f"model set: {g.model_set['name']} ({g.model_set['path']}), chosen because {g.model_set['reason']}")
     lines.append(f"semantics: AND = {_AND_TEXT.get(o['and_mode'], o['and_mode'])}"
                  f" (and_mode={o['and_mode']}), NOT weight α = {o['alpha']:g}, OR temperature τ = {o['tau']:g}, "
                  f"log Z = {o['log_z'] if isinstance(o['log_z'], str) else o['log_z']}")
@@ -217,4 +219,5 @@ def graph_json(g: "EnergyGraph") -> dict[str, Any]:
             for d in g.disjuncts
         ],
         "notices": list(g.notices),
+        "model_set": g.model_set,
     }

@@ -52,6 +52,7 @@ class EnergyGraph:
         sampler_settings: dict[str, Any],
         expr: Any = None,
         refs: dict | None = None,
+        model_set: dict | None = None,
     ):
         self.expression = expression
         self.domain = domain
@@ -67,6 +68,8 @@ class EnergyGraph:
         self.sampler_settings = dict(sampler_settings)
         self.expr = expr  # the expanded AST (its boolean semantics is what samples should satisfy)
         self.refs = dict(refs or {})  # Concept → ConceptRef
+        # {"name", "path", "reason"} when the compiler chose another model set than the registry's own
+        self.model_set = dict(model_set) if model_set is not None else None
         # Group leaves by model (identity): one batched call per group.
         groups: dict[int, list[int]] = {}
         self._group_models: dict[int, ConceptModel] = {}

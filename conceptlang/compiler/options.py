@@ -54,7 +54,9 @@ class CompileOptions:
       ``concept_weight(ref)`` hook: a concept with weight w is scored as E_prior + w·(E_c − E_prior)
       in the product and joint modes, w·E_c in the sum mode, wherever it appears); False scores
       every concept with weight 1, as written.
-    * ``strict``: an unsatisfiable expression is an error instead of a warning.
+    * ``strict``: an unsatisfiable expression, or one the models in use were not trained for (more
+      objects than their training images held: :mod:`conceptlang.compiler.select`), is an error
+      instead of a warning.
     * ``domain``: pin name resolution to one domain.
     * ``sampler``: check at compile time that this sampler suits the models.
     """

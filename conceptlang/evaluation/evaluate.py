@@ -227,25 +227,16 @@ def _jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
-def expected_objects(expr: Expr, domain: str | None) -> int | None:
-    """How many objects a valid sample of ``expr`` must show (None: the judge's default).
-
-    Scenes models are trained on one-object scenes, so a second object is a defect, except for
-    object-level composition: a conjunction of k ≥ 2 distinct positions asks for k objects.
+def expected_objects(expr: Expr, domain: str | None) -> int | tuple[int, ...] | None:
+    """How many objects a valid sample of ``expr`` must show (None: a domain without object
+    counts, faces). Scenes: one, or one per distinct position of a conjunction (an OR whose
+    branches differ allows each branch's count); :func:`conceptlang.syntax.objects.expected_objects`.
     """
     if domain != "scenes":
         return None
-    from conceptlang.syntax import concepts_of
-    from conceptlang.syntax.ast import And
+    from conceptlang.syntax.objects import expected_objects as counted
 
-    e = expr
-    while isinstance(e, Weighted):
-        e = e.expr
-    if isinstance(e, And):
-        positions = {c for c in concepts_of(e) if c.name == "position" and c.args is not None}
-        if len(positions) >= 2 and operator_class(e) == "and":
-            return len(positions)
-    return 1
+    return counted(expr)
 
 
 def _reason_key(reason: str) -> str:

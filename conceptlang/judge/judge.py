@@ -225,19 +225,20 @@ class Judge:
             out.append(fc.face_labels(flags, float(pos[0]), float(pos[1])))
         return out
 
-    def valid(self, images: np.ndarray, n_objects: int | None = None) -> np.ndarray:
+    def valid(self, images: np.ndarray, n_objects: int | tuple[int, ...] | None = None) -> np.ndarray:
         """bool (N,): is each image a well-formed image of the domain?
 
-        Scenes: the computed check with ``n_objects`` objects (None: one or two). Faces: the
-        trained validity head (``n_objects`` must be None or 1)."""
+        Scenes: the computed check with ``n_objects`` objects (None: one; a tuple: any of those
+        counts; the count an expression asks for is :func:`conceptlang.syntax.objects.expected_objects`).
+        Faces: the trained validity head (``n_objects`` must be None or 1)."""
         imgs = _check_images(images)
         if self.domain == "scenes":
             return V.scenes_valid(imgs, n_objects)
-        if n_objects not in (None, 1):
+        if n_objects not in (None, 1, (1,)):
             raise DataError(f"a face image holds one face, not {n_objects}")
         return self._run(imgs)["valid"][:, 0] > 0
 
-    def reasons(self, images: np.ndarray, n_objects: int | None = None) -> list[list[str]]:
+    def reasons(self, images: np.ndarray, n_objects: int | tuple[int, ...] | None = None) -> list[list[str]]:
         """Why each image is invalid (empty list when valid)."""
         imgs = _check_images(images)
         if self.domain == "scenes":

@@ -8,7 +8,8 @@ judged labels are only evidence together with validity. For ``scenes`` validity 
 2. foreground = pixels differing from the background colour by more than ``FG_THRESHOLD`` (40) in
    some channel; 8-connected components of ≥ ``MIN_OBJECT_AREA`` (12 px at 32×32) are objects,
    and at most ``MAX_STRAY`` (3) foreground pixels may lie outside them;
-3. the stated number of objects (1 or 2 when not stated);
+3. the stated number of objects: the count the expression places (``conceptlang.syntax.objects``:
+   one, or one per distinct position of a conjunction), one when not stated;
 4. every object is uniformly coloured (channel std ≤ ``MAX_COLOR_STD``, 25, over its interior: the
    object eroded by one pixel, less pixels under 0.75 of its peak contrast with the background,
    which drops the anti-aliased or blurred rim) in a colour
@@ -23,6 +24,7 @@ All functions take uint8 (N, H, W, 3) at 32×32 (the judge resizes other sizes f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -38,6 +40,16 @@ INTERIOR_CONTRAST = 0.75  # ... among pixels with at least this share of the obj
 MAX_PALETTE_DIST = 80.0
 MIN_SHAPE_IOU = 0.80  # calibrated on real sampler output, see docs/data.md ("Validity")
 SIZE = 32
+
+
+def stated_counts(n_objects: "int | Sequence[int] | None") -> tuple[int, ...]:
+    """The object counts a valid scene may show: ``n_objects`` as a tuple; None is (1,)."""
+    if n_objects is None:
+        return (1,)
+    counts = (n_objects,) if isinstance(n_objects, (int, np.integer)) else tuple(n_objects)
+    if not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1 for c in counts):
+        raise ValueError(f"the stated object count must be an integer ≥ 1 (or several), got {n_objects!r}")
+    return tuple(sorted({int(c) for c in counts}))
 
 
 @dataclass
@@ -65,12 +77,13 @@ class SceneAnalysis:
     objects: list[SceneObject]
     stray: int
 
-    def reasons(self, n_objects: int | None = None) -> list[str]:
-        """Why this image is not a valid scene; empty when it is."""
+    def reasons(self, n_objects: "int | Sequence[int] | None" = None) -> list[str]:
+        """Why this image is not a valid scene; empty when it is. ``n_objects``: the stated object
+        count, or the counts an OR's branches allow; None is one object."""
         out = []
         if not self.border_dark:
             out.append("background is not plain dark")
-        allowed = (1, 2) if n_objects is None else (n_objects,)
+        allowed = stated_counts(n_objects)
         if len(self.objects) not in allowed:
             out.append(f"{len(self.objects)} objects, expected {' or '.join(map(str, allowed))}")
         if self.stray > MAX_STRAY:
@@ -194,7 +207,7 @@ def _shape_ious(cov: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
     return (inter / np.maximum(union, 1e-6)).reshape(3, 2)
 
 
-def scenes_valid(images: np.ndarray, n_objects: int | None = None) -> np.ndarray:
+def scenes_valid(images: np.ndarray, n_objects: "int | Sequence[int] | None" = None) -> np.ndarray:
     """bool (N,): computed validity of 32×32 scenes (see the module docstring)."""
     return np.array([not a.reasons(n_objects) for a in analyse_scenes(images)], dtype=bool)
 

@@ -21,6 +21,11 @@ Manifest format (``format_version`` 1)::
 ``layout`` is ``joint`` (one model, one condition slot per family; the empty condition is the
 domain prior) or ``per-family`` (one model per family; a separate entry with ``"prior": true`` and
 no families is the prior).
+
+Optional: an entry's ``max_objects`` (integer ≥ 1, default 1) is the most objects one training
+image held; the manifest's ``model_sets`` lists other model folders, each ``{"name": ...,
+"path": "<folder inside this one>"}``, that the compiler may use for an expression the models
+here were not trained for (docs/compiler.md, "Model sets"; :mod:`conceptlang.models.sets`).
 """
 
 from __future__ import annotations
@@ -159,6 +164,10 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         sampler = entry.get("sampler", {})
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
+        max_objects = entry.get("max_objects", 1)
+        if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1:
+            raise _err(where, f"'max_objects' must be an integer ≥ 1 (the most objects one training image held), "
+                              f"got {max_objects!r}")
         _validate_concept_weights(entry.get("concept_weights", {}), families, where)
         _validate_energy(entry, where)
         if "sigma_range" in entry:
@@ -166,6 +175,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             if entry.get("prior", layout == "joint"):
                 raise _err(where, "'sigma_range' is not allowed on the domain's prior model (the prior acts at every noise level)")
         _validate_architecture_config(arch["class"], arch["config"], where)
+    _validate_model_sets(data.get("model_sets", []), source)
     for domain in {e["domain"] for e in models}:
         if domain not in priors:
             raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
@@ -280,6 +290,28 @@ def _validate_slots(slots: Any, where: str) -> None:
                     raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
         else:
             raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
+def _validate_model_sets(sets: Any, source: str) -> None:
+    """``model_sets``: [{"name": str, "path": a folder inside the models folder}], distinct names."""
+    if not isinstance(sets, list):
+        raise _err(source, f"'model_sets' must be a list, got {sets!r}")
+    names: set[str] = set()
+    for i, spec in enumerate(sets):
+        where = f"{source}, model_sets[{i}]"
+        if not isinstance(spec, dict):
+            raise _err(where, f"must be an object with 'name' and 'path', got {spec!r}")
+        name = _need(spec, "name", str, where)
+        path = _need(spec, "path", str, where)
+        if not name or name in names:
+            raise _err(where, f"'name' must be a distinct non-empty name, got {name!r}")
+        names.add(name)
+        parts = Path(path).parts
+        if not path or Path(path).is_absolute() or ".." in parts or parts in ((), (".",)):
+            raise _err(where, f"'path' must be a folder inside the models folder, got {path!r}")
+        unknown = sorted(set(spec) - {"name", "path", "about"})
+        if unknown:
+            raise _err(where, f"unknown key(s) {', '.join(unknown)} (known: name, path, about)")
+        if not isinstance(spec.get("about", ""), str):
+            raise _err(where, f"'about' must be a string, got {spec['about']!r}")
 
 
 # An implicit model's denoising-loss energy (σ bounds, levels, draws per level, noise seed) where its
@@ -360,6 +392,11 @@ def _validate_concept_weights(weights: Any, families: dict, where: str) -> None:
 
 
 def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
+    return _load_manifest(models_dir)["models"]
+
+
+def _load_manifest(models_dir: str | os.PathLike) -> dict:
+    """The parsed, validated manifest of ``models_dir``."""
     path = Path(models_dir) / MANIFEST
     if not path.is_file():
         raise ModelError(f"no model manifest at {path} (set --models DIR or CONCEPTLANG_MODELS to a folder with {MANIFEST})")
@@ -367,7 +404,8 @@ def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    return validate_manifest(data, str(path))
+    validate_manifest(data, str(path))
+    return data
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,7 +566,10 @@ class ModelRegistry:
 
     def __init__(self, models_dir: str | os.PathLike):
         self.models_dir = Path(models_dir)
-        self.entries = read_manifest(self.models_dir)
+        manifest = _load_manifest(self.models_dir)
+        self.entries: list[dict] = manifest["models"]
+        self.set_specs: list[dict] = list(manifest.get("model_sets", []))
+        self._sets: list | None = None
         self.handles = {e["name"]: RegisteredModel(e, self) for e in self.entries}
         self._by_family: dict[tuple[str, str], RegisteredModel] = {}
         self._priors: dict[str, RegisteredModel] = {}
@@ -726,6 +767,20 @@ class ModelRegistry:
         total = sum(counts.values())
         return {c: k / total for c, k in counts.items()} if total else None
 
+    def max_objects(self, ref: ConceptRef) -> int:
+        """The most objects one training image of the model serving ``ref`` held (manifest
+        ``max_objects``, default 1): how many values of a placing concept it can compose."""
+        model = self._by_family.get((ref.domain, ref.family))
+        return int(getattr(model, "entry", {}).get("max_objects", 1)) if model is not None else 1
+
+    def model_sets(self) -> list:
+        """Other model sets the compiler may turn to (:func:`conceptlang.models.sets.model_sets_of`)."""
+        if self._sets is None:
+            from conceptlang.models.sets import model_sets_of
+
+            self._sets = model_sets_of(self)
+        return self._sets
+
     def concept_weight(self, ref: ConceptRef) -> float:
         """The calibrated weight of ``ref`` (its model entry's ``concept_weights``; 1 when absent).
 
@@ -766,6 +821,7 @@ class ModelRegistry:
                 "bytes": path.stat().st_size if path.exists() else None,
                 "sampler": e.get("sampler", {}), "metrics": e.get("metrics", {}),
                 "concept_weights": dict(e.get("concept_weights", {})),
+                "max_objects": int(e.get("max_objects", 1)),
                 "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
                 "guidance": e.get("guidance", 1.0),
                 "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,

@@ -189,6 +189,9 @@ def test_slug():
         ("position(0.2, 0.2) & position(0.5, 0.5) & position(0.8, 0.8)", "scenes", 3),
         ("position(0.25, 0.3) | position(0.75, 0.7)", "scenes", 1),
         ("position(0.25, 0.3) & position(0.25, 0.3)", "scenes", 1),
+        ("position(0.25, 0.3) & position(0.75, 0.7) & ~red", "scenes", 2),
+        ("position(0.25, 0.3) & ~position(0.75, 0.7)", "scenes", 1),
+        ("position(0.25, 0.3) | position(0.25, 0.3) & position(0.75, 0.7)", "scenes", (1, 2)),
         ("male & smiling", "faces", None),
     ],
 )

@@ -88,7 +88,8 @@ def test_scenes_judge_on_blank_image(scenes_judge):
     lab = scenes_judge.labels(blank)[0]
     assert lab["objects"] == [] and not any(v for k, v in lab.items() if k != "objects")
     assert not scenes_judge.valid(blank)[0]
-    assert scenes_judge.reasons(blank)[0] == ["0 objects, expected 1 or 2"]
+    assert scenes_judge.reasons(blank)[0] == ["0 objects, expected 1"]
+    assert scenes_judge.reasons(blank, 2)[0] == ["0 objects, expected 2"]
 
 
 def test_bad_image_input_is_a_data_error(scenes_judge):

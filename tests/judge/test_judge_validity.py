@@ -71,7 +71,10 @@ def test_stray_pixels_and_object_count():
     img[0, 28, 3] = img[0, 3, 28] = img[0, 28, 28] = img[0, 20, 3] = (200, 200, 200)
     assert analyse_scenes(img)[0].reasons(1) == ["4 stray foreground pixels"]
     two = _one("circle", "red", "small", 0.25, 0.25) + _one("square", "blue", "small", 0.75, 0.75)
-    assert scenes_valid(two, 2).all() and not scenes_valid(two, 1).any() and scenes_valid(two).all()
+    assert scenes_valid(two, 2).all() and not scenes_valid(two, 1).any()
+    assert not scenes_valid(two).any()  # unstated: one object, never "one or two"
+    assert scenes_valid(two, (1, 2)).all() and not scenes_valid(two, (1, 3)).any()  # an OR's allowed counts
+    assert analyse_scenes(two)[0].reasons((1, 3)) == ["2 objects, expected 1 or 3"]
     assert analyse_scenes(two)[0].reasons(1) == ["2 objects, expected 1"]
 
 
