@@ -23,3 +23,15 @@ def grammar_path() -> Path:
 
 def shipped_models_dir() -> Path:
     return _packaged_dir("shipped", "models")
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (``models/objects``), else
+    absolute: how messages name a folder the user can pass back (``--models``)."""
+    import os
+
+    p = Path(os.path.abspath(path))
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)

@@ -280,7 +280,7 @@ def models_cmd(as_json, models_dir, verify):
             row["checksum_ok"] = row["checksum"] == "ok"
     failed = [row for row in rows if verify and not row["checksum_ok"]]
     if as_json:
-        click.echo(json.dumps({"models_dir": str(reg.models_dir), "models": rows}, indent=2))
+        click.echo(json.dumps({"models_dir": str(reg.models_dir), "models": rows, "model_sets": reg.set_specs}, indent=2))
         _fail_verification(failed, reg.models_dir)
         return
     click.echo(f"models in {reg.models_dir}:")
@@ -304,6 +304,12 @@ def models_cmd(as_json, models_dir, verify):
         if row["sigma_range"] is not None:
             lo, hi = row["sigma_range"]
             click.echo(f"      acts at noise levels σ in [{lo:g}, {'∞' if hi is None else f'{hi:g}'}] only (sigma_range)")
+        if row["max_objects"] > 1:
+            click.echo(f"      trained on up to {row['max_objects']} objects per image (max_objects)")
+    for spec in reg.set_specs:
+        about = f": {spec['about']}" if spec.get("about") else ""
+        click.echo(f"model set {spec['name']!r} ({reg.models_dir / spec['path']}){about}; the compiler uses it for "
+                   "expressions the models above were not trained for")
     _fail_verification(failed, reg.models_dir)
 
 

@@ -70,7 +70,7 @@ def _where(registry: Any) -> str:
     d = getattr(registry, "models_dir", None)
     if d is None:
         return ""
-    from conceptlang.models.sets import display_path  # only registries with a models folder get here
+    from conceptlang.resources import display_path
 
     return f" ({display_path(d)})"
 

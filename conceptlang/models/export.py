@@ -103,6 +103,8 @@ def export_run(
         "file": file,
         "sha256": sha256_file(models_dir / file),
     }
+    if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
+        entry["max_objects"] = old["max_objects"]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]
     data["models"].sort(key=lambda e: (e["domain"], e["name"]))
     validate_manifest(data, str(manifest_path))

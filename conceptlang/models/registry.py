@@ -22,8 +22,8 @@ Manifest format (``format_version`` 1)::
 domain prior) or ``per-family`` (one model per family; a separate entry with ``"prior": true`` and
 no families is the prior).
 
-Optional: an entry's ``max_objects`` (integer ≥ 1, default 1) is the most objects one training
-image held; the manifest's ``model_sets`` lists other model folders, each ``{"name": ...,
+Optional: an entry's ``max_objects`` (integer ≥ 1, default 1) is how many objects per image the
+model's training covers (the data of its final runs); the manifest's ``model_sets`` lists other model folders, each ``{"name": ...,
 "path": "<folder inside this one>"}``, that the compiler may use for an expression the models
 here were not trained for (docs/compiler.md, "Model sets"; :mod:`conceptlang.models.sets`).
 """
@@ -166,7 +166,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
         max_objects = entry.get("max_objects", 1)
         if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1:
-            raise _err(where, f"'max_objects' must be an integer ≥ 1 (the most objects one training image held), "
+            raise _err(where, f"'max_objects' must be an integer ≥ 1 (how many objects per image its training covers), "
                               f"got {max_objects!r}")
         _validate_concept_weights(entry.get("concept_weights", {}), families, where)
         _validate_energy(entry, where)
@@ -768,8 +768,8 @@ class ModelRegistry:
         return {c: k / total for c, k in counts.items()} if total else None
 
     def max_objects(self, ref: ConceptRef) -> int:
-        """The most objects one training image of the model serving ``ref`` held (manifest
-        ``max_objects``, default 1): how many values of a placing concept it can compose."""
+        """How many objects per image the training of the model serving ``ref`` covers (manifest
+        ``max_objects``, default 1): how many values of a continuous family it composes."""
         model = self._by_family.get((ref.domain, ref.family))
         return int(getattr(model, "entry", {}).get("max_objects", 1)) if model is not None else 1
 

@@ -14,22 +14,14 @@ not serve an expression, the compiler's warning (or error) names a shipped set t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conceptlang.resources import display_path
+
 if TYPE_CHECKING:
     from conceptlang.models.registry import ModelRegistry
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (``models/objects``), else absolute."""
-    p = Path(os.path.abspath(path))
-    try:
-        return str(p.relative_to(Path.cwd()))
-    except ValueError:
-        return str(p)
 
 
 @dataclass

@@ -13,8 +13,7 @@ import pytest
 from conceptlang.compiler import ModelSetWarning, compile
 from conceptlang.errors import CompileError, ModelError, NameResolutionError
 from conceptlang.models.registry import load_registry, validate_manifest
-from conceptlang.models.sets import display_path
-from conceptlang.resources import shipped_models_dir
+from conceptlang.resources import display_path, shipped_models_dir
 
 SHIPPED = shipped_models_dir()
 TWO = "position(0.2, 0.25) & position(0.8, 0.75)"
