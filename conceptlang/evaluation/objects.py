@@ -9,7 +9,10 @@ object whose centre is within ``tolerance`` of it (the same 0.1 as the language'
 The shipped object-level set (``models/objects``, see :func:`objects_registry`) is a scenes model
 whose position condition names *one* object of a one- or two-object scene; the main scenes model
 saw one object per image for most of its training, so a product of its position concepts asks
-for two objects that each of its factors says are alone.
+for two objects that each of its factors says are alone. The shipped ``models/manifest.json``
+lists this set under ``model_sets``, so compiling against the default models picks it for every
+expression that places two objects (conceptlang/compiler/select.py); :func:`objects_registry`
+names it directly.
 """
 
 from __future__ import annotations
