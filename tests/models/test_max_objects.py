@@ -1,7 +1,7 @@
 import json
 import shutil
 
-from conceptlang.compiler.interface import ConceptRef
+from conceptlang.interface import ConceptRef
 from conceptlang.models.registry import load_registry
 
 
