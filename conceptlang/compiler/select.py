@@ -156,8 +156,8 @@ def select_model_set(expr: Expr, source: str, registry: ConceptRegistry, domain:
             "reason": f"no model set is trained for {_objects(k)}; the {s.name} models on {_per_image(c2)}, "
                       f"the most of the sets listed"})
         msg = (f"the expression places {_objects(k)} ({', '.join(placing(refs))}), but no model set is trained for "
-               f"{_objects(k)} per image; the closest, {s.describe()}, on {_per_image(c2)}, so samples may show "
-               "fewer objects")
+               f"{_objects(k)} per image; the closest, {s.describe()}, on {_per_image(c2)}, composes beyond its "
+               "training (objects that touch or are missing)")
     hint = _suggestion([s for s in sets if not s.selectable], expr, source, domain, k)
     chosen.warning = msg + (f"; {hint}" if hint else "")
     return chosen
