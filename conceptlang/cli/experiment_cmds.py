@@ -72,8 +72,13 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
     """
     from conceptlang.evaluation.evaluate import evaluate_suite, suite_markdown
     from conceptlang.evaluation.suites import load_suite
-    from conceptlang.io import write_json, write_text
+    from conceptlang.io import check_dir_output, check_file_output, write_json, write_text
 
+    for path, what in ((json_out, "--json"), (md_out, "--markdown")):
+        if path is not None:
+            check_file_output(path, what)
+    if grid_dir is not None:
+        check_dir_output(grid_dir, "--grids")
     suite = load_suite(suite_file)
     _set_threads(threads)
     registry = _load_registry(models_dir)
@@ -125,8 +130,11 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out):
 
     from conceptlang.evaluation.evaluate import MergeError, merge_suite_results, suite_markdown, suite_result_from_json
     from conceptlang.evaluation.suites import load_suite
-    from conceptlang.io import write_json, write_text
+    from conceptlang.io import check_file_output, write_json, write_text
 
+    for path, what in ((json_out, "--json"), (md_out, "--markdown")):
+        if path is not None:
+            check_file_output(path, what)
     results = []
     for path in parts:
         try:
@@ -163,10 +171,17 @@ def infer_cmd(image, domain, as_json, device, models_dir, draws, threads):
     from conceptlang.errors import DataError
     from conceptlang.inference.inference import infer
 
+    import warnings
+
     try:
-        with Image.open(image) as im:
-            arr = np.array(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3), writable copy
-    except (UnidentifiedImageError, OSError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused, as by `judge`
+            with Image.open(image) as im:
+                arr = np.array(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3), writable copy
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"cannot read image {image}: it is too large (more than {Image.MAX_IMAGE_PIXELS:,} "
+                        "pixels; a possible decompression bomb)") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"cannot read image {image}: {err}") from None
     _set_threads(threads)
     if device == "auto":
@@ -240,10 +255,13 @@ def figure_group():
 def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir, threads):
     """Every region of 2 or 3 CONCEPTS (A&B, A&~B, ~A&B, A|B, ...) with its judged accuracy, as one PNG."""
     from conceptlang.evaluation.figures import region_templates, run_venn, save_venn
-    from conceptlang.io import write_json
+    from conceptlang.io import check_file_output, write_json
 
     if len(concepts) not in (2, 3):
         raise click.UsageError(f"venn takes 2 or 3 concepts, got {len(concepts)}")
+    check_file_output(output, "-o/--output")
+    if json_out is not None:
+        check_file_output(json_out, "--json")
     region_templates(len(concepts))
     _set_threads(threads)
     venn = run_venn(list(concepts), _load_registry(models_dir), n=n, seed=seed, device=device, judges=_judges())
@@ -275,8 +293,11 @@ def compare_cmd(expressions, output, n, show, seed, device, json_out, models_dir
     from conceptlang.evaluation.comparison import comparison_sheet
     from conceptlang.evaluation.evaluate import evaluate_entry
     from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
-    from conceptlang.io import save_png, write_json
+    from conceptlang.io import check_file_output, save_png, write_json
 
+    check_file_output(output, "-o/--output")
+    if json_out is not None:
+        check_file_output(json_out, "--json")
     entries = []
     for text in expressions:
         expr = parse_entry_text(text)

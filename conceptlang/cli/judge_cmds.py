@@ -229,7 +229,7 @@ def _domains(domain: str) -> list[str]:
               help="Judges directory: the checkpoint and manifest.json are written (or updated) here.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Training steps (default: the domain's, see conceptlang.judge.judge.TRAINING_DEFAULTS; --data: 1500).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Train a judge of a labelled image folder instead (a `conceptlang data` folder or a CelebA root; "
                    "validity = confidence + distance to the nearest real image, see conceptlang/judge/labelled.py).")
@@ -249,8 +249,10 @@ def judge_train_cmd(domain: str | None, out: Path, steps: int | None, seed: int,
       conceptlang judge train --data data/faces64 -o judges/faces64
       conceptlang eval suite.txt --models RUN --judge judges/faces64
     """
+    from conceptlang.io import check_dir_output
     from conceptlang.judge.judge import default_config, train_judge
 
+    check_dir_output(out, "-o/--out")
     if data_dir is not None:
         import torch
 

@@ -57,8 +57,9 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine: decay from --lr to --lr-min over the run's iterations.")
 @click.option("--lr-min", type=float, default=0.0, show_default=True, help="Final learning rate of a cosine schedule.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, noise and dropout draws.")
-@click.option("--data-seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the initialisation, noise and dropout draws.")
+@click.option("--data-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the training images (a warm-started run sees new images with a new one).")
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads for this run.")
 @click.option("--arch", type=click.Choice(["unet", "pixel"]), default="unet", show_default=True,
@@ -73,7 +74,7 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--widths", default=None,
               help="Channel width per resolution (--arch pixel: per per-pixel block) [default: 32,64,96 at 32 px, "
                    "32,64,96,128 at 64 px, 32,64,96,128,128 at 128 px].")
-@click.option("--checkpoint-every", type=int, default=500, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--cutout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of training images given one random background-coloured rectangle (hides outlines).")
@@ -145,6 +146,10 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
     if data_workers is None:
         data_workers = 2 if data_dir is not None or (resume and out_dir and _run_uses_data(out_dir)) else 0
     run = Path(out_dir) if out_dir else None
+    from conceptlang.io import check_dir_output
+
+    if run is not None:
+        check_dir_output(run, "--out")  # before any data is read or anything trains
     if run is None and resume:
         if data_dir is not None:
             raise click.UsageError("--resume needs the run folder: --out RUN")
@@ -181,6 +186,8 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         name = name or (f"{dom.name}-joint" if not families else f"{dom.name}-{family}")
         run = run or Path("runs") / name
         width_t = _number_list(widths, int, "--widths", "integers") if widths else list(UNET_WIDTHS.get(dom.image_size, UNET_WIDTHS[32]))
+        if not width_t or min(width_t) < 1:
+            raise click.BadParameter(f"must be positive integers, got {widths!r}", param_hint="'--widths'")
         blur_t = _number_list(blur, float, "--blur", "numbers") if blur else []
         if blur_t and arch != "pixel":
             raise click.UsageError("--blur is an option of --arch pixel")
@@ -206,6 +213,7 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
                           data_domain=dom.to_json() if data is not None else {})
     if time_budget is not None and iters is not None:
         raise click.UsageError("give --iters or --time-budget, not both")
+    check_dir_output(run, "--out")
     trainer = Trainer(cfg, run, device=device, data_workers=data_workers, data=data)
     if cfg.init_from and not (resume and trainer.checkpoint_path.exists()):
         start = trainer.warm_start(cfg.init_from)

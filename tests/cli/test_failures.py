@@ -600,3 +600,62 @@ def test_fuzzed_command_lines_never_give_a_traceback(tmp_path_factory, monkeypat
 def test_fuzzed_command_lines_never_give_a_traceback_many(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     _fuzz(tmp_path_factory, examples=1500)
+
+
+# ---- the other commands: outputs checked and seeds bounded before any work ---------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "scenes", "--iters", "1", "--quiet", "--out", "{file}/run"], "error: --out {file}/run: {file} is a file, not a folder"),
+        (["train", "scenes", "--iters", "1", "--quiet", "--out", "{file}"], "error: --out {file} is a file, not a folder"),
+        (["eval", "{suite}", "-n", "1", "--json", "{file}/r.json"], "error: --json {file}/r.json: {file} is a file, not a folder"),
+        (["eval", "{suite}", "-n", "1", "--markdown", "{file}/r.md"], "error: --markdown {file}/r.md: {file} is a file, not a folder"),
+        (["eval", "{suite}", "-n", "1", "--grids", "{file}/g"], "error: --grids {file}/g: {file} is a file, not a folder"),
+        (["eval-merge", "{suite}", "--json", "{file}/m.json"], "error: --json {file}/m.json: {file} is a file, not a folder"),
+        (["figure", "venn", "red", "blue", "-o", "{file}/v.png"], "error: -o/--output {file}/v.png: {file} is a file, not a folder"),
+        (["figure", "compare", "red", "-o", "{tmp}/c.png", "--json", "{file}/c.json"],
+         "error: --json {file}/c.json: {file} is a file, not a folder"),
+        (["judge", "train", "scenes", "-o", "{file}/j"], "error: -o/--out {file}/j: {file} is a file, not a folder"),
+    ],
+)
+def test_other_commands_check_their_outputs_first(tmp_path, args, message):
+    import time
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "suite.txt").write_text("red\n")
+    fill = {"file": tmp_path / "file", "dir": tmp_path / "dir", "tmp": tmp_path, "suite": tmp_path / "suite.txt"}
+    before = _files(tmp_path)
+    t0 = time.perf_counter()
+    res = invoke(*(a.format(**fill) for a in args))
+    assert res.exit_code == 1 and res.output == message.format(**fill) + "\n"
+    assert time.perf_counter() - t0 < 10  # refused at once: nothing was trained, sampled or judged
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "scenes", "--seed", "-1"], "Invalid value for '--seed': -1 is not in the range x>=0"),
+        (["train", "scenes", "--data-seed", "-1"], "Invalid value for '--data-seed': -1 is not in the range x>=0"),
+        (["train", "scenes", "--widths", "32,0"], "Invalid value for '--widths': must be positive integers, got '32,0'"),
+        (["train", "scenes", "--checkpoint-every", "0"], "Invalid value for '--checkpoint-every': 0 is not in the range x>=1"),
+        (["judge", "train", "scenes", "-o", "j", "--seed", "-1"], "Invalid value for '--seed': -1 is not in the range x>=0"),
+    ],
+)
+def test_other_commands_refuse_bad_numbers(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    res = invoke(*args)
+    assert res.exit_code == 2 and message in res.output
+    assert _files(tmp_path) == []
+
+
+def test_infer_refuses_a_decompression_bomb(tmp_path):
+    img = tmp_path / "bomb.png"
+    _png_header_only(img, 60000, 60000)
+    res = invoke("infer", img)
+    assert res.exit_code == 1
+    assert res.output == (f"error: cannot read image {img}: it is too large (more than 89,478,485 pixels; "
+                          "a possible decompression bomb)\n")
