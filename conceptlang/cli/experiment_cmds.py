@@ -79,11 +79,16 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
             check_file_output(path, what)
     if grid_dir is not None:
         check_dir_output(grid_dir, "--grids")
+    from conceptlang.cli.sample_cmds import torchrun_rank
+
     suite = load_suite(suite_file)
     _set_threads(threads)
+    rank, _, device = torchrun_rank(device)  # under torchrun each expression's chains are shared among the ranks
     registry = _load_registry(models_dir)
 
     def progress(r):
+        if rank != 0:
+            return
         if r.error:
             _echo_err(f"  {r.text}: FAILED ({r.error})")
         else:
@@ -95,11 +100,14 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
                 extra += f"  precision {d.precision:.2f} recall {d.recall:.2f}"
             _echo_err(f"  {r.text}: {r.accuracy.format()}  valid {r.valid.value:.2f}{extra}  ({r.seconds:.1f} s)")
 
-    _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
+    if rank == 0:
+        _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
     result = evaluate_suite(
-        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir, judges=_judges(judge_dir) if judge_dir else _judges(),
+        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir if rank == 0 else None, judges=_judges(judge_dir) if judge_dir else _judges(),
         progress=progress, keep_going=not fail_fast, distribution=distribution,
     )
+    if rank != 0:
+        return
     md = suite_markdown(result)
     click.echo(md)
     if json_out:

@@ -317,6 +317,23 @@ def _write_gif(path: Path, frames, scale: int) -> None:
         pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:], duration=80, loop=0)
 
 
+def torchrun_rank(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) of this process: under torchrun (WORLD_SIZE > 1) it joins the
+    process group (gloo on CPU, NCCL on CUDA) and samples its share of the chains; otherwise
+    (0, 1, device)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, device
+    import torch
+
+    from conceptlang.models.training import init_distributed
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return init_distributed(device)
+
+
 @click.command("sample")
 @_common_compile_options
 @click.option("-n", "--num", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
@@ -375,6 +392,10 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode,
         raise click.UsageError(f"--gif must name a .gif file, got {gif!r}")
     sidecar = out.with_suffix(".json")
     _check_outputs(out, sidecar, per_image, gif)
+    rank, world, device = torchrun_rank(device)
+    progress = progress and rank == 0
+    if world > 1:  # one chunk of chains per rank at least (chunk k runs on rank k mod W)
+        batch_size = min(batch_size, -(-n // world))
     t_start = time.perf_counter()
     registry = load_registry_for(models)
     with warnings.catch_warnings(record=True) as caught:
@@ -393,6 +414,8 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode,
                     clip_denoised=clip_denoised, restarts=restarts, restart_sigma=restart_sigma,
                     log_z="estimate" if estimate_log_z else None)
     t_sampled = time.perf_counter()
+    if rank != 0:  # under torchrun: every rank sampled its chunks, rank 0 has them all and writes
+        return
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
     up = scale or (4 if rgb.shape[1] >= 16 else 1)
     per_paths = []

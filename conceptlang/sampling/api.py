@@ -158,6 +158,9 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     evaluations per chain and ``nfe`` the network forward passes per chain (rows through the
     models' networks, a guided model's prior passes included). ``batch_size`` bounds how many
     chains run at once (memory); results are reproducible for a given seed, device and batch size.
+    Under torch.distributed (torchrun) chunk k of the chains runs on rank k mod W (default batch
+    size: ceil(n / W)) and every rank returns all the images, the ones a one-process run with
+    that batch size draws.
     ``frames`` > 0 records that many snapshots of the first chains (for a GIF). Remaining keyword
     arguments are sampler settings (``step_size``, ``noise_scale``, ``sigma_max``, …).
     ``log_z="estimate"`` (DNF route, explicit energies) draws each disjunct with probability ∝ its
@@ -176,7 +179,9 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     kwargs, score_evals = spec.prepare(s)
     total_steps = s.pop("total_steps", s["steps"])
     n = int(n)
-    bs = min(n, batch_size or n)
+    rank, world = _ranks()
+    # under torchrun every rank runs its share of the chunks (chunk k on rank k mod W); by default one each
+    bs = min(n, batch_size or (-(-n // world)))
 
     # Branch draws for the DNF route: independent of the batch size.
     branches = None
@@ -207,8 +212,12 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     no_autograd = all(m.kind == "implicit" for m in graph.models)
     rows_before = _forward_rows(graph)
     t0 = time.perf_counter()
+    local = 0
     for chunk, start in enumerate(range(0, n, bs)):
+        if chunk % world != rank:
+            continue
         b = min(bs, n - start)
+        local += b
         gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, 1, chunk))
         x = torch.rand((b, c, h, w), generator=gen, device=dev) * 2.0 - 1.0  # (B, C, H, W), uniform in the data box
         start_sigma = spec.start_sigma(s)
@@ -233,8 +242,17 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     rows_after = _forward_rows(graph)
-    nfe = None if rows_before is None or rows_after is None else round((rows_after - rows_before) / n, 2)
-    images = torch.cat(out, 0)
+    rows, chains = (None if rows_before is None or rows_after is None else rows_after - rows_before), local
+    if world > 1 and rows is not None:  # every rank's network rows over every rank's chains
+        import torch.distributed as dist
+
+        both = torch.tensor([float(rows), float(local)], dtype=torch.float64)
+        dist.all_reduce(both)
+        rows, chains = both[0].item(), both[1].item()
+    nfe = None if rows is None or not chains else round(rows / chains, 2)
+    images = torch.cat(out, 0) if out else torch.zeros((0, c, h, w))
+    if world > 1:
+        images = _gather_chunks(images, n, bs, rank, world)
     record = {"sampler": name, **{k: v for k, v in s.items()}, "total_steps": total_steps,
               "score_evals": score_evals, "nfe": int(nfe) if nfe is not None and nfe == int(nfe) else nfe,
               "batch_size": bs,
@@ -289,6 +307,31 @@ def _callback(user: Callable | None, chunk: int, frames: list | None, every: int
             user({**info, "chunk": chunk})
 
     return cb
+
+
+def _ranks() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless torch.distributed is initialised (torchrun)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_chunks(images: torch.Tensor, n: int, bs: int, rank: int, world: int) -> torch.Tensor:
+    """Every rank's chunks (chunk k ran on rank k mod W) in chunk order, on every rank: the images
+    a one-process run with the same batch size draws."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, images.cpu())
+    taken = [0] * world
+    out = []
+    for k, start in enumerate(range(0, n, bs)):
+        r, b = k % world, min(bs, n - start)
+        out.append(parts[r][taken[r]: taken[r] + b])
+        taken[r] += b
+    return torch.cat(out, 0)
 
 
 def _stack_frames(frames: list[torch.Tensor]) -> list[torch.Tensor]:
