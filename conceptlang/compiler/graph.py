@@ -132,14 +132,31 @@ class EnergyGraph:
         return sigma if model.noise_conditional else None
 
     def _call(self, fn, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
-        """fn(x, cond, sigma) on the stacked batch, sliced on the CPU (see ``cpu_chunk_values``)."""
+        """fn(x, cond, sigma) on the stacked batch, sliced on the CPU (see ``cpu_chunk_values``).
+
+        Slices end where the image changes, so the rows of one chain (the linear route stacks them
+        together) stay in one call: a guided model evaluates its prior once per image per call, and
+        a chain split over two calls would cost a second prior row."""
         n = x.shape[0]
         budget = self.cpu_chunk_values if x.device.type == "cpu" else None
         k = None if budget is None or n == 0 else max(1, budget // max(1, x[0].numel()))
         if k is None or n <= k:
             return fn(x, cond, sigma)
-        return torch.cat([fn(x[i:i + k], cond[i:i + k], None if sigma is None else sigma[i:i + k])
-                          for i in range(0, n, k)], 0)
+        same = (x[1:] == x[:-1]).flatten(1).all(1)  # (n − 1,) row i + 1 repeats row i's image
+        if sigma is not None:
+            same &= sigma[1:] == sigma[:-1]
+        starts = [0] + (torch.nonzero(~same).squeeze(1) + 1).tolist() + [n]  # run starts, then the end
+        bounds, start, j = [0], 0, 0
+        while start < n:
+            end = min(start + k, n)
+            while j + 1 < len(starts) and starts[j + 1] <= end:
+                j += 1
+            if end < n and starts[j] > start:
+                end = starts[j]  # the last run start inside the slice: that run goes whole into the next
+            bounds.append(end)
+            start = end
+        return torch.cat([fn(x[a:b], cond[a:b], None if sigma is None else sigma[a:b])
+                          for a, b in zip(bounds[:-1], bounds[1:])], 0)
 
     def leaf_energies(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) → (B, L): every leaf on every image, one batched call per model."""

@@ -151,9 +151,22 @@ class ImplicitConceptModel(_Base):
         return torch.zeros(n, condition_width(self.fallback.slots), device=device, dtype=dtype)
 
     def raw_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """The network's noise prediction for exactly this condition: (N, C, H, W)."""
+        """The network's noise prediction for exactly this condition: (N, C, H, W).
+
+        On CUDA under ``torch.inference_mode`` (the samplers' loop) the network body runs in bf16
+        autocast on channels-last tensors; the EDM preconditioning around it (x − D(x))/σ stays in
+        float32, so only the body's output carries bf16 rounding, scaled by c_out ≤ σ. Energies
+        (no_grad, not inference mode) and the CPU path are float32 as trained."""
         self.forward_rows += x.shape[0]
-        return self.net(x, sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype))
+        sigma, cond = sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype)
+        if x.device.type == "cuda" and torch.is_inference_mode_enabled():
+            if not getattr(self, "_channels_last", False):
+                self.net.to(memory_format=torch.channels_last)
+                self._channels_last = True
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = self.net(x.contiguous(memory_format=torch.channels_last), sigma, cond)
+            return out.to(x.dtype).contiguous()
+        return self.net(x, sigma, cond)
 
     def eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Guided noise prediction ε' = ε_∅ + w·(ε_c − ε_∅): (N, C, H, W), (N, D), (N,) → (N, C, H, W).

@@ -37,10 +37,21 @@ def test_sample_writes_png_and_json_sidecar(run, tmp_path):
     assert rec["models"] == [{"name": "gauss-joint-explicit", "domain": "gauss", "kind": "explicit",
                               "noise_conditional": False, "sha256": None}]
     assert rec["sampler"]["sampler"] == "langevin" and rec["sampler"]["steps"] == 40
+    # each chain's disjunct has two leaves: 40 steps × 2 rows
+    assert rec["sampler"]["score_evals"] == 40 and rec["sampler"]["nfe"] == 80
     assert sum(rec["branch_counts"]) == 12 and len(rec["branches"]) == 12
     assert rec["timing"]["sample_seconds"] > 0 and rec["judge"]["available"] is False
     # Nothing half-written is left behind.
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s.json", "s.png"]
+
+
+def test_ode_sampler_reports_network_evaluations(run, tmp_path):
+    r = run("sample", "red & circle", "--models", "analytic:implicit", "-n", "6", "--sampler", "heun", "--steps", "4",
+            "--device", "cpu", "-o", "h.png")
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "h.json").read_text())["sampler"]
+    assert rec["sampler"] == "heun" and rec["score_evals"] == 7 and rec["nfe"] == 14  # 2 leaves × (2·4 − 1)
+    assert "14 network evaluations per sample" in r.output
 
 
 def test_same_seed_same_png(run, tmp_path):

@@ -252,6 +252,27 @@ def test_cpu_slicing_of_stacked_batches_gives_the_same_numbers(monkeypatch):
     torch.testing.assert_close(lin.score(X), ref, rtol=0, atol=1e-12)
 
 
+def test_cpu_slices_keep_each_chains_rows_together():
+    # The linear route stacks a chain's leaves together: 4 chains × 3 leaves. Slices of up to 4 rows
+    # end where the image changes, so no chain is split (a guided model's prior row stays shared);
+    # a run longer than a slice is split at the slice size.
+    g = compile("red & circle & large", GaussianRegistry(), and_mode="sum")
+    model = g.models[0]
+    sizes = []
+    orig = model.score
+    model.score = lambda x, c, s: (sizes.append(x.shape[0]), orig(x, c, s))[1]
+    x = X[:4]
+    ref = g.score(x)
+    g.cpu_chunk_values = 8  # 4 two-value rows
+    sizes.clear()
+    torch.testing.assert_close(g.score(x), ref, rtol=0, atol=1e-12)
+    assert sizes == [3, 3, 3, 3]
+    g.cpu_chunk_values = 4  # 2 rows: each chain's run of 3 is split 2 + 1
+    sizes.clear()
+    torch.testing.assert_close(g.score(x), ref, rtol=0, atol=1e-12)
+    assert sizes == [2, 1] * 4
+
+
 def test_per_leaf_energies_are_the_leaves():
     g = compile("red & ~circle", GaussianRegistry())
     _, per = g.energy(X)

@@ -1,0 +1,242 @@
+"""Benchmark: samplers side by side — images/s, network evaluations, accuracy and attribute TV.
+
+    python benchmarks/bench_sampling.py                      # ~10 min on one idle CPU thread
+    python benchmarks/bench_sampling.py --n 64 --threads 2   # tighter accuracy figures
+    python benchmarks/bench_sampling.py --expressions training/sampler_tuning.txt --configs new,heun:7,dpmpp_2m:13
+    python benchmarks/bench_sampling.py --device cuda --n 256 # on a GPU (channels-last + bf16 there)
+
+For every expression and every sampler configuration, on the same seed (so every configuration
+starts from the same chains' seed streams): seconds and images/s of the sampling loop, network
+evaluations per sample (the sidecar's ``nfe``: rows through the networks, guidance's prior
+included), the bare network's forward throughput at the same batch (rows/s, and the images/s it
+would allow at that nfe: the limit), judged accuracy (valid and satisfying) with its 95% Wilson
+interval, and the attribute TV of the valid satisfying samples against the generator's
+conditional (:func:`conceptlang.evaluation.distribution.fidelity`, mean over the open families,
+beside the TV a perfect sampler would score at that count).
+
+Configurations (``--configs``, comma-separated):
+
+* ``old``: the previous shipped default, annealed Langevin over 39 geometric levels (σ 10 → 0.01),
+  2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise (~160 evaluations);
+* ``new``: the registry's settings (models/manifest.json's ``sampler`` sections);
+* ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
+  ``heun:7``, ``dpmpp_2m:13``, ``heun:7:s_churn=2``, ``dpmpp_2m:13:sigma_max=80``.
+
+Prints one table and writes benchmarks/results/sampling.json (``--json``). The default run (the
+four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy
+at n = 16 has a ±20-point interval, so compare configurations on ``--n 64`` or more (each
+doubling of n doubles the time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+OLD_DEFAULT = {"sampler": "annealed", "sigma_max": 10.0, "sigma_min": 0.01, "n_sigmas": 39, "steps_per_sigma": 2,
+               "step_size": 3.06e-05, "noise_scale": 0.7071, "final_denoise": True, "clamp": False}
+DEFAULT_EXPRESSIONS = [  # (domain, operator, expression): one of each operator, from the scenes suite
+    ("scenes", "single", "circle"),
+    ("scenes", "and-4", "circle & red & large & position(0.5, 0.5)"),
+    ("scenes", "not", "circle & ~red"),
+    ("scenes", "or", "circle | square"),
+]
+DEFAULT_CONFIGS = "old,new,heun:4,heun:7,heun:12,dpmpp_2m:7,dpmpp_2m:13,dpmpp_2m:25"
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    """``old`` | ``new`` | ``NAME:STEPS[:KEY=VALUE...]`` → (label, sample() keyword arguments)."""
+    if text == "old":
+        return text, dict(OLD_DEFAULT)
+    if text == "new":
+        return text, {}
+    parts = text.split(":")
+    if len(parts) < 2:
+        raise SystemExit(f"bad config {text!r}: use old, new or NAME:STEPS[:KEY=VALUE...]")
+    kw: dict = {"sampler": parts[0], "steps": int(parts[1])}
+    for item in parts[2:]:
+        key, _, value = item.partition("=")
+        try:
+            kw[key] = float(value) if value not in ("true", "false") else value == "true"
+        except ValueError:
+            raise SystemExit(f"bad setting {item!r} in config {text!r}") from None
+    return text, kw
+
+
+def read_expressions(path: str) -> list[tuple[str, str, str]]:
+    """A tuning/suite file: ``@domain NAME`` lines switch the domain; ``# op: ...`` comments are ignored."""
+    out, domain = [], "scenes"
+    for raw in Path(path).read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("["):
+            continue
+        if line.startswith("@domain"):
+            domain = line.split()[1]
+            continue
+        out.append((domain, operator_of(line), line))
+    return out
+
+
+def operator_of(text: str) -> str:
+    if "|" in text:
+        return "or"
+    if "~" in text:
+        return "not"
+    k = text.count("&") + 1
+    return "single" if k == 1 else f"and-{k}"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return c - h, c + h
+
+
+def network_rows_per_second(graph, batch: int, device: torch.device, repeats: int = 3) -> float | None:
+    """Rows/s of the bare network (noise prediction, no guidance or composition) at ``batch`` rows."""
+    impl = getattr(graph.models[0], "impl", None)
+    if impl is None:
+        return None
+    model = impl(device)
+    c, h, w = graph.image_shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, c, h, w), generator=gen).to(device)
+    cond = model.encode([graph.leaves[0].condition]).expand(batch, -1).to(device)
+    sigma = torch.full((batch,), 0.5, device=device)
+    best = float("inf")
+    with torch.inference_mode():
+        model.raw_eps(x, cond, sigma)  # warm-up
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model.raw_eps(x, cond, sigma)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    model.forward_rows -= batch * (repeats + 1)  # not sampling work
+    return batch / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=16, help="samples per expression and configuration")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--configs", default=DEFAULT_CONFIGS)
+    ap.add_argument("--expressions", default=None, help="file of expressions (@domain lines), else the built-in four")
+    ap.add_argument("--models", default=None, help="models directory (default: the shipped models)")
+    ap.add_argument("--no-judge", action="store_true", help="timing and nfe only")
+    ap.add_argument("--json", default="benchmarks/results/sampling.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.data import to_uint8
+    from conceptlang.evaluation.distribution import fidelity, reference_for, reference_seed
+    from conceptlang.evaluation.evaluate import judge_samples, seed_for
+    from conceptlang.io import write_json
+    from conceptlang.judge.judge import load_judge
+    from conceptlang.models.registry import load_registry
+    from conceptlang.sampling import resolve_device, sample
+
+    device = resolve_device(args.device)
+    registry = load_registry(args.models)
+    configs = [parse_config(c.strip()) for c in args.configs.split(",") if c.strip()]
+    exprs = read_expressions(args.expressions) if args.expressions else DEFAULT_EXPRESSIONS
+    print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+          f"{args.threads} thread(s), device {device}, n = {args.n}, seed {args.seed}")
+    judges: dict = {}
+    rows = []
+    for domain, op, text in exprs:
+        graph = compile_expr(text, registry)
+        seed = seed_for(text, args.seed)
+        limit = network_rows_per_second(graph, args.n, device)
+        ref = None
+        if not args.no_judge:
+            judges.setdefault(domain, load_judge(domain))
+            ref = reference_for(graph.expr, domain, 0, reference_seed(text, args.seed))
+            floor_ref = reference_for(graph.expr, domain, 0, reference_seed(text, args.seed) + 1, n_labels=args.n)
+        for label, kw in configs:
+            res = sample(graph, args.n, seed=seed, device=device, **kw)
+            nfe = res.settings.get("nfe")
+            row = {"domain": domain, "operator": op, "expression": text, "config": label,
+                   "sampler": res.settings["sampler"], "steps": res.settings.get("total_steps"),
+                   "score_evals": res.settings.get("score_evals"), "nfe": nfe, "seconds": round(res.seconds, 3),
+                   "images_per_second": round(args.n / res.seconds, 3),
+                   "network_rows_per_second": None if limit is None else round(limit, 1),
+                   "limit_images_per_second": None if limit is None or not nfe else round(limit / nfe, 3)}
+            if not args.no_judge:
+                images = to_uint8(res.images)
+                valid, labels, satisfied, _ = judge_samples(graph.expr, images, judges[domain], domain)
+                ok = valid & satisfied
+                lo, hi = wilson(int(ok.sum()), args.n)
+                fams = fidelity(domain, graph.expr, [lab for lab, o in zip(labels, ok) if o], ref.labels,
+                                floor_ref.labels[:int(ok.sum())])
+                row.update({"accuracy": round(float(ok.mean()), 4), "accuracy_ci95": [round(lo, 4), round(hi, 4)],
+                            "tv": None if not fams else round(float(np.mean([f.tv for f in fams])), 4),
+                            "tv_floor": None if not fams else round(float(np.mean([f.floor for f in fams])), 4),
+                            "tv_families": {f.family: round(f.tv, 4) for f in fams}})
+            rows.append(row)
+            print(_line(row), flush=True)
+    speedups = _speedups(rows)
+    print()
+    print(table(rows))
+    if speedups:
+        print()
+        for k, v in speedups.items():
+            print(f"new vs old on {k}: {v:.2f}x images/s")
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+           "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+           "n": args.n, "seed": args.seed}
+    write_json(Path(args.json), {"environment": env, "rows": rows, "speedup_new_vs_old": speedups})
+    print(f"wrote {args.json}")
+
+
+def _speedups(rows: list[dict]) -> dict[str, float]:
+    by = {(r["expression"], r["config"]): r for r in rows}
+    out = {}
+    for (text, cfg), r in by.items():
+        if cfg == "new" and (text, "old") in by:
+            out[text] = r["images_per_second"] / by[(text, "old")]["images_per_second"]
+    if out:
+        out["all (geometric mean)"] = float(np.exp(np.mean(np.log(list(out.values())))))
+    return out
+
+
+def _line(r: dict) -> str:
+    acc = "" if "accuracy" not in r else f"  acc {r['accuracy']:.2f}  TV {r['tv'] if r['tv'] is not None else '-'}"
+    return (f"{r['operator']:7s} {r['expression'][:44]:44s} {r['config']:18s} nfe {r['nfe']!s:>6}  "
+            f"{r['images_per_second']:7.2f} img/s{acc}")
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| operator | expression | config | nfe | images/s | limit images/s | accuracy [95% CI] | TV (floor) |\n"
+            "|---|---|---|---:|---:|---:|---|---|")
+    lines = [head]
+    for r in rows:
+        acc = "–" if "accuracy" not in r else f"{r['accuracy']:.2f} [{r['accuracy_ci95'][0]:.2f}, {r['accuracy_ci95'][1]:.2f}]"
+        tv = "–" if r.get("tv") is None else f"{r['tv']:.2f} ({r['tv_floor']:.2f})"
+        lim = "–" if r["limit_images_per_second"] is None else f"{r['limit_images_per_second']:.2f}"
+        lines.append(f"| {r['operator']} | `{r['expression']}` | {r['config']} | {r['nfe']} | "
+                     f"{r['images_per_second']:.2f} | {lim} | {acc} | {tv} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
