@@ -21,6 +21,7 @@ DEFAULT_BATCH_SIZE = 256
 # The largest grid PNG written: Pillow's default MAX_IMAGE_PIXELS, beyond which Pillow (and so
 # `conceptlang judge`) refuses to read an image back as a possible decompression bomb.
 GRID_MAX_PIXELS = 89_478_485
+GIF_FRAMES = 24  # snapshots of the first chains an animated GIF shows
 SEED_MAX = 2**64 - 1  # the sampler's seeds are 64-bit; larger ones would alias smaller ones
 
 
@@ -257,15 +258,25 @@ def _available_memory() -> int | None:
     return None
 
 
-def _check_size(n: int, image_shape: tuple[int, ...], scale: int | None, per_image: str | None) -> bool:
+def _check_size(n: int, image_shape: tuple[int, ...], scale: int | None, per_image: str | None,
+                gif: str | None = None) -> bool:
     """Refuse up front what cannot be done at this -n; True when the grid PNG is written.
 
     The grid must stay within GRID_MAX_PIXELS (else --per-image writes the samples, without a
-    grid); every sample is held in memory until the end (as float32, then as RGB bytes), so that
-    must fit in the memory available now."""
+    grid), and so must each --per-image PNG and each GIF frame (the first chains' grid) at this
+    --scale; every sample is held in memory until the end (as float32, then as RGB bytes), so
+    that must fit in the memory available now."""
     from conceptlang.errors import SamplingError
+    from conceptlang.sampling.api import MAX_FRAME_CHAINS
 
     gh, gw, up = _grid_shape(n, image_shape, scale)
+    one_h, one_w, _ = _grid_shape(1, image_shape, scale)
+    checks = [(per_image, "--per-image", "one sample", ((one_h // up) - 4) * up, ((one_w // up) - 4) * up),
+              (gif, "--gif", "a frame", *_grid_shape(min(n, MAX_FRAME_CHAINS), image_shape, scale)[:2])]
+    for given, option, what, h, w in checks:
+        if given is not None and h * w > GRID_MAX_PIXELS:
+            raise click.UsageError(f"{option} at --scale {up}: {what} would be {w}×{h} pixels, more than the "
+                                   f"{GRID_MAX_PIXELS:,} that Pillow will read back; use a smaller --scale")
     grid = gh * gw <= GRID_MAX_PIXELS
     if not grid and per_image is None:
         smaller = " or --scale 1," if up > 1 and gh * gw // (up * up) <= GRID_MAX_PIXELS else ""
@@ -276,6 +287,9 @@ def _check_size(n: int, image_shape: tuple[int, ...], scale: int | None, per_ima
     c, h, w = image_shape
     rh, rw = (h, w) if c in (1, 3) else (32, 32)
     need = n * (c * h * w * 4 + rh * rw * 3) + (gh * gw * 3 * 2 if grid else 0)
+    if gif is not None:
+        fh, fw, _ = _grid_shape(min(n, MAX_FRAME_CHAINS), image_shape, scale)
+        need += GIF_FRAMES * fh * fw * 3
     have = _available_memory()
     if have is not None and need > have:
         raise SamplingError(
@@ -404,13 +418,13 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode,
                                                                   negation))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
-    with_grid = _check_size(n, graph.image_shape, scale, per_image)
+    with_grid = _check_size(n, graph.image_shape, scale, per_image, gif)
     if not with_grid:
         click.echo(f"warning: the grid of {n} samples would be too large; writing the samples to {per_image} "
                    "and the sidecar only", err=True)
     t_compiled = time.perf_counter()
     result = sample(graph, n, seed=seed, sampler=sampler, steps=steps, device=device, batch_size=batch_size,
-                    progress=progress, frames=24 if gif else 0, step_size=step_size, noise_scale=noise_scale,
+                    progress=progress, frames=GIF_FRAMES if gif else 0, step_size=step_size, noise_scale=noise_scale,
                     clip_denoised=clip_denoised, restarts=restarts, restart_sigma=restart_sigma,
                     log_z="estimate" if estimate_log_z else None)
     t_sampled = time.perf_counter()

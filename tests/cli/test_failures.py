@@ -506,7 +506,7 @@ def _options(root) -> dict[str, dict[str, tuple[list[str], list[str]] | None]]:
                    "--seed": INTS, "--sampler": (["langevin", "annealed", "mala"], ["x"]),
                    "--device": (["cpu"], ["cuda", "x"]), "--step-size": FLOATS, "--noise-scale": FLOATS,
                    "--restarts": (["0", "1"], ["-1", "x"]), "--restart-sigma": FLOATS, "--batch-size": INTS,
-                   "--per-image": paths, "--gif": paths, "--scale": (["1", "2"], ["-1", "0", "x"]), "--json": None,
+                   "--per-image": paths, "--gif": paths, "--scale": (["1", "2"], ["-1", "0", "x", "100000"]), "--json": None,
                    "--estimate-log-z": None, "--clip-denoised": None},
         "data": {"-n": (["1", "2"], ["-1", "0", "x", str(10**12)]),
                  "-o": ([str(root / "ds"), str(root / "new" / "ds")], paths[0] + paths[1]), "--seed": INTS,
@@ -659,3 +659,20 @@ def test_infer_refuses_a_decompression_bomb(tmp_path):
     assert res.exit_code == 1
     assert res.output == (f"error: cannot read image {img}: it is too large (more than 89,478,485 pixels; "
                           "a possible decompression bomb)\n")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-n", "1", "--scale", "100000", "--per-image", "{tmp}/imgs"],
+         "--per-image at --scale 100000: one sample would be 3200000×3200000 pixels, more than the 89,478,485"),
+        (["-n", "1", "--scale", "300", "--gif", "{tmp}/c.gif"], "--gif at --scale 300: a frame would be 10800×10800 pixels"),
+        (["-n", "20", "--scale", "100", "--gif", "{tmp}/c.gif", "--per-image", "{tmp}/imgs"],
+         "--gif at --scale 100: a frame would be 13800×13800 pixels"),
+    ],
+)
+def test_a_scale_too_large_for_one_image_or_gif_frame_is_refused(tmp_path, extra, message):
+    res = invoke("sample", "red", "--models", "analytic", "--steps", "1", "-o", tmp_path / "s.png",
+                 *(e.format(tmp=tmp_path) for e in extra))
+    assert res.exit_code == 2 and message in res.output and "use a smaller --scale" in res.output
+    assert _files(tmp_path) == []
