@@ -63,13 +63,16 @@ def load_registry_for(models: str | None):
 _AND_MODES = ("sum", "product", "joint")
 _OR_MODES = ("auto", "dnf", "lse")
 _NEGATION_MODES = ("ratio", "complement")
+_FREE_FAMILY_MODES = ("model", "data")
 
 
 def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights=True,
-                     negation=None) -> dict[str, Any]:
+                     negation=None, free_families=None) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
     if negation is not None:
         opts["negation"] = negation
+    if free_families is not None:
+        opts["free_families"] = free_families
     if alpha is not None:
         opts["alpha"] = alpha
     if temperature is not None:
@@ -92,6 +95,9 @@ def _common_compile_options(f):
                      help="AND as the plain sum of energies, the prior-corrected product, or joint (the "
                           "product, with concepts one joint model scores together as one condition). "
                           "[default: the registry's, else sum]")(f)
+    f = click.option("--free-families", type=click.Choice(list(_FREE_FAMILY_MODES)), default=None,
+                     help="Discrete families a conjunction leaves free: drawn by the model, or as the data "
+                          "has them (a mixture of joint conditions). [default: the registry's, else model]")(f)
     f = click.option("--negation", type=click.Choice(list(_NEGATION_MODES)), default=None,
                      help="~c as the paper's ratio p(x|A)/p(x|c)^α (ratio) or as the mixture of c's family's "
                           "other values / the attribute's absent value (complement). "
@@ -111,7 +117,7 @@ def _common_compile_options(f):
 @_common_compile_options
 @click.option("--dot", is_flag=True, help="Print the energy graph as Graphviz DOT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the energy graph as JSON.")
-def explain_cmd(expression, file, models, alpha, temperature, negation, and_mode, or_mode, concept_weights, strict,
+def explain_cmd(expression, file, models, alpha, temperature, negation, free_families, and_mode, or_mode, concept_weights, strict,
                 dot, as_json) -> None:
     """Compile EXPRESSION and show its energy graph: leaves, sums, log-sum-exps, how each negation
     is grounded, and the sampling route.
@@ -132,7 +138,7 @@ def explain_cmd(expression, file, models, alpha, temperature, negation, and_mode
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # explain prints the warning itself, as a note
         graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights,
-                                                                  negation))
+                                                                  negation, free_families))
     if dot:
         click.echo(graph.to_dot(), nl=False)
     elif as_json:
@@ -380,7 +386,7 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
                    "(explicit models; reliable in low dimension).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
+def sample_cmd(expression, file, models, alpha, temperature, negation, free_families, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
                sampler, device, step_size, noise_scale, clip_denoised, restarts, restart_sigma, batch_size, per_image,
                gif, scale, estimate_log_z, as_json, progress) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
@@ -415,7 +421,7 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, and_mode,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights,
-                                                                  negation))
+                                                                  negation, free_families))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     with_grid = _check_size(n, graph.image_shape, scale, per_image, gif)

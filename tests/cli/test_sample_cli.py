@@ -122,7 +122,20 @@ def test_unsatisfiable_warns_but_samples(run, tmp_path):
 
 
 def test_cli_mode_choices_match_the_compiler():
-    from conceptlang.cli.sample_cmds import _AND_MODES, _NEGATION_MODES, _OR_MODES
-    from conceptlang.compiler.options import AND_MODES, NEGATION_MODES, OR_MODES
+    from conceptlang.cli.sample_cmds import _AND_MODES, _FREE_FAMILY_MODES, _NEGATION_MODES, _OR_MODES
+    from conceptlang.compiler.options import AND_MODES, FREE_FAMILY_MODES, NEGATION_MODES, OR_MODES
 
-    assert (_AND_MODES, _OR_MODES, _NEGATION_MODES) == (AND_MODES, OR_MODES, NEGATION_MODES)
+    assert (_AND_MODES, _OR_MODES, _NEGATION_MODES, _FREE_FAMILY_MODES) == (
+        AND_MODES, OR_MODES, NEGATION_MODES, FREE_FAMILY_MODES)
+
+
+def test_explain_says_how_each_negation_was_lowered_per_mode(run):
+    r = run("explain", "circle & ~red", "--models", "analytic", "--negation", "complement")
+    assert r.exit_code == 0 and "~red: lowered to the complement, the mixture over color: green 0.500, blue 0.500" in r.output
+    r = run("explain", "circle & ~red", "--models", "analytic", "--negation", "ratio")
+    assert r.exit_code == 0 and "~red: grounded by the positive part of its conjunction, circle" in r.output
+    r = run("explain", "young & ~smiling", "--free-families", "model")  # the shipped faces model
+    assert r.exit_code == 0 and "~smiling: lowered to the attribute's known-absent value smiling=<none>" in r.output
+    assert "leaves (1;" in r.output
+    r = run("explain", "young & ~smiling")  # the shipped defaults also draw the free families
+    assert r.exit_code == 0 and "free families hair, male, eyeglasses drawn as the data has them" in r.output
