@@ -133,14 +133,18 @@ def _forward_rows(graph: EnergyGraph) -> int | None:
 
 
 def stratified_branches(shares: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-    """Branch index per chain (N,): systematic draws at (k + u)/n through the cumulative shares,
-    in a random order. Each chain's branch is still distributed as ``shares`` (u is uniform and the
-    order random), but every branch gets n·share_k chains rounded up or down, not a multinomial
-    count: with 32 chains and five branches a multinomial draw alone puts the branch proportions
-    ≈ 0.13 in total variation from the shares."""
+    """Branch index per chain (N,): systematic draws at (k + u)/n through the cumulative shares of
+    the branches taken in a random order, the chains then shuffled. Each chain's branch is still
+    distributed as ``shares`` (u is uniform, the orders random), but every branch gets n·share_k
+    chains rounded up or down, not a multinomial count: with 32 chains and five branches a
+    multinomial draw alone puts the branch proportions ≈ 0.13 in total variation from the shares.
+    (The random branch order matters when n is below the number of branches: in the DNF's
+    product order, every other branch of 2 × 2 × … combinations shares one value of the last
+    family, and systematic draws through it would pick that value every time.)"""
+    perm = torch.randperm(shares.numel(), generator=gen)
     u = (torch.arange(n, dtype=torch.float64) + torch.rand((), generator=gen, dtype=torch.float64)) / n
-    cum = torch.cumsum(shares / shares.sum(), 0)
-    idx = torch.searchsorted(cum, u, right=True).clamp_(max=shares.numel() - 1)
+    cum = torch.cumsum(shares[perm] / shares.sum(), 0)
+    idx = perm[torch.searchsorted(cum, u, right=True).clamp_(max=shares.numel() - 1)]
     return idx[torch.randperm(n, generator=gen)]
 
 

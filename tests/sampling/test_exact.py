@@ -225,3 +225,13 @@ def test_branch_draws_are_stratified_shares():
     # each chain's branch is still distributed as the shares (400 draws, 5σ bounds)
     for k, p in enumerate(shares.tolist()):
         assert abs(first.count(k) / 400 - p) < 5 * math.sqrt(p * (1 - p) / 400)
+
+
+def test_stratified_branches_do_not_follow_the_branch_order():
+    from conceptlang.sampling.api import stratified_branches
+
+    # 32 equal branches in product order (the last of five yes/no families alternates), 16 chains:
+    # systematic draws in that order would give every chain the same value of the last family
+    shares = torch.full((32,), 1 / 32, dtype=torch.float64)
+    odd = [int((stratified_branches(shares, 16, torch.Generator().manual_seed(s)) % 2).sum()) for s in range(200)]
+    assert 6.5 < sum(odd) / len(odd) < 9.5 and min(odd) < 8 < max(odd)
