@@ -84,6 +84,10 @@ class GraphBuilder:
         # negation="complement" applies outside negated/weighted compounds only (their lse would
         # enter with a coefficient ≠ 1, which is no mixture): > 0 while lowering inside one.
         self._ratio_only = 0
+        # free_families="data" enumerates a conjunction's free families only where the conjunction
+        # is the whole (sub-)expression being sampled, not a term of an enclosing conjunction
+        # (`(green | cyan) & triangle`: a branch `green` must not branch over shapes): > 0 inside one.
+        self._in_product = 0
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
         self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
 
@@ -161,11 +165,12 @@ class GraphBuilder:
     def lower(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
         # Lowering depends only on the sub-tree and on whether complements apply there, so a shared
         # sub-tree (expanded definitions) is lowered once per context.
-        ctx = (id(e), self._ratio_only > 0)
+        ctx = (id(e), self._ratio_only > 0, self._in_product > 0)
         done = self._lowered.get(ctx)
         if done is not None and log_z is None:
             return done
-        if isinstance(e, Concept) and self.options.free_families == "data" and not self._ratio_only:
+        if isinstance(e, Concept) and self.options.free_families == "data" and not self._ratio_only \
+                and not self._in_product:
             nid = self.conjunction((e,))
         elif isinstance(e, Concept) and self.weight(e) == 1.0:
             nid = self.leaf(self.refs[e])
@@ -206,13 +211,14 @@ class GraphBuilder:
         A compound scaled by anything but 1 is lowered without complements (see ``_ratio_only``)."""
         if isinstance(inner, Concept):
             return self.leaf(self.refs[inner])
-        if coef == 1.0:
-            return self.lower(inner)
-        self._ratio_only += 1
+        ratio = coef != 1.0
+        self._ratio_only += ratio
+        self._in_product += 1
         try:
             return self.lower(inner)
         finally:
-            self._ratio_only -= 1
+            self._ratio_only -= ratio
+            self._in_product -= 1
 
     def conjunction(self, terms: tuple[Expr, ...]) -> int:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
@@ -330,7 +336,7 @@ class GraphBuilder:
             drop.update(k for k, _ in items)
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
         enum: list[tuple[str, list[str | None]]] = []
-        if self.options.free_families == "data":
+        if self.options.free_families == "data" and not self._in_product:
             taken = {f for f, _ in free} | {r.family for r in extra}
             enum = self._free_families(rest, taken)
         given = pos_refs + extra

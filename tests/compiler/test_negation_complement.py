@@ -178,3 +178,14 @@ def test_too_large_an_expansion_falls_back_to_the_model_and_the_ratio_form():
     assert any("outgrew max_disjuncts = 6" in n for n in g.notices)
     g = compile_expr("(circle & ~red) | (square & ~blue)", reg, negation="complement", max_disjuncts=3)
     assert g.options["negation"] == "ratio" and len(g.disjuncts) == 2
+
+
+def test_free_families_are_not_enumerated_inside_an_enclosing_conjunction():
+    # `(green | red) & circle`: the OR's branches are terms of the conjunction, so `green` must not
+    # branch over shapes (which would put square and circle in one product)
+    reg = _DataRegistry("noise_conditional")
+    g = compile_expr("(green | red) & circle", reg, free_families="data", and_mode="joint")
+    want = compile_expr("(green | red) & circle", reg, free_families="model", and_mode="joint")
+    assert [leaf.label for leaf in g.leaves] == [leaf.label for leaf in want.leaves]
+    assert [d.coefs for d in g.disjuncts] == [d.coefs for d in want.disjuncts]
+    assert not any("free families" in n for n in g.notices)
