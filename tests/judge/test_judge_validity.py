@@ -83,3 +83,20 @@ def test_corruptions_are_deterministic_and_labelled():
     b, kb = corruptions("faces", 12, seed=5)
     assert np.array_equal(a, b) and ka == kb
     assert ka[:6] == ["noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled"]
+
+
+def test_broken_face_kinds_are_drawn_and_differ_from_clean_faces():
+    from conceptlang.data import faces as fc
+    from conceptlang.judge.validity import CORRUPTION_KINDS, FACE_DEFECT_KINDS, corruptions
+
+    assert not set(FACE_DEFECT_KINDS) & set(CORRUPTION_KINDS["faces"])  # kept out of the default set
+    bad, kinds = corruptions("faces", 8, seed=3, kinds=FACE_DEFECT_KINDS)
+    assert kinds == list(FACE_DEFECT_KINDS) * 2 and bad.shape == (8, 32, 32, 3) and bad.dtype == np.uint8
+    # the defects are no-ops at their neutral values, and change the picture otherwise
+    a = fc.sample_face_arrays(6, 11)
+    a.index["eyeglasses"][:, 0] = 0
+    plain = fc.render_faces(a)
+    same = fc.render_faces(a, defects={"second_hair": np.full(6, -1), "glasses_alpha": np.ones(6)})
+    assert np.array_equal(plain, same)
+    ghost = fc.render_faces(a, defects={"glasses_alpha": np.full(6, 0.3)})
+    assert (np.abs(ghost.astype(int) - plain.astype(int)).max(axis=(1, 2, 3)) > 40).all()
