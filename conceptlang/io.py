@@ -22,6 +22,33 @@ import numpy as np
 from conceptlang.errors import OutputError
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """The file's sha256 as 64 lowercase hex digits (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays, torch tensors and tuples turned into JSON types and
+    dict keys into strings; anything else JSON cannot hold becomes its ``repr``."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
+        return obj.detach().cpu().tolist()
+    return repr(obj)
+
+
 def current_umask() -> int:
     """The process's umask (read by setting and restoring it)."""
     mask = os.umask(0)

@@ -47,3 +47,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
             raise RuntimeError("boom")
     assert p.read_text() == "kept"
     assert [q.name for q in tmp_path.iterdir()] == ["c.txt"]
+
+
+def test_jsonable_turns_numpy_and_torch_values_into_json_types():
+    import json
+
+    import numpy as np
+    import torch
+
+    from conceptlang.io import jsonable
+
+    value = {1: (np.float32(0.5), np.bool_(True), np.int64(3)), "a": np.arange(3), "t": torch.tensor([1.5, 2.0]),
+             "none": None, "obj": {1, 2}.__class__}
+    out = jsonable(value)
+    assert out == {"1": [0.5, True, 3], "a": [0, 1, 2], "t": [1.5, 2.0], "none": None, "obj": "<class 'set'>"}
+    assert type(out["1"][1]) is bool and type(out["1"][2]) is int
+    json.dumps(out)

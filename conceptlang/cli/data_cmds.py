@@ -26,6 +26,7 @@ import click
 import numpy as np
 
 from conceptlang.errors import DataError
+from conceptlang.io import jsonable
 
 DOMAINS = ("scenes", "faces")
 BLOCK = 100_000  # images whose labels are drawn at once
@@ -55,17 +56,6 @@ def _check_space(folder: Path, n: int, png_bytes: int, label_bytes: int) -> None
     if st.f_files > 0 and n + 4 > st.f_favail:
         raise DataError(f"-n {n}: the data set needs {n + 4:,} files (one PNG per image), but the file system of "
                         f"{folder} has room for {st.f_favail:,} more")
-
-
-def json_default(obj):
-    """``json.dumps(default=...)`` for numpy scalars."""
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: int = 0,
@@ -104,7 +94,7 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
         Image.fromarray(img).save(buf, format="PNG")
         pngs.append(len(buf.getvalue()))
     width = max(6, len(str(max(n - 1, 0))))
-    label_bytes = min(len(json.dumps({"file": f"images/{0:0{width}d}.png", "labels": lab}, default=json_default)) + 1
+    label_bytes = min(len(json.dumps(jsonable({"file": f"images/{0:0{width}d}.png", "labels": lab}))) + 1
                       for lab in first.to_dicts())
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +115,7 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
                     for k, (img, lab) in enumerate(zip(images, part.to_dicts())):
                         name = f"images/{b0 + start + k:0{width}d}.png"
                         Image.fromarray(img).save(tmp / name, format="PNG")
-                        fh.write(json.dumps({"file": name, "labels": lab}, default=json_default) + "\n")
+                        fh.write(json.dumps(jsonable({"file": name, "labels": lab})) + "\n")
                     bar.update(len(images))
         meta = {"format_version": 1, "domain": dom.to_json(), "split": split, "seed": seed,
                 "image_size": size, "count": n, "labels": "labels.jsonl"}

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from conceptlang.cli.data_cmds import json_default
 from conceptlang.errors import DataError
+from conceptlang.io import jsonable
 
 DOMAINS = ("scenes", "faces")
 
@@ -198,7 +198,7 @@ def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | 
                "images": records}
         if expr_text is not None:
             out["expression"] = expr_text
-        click.echo(json.dumps(out, indent=2, default=json_default))
+        click.echo(json.dumps(jsonable(out), indent=2))
         return
     n_valid = sum(r["valid"] for r in records)
     counted = expected if isinstance(expected, int) else " or ".join(map(str, expected))

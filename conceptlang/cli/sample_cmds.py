@@ -196,15 +196,16 @@ def _to_rgb(images) -> "Any":
 
 def _judge(domain: str, images_uint8, expr) -> dict[str, Any]:
     """Judged labels and validity when a judge exists for the domain."""
+    import numpy as np
+
     from conceptlang.errors import ModelError, NameResolutionError
+    from conceptlang.io import jsonable
+    from conceptlang.judge.judge import load_judge
 
     try:
-        from conceptlang.judge.judge import load_judge
-
         judge = load_judge(domain)
-    except (ImportError, ModelError) as err:
+    except ModelError as err:
         return {"available": False, "reason": str(err).splitlines()[0]}
-    import numpy as np
 
     from conceptlang.syntax.objects import expected_objects
 
@@ -212,8 +213,8 @@ def _judge(domain: str, images_uint8, expr) -> dict[str, Any]:
     expected = expected_objects(expr) if domain == "scenes" else 1
     labels = judge.labels(images_uint8)
     valid = np.asarray(judge.valid(images_uint8, n_objects=expected), dtype=bool)
-    rec: dict[str, Any] = {"available": True, "expected_objects": _jsonable(expected), "valid": valid.tolist(),
-                           "labels": _jsonable(labels)}
+    rec: dict[str, Any] = {"available": True, "expected_objects": jsonable(expected), "valid": valid.tolist(),
+                           "labels": jsonable(labels)}
     try:
         from conceptlang.syntax import evaluate
 
@@ -224,18 +225,6 @@ def _judge(domain: str, images_uint8, expr) -> dict[str, Any]:
         rec["satisfied"] = None
         rec["reason"] = str(err).splitlines()[0]
     return rec
-
-
-def _jsonable(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def _grid_shape(n: int, image_shape: tuple[int, ...], scale: int | None) -> tuple[int, int, int]:

@@ -91,7 +91,7 @@ def explain_text(g: "EnergyGraph") -> str:
     for leaf in g.leaves:
         lines.append(f"  L{leaf.index}  {leaf.label:<24} model {leaf.model.name}  condition {_cond_text(leaf.condition)}")
     lines.append("graph (inner nodes, children first):")
-    inner = [nid for nid, n in enumerate(g.nodes) if not isinstance(n, LeafNode) and _reachable(g, nid)]
+    inner = [nid for nid, n in enumerate(g.nodes) if not isinstance(n, LeafNode) and nid in g.reachable]
     if not inner:
         lines.append(f"  root = {_ref(g, g.root)}")
     for nid in inner:
@@ -126,30 +126,6 @@ def explain_text(g: "EnergyGraph") -> str:
     return "\n".join(lines)
 
 
-def _reachable(g: "EnergyGraph", target: int) -> bool:
-    cached = getattr(g, "_reachable_ids", None)
-    if cached is None:
-        cached = _reachable_set(g)
-        g._reachable_ids = cached
-    return target in cached
-
-
-def _reachable_set(g: "EnergyGraph") -> set[int]:
-    seen: set[int] = set()
-    stack = [g.root]
-    while stack:
-        nid = stack.pop()
-        if nid in seen:
-            continue
-        seen.add(nid)
-        node = g.nodes[nid]
-        if isinstance(node, SumNode):
-            stack.extend(c for _, c in node.terms)
-        elif isinstance(node, LseNode):
-            stack.extend(node.children)
-    return seen
-
-
 def _dot_escape(s: str) -> str:
     return json.dumps(s)[1:-1]
 
@@ -167,7 +143,7 @@ def explain_dot(g: "EnergyGraph") -> str:
         ground.setdefault((gr.node, gr.child), gr)
         ground.setdefault((-1, gr.child), gr)
     for nid, node in enumerate(g.nodes):
-        if isinstance(node, LeafNode) or not _reachable(g, nid):
+        if isinstance(node, LeafNode) or nid not in g.reachable:
             continue
         text = _dot_escape(g.node_text.get(nid, ""))
         if isinstance(node, SumNode):

@@ -15,11 +15,12 @@ Two evaluation routes share the leaf batching:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import torch
 
-from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, Node, SumNode
+from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.interface import ConceptModel
 
 
@@ -91,6 +92,23 @@ class EnergyGraph:
     def is_linear(self) -> bool:
         """True when the energy is a fixed linear combination of leaf energies (no log-sum-exp)."""
         return self._linear_coefs is not None
+
+    @functools.cached_property
+    def reachable(self) -> frozenset[int]:
+        """Ids of the nodes the root's energy depends on (lowering may leave unused ones)."""
+        seen: set[int] = set()
+        stack = [self.root]
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            node = self.nodes[nid]
+            if isinstance(node, SumNode):
+                stack.extend(c for _, c in node.terms)
+            elif isinstance(node, LseNode):
+                stack.extend(node.children)
+        return frozenset(seen)
 
     @property
     def linear_coefs(self) -> tuple[float, ...] | None:

@@ -181,7 +181,7 @@ def _allowed_combinations(split: str) -> np.ndarray:
     return np.array(combos, dtype=np.int64)
 
 
-def _half_extent(shape_idx: np.ndarray, extent: np.ndarray) -> np.ndarray:
+def half_extent(shape_idx: np.ndarray, extent: np.ndarray) -> np.ndarray:
     # Every shape fits its d×d box; the triangle's base (side ≈ 1.155 d) is wider than d, so its
     # horizontal half-width is larger. Return (half-width, half-height) as (..., 2).
     hw = np.where(shape_idx == 2, TRIANGLE_HEIGHT * extent / np.sqrt(3.0), extent / 2)
@@ -202,7 +202,7 @@ def sample_scene_arrays(n: int, seed: int, split: str = "train") -> SceneArrays:
     pick = rng.integers(0, len(combos), size=(n, k))
     triples = combos[pick]  # (n, k, 3)
     shape, color, size = triples[..., 0], triples[..., 1], triples[..., 2]
-    half = _half_extent(shape, EXTENT_ARRAY[size])  # (n, k, 2)
+    half = half_extent(shape, EXTENT_ARRAY[size])  # (n, k, 2)
     lo, hi = MARGIN + half, 1 - MARGIN - half
     pos = lo + (hi - lo) * rng.random((n, k, 2))
     if k == 2:
@@ -240,7 +240,7 @@ def render_scenes(arrays: SceneArrays, image_size: int = 32, chunk: int = 512) -
         canvas = np.zeros((stop - start, image_size, image_size, 3), dtype=np.float32)
         for k in range(arrays.n_objects):
             sl = slice(start, stop)
-            cov = _coverage(
+            cov = coverage(
                 arrays.index["shape"][sl, k],
                 EXTENT_ARRAY[arrays.index["size"][sl, k]] * image_size,
                 arrays.positions[sl, k] * image_size,
@@ -254,7 +254,7 @@ def render_scenes(arrays: SceneArrays, image_size: int = 32, chunk: int = 512) -
     return out
 
 
-def _coverage(shape: np.ndarray, extent: np.ndarray, centre: np.ndarray, px: np.ndarray) -> np.ndarray:
+def coverage(shape: np.ndarray, extent: np.ndarray, centre: np.ndarray, px: np.ndarray) -> np.ndarray:
     """Anti-aliased coverage (b, S, S) in [0, 1] of one object per image; all lengths in pixels."""
     b, s = shape.shape[0], px.shape[0]
     dx = px[None, None, :] - centre[:, 0, None, None]  # (b, 1, S)

@@ -33,7 +33,6 @@ at these sample counts) and would add a dependency for about ten lines of arithm
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -383,7 +382,9 @@ class DistributionMetrics:
 
 def reference_seed(text: str, base_seed: int) -> int:
     """Reference draws per expression: from the base seed and the text, apart from the sample seeds."""
-    return (int(base_seed) * 7_919 + zlib.crc32(("reference:" + text.strip()).encode("utf-8"))) % (2**31 - 1)
+    from conceptlang.evaluation.evaluate import seed_for
+
+    return seed_for(text, base_seed, multiplier=7_919, prefix="reference:")
 
 
 def fidelity(domain: str, expr: Expr, sample_labels: Sequence[dict], reference_labels: Sequence[dict],

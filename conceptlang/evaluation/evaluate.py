@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from conceptlang.errors import ConceptLangError
+from conceptlang.io import jsonable
 from conceptlang.evaluation.stats import Proportion
 from conceptlang.evaluation.suites import Suite, SuiteEntry, operator_class
 from conceptlang.syntax.ast import Expr, Or, Weighted
@@ -40,9 +41,10 @@ def target_for(operator: str, n_concepts: int) -> float | None:
     return CLASS_TARGETS.get(operator)
 
 
-def seed_for(text: str, base_seed: int) -> int:
-    """A per-expression seed that depends only on the base seed and the expression text."""
-    return (int(base_seed) * 1_000_003 + zlib.crc32(text.strip().encode("utf-8"))) % (2**31 - 1)
+def seed_for(text: str, base_seed: int, multiplier: int = 1_000_003, prefix: str = "") -> int:
+    """A per-expression seed that depends only on the base seed and the expression text (``prefix``
+    and ``multiplier`` make other streams, e.g. reference draws, apart from the sample seeds)."""
+    return (int(base_seed) * multiplier + zlib.crc32((prefix + text.strip()).encode("utf-8"))) % (2**31 - 1)
 
 
 def slug(text: str, max_len: int = 60) -> str:
@@ -162,7 +164,7 @@ class ExpressionResult:
             "drawn_branches": self.drawn_branches,
             "sample_seconds": round(self.sample_seconds, 3),
             "seconds": round(self.seconds, 3),
-            "settings": _jsonable(self.settings),
+            "settings": jsonable(self.settings),
             "grid": self.grid,
             "error": self.error,
             "invalid_reasons": self.invalid_reasons,
@@ -206,25 +208,6 @@ class ExpressionResult:
             invalid_reasons=dict(data.get("invalid_reasons", {})),
             distribution=dist,
         )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
-    try:
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            return obj.detach().cpu().tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return repr(obj)
 
 
 def expected_objects(expr: Expr, domain: str | None) -> int | tuple[int, ...] | None:

@@ -12,7 +12,6 @@ on images generated with known labels (a seed other than the one accuracy is mea
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,27 +153,24 @@ def calibrate_domain(registry, domain: str, n: int = 256, seed: int = CALIBRATIO
 def write_readouts(models_dir: str | Path, model_name: str, calibrations: list[FamilyCalibration],
                    info: dict[str, Any] | None = None) -> Path:
     """Store the readouts in ``model_name``'s manifest entry (``inference.readout``), atomically."""
-    from conceptlang.io import write_json
-    from conceptlang.models.registry import MANIFEST, validate_manifest
+    from conceptlang.models.manifest import MANIFEST, update_manifest
 
-    path = Path(models_dir) / MANIFEST
-    data = json.loads(path.read_text())
-    for entry in data["models"]:
-        if entry["name"] == model_name:
-            inf = entry.setdefault("inference", {})
-            inf["readout"] = {c.family: c.readout.to_json() for c in calibrations}
-            inf["calibration"] = {
-                **(info or {}),
-                "families": {c.family: {"n": c.n, "energy_heldout": round(c.energy_heldout.value, 4),
-                                        "calibrated_heldout": round(c.calibrated_heldout.value, 4)}
-                             for c in calibrations},
-            }
-            break
-    else:
-        raise ModelError(f"no model named {model_name!r} in {path}")
-    validate_manifest(data, str(path))
-    write_json(path, data)
-    return path
+    def store(data: dict) -> None:
+        for entry in data["models"]:
+            if isinstance(entry, dict) and entry.get("name") == model_name:
+                inf = entry.setdefault("inference", {})
+                inf["readout"] = {c.family: c.readout.to_json() for c in calibrations}
+                inf["calibration"] = {
+                    **(info or {}),
+                    "families": {c.family: {"n": c.n, "energy_heldout": round(c.energy_heldout.value, 4),
+                                            "calibrated_heldout": round(c.calibrated_heldout.value, 4)}
+                                 for c in calibrations},
+                }
+                return
+        raise ModelError(f"no model named {model_name!r} in {Path(models_dir) / MANIFEST}")
+
+    update_manifest(models_dir, store)
+    return Path(models_dir) / MANIFEST
 
 
 def calibrate_and_store(models_dir: str | Path, domain: str, n: int = 256, seed: int = CALIBRATION_SEED,

@@ -27,7 +27,6 @@ Train and measure (a few CPU minutes each, one thread)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from conceptlang.data import faces as fc
 from conceptlang.data import scenes as sc
 from conceptlang.errors import DataError, ModelError
+from conceptlang.io import sha256_file
 from conceptlang.judge import validity as V
 
 FORMAT_VERSION = 1
@@ -249,14 +249,6 @@ class Judge:
 # ---- loading ---------------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_manifest(directory: Path) -> dict:
     path = directory / "manifest.json"
     if not path.is_file():
@@ -379,7 +371,7 @@ def _all_combination_scenes(n: int, seed: int) -> sc.SceneArrays:
     # The judge must read every combination, held-out ones included: draw all 36 uniformly.
     rng = np.random.default_rng([seed, 99])
     shape, color, size = rng.integers(0, 3, n), rng.integers(0, 6, n), rng.integers(0, 2, n)
-    half = sc._half_extent(shape, sc.EXTENT_ARRAY[size])
+    half = sc.half_extent(shape, sc.EXTENT_ARRAY[size])
     lo, hi = sc.MARGIN + half, 1 - sc.MARGIN - half
     pos = lo + (hi - lo) * rng.random((n, 2))
     return sc.SceneArrays(index={"shape": shape[:, None], "color": color[:, None], "size": size[:, None]},

@@ -201,7 +201,7 @@ def _shape_ious(cov: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
     sizes = np.tile(np.arange(2), 3)
     cen = centres.reshape(6, 2)
     px = np.arange(size, dtype=np.float32) + 0.5
-    ideal = sc._coverage(shapes, sc.EXTENT_ARRAY[sizes] * size, cen, px)  # (6, H, W)
+    ideal = sc.coverage(shapes, sc.EXTENT_ARRAY[sizes] * size, cen, px)  # (6, H, W)
     inter = np.minimum(ideal, cov[None]).sum((1, 2))
     union = np.maximum(ideal, cov[None]).sum((1, 2))
     return (inter / np.maximum(union, 1e-6)).reshape(3, 2)

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from conceptlang.errors import ModelError
-from conceptlang.io import atomic_path, write_json
-from conceptlang.models.registry import DEFAULT_ENERGY, FORMAT_VERSION, MANIFEST, sha256_file, validate_manifest
+from conceptlang.io import atomic_path, sha256_file, write_json
+from conceptlang.models.manifest import DEFAULT_ENERGY, FORMAT_VERSION, manifest_data, write_manifest
 
 
 
@@ -78,8 +78,7 @@ def export_run(
     arch_class = type(net).__name__  # UNet, PixelNet or EnergyNet (registry.ARCHITECTURES)
     write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": cfg.to_json()})
 
-    manifest_path = models_dir / MANIFEST
-    data = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": FORMAT_VERSION, "models": []}
+    data = manifest_data(models_dir, create=True)
     old = next((e for e in data["models"] if e.get("name") == name), {})
     entry = {
         "name": name,
@@ -107,6 +106,5 @@ def export_run(
         entry["max_objects"] = old["max_objects"]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]
     data["models"].sort(key=lambda e: (e["domain"], e["name"]))
-    validate_manifest(data, str(manifest_path))
-    write_json(manifest_path, data)
+    write_manifest(models_dir, data)
     return entry

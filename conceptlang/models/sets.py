@@ -70,7 +70,7 @@ def model_sets_of(registry: "ModelRegistry") -> list[ModelSet]:
     """The sets ``registry`` may turn to (its manifest's ``model_sets``, selectable), then the
     shipped sets it could be pointed at instead (the shipped folder and its listed sets, not
     selectable), leaving out the folder ``registry`` itself reads."""
-    from conceptlang.models.registry import MANIFEST, _load_manifest
+    from conceptlang.models.manifest import MANIFEST, load_manifest
     from conceptlang.resources import shipped_models_dir
 
     own = registry.models_dir
@@ -80,7 +80,7 @@ def model_sets_of(registry: "ModelRegistry") -> list[ModelSet]:
         seen = [own] + [s.path for s in out]
         candidates = [ModelSet("default", shipped, False, "the shipped models")]
         try:
-            specs = _load_manifest(shipped).get("model_sets", [])
+            specs = load_manifest(shipped).get("model_sets", [])
         except Exception:  # a damaged shipped manifest only costs the suggestion
             specs = []
         candidates += [ModelSet(s["name"], shipped / s["path"], False, s.get("about", "")) for s in specs]

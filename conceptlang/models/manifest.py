@@ -1,0 +1,425 @@
+"""The models manifest (``models/manifest.json``): its format, reading, validation and writing.
+
+Every reader and writer of a models folder's manifest goes through here: the registry reads it
+(:func:`read_manifest`), export and calibration change it (:func:`update_manifest`, which
+validates the whole manifest before it atomically replaces the file).
+
+Manifest format (``format_version`` 1)::
+
+    {"format_version": 1,
+     "models": [{"name": "scenes-joint", "domain": "scenes", "kind": "implicit", "layout": "joint",
+                 "families": {"shape": {"kind": "discrete", "values": [...]},
+                              "position": {"kind": "continuous", "params": ["x", "y"], "ranges": [[0, 1], [0, 1]]}},
+                 "prior": true,
+                 "architecture": {"class": "UNet", "config": {...}},
+                 "energy": {"sigma_min": 0.02, "sigma_max": 2.0, "levels": 8, "draws": 2, "seed": 0},
+                 "training": {...}, "data_split": {...},
+                 "sampler": {"sampler": "annealed", "step_size": ..., ...},
+                 "metrics": {...}, "file": "scenes-joint.safetensors", "sha256": "..."}]}
+
+``layout`` is ``joint`` (one model, one condition slot per family; the empty condition is the
+domain prior) or ``per-family`` (one model per family; a separate entry with ``"prior": true`` and
+no families is the prior).
+
+Optional: an entry's ``max_objects`` (integer ≥ 1, default 1) is how many objects per image the
+model's training covers (the data of its final runs); the manifest's ``model_sets`` lists other model folders, each ``{"name": ...,
+"path": "<folder inside this one>"}``, that the compiler may use for an expression the models
+here were not trained for (docs/compiler.md, "Model sets"; :mod:`conceptlang.models.sets`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from conceptlang.errors import ModelError
+from conceptlang.io import sha256_file, write_json
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+KINDS = ("implicit", "explicit")
+LAYOUTS = ("joint", "per-family")
+ARCHITECTURES = ("UNet", "PixelNet", "EnergyNet")
+IMPLICIT_ARCHITECTURES = ("UNet", "PixelNet")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _err(where: str, msg: str) -> ModelError:
+    return ModelError(f"{where}: {msg}")
+
+
+def _need(entry: dict, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in entry:
+        raise _err(where, f"missing key {key!r}")
+    value = entry[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
+        tname = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise _err(where, f"{key!r} must be {tname}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _validate_family(fam: str, spec: Any, where: str) -> None:
+    w = f"{where}, family {fam!r}"
+    if not isinstance(spec, dict):
+        raise _err(w, f"must be an object, got {spec!r}")
+    kind = spec.get("kind")
+    if kind == "discrete":
+        vals = _need(spec, "values", list, w)
+        if not vals or not all(isinstance(v, str) and v for v in vals) or len(set(vals)) != len(vals):
+            raise _err(w, f"'values' must be distinct non-empty names, got {vals!r}")
+    elif kind == "continuous":
+        params = _need(spec, "params", list, w)
+        ranges = _need(spec, "ranges", list, w)
+        if not params or len(ranges) != len(params):
+            raise _err(w, "'params' must be non-empty and 'ranges' must give one [lo, hi] per parameter")
+        for r in ranges:
+            if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and r[0] < r[1]):
+                raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+    else:
+        raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
+
+
+def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
+    """Check a parsed manifest; return its model entries. Raises ModelError naming the problem."""
+    if not isinstance(data, dict):
+        raise _err(source, f"must be a JSON object, got {type(data).__name__}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _err(source, f"format_version is {version!r}; this ConceptLang reads format_version {FORMAT_VERSION}")
+    models = _need(data, "models", list, source)
+    names: set[str] = set()
+    covered: dict[tuple[str, str], str] = {}
+    priors: dict[str, str] = {}
+    for i, entry in enumerate(models):
+        where = f"{source}, models[{i}]"
+        if not isinstance(entry, dict):
+            raise _err(where, "must be an object")
+        name = _need(entry, "name", str, where)
+        where = f"{source}, model {name!r}"
+        if name in names:
+            raise _err(where, "duplicate model name")
+        names.add(name)
+        domain = _need(entry, "domain", str, where)
+        kind = _need(entry, "kind", str, where)
+        if kind not in KINDS:
+            raise _err(where, f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+        layout = _need(entry, "layout", str, where)
+        if layout not in LAYOUTS:
+            raise _err(where, f"'layout' must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        families = _need(entry, "families", dict, where)
+        for fam, spec in families.items():
+            _validate_family(fam, spec, where)
+            if (domain, fam) in covered:
+                raise _err(where, f"family {domain}/{fam} is already served by model {covered[(domain, fam)]!r}")
+            covered[(domain, fam)] = name
+        if layout == "per-family" and len(families) > 1:
+            raise _err(where, "a per-family model serves at most one family")
+        if entry.get("prior", layout == "joint"):
+            if domain in priors:
+                raise _err(where, f"domain {domain!r} already has a prior ({priors[domain]!r})")
+            priors[domain] = name
+        arch = _need(entry, "architecture", dict, where)
+        if arch.get("class") not in ARCHITECTURES:
+            raise _err(where, f"architecture.class must be one of {', '.join(ARCHITECTURES)}, got {arch.get('class')!r}")
+        if (kind == "implicit") != (arch["class"] in IMPLICIT_ARCHITECTURES):
+            raise _err(where, f"kind {kind!r} does not match architecture {arch['class']!r}")
+        _need(arch, "config", dict, f"{where}, architecture")
+        file = _need(entry, "file", str, where)
+        if Path(file).is_absolute() or ".." in Path(file).parts:
+            raise _err(where, f"'file' must be a path inside the models folder, got {file!r}")
+        sha = _need(entry, "sha256", str, where)
+        if not _SHA.match(sha):
+            raise _err(where, f"'sha256' must be 64 lowercase hex digits, got {sha!r}")
+        guidance = entry.get("guidance", 1.0)
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance > 0:
+            raise _err(where, f"'guidance' must be a number > 0, got {guidance!r}")
+        if "guidance_interval" in entry:
+            _validate_guidance_interval(entry["guidance_interval"], kind, where)
+        sampler = entry.get("sampler", {})
+        if not isinstance(sampler, dict):
+            raise _err(where, f"'sampler' must be an object, got {sampler!r}")
+        max_objects = entry.get("max_objects", 1)
+        if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1:
+            raise _err(where, f"'max_objects' must be an integer ≥ 1 (how many objects per image its training covers), "
+                              f"got {max_objects!r}")
+        _validate_concept_weights(entry.get("concept_weights", {}), families, where)
+        _validate_energy(entry, where)
+        if "sigma_range" in entry:
+            _validate_sigma_range(entry["sigma_range"], kind, where)
+            if entry.get("prior", layout == "joint"):
+                raise _err(where, "'sigma_range' is not allowed on the domain's prior model (the prior acts at every noise level)")
+        _validate_architecture_config(arch["class"], arch["config"], where)
+    _validate_model_sets(data.get("model_sets", []), source)
+    for domain in {e["domain"] for e in models}:
+        if domain not in priors:
+            raise _err(source, f"domain {domain!r} has no prior model (a joint model, or an entry with \"prior\": true)")
+    return models
+
+
+# Bounds on the integer fields of an architecture config: a manifest outside them describes no
+# network this code builds (and image_size also bounds the memory one chain takes).
+_CONFIG_INT_MAX = {"image_size": 1024, "channels": 64, "blocks_per_level": 16, "emb_dim": 8192, "groups": 1024}
+_WIDTH_MAX = 8192
+
+
+def _validate_architecture_config(cls_name: str, config: dict, where: str) -> None:
+    """Check ``architecture.config`` field by field against the network's config dataclass
+    (conceptlang.models.networks): known keys only, each of the right type and range, and the
+    cross-field rules the network needs (a U-Net halves image_size once per extra width)."""
+    import dataclasses
+
+    from conceptlang.models.networks import NETWORKS
+
+    config_class = NETWORKS[cls_name][1]
+    w = f"{where}, architecture.config"
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise _err(w, f"unknown key {unknown[0]!r} for a {cls_name} (known: {', '.join(fields)})")
+    for key in ("image_size", "widths"):
+        if key not in config:
+            raise _err(w, f"missing key {key!r}")
+
+    def bad(key: str, what: str) -> ModelError:
+        return _err(w, f"{key!r} must be {what}, got {config[key]!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for key, value in config.items():
+        f = fields[key]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if key == "slots":
+            _validate_slots(value, w)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise bad(key, "true or false")
+        elif isinstance(default, int):
+            hi = _CONFIG_INT_MAX.get(key, 1 << 20)
+            if not is_int(value) or not 1 <= value <= hi:
+                raise bad(key, f"an integer in [1, {hi}]")
+        elif isinstance(default, float):
+            if not is_num(value) or not value > 0:
+                raise bad(key, "a finite number > 0")
+        elif isinstance(default, str):
+            if value not in ("rgb", "max"):  # blur_of, the one string field
+                raise bad(key, "'rgb' or 'max'")
+        elif key == "widths":
+            if not (isinstance(value, list) and value and all(is_int(v) and 1 <= v <= _WIDTH_MAX for v in value)):
+                raise bad(key, f"a non-empty list of integers in [1, {_WIDTH_MAX}]")
+        elif key == "blur":
+            size = config["image_size"]
+            if not (isinstance(value, list) and all(is_num(v) and 0 < v <= size / 6 for v in value)):
+                raise bad(key, "a list of blur widths in (0, image_size/6]")
+        elif key == "spatial":
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise bad(key, "a list of family names")
+    if cls_name == "UNet":
+        halvings = len(config["widths"]) - 1
+        if config["image_size"] % (1 << halvings):
+            raise _err(w, f"'image_size' {config['image_size']} must be divisible by 2^{halvings} "
+                          f"(the U-Net halves it once per width after the first)")
+        slots = {s["family"]: s for s in config.get("slots", [])}
+        for fam in config.get("spatial", []):
+            s = slots.get(fam)
+            if s is None or s["kind"] != "continuous" or len(s.get("params", [])) != 2:
+                raise _err(w, f"'spatial' family {fam!r} must be a continuous slot with two parameters")
+
+
+def _validate_slots(slots: Any, where: str) -> None:
+    """``slots``: the condition slots of a network (see networks.SlotSpec)."""
+    if not isinstance(slots, list):
+        raise _err(where, f"'slots' must be a list, got {slots!r}")
+    seen: set[str] = set()
+    for i, s in enumerate(slots):
+        w = f"{where}.slots[{i}]"
+        if not isinstance(s, dict):
+            raise _err(w, f"must be an object, got {s!r}")
+        fam = _need(s, "family", str, w)
+        if fam in seen:
+            raise _err(w, f"duplicate slot for family {fam!r}")
+        seen.add(fam)
+        kind = _need(s, "kind", str, w)
+        values, params, ranges = s.get("values", []), s.get("params", []), s.get("ranges", [])
+        unknown = sorted(set(s) - {"family", "kind", "values", "params", "ranges"})
+        if unknown:
+            raise _err(w, f"unknown key {unknown[0]!r}")
+        if not all(isinstance(x, list) for x in (values, params, ranges)):
+            raise _err(w, "'values', 'params' and 'ranges' must be lists")
+        if kind == "discrete":
+            if not values or not all(isinstance(v, str) for v in values):
+                raise _err(w, f"a discrete slot needs a non-empty list of value names, got {values!r}")
+        elif kind == "continuous":
+            if not params or not all(isinstance(p, str) for p in params):
+                raise _err(w, f"a continuous slot needs a non-empty list of parameter names, got {params!r}")
+            if ranges and len(ranges) != len(params):
+                raise _err(w, "'ranges' must give one [lo, hi] per parameter")
+            for r in ranges:
+                if not (isinstance(r, list) and len(r) == 2
+                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
+                        and r[0] < r[1]):
+                    raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+        else:
+            raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
+def _validate_model_sets(sets: Any, source: str) -> None:
+    """``model_sets``: [{"name": str, "path": a folder inside the models folder}], distinct names."""
+    if not isinstance(sets, list):
+        raise _err(source, f"'model_sets' must be a list, got {sets!r}")
+    names: set[str] = set()
+    for i, spec in enumerate(sets):
+        where = f"{source}, model_sets[{i}]"
+        if not isinstance(spec, dict):
+            raise _err(where, f"must be an object with 'name' and 'path', got {spec!r}")
+        name = _need(spec, "name", str, where)
+        path = _need(spec, "path", str, where)
+        if not name or name in names:
+            raise _err(where, f"'name' must be a distinct non-empty name, got {name!r}")
+        names.add(name)
+        parts = Path(path).parts
+        if not path or Path(path).is_absolute() or ".." in parts or parts in ((), (".",)):
+            raise _err(where, f"'path' must be a folder inside the models folder, got {path!r}")
+        unknown = sorted(set(spec) - {"name", "path", "about"})
+        if unknown:
+            raise _err(where, f"unknown key(s) {', '.join(unknown)} (known: name, path, about)")
+        if not isinstance(spec.get("about", ""), str):
+            raise _err(where, f"'about' must be a string, got {spec['about']!r}")
+
+
+# An implicit model's denoising-loss energy (σ bounds, levels, draws per level, noise seed) where its
+# manifest entry leaves a setting out; ``inference_draws`` defaults to ``draws``.
+DEFAULT_ENERGY = {"sigma_min": 0.02, "sigma_max": 2.0, "levels": 8, "draws": 2, "seed": 0}
+
+
+def energy_settings(entry: dict) -> dict:
+    """The entry's ``energy`` settings with the defaults filled in (``inference_draws`` included)."""
+    en = {**DEFAULT_ENERGY, **entry.get("energy", {})}
+    en.setdefault("inference_draws", en["draws"])
+    return en
+
+
+def _validate_energy(entry: dict, where: str) -> None:
+    """``energy``: an implicit model's denoising-loss energy settings (levels, draws, seed, σ bounds;
+    ``inference_draws``: draws per level when inference ranks discrete values); explicit models ignore it."""
+    if not isinstance(entry.get("energy", {}), dict):
+        raise _err(where, f"'energy' must be an object, got {entry['energy']!r}")
+    en = energy_settings(entry)
+    for key in ("levels", "draws", "inference_draws"):
+        v = en[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise _err(where, f"energy.{key} must be an integer ≥ 1, got {v!r}")
+    if isinstance(en["seed"], bool) or not isinstance(en["seed"], int) or en["seed"] < 0:
+        raise _err(where, f"energy.seed must be an integer ≥ 0, got {en['seed']!r}")
+    for key in ("sigma_min", "sigma_max"):
+        v = en[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+            raise _err(where, f"energy.{key} must be a finite number > 0, got {v!r}")
+    if en["sigma_min"] >= en["sigma_max"]:
+        raise _err(where, f"energy.sigma_min must be below energy.sigma_max, got {en['sigma_min']!r}, {en['sigma_max']!r}")
+
+
+def _validate_sigma_range(value: Any, kind: str, where: str) -> None:
+    """``sigma_range``: [lo, hi] with 0 <= lo < hi (hi null: no upper bound), implicit models only."""
+    if kind != "implicit":
+        raise _err(where, f"'sigma_range' needs a noise-conditional implicit model, not kind {kind!r}")
+    ok = isinstance(value, list) and len(value) == 2 and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)) for v in value)
+    if ok:
+        lo, hi = value
+        ok = lo is not None and lo >= 0 and (hi is None or hi > lo)
+    if not ok:
+        raise _err(where, f"'sigma_range' must be [lo, hi] with 0 <= lo < hi (hi may be null), got {value!r}")
+
+
+def _validate_guidance_interval(value: Any, kind: str, where: str) -> None:
+    """``guidance_interval``: [lo, hi], 0 <= lo < hi, the noise levels sampling guides at (implicit models)."""
+    if kind != "implicit":
+        raise _err(where, f"'guidance_interval' needs an implicit (guided) model, not kind {kind!r}")
+    ok = isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or not (0 <= value[0] < value[1]):
+        raise _err(where, f"'guidance_interval' must be [lo, hi] with 0 <= lo < hi, got {value!r}")
+
+
+def sigma_range_of(entry: dict) -> tuple[float, float] | None:
+    """The entry's ``sigma_range`` as (lo, hi) with hi = inf for null; None when absent."""
+    if "sigma_range" not in entry:
+        return None
+    lo, hi = entry["sigma_range"]
+    return float(lo), (math.inf if hi is None else float(hi))
+
+
+def _validate_concept_weights(weights: Any, families: dict, where: str) -> None:
+    """``concept_weights``: {concept: w > 0}, a concept being a discrete value or a continuous family."""
+    if not isinstance(weights, dict):
+        raise _err(where, f"'concept_weights' must be an object, got {weights!r}")
+    names = set()
+    for fam, spec in families.items():
+        names |= set(spec.get("values", [])) if spec.get("kind") == "discrete" else {fam}
+    for concept, w in weights.items():
+        if concept not in names:
+            raise _err(where, f"concept_weights: {concept!r} is not a concept of this model (one of {', '.join(sorted(names))})")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w > 0 and math.isfinite(w)):
+            raise _err(where, f"concept_weights[{concept!r}] must be a finite number > 0, got {w!r}")
+
+
+def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
+    return load_manifest(models_dir)["models"]
+
+
+def load_manifest(models_dir: str | os.PathLike) -> dict:
+    """The parsed, validated manifest of ``models_dir``."""
+    path = Path(models_dir) / MANIFEST
+    if not path.is_file():
+        raise ModelError(f"no model manifest at {path} (set --models DIR or CONCEPTLANG_MODELS to a folder with {MANIFEST})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    validate_manifest(data, str(path))
+    return data
+
+
+def manifest_data(models_dir: str | os.PathLike, create: bool = False) -> dict:
+    """The parsed, unvalidated manifest of ``models_dir``, for a writer to change and pass to
+    :func:`write_manifest`. ``create``: an empty manifest when the folder has none."""
+    path = Path(models_dir) / MANIFEST
+    if not path.is_file():
+        if create:
+            return {"format_version": FORMAT_VERSION, "models": []}
+        raise ModelError(f"no model manifest at {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise ModelError(f"{path}: expected an object with a 'models' list")
+    return data
+
+
+def write_manifest(models_dir: str | os.PathLike, data: dict) -> None:
+    """Validate the whole manifest, then replace ``models_dir``'s atomically (nothing is written
+    when it is invalid)."""
+    path = Path(models_dir) / MANIFEST
+    validate_manifest(data, str(path))
+    write_json(path, data)
+
+
+def update_manifest(models_dir: str | os.PathLike, change: Callable[[dict], Any], create: bool = False) -> dict:
+    """Apply ``change`` to the manifest of ``models_dir`` (in place) and write it with
+    :func:`write_manifest`; returns the new manifest."""
+    data = manifest_data(models_dir, create)
+    change(data)
+    write_manifest(models_dir, data)
+    return data
