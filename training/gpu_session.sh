@@ -69,7 +69,7 @@ for d in scenes faces; do
   python3 -c "from conceptlang.models.export import export_run; export_run('$W/run-$d', '$W/models_new')" >>"$LOG" 2>&1 \
     || { say "export $d failed"; continue; }
   ( timeout $((EVAL_S - 10)) conceptlang eval "examples/${d}_suite.txt" -n "$N" --device "$DEVICE" --threads 2 \
-      --models "$W/models_new" --json "$W/eval_new_$d.json" --markdown "$W/eval_new_$d.md" --grids "$W/grids_new_$d" \
+      --models "$W/models_new" -o "$W/eval_new_$d.json" --markdown "$W/eval_new_$d.md" --grids "$W/grids_new_$d" \
       >"$W/eval_new_$d.txt" 2>&1; echo "exit $?" >>"$W/eval_new_$d.txt" ) &
 done
 wait

@@ -10,25 +10,16 @@ from pathlib import Path
 
 import click
 
-DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda", "mps"])
-
-threads_option = click.option(
-    "--threads", type=click.IntRange(min=1), default=None,
-    help="torch CPU threads (default: torch's choice; 1 is much faster when other jobs share the CPU).",
+from conceptlang.cli.common import (
+    device_option,
+    echo_json,
+    load_registry_for,
+    models_folder,
+    models_option,
+    set_threads,
+    threads_option,
+    torch_device,
 )
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _load_registry(models_dir: str | None):
-    from conceptlang.models.registry import load_registry
-
-    return load_registry(models_dir)
 
 
 def _judges(directory=None):
@@ -49,11 +40,13 @@ def _echo_err(msg: str) -> None:
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=256, show_default=True, help="Samples per expression.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed (per-expression seeds derive from it and the text).")
-@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the full results as JSON.")
+@device_option
+@click.option("-o", "--output", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full results as JSON (the input of eval-merge).")
 @click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the tables as Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON instead of the tables.")
 @click.option("--grids", "grid_dir", type=click.Path(file_okay=False, path_type=Path), help="Write one framed sample grid per expression here.")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None, help="Models directory (default: $CONCEPTLANG_MODELS or the shipped models).")
+@models_option
 @click.option("--fail-fast", is_flag=True, help="Stop at the first expression that fails to compile or sample.")
 @click.option("--distribution/--no-distribution", default=True, show_default=True,
               help="Also compare the samples with generator data satisfying each expression: attribute TV, "
@@ -62,7 +55,8 @@ def _echo_err(msg: str) -> None:
               help="Judges folder (`conceptlang judge train … -o J`), e.g. a judge of a labelled folder "
                    "[default: the shipped judges].")
 @threads_option
-def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir, fail_fast, distribution, judge_dir, threads):
+def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, models, fail_fast, distribution, judge_dir,
+             threads):
     """Sample, judge and score every expression of SUITE_FILE.
 
     Accuracy = fraction of samples the judge calls valid and whose judged labels satisfy the
@@ -74,7 +68,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
     from conceptlang.evaluation.suites import load_suite
     from conceptlang.io import check_dir_output, check_file_output, write_json, write_text
 
-    for path, what in ((json_out, "--json"), (md_out, "--markdown")):
+    for path, what in ((json_out, "-o/--output"), (md_out, "--markdown")):
         if path is not None:
             check_file_output(path, what)
     if grid_dir is not None:
@@ -82,9 +76,9 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
     from conceptlang.cli.sample_cmds import torchrun_rank
 
     suite = load_suite(suite_file)
-    _set_threads(threads)
+    set_threads(threads)
     rank, _, device = torchrun_rank(device)  # under torchrun each expression's chains are shared among the ranks
-    registry = _load_registry(models_dir)
+    registry = load_registry_for(models)
 
     def progress(r):
         if rank != 0:
@@ -109,7 +103,10 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
     if rank != 0:
         return
     md = suite_markdown(result)
-    click.echo(md)
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        click.echo(md)
     if json_out:
         write_json(json_out, result.to_json())
     if md_out:
@@ -125,10 +122,12 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, grid_dir, models_dir
 @click.option("--suite", "suite_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Order the rows as in this suite file and take its section tags (every row must be in it).")
 @click.option("--title", type=str, default=None, help="Heading of the Markdown tables.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the pooled results as JSON.")
+@click.option("-o", "--output", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the pooled results as JSON.")
 @click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the pooled tables as Markdown.")
-def eval_merge_cmd(parts, suite_file, title, json_out, md_out):
-    """Pool the JSON files of several `conceptlang eval --json` runs into one table.
+@click.option("--json", "as_json", is_flag=True, help="Print the pooled results as JSON instead of the tables.")
+def eval_merge_cmd(parts, suite_file, title, json_out, md_out, as_json):
+    """Pool the JSON files of several `conceptlang eval -o FILE` runs into one table.
 
     For a suite split across processes or machines: the parts must share n and the base seed
     (per-expression seeds derive from the text, so the pooled table is the one a single run of
@@ -140,7 +139,7 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out):
     from conceptlang.evaluation.suites import load_suite
     from conceptlang.io import check_file_output, write_json, write_text
 
-    for path, what in ((json_out, "--json"), (md_out, "--markdown")):
+    for path, what in ((json_out, "-o/--output"), (md_out, "--markdown")):
         if path is not None:
             check_file_output(path, what)
     results = []
@@ -153,7 +152,10 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out):
     order = load_suite(suite_file) if suite_file else None
     merged = merge_suite_results(results, order=order, names=[str(p) for p in parts])
     md = suite_markdown(merged, title=title)
-    click.echo(md)
+    if as_json:
+        echo_json(merged.to_json())
+    else:
+        click.echo(md)
     if json_out:
         write_json(json_out, merged.to_json())
     if md_out:
@@ -164,12 +166,12 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out):
 @click.argument("image", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--domain", type=str, default=None, help="Domain of the image (default: inferred from the image size / prior energy).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+@device_option
+@models_option
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Noise draws per σ level when ranking a discrete family (implicit models) [default: the model's inference_draws].")
 @threads_option
-def infer_cmd(image, domain, as_json, device, models_dir, draws, threads):
+def infer_cmd(image, domain, as_json, device, models, draws, threads):
     """Infer the concepts of IMAGE (a PNG) by energy: rank each family's values, estimate position."""
     import json
 
@@ -191,12 +193,9 @@ def infer_cmd(image, domain, as_json, device, models_dir, draws, threads):
                         "pixels; a possible decompression bomb)") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"cannot read image {image}: {err}") from None
-    _set_threads(threads)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = infer(arr, _load_registry(models_dir), domain=domain, device=device, draws=draws)
+    set_threads(threads)
+    device = torch_device(device)
+    result = infer(arr, load_registry_for(models), domain=domain, device=device, draws=draws)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
@@ -205,17 +204,17 @@ def infer_cmd(image, domain, as_json, device, models_dir, draws, threads):
 
 @click.command("calibrate")
 @click.argument("domain")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--models", "models", metavar="DIR", default=None,
               help="Models folder whose manifest receives the readouts (default $CONCEPTLANG_MODELS or the shipped models).")
 @click.option("-n", "--num", "n", type=click.IntRange(min=6), default=256, show_default=True,
               help="Labelled images generated for the fit.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Image seed [default: 2024; accuracy is measured on other seeds].")
-@click.option("--device", type=DEVICE_CHOICES, default="cpu", show_default=True)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Noise draws per σ level for the level energies [default: the model's inference_draws].")
 @threads_option
-def calibrate_cmd(domain, models_dir, n, seed, device, as_json, draws, threads):
+def calibrate_cmd(domain, models, n, seed, device, as_json, draws, threads):
     """Fit concept inference's noise-level weights for DOMAIN's implicit model and store them in the manifest.
 
     Each discrete family's readout weighs the model's per-noise-level energies (fitted on N
@@ -225,14 +224,10 @@ def calibrate_cmd(domain, models_dir, n, seed, device, as_json, draws, threads):
     import json
 
     from conceptlang.inference.calibrate import CALIBRATION_SEED, calibrate_and_store
-    from conceptlang.models.registry import default_models_dir
 
-    _set_threads(threads)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    folder = models_dir or default_models_dir()
+    set_threads(threads)
+    device = torch_device(device)
+    folder = models_folder(models)
     cals = calibrate_and_store(folder, domain, n=n, seed=CALIBRATION_SEED if seed is None else seed, device=device,
                                draws=draws)
     if as_json:
@@ -256,28 +251,27 @@ def figure_group():
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per region.")
 @click.option("--show", type=click.IntRange(min=1), default=16, show_default=True, help="Samples drawn per region.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the region accuracies as JSON.")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print the region accuracies as JSON instead of the table.")
+@models_option
 @threads_option
-def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir, threads):
+def venn_cmd(concepts, output, n, show, seed, device, as_json, models, threads):
     """Every region of 2 or 3 CONCEPTS (A&B, A&~B, ~A&B, A|B, ...) with its judged accuracy, as one PNG."""
     from conceptlang.evaluation.figures import region_templates, run_venn, save_venn
-    from conceptlang.io import check_file_output, write_json
+    from conceptlang.io import check_file_output
 
     if len(concepts) not in (2, 3):
         raise click.UsageError(f"venn takes 2 or 3 concepts, got {len(concepts)}")
     check_file_output(output, "-o/--output")
-    if json_out is not None:
-        check_file_output(json_out, "--json")
     region_templates(len(concepts))
-    _set_threads(threads)
-    venn = run_venn(list(concepts), _load_registry(models_dir), n=n, seed=seed, device=device, judges=_judges())
+    set_threads(threads)
+    venn = run_venn(list(concepts), load_registry_for(models), n=n, seed=seed, device=device, judges=_judges())
     save_venn(output, venn, show=show)
-    click.echo(venn.markdown_table())
-    click.echo(f"wrote {output}")
-    if json_out:
-        write_json(json_out, venn.to_json())
+    if as_json:
+        echo_json(venn.to_json())
+    else:
+        click.echo(venn.markdown_table())
+    click.echo(f"wrote {output}", err=as_json)
 
 
 @figure_group.command("compare")
@@ -287,11 +281,11 @@ def venn_cmd(concepts, output, n, show, seed, device, json_out, models_dir, thre
               help="Samples per expression (and generator images for the distribution figures).")
 @click.option("--show", type=click.IntRange(min=1), default=8, show_default=True, help="Images per strip.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None)
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of the table.")
+@models_option
 @threads_option
-def compare_cmd(expressions, output, n, show, seed, device, json_out, models_dir, threads):
+def compare_cmd(expressions, output, n, show, seed, device, as_json, models, threads):
     """Samples of each of EXPRESSIONS beside generator data that satisfies it, as one PNG.
 
     Also prints the distribution figures of the samples (attribute TV, precision, recall, KID,
@@ -301,25 +295,24 @@ def compare_cmd(expressions, output, n, show, seed, device, json_out, models_dir
     from conceptlang.evaluation.comparison import comparison_sheet
     from conceptlang.evaluation.evaluate import evaluate_entry
     from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
-    from conceptlang.io import check_file_output, save_png, write_json
+    from conceptlang.io import check_file_output, save_png
 
     check_file_output(output, "-o/--output")
-    if json_out is not None:
-        check_file_output(json_out, "--json")
     entries = []
     for text in expressions:
         expr = parse_entry_text(text)
         entries.append(SuiteEntry(name=text, text=text, expr=expr, operator=operator_class(expr),
                                   n_concepts=count_concepts(expr)))
-    _set_threads(threads)
-    registry, judges = _load_registry(models_dir), _judges()
+    set_threads(threads)
+    registry, judges = load_registry_for(models), _judges()
     results = [evaluate_entry(e, registry, judges, n=n, base_seed=seed, device=device, keep_images=True,
                               keep_going=False, distribution=True) for e in entries]
     save_png(output, comparison_sheet(results, show=show, base_seed=seed))
-    click.echo(D.expression_table(results))
-    click.echo(f"wrote {output}")
-    if json_out:
-        write_json(json_out, {"n": n, "seed": seed, "results": [r.to_json() for r in results]})
+    if as_json:
+        echo_json({"n": n, "seed": seed, "results": [r.to_json() for r in results]})
+    else:
+        click.echo(D.expression_table(results))
+    click.echo(f"wrote {output}", err=as_json)
 
 
 def register(group: click.Group) -> None:

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from conceptlang.cli.common import device_option, models_folder
+
 
 def _number_list(text: str, cast, option: str, what: str) -> list:
     """'32,64,96' → [32, 64, 96] with ``cast``; a usage error (exit 2) naming the option otherwise."""
@@ -44,7 +46,7 @@ def _parse_splits(text: str) -> dict[str, float]:
                    "halving down to 8×8 [default: the domain's or data folder's; CelebA 64].")
 @click.option("--method", type=click.Choice(["denoise", "dsm", "cd"]), default="denoise", show_default=True,
               help="denoise: implicit noise-predicting U-Net; dsm/cd: explicit scalar energy.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@device_option
 @click.option("--iters", type=int, default=None, help="Train until this iteration (default: the config's).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
 @click.option("--out", "out_dir", default=None, help="Run folder (default runs/<name>).")
@@ -273,14 +275,15 @@ def _run_uses_data(out_dir: str) -> bool:
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"models_dir\": ..., \"models\": [...]} as JSON.")
-@click.option("--models", "models_dir", default=None, help="Models folder (default $CONCEPTLANG_MODELS or the shipped models).")
+@click.option("--models", "models", metavar="DIR", default=None,
+              help="Models folder (default $CONCEPTLANG_MODELS or the shipped models).")
 @click.option("--verify", is_flag=True,
               help="Also check every weights file's sha256 against the manifest; exit 1 if any is missing or differs.")
-def models_cmd(as_json, models_dir, verify):
+def models_cmd(as_json, models, verify):
     """List the concept models of a models folder (the registry's manifest)."""
     from conceptlang.models.registry import load_registry, verify_weights
 
-    reg = load_registry(models_dir)
+    reg = load_registry(models_folder(models) if models is not None else None)
     rows = reg.describe()
     if verify:
         for row, entry in zip(rows, reg.entries):

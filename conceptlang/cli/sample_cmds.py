@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from conceptlang.cli.common import device_option, load_registry_for, models_option, read_source
 SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m")
 # Chains sampled at once unless --batch-size says otherwise: bounds the sampler's working memory,
 # so a large -n runs in batches (results depend on the seed, the device and the batch size).
@@ -26,36 +27,15 @@ SEED_MAX = 2**64 - 1  # the sampler's seeds are 64-bit; larger ones would alias 
 
 
 def _expression_text(expression: str | None, file: str | None) -> str:
-    from conceptlang.cli.syntax_cmds import _read_source
-
     if expression is not None and file is not None:
         raise click.UsageError("give either an EXPRESSION or -f FILE, not both")
     if expression is None and file is None:
         raise click.UsageError("give an EXPRESSION, -f FILE, or '-' to read standard input")
     if file is not None:
-        return _read_source(file)
+        return read_source(file)
     if expression == "-":
-        return _read_source("-")
+        return read_source("-")
     return expression  # type: ignore[return-value]
-
-
-def load_registry_for(models: str | None):
-    """``--models``: a models directory, or ``analytic[:kind]`` for the analytic Gaussian registry."""
-    if models is not None and (models == "analytic" or models.startswith("analytic:")):
-        from conceptlang.models.analytic import GaussianRegistry
-
-        kind = models.split(":", 1)[1] if ":" in models else "explicit"
-        if kind not in ("explicit", "noise_conditional", "implicit"):
-            raise click.UsageError(f"--models analytic:KIND takes explicit, noise_conditional or implicit, not {kind!r}")
-        return GaussianRegistry(kind=kind)
-    from conceptlang.errors import ModelError
-
-    try:
-        from conceptlang.models.registry import load_registry
-    except ImportError as err:
-        raise ModelError(f"the model registry is not available ({err}); use --models analytic for the "
-                         "analytic Gaussian models") from None
-    return load_registry(models)
 
 
 # conceptlang.compiler.options' AND_MODES / OR_MODES, spelled out so that importing the CLI does not
@@ -105,9 +85,7 @@ def _common_compile_options(f):
     f = click.option("--temperature", type=float, default=None, help="OR temperature τ. [default: 1]")(f)
     f = click.option("--alpha", type=float, default=None,
                      help="Negation strength α in (0, 1]. [default: the registry's, else 0.5]")(f)
-    f = click.option("--models", "models", metavar="DIR",
-                     help="Models directory (default: $CONCEPTLANG_MODELS or the shipped models); "
-                          "'analytic[:explicit|noise_conditional|implicit]' for the analytic Gaussians.")(f)
+    f = models_option(f)
     f = click.option("-f", "--file", "file", metavar="FILE", help="Read the expression from FILE ('-' for stdin).")(f)
     f = click.argument("expression", required=False)(f)
     return f
@@ -353,7 +331,7 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
               help="Seed of the chains, 0 to 2^64-1.")
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
               help="Sampler [default: the registry's; annealed for noise-conditional models, else langevin].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@device_option
 @click.option("--step-size", type=float, default=None, help="Langevin step size [default: the registry's].")
 @click.option("--noise-scale", type=float, default=None,
               help="Langevin noise (langevin: the noise std per step; annealed: a factor on the exact noise).")

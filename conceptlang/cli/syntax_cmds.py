@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import click
 
+from conceptlang.cli.common import read_source
 from conceptlang.errors import ConceptLangError, ParseError
-
-
-def _read_source(path: str) -> str:
-    """Text of a file, or of stdin for '-', read as UTF-8; a leading byte order mark is skipped.
-
-    Unreadable or non-UTF-8 input is a usage error (exit 2)."""
-    try:
-        if path == "-":
-            stream = getattr(sys.stdin, "buffer", None)
-            text = stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
-        else:
-            text = Path(path).read_bytes().decode("utf-8")
-        return text[1:] if text.startswith("\ufeff") else text
-    except UnicodeDecodeError as err:
-        raise click.UsageError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise click.UsageError(f"{path}: cannot read ({err.strerror or err})") from None
-    except ValueError:  # a NUL character in the path
-        raise click.UsageError(f"{path!r}: cannot read (a path cannot contain a NUL character)") from None
 
 
 def _with_origin(err: ConceptLangError, origin: str) -> ConceptLangError:
@@ -62,9 +42,9 @@ def parse_cmd(expression: str | None, file: str | None, as_json: bool, as_text: 
     if expression is None and file is None:
         raise click.UsageError("give an EXPRESSION, -f FILE, or '-' to read standard input")
     if file is not None:
-        origin, text = ("<stdin>" if file == "-" else file), _read_source(file)
+        origin, text = ("<stdin>" if file == "-" else file), read_source(file)
     elif expression == "-":
-        origin, text = "<stdin>", _read_source("-")
+        origin, text = "<stdin>", read_source("-")
     else:
         origin, text = None, expression
     try:
@@ -99,7 +79,7 @@ def check_cmd(files: tuple[str, ...], as_json: bool) -> None:
     for path in files:
         origin = "<stdin>" if path == "-" else path
         try:
-            text = _read_source(path)
+            text = read_source(path)
         except click.UsageError as err:
             failed += 1
             records.append({"file": origin, "line": None, "column": None, "kind": "UsageError", "message": err.message})

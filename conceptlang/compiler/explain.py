@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from conceptlang.compiler.nodes import Leaf, LeafNode, LseNode, SumNode
+from conceptlang.compiler.nodes import Leaf, LeafNode, SumNode
 
 if TYPE_CHECKING:
     from conceptlang.compiler.graph import EnergyGraph

@@ -469,9 +469,9 @@ class MergeError(ConceptLangError):
 
 
 def suite_result_from_json(data: dict, where: str = "results") -> SuiteResult:
-    """A :class:`SuiteResult` back from the JSON ``conceptlang eval --json`` writes."""
+    """A :class:`SuiteResult` back from the JSON ``conceptlang eval -o`` writes."""
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise MergeError(f"{where}: not a 'conceptlang eval --json' file (no 'results' list)")
+        raise MergeError(f"{where}: not a 'conceptlang eval -o' file (no 'results' list)")
     try:
         results = [ExpressionResult.from_json(r) for r in data["results"]]
         return SuiteResult(

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conceptlang.errors import ModelError
-from conceptlang.io import sha256_file, write_json
+from conceptlang.io import write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

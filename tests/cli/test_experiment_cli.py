@@ -16,7 +16,7 @@ from tests.evaluation.fakes import PixelJudge, TemplateRegistry, install_fake_pi
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setattr(cmds, "_load_registry", lambda models_dir: TemplateRegistry())
+    monkeypatch.setattr(cmds, "load_registry_for", lambda models: TemplateRegistry())
     monkeypatch.setattr(cmds, "_judges", lambda: JudgeCache(lambda d: PixelJudge()))
     return install_fake_pipeline(monkeypatch)
 
@@ -31,7 +31,7 @@ def test_eval_writes_tables_and_json(fakes, tmp_path):
     suite = tmp_path / "s.txt"
     suite.write_text("@domain toy\nA\n[x]\nA & B\nA | B\n")
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--seed", "2", "--json", str(out),
+    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--seed", "2", "-o", str(out),
                                   "--grids", str(tmp_path / "g"), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "| `A & B` | and | 2 | x | 1.00 | 1.00 [0.68, 1.00] | ≥ 0.90 ✓ |" in r.output
@@ -47,13 +47,13 @@ def test_eval_merge_pools_split_runs(fakes, tmp_path):
     for name, text in parts.items():
         (tmp_path / f"{name}.txt").write_text(text)
         r = CliRunner().invoke(main, ["eval", str(tmp_path / f"{name}.txt"), "-n", "8", "--seed", "2",
-                                      "--json", str(tmp_path / f"{name}.json"), "--device", "cpu"])
+                                      "-o", str(tmp_path / f"{name}.json"), "--device", "cpu"])
         assert r.exit_code == 0, r.output
     suite = tmp_path / "s.txt"
     suite.write_text("@domain toy\nA\n[x]\nA & B\nA | B\n")
     out, md = tmp_path / "all.json", tmp_path / "all.md"
     r = CliRunner().invoke(main, ["eval-merge", str(tmp_path / "p1.json"), str(tmp_path / "p2.json"),
-                                  "--suite", str(suite), "--title", "pooled", "--json", str(out), "--markdown", str(md)])
+                                  "--suite", str(suite), "--title", "pooled", "-o", str(out), "--markdown", str(md)])
     assert r.exit_code == 0, r.output
     assert "## pooled" in r.output and "3 expressions, n = 8 samples each, base seed 2" in r.output
     assert "| `A & B` | and | 2 | x | 1.00 | 1.00 [0.68, 1.00] | ≥ 0.90 ✓ |" in r.output
@@ -66,7 +66,7 @@ def test_eval_merge_pools_split_runs(fakes, tmp_path):
 def test_eval_merge_bad_parts_exit_2(fakes, tmp_path):
     (tmp_path / "s.txt").write_text("@domain toy\nA\n")
     for n, name in ((8, "a"), (4, "b")):
-        r = CliRunner().invoke(main, ["eval", str(tmp_path / "s.txt"), "-n", str(n), "--json", str(tmp_path / f"{name}.json")])
+        r = CliRunner().invoke(main, ["eval", str(tmp_path / "s.txt"), "-n", str(n), "-o", str(tmp_path / f"{name}.json")])
         assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["eval-merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert r.exit_code == 2 and "b.json: n = 4, base seed 0 differ" in r.output and "Traceback" not in r.output
@@ -127,11 +127,13 @@ def test_infer_rejects_unreadable_and_wrong_size_images(fakes, tmp_path):
 
 def test_figure_venn(fakes, tmp_path):
     out = tmp_path / "venn.png"
-    r = CliRunner().invoke(main, ["figure", "venn", "A", "B", "-o", str(out), "-n", "4", "--json", str(tmp_path / "v.json")])
+    r = CliRunner().invoke(main, ["figure", "venn", "A", "B", "-o", str(out), "-n", "4"])
     assert r.exit_code == 0, r.output
     assert out.exists() and Image.open(out).size[0] > 400
-    assert "| `A & ~B` |" in r.output
-    assert len(json.loads((tmp_path / "v.json").read_text())["regions"]) == 8
+    assert "| `A & ~B` |" in r.output and f"wrote {out}" in r.stdout
+    r = CliRunner().invoke(main, ["figure", "venn", "A", "B", "-o", str(out), "-n", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["regions"]) == 8 and f"wrote {out}" in r.stderr  # stdout: the JSON only
 
 
 @pytest.mark.parametrize("concepts", [["A"], ["A", "B", "C", "D"]])
@@ -160,14 +162,14 @@ def generator_samples(monkeypatch):
         return SimpleNamespace(images=x, settings={}, seconds=0.0, branches=None)
 
     monkeypatch.setattr(sampling_pkg, "sample", fake_sample, raising=False)
-    monkeypatch.setattr(cmds, "_load_registry", lambda models_dir: None)
+    monkeypatch.setattr(cmds, "load_registry_for", lambda models: None)
 
 
 def test_eval_distribution_table_json_and_merge(generator_samples, tmp_path):
     suite = tmp_path / "s.txt"
     suite.write_text("@domain scenes\nsquare & ~yellow\n")
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "24", "--json", str(out), "--device", "cpu"])
+    r = CliRunner().invoke(main, ["eval", str(suite), "-n", "24", "-o", str(out), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "Distribution of the samples:" in r.output
     row = re.search(r"^\| `square & ~yellow` \| (\d+)/24 \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \| color [0-9.]+; size [0-9.]+; "
@@ -180,7 +182,7 @@ def test_eval_distribution_table_json_and_merge(generator_samples, tmp_path):
     assert data["distribution"]["expressions"] == 1 and data["distribution"]["tv_worst"]["expression"] == "square & ~yellow"
     merged = CliRunner().invoke(main, ["eval-merge", str(out)])
     assert merged.exit_code == 0 and row.group(0) in merged.output
-    plain = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--no-distribution", "--json", str(out), "--device", "cpu"])
+    plain = CliRunner().invoke(main, ["eval", str(suite), "-n", "8", "--no-distribution", "-o", str(out), "--device", "cpu"])
     assert plain.exit_code == 0 and "Distribution" not in plain.output
     assert json.loads(out.read_text())["results"][0]["distribution"] is None
 
@@ -188,12 +190,15 @@ def test_eval_distribution_table_json_and_merge(generator_samples, tmp_path):
 def test_figure_compare_writes_samples_beside_generator_data(generator_samples, tmp_path):
     out = tmp_path / "c.png"
     r = CliRunner().invoke(main, ["figure", "compare", "square & ~yellow", "red | blue", "-n", "8", "--show", "4",
-                                  "-o", str(out), "--device", "cpu", "--json", str(tmp_path / "c.json")])
+                                  "-o", str(out), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "| `square & ~yellow` | " in r.output and "| `red \\| blue` | " in r.output and f"wrote {out}" in r.output
     w, h = Image.open(out).size
     assert (w, h) == (300 + 282 + 16 + 282 + 8, 26 + 2 * 76)  # two rows of 4 samples | 4 generator images
-    data = json.loads((tmp_path / "c.json").read_text())
+    r = CliRunner().invoke(main, ["figure", "compare", "square & ~yellow", "red | blue", "-n", "8", "--show", "4",
+                                  "-o", str(out), "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
     assert [x["expression"] for x in data["results"]] == ["square & ~yellow", "red | blue"]
     assert all(x["distribution"]["n_samples"] == 8 for x in data["results"])
     bad = CliRunner().invoke(main, ["figure", "compare", "square &", "-o", str(out)])

@@ -255,7 +255,7 @@ def test_merge_refuses_parts_that_do_not_pool(fake_pipeline, tmp_path):
         merge_suite_results([one], order=parse_suite("A\n", path="s.txt"))
     with pytest.raises(MergeError, match="nothing to merge"):
         merge_suite_results([])
-    with pytest.raises(MergeError, match=r"x\.json: not a 'conceptlang eval --json' file"):
+    with pytest.raises(MergeError, match=r"x\.json: not a 'conceptlang eval -o' file"):
         suite_result_from_json({"rows": []}, where="x.json")
     with pytest.raises(MergeError, match=r"x\.json: malformed eval result \(KeyError"):
         suite_result_from_json({"results": [{"name": "A"}], "n": 1, "seed": 0}, where="x.json")
