@@ -52,7 +52,7 @@ def test_ratio_is_the_default_and_unchanged():
     (gr,) = g.groundings
     assert gr.how == "ratio" and gr.alpha == 0.5 and "ratio form" in gr.describe()
     r = compile_expr("circle & ~red", reg, negation="ratio", and_mode="sum")
-    assert r._linear_coefs == pytest.approx(tuple(
+    assert r.linear_coefs == pytest.approx(tuple(
         {"shape.circle": 1.0, "color.red": -0.5}[leaf.label] for leaf in r.leaves))
 
 
@@ -83,7 +83,7 @@ def test_negated_or_weighted_compounds_keep_the_ratio_form_inside():
         got = compile_expr(text, reg, negation="complement", and_mode="product")
         want = compile_expr(text, reg, negation="ratio", and_mode="product")
         assert got.route == want.route == "linear"
-        assert got._linear_coefs == want._linear_coefs
+        assert got.linear_coefs == want.linear_coefs
         assert [leaf.label for leaf in got.leaves] == [leaf.label for leaf in want.leaves]
 
 
