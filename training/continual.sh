@@ -22,7 +22,7 @@ done
 # iterations); it acts at sigma <= 0.2 with guidance 10, and the position model (also the set's
 # prior) carries weight 0.5.
 # These settings and the sampler's were chosen on training/continual_tuning.txt (docs/models.md, "Noise-level ranges").
-colour=(train scenes color --split continual3 --arch pixel --blur 1,2.5 --blur-of max --widths 64,64,64,64
+colour=(train scenes color --split continual3 --arch pixel --config training/continual-color.json --widths 64,64,64,64
         --name continual-color --iters 2000 --lr-schedule cosine --lr-min 1e-5 --checkpoint-every 250 --threads 1 --quiet)
 [ -e runs/continual-color-pixmax/checkpoint.pt ] && resume=--resume || resume=
 conceptlang "${colour[@]}" --out runs/continual-color-pixmax --lr 1e-3 $resume

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -27,6 +28,39 @@ def _parse_splits(text: str) -> dict[str, float]:
         except ValueError:
             raise click.BadParameter(f"bad split weight in {part!r} (use NAME or NAME:WEIGHT)") from None
     return out
+
+
+# Settings that served single experiments, kept out of `train --help`: --config FILE sets them.
+EXPERIMENT_SETTINGS = {"blur": [], "blur_of": "rgb", "cutout": 0.0, "cutout_form": "rect"}
+
+
+def _experiment_settings(path: Path | None) -> dict:
+    """``--config``: a JSON object of :data:`EXPERIMENT_SETTINGS` keys; a usage error names what is wrong."""
+    settings = {k: (list(v) if isinstance(v, list) else v) for k, v in EXPERIMENT_SETTINGS.items()}
+    if path is None:
+        return settings
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise click.UsageError(f"--config {path}: cannot read JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise click.UsageError(f"--config {path}: expected a JSON object, got {type(data).__name__}")
+    for key, value in data.items():
+        if key not in EXPERIMENT_SETTINGS:
+            raise click.UsageError(f"--config {path}: unknown setting {key!r} (settings: {', '.join(EXPERIMENT_SETTINGS)})")
+        ok = {
+            "blur": isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                                     for v in value),
+            "blur_of": value in ("rgb", "max"),
+            "cutout": isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
+            "cutout_form": value in ("rect", "rotated", "multi"),
+        }[key]
+        if not ok:
+            want = {"blur": "a list of widths > 0 (pixels)", "blur_of": "'rgb' or 'max'", "cutout": "a number in [0, 1]",
+                    "cutout_form": "'rect', 'rotated' or 'multi'"}[key]
+            raise click.UsageError(f"--config {path}: {key} must be {want}, got {value!r}")
+        settings[key] = [float(v) for v in value] if key == "blur" else value
+    return settings
 
 
 @click.command("train")
@@ -67,22 +101,14 @@ def _parse_splits(text: str) -> dict[str, float]:
 @click.option("--arch", type=click.Choice(["unet", "pixel"]), default="unet", show_default=True,
               help="Denoiser: the U-Net, or a per-pixel net that cannot see shape (a colour model "
                    "trained on one shape then carries no outline; docs/models.md).")
-@click.option("--blur", default="", metavar="W1,W2,…",
-              help="--arch pixel: also give the net its input blurred by round Gaussians of these widths "
-                   "(pixels), so a pixel knows whether it lies in an object (never the outline's shape).")
-@click.option("--blur-of", type=click.Choice(["rgb", "max"]), default="rgb", show_default=True,
-              help="What --blur blurs: the colour channels, or their per-pixel maximum (where an object "
-                   "is, not its neighbours' colour).")
 @click.option("--widths", default=None,
               help="Channel width per resolution (--arch pixel: per per-pixel block) [default: 32,64,96 at 32 px, "
                    "32,64,96,128 at 64 px, 32,64,96,128,128 at 128 px].")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
-@click.option("--cutout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of training images given one random background-coloured rectangle (hides outlines).")
-@click.option("--cutout-form", type=click.Choice(["rect", "rotated", "multi"]), default="rect", show_default=True,
-              help="One cut-out rectangle axis-aligned or turned by a random angle (also cuts slanted edges), "
-                   "or 1-3 axis-aligned ones (multi: irregular outlines).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="JSON", help="Experimental settings as a JSON object: blur, blur_of (--arch pixel), cutout, "
+                                   "cutout_form (docs/models.md, \"Training\").")
 @click.option("--spatial/--no-spatial", default=True, show_default=True,
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
@@ -93,8 +119,8 @@ def _parse_splits(text: str) -> dict[str, float]:
               help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, method, device, iters, resume, out_dir, name,
-              split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads, arch, blur, blur_of, widths,
-              checkpoint_every, cond_dropout, cutout, cutout_form, spatial, init_from, data_workers, time_budget, quiet):
+              split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads, arch, widths,
+              checkpoint_every, cond_dropout, config_file, spatial, init_from, data_workers, time_budget, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots),
     or, with --data DIR, a joint model of every family of a labelled image folder.
 
@@ -118,7 +144,6 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
     process trains on its slice of it, and process 0 writes the run folder. See docs/training.md.
     """
     import time
-    from pathlib import Path
 
     import torch
 
@@ -190,11 +215,12 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         width_t = _number_list(widths, int, "--widths", "integers") if widths else list(UNET_WIDTHS.get(dom.image_size, UNET_WIDTHS[32]))
         if not width_t or min(width_t) < 1:
             raise click.BadParameter(f"must be positive integers, got {widths!r}", param_hint="'--widths'")
-        blur_t = _number_list(blur, float, "--blur", "numbers") if blur else []
+        extra = _experiment_settings(config_file)
+        blur_t, blur_of, cutout, cutout_form = extra["blur"], extra["blur_of"], extra["cutout"], extra["cutout_form"]
         if blur_t and arch != "pixel":
-            raise click.UsageError("--blur is an option of --arch pixel")
+            raise click.UsageError(f"{config_file}: blur is an option of --arch pixel")
         if blur_of != "rgb" and not blur_t:
-            raise click.UsageError("--blur-of is an option of --blur")
+            raise click.UsageError(f"{config_file}: blur_of is an option of blur")
         net: dict = {}
         if blur_t:
             net["blur"] = blur_t

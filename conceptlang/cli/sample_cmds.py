@@ -5,9 +5,9 @@ torch and the models are imported inside the commands, so ``conceptlang parse`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from conceptlang.cli.common import device_option, load_registry_for, models_option, read_source
+
 SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m")
 # Chains sampled at once unless --batch-size says otherwise: bounds the sampler's working memory,
 # so a large -n runs in batches (results depend on the seed, the device and the batch size).
@@ -46,7 +47,29 @@ _NEGATION_MODES = ("ratio", "complement")
 _FREE_FAMILY_MODES = ("model", "data")
 
 
-def _compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights=True,
+COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "and_mode", "or_mode", "concept_weights", "strict")
+SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma",
+                   "batch_size", "estimate_log_z")
+OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
+
+
+def _grouped(**groups: tuple[str, ...]):
+    """Hand a command's options to it as one dict per group (``group={name: value}``), not as one
+    parameter each."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def callback(**kw):
+            for group, names in groups.items():
+                kw[group] = {name: kw.pop(name) for name in names}
+            return f(**kw)
+
+        return callback
+
+    return decorate
+
+
+def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, strict=False, concept_weights=True,
                      negation=None, free_families=None) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
     if negation is not None:
@@ -95,8 +118,8 @@ def _common_compile_options(f):
 @_common_compile_options
 @click.option("--dot", is_flag=True, help="Print the energy graph as Graphviz DOT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the energy graph as JSON.")
-def explain_cmd(expression, file, models, alpha, temperature, negation, free_families, and_mode, or_mode, concept_weights, strict,
-                dot, as_json) -> None:
+@_grouped(compile_opts=COMPILE_OPTIONS)
+def explain_cmd(expression, file, models, compile_opts, dot, as_json) -> None:
     """Compile EXPRESSION and show its energy graph: leaves, sums, log-sum-exps, how each negation
     is grounded, and the sampling route.
 
@@ -115,8 +138,7 @@ def explain_cmd(expression, file, models, alpha, temperature, negation, free_fam
     registry = load_registry_for(models)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # explain prints the warning itself, as a note
-        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights,
-                                                                  negation, free_families))
+        graph = compile_expr(text, registry, **_compile_options(**compile_opts))
     if dot:
         click.echo(graph.to_dot(), nl=False)
     elif as_json:
@@ -353,9 +375,8 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
                    "(explicit models; reliable in low dimension).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-def sample_cmd(expression, file, models, alpha, temperature, negation, free_families, and_mode, or_mode, concept_weights, strict, n, output, steps, seed,
-               sampler, device, step_size, noise_scale, clip_denoised, restarts, restart_sigma, batch_size, per_image,
-               gif, scale, estimate_log_z, as_json, progress) -> None:
+@_grouped(compile_opts=COMPILE_OPTIONS, sampler_opts=SAMPLER_OPTIONS, outputs=OUTPUT_OPTIONS)
+def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_opts, outputs) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
 
     \b
@@ -371,6 +392,7 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, free_fami
     from conceptlang.io import encode_png, image_grid, save_png, write_json, write_output_pair
     from conceptlang.sampling import sample
 
+    output, per_image, gif, scale = outputs["output"], outputs["per_image"], outputs["gif"], outputs["scale"]
     text = _expression_text(expression, file)
     out = Path(output)
     if out.suffix.lower() != ".png":
@@ -380,15 +402,14 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, free_fami
     sidecar = out.with_suffix(".json")
     _check_outputs(out, sidecar, per_image, gif)
     rank, world, device = torchrun_rank(device)
-    progress = progress and rank == 0
+    progress = outputs["progress"] and rank == 0
     if world > 1:  # one chunk of chains per rank at least (chunk k runs on rank k mod W)
-        batch_size = min(batch_size, -(-n // world))
+        sampler_opts = {**sampler_opts, "batch_size": min(sampler_opts["batch_size"], -(-n // world))}
     t_start = time.perf_counter()
     registry = load_registry_for(models)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graph = compile_expr(text, registry, **_compile_options(alpha, temperature, and_mode, or_mode, strict, concept_weights,
-                                                                  negation, free_families))
+        graph = compile_expr(text, registry, **_compile_options(**compile_opts))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     with_grid = _check_size(n, graph.image_shape, scale, per_image, gif)
@@ -396,11 +417,9 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, free_fami
         click.echo(f"warning: the grid of {n} samples would be too large; writing the samples to {per_image} "
                    "and the sidecar only", err=True)
     t_compiled = time.perf_counter()
-    result = sample(graph, n, seed=seed, sampler=sampler, steps=steps, device=device, batch_size=batch_size,
-                    progress=progress, frames=GIF_FRAMES if gif else 0, step_size=step_size, noise_scale=noise_scale,
-                    clip_denoised=clip_denoised, restarts=restarts, restart_sigma=restart_sigma,
-                    log_z="estimate" if estimate_log_z else None)
-    t_sampled = time.perf_counter()
+    sampler_kw = dict(sampler_opts)
+    sampler_kw["log_z"] = "estimate" if sampler_kw.pop("estimate_log_z") else None
+    result = sample(graph, n, seed=seed, device=device, progress=progress, frames=GIF_FRAMES if gif else 0, **sampler_kw)
     if rank != 0:  # under torchrun: every rank sampled its chunks, rank 0 has them all and writes
         return
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
@@ -443,7 +462,7 @@ def sample_cmd(expression, file, models, alpha, temperature, negation, free_fami
         write_output_pair(out, encode_png(image_grid(rgb), scale=up), sidecar, record)
     else:
         write_json(sidecar, record)
-    if as_json:
+    if outputs["as_json"]:
         click.echo(json.dumps(record, indent=2))
     else:
         shares = ""

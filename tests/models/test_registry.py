@@ -221,13 +221,20 @@ def test_pixel_colour_model_trains_exports_and_loads_through_the_registry(tmp_pa
     Trainer(tiny_config(name="c-position", families=("position",), splits={"continual1": 1.0}, iters=1),
             tmp_path / "pos").train(progress=False)
     export_run(tmp_path / "pos", tmp_path / "models", prior=True)
-    res = CliRunner().invoke(main, ["train", "scenes", "color", "--blur", "1", "--iters", "1", "--out", str(tmp_path / "u")])
-    assert res.exit_code == 2 and "--blur is an option of --arch pixel" in res.output
-    res = CliRunner().invoke(main, ["train", "scenes", "color", "--blur-of", "max", "--iters", "1", "--out", str(tmp_path / "u")])
-    assert res.exit_code == 2 and "--blur-of is an option of --blur" in res.output
-    res = CliRunner().invoke(main, ["train", "scenes", "color", "--arch", "pixel", "--blur", "1,x", "--out", str(tmp_path / "u")])
-    assert res.exit_code == 2 and "--blur must be comma-separated numbers, got '1,x'" in res.output
-    args = ["train", "scenes", "color", "--split", "continual3", "--arch", "pixel", "--blur", "1.5", "--blur-of", "max", "--widths", "8,8", "--iters", "2",
+    def config(name, **settings):
+        (tmp_path / name).write_text(json.dumps(settings))
+        return ["--config", str(tmp_path / name)]
+
+    res = CliRunner().invoke(main, ["train", "scenes", "color", *config("a.json", blur=[1]), "--iters", "1", "--out", str(tmp_path / "u")])
+    assert res.exit_code == 2 and "a.json: blur is an option of --arch pixel" in res.output
+    res = CliRunner().invoke(main, ["train", "scenes", "color", *config("b.json", blur_of="max"), "--iters", "1", "--out", str(tmp_path / "u")])
+    assert res.exit_code == 2 and "b.json: blur_of is an option of blur" in res.output
+    res = CliRunner().invoke(main, ["train", "scenes", "color", "--arch", "pixel", *config("c.json", blur=[1, "x"]), "--out", str(tmp_path / "u")])
+    assert res.exit_code == 2 and "c.json: blur must be a list of widths > 0 (pixels), got [1, 'x']" in res.output
+    res = CliRunner().invoke(main, ["train", "scenes", "color", *config("d.json", blurs=[1]), "--out", str(tmp_path / "u")])
+    assert res.exit_code == 2 and "d.json: unknown setting 'blurs'" in res.output
+    args = ["train", "scenes", "color", "--split", "continual3", "--arch", "pixel", *config("e.json", blur=[1.5], blur_of="max"),
+            "--widths", "8,8", "--iters", "2",
             "--batch-size", "8", "--name", "c-color", "--out", str(tmp_path / "col"), "--quiet", "--threads", "1"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output

@@ -365,3 +365,24 @@ def test_cutout_training_resumes_bit_identically(tmp_path):
     plain = Trainer(tiny_config(iters=4), tmp_path / "c")
     plain.train(progress=False)
     assert not torch.equal(_flat_state(plain)["net.conv_in.weight"], a["net.conv_in.weight"])  # the cut-outs were trained on
+
+
+def test_train_config_file_sets_the_experimental_settings(tmp_path):
+    """`train --config FILE`: cutout and cutout_form (no longer in --help) reach the run's config."""
+    import json
+
+    from click.testing import CliRunner
+
+    from conceptlang.cli import main
+
+    (tmp_path / "exp.json").write_text(json.dumps({"cutout": 0.5, "cutout_form": "multi"}))
+    args = ["train", "scenes", "shape", "--config", str(tmp_path / "exp.json"), "--widths", "8,8", "--iters", "1",
+            "--batch-size", "8", "--out", str(tmp_path / "run"), "--quiet", "--threads", "1", "--device", "cpu"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["cutout"], cfg["cutout_form"]) == (0.5, "multi")
+    assert "--cutout" not in CliRunner().invoke(main, ["train", "--help"]).output
+    (tmp_path / "bad.json").write_text(json.dumps({"cutout": 2}))
+    res = CliRunner().invoke(main, ["train", "scenes", "--config", str(tmp_path / "bad.json")])
+    assert res.exit_code == 2 and "bad.json: cutout must be a number in [0, 1], got 2" in res.output
