@@ -45,7 +45,7 @@ def _quiet(text, registry, **opts):
 def _fingerprint(g) -> tuple:
     """Everything sampling reads from a graph: leaves (model, condition), coefficients, settings."""
     return (
-        g.domain, g.route, [(l.model.name, l.key) for l in g.leaves], g._linear_coefs,
+        g.domain, g.route, [(l.model.name, l.key) for l in g.leaves], g.linear_coefs,
         None if g.disjuncts is None else [(d.coefs, d.share) for d in g.disjuncts],
         g.sampler_settings, g.options, g.notices,
     )
