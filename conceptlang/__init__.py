@@ -10,6 +10,7 @@ language alone (``parse``, ``unparse``, ``evaluate``) loads without torch.
 
 from __future__ import annotations
 
+from conceptlang.lazy import lazy_attributes
 from conceptlang.errors import (
     CompileError,
     ConceptLangError,
@@ -22,17 +23,17 @@ from conceptlang.errors import (
 
 __version__ = "0.1.0"
 
-# name -> (module, attribute); resolved on first access (PEP 562).
+# name -> the module it is imported from on first access (PEP 562).
 _LAZY = {
-    "parse": ("conceptlang.syntax", "parse"),
-    "parse_expr": ("conceptlang.syntax", "parse_expr"),
-    "unparse": ("conceptlang.syntax", "unparse"),
-    "evaluate": ("conceptlang.syntax", "evaluate"),
-    "compile": ("conceptlang.compiler", "compile"),
-    "EnergyGraph": ("conceptlang.compiler", "EnergyGraph"),
-    "sample": ("conceptlang.sampling", "sample"),
-    "load_registry": ("conceptlang.models.registry", "load_registry"),
-    "infer": ("conceptlang.inference.inference", "infer"),
+    "parse": "conceptlang.syntax",
+    "parse_expr": "conceptlang.syntax",
+    "unparse": "conceptlang.syntax",
+    "evaluate": "conceptlang.syntax",
+    "compile": "conceptlang.compiler",
+    "EnergyGraph": "conceptlang.compiler",
+    "sample": "conceptlang.sampling",
+    "load_registry": "conceptlang.models.registry",
+    "infer": "conceptlang.inference.inference",
 }
 
 __all__ = [
@@ -47,12 +48,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'conceptlang' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

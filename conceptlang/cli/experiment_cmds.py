@@ -36,6 +36,20 @@ def _echo_err(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _report(result, markdown: str, as_json: bool, json_out: Path | None, md_out: Path | None) -> None:
+    """A suite result: its tables (or, with --json, its JSON) on stdout; -o and --markdown files."""
+    from conceptlang.io import write_json, write_text
+
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        click.echo(markdown)
+    if json_out:
+        write_json(json_out, result.to_json())
+    if md_out:
+        write_text(md_out, markdown)
+
+
 @click.command("eval")
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=256, show_default=True, help="Samples per expression.")
@@ -66,7 +80,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     """
     from conceptlang.evaluation.evaluate import evaluate_suite, suite_markdown
     from conceptlang.evaluation.suites import load_suite
-    from conceptlang.io import check_dir_output, check_file_output, write_json, write_text
+    from conceptlang.io import check_dir_output, check_file_output
 
     for path, what in ((json_out, "-o/--output"), (md_out, "--markdown")):
         if path is not None:
@@ -102,15 +116,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     )
     if rank != 0:
         return
-    md = suite_markdown(result)
-    if as_json:
-        echo_json(result.to_json())
-    else:
-        click.echo(md)
-    if json_out:
-        write_json(json_out, result.to_json())
-    if md_out:
-        write_text(md_out, md)
+    _report(result, suite_markdown(result), as_json, json_out, md_out)
     failed = [r for r in result.results if r.error]
     if failed:
         _echo_err(f"{len(failed)} of {len(result.results)} expressions failed")
@@ -137,7 +143,7 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out, as_json):
 
     from conceptlang.evaluation.evaluate import MergeError, merge_suite_results, suite_markdown, suite_result_from_json
     from conceptlang.evaluation.suites import load_suite
-    from conceptlang.io import check_file_output, write_json, write_text
+    from conceptlang.io import check_file_output
 
     for path, what in ((json_out, "-o/--output"), (md_out, "--markdown")):
         if path is not None:
@@ -151,15 +157,7 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out, as_json):
         results.append(suite_result_from_json(data, where=str(path)))
     order = load_suite(suite_file) if suite_file else None
     merged = merge_suite_results(results, order=order, names=[str(p) for p in parts])
-    md = suite_markdown(merged, title=title)
-    if as_json:
-        echo_json(merged.to_json())
-    else:
-        click.echo(md)
-    if json_out:
-        write_json(json_out, merged.to_json())
-    if md_out:
-        write_text(md_out, md)
+    _report(merged, suite_markdown(merged, title=title), as_json, json_out, md_out)
 
 
 @click.command("infer")

@@ -362,7 +362,9 @@ def _open_celeba(root: Path, attributes, group_hair: bool, image_size: int | Non
         if split not in CELEBA_PARTITIONS:
             raise DataError(f"CelebA has no split {split!r} (splits: train, valid, test, all)")
         if part_path.is_file():
-            part = _read_partition(part_path)
+            from conceptlang.data.celeba import read_partition
+
+            part = read_partition(part_path)
             keep = np.array([part.get(f) == CELEBA_PARTITIONS[split] for f in files], bool)
         elif split != "train":
             raise DataError(f"split {split!r} needs {part_path}, which does not exist")
@@ -398,15 +400,3 @@ def _open_celeba(root: Path, attributes, group_hair: bool, image_size: int | Non
     positions = np.full((len(idx), 1, 2), 0.5, np.float32)
     return LabelledData(domain, "celeba", root, [str(img_dir / files[i]) for i in idx], index, positions, CELEBA_CROP,
                         {"split": split, "attributes": [names[c] for c in chosen], "hair_family": bool(group_hair)})
-
-
-def _read_partition(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-            raise DataError(f"{path}, line {lineno}: expected '<file> 0|1|2', got {line.strip()!r}")
-        out[parts[0]] = int(parts[1])
-    return out

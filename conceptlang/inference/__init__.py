@@ -10,16 +10,9 @@
 
 from __future__ import annotations
 
-_LAZY = {"infer": "inference", "infer_batch": "inference", "InferenceResult": "inference"}
+from conceptlang.lazy import lazy_attributes
+
+_LAZY = {"infer": "conceptlang.inference.inference", "infer_batch": "conceptlang.inference.inference", "InferenceResult": "conceptlang.inference.inference"}
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str):  # PEP 562: importing the package does not import torch
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"conceptlang.inference.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'conceptlang.inference' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)  # importing the package does not import torch

@@ -10,16 +10,9 @@
 
 from __future__ import annotations
 
-_LAZY = {"load_judge": "judge", "Judge": "judge", "judges_dir": "judge"}
+from conceptlang.lazy import lazy_attributes
+
+_LAZY = {"load_judge": "conceptlang.judge.judge", "Judge": "conceptlang.judge.judge", "judges_dir": "conceptlang.judge.judge"}
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str):  # PEP 562: importing validity alone does not import torch
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"conceptlang.judge.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'conceptlang.judge' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)  # importing the package does not import torch

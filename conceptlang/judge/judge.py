@@ -82,22 +82,26 @@ class SceneObjectNet(nn.Module):
 FACE_HEADS = {"hair": 4, "male": 1, "smiling": 1, "eyeglasses": 1, "young": 1, "valid": 1, "position": 2}
 
 
+def face_trunk(w: int) -> nn.Sequential:
+    """The whole-image trunk of the faces judges: (B, 3, 32, 32) → (B, 128) features."""
+    return nn.Sequential(
+        nn.Conv2d(3, w, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(w, w, 3, stride=2, padding=1), nn.ReLU(),  # 16×16
+        nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # 8×8
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(2 * w * 64, 128), nn.ReLU(),
+    )
+
+
 class FaceNet(nn.Module):
     """(B, 3, 32, 32) in [-1, 1] → hair (4) logits, one logit per binary family, validity logit,
     face centre (x, y) in [0, 1]."""
 
     def __init__(self, width: int = 32):
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.ReLU(),  # 16×16
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # 8×8
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(2 * w * 64, 128), nn.ReLU(),
-        )
+        self.features = face_trunk(width)
         self.heads = nn.ModuleDict({k: nn.Linear(128, d) for k, d in FACE_HEADS.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

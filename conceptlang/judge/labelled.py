@@ -38,6 +38,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conceptlang.errors import DataError, ModelError
+from conceptlang.io import sha256_file
+from conceptlang.judge.judge import face_trunk
 
 FORMAT_VERSION = 1
 KIND = "labelled"
@@ -51,15 +53,7 @@ class LabelNet(nn.Module):
 
     def __init__(self, heads: dict[str, int], width: int = 16):
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.ReLU(),  # 16×16
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # 8×8
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(2 * w * 64, 128), nn.ReLU(),
-        )
+        self.features = face_trunk(width)
         self.heads = nn.ModuleDict({k: nn.Linear(128, d) for k, d in heads.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -248,7 +242,7 @@ def train_labelled_judge(data_dir: str | Path, out_dir: str | Path, steps: int =
     from conceptlang.data.labelled import open_data
     from conceptlang.io import atomic_path, write_json
     from conceptlang.judge.judge import TrainConfig as AugmentConfig
-    from conceptlang.judge.judge import augment, sha256_file
+    from conceptlang.judge.judge import augment
 
     data = open_data(data_dir, attributes=attributes, group_hair=group_hair, split=split, image_size=SIZE)
     n = len(data)
@@ -347,8 +341,6 @@ def measure_labelled(judge: LabelledJudge, images: np.ndarray, index: dict[str, 
 def load_labelled_judge(directory: str | Path, entry: dict) -> LabelledJudge:
     """The labelled-folder judge of ``entry`` (a judges manifest entry of kind ``labelled``)."""
     from safetensors.torch import load_file
-
-    from conceptlang.judge.judge import sha256_file
 
     d = Path(directory)
     path = d / entry["file"]

@@ -83,7 +83,7 @@ def test_cli_judge_train_data_and_eval_judge(tmp_path):
     assert res.exit_code == 0, res.output
     (tmp_path / "suite.txt").write_text("smiling\n")
     res = CliRunner().invoke(main, ["eval", str(tmp_path / "suite.txt"), "--models", str(run), "--judge", str(tmp_path / "J"),
-                                    "-n", "2", "--device", "cpu", "--json", str(tmp_path / "r.json"), "--threads", "1"])
+                                    "-n", "2", "--device", "cpu", "-o", str(tmp_path / "r.json"), "--threads", "1"])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "r.json").read_text())
     (row,) = result["results"]
