@@ -32,6 +32,8 @@ def _parse_splits(text: str) -> dict[str, float]:
 
 # Settings that served single experiments, kept out of `train --help`: --config FILE sets them.
 EXPERIMENT_SETTINGS = {"blur": [], "blur_of": "rgb", "cutout": 0.0, "cutout_form": "rect"}
+# conceptlang.models.training's CUTOUT_FORMS, spelled out (importing it loads torch); tests check both agree.
+CUTOUT_FORMS = ("rect", "rotated", "multi")
 
 
 def _experiment_settings(path: Path | None) -> dict:
@@ -53,7 +55,7 @@ def _experiment_settings(path: Path | None) -> dict:
                                                      for v in value),
             "blur_of": value in ("rgb", "max"),
             "cutout": isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
-            "cutout_form": value in ("rect", "rotated", "multi"),
+            "cutout_form": value in CUTOUT_FORMS,
         }[key]
         if not ok:
             want = {"blur": "a list of widths > 0 (pixels)", "blur_of": "'rgb' or 'max'", "cutout": "a number in [0, 1]",
