@@ -610,13 +610,13 @@ def test_fuzzed_command_lines_never_give_a_traceback_many(tmp_path_factory, monk
     [
         (["train", "scenes", "--iters", "1", "--quiet", "--out", "{file}/run"], "error: --out {file}/run: {file} is a file, not a folder"),
         (["train", "scenes", "--iters", "1", "--quiet", "--out", "{file}"], "error: --out {file} is a file, not a folder"),
-        (["eval", "{suite}", "-n", "1", "--json", "{file}/r.json"], "error: --json {file}/r.json: {file} is a file, not a folder"),
+        (["eval", "{suite}", "-n", "1", "-o", "{file}/r.json"], "error: -o/--output {file}/r.json: {file} is a file, not a folder"),
         (["eval", "{suite}", "-n", "1", "--markdown", "{file}/r.md"], "error: --markdown {file}/r.md: {file} is a file, not a folder"),
         (["eval", "{suite}", "-n", "1", "--grids", "{file}/g"], "error: --grids {file}/g: {file} is a file, not a folder"),
-        (["eval-merge", "{suite}", "--json", "{file}/m.json"], "error: --json {file}/m.json: {file} is a file, not a folder"),
+        (["eval-merge", "{suite}", "-o", "{file}/m.json"], "error: -o/--output {file}/m.json: {file} is a file, not a folder"),
         (["figure", "venn", "red", "blue", "-o", "{file}/v.png"], "error: -o/--output {file}/v.png: {file} is a file, not a folder"),
-        (["figure", "compare", "red", "-o", "{tmp}/c.png", "--json", "{file}/c.json"],
-         "error: --json {file}/c.json: {file} is a file, not a folder"),
+        (["figure", "compare", "red", "-o", "{file}/c.png", "--json"],
+         "error: -o/--output {file}/c.png: {file} is a file, not a folder"),
         (["judge", "train", "scenes", "-o", "{file}/j"], "error: -o/--out {file}/j: {file} is a file, not a folder"),
     ],
 )
