@@ -165,8 +165,8 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
             raise click.UsageError("--data trains denoising (implicit) models: --method denoise")
         if time_budget is not None and resume:
             raise click.UsageError("give --iters with --resume, not --time-budget")
-    elif domain is None:
-        raise click.UsageError("give a procedural DOMAIN (scenes, faces) or --data DIR")
+    elif domain is None and not (resume and out_dir and (Path(out_dir) / "config.json").is_file()):
+        raise click.UsageError("give a procedural DOMAIN (scenes, faces) or --data DIR (or --resume --out RUN)")
     elif attributes or hair_family:
         raise click.UsageError("--attributes and --hair-family are options of --data (a CelebA root)")
     if device.startswith("cuda") and not torch.cuda.is_available():

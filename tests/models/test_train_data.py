@@ -207,3 +207,23 @@ def test_celeba_jpegs_train_and_sample_end_to_end(tmp_path):
     assert [m["file"] for m in side["models"]] == ["celeba-joint.it0000003.safetensors"]
     assert {leaf["concept"] for leaf in side["graph"]["leaves"]} == {"male.male & smiling.smiling", "black_hair.black_hair", "prior"}
     assert Image.open(out).size[0] > 2 * 32  # two 32-px samples side by side
+
+
+def test_train_cli_resumes_a_data_run_from_its_folder(faces_folder, tmp_path):
+    run = tmp_path / "run"
+    opts = ["--batch-size", "4", "--checkpoint-every", "2", "--data-workers", "0", "--quiet", "--threads", "1"]
+    common = [*opts, "--out", str(run)]
+    res = CliRunner().invoke(main, ["train", "--data", str(faces_folder), "--iters", "2", "--widths", "8,16", *common])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["train", "--resume", "--iters", "4", *common])  # no --data: the run's config says
+    assert res.exit_code == 0, res.output
+    assert "resumed faces-joint at iteration 2" in res.output
+    straight = tmp_path / "straight"
+    res = CliRunner().invoke(main, ["train", "--data", str(faces_folder), "--iters", "4", "--widths", "8,16",
+                                    *opts, "--out", str(straight)])
+    assert res.exit_code == 0, res.output
+    a = torch.load(run / "checkpoint.pt", weights_only=True)
+    b = torch.load(straight / "checkpoint.pt", weights_only=True)
+    assert a["it"] == b["it"] == 4
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    assert json.loads((run / "manifest.json").read_text())["models"][0]["training"]["iterations"] == 4
