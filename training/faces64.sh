@@ -21,4 +21,4 @@ if [ -e runs/faces64/checkpoint.pt ]; then
 else
   nice -n 15 $cl "${args[@]}" --time-budget "$secs" --init-from "$init"
 fi
-python -c "from conceptlang.models.export import export_run; export_run('runs/faces64', 'models/faces64', name='faces64', guidance=5.0)"
+python -c "from conceptlang.models.export import export_run; from conceptlang.models.training import RUN_SAMPLER; export_run('runs/faces64', 'models/faces64', name='faces64', guidance=5.0, sampler=dict(RUN_SAMPLER))"
