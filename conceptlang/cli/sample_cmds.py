@@ -48,7 +48,7 @@ _FREE_FAMILY_MODES = ("model", "data")
 
 
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "and_mode", "or_mode", "concept_weights", "strict")
-SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma",
+SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
                    "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
 
@@ -364,6 +364,8 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
               help="annealed: re-noise the chains to --restart-sigma and sweep down again this many times "
                    "[default: 0].")
 @click.option("--restart-sigma", type=float, default=None, help="annealed: the noise level restarts lift the chains to.")
+@click.option("--churn", "s_churn", type=float, default=None,
+              help="heun, dpmpp_2m: EDM's stochastic churn S_churn (0: the deterministic ODE) [default: the registry's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Chains run at once (bounds the sampler's memory; a larger -n runs in batches).")
 @click.option("--per-image", "per_image", metavar="DIR", default=None,

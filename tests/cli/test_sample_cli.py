@@ -51,7 +51,13 @@ def test_ode_sampler_reports_network_evaluations(run, tmp_path):
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "h.json").read_text())["sampler"]
     assert rec["sampler"] == "heun" and rec["score_evals"] == 7 and rec["nfe"] == 14  # 2 leaves × (2·4 − 1)
-    assert "14 network evaluations per sample" in r.output
+    assert "14 network evaluations per sample" in r.output and rec["s_churn"] == 0.0
+    r = run("sample", "red & circle", "--models", "analytic:implicit", "-n", "6", "--sampler", "dpmpp_2m", "--steps", "4",
+            "--churn", "2.5", "--device", "cpu", "-o", "d.png")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "d.json").read_text())["sampler"]["s_churn"] == 2.5
+    r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "annealed", "--churn", "1", "-o", "a.png")
+    assert r.exit_code == 1 and "the annealed sampler has no setting(s) s_churn" in r.output
 
 
 def test_same_seed_same_png(run, tmp_path):
