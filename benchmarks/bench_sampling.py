@@ -233,7 +233,8 @@ def table(rows: list[dict]) -> str:
         acc = "–" if "accuracy" not in r else f"{r['accuracy']:.2f} [{r['accuracy_ci95'][0]:.2f}, {r['accuracy_ci95'][1]:.2f}]"
         tv = "–" if r.get("tv") is None else f"{r['tv']:.2f} ({r['tv_floor']:.2f})"
         lim = "–" if r["limit_images_per_second"] is None else f"{r['limit_images_per_second']:.2f}"
-        lines.append(f"| {r['operator']} | `{r['expression']}` | {r['config']} | {r['nfe']} | "
+        text = r["expression"].replace("|", "\\|")  # a Markdown table cell
+        lines.append(f"| {r['operator']} | `{text}` | {r['config']} | {r['nfe']} | "
                      f"{r['images_per_second']:.2f} | {lim} | {acc} | {tv} |")
     return "\n".join(lines)
 
