@@ -19,7 +19,6 @@ and ≥ 2× faster on GPU for 4+ leaves.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from conceptlang.compiler import compile  # noqa: E402
-from conceptlang.interface import ConceptRef  # noqa: E402
 from conceptlang.data.domain import Domain, Family  # noqa: E402
+from conceptlang.interface import ConceptRef  # noqa: E402
 from conceptlang.io import write_json  # noqa: E402
 from conceptlang.models.analytic import GaussianRegistry  # noqa: E402
 from conceptlang.sampling import sample  # noqa: E402

@@ -75,7 +75,7 @@ def main() -> None:
     rows = []
     print("CPU seconds, best of", args.repeats)
     print(f"{'shape':<14} {'size':>8} {'chars':>9} {'parse s':>9} {'us/unit':>8} {'unparse s':>10} {'evaluate s':>11}")
-    for shape, (description, make) in SHAPES.items():
+    for shape, (_description, make) in SHAPES.items():
         for n in args.sizes:
             text = make(n)
             program = parse(text)

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from conceptlang.evaluation import distribution as D  # noqa: E402
+from conceptlang.evaluation.comparison import comparison_sheet  # noqa: E402
 from conceptlang.evaluation.evaluate import (  # noqa: E402
     JudgeCache,
     SuiteResult,
@@ -34,8 +36,6 @@ from conceptlang.evaluation.evaluate import (  # noqa: E402
     invalid_reasons_table,
     summary_table,
 )
-from conceptlang.evaluation import distribution as D  # noqa: E402
-from conceptlang.evaluation.comparison import comparison_sheet  # noqa: E402
 from conceptlang.evaluation.figures import contact_sheet, render_venn, run_venn  # noqa: E402
 from conceptlang.evaluation.stats import Proportion  # noqa: E402
 from conceptlang.evaluation.suites import load_suite  # noqa: E402
@@ -142,14 +142,16 @@ class Page:
             f"- device: {env['device']}" + (f" ({env['gpu']})" if "gpu" in env else f", {env['cpu_threads']} CPU threads")
             + f" per worker, {env.get('jobs', 1)} worker process(es); torch {env['torch']}; Python {env['python']}",
             f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ")",
-            f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`, object-level set: `{a.models or 'models'}/objects`); base seed {a.seed}",
+            f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`, "
+            f"object-level set: `{a.models or 'models'}/objects`); base seed {a.seed}",
             "",
             "**How to read it.** Accuracy = the fraction of samples that the judge (`conceptlang.judge`, "
             "trained on the generators' ground truth, separately from the concept models) calls **valid** and whose "
             "judged labels **satisfy** the expression's boolean semantics; a valid scenes sample shows exactly one "
             "object (two for object-level composition). Intervals are 95% Wilson score intervals; "
             + ("n = 256 per suite expression, as issue 6 asks. " if a.n_eval >= 256 else
-               "sample counts are small because the whole page must regenerate in well under an hour on a 2-core CPU (its time is in the header above), "
+               "sample counts are small because the whole page must regenerate in well under an hour on a 2-core CPU "
+               "(its time is in the header above), "
                "so read the pooled rows. ")
             + "✓/✗ compare point estimates with the targets of issue 6 (single ≥ 0.95; AND of 2/3/4 ≥ "
             "0.90/0.85/0.80; grounded NOT ≥ 0.85; OR ≥ 0.90 with every branch ≥ 1/(2k) of the valid samples) and "
@@ -430,7 +432,8 @@ SECTION_TITLES = {
                   "Each family's values ranked by the model's energy (implicit models: the seeded denoising loss), "
                   "read out with the model's calibrated noise-level weights where its manifest entry has them "
                   "(`conceptlang calibrate`, fitted on images of another seed; docs/experiments.md); "
-                  "yes/no attributes decided against the known-absent condition (E(x | c) < E(x | not c); the unconditional model for models without one); "
+                  "yes/no attributes decided against the known-absent condition (E(x | c) < E(x | not c); "
+                  "the unconditional model for models without one); "
                   "position by minimising the energy over a grid refined around the best point. Images come from "
                   "the generator, so the truth is known; the judge reads the same images for comparison.", ""],
     "continual": ["## 3. Continual learning", ""],

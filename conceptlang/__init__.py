@@ -10,7 +10,6 @@ language alone (``parse``, ``unparse``, ``evaluate``) loads without torch.
 
 from __future__ import annotations
 
-from conceptlang.lazy import lazy_attributes
 from conceptlang.errors import (
     CompileError,
     ConceptLangError,
@@ -20,6 +19,7 @@ from conceptlang.errors import (
     ParseError,
     SamplingError,
 )
+from conceptlang.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 

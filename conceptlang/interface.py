@@ -20,7 +20,8 @@ Optional hooks (used when present, never required): ``model.to(device)`` moves a
 before sampling on that device; ``model.sha256`` / ``model.file`` or a manifest ``model.entry``
 dict with those keys are copied into the ``conceptlang sample`` JSON sidecar; a registry's
 ``sampler_settings`` may carry ``"alpha"`` (the measured negation strength), ``"and_mode"``
-(the measured AND semantics) and ``"negation"`` (how ``~c`` is lowered), each used when the caller sets none, and the sampler keys listed in docs/compiler.md.
+(the measured AND semantics) and ``"negation"`` (how ``~c`` is lowered), each used when the caller sets none,
+and the sampler keys listed in docs/compiler.md.
 A registry's ``joint(refs)`` returns ``(model, condition)`` for one model that scores all of
 ``refs`` at once (a joint model conditioned on every one of them), or None; ``and_mode="joint"``
 uses it and falls back to separate terms without it.

@@ -28,7 +28,7 @@ from conceptlang.syntax.passes import concepts_of
 NAME_PATTERN = r"[a-z][a-z0-9_]{0,7}"
 DEFINITION_NAME_PATTERN = r"[A-Z][A-Za-z0-9_]{0,7}"
 
-Leaves = Union[None, Sequence[Union[str, Concept]], SearchStrategy]
+Leaves = Union[None, Sequence[str | Concept], SearchStrategy]
 
 
 def concept_names() -> SearchStrategy[str]:

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conceptlang import load_registry  # noqa: E402
 from conceptlang.data import generate  # noqa: E402
-from conceptlang.inference.inference import infer_batch  # noqa: E402
 from conceptlang.inference.accuracy import true_value  # noqa: E402
+from conceptlang.inference.inference import infer_batch  # noqa: E402
 
 
 def main() -> None:

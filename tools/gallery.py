@@ -33,7 +33,7 @@ def write_gallery(out_dir: Path, n: int = 32, scale: int = 4) -> list[Path]:
     from conceptlang.data import faces as fc
 
     rows = []
-    for name, fam, val in [("male", "male", 0), ("not male", "male", -1), ("smiling", "smiling", 0),
+    for _name, fam, val in [("male", "male", 0), ("not male", "male", -1), ("smiling", "smiling", 0),
                            ("not smiling", "smiling", -1), ("eyeglasses", "eyeglasses", 0),
                            ("no eyeglasses", "eyeglasses", -1), ("young", "young", 0), ("old", "young", -1)] + [
                               (h, "hair", i) for i, h in enumerate(fc.HAIR)]:

@@ -43,8 +43,8 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
     from conceptlang.evaluation.evaluate import judge_samples, seed_for, top_level_disjuncts
-    from conceptlang.judge.judge import load_judge
     from conceptlang.evaluation.suites import parse_entry_text
+    from conceptlang.judge.judge import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import sample
     from conceptlang.syntax import evaluate

@@ -64,10 +64,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
 
     from conceptlang.compiler import compile as compile_expr
+    from conceptlang.evaluation.distribution import family_values, fidelity, near_duplicate_rate, reference_for, reference_seed
     from conceptlang.judge.judge import load_judge
     from conceptlang.models.registry import load_registry
-    from conceptlang.evaluation.distribution import (family_values, fidelity, near_duplicate_rate,
-                                                     reference_for, reference_seed)
     from conceptlang.sampling import sample
     from conceptlang.syntax import evaluate
 

@@ -59,7 +59,8 @@ def _report(result, markdown: str, as_json: bool, json_out: Path | None, md_out:
               help="Write the full results as JSON (the input of eval-merge).")
 @click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the tables as Markdown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON instead of the tables.")
-@click.option("--grids", "grid_dir", type=click.Path(file_okay=False, path_type=Path), help="Write one framed sample grid per expression here.")
+@click.option("--grids", "grid_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one framed sample grid per expression here.")
 @models_option
 @click.option("--fail-fast", is_flag=True, help="Stop at the first expression that fails to compile or sample.")
 @click.option("--distribution/--no-distribution", default=True, show_default=True,
@@ -111,7 +112,8 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     if rank == 0:
         _echo_err(f"evaluating {len(suite)} expressions from {suite_file}, n = {n}")
     result = evaluate_suite(
-        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir if rank == 0 else None, judges=_judges(judge_dir) if judge_dir else _judges(),
+        suite, registry, n=n, seed=seed, device=device, grid_dir=grid_dir if rank == 0 else None,
+        judges=_judges(judge_dir) if judge_dir else _judges(),
         progress=progress, keep_going=not fail_fast, distribution=distribution,
     )
     if rank != 0:
@@ -172,14 +174,13 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out, as_json):
 def infer_cmd(image, domain, as_json, device, models, draws, threads):
     """Infer the concepts of IMAGE (a PNG) by energy: rank each family's values, estimate position."""
     import json
+    import warnings
 
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     from conceptlang.errors import DataError
     from conceptlang.inference.inference import infer
-
-    import warnings
 
     try:
         with warnings.catch_warnings():

@@ -150,8 +150,7 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
     import torch
 
     from conceptlang.errors import ModelError
-    from conceptlang.models.training import (UNET_WIDTHS, TrainConfig, Trainer, domain_of, iters_for_budget, measure_rate,
-                                             set_threads)
+    from conceptlang.models.training import UNET_WIDTHS, TrainConfig, Trainer, domain_of, iters_for_budget, measure_rate, set_threads
 
     rank, world, device = _train_processes(device)
     say = (lambda msg: click.echo(msg, err=True)) if rank == 0 else (lambda msg: None)
@@ -236,7 +235,8 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         cfg = TrainConfig(name=name, domain=dom.name, families=families, method=method, splits=splits,
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
-                          cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, arch=arch, iters=iters if iters is not None else 10000,
+                          cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, arch=arch,
+                          iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""), image_size=size if (data is not None or size) else 0,
                           data=str(Path(data_dir).resolve()) if data is not None else "",
                           data_options=opts if data is not None else {},

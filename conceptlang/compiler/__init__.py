@@ -12,9 +12,9 @@ from conceptlang.compiler.checks import SAMPLER_NEEDS, check_sampler
 from conceptlang.compiler.compile import MAX_DEPTH, UnsatisfiableWarning, compile
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf
-from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry, Condition
 from conceptlang.compiler.options import CompileOptions
 from conceptlang.compiler.select import ModelSetWarning
+from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry, Condition
 
 __all__ = [
     "compile",

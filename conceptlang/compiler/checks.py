@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import Sequence
 
-from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry
-from conceptlang.syntax.walk import postorder
 from conceptlang.errors import CompileError
-from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
+from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry
+from conceptlang.syntax.ast import And, Concept, Expr, Not, Weighted
+from conceptlang.syntax.walk import postorder
 
 # What each sampler needs from every model of the graph. The sampling package keeps the same
 # names in its SAMPLERS registry (tests check the two agree); the compiler cannot import it

@@ -11,12 +11,12 @@ from typing import Any, Iterator
 
 from conceptlang.compiler.checks import check_sampler, satisfiable
 from conceptlang.compiler.graph import EnergyGraph
-from conceptlang.interface import ConceptRegistry
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
 from conceptlang.compiler.resolve import check_definitions_shadowing
 from conceptlang.compiler.select import ModelSetWarning, select_model_set
 from conceptlang.errors import CompileError, ConceptLangError
+from conceptlang.interface import ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
 from conceptlang.syntax.parser import parse
 from conceptlang.syntax.passes import expand_definitions

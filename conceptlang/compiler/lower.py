@@ -34,11 +34,12 @@ import math
 from dataclasses import dataclass, replace
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.compiler.options import CompileOptions
 from conceptlang.errors import CompileError
+from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
+
 
 def show(e: Expr, limit: int = 80) -> str:
     """The expression's text for explain output, cut at ``limit`` characters."""
@@ -458,7 +459,7 @@ class GraphBuilder:
             if isinstance(inner, Concept):
                 count[self.refs[inner]] = count.get(self.refs[inner], 0) + 1
         single: dict[ConceptRef, int] = {}
-        for k, (t, s, inner, neg) in enumerate(classified):
+        for k, (_t, s, inner, neg) in enumerate(classified):
             # unit weight as written (a calibrated concept joins; the caller adds its extra share)
             if not neg and isinstance(inner, Concept) and s == self.weight(inner) and count[self.refs[inner]] == 1:
                 single[self.refs[inner]] = k

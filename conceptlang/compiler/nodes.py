@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conceptlang.interface import Condition, ConceptModel, ConceptRef
+from conceptlang.interface import ConceptModel, ConceptRef, Condition
 
 
 @dataclass(frozen=True)

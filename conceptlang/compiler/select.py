@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.compiler.resolve import resolve_names
 from conceptlang.errors import ConceptLangError, NameResolutionError
+from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import Concept, Expr
 from conceptlang.syntax.objects import object_counts
 

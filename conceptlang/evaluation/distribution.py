@@ -599,6 +599,7 @@ TABLE_NOTE = (
 __all__ = [
     "DistributionMetrics", "FamilyFidelity", "K_NEAREST", "NEAR_DUP_RMS", "Reference", "distribution_metrics",
     "families", "family_values", "fidelity", "histogram", "judge_features", "kid", "knn_radii",
-    "near_duplicate_mask", "near_duplicate_rate", "pooled", "results_pooled", "summary_table", "expression_table", "precision_recall", "reference_for", "reference_seed",
+    "near_duplicate_mask", "near_duplicate_rate", "pooled", "results_pooled", "summary_table", "expression_table",
+    "precision_recall", "reference_for", "reference_seed",
     "tv_distance",
 ]

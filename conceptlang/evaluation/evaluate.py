@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from conceptlang.errors import ConceptLangError
-from conceptlang.io import jsonable
 from conceptlang.evaluation.stats import Proportion
 from conceptlang.evaluation.suites import Suite, SuiteEntry, operator_class
+from conceptlang.io import jsonable
 from conceptlang.syntax.ast import Expr, Or, Weighted
 
 # Judged accuracy targets (valid AND satisfying) per operator class (docs/experiments.md).
@@ -324,10 +324,9 @@ def evaluate_entry(
     """
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
+    from conceptlang.evaluation.grids import framed_grid
     from conceptlang.io import save_png
     from conceptlang.sampling import sample
-
-    from conceptlang.evaluation.grids import framed_grid
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")

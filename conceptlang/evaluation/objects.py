@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from conceptlang.evaluation.evaluate import JudgeCache, environment_info, seed_for
+from conceptlang.evaluation.evaluate import JudgeCache, seed_for
 from conceptlang.evaluation.grids import framed_grid
 from conceptlang.evaluation.stats import Proportion
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from conceptlang.lazy import lazy_attributes
 
-_LAZY = {"infer": "conceptlang.inference.inference", "infer_batch": "conceptlang.inference.inference", "InferenceResult": "conceptlang.inference.inference"}
+_LAZY = {name: "conceptlang.inference.inference" for name in ("infer", "infer_batch", "InferenceResult")}
 
 __all__ = list(_LAZY)
 __getattr__ = lazy_attributes(__name__, _LAZY)  # importing the package does not import torch

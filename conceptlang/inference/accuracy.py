@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from conceptlang.inference.inference import infer_batch
 from conceptlang.evaluation.stats import Proportion
+from conceptlang.inference.inference import infer_batch
 
 POSITION_TARGET = 0.05
 DISCRETE_TARGET = 0.95

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from conceptlang.errors import ModelError
+from conceptlang.evaluation.stats import Proportion
 from conceptlang.inference.inference import (
     Readout,
     _as_tensor,
@@ -29,7 +30,6 @@ from conceptlang.inference.inference import (
     discrete_groups,
     energy_grid,
 )
-from conceptlang.evaluation.stats import Proportion
 
 CALIBRATION_SEED = 2024  # measure_inference uses 12345: calibration and measurement never share images
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from conceptlang.errors import ConceptLangError, DataError, ModelError
 from conceptlang.models.conditions import ABSENT, has_absent_token
+
+if TYPE_CHECKING:
+    import torch
 
 # Explicit noise-conditional energies E(x, σ) are compared at this σ (small: close to the data).
 EXPLICIT_SIGMA = 0.05

@@ -30,9 +30,9 @@ from typing import Mapping, Sequence
 
 import torch
 
-from conceptlang.interface import Condition, ConceptModel, ConceptRef
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import ModelError
+from conceptlang.interface import ConceptModel, ConceptRef, Condition
 
 GAUSS_SHAPE = (2, 1, 1)  # (C, H, W): one pixel, two channels = a point in the plane
 

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import torch
 
-from conceptlang.interface import Condition
 from conceptlang.errors import ModelError
+from conceptlang.interface import Condition
 from conceptlang.models.conditions import encode_conditions
 from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width
 

@@ -13,7 +13,6 @@ from conceptlang.io import atomic_path, sha256_file, write_json
 from conceptlang.models.manifest import DEFAULT_ENERGY, FORMAT_VERSION, manifest_data, write_manifest
 
 
-
 def _families_json(slots) -> dict[str, Any]:
     from conceptlang.models.conditions import NONE_TOKEN
 

@@ -20,11 +20,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from conceptlang.interface import Condition, ConceptModel, ConceptRef
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import DataError, ModelError
+from conceptlang.interface import ConceptModel, ConceptRef, Condition
 from conceptlang.io import sha256_file
-
 from conceptlang.models.manifest import (  # noqa: F401  (re-exported: the registry's public names)
     ARCHITECTURES,
     DEFAULT_ENERGY,
@@ -39,7 +38,6 @@ from conceptlang.models.manifest import (  # noqa: F401  (re-exported: the regis
     sigma_range_of,
     validate_manifest,
 )
-
 
 # --------------------------------------------------------------------------------------------
 # Loading weights

@@ -172,7 +172,8 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.method not in METHODS:
         raise ModelError(f"unknown training method {cfg.method!r} (methods: {', '.join(METHODS)})")
     if cfg.iters < 0 or cfg.batch_size < 1 or cfg.chunk_size % cfg.batch_size:
-        raise ModelError(f"bad sizes: iters={cfg.iters}, batch_size={cfg.batch_size}, chunk_size={cfg.chunk_size} (must be a multiple of the batch)")
+        raise ModelError(f"bad sizes: iters={cfg.iters}, batch_size={cfg.batch_size}, "
+                         f"chunk_size={cfg.chunk_size} (must be a multiple of the batch)")
     if cfg.arch not in ARCHES:
         raise ModelError(f"unknown architecture {cfg.arch!r} (architectures: {', '.join(ARCHES)})")
     if cfg.arch != "unet" and cfg.kind != "implicit":
@@ -868,7 +869,8 @@ class Trainer:
         self.it += 1
         return float(seen.item())
 
-    def train(self, until: int | None = None, progress: bool = True, on_checkpoint: Callable[["Trainer"], None] | None = None) -> list[float]:
+    def train(self, until: int | None = None, progress: bool = True,
+              on_checkpoint: Callable[["Trainer"], None] | None = None) -> list[float]:
         """Run to iteration ``until`` (default ``cfg.iters``); checkpoint periodically and at the end."""
         from tqdm import tqdm
 

@@ -103,7 +103,7 @@ def check_text(text: str, concepts: Collection[str] | None = None) -> list[Conce
         statements = [s for s in _statements(text) if not _blank(text[s[0] : s[1]])]
         later = [s for s in statements if s[0] > first_offset and not (s[0] <= first_offset <= s[1])]
         # Statements that begin after the first error; the last one is the final expression.
-        for i, (start, end) in enumerate(later):
+        for _i, (start, end) in enumerate(later):
             is_last = (start, end) == statements[-1]
             err = _parse_piece(text, start, end, as_definition=not is_last)
             if err is not None:

@@ -147,7 +147,8 @@ def test_a_folder_that_cannot_be_written_is_refused(tmp_path, no_work, monkeypat
     res = invoke(*SAMPLE, "-o", tmp_path / "ok.png", "--gif", locked / "c.gif")
     assert res.exit_code == 1 and res.output == f"error: --gif {locked / 'c.gif'}: cannot write in {locked} (Permission denied)\n"
     res = invoke("data", "scenes", "-n", "2", "-o", locked / "ds", "--quiet")
-    assert res.exit_code == 1 and res.output == f"error: -o/--out {locked / 'ds'}: cannot create {locked / 'ds'} in {locked} (Permission denied)\n"
+    assert res.exit_code == 1
+    assert res.output == f"error: -o/--out {locked / 'ds'}: cannot create {locked / 'ds'} in {locked} (Permission denied)\n"
     assert _files(tmp_path) == ["locked"]
 
 
@@ -167,7 +168,6 @@ def test_a_read_only_folder_is_refused(tmp_path, no_work):
 
 
 def test_unwritable_data_output_is_refused_before_generating(tmp_path, monkeypatch):
-    from conceptlang.cli import data_cmds
 
     (tmp_path / "file").write_text("x")
     before = _files(tmp_path)
@@ -347,7 +347,8 @@ def test_read_output_pair_detects_a_mismatched_pair(tmp_path):
 
     write_output_pair(tmp_path / "a.png", b"one", tmp_path / "a.json", {"run": 1})
     write_output_pair(tmp_path / "b.png", b"two", tmp_path / "b.json", {"run": 2})
-    assert read_output_pair(tmp_path / "a.png") == (b"one", {"run": 1, "outputs": {"grid_sha256": __import__("hashlib").sha256(b"one").hexdigest()}})
+    digest = __import__("hashlib").sha256(b"one").hexdigest()
+    assert read_output_pair(tmp_path / "a.png") == (b"one", {"run": 1, "outputs": {"grid_sha256": digest}})
     os.replace(tmp_path / "b.png", tmp_path / "a.png")
     with pytest.raises(OutputError, match="a.json does not describe .*a.png"):
         read_output_pair(tmp_path / "a.png")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from conceptlang.interface import ConceptRef
 from conceptlang.data.domain import Domain, Family
-from conceptlang.errors import ModelError
-from conceptlang.models.analytic import GAUSS_DOMAIN, GaussianConceptModel, GaussianRegistry
+from conceptlang.interface import ConceptRef
+from conceptlang.models.analytic import GaussianConceptModel, GaussianRegistry
 
 # "mirror": the gauss colours again, plus two families that share the value "warm".
 MIRROR = Domain(

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from conceptlang.compiler import SAMPLER_NEEDS, UnsatisfiableWarning, compile
-from conceptlang.interface import ConceptRef
 from conceptlang.errors import CompileError, NameResolutionError, ParseError
+from conceptlang.interface import ConceptRef
 from conceptlang.models.analytic import GAUSS_CONCEPTS, GAUSS_PRIOR, GaussianRegistry
 from conceptlang.syntax import parse_expr
-
 from tests.compiler.fakes import TwoDomainRegistry
 
 # float64 points; the models keep their Gaussian parameters in float32, so closed forms agree to ~1e-7.

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conceptlang.compiler import compile as compile_expr
-from conceptlang.interface import ConceptRef
 from conceptlang.errors import CompileError
+from conceptlang.interface import ConceptRef
 from conceptlang.models.analytic import GaussianRegistry
 
 

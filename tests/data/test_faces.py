@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from conceptlang.data import generate, get_domain, splits
 from conceptlang.data import faces as fc
+from conceptlang.data import generate, get_domain, splits
 
 S = 64  # geometry is resolution-independent; at 64 px every probed feature is several pixels wide
 

@@ -160,7 +160,8 @@ def test_celeba_partition_and_bad_input(tmp_path):
     make_celeba(tmp_path / "c", ROWS, partition=[0, 0, 1, 0, 0])
     assert len(open_data(tmp_path / "c", attributes="Male,Smiling")) == 4
     assert len(open_data(tmp_path / "c", attributes="Male,Smiling", split="all")) == 5
-    with pytest.raises(DataError, match=r"unknown attribute 'Smilng': .*list_attr_celeba\.txt, line 2 has no such column; did you mean 'Smiling'"):
+    with pytest.raises(DataError, match=r"unknown attribute 'Smilng': .*list_attr_celeba\.txt, line 2 has no such column; "
+                                         r"did you mean 'Smiling'"):
         open_data(tmp_path / "c", attributes="Male,Smilng")
     with pytest.raises(DataError, match=r"list_attr_celeba\.txt \(4 images of split 'train'\): family 'eyeglasses' has a single value"):
         open_data(tmp_path / "c", attributes="Male,Eyeglasses")  # the only eyeglasses face is in 'valid'

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conceptlang.interface import ConceptRef
 from conceptlang.data.domain import Domain, Family
+from conceptlang.interface import ConceptRef
 
 SIZE = 16
 COLORS = {"red": (1.0, -1.0, -1.0), "green": (-1.0, 1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}

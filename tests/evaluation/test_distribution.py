@@ -10,7 +10,6 @@ from conceptlang.evaluation import distribution as D
 from conceptlang.evaluation.suites import parse_entry_text
 from conceptlang.syntax import evaluate
 
-
 # ---- numerics ---------------------------------------------------------------------------------
 
 

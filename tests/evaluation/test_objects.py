@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conceptlang.evaluation.evaluate import JudgeCache
 from conceptlang.evaluation.objects import evaluate_layout, judge_layout, layout_expression, markdown_table, matches_targets

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from conceptlang.models import analytic  # noqa: E402
-
 from conceptlang.inference.inference import infer, infer_batch
+from conceptlang.models import analytic  # noqa: E402
 
 
 def _point(x, y):

@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from conceptlang.cli import main
-from conceptlang.data import generate
 from conceptlang.data import faces as fc
+from conceptlang.data import generate
 from conceptlang.errors import DataError, ModelError
+from conceptlang.io import save_grid
 from conceptlang.judge.judge import judges_dir, load_judge
 from conceptlang.judge.validity import CORRUPTION_KINDS, corruptions, scenes_valid
-from conceptlang.io import save_grid
 
 SEED = 31337  # not a training seed
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 import conceptlang.judge.judge as judge_mod
 from conceptlang.cli import main
-from conceptlang.judge.judge import TrainConfig, default_config, judges_dir
 from conceptlang.errors import ModelError
+from conceptlang.judge.judge import TrainConfig, default_config, judges_dir
 
 
 def test_default_config_is_the_domain_table():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conceptlang.data import get_domain, generate
+from conceptlang.data import generate, get_domain
 from conceptlang.errors import ModelError
 from conceptlang.models.concept_model import ExplicitConceptModel, ImplicitConceptModel
 from conceptlang.models.conditions import NONE_TOKEN, encode_conditions, slots_for_domain, training_conditions

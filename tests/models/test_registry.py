@@ -6,8 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry
 from conceptlang.errors import ModelError
+from conceptlang.interface import ConceptModel, ConceptRef, ConceptRegistry
 from conceptlang.models.registry import load_registry, validate_manifest
 
 
@@ -71,9 +71,7 @@ def test_lazy_loading_and_per_device_cache(tiny_models_dir):
 
 
 def test_weights_round_trip_in_fp16(tiny_models_dir, tmp_path):
-    from conceptlang.models.training import Trainer
 
-    from .conftest import tiny_config
 
     reg = load_registry(tiny_models_dir)
     loaded = reg.handles["tiny"].impl("cpu").net
@@ -227,9 +225,11 @@ def test_pixel_colour_model_trains_exports_and_loads_through_the_registry(tmp_pa
 
     res = CliRunner().invoke(main, ["train", "scenes", "color", *config("a.json", blur=[1]), "--iters", "1", "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "a.json: blur is an option of --arch pixel" in res.output
-    res = CliRunner().invoke(main, ["train", "scenes", "color", *config("b.json", blur_of="max"), "--iters", "1", "--out", str(tmp_path / "u")])
+    res = CliRunner().invoke(main, ["train", "scenes", "color", *config("b.json", blur_of="max"), "--iters", "1",
+                                   "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "b.json: blur_of is an option of blur" in res.output
-    res = CliRunner().invoke(main, ["train", "scenes", "color", "--arch", "pixel", *config("c.json", blur=[1, "x"]), "--out", str(tmp_path / "u")])
+    res = CliRunner().invoke(main, ["train", "scenes", "color", "--arch", "pixel", *config("c.json", blur=[1, "x"]),
+                                   "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "c.json: blur must be a list of widths > 0 (pixels), got [1, 'x']" in res.output
     res = CliRunner().invoke(main, ["train", "scenes", "color", *config("d.json", blurs=[1]), "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "d.json: unknown setting 'blurs'" in res.output

@@ -14,7 +14,6 @@ import torch
 from conceptlang.compiler import compile
 from conceptlang.models.analytic import GAUSS_CONCEPTS, GAUSS_PRIOR, GaussianRegistry, product_of
 from conceptlang.sampling import sample
-
 from tests.sampling.gauss_helpers import box_density, box_moments, mean_tolerance, var_tolerance
 
 RED = GAUSS_CONCEPTS["color"]["red"]

@@ -19,7 +19,6 @@ from conceptlang.models.analytic import GAUSS_CONCEPTS, GaussianRegistry
 from conceptlang.sampling import sample
 from conceptlang.sampling.api import _ChainTarget
 from conceptlang.sampling.samplers import get_sigmas_karras, sample_dpmpp_2m, sample_heun
-
 from tests.sampling.gauss_helpers import mean_tolerance, var_tolerance
 
 RED = GAUSS_CONCEPTS["color"]["red"]

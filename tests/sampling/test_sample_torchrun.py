@@ -58,7 +58,6 @@ def test_torchrun_sample_cli_writes_the_one_process_grid(tmp_path):
     import os
     import shutil
     import subprocess
-    import sys
 
     from click.testing import CliRunner
 

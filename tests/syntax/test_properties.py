@@ -8,12 +8,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 from lark import Lark
 
-from conceptlang.errors import ConceptLangError, ParseError
+from conceptlang.errors import ParseError
 from conceptlang.resources import grammar_path
 from conceptlang.syntax import (
     And,
     Concept,
-    Definition,
     Not,
     Or,
     Program,
