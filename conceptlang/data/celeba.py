@@ -57,12 +57,12 @@ def _image_dir(root: Path) -> Path:
     raise DataError(f"CelebA folder {root}: no img_align_celeba/ directory of images")
 
 
-def read_attributes(path: str | Path) -> list[CelebARecord]:
-    """Parse ``list_attr_celeba.txt``; raises DataError naming the line of any malformed entry."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"CelebA attribute file not found: {path}")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+def read_attribute_table(path: Path) -> tuple[list[str], list[str], np.ndarray, list[int]]:
+    """``list_attr_celeba.txt`` → (attribute names, file names, int8 (N, A) of ±1, line number per file)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err}") from None
     if len(lines) < 2:
         raise DataError(f"{path}: expected a count line and a header line, got {len(lines)} line(s)")
     try:
@@ -70,27 +70,38 @@ def read_attributes(path: str | Path) -> list[CelebARecord]:
     except ValueError:
         raise DataError(f"{path}, line 1: expected the number of images, got {lines[0].strip()!r}") from None
     names = lines[1].split()
-    missing = [c for c in CELEBA_COLUMNS.values() if c not in names]
-    if missing:
-        raise DataError(f"{path}, line 2: header lacks attribute(s) {', '.join(missing)}")
-    cols = {attr: names.index(col) for attr, col in CELEBA_COLUMNS.items()}
-    records = []
+    if not names or len(set(names)) != len(names):
+        raise DataError(f"{path}, line 2: expected distinct attribute names, got {lines[1].strip()!r}")
+    files, vals, linenos = [], [], []
     for lineno, line in enumerate(lines[2:], start=3):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != len(names) + 1:
-            raise DataError(
-                f"{path}, line {lineno}: expected a file name and {len(names)} values, got {len(parts) - 1} values"
-            )
-        values = parts[1:]
-        bad = [v for v in values if v not in ("1", "-1")]
+            raise DataError(f"{path}, line {lineno}: expected a file name and {len(names)} values, got {len(parts) - 1} values")
+        row = parts[1:]
+        bad = [v for v in row if v not in ("1", "-1")]
         if bad:
             raise DataError(f"{path}, line {lineno}: attribute values must be 1 or -1, got {bad[0]!r}")
-        records.append(CelebARecord(parts[0], {a: values[i] == "1" for a, i in cols.items()}))
-    if len(records) != count:
-        raise DataError(f"{path}: line 1 announces {count} images but {len(records)} are listed")
-    return records
+        files.append(parts[0])
+        vals.append([v == "1" for v in row])
+        linenos.append(lineno)
+    if len(files) != count:
+        raise DataError(f"{path}, line 1: announces {count} images but {len(files)} are listed")
+    return names, files, (np.asarray(vals, dtype=bool) if vals else np.zeros((0, len(names)), bool)), linenos
+
+
+def read_attributes(path: str | Path) -> list[CelebARecord]:
+    """Parse ``list_attr_celeba.txt``; raises DataError naming the line of any malformed entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"CelebA attribute file not found: {path}")
+    names, files, vals, _ = read_attribute_table(path)
+    missing = [c for c in CELEBA_COLUMNS.values() if c not in names]
+    if missing:
+        raise DataError(f"{path}, line 2: header lacks attribute(s) {', '.join(missing)}")
+    cols = {attr: names.index(col) for attr, col in CELEBA_COLUMNS.items()}
+    return [CelebARecord(f, {a: bool(row[i]) for a, i in cols.items()}) for f, row in zip(files, vals)]
 
 
 def read_partition(path: str | Path) -> dict[str, int]:

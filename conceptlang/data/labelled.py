@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptlang.data.celeba import read_attribute_table, read_partition
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import DataError
 
@@ -289,40 +290,6 @@ def _check_varies(domain: Domain, index: dict[str, np.ndarray], where: str) -> N
 # ---- CelebA -----------------------------------------------------------------------------------
 
 
-def read_attribute_table(path: Path) -> tuple[list[str], list[str], np.ndarray, list[int]]:
-    """``list_attr_celeba.txt`` → (attribute names, file names, int8 (N, A) of ±1, line number per file)."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err}") from None
-    if len(lines) < 2:
-        raise DataError(f"{path}: expected a count line and a header line, got {len(lines)} line(s)")
-    try:
-        count = int(lines[0].strip())
-    except ValueError:
-        raise DataError(f"{path}, line 1: expected the number of images, got {lines[0].strip()!r}") from None
-    names = lines[1].split()
-    if not names or len(set(names)) != len(names):
-        raise DataError(f"{path}, line 2: expected distinct attribute names, got {lines[1].strip()!r}")
-    files, vals, linenos = [], [], []
-    for lineno, line in enumerate(lines[2:], start=3):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != len(names) + 1:
-            raise DataError(f"{path}, line {lineno}: expected a file name and {len(names)} values, got {len(parts) - 1} values")
-        row = parts[1:]
-        bad = [v for v in row if v not in ("1", "-1")]
-        if bad:
-            raise DataError(f"{path}, line {lineno}: attribute values must be 1 or -1, got {bad[0]!r}")
-        files.append(parts[0])
-        vals.append([v == "1" for v in row])
-        linenos.append(lineno)
-    if len(files) != count:
-        raise DataError(f"{path}, line 1: announces {count} images but {len(files)} are listed")
-    return names, files, (np.asarray(vals, dtype=bool) if vals else np.zeros((0, len(names)), bool)), linenos
-
-
 def _celeba_images(root: Path) -> Path:
     nested = root / "img_align_celeba" / "img_align_celeba"  # some mirrors unpack the zip one level deeper
     if nested.is_dir():
@@ -362,8 +329,6 @@ def _open_celeba(root: Path, attributes, group_hair: bool, image_size: int | Non
         if split not in CELEBA_PARTITIONS:
             raise DataError(f"CelebA has no split {split!r} (splits: train, valid, test, all)")
         if part_path.is_file():
-            from conceptlang.data.celeba import read_partition
-
             part = read_partition(part_path)
             keep = np.array([part.get(f) == CELEBA_PARTITIONS[split] for f in files], bool)
         elif split != "train":
