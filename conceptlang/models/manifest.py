@@ -273,6 +273,8 @@ def _validate_slots(slots: Any, where: str) -> None:
                     raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
         else:
             raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
+
+
 def _validate_model_sets(sets: Any, source: str) -> None:
     """``model_sets``: [{"name": str, "path": a folder inside the models folder}], distinct names."""
     if not isinstance(sets, list):
