@@ -120,7 +120,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, cfg_json: dict, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, cfg_json: dict, out: str, until: int | None = None, resume: bool = False) -> None:
     import os
 
     import torch.distributed as dist
@@ -130,7 +130,9 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_json: dict, out: str) -> N
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         tr = Trainer(TrainConfig.from_json(cfg_json), out, data_workers=0)
-        losses = tr.train(progress=False)
+        if resume:
+            tr.load()
+        losses = tr.train(until=until, progress=False)
         if rank == 0:
             torch.save({"net": tr.net.state_dict(), "losses": losses}, f"{out}/final.pt")
     finally:
@@ -152,6 +154,25 @@ def test_two_processes_match_one_with_the_same_global_batch(faces_folder, tmp_pa
         assert torch.allclose(two["net"][k], v, rtol=1e-4, atol=1e-5), k
     # rank 0 wrote the run folder, a models folder like the one-process run's
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["models"][0]["training"]["iterations"] == 3
+
+
+@pytest.mark.slow  # ~40 s: three rounds of two spawned processes
+def test_two_process_run_killed_at_a_checkpoint_resumes_to_the_straight_run(faces_folder, tmp_path):
+    import torch.multiprocessing as mp
+
+    data = open_data(faces_folder)
+    cfg = folder_config(data, iters=4, checkpoint_every=2).to_json()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path / "straight")), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path / "cut"), 2), nprocs=2, join=True)
+    assert json.loads((tmp_path / "cut" / "manifest.json").read_text())["models"][0]["training"]["iterations"] == 2
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path / "cut"), None, True), nprocs=2, join=True)
+    straight = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "cut" / "final.pt", weights_only=True)
+    assert len(resumed["losses"]) == 2 and resumed["losses"] == straight["losses"][2:]
+    for k, v in straight["net"].items():
+        assert torch.equal(resumed["net"][k], v), k
+    rows = [json.loads(r) for r in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [r["it"] for r in rows] == [2, 4]
 
 
 # ---- the command line -----------------------------------------------------------------------------
