@@ -372,15 +372,19 @@ def task_objects(_: str, args, images: Path) -> Part:
     for k, targets in enumerate(DEFAULT_LAYOUTS):
         r = evaluate_layout(targets, registry, n=args.n_objects, seed=args.seed, device=args.device,
                             judges=judges, grid_path=images / f"results_objects_{k}.png",
-                            sample_kwargs=_sample_kwargs(args))
+                            sample_kwargs=_sample_kwargs(args), distribution=True, keep_images=True)
         _log(f"  {r.expression}: {r.accuracy.format()} ({r.seconds:.0f} s)")
         layouts.append(r)
+    save_png(images / "results_objects_compare.png",
+             comparison_sheet(layouts, show=8, base_seed=args.seed,
+                              title="object-level: samples beside generator two-object scenes at the targets"))
     took = part.timings["objects"] = time.perf_counter() - t0
     part.record = {"layouts": [r.to_json() for r in layouts]}
     pooled = Proportion(0, 0)
     for r in layouts:
         pooled = pooled + r.accuracy
     part.headline.append(("object-level: two objects at the two targets (pooled)", pooled.format(), "≥ 0.80"))
+    part.headline += _distribution_headline("object-level", layouts)
     part.lines = [
         f"One position model conditioned on two positions at once (models `{_rel(where)}`{_model_names(registry)}); "
         f"n = {args.n_objects} per layout, {took:.0f} s. "
@@ -391,6 +395,10 @@ def task_objects(_: str, args, images: Path) -> Part:
         "",
         " ".join(f"![{r.expression}](images/{Path(r.grid).name})" for r in layouts if r.grid),
         "",
+        "Distribution per object: shape, colour and size of each of the two objects against generator two-object "
+        "scenes (`two_objects` split) whose objects sit at the targets.",
+        "",
+        *_distribution_lines("object-level", layouts, "results_objects_compare.png"),
     ]
     return part
 

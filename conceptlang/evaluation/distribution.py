@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -154,20 +154,31 @@ def families(domain: str) -> list[str]:
 
 def family_values(domain: str, labels: dict) -> dict[str, str] | None:
     """One value per family for a one-object label dict (None when it does not show one object)."""
+    per_object = object_family_values(domain, labels, 1)
+    return None if per_object is None else per_object[0]
+
+
+def object_family_values(domain: str, labels: dict, n_objects: int = 1) -> list[dict[str, str]] | None:
+    """One value per family for each object of a label dict that shows ``n_objects`` objects (else None).
+
+    Scenes: one dict per object (shape, colour, size, position bin), so a two-object scene counts
+    each of its objects once in a family's histogram. Faces: one dict for the face (``n_objects`` 1).
+    """
     objs = labels.get("objects") or []
-    if len(objs) != 1:
-        return None
-    o = objs[0]
     if domain == "scenes":
-        return {"shape": o["shape"], "color": o["color"], "size": o["size"],
-                "position": _position_bin(float(o["x"]), float(o["y"]))}
+        if len(objs) != n_objects:
+            return None
+        return [{"shape": o["shape"], "color": o["color"], "size": o["size"],
+                 "position": _position_bin(float(o["x"]), float(o["y"]))} for o in objs]
+    if n_objects != 1 or len(objs) != 1:
+        return None
     if domain == "faces":
         from conceptlang.data import faces as fc
 
         hair = next((h for h in fc.HAIR if labels.get(h)), "none")
         out = {"hair": hair}
         out.update({b: b if labels.get(b) else ABSENT + b for b in fc.BINARY})
-        return out
+        return [out]
     raise ValueError(f"no attribute families defined for domain {domain!r}")
 
 
@@ -180,13 +191,16 @@ def names_position(expr: Expr) -> bool:
 # ------------------------------------------------------------------------------------ reference
 
 
-def _draw_arrays(domain: str, n_batch: int, seed: int):
+def _draw_arrays(domain: str, n_batch: int, seed: int, split: str | None = None):
     """One batch of generator labels (no pixels). Scenes: every shape × colour × size combination
     equally likely (the train split's 32 combinations and the 4 held-out ones, in proportion), so
-    held-out expressions have a reference too."""
+    held-out expressions have a reference too; ``split`` (scenes only) draws that split instead,
+    e.g. ``two_objects``."""
     if domain == "scenes":
         from conceptlang.data import scenes as sc
 
+        if split is not None:
+            return sc.sample_scene_arrays(n_batch, seed, split)
         n_held = n_batch * len(sc.HELDOUT_COMBINATIONS) // 36
         a = sc.sample_scene_arrays(n_batch - n_held, seed, "train")
         b = sc.sample_scene_arrays(n_held, seed, "heldout")
@@ -220,20 +234,27 @@ class Reference:
 
 
 def reference_for(expr: Expr, domain: str, n_images: int, seed: int, n_labels: int = REFERENCE_LABELS,
-                  max_draws: int = REFERENCE_MAX_DRAWS, batch: int = REFERENCE_BATCH) -> Reference:
-    """Draw batches of generator labels until ``n_labels`` satisfy ``expr`` (or ``max_draws`` were drawn); render the first ``n_images``."""
+                  max_draws: int = REFERENCE_MAX_DRAWS, batch: int = REFERENCE_BATCH, split: str | None = None,
+                  holds: Callable[[dict], bool] | None = None) -> Reference:
+    """Draw batches of generator labels until ``n_labels`` satisfy ``expr`` (or ``max_draws`` were drawn); render the first ``n_images``.
+
+    ``holds`` replaces the expression's boolean semantics as the test of a label (object-level
+    composition asks for each target at a *different* object); ``split``: see :func:`_draw_arrays`.
+    """
     from conceptlang.syntax import evaluate
 
+    if holds is None:
+        holds = lambda lab: evaluate(expr, lab)  # noqa: E731
     labels: list[dict] = []
     rendered: list[np.ndarray] = []
     have_images, drawn, b = 0, 0, 0
     want = max(n_labels, n_images)
     while len(labels) < want and drawn < max_draws:
-        arrays = _draw_arrays(domain, batch, seed * 1_000_003 + b)
+        arrays = _draw_arrays(domain, batch, seed * 1_000_003 + b, split)
         # Shuffled: a scenes batch holds its held-out part last, and the images come from the first hits.
         arrays = arrays.take(np.random.default_rng([seed, b]).permutation(batch))
         dicts = arrays.to_dicts()
-        hit = [i for i, lab in enumerate(dicts) if evaluate(expr, lab)]
+        hit = [i for i, lab in enumerate(dicts) if holds(lab)]
         labels.extend(dicts[i] for i in hit)
         if have_images < n_images and hit:
             take = np.array(hit[: n_images - have_images])
@@ -388,18 +409,22 @@ def reference_seed(text: str, base_seed: int) -> int:
 
 
 def fidelity(domain: str, expr: Expr, sample_labels: Sequence[dict], reference_labels: Sequence[dict],
-             floor_labels: Sequence[dict]) -> list[FamilyFidelity]:
+             floor_labels: Sequence[dict], n_objects: int = 1) -> list[FamilyFidelity]:
     """TV per open family: ``sample_labels`` (judged, valid and satisfying) against ``reference_labels``.
 
     A family is open when the reference has two or more of its values; position is left out where
     ``expr`` names one. The floor compares ``floor_labels`` (fresh reference labels, as many as
-    the samples) with the same reference distribution.
+    the samples) with the same reference distribution. With ``n_objects`` > 1 (scenes) every
+    object of a label counts once.
     """
     out = []
     skip_position = names_position(expr)
-    ref_vals = [v for v in (family_values(domain, lab) for lab in reference_labels) if v is not None]
-    smp_vals = [v for v in (family_values(domain, lab) for lab in sample_labels) if v is not None]
-    flo_vals = [v for v in (family_values(domain, lab) for lab in floor_labels) if v is not None]
+
+    def values(labels: Sequence[dict]) -> list[dict[str, str]]:
+        per_label = (object_family_values(domain, lab, n_objects) for lab in labels)
+        return [v for vs in per_label if vs is not None for v in vs]
+
+    ref_vals, smp_vals, flo_vals = values(reference_labels), values(sample_labels), values(floor_labels)
     if not ref_vals or not smp_vals:
         return out
     for fam in families(domain):
@@ -418,23 +443,28 @@ def fidelity(domain: str, expr: Expr, sample_labels: Sequence[dict], reference_l
 def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, labels: Sequence[dict],
                          ok: np.ndarray, judge, seed: int,
                          n_objects: int | None = None,
-                         reference_labels: int = REFERENCE_LABELS) -> DistributionMetrics | None:
+                         reference_labels: int = REFERENCE_LABELS,
+                         holds: Callable[[dict], bool] | None = None) -> DistributionMetrics | None:
     """All distribution figures of one expression's samples (None for a domain without reference data).
 
     ``images``: uint8 (N, H, W, 3) samples; ``labels``: the judge's labels of them; ``ok``: bool
     (N,) valid and satisfying; ``seed``: the reference draw's seed (:func:`reference_seed`);
-    ``reference_labels``: satisfying generator labels wanted for the TV reference.
+    ``reference_labels``: satisfying generator labels wanted for the TV reference. Two-object
+    scenes (``n_objects`` 2, object-level composition) take their reference from the generator's
+    ``two_objects`` split, kept where ``holds`` (default: the expression's semantics) is true.
     """
     n = len(images)
     ok = np.asarray(ok, dtype=bool)
     if domain not in REFERENCE_DOMAINS:
         return None
     m = DistributionMetrics(n_samples=n, n_ok=int(ok.sum()), n_real=0, reference_labels=0, reference_drawn=0)
-    if n_objects not in (None, 1):
-        m.note = f"{n_objects}-object scenes: no reference distribution"
+    k_objects = n_objects or 1
+    if k_objects not in (1, 2) or (k_objects == 2 and domain != "scenes"):
+        m.note = f"{n_objects}-object {domain}: no reference distribution"
         return m
     n_sets = 2 * n  # two disjoint sets of n reference images: the reference and the floor
-    ref = reference_for(expr, domain, n_images=n_sets, seed=seed, n_labels=reference_labels)
+    ref = reference_for(expr, domain, n_images=n_sets, seed=seed, n_labels=reference_labels,
+                        split="two_objects" if k_objects == 2 else None, holds=holds)
     m.reference_labels, m.reference_drawn = len(ref.labels), ref.drawn
     if not ref.labels:
         m.note = f"no generator image satisfies the expression in {ref.drawn} draws"
@@ -446,7 +476,7 @@ def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, lab
         rest, floor_labels = ref.labels, []
         m.note = f"only {len(ref.labels)} satisfying reference labels in {ref.drawn} draws; TV floor not measured"
     sample_labels = [lab for lab, good in zip(labels, ok) if good]
-    m.fidelity = fidelity(domain, expr, sample_labels, rest, floor_labels)
+    m.fidelity = fidelity(domain, expr, sample_labels, rest, floor_labels, n_objects=k_objects)
     if not sample_labels:
         m.note = (m.note + "; " if m.note else "") + "no valid, satisfying sample: TV not measured"
     # Precision / recall / KID / near-duplicates: n samples against n reference images, floor: n more.
@@ -598,7 +628,7 @@ TABLE_NOTE = (
 
 __all__ = [
     "DistributionMetrics", "FamilyFidelity", "K_NEAREST", "NEAR_DUP_RMS", "Reference", "distribution_metrics",
-    "families", "family_values", "fidelity", "histogram", "judge_features", "kid", "knn_radii",
+    "families", "family_values", "fidelity", "object_family_values", "histogram", "judge_features", "kid", "knn_radii",
     "near_duplicate_mask", "near_duplicate_rate", "pooled", "results_pooled", "summary_table", "expression_table",
     "precision_recall", "reference_for", "reference_seed",
     "tv_distance",

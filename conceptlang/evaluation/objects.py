@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from conceptlang.evaluation.distribution import DistributionMetrics
 from conceptlang.evaluation.evaluate import JudgeCache, seed_for
 from conceptlang.evaluation.grids import framed_grid
 from conceptlang.evaluation.stats import Proportion
@@ -86,6 +87,14 @@ class LayoutResult:
     seconds: float
     grid: str | None = None
     error: str | None = None
+    distribution: DistributionMetrics | None = None  # the samples against generator two-object scenes at the targets
+    domain: str = "scenes"
+    per_sample: dict[str, list[bool]] | None = None  # "valid", "satisfied" (two objects at the targets)
+    images: np.ndarray | None = field(default=None, repr=False)  # uint8 samples, kept on request; never in JSON
+
+    @property
+    def text(self) -> str:  # the name distribution tables use
+        return self.expression
 
     def to_json(self) -> dict:
         return {
@@ -100,6 +109,7 @@ class LayoutResult:
             "seconds": round(self.seconds, 3),
             "grid": self.grid,
             "error": self.error,
+            "distribution": None if self.distribution is None else self.distribution.to_json(),
         }
 
 
@@ -129,7 +139,15 @@ def evaluate_layout(
     grid_path: str | Path | None = None,
     tolerance: float = TOLERANCE,
     sample_kwargs: dict | None = None,
+    distribution: bool = False,
+    keep_images: bool = False,
 ) -> LayoutResult:
+    """Sample the layout's expression ``n`` times and judge each sample (see the module docstring).
+
+    ``distribution``: also compare the samples with generator two-object scenes whose objects
+    sit at the targets (:func:`conceptlang.evaluation.distribution.distribution_metrics`: shape,
+    colour and size per object, precision / recall / KID, near-duplicates).
+    """
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
     from conceptlang.io import save_png
@@ -151,6 +169,14 @@ def evaluate_layout(
     )
     labels = judge.labels(images)
     ok, exact, hist = judge_layout(labels, valid, targets, tolerance)
+    metrics = None
+    if distribution:
+        from conceptlang.evaluation.distribution import distribution_metrics, reference_seed
+        from conceptlang.syntax.parser import parse_expr
+
+        metrics = distribution_metrics(parse_expr(text), domain, images, labels, ok, judge, reference_seed(text, seed),
+                                       n_objects=len(targets),
+                                       holds=lambda lab: matches_targets(lab.get("objects", []), targets, tolerance))
     grid = None
     if grid_path is not None:
         m = min(32, n)
@@ -167,6 +193,10 @@ def evaluate_layout(
         object_counts=hist,
         seconds=time.perf_counter() - t0,
         grid=grid,
+        distribution=metrics,
+        domain=domain,
+        per_sample={"valid": valid.tolist(), "satisfied": ok.tolist()},
+        images=images if keep_images else None,
     )
 
 

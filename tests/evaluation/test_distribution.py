@@ -102,6 +102,38 @@ def test_fidelity_is_tv_per_open_family_with_its_floor():
     assert D.fidelity("scenes", parse_entry_text("circle & position(0.5, 0.5)"), samples, spread, []) == []
 
 
+def test_two_object_fidelity_counts_every_object_once():
+    expr = parse_entry_text("position(0.25, 0.5) & position(0.75, 0.5)")
+
+    def two(a, b):
+        return {"objects": [dict(a, size="small", x=0.25, y=0.5), dict(b, size="small", x=0.75, y=0.5)]}
+
+    ref = [two({"shape": "circle", "color": "red"}, {"shape": "square", "color": "red"})] * 5
+    samples = [two({"shape": "circle", "color": "red"}, {"shape": "circle", "color": "blue"})]
+    fid = D.fidelity("scenes", expr, samples, ref, [], n_objects=2)
+    # reference objects: circle 1/2, square 1/2, all red; samples: 2 circles, red 1/2, blue 1/2
+    assert {f.family: f.tv for f in fid} == {"shape": pytest.approx(0.5)}  # colour has one reference value
+    assert fid[0].samples == {"circle": 1.0} and fid[0].reference == {"circle": 0.5, "square": 0.5}
+    assert D.object_family_values("scenes", samples[0], 1) is None  # two objects where one was asked for
+    assert D.fidelity("scenes", expr, samples, ref, []) == []  # one-object reading: nothing to compare
+
+
+def test_two_object_reference_keeps_the_layouts_that_hold():
+    from conceptlang.evaluation.objects import matches_targets
+
+    targets = ((0.25, 0.3), (0.75, 0.7))
+    expr = parse_entry_text("position(0.25, 0.3) & position(0.75, 0.7)")
+    ref = D.reference_for(expr, "scenes", n_images=4, seed=3, n_labels=200, split="two_objects",
+                          holds=lambda lab: matches_targets(lab["objects"], targets))
+    assert len(ref.labels) >= 200 and ref.images.shape == (4, 32, 32, 3)
+    assert all(len(lab["objects"]) == 2 and matches_targets(lab["objects"], targets) for lab in ref.labels)
+    assert {o["size"] for lab in ref.labels for o in lab["objects"]} == {"small"}  # the split's objects are small
+    assert len({o["color"] for lab in ref.labels for o in lab["objects"]}) == 6
+    again = D.reference_for(expr, "scenes", n_images=4, seed=3, n_labels=200, split="two_objects",
+                            holds=lambda lab: matches_targets(lab["objects"], targets))
+    assert again.labels == ref.labels and np.array_equal(again.images, ref.images)
+
+
 # ---- reference data ----------------------------------------------------------------------------
 
 
