@@ -149,9 +149,10 @@ def main() -> None:
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
     from conceptlang.evaluation.distribution import fidelity, reference_for, reference_seed
-    from conceptlang.evaluation.evaluate import judge_samples, seed_for
+    from conceptlang.evaluation.run import seed_for
+    from conceptlang.evaluation.scoring import judge_samples
     from conceptlang.io import write_json
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import resolve_device, sample
 

@@ -27,18 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from conceptlang.evaluation import distribution as D  # noqa: E402
 from conceptlang.evaluation.comparison import comparison_sheet  # noqa: E402
-from conceptlang.evaluation.evaluate import (  # noqa: E402
-    JudgeCache,
-    SuiteResult,
-    environment_info,
-    evaluate_suite,
-    expression_table,
-    invalid_reasons_table,
-    summary_table,
-)
 from conceptlang.evaluation.figures import contact_sheet, render_venn, run_venn  # noqa: E402
+from conceptlang.evaluation.results import SuiteResult  # noqa: E402
+from conceptlang.evaluation.run import JudgeCache, environment_info, evaluate_suite  # noqa: E402
 from conceptlang.evaluation.stats import Proportion  # noqa: E402
 from conceptlang.evaluation.suites import load_suite  # noqa: E402
+from conceptlang.evaluation.tables import expression_table, invalid_reasons_table, summary_table  # noqa: E402
 from conceptlang.io import save_png, write_json, write_text  # noqa: E402
 
 PARTS = ("suites", "inference", "continual", "objects", "venn")
@@ -281,7 +275,7 @@ def _distribution_lines(label: str, results, compare: str) -> list[str]:
 
 def task_inference(dom: str, args, images: Path) -> Part:
     from conceptlang.inference.accuracy import DISCRETE_TARGET, POSITION_TARGET, measure_inference
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import energy_settings, load_registry
 
     part = Part(f"inference_{dom}")

@@ -19,7 +19,7 @@ from conceptlang import compile, evaluate, load_registry, parse, sample, unparse
 from conceptlang.data import to_uint8  # noqa: E402
 from conceptlang.evaluation.grids import framed_grid  # noqa: E402
 from conceptlang.io import save_png  # noqa: E402
-from conceptlang.judge.judge import load_judge  # noqa: E402
+from conceptlang.judge.load import load_judge  # noqa: E402
 
 TEXT = "(male & smiling) | ~black_hair"
 OUT = Path("out/examples/design_card.png")

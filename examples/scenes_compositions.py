@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conceptlang import load_registry  # noqa: E402
-from conceptlang.evaluation.evaluate import JudgeCache, evaluate_entry, slug  # noqa: E402
+from conceptlang.evaluation.run import JudgeCache, evaluate_entry, slug  # noqa: E402
 from conceptlang.evaluation.suites import parse_suite  # noqa: E402
 
 SUITE = """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conceptlang.judge.judge import markdown_tables  # noqa: E402
+from conceptlang.judge.measure import markdown_tables  # noqa: E402
 
 if __name__ == "__main__":
     print(markdown_tables(Path(sys.argv[1]) if len(sys.argv) > 1 else None))

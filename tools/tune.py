@@ -42,9 +42,10 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
 
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
-    from conceptlang.evaluation.evaluate import judge_samples, seed_for, top_level_disjuncts
+    from conceptlang.evaluation.run import seed_for
+    from conceptlang.evaluation.scoring import judge_samples, top_level_disjuncts
     from conceptlang.evaluation.suites import parse_entry_text
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import sample
     from conceptlang.syntax import evaluate
@@ -77,8 +78,8 @@ def run_grid(domain: str, exprs: list[str], grid: dict[str, list], n: int, seed:
             if dis:
                 row["branches"] = [float(np.mean([bool(evaluate(d, lab)) for lab, v in zip(labels, valid) if v] or [0.0])) for d in dis]
             if grid_dir is not None:
-                from conceptlang.evaluation.evaluate import slug
                 from conceptlang.evaluation.grids import framed_grid
+                from conceptlang.evaluation.run import slug
                 from conceptlang.io import save_png
 
                 m = min(32, n)

@@ -65,7 +65,7 @@ def main(argv=None) -> None:
 
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.evaluation.distribution import family_values, fidelity, near_duplicate_rate, reference_for, reference_seed
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import sample
     from conceptlang.syntax import evaluate

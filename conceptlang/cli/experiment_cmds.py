@@ -23,7 +23,7 @@ from conceptlang.cli.common import (
 
 
 def _judges(directory=None):
-    from conceptlang.evaluation.evaluate import JudgeCache
+    from conceptlang.evaluation.run import JudgeCache
 
     if directory is None:
         return JudgeCache()
@@ -79,8 +79,9 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     --distribution (the default) also whether the samples, together, are distributed like the
     generator's data satisfying the expression (docs/experiments.md, "Distribution metrics").
     """
-    from conceptlang.evaluation.evaluate import evaluate_suite, suite_markdown
+    from conceptlang.evaluation.run import evaluate_suite
     from conceptlang.evaluation.suites import load_suite
+    from conceptlang.evaluation.tables import suite_markdown
     from conceptlang.io import check_dir_output, check_file_output
 
     for path, what in ((json_out, "-o/--output"), (md_out, "--markdown")):
@@ -143,8 +144,9 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out, as_json):
     """
     import json
 
-    from conceptlang.evaluation.evaluate import MergeError, merge_suite_results, suite_markdown, suite_result_from_json
+    from conceptlang.evaluation.results import MergeError, merge_suite_results, suite_result_from_json
     from conceptlang.evaluation.suites import load_suite
+    from conceptlang.evaluation.tables import suite_markdown
     from conceptlang.io import check_file_output
 
     for path, what in ((json_out, "-o/--output"), (md_out, "--markdown")):
@@ -292,7 +294,7 @@ def compare_cmd(expressions, output, n, show, seed, device, as_json, models, thr
     """
     from conceptlang.evaluation import distribution as D
     from conceptlang.evaluation.comparison import comparison_sheet
-    from conceptlang.evaluation.evaluate import evaluate_entry
+    from conceptlang.evaluation.run import evaluate_entry
     from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
     from conceptlang.io import check_file_output, save_png
 

@@ -142,7 +142,7 @@ def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | 
     """
     from PIL import Image, UnidentifiedImageError
 
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
 
     domain = domain or _domain_from_sidecar(image)
     if domain is None:
@@ -228,7 +228,7 @@ def _domains(domain: str) -> list[str]:
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Judges directory: the checkpoint and manifest.json are written (or updated) here.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Training steps (default: the domain's, see conceptlang.judge.judge.TRAINING_DEFAULTS; --data: 1500).")
+              help="Training steps (default: the domain's, see conceptlang.judge.training.TRAINING_DEFAULTS; --data: 1500).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Train a judge of a labelled image folder instead (a `conceptlang data` folder or a CelebA root; "
@@ -250,7 +250,7 @@ def judge_train_cmd(domain: str | None, out: Path, steps: int | None, seed: int,
       conceptlang eval suite.txt --models RUN --judge judges/faces64
     """
     from conceptlang.io import check_dir_output
-    from conceptlang.judge.judge import default_config, train_judge
+    from conceptlang.judge.training import default_config, train_judge
 
     check_dir_output(out, "-o/--out")
     if data_dir is not None:
@@ -290,7 +290,8 @@ def judge_eval_cmd(domain: str, judges: Path | None, update: bool) -> None:
     """
     import torch
 
-    from conceptlang.judge.judge import judges_dir, load_judge, measure, store_metrics
+    from conceptlang.judge.load import judges_dir, load_judge
+    from conceptlang.judge.measure import measure, store_metrics
 
     torch.set_num_threads(1)
     directory = judges or judges_dir()

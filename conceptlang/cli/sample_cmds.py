@@ -200,7 +200,7 @@ def _judge(domain: str, images_uint8, expr) -> dict[str, Any]:
 
     from conceptlang.errors import ModelError, NameResolutionError
     from conceptlang.io import jsonable
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
 
     try:
         judge = load_judge(domain)

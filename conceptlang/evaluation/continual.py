@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conceptlang.evaluation.evaluate import SuiteResult, evaluate_suite
+from conceptlang.evaluation.results import SuiteResult
+from conceptlang.evaluation.run import evaluate_suite
 from conceptlang.evaluation.suites import Suite, SuiteEntry, count_concepts, operator_class, parse_entry_text
 
 # Each triple is in none of the three sets: set 1 is all square and purple, set 2 all purple,

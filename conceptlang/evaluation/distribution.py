@@ -1,6 +1,6 @@
 """Do the samples of an expression cover p(x | expression), not one prototype?
 
-Accuracy (:mod:`conceptlang.evaluation.evaluate`) asks whether each sample satisfies its
+Accuracy (:mod:`conceptlang.evaluation.scoring`) asks whether each sample satisfies its
 expression. This module asks whether the samples, taken together, are distributed like the data
 that satisfies it. Every figure compares the samples with *reference* images: generator output
 (:func:`conceptlang.data.generate`'s label and render functions) kept where the expression's
@@ -283,37 +283,24 @@ def judge_features(judge, images: np.ndarray) -> np.ndarray:
         return np.asarray(own(images), dtype=np.float64)
     import torch
 
-    from conceptlang.judge import judge as J
     from conceptlang.judge import validity as V
+    from conceptlang.judge.networks import check_images, scene_crops, to_input
 
-    imgs = J._check_images(images)
+    imgs = check_images(images)
     trunk = judge.net.features
 
     def run(x: np.ndarray) -> np.ndarray:
         outs = []
         with torch.no_grad():
             for s in range(0, len(x), 512):
-                outs.append(trunk(J._to_input(x[s : s + 512])).numpy())
+                outs.append(trunk(to_input(x[s : s + 512])).numpy())
         return np.concatenate(outs).astype(np.float64)
 
     if judge.domain == "faces":
         return run(imgs)
-    analyses = V.analyse_scenes(imgs, with_shapes=False)
-    crops, owner = [], []
-    for i, an in enumerate(analyses):
-        objs = an.objects or [None]
-        for k, obj in enumerate(objs):
-            if obj is None:
-                c = (J.JUDGE_SIZE / 2, J.JUDGE_SIZE / 2)
-                blank = None
-            else:
-                c = obj.centroid
-                others = [o.pixels for j, o in enumerate(an.objects) if j != k]
-                blank = np.concatenate(others) if others else None
-            crops.append(J._crop(imgs[i], c[0], c[1], blank, an.background))
-            owner.append(i)
+    crops, owners = scene_crops(imgs, V.analyse_scenes(imgs, with_shapes=False), centre_when_empty=True)
     feats = run(np.stack(crops))
-    owner_arr = np.array(owner)
+    owner_arr = np.array([i for i, _ in owners])
     out = np.zeros((len(imgs), feats.shape[1]))
     np.add.at(out, owner_arr, feats)
     return out / np.bincount(owner_arr, minlength=len(imgs))[:, None]
@@ -403,7 +390,7 @@ class DistributionMetrics:
 
 def reference_seed(text: str, base_seed: int) -> int:
     """Reference draws per expression: from the base seed and the text, apart from the sample seeds."""
-    from conceptlang.evaluation.evaluate import seed_for
+    from conceptlang.evaluation.run import seed_for
 
     return seed_for(text, base_seed, multiplier=7_919, prefix="reference:")
 

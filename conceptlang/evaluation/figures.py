@@ -16,9 +16,11 @@ from typing import Sequence
 import numpy as np
 
 from conceptlang.errors import ConceptLangError
-from conceptlang.evaluation.evaluate import ExpressionResult, JudgeCache, environment_info, evaluate_entry, md_code
 from conceptlang.evaluation.grids import framed_grid
+from conceptlang.evaluation.results import ExpressionResult
+from conceptlang.evaluation.run import JudgeCache, environment_info, evaluate_entry
 from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
+from conceptlang.evaluation.tables import md_code
 
 LETTERS = ("A", "B", "C")
 

@@ -26,8 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from conceptlang.evaluation.distribution import DistributionMetrics
-from conceptlang.evaluation.evaluate import JudgeCache, seed_for
 from conceptlang.evaluation.grids import framed_grid
+from conceptlang.evaluation.run import JudgeCache, seed_for
 from conceptlang.evaluation.stats import Proportion
 
 DEFAULT_LAYOUTS: tuple[tuple[tuple[float, float], ...], ...] = (

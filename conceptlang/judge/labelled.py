@@ -27,7 +27,6 @@ real-image pass rate near 98% only on images like the held-out ones, and measure
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,9 @@ import torch.nn.functional as F
 
 from conceptlang.errors import DataError, ModelError
 from conceptlang.io import sha256_file
-from conceptlang.judge.judge import face_trunk
+from conceptlang.judge.load import load_judge
+from conceptlang.judge.networks import face_trunk
+from conceptlang.models.manifest import MANIFEST, load_judges_manifest, update_judges_manifest, verified_file
 
 FORMAT_VERSION = 1
 KIND = "labelled"
@@ -240,10 +241,11 @@ def train_labelled_judge(data_dir: str | Path, out_dir: str | Path, steps: int =
     from safetensors.torch import save_file
 
     from conceptlang.data.labelled import open_data
-    from conceptlang.io import atomic_path, write_json
-    from conceptlang.judge.judge import TrainConfig as AugmentConfig
-    from conceptlang.judge.judge import augment
+    from conceptlang.io import atomic_path
+    from conceptlang.judge.augment import Augmentation, augment
 
+    if (Path(out_dir) / MANIFEST).is_file():
+        load_judges_manifest(out_dir)  # a manifest the new entry cannot join is refused before training
     data = open_data(data_dir, attributes=attributes, group_hair=group_hair, split=split, image_size=SIZE)
     n = len(data)
     if n < 10:
@@ -260,7 +262,7 @@ def train_labelled_judge(data_dir: str | Path, out_dir: str | Path, steps: int =
     net = LabelNet(_heads(families), width=width)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    aug = AugmentConfig(data.domain.name, steps)
+    aug = Augmentation()
     t0 = time.time()
     # the training rows in one stream of seeded epochs, read ahead by worker processes
     order = np.concatenate([np.random.default_rng([seed, 12, e]).permutation(train)
@@ -314,17 +316,7 @@ def train_labelled_judge(data_dir: str | Path, out_dir: str | Path, steps: int =
                      "bank": int(len(bank_images)), "held_out": int(n_test), "seconds": round(time.time() - t0, 1)},
         "metrics": metrics,
     }
-    path = out_dir / "manifest.json"
-    manifest: dict = {"format_version": FORMAT_VERSION, "judges": {}}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-            if isinstance(old, dict) and isinstance(old.get("judges"), dict):
-                manifest = old
-        except (OSError, json.JSONDecodeError):
-            pass
-    manifest["judges"][name] = entry
-    write_json(path, manifest)
+    update_judges_manifest(out_dir, lambda manifest: manifest["judges"].__setitem__(name, entry), create=True)
     return entry
 
 
@@ -342,12 +334,7 @@ def load_labelled_judge(directory: str | Path, entry: dict) -> LabelledJudge:
     """The labelled-folder judge of ``entry`` (a judges manifest entry of kind ``labelled``)."""
     from safetensors.torch import load_file
 
-    d = Path(directory)
-    path = d / entry["file"]
-    if not path.is_file():
-        raise ModelError(f"judge checkpoint missing: {path}")
-    if sha256_file(path) != entry.get("sha256"):
-        raise ModelError(f"judge checkpoint {path} fails its checksum (the manifest says {entry.get('sha256')})")
+    path = verified_file(directory, entry, "judge checkpoint")
     try:
         state = load_file(str(path))
         bank = state.pop("bank").numpy()
@@ -361,12 +348,10 @@ def load_labelled_judge(directory: str | Path, entry: dict) -> LabelledJudge:
 def judge_loader(directory: str | Path):
     """``domain → judge`` from the judges folder ``directory``: a labelled-folder judge where its
     manifest entry is one, else the procedural judge stored there (``conceptlang judge train DOMAIN``)."""
-    from conceptlang.judge.judge import load_judge, read_manifest
-
     d = Path(directory)
 
     def load(domain: str):
-        entry = read_manifest(d)["judges"].get(domain)
+        entry = load_judges_manifest(d)["judges"].get(domain)
         if entry is None:
             raise ModelError(f"{d / 'manifest.json'} has no judge for domain {domain!r}")
         if isinstance(entry, dict) and entry.get("kind") == KIND:

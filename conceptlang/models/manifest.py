@@ -1,8 +1,11 @@
-"""The models manifest (``models/manifest.json``): its format, reading, validation and writing.
+"""The manifests: the models manifest (``models/manifest.json``) and the judges manifest
+(``models/judges/manifest.json``): their formats, reading, validation and writing.
 
-Every reader and writer of a models folder's manifest goes through here: the registry reads it
+Every reader and writer of a manifest goes through here: the registry reads the models manifest
 (:func:`read_manifest`), export and calibration change it (:func:`update_manifest`, which
-validates the whole manifest before it atomically replaces the file).
+validates the whole manifest before it atomically replaces the file); the judges are loaded from
+:func:`load_judges_manifest` and judge training and measurement change it through
+:func:`update_judges_manifest`; :func:`verified_file` checks a file against its entry's sha256.
 
 Manifest format (``format_version`` 1)::
 
@@ -25,6 +28,17 @@ Optional: an entry's ``max_objects`` (integer ≥ 1, default 1) is how many obje
 model's training covers (the data of its final runs); the manifest's ``model_sets`` lists other model folders, each ``{"name": ...,
 "path": "<folder inside this one>"}``, that the compiler may use for an expression the models
 here were not trained for (docs/compiler.md, "Model sets"; :mod:`conceptlang.models.sets`).
+
+Judges manifest format (``format_version`` 1), one entry per domain, keyed by the domain::
+
+    {"format_version": 1,
+     "judges": {"scenes": {"domain": "scenes", "file": "scenes.safetensors", "sha256": "...",
+                           "architecture": {"class": "SceneObjectNet", "kwargs": {"width": 32}, ...},
+                           "training": {...}, "metrics": {...}}}}
+
+An entry with ``"kind": "labelled"`` is the judge of a labelled image folder
+(:mod:`conceptlang.judge.labelled`) and also has ``families`` ([{"name", "values", "none"}]) and
+``thresholds`` ({"confidence", "distance"}).
 """
 
 from __future__ import annotations
@@ -37,7 +51,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conceptlang.errors import ModelError
-from conceptlang.io import write_json
+from conceptlang.io import sha256_file, write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -82,7 +96,7 @@ def _validate_family(fam: str, spec: Any, where: str) -> None:
         if not params or len(ranges) != len(params):
             raise _err(w, "'params' must be non-empty and 'ranges' must give one [lo, hi] per parameter")
         for r in ranges:
-            if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and r[0] < r[1]):
+            if not _is_range(r):
                 raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
     else:
         raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
@@ -133,12 +147,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         if (kind == "implicit") != (arch["class"] in IMPLICIT_ARCHITECTURES):
             raise _err(where, f"kind {kind!r} does not match architecture {arch['class']!r}")
         _need(arch, "config", dict, f"{where}, architecture")
-        file = _need(entry, "file", str, where)
-        if Path(file).is_absolute() or ".." in Path(file).parts:
-            raise _err(where, f"'file' must be a path inside the models folder, got {file!r}")
-        sha = _need(entry, "sha256", str, where)
-        if not _SHA.match(sha):
-            raise _err(where, f"'sha256' must be 64 lowercase hex digits, got {sha!r}")
+        _file_and_checksum(entry, "models folder", where)
         guidance = entry.get("guidance", 1.0)
         if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance > 0:
             raise _err(where, f"'guidance' must be a number > 0, got {guidance!r}")
@@ -238,24 +247,49 @@ def _validate_architecture_config(cls_name: str, config: dict, where: str) -> No
                 raise _err(w, f"'spatial' family {fam!r} must be a continuous slot with two parameters")
 
 
+def _objects(value: Any, key: str, where: str, what: str = "an object", place: str | None = None):
+    """(place, item) for each item of the list ``value`` (the manifest's ``key`` at ``where``;
+    items are named ``{place}[i]``, by default ``{where}, {key}[i]``); ModelError when ``value`` is
+    no list or an item is not ``what`` (a JSON object)."""
+    if not isinstance(value, list):
+        raise _err(where, f"{key!r} must be a list, got {value!r}")
+    for i, item in enumerate(value):
+        w = f"{place or f'{where}, {key}'}[{i}]"
+        if not isinstance(item, dict):
+            raise _err(w, f"must be {what}, got {item!r}")
+        yield w, item
+
+
+def _known_keys(spec: dict, known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise _err(where, f"unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+
+
+def _distinct_name(spec: dict, key: str, seen: set[str], where: str) -> str:
+    """``spec[key]``: a non-empty string not in ``seen`` (added to it)."""
+    name = _need(spec, key, str, where)
+    if not name or name in seen:
+        raise _err(where, f"{key!r} must be a distinct non-empty name, got {name!r}")
+    seen.add(name)
+    return name
+
+
+def _is_range(r: Any) -> bool:
+    """[lo, hi]: two finite numbers, lo < hi."""
+    return (isinstance(r, list) and len(r) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
+            and r[0] < r[1])
+
+
 def _validate_slots(slots: Any, where: str) -> None:
     """``slots``: the condition slots of a network (see networks.SlotSpec)."""
-    if not isinstance(slots, list):
-        raise _err(where, f"'slots' must be a list, got {slots!r}")
     seen: set[str] = set()
-    for i, s in enumerate(slots):
-        w = f"{where}.slots[{i}]"
-        if not isinstance(s, dict):
-            raise _err(w, f"must be an object, got {s!r}")
-        fam = _need(s, "family", str, w)
-        if fam in seen:
-            raise _err(w, f"duplicate slot for family {fam!r}")
-        seen.add(fam)
+    for w, s in _objects(slots, "slots", where, place=f"{where}.slots"):
+        _known_keys(s, ("family", "kind", "values", "params", "ranges"), w)
+        _distinct_name(s, "family", seen, w)
         kind = _need(s, "kind", str, w)
         values, params, ranges = s.get("values", []), s.get("params", []), s.get("ranges", [])
-        unknown = sorted(set(s) - {"family", "kind", "values", "params", "ranges"})
-        if unknown:
-            raise _err(w, f"unknown key {unknown[0]!r}")
         if not all(isinstance(x, list) for x in (values, params, ranges)):
             raise _err(w, "'values', 'params' and 'ranges' must be lists")
         if kind == "discrete":
@@ -267,9 +301,7 @@ def _validate_slots(slots: Any, where: str) -> None:
             if ranges and len(ranges) != len(params):
                 raise _err(w, "'ranges' must give one [lo, hi] per parameter")
             for r in ranges:
-                if not (isinstance(r, list) and len(r) == 2
-                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
-                        and r[0] < r[1]):
+                if not _is_range(r):
                     raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
         else:
             raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
@@ -277,24 +309,14 @@ def _validate_slots(slots: Any, where: str) -> None:
 
 def _validate_model_sets(sets: Any, source: str) -> None:
     """``model_sets``: [{"name": str, "path": a folder inside the models folder}], distinct names."""
-    if not isinstance(sets, list):
-        raise _err(source, f"'model_sets' must be a list, got {sets!r}")
     names: set[str] = set()
-    for i, spec in enumerate(sets):
-        where = f"{source}, model_sets[{i}]"
-        if not isinstance(spec, dict):
-            raise _err(where, f"must be an object with 'name' and 'path', got {spec!r}")
-        name = _need(spec, "name", str, where)
+    for where, spec in _objects(sets, "model_sets", source, "an object with 'name' and 'path'"):
+        _known_keys(spec, ("name", "path", "about"), where)
+        _distinct_name(spec, "name", names, where)
         path = _need(spec, "path", str, where)
-        if not name or name in names:
-            raise _err(where, f"'name' must be a distinct non-empty name, got {name!r}")
-        names.add(name)
         parts = Path(path).parts
         if not path or Path(path).is_absolute() or ".." in parts or parts in ((), (".",)):
             raise _err(where, f"'path' must be a folder inside the models folder, got {path!r}")
-        unknown = sorted(set(spec) - {"name", "path", "about"})
-        if unknown:
-            raise _err(where, f"unknown key(s) {', '.join(unknown)} (known: name, path, about)")
         if not isinstance(spec.get("about", ""), str):
             raise _err(where, f"'about' must be a string, got {spec['about']!r}")
 
@@ -376,21 +398,31 @@ def _validate_concept_weights(weights: Any, families: dict, where: str) -> None:
             raise _err(where, f"concept_weights[{concept!r}] must be a finite number > 0, got {w!r}")
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+
+
 def read_manifest(models_dir: str | os.PathLike) -> list[dict]:
     return load_manifest(models_dir)["models"]
 
 
+def _load_validated(folder: str | os.PathLike, validate: Callable[[Any, str], Any], missing: str) -> dict:
+    """``folder``'s manifest, parsed and checked by ``validate``; ``missing``: the error when there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ModelError(missing.format(path=path))
+    data = _read_json(path)
+    validate(data, str(path))
+    return data
+
+
 def load_manifest(models_dir: str | os.PathLike) -> dict:
     """The parsed, validated manifest of ``models_dir``."""
-    path = Path(models_dir) / MANIFEST
-    if not path.is_file():
-        raise ModelError(f"no model manifest at {path} (set --models DIR or CONCEPTLANG_MODELS to a folder with {MANIFEST})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    validate_manifest(data, str(path))
-    return data
+    return _load_validated(models_dir, validate_manifest, "no model manifest at {path} (set --models DIR or "
+                           f"CONCEPTLANG_MODELS to a folder with {MANIFEST})")
 
 
 def manifest_data(models_dir: str | os.PathLike, create: bool = False) -> dict:
@@ -401,10 +433,7 @@ def manifest_data(models_dir: str | os.PathLike, create: bool = False) -> dict:
         if create:
             return {"format_version": FORMAT_VERSION, "models": []}
         raise ModelError(f"no model manifest at {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    data = _read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ModelError(f"{path}: expected an object with a 'models' list")
     return data
@@ -425,3 +454,99 @@ def update_manifest(models_dir: str | os.PathLike, change: Callable[[dict], Any]
     change(data)
     write_manifest(models_dir, data)
     return data
+
+
+# --------------------------------------------------------------------------------------------
+# The judges manifest (models/judges/manifest.json)
+# --------------------------------------------------------------------------------------------
+
+JUDGE_KINDS = ("generator", "labelled")  # an entry without "kind" is a generator-trained judge
+
+
+def _validate_judge_entry(name: str, entry: Any, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise _err(where, f"must be an object, got {entry!r}")
+    kind = entry.get("kind", "generator")
+    if kind not in JUDGE_KINDS:
+        raise _err(where, f"'kind' must be one of {', '.join(JUDGE_KINDS)}, got {kind!r}")
+    domain = _need(entry, "domain", str, where)
+    if domain != name:
+        raise _err(where, f"'domain' must be the judge's key {name!r}, got {domain!r}")
+    _file_and_checksum(entry, "judges folder", where)
+    arch = _need(entry, "architecture", dict, where)
+    _need(arch, "class", str, f"{where}, architecture")
+    _need(arch, "kwargs", dict, f"{where}, architecture")
+    for key in ("training", "metrics"):
+        if not isinstance(entry.get(key, {}), dict):
+            raise _err(where, f"{key!r} must be an object, got {entry[key]!r}")
+    if kind == "labelled":
+        names: set[str] = set()
+        for w, fam in _objects(_need(entry, "families", list, where), "families", where):
+            _distinct_name(fam, "name", names, w)
+            values = _need(fam, "values", list, w)
+            if not values or not all(isinstance(v, str) and v for v in values):
+                raise _err(w, f"'values' must be a non-empty list of names, got {values!r}")
+            _need(fam, "none", bool, w)
+        thresholds = _need(entry, "thresholds", dict, where)
+        for key in ("confidence", "distance"):
+            v = _need(thresholds, key, (int, float), f"{where}, thresholds")
+            if not math.isfinite(v):
+                raise _err(f"{where}, thresholds", f"{key!r} must be a finite number, got {v!r}")
+
+
+def _file_and_checksum(entry: dict, folder: str, where: str) -> None:
+    """``file``: a path inside ``folder``; ``sha256``: 64 lowercase hex digits."""
+    file = _need(entry, "file", str, where)
+    if not file or Path(file).is_absolute() or ".." in Path(file).parts:
+        raise _err(where, f"'file' must be a path inside the {folder}, got {file!r}")
+    sha = _need(entry, "sha256", str, where)
+    if not _SHA.match(sha):
+        raise _err(where, f"'sha256' must be 64 lowercase hex digits, got {sha!r}")
+
+
+def validate_judges_manifest(data: Any, source: str = MANIFEST) -> dict[str, dict]:
+    """Check a parsed judges manifest; return its ``judges`` mapping (domain → entry). Raises
+    ModelError naming the file, the judge and the key at fault."""
+    if not isinstance(data, dict):
+        raise _err(source, f"must be a JSON object, got {type(data).__name__}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _err(source, f"format_version is {version!r}; this ConceptLang reads format_version {FORMAT_VERSION}")
+    judges = _need(data, "judges", dict, source)
+    for name, entry in judges.items():
+        _validate_judge_entry(name, entry, f"{source}, judge {name!r}")
+    return judges
+
+
+def load_judges_manifest(judges_dir: str | os.PathLike) -> dict:
+    """The parsed, validated judges manifest of ``judges_dir``."""
+    return _load_validated(judges_dir, validate_judges_manifest,
+                           "no judge manifest at {path}; train the judges with `conceptlang judge train all -o DIR`")
+
+
+def update_judges_manifest(judges_dir: str | os.PathLike, change: Callable[[dict], Any], create: bool = False) -> dict:
+    """Apply ``change`` to the validated judges manifest of ``judges_dir`` (``create``: an empty
+    one when the folder has none), validate the result and replace the file atomically (nothing is
+    written when it is invalid); returns the new manifest."""
+    path = Path(judges_dir) / MANIFEST
+    if create and not path.is_file():
+        data: dict = {"format_version": FORMAT_VERSION, "judges": {}}
+    else:
+        data = load_judges_manifest(judges_dir)
+    change(data)
+    validate_judges_manifest(data, str(path))
+    write_json(path, data)
+    return data
+
+
+def verified_file(folder: str | os.PathLike, entry: dict, what: str) -> Path:
+    """The file of manifest ``entry`` in ``folder``, after checking it is there and its sha256 is
+    the entry's: ModelError naming the file (``what``: e.g. "judge checkpoint") otherwise."""
+    path = Path(folder) / entry["file"]
+    if not path.is_file():
+        raise ModelError(f"{what} missing: {path}")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise ModelError(f"{what} {path} fails its checksum: sha256 {digest}, the manifest says {entry['sha256']} "
+                         "(the file is corrupt or was replaced)")
+    return path

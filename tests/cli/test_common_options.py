@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import conceptlang.cli.experiment_cmds as cmds
 from conceptlang.cli import main
-from conceptlang.evaluation.evaluate import JudgeCache
+from conceptlang.evaluation.run import JudgeCache
 from tests.evaluation.fakes import PixelJudge, TemplateRegistry, install_fake_pipeline
 
 

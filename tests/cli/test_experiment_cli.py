@@ -10,7 +10,7 @@ from PIL import Image
 
 import conceptlang.cli.experiment_cmds as cmds
 from conceptlang.cli import main
-from conceptlang.evaluation.evaluate import JudgeCache
+from conceptlang.evaluation.run import JudgeCache
 from tests.evaluation.fakes import PixelJudge, TemplateRegistry, install_fake_pipeline, render
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 
 from conceptlang.evaluation.comparison import comparison_sheet, reference_images, side_by_side
-from conceptlang.evaluation.evaluate import ExpressionResult
 from conceptlang.evaluation.grids import GAP
+from conceptlang.evaluation.results import ExpressionResult
 from conceptlang.evaluation.stats import Proportion
 
 

@@ -152,7 +152,7 @@ def test_reference_satisfies_and_covers_the_held_out_combinations():
 
 
 def test_rendered_reference_images_match_their_labels():
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
 
     expr = parse_entry_text("black_hair & smiling")
     ref = D.reference_for(expr, "faces", n_images=32, seed=2, n_labels=32)
@@ -165,7 +165,7 @@ def test_rendered_reference_images_match_their_labels():
 
 @pytest.fixture(scope="module")
 def scenes_judge():
-    from conceptlang.judge.judge import load_judge
+    from conceptlang.judge.load import load_judge
 
     return load_judge("scenes")
 

@@ -9,21 +9,12 @@ import torch
 
 import conceptlang.compiler as compiler_pkg
 import conceptlang.sampling as sampling_pkg
-from conceptlang.evaluation.evaluate import (
-    JudgeCache,
-    MergeError,
-    branch_coverage,
-    evaluate_suite,
-    merge_suite_results,
-    seed_for,
-    slug,
-    suite_markdown,
-    suite_result_from_json,
-    target_for,
-    top_level_disjuncts,
-)
+from conceptlang.evaluation.results import MergeError, merge_suite_results, suite_result_from_json, target_for
+from conceptlang.evaluation.run import JudgeCache, evaluate_suite, seed_for, slug
+from conceptlang.evaluation.scoring import branch_coverage, top_level_disjuncts
 from conceptlang.evaluation.stats import Proportion
 from conceptlang.evaluation.suites import parse_suite
+from conceptlang.evaluation.tables import suite_markdown
 from conceptlang.syntax import parse_expr
 from tests.evaluation.fakes import PixelJudge, pixel_images
 
@@ -196,7 +187,7 @@ def test_slug():
     ],
 )
 def test_expected_objects(text, domain, k):
-    from conceptlang.evaluation.evaluate import expected_objects
+    from conceptlang.evaluation.scoring import expected_objects
 
     assert expected_objects(parse_expr(text), domain) == k
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from conceptlang.evaluation.evaluate import JudgeCache
 from conceptlang.evaluation.figures import (
     REGIONS_2,
     REGIONS_3,
@@ -15,6 +14,7 @@ from conceptlang.evaluation.figures import (
     substitute,
     venn_icon,
 )
+from conceptlang.evaluation.run import JudgeCache
 from conceptlang.syntax import parse_expr
 from tests.evaluation.fakes import PixelJudge, install_fake_pipeline
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import conceptlang.judge.judge as judge_mod
+import conceptlang.judge.load as judge_mod
 import conceptlang.models.registry as registry_mod
 from tests.evaluation.fakes import PixelJudge, install_fake_pipeline
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conceptlang.evaluation.evaluate import JudgeCache
 from conceptlang.evaluation.objects import evaluate_layout, judge_layout, layout_expression, markdown_table, matches_targets
+from conceptlang.evaluation.run import JudgeCache
 from tests.evaluation.fakes import PixelJudge, install_fake_pipeline
 
 T = ((0.25, 0.3), (0.75, 0.7))

@@ -13,7 +13,7 @@ from conceptlang.data import faces as fc
 from conceptlang.data import generate
 from conceptlang.errors import DataError, ModelError
 from conceptlang.io import save_grid
-from conceptlang.judge.judge import judges_dir, load_judge
+from conceptlang.judge.load import judges_dir, load_judge
 from conceptlang.judge.validity import CORRUPTION_KINDS, corruptions, scenes_valid
 
 SEED = 31337  # not a training seed
@@ -140,7 +140,7 @@ def test_wrong_format_version(tmp_path):
     m = json.loads((d / "manifest.json").read_text())
     m["format_version"] = 99
     (d / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ModelError, match="format_version 99"):
+    with pytest.raises(ModelError, match="format_version is 99"):
         load_judge("scenes", d)
 
 

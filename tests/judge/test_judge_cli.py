@@ -6,10 +6,12 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-import conceptlang.judge.judge as judge_mod
+import conceptlang.judge.measure as measure_mod
+import conceptlang.judge.training as training_mod
 from conceptlang.cli import main
 from conceptlang.errors import ModelError
-from conceptlang.judge.judge import TrainConfig, default_config, judges_dir
+from conceptlang.judge.load import judges_dir
+from conceptlang.judge.training import TrainConfig, default_config
 
 
 def test_default_config_is_the_domain_table():
@@ -27,7 +29,7 @@ def test_judge_train_passes_the_domain_defaults(tmp_path, monkeypatch):
         seen.append((cfg, out_dir))
         return {"metrics": {"domain": cfg.domain}}
 
-    monkeypatch.setattr(judge_mod, "train_judge", fake_train)
+    monkeypatch.setattr(training_mod, "train_judge", fake_train)
     res = CliRunner().invoke(main, ["judge", "train", "all", "-o", str(tmp_path / "j"), "--steps", "9", "--seed", "4"])
     assert res.exit_code == 0, res.output
     assert seen == [(TrainConfig("scenes", 9, batch_size=128, seed=4, width=32), tmp_path / "j"),
@@ -45,7 +47,7 @@ def test_judge_eval_updates_only_when_asked(tmp_path, monkeypatch):
     d = tmp_path / "judges"
     shutil.copytree(judges_dir(), d)
     before = json.loads((d / "manifest.json").read_text())
-    monkeypatch.setattr(judge_mod, "measure", lambda judge: {"n": 3, "domain": judge.domain})
+    monkeypatch.setattr(measure_mod, "measure", lambda judge: {"n": 3, "domain": judge.domain})
     res = CliRunner().invoke(main, ["judge", "eval", "scenes", "--judges", str(d)])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == {"n": 3, "domain": "scenes"}

@@ -55,7 +55,7 @@ PREFIX = "m.json, model 'tiny', architecture.config"
         (lambda c: c.update(slots="x"), ": 'slots' must be a list"),
         (lambda c: c["slots"][0].update(kind="fuzzy"), ".slots\\[0\\]: 'kind' must be 'discrete' or 'continuous'"),
         (lambda c: c["slots"][0].update(values=[]), ".slots\\[0\\]: a discrete slot needs a non-empty list"),
-        (lambda c: c["slots"].append(dict(c["slots"][0])), ".slots\\[4\\]: duplicate slot for family 'shape'"),
+        (lambda c: c["slots"].append(dict(c["slots"][0])), ".slots\\[4\\]: 'family' must be a distinct non-empty name, got 'shape'"),
         (lambda c: c["slots"][0].pop("family"), ".slots\\[0\\]: missing key 'family'"),
     ],
 )
