@@ -74,17 +74,11 @@ def parse_config(text: str) -> tuple[str, dict]:
 
 
 def read_expressions(path: str) -> list[tuple[str, str, str]]:
-    """A tuning/suite file: ``@domain NAME`` lines switch the domain; ``# op: ...`` comments are ignored."""
-    out, domain = [], "scenes"
-    for raw in Path(path).read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("["):
-            continue
-        if line.startswith("@domain"):
-            domain = line.split()[1]
-            continue
-        out.append((domain, operator_of(line), line))
-    return out
+    """(domain, operator, text) per entry of a tuning list or suite (conceptlang.evaluation.suites.load_tuning_list;
+    no ``@domain`` header: scenes)."""
+    from conceptlang.evaluation.suites import load_tuning_list
+
+    return [(s.domain or "scenes", operator_of(e.text), e.text) for s in load_tuning_list(path) for e in s.entries]
 
 
 def operator_of(text: str) -> str:

@@ -21,27 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 
 def read_list(path: str) -> list[tuple[str, str, str]]:
-    """(domain, label, expression text) per entry."""
-    out, domain = [], None
-    for raw in Path(path).read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("["):
-            continue
-        if line.startswith("@domain"):
-            domain = line.split()[1]
-            continue
-        label = line
-        if ":" in line and "=" not in line.split(":", 1)[0]:
-            label, line = (s.strip() for s in line.split(":", 1))
-        out.append((domain, label, line))
-    return out
+    """(domain, label, expression text) per entry (conceptlang.evaluation.suites.load_tuning_list)."""
+    from conceptlang.evaluation.suites import load_tuning_list
+
+    return [(s.domain, e.name, e.text) for s in load_tuning_list(path) for e in s.entries]
 
 
 def main(argv=None) -> None:

@@ -9,6 +9,9 @@ Format (UTF-8 text, one entry per line)::
     red_disc: circle & red      # an entry with a name
     [and, held-out]             # several tags; "[]" clears them
 
+A tuning list (``training/*_tuning.txt``, :func:`load_tuning_list`) has the same syntax, but its
+``@domain`` header may change part-way: it is read as one suite per domain run.
+
 Each entry is parsed when the suite is loaded, so a typo fails before any sampling starts, with
 the suite file's line number. The operator class (single, and, not, or, nested) and the number of
 distinct concepts are inferred from the expression's syntax tree after definitions are expanded;
@@ -187,12 +190,42 @@ def parse_suite(text: str, path: str | None = None) -> Suite:
     return Suite(entries=tuple(entries), domain=domain, path=path)
 
 
-def load_suite(path: str | Path) -> Suite:
+def parse_tuning_list(text: str, path: str | None = None) -> list[Suite]:
+    """A tuning list (``training/*_tuning.txt``): suite syntax, but an ``@domain`` header may switch
+    the domain part-way. One :class:`Suite` per header's run of entries, in file order, each parsed
+    by :func:`parse_suite` with the file's line numbers; entries before any header form a suite
+    without a domain."""
+    lines = text.splitlines()
+
+    def code(raw: str) -> str:
+        return raw.split("#", 1)[0].strip()
+
+    headers = [i for i, raw in enumerate(lines) if (m := _HEADER.match(code(raw))) and m.group(1) == "domain"]
+    starts = sorted({0, *headers})
+    suites = []
+    for start, end in zip(starts, [*starts[1:], len(lines)]):
+        block = lines[start:end]
+        if any(code(raw) and not _HEADER.match(code(raw)) and not _SECTION.match(code(raw)) for raw in block):
+            suites.append(parse_suite("\n" * start + "\n".join(block), path))
+    if not suites:
+        raise SuiteError(f"{path or '<tuning list>'}: no expressions in the list")
+    return suites
+
+
+def _read(path: str | Path) -> str:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SuiteError(f"suite file not found: {p}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise SuiteError(f"cannot read suite file {p}: {err}") from None
-    return parse_suite(text, path=str(p))
+
+
+def load_suite(path: str | Path) -> Suite:
+    return parse_suite(_read(path), path=str(Path(path)))
+
+
+def load_tuning_list(path: str | Path) -> list[Suite]:
+    """:func:`parse_tuning_list` of the file ``path``."""
+    return parse_tuning_list(_read(path), path=str(Path(path)))

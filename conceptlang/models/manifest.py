@@ -93,11 +93,9 @@ def _validate_family(fam: str, spec: Any, where: str) -> None:
     elif kind == "continuous":
         params = _need(spec, "params", list, w)
         ranges = _need(spec, "ranges", list, w)
-        if not params or len(ranges) != len(params):
-            raise _err(w, "'params' must be non-empty and 'ranges' must give one [lo, hi] per parameter")
-        for r in ranges:
-            if not _is_range(r):
-                raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+        if not params:
+            raise _err(w, "'params' must be non-empty")
+        _validate_ranges(ranges, params, w)
     else:
         raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
 
@@ -282,6 +280,15 @@ def _is_range(r: Any) -> bool:
             and r[0] < r[1])
 
 
+def _validate_ranges(ranges: list, params: list, where: str) -> None:
+    """One [lo, hi] (finite, lo < hi) per parameter."""
+    if len(ranges) != len(params):
+        raise _err(where, "'ranges' must give one [lo, hi] per parameter")
+    for r in ranges:
+        if not _is_range(r):
+            raise _err(where, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+
+
 def _validate_slots(slots: Any, where: str) -> None:
     """``slots``: the condition slots of a network (see networks.SlotSpec)."""
     seen: set[str] = set()
@@ -298,11 +305,8 @@ def _validate_slots(slots: Any, where: str) -> None:
         elif kind == "continuous":
             if not params or not all(isinstance(p, str) for p in params):
                 raise _err(w, f"a continuous slot needs a non-empty list of parameter names, got {params!r}")
-            if ranges and len(ranges) != len(params):
-                raise _err(w, "'ranges' must give one [lo, hi] per parameter")
-            for r in ranges:
-                if not _is_range(r):
-                    raise _err(w, f"bad range {r!r} (expected [lo, hi] with lo < hi)")
+            if ranges:
+                _validate_ranges(ranges, params, w)
         else:
             raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
 

@@ -1,6 +1,13 @@
 import pytest
 
-from conceptlang.evaluation.suites import SuiteError, load_suite, operator_class, parse_suite
+from conceptlang.evaluation.suites import (
+    SuiteError,
+    load_suite,
+    load_tuning_list,
+    operator_class,
+    parse_suite,
+    parse_tuning_list,
+)
 from conceptlang.syntax import parse_expr
 
 SUITE = """\
@@ -117,3 +124,32 @@ def test_scenes_suite_holds_every_heldout_combination():
     s = load_suite(Path(__file__).resolve().parents[2] / "examples" / "scenes_suite.txt")
     held = [frozenset(c.name for c in concepts_of(e.expr)) for e in s.entries if "held-out" in e.tags]
     assert sorted(map(sorted, held)) == sorted(sorted(t) for t in HELDOUT_COMBINATIONS)
+
+
+def test_a_tuning_list_is_one_suite_per_domain_run():
+    text = "# a tuning list\ncircle\n@domain scenes\n[and]\ndisc: circle & red\n@domain faces  # second run\nmale | ~young\n"
+    suites = parse_tuning_list(text, "t.txt")
+    assert [(s.domain, s.path) for s in suites] == [(None, "t.txt"), ("scenes", "t.txt"), ("faces", "t.txt")]
+    assert [[(e.name, e.text, e.operator, e.tags, e.line) for e in s.entries] for s in suites] == [
+        [("circle", "circle", "single", (), 2)],
+        [("disc", "circle & red", "and", ("and",), 5)],
+        [("male | ~young", "male | ~young", "nested", (), 7)],
+    ]
+    with pytest.raises(SuiteError, match=r"t.txt, line 4: "):
+        parse_tuning_list("@domain scenes\ncircle\n@domain faces\nmale &\n", "t.txt")
+    with pytest.raises(SuiteError, match="t.txt: no expressions in the list"):
+        parse_tuning_list("# nothing\n@domain scenes\n[and]\n", "t.txt")
+
+
+def test_the_tuning_lists_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    domains = {}
+    for f in sorted((root / "training").glob("*_tuning.txt")):
+        suites = load_tuning_list(f)
+        domains[f.name] = [s.domain for s in suites]
+        code = [raw.split("#", 1)[0].strip() for raw in f.read_text().splitlines()]
+        assert sum(len(s) for s in suites) == sum(1 for c in code if c and c[0] not in "@["), f.name
+    assert domains == {"continual_tuning.txt": ["scenes"], "distribution_tuning.txt": ["scenes", "faces"],
+                       "sampler_tuning.txt": ["scenes", "faces"]}
