@@ -3,6 +3,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 import conceptlang
 
 PACKAGE = Path(conceptlang.__file__).parent
@@ -55,7 +57,8 @@ def test_the_registry_loads_without_the_compiler():
 
 
 def _runtime_imports(tree) -> set[str]:
-    """Imported module names, lazy ones included, ``if TYPE_CHECKING:`` blocks left out."""
+    """Imported module names, lazy ones included, ``if TYPE_CHECKING:`` blocks left out
+    (``from package import module`` counts as importing ``package.module``)."""
     names, stack = set(), [tree]
     while stack:
         node = stack.pop()
@@ -66,17 +69,22 @@ def _runtime_imports(tree) -> set[str]:
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
         stack.extend(ast.iter_child_nodes(node))
     return names
 
 
-def test_the_compiler_modules_import_each_other_without_cycles():
+@pytest.mark.parametrize("package, members", [
+    ("compiler", {"graph", "explain", "lower"}),
+    ("judge", {"judge", "networks", "load", "training", "augment", "measure", "validity", "labelled"}),
+])
+def test_the_modules_of_a_package_import_each_other_without_cycles(package, members):
     graph = {}
     for path, tree in _modules():
-        if path.parent.name == "compiler" and path.name != "__init__.py":
-            graph[f"conceptlang.compiler.{path.stem}"] = {n for n in _runtime_imports(tree)
-                                                         if n.startswith("conceptlang.compiler.")}
-    assert {"conceptlang.compiler.graph", "conceptlang.compiler.explain", "conceptlang.compiler.lower"} <= set(graph)
+        if path.parent.name == package and path.name != "__init__.py":
+            graph[f"conceptlang.{package}.{path.stem}"] = {n for n in _runtime_imports(tree)
+                                                          if n.startswith(f"conceptlang.{package}.")}
+    assert {f"conceptlang.{package}.{m}" for m in members} <= set(graph)
     state: dict[str, int] = {}
 
     def visit(mod: str, trail: list[str]) -> None:
