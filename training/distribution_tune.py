@@ -3,17 +3,20 @@
 For each expression of a list (``@domain NAME`` lines switch the domain; ``name: expr`` labels are
 allowed as in the suites): draw ``--n`` samples with the shipped models, judge them, and compare
 the judged attribute distribution of the valid, satisfying samples with the data's conditional
-distribution given the expression, with the project's distribution metrics
-(conceptlang/evaluation/distribution.py: generator labels of the domain's whole distribution kept
-where the expression is true; TV per open family, position bins included; near-duplicate rate).
-Prints a table and appends one JSON line per expression to ``--out``.
+distribution given the expression, with the project's distribution metrics, the ones
+``conceptlang eval`` reports (conceptlang/evaluation/distribution.py: generator labels of the
+domain's whole distribution kept where the expression is true; TV per open family, position bins
+included; precision and recall (k = 3) and KID in the judge's feature space against as many
+reference images as samples; near-duplicate rate). Prints a table and appends one JSON line per
+expression to ``--out``.
 
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
 
 ``--guidance`` / ``--interval`` override the manifest's guidance weight and guidance interval of
-every model for this run (``--interval none``: guidance at every level); ``--negation`` is the
-compile option. Without them the shipped defaults apply.
+every model for this run (``--interval none``: guidance at every level); ``--negation``,
+``--free-families`` and ``--or-weights`` are the compile options. Without them the shipped
+defaults apply.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ def read_list(path: str) -> list[tuple[str, str, str]]:
     return [(s.domain, e.name, e.text) for s in load_tuning_list(path) for e in s.entries]
 
 
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("expr_file")
@@ -42,9 +49,11 @@ def main(argv=None) -> None:
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--interval", nargs="+", default=None, help="LO HI, or 'none'")
     ap.add_argument("--free-families", choices=["model", "data"], default=None)
+    ap.add_argument("--or-weights", choices=["data", "equal"], default=None)
     ap.add_argument("--no-concept-weights", action="store_true", help="score concepts as written")
     ap.add_argument("--domain", default=None, help="only this domain's entries")
     ap.add_argument("--only", default=None, help="only entries whose text contains this")
+    ap.add_argument("--exclude", default=None, help="only entries whose text does not contain this")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--tag", default="")
@@ -53,7 +62,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
 
     from conceptlang.compiler import compile as compile_expr
-    from conceptlang.evaluation.distribution import family_values, fidelity, near_duplicate_rate, reference_for, reference_seed
+    from conceptlang.evaluation.distribution import distribution_metrics, family_values, reference_seed
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import sample
@@ -71,11 +80,15 @@ def main(argv=None) -> None:
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
                "interval": a.interval or "registry", "n": a.n, "seed": a.seed, "tag": a.tag}
     entries = [e for e in read_list(a.expr_file)
-               if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])]
+               if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])
+               and (a.exclude is None or a.exclude not in e[2])]
     opts = {} if a.negation is None else {"negation": a.negation}
     if a.free_families is not None:
         opts["free_families"] = a.free_families
         setting["free_families"] = a.free_families
+    if a.or_weights is not None:
+        opts["or_weights"] = a.or_weights
+        setting["or_weights"] = a.or_weights
     if a.no_concept_weights:
         opts["concept_weights"] = False
         setting["concept_weights"] = False
@@ -89,31 +102,35 @@ def main(argv=None) -> None:
         labs = judge.labels(imgs)
         valid = np.asarray(judge.valid(imgs), dtype=bool)
         sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
-        ok = [lab for lab, v, s in zip(labs, valid, sat) if v and s]
-        ref = reference_for(g.expr, g.domain, n_images=0, seed=reference_seed(label, 0))
+        m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=reference_seed(label, 0))
         fams = {}
-        for f in fidelity(g.domain, g.expr, ok, ref.labels, []):
-            fams[f.family] = {"tv": round(f.tv, 4),
+        for f in m.fidelity:
+            fams[f.family] = {"tv": round(f.tv, 4), "floor": round(f.floor, 4),
                               "samples": {k: round(v, 3) for k, v in f.samples.items()},
                               "data": {k: round(v, 3) for k, v in f.reference.items()}}
         row = {"setting": setting, "domain": g.domain, "expression": label, "n": a.n,
                "valid": float(valid.mean()), "accuracy": float((valid & sat).mean()),
-               "families": fams, "tv_mean": (float(np.mean([f["tv"] for f in fams.values()])) if fams else None),
-               "tv_max": (max(f["tv"] for f in fams.values()) if fams else None),
-               "near_dup": near_duplicate_rate(imgs), "seconds": round(time.perf_counter() - t0, 1),
-               "reference_rows": len(ref.labels), "labels": [family_values(g.domain, lab) for lab in labs],
-               "valid_each": valid.tolist(), "satisfied_each": sat.tolist()}
+               "families": fams, "tv_mean": m.tv_mean, "tv_max": m.tv_max,
+               "precision": m.precision, "recall": m.recall, "kid": m.kid,
+               "precision_floor": m.precision_floor, "recall_floor": m.recall_floor,
+               "near_dup": m.near_dup, "seconds": round(time.perf_counter() - t0, 1),
+               "reference_rows": m.reference_labels, "labels": [family_values(g.domain, lab) for lab in labs],
+               "valid_each": valid.tolist(), "satisfied_each": sat.tolist(), "note": m.note}
         rows.append(row)
         fam_txt = "  ".join(f"{k} {v['tv']:.2f}" for k, v in fams.items())
         print(f"{g.domain:6} {label[:34]:34} acc {row['accuracy']:.2f} valid {row['valid']:.2f} "
               f"tv {row['tv_mean'] if row['tv_mean'] is not None else float('nan'):.2f}  [{fam_txt}]  "
-              f"dup {row['near_dup']:.2f}  {row['seconds']:.0f}s", flush=True)
+              f"P {_f(m.precision)} R {_f(m.recall)}  dup {row['near_dup']:.2f}  {row['seconds']:.0f}s", flush=True)
         if a.out:
             with open(a.out, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
     tvs = [r["tv_mean"] for r in rows if r["tv_mean"] is not None]
     fam_tvs = [f["tv"] for r in rows for f in r["families"].values()]
     if rows:
+        pr = [(r["precision"], r["recall"]) for r in rows if r["precision"] is not None]
+        print(f"pooled: precision {np.mean([p for p, _ in pr]) if pr else float('nan'):.3f}  recall "
+              f"{np.mean([q for _, q in pr]) if pr else float('nan'):.3f}  near-dup "
+              f"{np.mean([r['near_dup'] for r in rows]):.3f}")
         print(f"pooled: accuracy {np.mean([r['accuracy'] for r in rows]):.3f}  TV (mean over families) "
               f"{np.mean(fam_tvs) if fam_tvs else float('nan'):.3f}  worst expression "
               f"{max(tvs) if tvs else float('nan'):.3f}  worst family {max(fam_tvs) if fam_tvs else float('nan'):.3f}  "

@@ -45,9 +45,11 @@ _AND_MODES = ("sum", "product", "joint")
 _OR_MODES = ("auto", "dnf", "lse")
 _NEGATION_MODES = ("ratio", "complement")
 _FREE_FAMILY_MODES = ("model", "data")
+_OR_WEIGHT_MODES = ("data", "equal")
 
 
-COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "and_mode", "or_mode", "concept_weights", "strict")
+COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "or_weights", "and_mode", "or_mode", "concept_weights",
+                   "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
                    "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
@@ -70,8 +72,10 @@ def _grouped(**groups: tuple[str, ...]):
 
 
 def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, strict=False, concept_weights=True,
-                     negation=None, free_families=None) -> dict[str, Any]:
+                     negation=None, free_families=None, or_weights=None) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
+    if or_weights is not None:
+        opts["or_weights"] = or_weights
     if negation is not None:
         opts["negation"] = negation
     if free_families is not None:
@@ -98,6 +102,10 @@ def _common_compile_options(f):
                      help="AND as the plain sum of energies, the prior-corrected product, or joint (the "
                           "product, with concepts one joint model scores together as one condition). "
                           "[default: the registry's, else sum]")(f)
+    f = click.option("--or-weights", type=click.Choice(list(_OR_WEIGHT_MODES)), default=None,
+                     help="OR branches drawn with the data's probability of each (disjoint value combinations; "
+                          "equal shares where the models have no data frequencies) or in equal shares as written. "
+                          "[default: data]")(f)
     f = click.option("--free-families", type=click.Choice(list(_FREE_FAMILY_MODES)), default=None,
                      help="Discrete families a conjunction leaves free: drawn by the model, or as the data "
                           "has them (a mixture of joint conditions). [default: the registry's, else model]")(f)

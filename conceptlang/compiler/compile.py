@@ -63,7 +63,8 @@ def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> Ene
     """Compile a ConceptLang expression against a registry into an :class:`EnergyGraph`.
 
     Options are those of :class:`~conceptlang.compiler.options.CompileOptions` (``alpha``, ``tau``,
-    ``and_mode``, ``negation``, ``or_mode``, ``log_z``, ``max_disjuncts``, ``strict``, ``domain``, ``sampler``).
+    ``and_mode``, ``negation``, ``free_families``, ``or_weights``, ``or_mode``, ``log_z``, ``max_disjuncts``,
+    ``strict``, ``domain``, ``sampler``).
     Unset ``alpha``, ``and_mode`` and ``negation`` take the registry's tuned values (sampler
     settings keys of the same names) or the defaults (0.5, ``"sum"``, ``"ratio"``).
     """
@@ -158,6 +159,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         expr=expr,
         refs=refs,
         model_set=chosen.record,
+        or_weights=builder.or_weights,
     )
 
 
@@ -165,7 +167,9 @@ def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts:
     """Lower and pick the sampling route: (builder, root, disjuncts, route, all_explicit, models, notices)."""
     notices: list[str] = []
     builder = GraphBuilder(registry, domain, refs, opts)
-    root = builder.lower(expr, check_log_z(expr, opts))
+    root = builder.lower_root(expr, check_log_z(expr, opts))
+    if builder.or_weights is not None:
+        notices.append(builder.or_weights.notice())
     notices.extend(dict.fromkeys(builder.complement_skipped))
     notices.extend(dict.fromkeys(builder.enumerated))
     if builder.calibrated:

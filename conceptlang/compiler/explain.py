@@ -78,6 +78,15 @@ def _ref(g: "EnergyGraph", nid: int) -> str:
     return f"L{node.leaf}" if isinstance(node, LeafNode) else f"n{nid}"
 
 
+def _log_z_text(g: "EnergyGraph") -> str:
+    if not isinstance(g.options["log_z"], str):
+        return "as given"
+    ow = getattr(g, "or_weights", None)
+    if ow is not None and ow.source == "data":
+        return "of each OR branch: −log of its data probability, above"
+    return "taken as equal"
+
+
 def explain_text(g: "EnergyGraph") -> str:
     o = g.options
     lines = [f"expression: {g.expression}", f"domain: {g.domain}"]
@@ -108,11 +117,20 @@ def explain_text(g: "EnergyGraph") -> str:
                 lines.append("  " + d)
     else:
         lines.append("  (no negation)")
+    ow = getattr(g, "or_weights", None)
+    if ow is not None and ow.source == "data":
+        lines.append(f"OR branch weights (or_weights=data): each combination of {', '.join(ow.families)} that satisfies "
+                     "the expression, drawn with its probability in the data:")
+        for text, w in ow.written:
+            lines.append(f"  {w:.3f}  {text}")
+        lines.append("  by combination: " + ", ".join(f"{t} {w:.3f}" for t, w in ow.branches))
+    elif ow is not None:
+        lines.append(f"OR branch weights: equal shares ({ow.reason})")
     if g.route == "linear":
         lines.append("sampling route: one product of experts: E = " + linear_text(g.linear_coefs, list(g.leaves)))
     elif g.route == "dnf":
         lines.append(f"sampling route: exact DNF mixture of {len(g.disjuncts)} disjunct(s); each chain draws one "
-                     f"with probability ∝ exp(−log Z) (log Z {'taken as equal' if isinstance(o['log_z'], str) else 'as given'})")
+                     f"with probability ∝ exp(−log Z) (log Z {_log_z_text(g)})")
         for i, d in enumerate(g.disjuncts):
             lines.append(f"  D{i}  share {d.share:.3f}  {d.text}:  E = {linear_text(d.coefs, list(g.leaves))}")
     else:
@@ -195,5 +213,6 @@ def graph_json(g: "EnergyGraph") -> dict[str, Any]:
             for d in g.disjuncts
         ],
         "notices": list(g.notices),
+        "or_weights": None if getattr(g, "or_weights", None) is None else g.or_weights.to_json(),
         "model_set": g.model_set,
     }

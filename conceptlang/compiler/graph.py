@@ -54,6 +54,7 @@ class EnergyGraph:
         expr: Any = None,
         refs: dict | None = None,
         model_set: dict | None = None,
+        or_weights: Any = None,
     ):
         self.expression = expression
         self.domain = domain
@@ -71,6 +72,8 @@ class EnergyGraph:
         self.refs = dict(refs or {})  # Concept → ConceptRef
         # {"name", "path", "reason"} when the compiler chose another model set than the registry's own
         self.model_set = dict(model_set) if model_set is not None else None
+        # how the OR branches were weighted (compiler.or_weights.OrWeights), None without a mixture OR
+        self.or_weights = or_weights
         # Group leaves by model (identity): one batched call per group.
         groups: dict[int, list[int]] = {}
         self._group_models: dict[int, ConceptModel] = {}

@@ -13,6 +13,10 @@ Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as wr
   coefficient multiplied by w wherever it appears (so a bare such concept is a one-term
   conjunction too); inside a joint leaf it adds (w − 1)·(E_c − E_prior) beside the leaf;
 * ``A | B | …`` → −τ·logsumexp(−E_i/τ − log Z_i);
+* ``or_weights="data"`` (default): an OR that is a mixture (at the top of the expression, or a
+  term of its top-level conjunction) is lowered as the mixture over the value combinations that
+  satisfy it, each weighted by its data probability (:mod:`conceptlang.compiler.or_weights`);
+  where that does not apply, as written, in equal shares, with a notice;
 * ``negation="complement"``: in a conjunction, ``~v`` of a value of an exclusive discrete family
   becomes the OR of the family's other values (log Z_i = −log share_i, the data's shares given the
   conjunction's positive concepts), distributed over the conjunction — ``A & ~v`` →
@@ -35,6 +39,8 @@ from dataclasses import dataclass, replace
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.compiler.options import CompileOptions
+from conceptlang.compiler.or_weights import OrWeights, Plan
+from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
@@ -91,6 +97,7 @@ class GraphBuilder:
         self._in_product = 0
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
         self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
+        self.or_weights: OrWeights | None = None  # how the expression's OR branches were weighted
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -163,6 +170,36 @@ class GraphBuilder:
         return self._node(node, key)
 
     # -- lowering -------------------------------------------------------------------------------
+    def lower_root(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
+        """The whole expression: its OR data-weighted where ``or_weights="data"`` applies
+        (:mod:`conceptlang.compiler.or_weights`), else :meth:`lower` as written."""
+        got = or_plan(e, self.refs, self.registry, self.domain, self.options) if log_z is None else None
+        if isinstance(got, OrWeights):
+            self.or_weights = got
+        if not isinstance(got, Plan):
+            return self.lower(e, log_z)
+        self.or_weights = got.record
+        branches: list[int] = []
+        offsets: list[float] = []
+        before = len(self.enumerated)
+        for pinned, weight in got.branches:
+            terms = tuple(got.other) + tuple(self._synthetic(r) for r in pinned)
+            nid = self.conjunction(terms)
+            self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
+            branches.append(nid)
+            offsets.append(-math.log(weight))
+        enumerated = self.enumerated[before:]
+        if len(enumerated) > 1:  # one notice for the OR's branches, not one per branch
+            del self.enumerated[before:]
+            free = sorted({n.split(": free families ", 1)[1].split(" drawn", 1)[0] for n in enumerated})
+            self.enumerated.append(
+                f"{len(enumerated)} of the OR's {len(branches)} branches: their free families ({'; '.join(free)}) "
+                "drawn as the data has them given the branch (free_families=data)")
+        nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets)
+        self.text.setdefault(nid, show(e))
+        self._keep.append(e)
+        return nid
+
     def lower(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
         # Lowering depends only on the sub-tree and on whether complements apply there, so a shared
         # sub-tree (expanded definitions) is lowered once per context.

@@ -12,6 +12,7 @@ AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
 NEGATION_MODES = ("ratio", "complement")
 FREE_FAMILY_MODES = ("model", "data")
+OR_WEIGHT_MODES = ("data", "equal")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ class CompileOptions:
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).
+    * ``or_weights``: how the branches of an OR are weighted. ``"data"`` (default): the expression's
+      OR is rewritten as the mixture over the combinations of values of the discrete families its
+      literals name that make it true, each drawn with its probability in the training data
+      (registry hook ``value_shares``): p(x | A ∨ B) = Σ_c p(c | A ∨ B) p(x | c). The branches are
+      disjoint, so a region that satisfies both A and B is not counted twice. Where that does not
+      apply (no ``value_shares`` or no data for the families, a weighted, continuous or
+      compound-negated term inside an OR, two values of one family in one branch (two objects),
+      a negation inside the OR with ``negation="ratio"``, a user-given ``log_z``, τ ≠ 1, or more
+      than ``max_disjuncts`` branches), the OR's branches get equal shares, with a notice saying
+      why. ``"equal"``: always equal shares (the paper's equal log Z; the lowering as written).
     * ``log_z``: ``"equal"`` (every branch's log Z taken as equal — the paper's assumption) or a
       sequence of log Z values, one per branch of the top-level OR.
     * ``concept_weights``: apply the registry's calibrated concept weights (its optional
@@ -67,6 +78,7 @@ class CompileOptions:
     or_mode: str = "auto"
     negation: str = "ratio"
     free_families: str = "model"
+    or_weights: str = "data"
     log_z: Any = "equal"
     max_disjuncts: int = 64
     strict: bool = False
@@ -89,6 +101,8 @@ class CompileOptions:
             raise CompileError(f"negation must be one of {', '.join(NEGATION_MODES)}; got {self.negation!r}")
         if self.free_families not in FREE_FAMILY_MODES:
             raise CompileError(f"free_families must be one of {', '.join(FREE_FAMILY_MODES)}; got {self.free_families!r}")
+        if self.or_weights not in OR_WEIGHT_MODES:
+            raise CompileError(f"or_weights must be one of {', '.join(OR_WEIGHT_MODES)}; got {self.or_weights!r}")
         log_z = self.log_z
         if isinstance(log_z, str):
             if log_z != "equal":

@@ -128,11 +128,11 @@ def test_unsatisfiable_warns_but_samples(run, tmp_path):
 
 
 def test_cli_mode_choices_match_the_compiler():
-    from conceptlang.cli.sample_cmds import _AND_MODES, _FREE_FAMILY_MODES, _NEGATION_MODES, _OR_MODES
-    from conceptlang.compiler.options import AND_MODES, FREE_FAMILY_MODES, NEGATION_MODES, OR_MODES
+    from conceptlang.cli.sample_cmds import _AND_MODES, _FREE_FAMILY_MODES, _NEGATION_MODES, _OR_MODES, _OR_WEIGHT_MODES
+    from conceptlang.compiler.options import AND_MODES, FREE_FAMILY_MODES, NEGATION_MODES, OR_MODES, OR_WEIGHT_MODES
 
-    assert (_AND_MODES, _OR_MODES, _NEGATION_MODES, _FREE_FAMILY_MODES) == (
-        AND_MODES, OR_MODES, NEGATION_MODES, FREE_FAMILY_MODES)
+    assert (_AND_MODES, _OR_MODES, _NEGATION_MODES, _FREE_FAMILY_MODES, _OR_WEIGHT_MODES) == (
+        AND_MODES, OR_MODES, NEGATION_MODES, FREE_FAMILY_MODES, OR_WEIGHT_MODES)
 
 
 def test_explain_says_how_each_negation_was_lowered_per_mode(run):
@@ -145,3 +145,13 @@ def test_explain_says_how_each_negation_was_lowered_per_mode(run):
     assert "leaves (1;" in r.output
     r = run("explain", "young & ~smiling")  # the shipped defaults also draw the free families
     assert r.exit_code == 0 and "free families hair, male, eyeglasses drawn as the data has them" in r.output
+
+
+def test_or_weights_option_reaches_explain_and_bad_values_are_refused(run):
+    r = run("explain", "red | circle", "--models", "analytic", "--or-weights", "equal")
+    assert r.exit_code == 0
+    assert "OR branch weights: equal shares (or_weights=equal (the branches as written, log Z taken as equal))" in r.output
+    r = run("explain", "red | circle", "--models", "analytic")  # the analytic models have no data frequencies
+    assert r.exit_code == 0 and "equal shares (the models' registry has no data frequencies (value_shares))" in r.output
+    r = run("explain", "red | circle", "--models", "analytic", "--or-weights", "prior")
+    assert r.exit_code == 2 and "Invalid value for '--or-weights'" in r.output and "Traceback" not in r.output

@@ -56,3 +56,39 @@ class TwoDomainRegistry(GaussianRegistry):
         if name == "mirror":
             return MIRROR
         return super().domain(name)
+
+
+class TableSharesRegistry(GaussianRegistry):
+    """The analytic gauss registry with the data's label distribution given as a table over
+    (color, shape, size): ``value_shares`` marginalises it exactly (the shipped registry counts
+    generator draws instead), so branch weights can be checked against hand-computed values."""
+
+    TABLE = {
+        ("red", "circle", "small"): 0.04, ("red", "circle", "large"): 0.06,
+        ("red", "square", "small"): 0.10, ("red", "square", "large"): 0.10,
+        ("green", "circle", "small"): 0.15, ("green", "circle", "large"): 0.00,
+        ("green", "square", "small"): 0.05, ("green", "square", "large"): 0.20,
+        ("blue", "circle", "small"): 0.05, ("blue", "circle", "large"): 0.00,
+        ("blue", "square", "small"): 0.125, ("blue", "square", "large"): 0.125,
+    }
+    FAMILIES = ("color", "shape", "size")
+
+    def __init__(self, kind="noise_conditional", shares=None, **kw):
+        super().__init__(kind, **kw)
+        self.fixed = shares  # a fixed answer (malformed ones included), else the table's
+        self.asked = []
+
+    def value_shares(self, domain, families, given):
+        self.asked.append((tuple(families), tuple(r.qualified for r in given)))
+        if self.fixed is not None:
+            return self.fixed
+        if any(f not in self.FAMILIES for f in families):
+            return None
+        out = {}
+        for row, p in self.TABLE.items():
+            lab = dict(zip(self.FAMILIES, row))
+            if all(lab.get(r.family) == r.value for r in given if r.family in self.FAMILIES):
+                key = tuple(lab[f] for f in families)
+                out[key] = out.get(key, 0.0) + p
+        total = sum(out.values())
+        return {k: v / total for k, v in out.items()} if total else None

@@ -1,0 +1,258 @@
+"""Data-weighted ORs: p(x | A ∨ B) as the mixture over the value combinations that make it true.
+
+Drawing the branches of ``A | B`` half and half samples p(x | A)/2 + p(x | B)/2, which is not
+p(x | A ∨ B) unless A and B are disjoint and equally likely in the data. The exact mixture weighs
+each disjoint region by its probability:
+
+    p(x | A ∨ B) = Σ_c p(c | A ∨ B) · p(x | c),
+
+where c runs over the combinations of values of the discrete families the OR's literals name
+(a yes/no attribute has its value or its known-absent value) that satisfy the formula. The
+combinations partition the event, so a region where both A and B hold is counted once, and
+p(c | A ∨ B) ∝ p(c), the training data's share of c (the registry's ``value_shares`` hook, the
+owner of the data's label frequencies; docs/compiler.md, "Negation"). Each branch c is then
+lowered as a conjunction of positive conditions, with the terms of the expression outside the OR
+(a position, a weighted term) added to every branch, and the families it leaves free enumerated
+as ``free_families`` says.
+
+:func:`plan` decides whether this applies and, where it does not, says why; the compiler then
+lowers the OR as written, its branches in equal shares.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from conceptlang.compiler.options import CompileOptions
+from conceptlang.errors import CompileError
+from conceptlang.interface import ConceptRef, ConceptRegistry
+from conceptlang.syntax.ast import And, Concept, Expr, Not, Or
+from conceptlang.syntax.printer import unparse
+
+MAX_FORMULA_DISJUNCTS = 4096  # DNF terms of the OR's boolean formula examined (not graph branches)
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A value of a discrete family, or its negation, as written in the OR's formula."""
+
+    family: str
+    value: str
+    negated: bool
+    text: str
+
+    def holds(self, combo: dict[str, str | None]) -> bool:
+        return (combo[self.family] == self.value) != self.negated
+
+
+@dataclass
+class OrWeights:
+    """How an expression's OR branches are weighted, for ``explain`` and the JSON sidecar.
+
+    ``source``: "data" (each branch by the data's probability) or "equal"; ``reason``: why equal
+    shares where data weights were asked for; ``families``: the families whose value combinations
+    are the branches; ``branches``: (combination text, weight); ``written``: (a disjunct of the
+    expression's DNF as written, the weight of the combinations that satisfy it and no earlier one).
+    """
+
+    source: str
+    reason: str | None = None
+    families: tuple[str, ...] = ()
+    branches: list[tuple[str, float]] = field(default_factory=list)
+    written: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "reason": self.reason, "families": list(self.families),
+                "branches": [{"text": t, "weight": w} for t, w in self.branches],
+                "written": [{"text": t, "weight": w} for t, w in self.written]}
+
+    def notice(self) -> str:
+        if self.source == "data":
+            parts = ", ".join(f"{t} {w:.3f}" for t, w in self.written)
+            return (f"OR branches weighted by the data's probability of each (or_weights=data; "
+                    f"{len(self.branches)} combination(s) of {', '.join(self.families)}): {parts}")
+        return f"OR branches drawn in equal shares: {self.reason}"
+
+
+@dataclass
+class Plan:
+    """The data-weighted OR: per branch, the refs that pin its combination and its weight."""
+
+    branches: list[tuple[tuple[ConceptRef, ...], float]]
+    other: list[Expr]  # terms of the expression's top-level conjunction outside the OR formula
+    record: OrWeights
+
+
+class _Fallback(Exception):
+    """Data weights do not apply; the message says why."""
+
+
+def _flatten(e: Expr) -> list[Expr]:
+    out: list[Expr] = []
+    stack = [e]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, And):
+            stack.extend(reversed(t.terms))
+        else:
+            out.append(t)
+    return out
+
+
+def _literal(t: Expr, refs: dict, dom) -> Literal | None:
+    neg = isinstance(t, Not)
+    c = t.expr if neg else t
+    if not isinstance(c, Concept):
+        return None
+    r = refs.get(c)
+    if r is None or r.value is None or r.params is not None or r.absent:
+        return None
+    try:
+        fam = dom.family(r.family)
+    except Exception:  # a registry whose domain lacks the family
+        return None
+    if fam.kind != "discrete":
+        return None
+    return Literal(r.family, r.value, neg, unparse(t))
+
+
+def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
+    """The disjunctive normal form of ``e``: its disjuncts, each its literals in written order."""
+    if isinstance(e, Or):
+        out: list[tuple[Literal, ...]] = []
+        for t in e.terms:
+            out.extend(_dnf(t, refs, dom))
+            if len(out) > MAX_FORMULA_DISJUNCTS:
+                raise _Fallback(f"the OR's formula has more than {MAX_FORMULA_DISJUNCTS} disjuncts")
+        return out
+    if isinstance(e, And):
+        parts: list[tuple[Literal, ...]] = [()]
+        for t in e.terms:
+            sub = _dnf(t, refs, dom)
+            if len(parts) * len(sub) > MAX_FORMULA_DISJUNCTS:
+                raise _Fallback(f"the OR's formula has more than {MAX_FORMULA_DISJUNCTS} disjuncts")
+            parts = [p + tuple(lit for lit in q if lit not in p) for p, q in itertools.product(parts, sub)]
+        return parts
+    lit = _literal(e, refs, dom)
+    if lit is None:
+        raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family "
+                        "(a weighted, continuous or compound term has no data probability)")
+    return [(lit,)]
+
+
+def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan | OrWeights | None:
+    """The data-weighted lowering of ``expr``'s OR (a :class:`Plan`), or an :class:`OrWeights`
+    record of equal shares and why, or None when the expression has no OR that is a mixture
+    (none at all, or only under a negation or a weight; or log Z given, or τ ≠ 1: the OR is then
+    lowered as written, with no notice)."""
+    if not isinstance(options.log_z, str) or options.tau != 1.0:
+        return None
+    flat = _flatten(expr)
+    if not any(isinstance(t, Or) for t in flat):
+        return None
+    if options.or_weights == "equal":
+        return OrWeights("equal", "or_weights=equal (the branches as written, log Z taken as equal)")
+    try:
+        return _plan(flat, refs, registry, domain, options)
+    except _Fallback as why:
+        return OrWeights("equal", str(why))
+
+
+def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan:
+    dom = registry.domain(domain)
+    formula = [t for t in flat if isinstance(t, Or) or _literal(t, refs, dom) is not None]
+    other = [t for t in flat if not (isinstance(t, Or) or _literal(t, refs, dom) is not None)]
+    disjuncts = _dnf(And(tuple(formula)) if len(formula) > 1 else formula[0], refs, dom)
+    for d in disjuncts:
+        pos: dict[str, set[str]] = {}
+        for lit in d:
+            if not lit.negated:
+                pos.setdefault(lit.family, set()).add(lit.value)
+        two = [f for f, vs in pos.items() if len(vs) > 1]
+        if two:
+            raise _Fallback(f"a branch names two values of {two[0]} (two objects), which have no one-object data probability")
+        if options.negation == "ratio" and any(lit.negated for lit in d):
+            raise _Fallback("negation=ratio: a negation inside the OR is a repulsion, not a set of values with a data probability")
+    families = tuple(sorted({lit.family for d in disjuncts for lit in d}))
+    for f in families:
+        fam = dom.family(f)
+        if len(fam.values) > 1 and not fam.exclusive:
+            raise _Fallback(f"{f} is not an exclusive family, so its values do not partition the data")
+    hook = getattr(registry, "value_shares", None)
+    if hook is None:
+        raise _Fallback("the models' registry has no data frequencies (value_shares)")
+    shares = hook(domain, families, ())
+    if shares is None:
+        raise _Fallback(f"the models' registry has no data frequencies for {', '.join(families)} (no generator for "
+                        f"the {domain} domain)")
+    combos = _checked(shares, families, dom)
+    kept: list[tuple[tuple[str | None, ...], float]] = []
+    for combo, share in combos:
+        if share <= 0.0:
+            continue
+        values = dict(zip(families, combo))
+        if any(all(lit.holds(values) for lit in d) for d in disjuncts):
+            kept.append((combo, share))
+    if not kept:
+        raise _Fallback(f"no example of the data satisfies the OR (over {', '.join(families)})")
+    if len(kept) > options.max_disjuncts:
+        raise _Fallback(f"its {len(kept)} value combinations exceed max_disjuncts = {options.max_disjuncts}")
+    total = sum(s for _, s in kept)
+    absent = getattr(registry, "absent", None)
+    branches: list[tuple[tuple[ConceptRef, ...], float]] = []
+    texts: list[tuple[str, float]] = []
+    written = [0.0] * len(disjuncts)
+    for combo, share in kept:
+        w = share / total
+        pinned: list[ConceptRef] = []
+        for f, v in zip(families, combo):
+            fam = dom.family(f)
+            if v is not None:
+                pinned.append(ConceptRef(domain, f, value=v))
+                continue
+            if len(fam.values) > 1:
+                raise _Fallback(f"data examples with no value of {f} satisfy the OR, and no condition names them")
+            ref = absent(ConceptRef(domain, f, value=fam.values[0])) if absent is not None else None
+            if ref is None:
+                raise _Fallback(f"the models have no known-absent value of {f} to condition a branch on")
+            pinned.append(ref)
+        branches.append((tuple(pinned), w))
+        texts.append((" & ".join(r.qualified for r in pinned), w))
+        values = dict(zip(families, combo))
+        first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
+        written[first] += w
+    written_text = []
+    for k, d in enumerate(disjuncts):
+        if written[k] <= 0.0:
+            continue
+        text = " & ".join(lit.text for lit in d)
+        written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
+    record = OrWeights("data", None, families, texts, written_text)
+    return Plan(branches, other, record)
+
+
+def _checked(shares: Any, families: Sequence[str], dom) -> list[tuple[tuple[str | None, ...], float]]:
+    """The registry's shares as (combination, share) in the families' value order; a malformed
+    answer is a CompileError naming what is wrong."""
+    if not isinstance(shares, dict):
+        raise CompileError(f"the registry's value_shares returned {type(shares).__name__}, not a dict of shares")
+    out = []
+    values = [dom.family(f).values for f in families]
+    for combo, share in shares.items():
+        if not isinstance(combo, tuple) or len(combo) != len(families):
+            raise CompileError(f"the registry's value_shares gave the key {combo!r}, not one value per family of "
+                               f"({', '.join(families)})")
+        for f, vals, v in zip(families, values, combo):
+            if v is not None and v not in vals:
+                raise CompileError(f"the registry's value_shares names {v!r}, not a value of {f} ({', '.join(vals)})")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+            raise CompileError(f"the registry's value_shares gave {combo!r} the share {share!r}; shares must be finite and ≥ 0")
+        out.append((combo, float(share)))
+
+    def key(item):
+        return tuple(vals.index(v) if v is not None else len(vals) for vals, v in zip(values, item[0]))
+
+    return sorted(out, key=key)

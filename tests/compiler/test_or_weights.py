@@ -1,0 +1,173 @@
+"""or_weights="data": an OR is the mixture over the value combinations that satisfy it, each with its
+data probability (disjoint, so overlaps count once); equal shares where that does not apply, and as
+an option. Expected weights are hand-computed from TableSharesRegistry.TABLE (tests/compiler/fakes.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conceptlang.compiler import compile as compile_expr
+from conceptlang.errors import CompileError
+from conceptlang.models.analytic import GaussianRegistry
+from tests.compiler.fakes import TableSharesRegistry
+
+# P(color, shape) from the table: red circle .10, red square .20, green circle .15, green square .25,
+# blue circle .05, blue square .25.
+
+
+def _shares(g):
+    return {d.text: round(d.share, 9) for d in g.disjuncts}
+
+
+def test_overlapping_branches_are_weighted_by_their_disjoint_data_mass():
+    # red | circle: red&circle .10, red&square .20, green&circle .15, blue&circle .05 (of .50)
+    reg = TableSharesRegistry()
+    g = compile_expr("red | circle", reg)
+    assert g.route == "dnf" and _shares(g) == {
+        "color.red & shape.circle": 0.2, "color.red & shape.square": 0.4,
+        "color.green & shape.circle": 0.3, "color.blue & shape.circle": 0.1}
+    assert reg.asked == [(("color", "shape"), ())]
+    ow = g.or_weights
+    assert ow.source == "data" and ow.families == ("color", "shape")
+    assert [(t, round(w, 9)) for t, w in ow.written] == [("red", 0.6), ("circle (not an earlier branch)", 0.4)]
+    assert any(n.startswith("OR branches weighted by the data's probability") and "red 0.600" in n for n in g.notices)
+    # the same event written the other way round: the same mixture
+    assert _shares(compile_expr("circle | red", TableSharesRegistry())) == _shares(g)
+    # equal shares as written: each branch half, and red & circle drawn from both
+    eq = compile_expr("red | circle", reg, or_weights="equal")
+    assert sorted(d.share for d in eq.disjuncts) == [0.5, 0.5] and eq.or_weights.source == "equal"
+    assert "or_weights=equal" in eq.or_weights.reason
+
+
+def test_free_families_inside_each_branch_follow_the_data_given_the_branch():
+    # as above, each branch then split by size given its colour and shape:
+    # red&circle .2 → small .4 / large .6; red&square .4 → .5/.5; green&circle .3 and blue&circle .1 all small
+    g = compile_expr("red | circle", TableSharesRegistry(), free_families="data", and_mode="joint")
+    assert _shares(g) == {
+        "color.red & shape.circle & size.small": 0.08, "color.red & shape.circle & size.large": 0.12,
+        "color.red & shape.square & size.small": 0.2, "color.red & shape.square & size.large": 0.2,
+        "color.green & shape.circle & size.small": 0.3, "color.blue & shape.circle & size.small": 0.1}
+    assert all(len(leaf.refs) == 3 for leaf in g.leaves)
+    assert [n for n in g.notices if "free families" in n] == [  # one notice for the OR, not one per branch
+        "4 of the OR's 4 branches: their free families (size) drawn as the data has them given the branch "
+        "(free_families=data)"]
+
+
+def test_an_or_inside_a_conjunction_is_weighted_given_the_rest():
+    # (red | blue) & square: red&square .20, blue&square .25 → 4/9, 5/9 (equal shares would give 1/2)
+    g = compile_expr("(red | blue) & square", TableSharesRegistry())
+    assert _shares(g) == {"color.red & shape.square": round(4 / 9, 9), "color.blue & shape.square": round(5 / 9, 9)}
+    # a term outside the formula (a position) joins every branch; the weights stay the data's
+    g = compile_expr("(red | green) & position(0.2, 0.3)", TableSharesRegistry())
+    assert _shares(g) == {"position(0.2, 0.3) & color.red": round(0.3 / 0.7, 9),
+                          "position(0.2, 0.3) & color.green": round(0.4 / 0.7, 9)}
+    assert all(any(leaf.label == "position(0.2, 0.3)" and c != 0 for leaf, c in zip(g.leaves, d.coefs))
+               for d in g.disjuncts)
+
+
+def test_a_negation_inside_the_or_is_its_complement_weighted_by_the_data():
+    # ~red | square, negation=complement: every combination but red&circle (.10): weights p / .90
+    g = compile_expr("~red | square", TableSharesRegistry(), negation="complement")
+    assert _shares(g) == {
+        "color.red & shape.square": round(0.2 / 0.9, 9), "color.green & shape.circle": round(0.15 / 0.9, 9),
+        "color.green & shape.square": round(0.25 / 0.9, 9), "color.blue & shape.circle": round(0.05 / 0.9, 9),
+        "color.blue & shape.square": round(0.25 / 0.9, 9)}
+    assert [(t, round(w, 9)) for t, w in g.or_weights.written] == [
+        ("~red", round(0.7 / 0.9, 9)), ("square (not an earlier branch)", round(0.2 / 0.9, 9))]
+    # with the ratio form a negation is a repulsion, not a set: equal shares, and why
+    g = compile_expr("~red | square", TableSharesRegistry(), negation="ratio")
+    assert g.or_weights.source == "equal" and "negation=ratio" in g.or_weights.reason
+    assert any(n.startswith("OR branches drawn in equal shares: negation=ratio") for n in g.notices)
+
+
+@pytest.mark.parametrize("text,why", [
+    ("red | position(0.2, 0.2)", "'position(0.2, 0.2)' inside the OR is not a value of a discrete family"),
+    ("red | 2 * circle", "'2 * circle' inside the OR is not a value of a discrete family"),
+    ("(red & blue) | green", "a branch names two values of color (two objects)"),
+])
+def test_terms_without_a_data_probability_keep_equal_shares_with_a_notice(text, why):
+    g = compile_expr(text, TableSharesRegistry())
+    assert g.or_weights.source == "equal" and g.or_weights.reason.startswith(why)
+    assert any(n == "OR branches drawn in equal shares: " + g.or_weights.reason for n in g.notices)
+
+
+def test_without_the_data_frequencies_the_branches_get_equal_shares():
+    g = compile_expr("red | circle", GaussianRegistry("noise_conditional"))  # no value_shares hook
+    assert sorted(d.share for d in g.disjuncts) == [0.5, 0.5]
+    assert g.or_weights.reason == "the models' registry has no data frequencies (value_shares)"
+    reg = TableSharesRegistry()
+    reg.FAMILIES = ("shape", "size")  # the table no longer covers color: value_shares answers None
+    reg.TABLE = {("circle", "small"): 1.0}
+    g = compile_expr("red | circle", reg)
+    assert g.or_weights.source == "equal" and "no data frequencies for color, shape" in g.or_weights.reason
+    # no combination in the data satisfies the OR
+    with pytest.warns(UserWarning, match="unsatisfiable"):
+        g = compile_expr("(red & ~red) | (blue & ~blue)", TableSharesRegistry(), negation="complement")
+    assert g.or_weights.source == "equal" and "no example of the data satisfies the OR" in g.or_weights.reason
+
+
+def test_too_many_combinations_keep_equal_shares():
+    g = compile_expr("red | circle", TableSharesRegistry(), max_disjuncts=3)
+    assert g.or_weights.source == "equal" and "4 value combinations exceed max_disjuncts = 3" in g.or_weights.reason
+    assert len(g.disjuncts) == 2
+
+
+def test_no_mixture_or_no_record_and_given_log_z_wins():
+    reg = TableSharesRegistry()
+    for text in ("red & circle", "~(red | circle)", "2 * (red | circle) & square"):
+        assert compile_expr(text, reg).or_weights is None
+    g = compile_expr("red | circle", reg, log_z=(0.0, 1.0))
+    assert g.or_weights is None and reg.asked == []
+    assert compile_expr("red | circle", reg, tau=0.5, or_mode="lse").or_weights is None
+
+
+def test_explain_and_json_show_the_branch_weights():
+    g = compile_expr("red | circle", TableSharesRegistry())
+    text = g.explain()
+    assert "OR branch weights (or_weights=data): each combination of color, shape" in text
+    assert "  0.600  red" in text and "  0.400  circle (not an earlier branch)" in text
+    assert "log Z of each OR branch: −log of its data probability" in text
+    js = g.to_json()["or_weights"]
+    assert js["source"] == "data" and js["families"] == ["color", "shape"]
+    assert [(b["text"], round(b["weight"], 9)) for b in js["branches"]] == [
+        ("color.red & shape.circle", 0.2), ("color.red & shape.square", 0.4),
+        ("color.green & shape.circle", 0.3), ("color.blue & shape.circle", 0.1)]
+    eq = compile_expr("red | circle", GaussianRegistry())
+    assert "OR branch weights: equal shares (the models' registry has no data frequencies" in eq.explain()
+    assert eq.to_json()["or_weights"]["source"] == "equal"
+
+
+def test_or_weights_option_is_validated():
+    with pytest.raises(CompileError, match="or_weights must be one of data, equal; got 'prior'"):
+        compile_expr("red | circle", TableSharesRegistry(), or_weights="prior")
+
+
+@pytest.mark.parametrize("shares,msg", [
+    ([("red", "circle")], "returned list, not a dict of shares"),
+    ({("red",): 1.0}, "gave the key ('red',), not one value per family of (color, shape)"),
+    ({("red", "hexagon"): 1.0}, "names 'hexagon', not a value of shape (circle, square)"),
+    ({("red", "circle"): -0.1}, "gave ('red', 'circle') the share -0.1; shares must be finite and ≥ 0"),
+    ({("red", "circle"): float("nan")}, "the share nan"),
+])
+def test_malformed_data_shares_are_a_clear_error(shares, msg):
+    with pytest.raises(CompileError, match="the registry's value_shares") as err:
+        compile_expr("red | circle", TableSharesRegistry(shares=shares))
+    assert msg in str(err.value)
+
+
+def test_shipped_faces_design_card_weights_follow_the_data():
+    # faces data: attributes independent, hair uniform over 4 values, each yes/no attribute p = 1/2
+    # (the registry counts 60,000 generator draws): P(male & smiling) = 1/4, P(~black_hair) = 3/4,
+    # P(either) = 13/16, so male & smiling gets 4/13 and the rest 9/13, not 1/2 each.
+    from conceptlang.models.registry import load_registry
+
+    g = compile_expr("(male & smiling) | ~black_hair", load_registry())
+    ow = g.or_weights
+    assert ow.source == "data" and ow.families == ("hair", "male", "smiling") and len(ow.branches) == 13
+    (t0, w0), (t1, w1) = ow.written
+    assert t0 == "male & smiling" and t1 == "~black_hair (not an earlier branch)"
+    assert w0 == pytest.approx(4 / 13, abs=0.01) and w1 == pytest.approx(9 / 13, abs=0.01)
+    assert "hair.blond_hair & male.<none> & smiling.<none>" in [t for t, _ in ow.branches]
+    assert sum(d.share for d in g.disjuncts) == pytest.approx(1.0)
+    male = sum(d.share for d in g.disjuncts if "male.male" in d.text)
+    assert male == pytest.approx((4 + 3) / 13, abs=0.015)  # P(male | E) = (1/4 + 3/16) / (13/16)
