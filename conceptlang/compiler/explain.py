@@ -124,8 +124,6 @@ def explain_text(g: "EnergyGraph") -> str:
         for text, w in ow.written:
             lines.append(f"  {w:.3f}  {text}")
         lines.append("  by combination: " + ", ".join(f"{t} {w:.3f}" for t, w in ow.branches))
-    elif ow is not None:
-        lines.append(f"OR branch weights: equal shares ({ow.reason})")
     if g.route == "linear":
         lines.append("sampling route: one product of experts: E = " + linear_text(g.linear_coefs, list(g.leaves)))
     elif g.route == "dnf":

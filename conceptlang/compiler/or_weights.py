@@ -162,6 +162,9 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
 
 
 def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan:
+    hook = getattr(registry, "value_shares", None)
+    if hook is None:
+        raise _Fallback("the models' registry has no data frequencies (value_shares)")
     dom = registry.domain(domain)
     formula = [t for t in flat if isinstance(t, Or) or _literal(t, refs, dom) is not None]
     other = [t for t in flat if not (isinstance(t, Or) or _literal(t, refs, dom) is not None)]
@@ -181,9 +184,6 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         fam = dom.family(f)
         if len(fam.values) > 1 and not fam.exclusive:
             raise _Fallback(f"{f} is not an exclusive family, so its values do not partition the data")
-    hook = getattr(registry, "value_shares", None)
-    if hook is None:
-        raise _Fallback("the models' registry has no data frequencies (value_shares)")
     shares = hook(domain, families, ())
     if shares is None:
         raise _Fallback(f"the models' registry has no data frequencies for {', '.join(families)} (no generator for "

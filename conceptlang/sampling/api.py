@@ -266,12 +266,22 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     if graph.disjuncts is not None:
         record["disjuncts"] = len(graph.disjuncts)
         record["shares"] = shares.tolist()
-        record["log_z"] = "estimated" if estimates else "assumed equal"
+        record["log_z"] = "estimated" if estimates else _log_z_source(graph)
         record.update(estimates)
     if "acceptance" in stats:
         record["acceptance"] = stats["acceptance"]
     return SampleResult(images=images, settings=record, seconds=seconds, branches=branches,
                         frames=_stack_frames(frame_list), device=str(dev), acceptance=stats.get("acceptance"))
+
+
+def _log_z_source(graph: EnergyGraph) -> str:
+    """Where the disjuncts' shares came from, for the sidecar."""
+    if not isinstance(graph.options.get("log_z", "equal"), str):
+        return "as given"
+    ow = getattr(graph, "or_weights", None)
+    if ow is not None and ow.source == "data":
+        return "data: each OR branch by its probability in the data (or_weights=data)"
+    return "assumed equal"
 
 
 def _estimated_shares(graph: EnergyGraph, name: str, s: dict[str, Any], kwargs: dict[str, Any],

@@ -150,8 +150,8 @@ def test_explain_says_how_each_negation_was_lowered_per_mode(run):
 def test_or_weights_option_reaches_explain_and_bad_values_are_refused(run):
     r = run("explain", "red | circle", "--models", "analytic", "--or-weights", "equal")
     assert r.exit_code == 0
-    assert "OR branch weights: equal shares (or_weights=equal (the branches as written, log Z taken as equal))" in r.output
+    assert "note: OR branches drawn in equal shares: or_weights=equal (the branches as written, log Z taken as equal)" in r.output
     r = run("explain", "red | circle", "--models", "analytic")  # the analytic models have no data frequencies
-    assert r.exit_code == 0 and "equal shares (the models' registry has no data frequencies (value_shares))" in r.output
+    assert r.exit_code == 0 and "equal shares: the models' registry has no data frequencies (value_shares)" in r.output
     r = run("explain", "red | circle", "--models", "analytic", "--or-weights", "prior")
     assert r.exit_code == 2 and "Invalid value for '--or-weights'" in r.output and "Traceback" not in r.output

@@ -133,7 +133,7 @@ def test_explain_and_json_show_the_branch_weights():
         ("color.red & shape.circle", 0.2), ("color.red & shape.square", 0.4),
         ("color.green & shape.circle", 0.3), ("color.blue & shape.circle", 0.1)]
     eq = compile_expr("red | circle", GaussianRegistry())
-    assert "OR branch weights: equal shares (the models' registry has no data frequencies" in eq.explain()
+    assert "note: OR branches drawn in equal shares: the models' registry has no data frequencies" in eq.explain()
     assert eq.to_json()["or_weights"]["source"] == "equal"
 
 

@@ -40,5 +40,8 @@ def test_red_or_circle_samples_the_data_weighted_disjoint_mixture():
     # the whole sample's mean is the data-weighted mixture's (equal shares would put it elsewhere)
     for j in range(2):
         assert abs(float(x[:, j].mean()) - mix_mean[j]) < 0.01
+    assert res.settings["log_z"] == "data: each OR branch by its probability in the data (or_weights=data)"
     equal = compile("red | circle", TableSharesRegistry("explicit"), or_weights="equal")
     assert sorted(d.share for d in equal.disjuncts) == [0.5, 0.5]
+    got = sample(equal, 4, seed=0, sampler="mala", steps=2, step_size=4e-3, device="cpu")
+    assert got.settings["log_z"] == "assumed equal" and got.settings["shares"] == [0.5, 0.5]
