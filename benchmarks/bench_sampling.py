@@ -18,9 +18,11 @@ Configurations (``--configs``, comma-separated):
 
 * ``old``: the previous shipped default, annealed Langevin over 39 geometric levels (σ 10 → 0.01),
   2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise (~160 evaluations);
-* ``new``: the registry's settings (models/manifest.json's ``sampler`` sections);
+* ``new``: the registry's settings (models/manifest.json's ``sampler`` sections); ``new:KEY=VALUE:...``
+  those with some changed, e.g. ``new:s_churn=0``, ``new:corrector_steps=2:corrector_sigma=0.3``;
 * ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
-  ``heun:7``, ``dpmpp_2m:13``, ``heun:7:s_churn=2``, ``dpmpp_2m:13:sigma_max=80``.
+  ``heun:7``, ``dpmpp_2m:13``, ``heun:7:s_churn=2``, ``dpmpp_2m:13:sigma_max=80`` (a ``max_nfe``
+  given here chooses the steps itself: ``dpmpp_2m:13:max_nfe=40``).
 
 Prints one table and writes benchmarks/results/sampling.json (``--json``). The default run (the
 four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy
@@ -54,20 +56,37 @@ DEFAULT_EXPRESSIONS = [  # (domain, operator, expression): one of each operator,
 DEFAULT_CONFIGS = "old,new,heun:4,heun:7,heun:12,dpmpp_2m:7,dpmpp_2m:13,dpmpp_2m:25"
 
 
+def _value(text: str) -> int | float | bool | None:
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def parse_config(text: str) -> tuple[str, dict]:
-    """``old`` | ``new`` | ``NAME:STEPS[:KEY=VALUE...]`` → (label, sample() keyword arguments)."""
+    """``old`` | ``new[:KEY=VALUE...]`` | ``NAME:STEPS[:KEY=VALUE...]`` → (label, sample() keyword arguments)."""
     if text == "old":
         return text, dict(OLD_DEFAULT)
-    if text == "new":
-        return text, {}
     parts = text.split(":")
-    if len(parts) < 2:
-        raise SystemExit(f"bad config {text!r}: use old, new or NAME:STEPS[:KEY=VALUE...]")
-    kw: dict = {"sampler": parts[0], "steps": int(parts[1])}
-    for item in parts[2:]:
+    if parts[0] == "new":
+        kw: dict = {}
+        items = parts[1:]
+    elif len(parts) < 2:
+        raise SystemExit(f"bad config {text!r}: use old, new[:KEY=VALUE...] or NAME:STEPS[:KEY=VALUE...]")
+    else:
+        try:
+            kw = {"sampler": parts[0], "steps": int(parts[1])}
+        except ValueError:
+            raise SystemExit(f"bad step count {parts[1]!r} in config {text!r}") from None
+        items = parts[2:]
+    for item in items:
         key, _, value = item.partition("=")
         try:
-            kw[key] = float(value) if value not in ("true", "false") else value == "true"
+            kw[key] = _value(value)
         except ValueError:
             raise SystemExit(f"bad setting {item!r} in config {text!r}") from None
     return text, kw
@@ -156,6 +175,9 @@ def main() -> None:
     exprs = read_expressions(args.expressions) if args.expressions else DEFAULT_EXPRESSIONS
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"{args.threads} thread(s), device {device}, n = {args.n}, seed {args.seed}")
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+           "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+           "n": args.n, "seed": args.seed}
     judges: dict = {}
     rows = []
     for domain, op, text in exprs:
@@ -189,6 +211,7 @@ def main() -> None:
                             "tv_families": {f.family: round(f.tv, 4) for f in fams}})
             rows.append(row)
             print(_line(row), flush=True)
+        write_json(Path(args.json), {"environment": env, "rows": rows, "partial": True})  # so far
     speedups = _speedups(rows)
     print()
     print(table(rows))
@@ -196,9 +219,7 @@ def main() -> None:
         print()
         for k, v in speedups.items():
             print(f"new vs old on {k}: {v:.2f}x images/s")
-    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-           "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
-           "n": args.n, "seed": args.seed}
+    env["load_average_1min_at_end"] = os.getloadavg()[0]
     write_json(Path(args.json), {"environment": env, "rows": rows, "speedup_new_vs_old": speedups})
     print(f"wrote {args.json}")
 

@@ -17,6 +17,7 @@ from conceptlang.sampling.samplers import (
     get_sigmas_karras,
     sample_annealed,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_heun,
     sample_langevin,
     sample_mala,
@@ -37,4 +38,5 @@ __all__ = [
     "sample_mala",
     "sample_heun",
     "sample_dpmpp_2m",
+    "sample_dpmpp_3m",
 ]

@@ -132,6 +132,47 @@ def _forward_rows(graph: EnergyGraph) -> int | None:
     return None if any(c is None for c in counts) else int(sum(counts))
 
 
+PROBE_LEVELS = 8
+
+
+def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device) -> int:
+    """The most network rows one composed-score evaluation costs a chain: the evaluation is run
+    on one probe chain per kind of coefficient row (the linear route's row, or each DNF disjunct's,
+    grouped by the models and prior-ness of its non-zero leaves, which fix its rows) at
+    ``PROBE_LEVELS`` noise levels spaced in log σ from ``sigma_max``·√2 (churn raises the level up
+    to that) to ``sigma_min``, counting the models' rows. A guidance interval or a model's σ range
+    narrower than that spacing could be missed; the record's ``nfe`` is measured all the same."""
+    if graph.route == "dnf":
+        rows = [d.coefs for d in graph.disjuncts]
+    elif graph.route == "linear":
+        rows = [graph.linear_coefs]
+    else:
+        rows = [None]
+    kinds: dict[tuple, Any] = {}
+    for coefs in rows:
+        key = () if coefs is None else tuple(sorted(
+            (id(graph.leaves[i].model), graph.leaves[i].ref is None and not graph.leaves[i].refs)
+            for i, c in enumerate(coefs) if c != 0))
+        kinds.setdefault(key, coefs)
+    top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
+    levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
+    c, h, w = graph.image_shape
+    x = torch.zeros((1, c, h, w), device=dev)
+    most = 0
+    with torch.inference_mode(all(m.kind == "implicit" for m in graph.models)):
+        for coefs in kinds.values():
+            table = None if coefs is None else torch.tensor([coefs], dtype=torch.float32, device=dev)
+            target = _ChainTarget(graph, table)
+            for sigma in levels:
+                before = _forward_rows(graph)
+                target.score(x, torch.full((1,), sigma, device=dev))
+                after = _forward_rows(graph)
+                if before is None or after is None:
+                    raise SamplingError("max_nfe needs models that count their network rows")
+                most = max(most, after - before)
+    return most
+
+
 def stratified_branches(shares: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """Branch index per chain (N,): systematic draws at (k + u)/n through the cumulative shares of
     the branches taken in a random order, the chains then shuffled. Each chain's branch is still
@@ -155,10 +196,13 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     """Draw ``n`` images from the composition ``graph``.
 
     ``sampler``: a name in :data:`~conceptlang.sampling.samplers.SAMPLERS` — "langevin", "annealed",
-    "mala", "heun", "dpmpp_2m" (default: the registry's, else annealed for noise-conditional models
-    and langevin otherwise). ``steps``: Langevin steps (annealed spreads them evenly over its noise
+    "mala", "heun", "dpmpp_2m", "dpmpp_3m" (default: the registry's, else annealed for noise-conditional
+    models and langevin otherwise). ``steps``: Langevin steps (annealed spreads them evenly over its noise
     levels; with fewer steps than levels it uses that many levels, one step each, between the same
-    σ_max and σ_min), or the ODE solvers' σ levels. The record's ``score_evals`` counts composed-score
+    σ_max and σ_min), or the ODE solvers' σ levels; an ODE solver's ``max_nfe`` setting caps those
+    so that a chain's network rows stay within it, from the rows one evaluation of this graph costs
+    (:func:`rows_per_evaluation`; a registry's budget yields to an explicit ``steps`` unless
+    ``max_nfe`` is passed too). The record's ``score_evals`` counts composed-score
     evaluations per chain and ``nfe`` the network forward passes per chain (rows through the
     models' networks, a guided model's prior passes included). ``batch_size`` bounds how many
     chains run at once (memory); results are reproducible for a given seed, device and batch size.
@@ -180,6 +224,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     dev = resolve_device(device)
     graph.to(dev)
     spec = SAMPLERS[name]
+    if spec.budget_steps is not None and s.get("max_nfe") is not None:
+        s["steps"] = spec.budget_steps(s, rows_per_evaluation(graph, s, dev))
     kwargs, score_evals = spec.prepare(s)
     total_steps = s.pop("total_steps", s["steps"])
     n = int(n)

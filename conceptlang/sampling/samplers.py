@@ -1,6 +1,6 @@
 """Samplers, one plain function each, chosen by name from :data:`SAMPLERS`: Langevin (plain,
 annealed over noise levels, Metropolis-adjusted) and probability-flow ODE solvers (EDM's Heun,
-DPM-Solver++(2M)) for noise-conditional models.
+DPM-Solver++(2M) and (3M)) for noise-conditional models.
 
 Each sampler is ``sample_x(target, x, *, generator, callback=None, disable=None, **settings)``
 (the k-diffusion shape): ``target`` gives the score ∇ₓ log p (and, for MALA, the energy) of the
@@ -238,10 +238,35 @@ def _churn(x: torch.Tensor, sigma: float, n_steps: int, s_churn: float, s_tmin: 
     return x + s_noise * math.sqrt(sigma_hat**2 - sigma**2) * _randn(x, generator), sigma_hat
 
 
+def _corrector_level(sigmas: torch.Tensor, corrector_steps: int, corrector_sigma: float | None) -> int | None:
+    """Index of the level the Langevin corrector runs at: the first level at or below
+    ``corrector_sigma`` that is above 0 (None when there is no corrector or no such level)."""
+    if not corrector_steps or corrector_sigma is None:
+        return None
+    for i, s in enumerate(sigmas.tolist()):
+        if 0 < s <= corrector_sigma * (1 + 1e-9):
+            return i
+    return None
+
+
+def _correct(name: str, target: Target, x: torch.Tensor, sigma: float, k: int, step: float, noise: float,
+             clip: bool, generator: torch.Generator, at: tuple[int, int, str]) -> torch.Tensor:
+    """``k`` Langevin corrector steps at the fixed level σ (Song et al. 2021's predictor–corrector):
+    x ← x + h·∇log p_σ(x) + noise·√(2h)·z with h = ``step``·σ², the score taken from the denoised
+    estimate, (D(x; σ) − x)/σ². Each step is one score evaluation."""
+    h = step * sigma**2
+    for _ in range(k):
+        d = _denoised(name, target, x, sigma, clip, at)
+        x = x + h * (d - x) / sigma**2 + noise * math.sqrt(2.0 * h) * _randn(x, generator)
+        _check_finite(name, "values", x, *at)
+    return x
+
+
 def sample_heun(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_churn: float = 0.0,
                 s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
-                clip_denoised: bool = False, generator: torch.Generator, callback: Callback | None = None,
-                disable: bool | None = None) -> torch.Tensor:
+                clip_denoised: bool = False, corrector_steps: int = 0, corrector_sigma: float | None = None,
+                corrector_step: float = 0.3, corrector_noise: float = 1.0, generator: torch.Generator,
+                callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
     """EDM's sampler (Karras et al. 2022, Algorithm 2): Heun's second-order method on the
     probability-flow ODE dx/dσ = (x − D(x; σ))/σ over ``sigmas`` (ending in 0), the last step
     (to σ = 0) a plain Euler step, which is the Tweedie denoise D(x; σ_min). ``len(sigmas) − 1``
@@ -249,11 +274,19 @@ def sample_heun(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_chur
 
     ``s_churn`` > 0 makes it stochastic: before each step inside [``s_tmin``, ``s_tmax``] the chains
     are lifted to a slightly higher noise level with fresh noise (scaled by ``s_noise``), which
-    corrects errors of earlier steps at the price of some added noise."""
+    corrects errors of earlier steps at the price of some added noise.
+
+    ``corrector_steps`` k > 0 with ``corrector_sigma`` σ_c: once the chains reach the first level at
+    or below σ_c, k Langevin steps at that level (step ``corrector_step``·σ², noise scaled by
+    ``corrector_noise``; see :func:`_correct`), k more score evaluations."""
     n = len(sigmas) - 1
     hint = "try more steps or a smaller sigma_max"
+    at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
     for i in trange(n, disable=disable, desc="heun", leave=False):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if i == at_level:
+            x = _correct("heun", target, x, sigma, corrector_steps, corrector_step, corrector_noise, clip_denoised,
+                         generator, (i, n, hint))
         x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
         d = (x - _denoised("heun", target, x, sigma_hat, clip_denoised, (i, n, hint))) / sigma_hat
         x_next = x + (sigma_next - sigma_hat) * d
@@ -269,20 +302,27 @@ def sample_heun(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_chur
 
 def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_churn: float = 0.0,
                     s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
-                    clip_denoised: bool = False, generator: torch.Generator, callback: Callback | None = None,
-                    disable: bool | None = None) -> torch.Tensor:
+                    clip_denoised: bool = False, corrector_steps: int = 0, corrector_sigma: float | None = None,
+                    corrector_step: float = 0.3, corrector_noise: float = 1.0, generator: torch.Generator,
+                    callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): the exact solution of the ODE's linear part in
     λ = −log σ with the denoised estimate extrapolated linearly from the last two steps (second
     order, one score evaluation per step). The first step and the last (to σ = 0, which gives the
     denoised estimate itself) are first order.
 
     ``s_churn`` as in :func:`sample_heun`: the history then pairs each denoised estimate with the
-    raised level it was made at, so the extrapolation stays consistent."""
+    raised level it was made at, so the extrapolation stays consistent. ``corrector_steps`` as in
+    :func:`sample_heun` (the extrapolation then pairs the corrected chains' estimate with the last
+    one before the correction)."""
     n = len(sigmas) - 1
     hint = "try more steps or a smaller sigma_max"
+    at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
     old_d, old_lam = None, 0.0
     for i in trange(n, disable=disable, desc="dpmpp_2m", leave=False):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if i == at_level:
+            x = _correct("dpmpp_2m", target, x, sigma, corrector_steps, corrector_step, corrector_noise,
+                         clip_denoised, generator, (i, n, hint))
         x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
         d = _denoised("dpmpp_2m", target, x, sigma_hat, clip_denoised, (i, n, hint))
         lam = -math.log(sigma_hat)
@@ -298,6 +338,54 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
             x = (sigma_next / sigma_hat) * x - math.expm1(-h) * d_est
         old_d, old_lam = d, lam
         _check_finite("dpmpp_2m", "values", x, i, n, hint)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigma_next})
+    return x
+
+
+def sample_dpmpp_3m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_churn: float = 0.0,
+                    s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
+                    clip_denoised: bool = False, corrector_steps: int = 0, corrector_sigma: float | None = None,
+                    corrector_step: float = 0.3, corrector_noise: float = 1.0, generator: torch.Generator,
+                    callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
+    """DPM-Solver++(3M) (Lu et al. 2022, the third-order multistep solver in λ = −log σ): the
+    denoised estimate extrapolated quadratically from the last three steps, one score evaluation
+    per step. The first step is first order, the second second order (as in
+    :func:`sample_dpmpp_2m`), and the last (to σ = 0) gives the denoised estimate itself.
+    ``s_churn`` and ``corrector_steps`` as in :func:`sample_dpmpp_2m`."""
+    n = len(sigmas) - 1
+    hint = "try more steps or a smaller sigma_max"
+    at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
+    hist: list[tuple[torch.Tensor, float]] = []  # (denoised, λ) of the last two evaluations, newest first
+    for i in trange(n, disable=disable, desc="dpmpp_3m", leave=False):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if i == at_level:
+            x = _correct("dpmpp_3m", target, x, sigma, corrector_steps, corrector_step, corrector_noise,
+                         clip_denoised, generator, (i, n, hint))
+        x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
+        d = _denoised("dpmpp_3m", target, x, sigma_hat, clip_denoised, (i, n, hint))
+        lam = -math.log(sigma_hat)
+        if sigma_next == 0:
+            x = d
+        else:
+            h = -math.log(sigma_next) - lam
+            phi_1 = -math.expm1(-h)  # 1 − e^{−h}
+            phi_2 = 1.0 - phi_1 / h  # (e^{−h} − 1)/h + 1
+            x = (sigma_next / sigma_hat) * x + phi_1 * d
+            if len(hist) >= 1:
+                r0 = (lam - hist[0][1]) / h
+                d1_0 = (d - hist[0][0]) / r0
+                if len(hist) == 2:
+                    r1 = (hist[0][1] - hist[1][1]) / h
+                    d1_1 = (hist[0][0] - hist[1][0]) / r1
+                    d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                    d2 = (d1_0 - d1_1) / (r0 + r1)
+                    phi_3 = phi_2 / h - 0.5
+                    x = x + phi_2 * d1 - phi_3 * d2
+                else:
+                    x = x + phi_2 * d1_0
+        hist = [(d, lam), *hist[:1]]
+        _check_finite("dpmpp_3m", "values", x, i, n, hint)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigma_next})
     return x
@@ -431,19 +519,52 @@ def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
         _positive(name, s, "steps", integer=True)
         _sigma_range(name, s)
         _positive(name, s, "rho")
-        for key in ("s_churn", "s_tmin", "s_noise"):
+        for key in ("s_churn", "s_tmin", "s_noise", "corrector_noise"):
             _non_negative(name, s, key)
-        _positive(name, s, "s_tmax")
+        for key in ("s_tmax", "corrector_sigma", "corrector_step"):
+            _positive(name, s, key)
         _flag(name, s, "clip_denoised")
+        _positive(name, s, "max_nfe", integer=True)
+        k = s.get("corrector_steps") or 0
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise SamplingError(f"{name}: corrector_steps must be an integer ≥ 0, got {s.get('corrector_steps')!r}")
+        s["corrector_steps"] = int(k)
+        if k and s.get("corrector_sigma") is None:
+            raise SamplingError(f"{name}: corrector_steps={k} needs corrector_sigma, the noise level the corrector "
+                                "runs at")
+        if k and not (s["sigma_min"] <= s["corrector_sigma"] <= s["sigma_max"]):
+            raise SamplingError(f"{name}: corrector_sigma ({s['corrector_sigma']:g}) must lie in "
+                                f"[sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
     return validate
+
+
+def _ode_explicit_steps(s: dict[str, Any], user: dict[str, Any]) -> None:
+    """An explicit step count (--steps) wins over a registry's evaluation budget."""
+    if user.get("max_nfe") is None:
+        s["max_nfe"] = None
+
+
+def _budget_steps(evals_per_step: Callable[[int], int]) -> Callable[[dict[str, Any], int], int]:
+    """``steps``, or fewer where their evaluations at ``rows`` network rows each (the corrector's
+    included) would pass ``max_nfe``: the most that stay within it, and at least one."""
+    def steps(s: dict[str, Any], rows: int) -> int:
+        evals = s["max_nfe"] // max(rows, 1) - s["corrector_steps"]
+        n = 1
+        while n < s["steps"] and evals_per_step(n + 1) <= evals:
+            n += 1
+        return n
+    return steps
 
 
 def _prepare_ode(evals: Callable[[int], int]) -> Callable[[dict[str, Any]], tuple[dict[str, Any], int]]:
     def prepare(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        kw = {"sigmas": get_sigmas_karras(s["sigma_max"], s["sigma_min"], s["steps"], s["rho"]),
-              "s_churn": s["s_churn"], "s_tmin": s["s_tmin"], "s_tmax": s["s_tmax"], "s_noise": s["s_noise"],
-              "clip_denoised": s["clip_denoised"]}
-        return kw, evals(s["steps"])
+        sigmas = get_sigmas_karras(s["sigma_max"], s["sigma_min"], s["steps"], s["rho"])
+        kw = {"sigmas": sigmas, "s_churn": s["s_churn"], "s_tmin": s["s_tmin"], "s_tmax": s["s_tmax"],
+              "s_noise": s["s_noise"], "clip_denoised": s["clip_denoised"], "corrector_steps": s["corrector_steps"],
+              "corrector_sigma": s["corrector_sigma"], "corrector_step": s["corrector_step"],
+              "corrector_noise": s["corrector_noise"]}
+        level = _corrector_level(sigmas, s["corrector_steps"], s["corrector_sigma"])
+        return kw, evals(s["steps"]) + (0 if level is None else s["corrector_steps"])
     return prepare
 
 
@@ -457,7 +578,9 @@ class SamplerSpec:
     noise added to the uniform start (the first noise level, for annealing samplers);
     ``explicit_steps(settings, user)`` adjusts the settings when a step count is given explicitly;
     ``end_sigma(settings)`` is the noise level at which to score the final samples (the smallest level
-for annealing samplers; None for models without one).
+    for annealing samplers; None for models without one); ``budget_steps(settings, rows)``, for
+    samplers with a ``max_nfe`` setting, gives the step count that keeps a chain's network rows
+    within that budget when one score evaluation costs ``rows`` rows (``steps`` where those fit).
     """
 
     name: str
@@ -469,10 +592,12 @@ for annealing samplers; None for models without one).
     start_sigma: Callable[[dict[str, Any]], float] = lambda s: 0.0
     explicit_steps: Callable[[dict[str, Any], dict[str, Any]], None] = lambda s, user: None
     end_sigma: Callable[[dict[str, Any]], float | None] = lambda s: s.get("sigma")
+    budget_steps: Callable[[dict[str, Any], int], int] | None = None
 
 
 _ODE_DEFAULTS = {"sigma_max": 10.0, "sigma_min": 0.01, "rho": 7.0, "s_churn": 0.0, "s_tmin": 0.0,
-                 "s_tmax": None, "s_noise": 1.0, "clip_denoised": False}
+                 "s_tmax": None, "s_noise": 1.0, "clip_denoised": False, "max_nfe": None, "corrector_steps": 0,
+                 "corrector_sigma": None, "corrector_step": 0.3, "corrector_noise": 1.0}
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "langevin": SamplerSpec(
@@ -503,6 +628,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "(noise-conditional models); 2·steps − 1 score evaluations",
         validate=_validate_ode("heun"), prepare=_prepare_ode(lambda n: 2 * n - 1),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: 2 * n - 1),
     ),
     "dpmpp_2m": SamplerSpec(
         "dpmpp_2m", sample_dpmpp_2m,
@@ -511,6 +637,16 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "optional churn (noise-conditional models); one score evaluation per step",
         validate=_validate_ode("dpmpp_2m"), prepare=_prepare_ode(lambda n: n),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n),
+    ),
+    "dpmpp_3m": SamplerSpec(
+        "dpmpp_3m", sample_dpmpp_3m,
+        {"steps": 20, **_ODE_DEFAULTS},
+        "DPM-Solver++(3M) (3rd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
+        "optional churn (noise-conditional models); one score evaluation per step",
+        validate=_validate_ode("dpmpp_3m"), prepare=_prepare_ode(lambda n: n),
+        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n),
     ),
 }
 
