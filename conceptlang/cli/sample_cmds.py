@@ -16,7 +16,7 @@ import click
 
 from conceptlang.cli.common import device_option, load_registry_for, models_option, read_source
 
-SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m")
+SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m", "dpmpp_3m")
 # Chains sampled at once unless --batch-size says otherwise: bounds the sampler's working memory,
 # so a large -n runs in batches (results depend on the seed, the device and the batch size).
 DEFAULT_BATCH_SIZE = 256
