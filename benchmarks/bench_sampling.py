@@ -17,12 +17,12 @@ beside the TV a perfect sampler would score at that count).
 Configurations (``--configs``, comma-separated):
 
 * ``old``: the previous shipped default, annealed Langevin over 39 geometric levels (σ 10 → 0.01),
-  2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise (~160 evaluations);
+  2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise (79 evaluations: 237 network rows a scenes sample);
 * ``new``: the registry's settings (models/manifest.json's ``sampler`` sections); ``new:KEY=VALUE:...``
   those with some changed, e.g. ``new:s_churn=0``, ``new:corrector_steps=2:corrector_sigma=0.3``;
 * ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
   ``heun:7``, ``dpmpp_2m:13``, ``heun:7:s_churn=2``, ``dpmpp_2m:13:sigma_max=80`` (a ``max_nfe``
-  given here chooses the steps itself: ``dpmpp_2m:13:max_nfe=40``).
+  given here caps the steps: ``dpmpp_2m:20:max_nfe=40`` runs 13 on a 3-row expression).
 
 Prints one table and writes benchmarks/results/sampling.json (``--json``). The default run (the
 four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy
