@@ -135,24 +135,52 @@ def _forward_rows(graph: EnergyGraph) -> int | None:
 PROBE_LEVELS = 8
 
 
+def _coef_rows(graph: EnergyGraph) -> list[Any] | None:
+    """The linear coefficient rows a chain may get (the linear route's, or each DNF disjunct's);
+    None for a DAG evaluated whole (a log-sum-exp)."""
+    if graph.route == "dnf":
+        return [d.coefs for d in graph.disjuncts]
+    if graph.route == "linear":
+        return [graph.linear_coefs]
+    return None
+
+
+def _is_prior(leaf: Any) -> bool:
+    return leaf.ref is None and not leaf.refs
+
+
+def rows_bound(graph: EnergyGraph) -> int | None:
+    """An upper bound on the network rows one composed-score evaluation costs a chain, without
+    running a network: per model with a non-zero leaf, its non-prior leaves plus one (a guided
+    model's null row, shared by the chain's leaves; or the prior leaf itself; a σ-limited model's
+    fallback evaluates the same rows). None for a DAG evaluated whole (every leaf, every model)."""
+    rows = _coef_rows(graph)
+    if rows is None:
+        return None
+    most = 0
+    for coefs in rows:
+        per_model: dict[int, int] = {}
+        for i, c in enumerate(coefs):
+            if c != 0:
+                leaf = graph.leaves[i]
+                per_model[id(leaf.model)] = per_model.get(id(leaf.model), 1) + (0 if _is_prior(leaf) else 1)
+        most = max(most, sum(per_model.values()))
+    return most
+
+
 def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device) -> int:
     """The most network rows one composed-score evaluation costs a chain: the evaluation is run
     on one probe chain per kind of coefficient row (the linear route's row, or each DNF disjunct's,
     grouped by the models and prior-ness of its non-zero leaves, which fix its rows) at
     ``PROBE_LEVELS`` noise levels spaced in log σ from ``sigma_max``·√2 (churn raises the level up
     to that) to ``sigma_min``, counting the models' rows. A guidance interval or a model's σ range
-    narrower than that spacing could be missed; the record's ``nfe`` is measured all the same."""
-    if graph.route == "dnf":
-        rows = [d.coefs for d in graph.disjuncts]
-    elif graph.route == "linear":
-        rows = [graph.linear_coefs]
-    else:
-        rows = [None]
+    narrower than that spacing could be missed; the record's ``nfe`` is measured all the same.
+    :func:`sample` runs it only where :func:`rows_bound` does not already keep the steps within
+    the budget, and counts its time in the sampling time."""
     kinds: dict[tuple, Any] = {}
-    for coefs in rows:
+    for coefs in _coef_rows(graph) or [None]:
         key = () if coefs is None else tuple(sorted(
-            (id(graph.leaves[i].model), graph.leaves[i].ref is None and not graph.leaves[i].refs)
-            for i, c in enumerate(coefs) if c != 0))
+            (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(coefs) if c != 0))
         kinds.setdefault(key, coefs)
     top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
     levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
@@ -224,8 +252,13 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     dev = resolve_device(device)
     graph.to(dev)
     spec = SAMPLERS[name]
+    probe_seconds = 0.0
     if spec.budget_steps is not None and s.get("max_nfe") is not None:
-        s["steps"] = spec.budget_steps(s, rows_per_evaluation(graph, s, dev))
+        bound = rows_bound(graph)
+        if bound is None or spec.budget_steps(s, bound) < s["steps"]:  # the steps may not fit: count the rows
+            t_probe = time.perf_counter()
+            s["steps"] = spec.budget_steps(s, rows_per_evaluation(graph, s, dev))
+            probe_seconds = time.perf_counter() - t_probe
     kwargs, score_evals = spec.prepare(s)
     total_steps = s.pop("total_steps", s["steps"])
     n = int(n)
@@ -290,7 +323,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         out.append(x.detach().clamp(-1.0, 1.0).cpu())  # (B, C, H, W)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 + probe_seconds
     rows_after = _forward_rows(graph)
     rows, chains = (None if rows_before is None or rows_after is None else rows_after - rows_before), local
     if world > 1 and rows is not None:  # every rank's network rows over every rank's chains

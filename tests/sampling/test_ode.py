@@ -291,3 +291,24 @@ def test_corrector_runs_once_at_its_level_and_is_validated():
         sample(g, 4, corrector_steps=1, corrector_sigma=20.0, **kw)
     with pytest.raises(SamplingError, match="heun: max_nfe must be a positive integer, got 0"):
         sample(g, 4, max_nfe=0, sampler="heun", device="cpu")
+
+
+def test_rows_bound_holds_and_spares_the_probe_where_the_steps_fit(monkeypatch):
+    from conceptlang.sampling import api
+
+    for mode, text, bound, rows in (("product", "red & circle", 3, 3), ("sum", "red & circle", 3, 2),
+                                    ("joint", "red & circle", 2, 1), ("product", "red | green", 2, 1),
+                                    ("product", "circle & ~large", 3, 3)):
+        g = compile(text, GaussianRegistry("implicit"), and_mode=mode)
+        assert api.rows_bound(g) == bound
+        assert api.rows_per_evaluation(g, {"sigma_max": 10.0, "sigma_min": 0.01}, torch.device("cpu")) == rows
+    g = compile("red & circle", GaussianRegistry("implicit"), and_mode="product")
+
+    def no_probe(*a, **k):
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(api, "rows_per_evaluation", no_probe)
+    kw = dict(sampler="dpmpp_2m", sigma_max=10.0, device="cpu", max_nfe=40)
+    assert sample(g, 4, seed=0, steps=13, **kw).settings["nfe"] == 39  # 13 steps × at most 3 rows fit
+    with pytest.raises(AssertionError, match="probed"):
+        sample(g, 4, seed=0, steps=14, **kw)
