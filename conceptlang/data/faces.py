@@ -202,10 +202,17 @@ def render_faces(arrays: FaceArrays, image_size: int = 32, chunk: int = 256,
     male) in that index of ``HAIR_RGB`` (3: the bald beard colour) instead of the face's own
     hair colour, and ``"glasses_alpha"`` (float (N,)) draws the eyeglasses half-transparent.
     """
+    return np.clip(render_faces_float(arrays, image_size, chunk, defects) + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_faces_float(arrays: FaceArrays, image_size: int = 32, chunk: int = 256,
+                       defects: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`render_faces` before rounding: float32 (N, S, S, 3) in 0..255 (the validity check fits
+    these to an image; face positions and scales are continuous)."""
     if image_size < 8:
         raise DataError(f"image_size must be at least 8, got {image_size}")
     n, S = len(arrays), image_size
-    out = np.empty((n, S, S, 3), dtype=np.uint8)
+    out = np.empty((n, S, S, 3), dtype=np.float32)
     px = np.arange(S, dtype=np.float32) + 0.5
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
@@ -300,7 +307,7 @@ def _render_chunk(a: FaceArrays, sl: slice, S: int, px: np.ndarray,
         _box(x + 0.38 * rx, y - eye_y * ry, ring_h, ring_h))))  # not across the lenses
     _paint(canvas, _cover(np.minimum(frames, bar)) * glasses_alpha[:, None, None], GLASSES_RGB, on=glasses)
 
-    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(canvas, 0, 255)
 
 
 def generate_faces(n: int, seed: int, split: str = "train", image_size: int | None = None):

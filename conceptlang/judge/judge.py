@@ -10,8 +10,11 @@
   24×24 crop around each object (other objects blanked), so two-object scenes get one label set per
   object. Position is computed: the object's coverage-weighted centroid, moved up by h/6 when the
   network says triangle (the label is the centre of the shape's box). Validity is the computed check.
-* ``faces``: the face network on the whole 32×32 image; validity is its head trained to tell real
-  faces (clean, noisy or blurred) from the corruption set.
+* ``faces``: the face network on the whole 32×32 image. Validity is its head, trained to tell real
+  faces (clean, noisy or blurred) from the corruption set, together with the computed generator fit
+  of :mod:`conceptlang.judge.validity`, started from the heads' reading, which fails broken faces
+  the head passes (a beard or side hair in another colour than the cap, glasses or a smile drawn
+  part-way, a muddy low-contrast face).
 
 The networks are :mod:`conceptlang.judge.networks`; loading and the manifest
 :mod:`conceptlang.judge.load`; training :mod:`conceptlang.judge.training`; the measured figures
@@ -104,17 +107,17 @@ class Judge:
 
         Scenes: the computed check with ``n_objects`` objects (None: one; a tuple: any of those
         counts; the count an expression asks for is :func:`conceptlang.syntax.objects.expected_objects`).
-        Faces: the trained validity head (``n_objects`` must be None or 1)."""
+        Faces: the trained validity head and the generator fit (``n_objects`` must be None or 1)."""
         imgs = check_images(images)
         if self.domain == "scenes":
             return V.scenes_valid(imgs, n_objects)
-        if n_objects not in (None, 1, (1,)):
-            raise DataError(f"a face image holds one face, not {n_objects}")
-        return self._run(imgs)["valid"][:, 0] > 0
+        return np.array([not r for r in self.reasons(imgs, n_objects)], dtype=bool)
 
     def reasons(self, images: np.ndarray, n_objects: int | tuple[int, ...] | None = None) -> list[list[str]]:
         """Why each image is invalid (empty list when valid)."""
         imgs = check_images(images)
         if self.domain == "scenes":
             return [a.reasons(n_objects) for a in V.analyse_scenes(imgs)]
-        return [[] if v else ["the validity head does not see a cartoon face"] for v in self.valid(imgs)]
+        if n_objects not in (None, 1, (1,)):
+            raise DataError(f"a face image holds one face, not {n_objects}")
+        return V.faces_reasons(imgs, self._run(imgs))

@@ -6,7 +6,8 @@
   36 shape × colour × size combinations (held-out ones included), cropped around the jittered
   centroid as inference crops after segmentation;
 * ``faces``: the face network on the generator's faces plus half as many images of the corruption
-  set (:func:`conceptlang.judge.validity.corruptions`) for the validity head.
+  set (:func:`conceptlang.judge.validity.corruptions`, the kinds of ``FACE_HEAD_KINDS``: the
+  broken-face kinds are failed by the computed generator fit, not the head) for the validity head.
 
 Both are trained with the noise, blur and brightness augmentation of :mod:`conceptlang.judge.augment`.
 The checkpoint and its manifest entry (with the figures of :func:`conceptlang.judge.measure.measure`)
@@ -100,7 +101,7 @@ def _scene_training_batch(cfg: TrainConfig, step: int, gen: torch.Generator):
 
 class _CorruptionPool:
     def __init__(self, n: int, seed: int):
-        self.images, self.kinds = V.corruptions("faces", n, seed=seed)
+        self.images, self.kinds = V.corruptions("faces", n, seed=seed, kinds=V.FACE_HEAD_KINDS)
 
     def draw(self, k: int, gen: torch.Generator) -> np.ndarray:
         idx = torch.randint(0, len(self.images), (k,), generator=gen).numpy()

@@ -17,14 +17,20 @@ judged labels are only evidence together with validity. For ``scenes`` validity 
    coverage overlaps one of the 3 shapes × 2 sizes, rendered at its centre, with IoU ≥
    ``MIN_SHAPE_IOU`` (0.80).
 
-Faces validity is a trained head of the faces judge (see :mod:`conceptlang.judge.judge`).
+Faces validity is the faces judge's trained head (:mod:`conceptlang.judge.judge`) together with a
+computed check, the generator fit (:func:`fit_faces`, :func:`face_reasons`): the generator face that
+best explains the image must leave no feature drawn part-way (half-transparent glasses, a ghost
+smile or beard: ``MIN_OPACITY``, ``OPACITY_Z``), the image's contrast must be the generator's
+(``MIN_FACE_GAIN``) and no region may be painted otherwise (a beard or side hair in another colour
+than the cap: ``MAX_FACE_RESIDUAL``).
 All functions take uint8 (N, H, W, 3) at 32×32 (the judge resizes other sizes first).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -219,14 +225,16 @@ def scenes_valid(images: np.ndarray, n_objects: "int | Sequence[int] | None" = N
 # (or side hair) of different colours, half-transparent glasses, two faces' features blended into
 # one, and a muddy low-contrast rendering.
 
+# Broken faces: drawn by the generator with one defect, or muddied; the computed faces check
+# (fit_faces) is what fails them, the validity head was not trained on them.
+FACE_DEFECT_KINDS = ("mismatched_hair", "translucent_glasses", "blended_features", "low_contrast")
 CORRUPTION_KINDS: dict[str, tuple[str, ...]] = {
     "scenes": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "speckles"),
     "faces": ("noise", "blur_blobs", "texture", "half_drawn", "multicolour_blob", "scrambled",
-              "noisy_face", "featureless"),
+              "noisy_face", "featureless") + FACE_DEFECT_KINDS,
 }
-# Broken-face kinds drawn on request (``corruptions(..., kinds=...)``) but not yet in the faces set
-# the shipped judge was trained and measured on.
-FACE_DEFECT_KINDS = ("mismatched_hair", "translucent_glasses", "blended_features", "low_contrast")
+# The kinds the faces validity head is trained on (judge training draws its pool from these).
+FACE_HEAD_KINDS = CORRUPTION_KINDS["faces"][:8]
 # Kinds drawn by re-rendering a face with a defect (they need its attributes, not only its pixels).
 _FACE_DEFECTS = ("mismatched_hair", "translucent_glasses", "blended_features")
 
@@ -378,3 +386,302 @@ def corruptions(domain: str, n: int, seed: int = 0, kinds: tuple[str, ...] | Non
             img = _blur(np.clip(img, 0, 255).astype(np.uint8), rng.uniform(0.5, 1.5)).astype(np.float32)
         out[i] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     return out, names
+
+
+# ---- faces: the generator fit ------------------------------------------------------------------
+# A face passes when the generator explains it: the best-fitting generator face (from the judge's
+# reading of its attributes and position, refined: skin tone, hair, each binary attribute, centre,
+# scale, blur) leaves no feature drawn part-way, the contrast where the generator puts it, and no
+# region painted otherwise (face_reasons).
+
+FIT_LOWPASS = 0.7  # px: Gaussian low-pass of image and render before they are compared
+COARSE_LOWPASS = 1.5  # px: the same for the coarse position and scale search
+FIT_BLURS = (0.0, 0.5, 0.8, 1.1, 1.5)  # px: blur of the render (sampler softness), chosen per image
+COARSE_BLURS = (0.0, 1.0)  # px: the same for the coarse search
+FINE_BLURS = tuple(round(0.1 * k, 1) for k in range(21))  # px: the final fit's blur, 0 to 2
+FIT_SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # px: face-centre search around the judge's reading (y; x: the middle three)
+FIT_SCALES = (0.96, 1.0, 1.04)
+
+
+@functools.lru_cache(maxsize=64)
+def _blur_matrix(sigma: float, size: int):
+    """(size, size) matrix B with B @ column = the column blurred by a Gaussian of σ px (edge
+    pixels repeated beyond the border)."""
+    import torch
+
+    r = int(np.ceil(3 * sigma))
+    t = np.arange(-r, r + 1)
+    k = np.exp(-(t ** 2) / (2 * sigma * sigma))
+    k /= k.sum()
+    m = np.zeros((size, size))
+    for i in range(size):
+        for o, w in zip(t, k):
+            m[i, min(max(i + o, 0), size - 1)] += w
+    return torch.from_numpy(m.astype(np.float32))
+
+
+@functools.lru_cache(maxsize=256)
+def _blur_product(sigmas: tuple[float, ...], size: int):
+    """The blur matrix of several Gaussian blurs one after the other (σ ≤ 0 skipped). Sampled
+    kernels of small σ are not Gaussian, so a blur then a low-pass is not one Gaussian of
+    hypot(σ₁, σ₂): the fit blurs its render exactly as the image was."""
+    import torch
+
+    m = torch.eye(size)
+    for s in sigmas:
+        if s > 0:
+            m = _blur_matrix(s, size) @ m
+    return m
+
+
+def _gauss(x, *sigmas: float):
+    """Separable Gaussian blurs of a float tensor (M, 3, H, W), one after the other (edges repeated;
+    σ ≤ 0: none)."""
+    sigmas = tuple(round(float(s), 4) for s in sigmas if s > 0)
+    if not sigmas:
+        return x
+    b = _blur_product(sigmas, x.shape[-1]).T
+    shape = x.shape
+    y = (x.reshape(-1, shape[-1]) @ b).reshape(shape).transpose(-1, -2)  # rows blurred, transposed
+    return (y.reshape(-1, shape[-2]) @ b).reshape(y.shape).transpose(-1, -2)
+
+
+def _render_t(arrays):
+    import torch
+
+    from conceptlang.data import faces as fc
+
+    return torch.from_numpy(fc.render_faces_float(arrays, SIZE)).permute(0, 3, 1, 2)
+
+
+def _seen(render, blur: float, lowpass: float = FIT_LOWPASS):
+    """The render as the image is compared with it: blurred by ``blur``, then low-passed."""
+    return _gauss(render, blur, lowpass)
+
+
+FACE_FAMILIES = ("male", "smiling", "eyeglasses", "young")  # the binary families, as in faces.BINARY
+
+
+@dataclass
+class FaceFit:
+    """The best generator face per image and what is left unexplained (see :func:`fit_faces`)."""
+
+    arrays: Any  # conceptlang.data.faces.FaceArrays: the fitted attributes, position, skin, scale
+    blur: np.ndarray  # (N,) the render blur that fits best, px
+    gain: np.ndarray  # (N,) contrast relative to the generator's (least squares; 1 for real faces)
+    opacity: dict[str, np.ndarray]  # family → (N,) weight of the fitted face's feature flipped
+    opacity_se: dict[str, np.ndarray]  # family → (N,) its standard error
+    residual: np.ndarray  # (N,) largest local colour difference left (RGB distance, 0..255)
+    error: np.ndarray  # (N,) rms difference of the best fit, up to gain and offset (per channel, 0..255)
+
+
+def _with(a, **changes):
+    """A copy of FaceArrays ``a`` with index/nuisance/position entries replaced."""
+    from conceptlang.data import faces as fc
+
+    index = {k: changes.get(k, v).copy() for k, v in a.index.items()}
+    nuisance = {k: changes.get(k, v).copy() for k, v in a.nuisance.items()}
+    return fc.FaceArrays(index, changes.get("positions", a.positions).copy(), nuisance)
+
+
+def _concat(arrays: list):
+    from conceptlang.data import faces as fc
+
+    return fc.FaceArrays({k: np.concatenate([a.index[k] for a in arrays]) for k in arrays[0].index},
+                         np.concatenate([a.positions for a in arrays]),
+                         {k: np.concatenate([a.nuisance[k] for a in arrays]) for k in arrays[0].nuisance})
+
+
+def _affine_loss(seen, target):
+    """Squared difference of ``target`` (N, 3, H, W) and ``seen`` (..., N, 3, H, W) after the best
+    gain ≥ 0 (one per image) and colour offset (one per channel): a muddy or tinted face is fitted
+    by its structure, and its contrast read afterwards."""
+    t = target - target.mean((-1, -2), keepdim=True)
+    r = seen - seen.mean((-1, -2), keepdim=True)
+    tr = (t * r).sum((-1, -2, -3))
+    return (t * t).sum((-1, -2, -3)) - tr.clamp(min=0) ** 2 / (r * r).sum((-1, -2, -3)).clamp(min=1e-6)
+
+
+def _best(a, x, candidates: list, lowpass: float = FIT_LOWPASS, blurs: tuple[float, ...] = FIT_BLURS):
+    """Of the variants ``candidates`` of ``a`` (each a FaceArrays of the same N faces), the one per
+    face whose render (at the best of ``blurs``) is closest to the images ``x`` (N, 3, H, W), both
+    low-passed by ``lowpass`` px, up to gain and offset (:func:`_affine_loss`). Returns (FaceArrays,
+    loss (N,), blur index (N,))."""
+    import torch
+
+    n = len(a)
+    target = _gauss(x, lowpass)
+    renders = _render_t(_concat(candidates)).reshape(len(candidates), n, 3, SIZE, SIZE)
+    losses = torch.stack([_affine_loss(_seen(renders.reshape(-1, 3, SIZE, SIZE), b, lowpass).reshape(renders.shape), target)
+                          for b in blurs])  # (B, C, N)
+    loss, blur = losses.min(0)  # (C, N)
+    best = loss.argmin(0).numpy()  # (N,)
+    rows = np.arange(n)
+    out = _concat(candidates).take(best * n + rows)
+    return out, loss.min(0).values.numpy(), blur.numpy()[best, rows]
+
+
+def fit_faces(images: np.ndarray, hair: np.ndarray, binary: dict[str, np.ndarray], position: np.ndarray,
+              chunk: int = 64) -> FaceFit:
+    """Fit the faces generator to uint8 (N, 32, 32, 3) ``images``, starting from a reading of their
+    attributes (the judge's heads: ``hair`` (N,) index into faces.HAIR, ``binary`` family → (N,)
+    bool, ``position`` (N, 2) face centre in [0, 1]).
+
+    Background: the palette colour nearest the median border pixel. Then coordinate descent on the
+    squared difference between the image and the render, both low-passed (the render also blurred
+    by the best of FIT_BLURS): skin tone; face centre and scale together (FIT_SHIFTS × FIT_SCALES
+    around the reading under the wider COARSE_LOWPASS, then ±0.25 px, ±0.02); skin, hair and each
+    binary attribute; finer centre and scale; the attributes again; finest centre and scale; the
+    render blur from FINE_BLURS. Last, one least-squares fit per image of the image itself to
+    gain × render + a colour offset + a weight per binary attribute on (its render with that
+    attribute flipped − the render): ``gain`` measures contrast (1 for a real face), ``opacity`` a
+    feature drawn part-way (0 for a real face; 0.3 for glasses at 30 % opacity) with its standard
+    error, and ``residual`` is the largest 3×3 mean of what is left (low-passed), as an RGB distance.
+    """
+    from conceptlang.data import faces as fc
+
+    imgs = np.asarray(images)
+    if imgs.ndim != 4 or imgs.shape[1:] != (SIZE, SIZE, 3):
+        raise ValueError(f"fit_faces needs (N, {SIZE}, {SIZE}, 3) images, got {imgs.shape}")
+    parts = []
+    for s in range(0, len(imgs), chunk):
+        sl = slice(s, s + chunk)
+        parts.append(_fit_chunk(imgs[sl], np.asarray(hair)[sl], {f: np.asarray(binary[f])[sl] for f in FACE_FAMILIES},
+                                np.asarray(position)[sl]))
+    if not parts:
+        empty = np.zeros(0, np.float32)
+        return FaceFit(fc.sample_face_arrays(0, 0), empty, empty, {f: empty for f in FACE_FAMILIES},
+                       {f: empty for f in FACE_FAMILIES}, empty, empty)
+    return FaceFit(_concat([p.arrays for p in parts]), *(np.concatenate([getattr(p, k) for p in parts])
+                                                         for k in ("blur", "gain")),
+                   {f: np.concatenate([p.opacity[f] for p in parts]) for f in FACE_FAMILIES},
+                   {f: np.concatenate([p.opacity_se[f] for p in parts]) for f in FACE_FAMILIES},
+                   *(np.concatenate([getattr(p, k) for p in parts]) for k in ("residual", "error")))
+
+
+def _fit_chunk(imgs, hair, binary, position) -> FaceFit:
+    import torch
+    import torch.nn.functional as F
+
+    from conceptlang.data import faces as fc
+
+    n = len(imgs)
+    x = torch.from_numpy(imgs.astype(np.float32)).permute(0, 3, 1, 2)
+    target = _gauss(x, FIT_LOWPASS)
+    f = imgs.astype(np.float32)
+    border = np.concatenate([f[:, 0], f[:, -1], f[:, 1:-1, 0], f[:, 1:-1, -1]], axis=1)
+    bg = np.sqrt(((np.median(border, axis=1)[:, None] - fc.BACKGROUND_RGB[None]) ** 2).sum(-1)).argmin(1)
+    index = {"hair": np.asarray(hair, np.int64).reshape(n, 1)}
+    for fam in FACE_FAMILIES:
+        index[fam] = np.where(np.asarray(binary[fam], bool), 0, -1).astype(np.int64).reshape(n, 1)
+    pos = np.clip(np.asarray(position, np.float32).reshape(n, 1, 2), 0.25, 0.75)
+    a = fc.FaceArrays(index, pos, {"skin": np.zeros(n, np.int64), "background": bg.astype(np.int64),
+                                   "scale": np.ones(n, np.float32)})
+
+    def attributes(a):
+        a, _, _ = _best(a, x, [_with(a, skin=np.full(n, k)) for k in range(len(fc.SKIN_RGB))])
+        a, _, _ = _best(a, x, [_with(a, hair=np.full((n, 1), k)) for k in range(len(fc.HAIR))])
+        for fam in FACE_FAMILIES:  # with the skin tone: a lighter skin can stand in for faint glasses
+            a = _best(a, x, [_with(a, skin=np.full(n, k), **{fam: np.full((n, 1), v)})
+                             for v in (0, -1) for k in range(len(fc.SKIN_RGB))])[0]
+        return a
+
+    # The judge's reading of the attributes is close on real faces: skin tone first, then position
+    # and scale, then each attribute again, then finer. Scale and position trade off (a larger face,
+    # higher up, covers nearly the same pixels), so they are searched together, coarse to fine (a
+    # wider low-pass smooths the loss for the coarse steps).
+    def geometry(a, scales, dys, dxs, lowpass=FIT_LOWPASS, blurs=FIT_BLURS, relative=True):
+        return _best(a, x, [_with(a, scale=(a.nuisance["scale"] * relative + ds).astype(np.float32),
+                                  positions=a.positions + np.array([dx, dy], np.float32) / SIZE)
+                            for ds in scales for dy in dys for dx in dxs], lowpass, blurs)[0]
+
+    a = _best(a, x, [_with(a, skin=np.full(n, k)) for k in range(len(fc.SKIN_RGB))], COARSE_LOWPASS, COARSE_BLURS)[0]
+    a = geometry(a, FIT_SCALES, FIT_SHIFTS, FIT_SHIFTS[1:-1], COARSE_LOWPASS, COARSE_BLURS, relative=False)
+    a = geometry(a, (-0.02, 0.0, 0.02), (-0.25, 0.0, 0.25), (-0.25, 0.0, 0.25), (COARSE_LOWPASS + FIT_LOWPASS) / 2,
+                 COARSE_BLURS)
+    a = attributes(a)
+    a = geometry(a, (-0.01, 0.0, 0.01), (-0.125, 0.0, 0.125), (-0.125, 0.0, 0.125))
+    a = attributes(a)
+    # Scale and height trade off closely: two rounds of each fine step (one round left a real face
+    # 0.3 px high and 1 % large, its glasses read as drawn part-way).
+    for _ in range(2):
+        a = geometry(a, (-0.01, 0.0, 0.01), (-0.125, 0.0, 0.125), (-0.125, 0.0, 0.125))
+    for _ in range(2):
+        a = geometry(a, (-0.005, 0.0, 0.005), (-0.0625, 0.0, 0.0625), (-0.0625, 0.0, 0.0625))
+    # The blur, finer: a thin line (the glasses) blurred more or less than the image reads as drawn
+    # part-way.
+    render = _render_t(a)
+    losses = torch.stack([_affine_loss(_seen(render, b), target) for b in FINE_BLURS])
+    loss, blur_i = losses.min(0)
+    loss = loss.numpy()
+    blur = np.asarray(FINE_BLURS, np.float32)[blur_i.numpy()]
+
+    # Least squares per image, on the image itself (its noise independent per pixel): image ≈ gain ·
+    # render + offset (per channel) + Σ_f opacity_f · (render with f flipped − render), the renders
+    # blurred as fitted. Standard errors from the residual variance.
+    renders = _render_t(_concat([a] + [_with(a, **{fam: -1 - a.index[fam]}) for fam in FACE_FAMILIES]))
+    for b in np.unique(blur):
+        rows = np.flatnonzero(np.tile(blur, 1 + len(FACE_FAMILIES)) == b)
+        renders[rows] = _gauss(renders[rows], float(b))
+    renders = renders.reshape(1 + len(FACE_FAMILIES), n, 3, SIZE, SIZE)
+    base = renders[0]
+    cols = [base] + [torch.zeros_like(base) for _ in range(3)]
+    for c in range(3):
+        cols[1 + c][:, c] = 1.0
+    cols += [renders[1 + k] - base for k in range(len(FACE_FAMILIES))]
+    design = torch.stack([c.reshape(n, -1) for c in cols], dim=2).double()  # (N, P, K)
+    rhs = x.reshape(n, -1, 1).double()
+    gram = design.transpose(1, 2) @ design
+    # float64 and a light damping: a column of zeros (a feature nothing shows) gets weight 0.
+    gram = gram + 1e-9 * torch.diag_embed(gram.diagonal(dim1=1, dim2=2)) + 1e-6 * torch.eye(gram.shape[-1], dtype=gram.dtype)
+    inv = torch.linalg.inv(gram)
+    coef = inv @ (design.transpose(1, 2) @ rhs)  # (N, K, 1)
+    left = rhs - design @ coef
+    var = left.pow(2).sum((1, 2)) / (design.shape[1] - design.shape[2])
+    se = (var[:, None] * inv.diagonal(dim1=1, dim2=2)).sqrt().numpy()
+    local = F.avg_pool2d(_gauss(left.float().reshape(n, 3, SIZE, SIZE), FIT_LOWPASS), 3, stride=1)
+    residual = local.pow(2).sum(1).sqrt().flatten(1).max(1).values.numpy()
+    coef = coef[:, :, 0].numpy()
+    return FaceFit(a, blur, coef[:, 0].astype(np.float32),
+                   {fam: coef[:, 4 + k].astype(np.float32) for k, fam in enumerate(FACE_FAMILIES)},
+                   {fam: se[:, 4 + k].astype(np.float32) for k, fam in enumerate(FACE_FAMILIES)},
+                   residual.astype(np.float32), np.sqrt(loss / (3 * SIZE * SIZE)).astype(np.float32))
+
+
+MIN_FACE_GAIN = 0.75  # contrast against the generator's below this: muddy
+# A feature drawn at least this far towards its other value (a weight > 0; below 0 the image has
+# more of the fitted value than the generator draws, a bolder mouth or darker frames) ...
+MIN_OPACITY = {"eyeglasses": 0.12, "smiling": 0.30, "male": 0.20, "young": 0.30}
+OPACITY_Z = 4.0  # ... by this many standard errors, is drawn part-way
+MAX_FACE_RESIDUAL = 50.0  # largest 3×3-mean colour difference (RGB distance) the fit may leave
+
+
+def face_reasons(fit: FaceFit) -> list[list[str]]:
+    """Why each fitted image is not a generator face (empty when it is), from :func:`fit_faces`."""
+    out = []
+    for i in range(len(fit.gain)):
+        r = []
+        if fit.gain[i] < MIN_FACE_GAIN:
+            r.append(f"low contrast ({fit.gain[i]:.2f} of a generator face's)")
+        for fam in FACE_FAMILIES:
+            op, se = float(fit.opacity[fam][i]), float(fit.opacity_se[fam][i])
+            if op >= MIN_OPACITY[fam] and op >= OPACITY_Z * se:
+                shown = "absent" if fit.arrays.index[fam][i, 0] < 0 else "present"
+                r.append(f"{fam} half-drawn ({fam} {shown}, {op:.2f} of the way to the other)")
+        if fit.residual[i] > MAX_FACE_RESIDUAL:
+            r.append(f"a region no generator face draws (colour off by {fit.residual[i]:.0f})")
+        out.append(r)
+    return out
+
+
+def faces_reasons(images: np.ndarray, heads: dict[str, np.ndarray]) -> list[list[str]]:
+    """Why each uint8 (N, 32, 32, 3) face image is invalid (empty when valid), given the faces
+    judge's head outputs ``heads`` (logits: ``valid``, ``hair``, one per binary family; ``position``):
+    the validity head, then the generator fit started from the heads' reading (:func:`fit_faces`,
+    :func:`face_reasons`)."""
+    fit = fit_faces(images, heads["hair"].argmax(1), {f: heads[f][:, 0] > 0 for f in FACE_FAMILIES}, heads["position"])
+    out = face_reasons(fit)
+    for r, ok in zip(out, heads["valid"][:, 0] > 0):
+        if not ok:
+            r.insert(0, "the validity head does not see a cartoon face")
+    return out
