@@ -400,6 +400,14 @@ def test_two_sample_runs_writing_the_same_output_leave_one_runs_pair(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same.json", "same.png"]
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python installs its KeyboardInterrupt handler even
+    where the test run itself ignores SIGINT (a shell's background job, `cmd &`, starts that way)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 INTERRUPTED_BETWEEN_RENAMES = r"""
 import os, signal, sys
 from conceptlang import io as cio
@@ -427,7 +435,7 @@ def test_sigint_between_the_two_renames_is_held_until_both_are_done(tmp_path):
     target = str(tmp_path / "p")
     write_output_pair(target + ".png", b"old", target + ".json", {"run": "old"})
     res = subprocess.run([sys.executable, "-c", INTERRUPTED_BETWEEN_RENAMES, target], capture_output=True, text=True,
-                         timeout=60, env=ENV)
+                         timeout=60, env=ENV, preexec_fn=_default_sigint)
     assert res.stdout == "interrupted after p.png,p.json\n", res.stderr
     png, rec = read_output_pair(target + ".png")
     assert png == b"new" and rec["run"] == "new"
@@ -446,7 +454,7 @@ def test_sigint_while_sampling_leaves_the_old_pair_and_no_temp_files(tmp_path):
     cmd = [sys.executable, "-m", "conceptlang", "sample", "red", "--models", "analytic", "-n", "4",
            "--steps", "10000000", "--progress", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=ENV)
+                            env=ENV, preexec_fn=_default_sigint)
     err = b""
     while b"%|" not in err:  # the progress bar: sampling has started
         chunk = proc.stderr.read1(4096)
