@@ -7,7 +7,7 @@
 #   bash training/faces64.sh [SECONDS]          # default 3600: --time-budget of this run
 #   INIT=models/faces64/faces64.safetensors bash training/faces64.sh 3600
 # runs/faces64 is the run folder (a models folder at every checkpoint); an existing one is resumed.
-# At the end its EMA weights are exported into models/faces64 (guidance 5, as the 32 px model's).
+# At the end its EMA weights are exported into models/faces64 (guidance 5 at σ ≤ 1, as the 32 px model's).
 # CONCEPTLANG overrides the command (e.g. CONCEPTLANG="python -m conceptlang" in a checkout).
 set -euo pipefail
 secs=${1:-3600}
@@ -21,4 +21,6 @@ if [ -e runs/faces64/checkpoint.pt ]; then
 else
   nice -n 15 $cl "${args[@]}" --time-budget "$secs" --init-from "$init"
 fi
-python -c "from conceptlang.models.export import export_run; from conceptlang.models.training import RUN_SAMPLER; export_run('runs/faces64', 'models/faces64', name='faces64', guidance=5.0, sampler=dict(RUN_SAMPLER))"
+# The sampler block: annealed steps with the 32 px model's distribution options (docs/training.md).
+python -c "from conceptlang.models.export import export_run; from conceptlang.models.training import RUN_SAMPLER; export_run('runs/faces64', 'models/faces64', name='faces64', guidance=5.0, sampler=dict(RUN_SAMPLER, negation='complement', free_families='data'))"
+python -c "import json; p='models/faces64/manifest.json'; m=json.load(open(p)); m['models'][0]['guidance_interval']=[0.0, 1.0]; open(p, 'w').write(json.dumps(m, indent=2) + '\n')"
