@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.compiler.options import CompileOptions
-from conceptlang.compiler.or_weights import OrWeights, Plan
+from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry
@@ -261,14 +261,7 @@ class GraphBuilder:
     def conjunction(self, terms: tuple[Expr, ...]) -> int:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
         # the whole, so (A & B) & C and A & (B & C) agree (A & (~B & ~C) takes no prior).
-        flat: list[Expr] = []
-        stack = list(reversed(terms))
-        while stack:
-            t = stack.pop()
-            if isinstance(t, And):
-                stack.extend(reversed(t.terms))
-            else:
-                flat.append(t)
+        flat = flatten_and(terms)
         if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families == "data"):
             nid = self._expand(flat)
             if nid is not None:

@@ -90,9 +90,10 @@ class _Fallback(Exception):
     """Data weights do not apply; the message says why."""
 
 
-def _flatten(e: Expr) -> list[Expr]:
+def flatten_and(terms: Sequence[Expr]) -> list[Expr]:
+    """The terms of a conjunction in order, with the terms of nested conjunctions spliced in."""
     out: list[Expr] = []
-    stack = [e]
+    stack = list(reversed(terms))
     while stack:
         t = stack.pop()
         if isinstance(t, And):
@@ -150,7 +151,7 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
     lowered as written, with no notice)."""
     if not isinstance(options.log_z, str) or options.tau != 1.0:
         return None
-    flat = _flatten(expr)
+    flat = flatten_and((expr,))
     if not any(isinstance(t, Or) for t in flat):
         return None
     if options.or_weights == "equal":

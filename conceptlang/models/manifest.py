@@ -100,13 +100,18 @@ def _validate_family(fam: str, spec: Any, where: str) -> None:
         raise _err(w, f"'kind' must be 'discrete' or 'continuous', got {kind!r}")
 
 
-def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
-    """Check a parsed manifest; return its model entries. Raises ModelError naming the problem."""
+def _check_header(data: Any, source: str) -> None:
+    """A manifest (models or judges) is a JSON object of this reader's format_version."""
     if not isinstance(data, dict):
         raise _err(source, f"must be a JSON object, got {type(data).__name__}")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise _err(source, f"format_version is {version!r}; this ConceptLang reads format_version {FORMAT_VERSION}")
+
+
+def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
+    """Check a parsed manifest; return its model entries. Raises ModelError naming the problem."""
+    _check_header(data, source)
     models = _need(data, "models", list, source)
     names: set[str] = set()
     covered: dict[tuple[str, str], str] = {}
@@ -511,11 +516,7 @@ def _file_and_checksum(entry: dict, folder: str, where: str) -> None:
 def validate_judges_manifest(data: Any, source: str = MANIFEST) -> dict[str, dict]:
     """Check a parsed judges manifest; return its ``judges`` mapping (domain → entry). Raises
     ModelError naming the file, the judge and the key at fault."""
-    if not isinstance(data, dict):
-        raise _err(source, f"must be a JSON object, got {type(data).__name__}")
-    version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise _err(source, f"format_version is {version!r}; this ConceptLang reads format_version {FORMAT_VERSION}")
+    _check_header(data, source)
     judges = _need(data, "judges", dict, source)
     for name, entry in judges.items():
         _validate_judge_entry(name, entry, f"{source}, judge {name!r}")
