@@ -51,7 +51,7 @@ _OR_WEIGHT_MODES = ("data", "equal")
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "or_weights", "and_mode", "or_mode", "concept_weights",
                    "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
-                   "batch_size", "estimate_log_z")
+                   "max_nfe", "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
 
 
@@ -351,6 +351,19 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
     return init_distributed(device)
 
 
+def _check_budget_sampler(graph, sampler: str | None) -> None:
+    """--max-nfe is a setting of the ODE solvers only: with any other sampler (given, or the
+    registry's default) it is a usage error, found before sampling."""
+    from conceptlang.sampling.api import resolve_settings
+    from conceptlang.sampling.samplers import SAMPLERS
+
+    name = resolve_settings(graph, sampler, None, {})[0]
+    if SAMPLERS[name].budget_steps is None:
+        budgeted = ", ".join(k for k, spec in SAMPLERS.items() if spec.budget_steps is not None)
+        raise click.UsageError(f"--max-nfe: the {name} sampler has no setting max_nfe (a budget of network "
+                               f"evaluations per sample); the samplers with one are {budgeted} (--sampler)")
+
+
 @click.command("sample")
 @_common_compile_options
 @click.option("-n", "--num", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
@@ -374,6 +387,10 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
 @click.option("--restart-sigma", type=float, default=None, help="annealed: the noise level restarts lift the chains to.")
 @click.option("--churn", "s_churn", type=float, default=None,
               help="heun, dpmpp_2m: EDM's stochastic churn S_churn (0: the deterministic ODE) [default: the registry's].")
+@click.option("--max-nfe", "max_nfe", type=click.IntRange(min=1), default=None, metavar="N",
+              help="heun, dpmpp_2m, dpmpp_3m: at most N network evaluations per sample; caps the steps to the most "
+                   "that fit [default: the registry's budget, which an explicit --steps overrides unless --max-nfe "
+                   "is given too].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Chains run at once (bounds the sampler's memory; a larger -n runs in batches).")
 @click.option("--per-image", "per_image", metavar="DIR", default=None,
@@ -426,6 +443,8 @@ def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_
     if not with_grid:
         click.echo(f"warning: the grid of {n} samples would be too large; writing the samples to {per_image} "
                    "and the sidecar only", err=True)
+    if sampler_opts["max_nfe"] is not None:
+        _check_budget_sampler(graph, sampler_opts["sampler"])
     t_compiled = time.perf_counter()
     sampler_kw = dict(sampler_opts)
     sampler_kw["log_z"] = "estimate" if sampler_kw.pop("estimate_log_z") else None
@@ -478,10 +497,11 @@ def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_
         shares = ""
         if result.branch_counts is not None:
             shares = ", branches " + "/".join(str(c) for c in result.branch_counts)
-        nfe = result.settings.get("nfe")
+        nfe, budget = result.settings.get("nfe"), result.settings.get("max_nfe")
         click.echo(f"wrote {out if with_grid else per_image} ({n} samples, {result.settings['sampler']} "
                    f"{result.settings['total_steps']} steps"
-                   f"{'' if nfe is None else f', {nfe:g} network evaluations per sample'}, "
+                   f"{'' if nfe is None else f', {nfe:g} network evaluations per sample'}"
+                   f"{'' if budget is None else f' (at most {budget})'}, "
                    f"{result.seconds:.2f} s on {result.device}{shares}) and {sidecar}")
 
 

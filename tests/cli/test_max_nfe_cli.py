@@ -1,0 +1,103 @@
+"""``conceptlang sample --max-nfe N``: the ODE solvers' budget of network rows per sample, on the shipped
+scenes model (registry settings: dpmpp_2m, 13 steps, max_nfe 40, churn 3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conceptlang.cli import main
+
+EXPR = "circle & red"  # examples/scenes_suite.txt
+
+
+@pytest.fixture()
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def _run(*args):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return _run
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """Network rows one composed-score evaluation of EXPR costs a chain, counted in the shipped models."""
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.models.registry import load_registry
+    from conceptlang.sampling.api import rows_bound, rows_per_evaluation
+
+    graph = compile_expr(EXPR, load_registry())
+    counted = rows_per_evaluation(graph, dict(graph.sampler_settings), torch.device("cpu"))
+    assert rows_bound(graph) == counted == 3  # joint condition, calibrated size leaf, prior (the null row)
+    return counted
+
+
+def _sampler_record(tmp_path, name):
+    return json.loads((tmp_path / f"{name}.json").read_text())["sampler"]
+
+
+def test_max_nfe_caps_the_registry_steps(run, tmp_path, rows):
+    r = run("sample", EXPR, "-n", "2", "--max-nfe", "12", "--device", "cpu", "-o", "a.png")
+    assert r.exit_code == 0, r.output
+    s = _sampler_record(tmp_path, "a")
+    # dpmpp_2m: one evaluation per step, so 12 // 3 = 4 steps of the registry's 13, 4 × 3 = 12 rows
+    steps = 12 // rows
+    assert (s["sampler"], s["max_nfe"], s["steps"], s["score_evals"], s["nfe"]) == ("dpmpp_2m", 12, steps, steps, steps * rows)
+    assert s["nfe"] <= 12 and steps == 4
+    assert "dpmpp_2m 4 steps, 12 network evaluations per sample (at most 12)" in r.output
+    # heun: 2n − 1 evaluations for n steps; 2n − 1 ≤ 4 gives n = 2, 3 evaluations, 9 rows
+    r = run("sample", EXPR, "-n", "2", "--sampler", "heun", "--max-nfe", "12", "--device", "cpu", "-o", "h.png")
+    assert r.exit_code == 0, r.output
+    s = _sampler_record(tmp_path, "h")
+    assert (s["sampler"], s["steps"], s["score_evals"], s["nfe"]) == ("heun", 2, 3, 3 * rows)
+
+
+def test_max_nfe_caps_an_explicit_steps_and_steps_alone_override_the_registry_budget(run, tmp_path, rows):
+    r = run("sample", EXPR, "-n", "2", "--steps", "20", "--max-nfe", "12", "--device", "cpu", "-o", "c.png")
+    assert r.exit_code == 0, r.output
+    s = _sampler_record(tmp_path, "c")
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 12 // rows, 12)
+    # steps that fit the budget are kept: 3 steps × 3 rows = 9 ≤ 12
+    r = run("sample", EXPR, "-n", "1", "--steps", "3", "--max-nfe", "12", "--device", "cpu", "-o", "f.png")
+    assert r.exit_code == 0, r.output
+    s = _sampler_record(tmp_path, "f")
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 3, 3 * rows)
+    # --steps alone: the registry's max_nfe 40 yields, 14 steps × 3 rows = 42 rows
+    r = run("sample", EXPR, "-n", "1", "--steps", "14", "--device", "cpu", "-o", "e.png")
+    assert r.exit_code == 0, r.output
+    s = _sampler_record(tmp_path, "e")
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (None, 14, 14 * rows)
+    assert "dpmpp_2m 14 steps, 42 network evaluations per sample, " in r.output and "at most" not in r.output
+
+
+@pytest.mark.parametrize("value,text", [
+    ("0", "Invalid value for '--max-nfe': 0 is not in the range x>=1"),
+    ("-4", "Invalid value for '--max-nfe': -4 is not in the range x>=1"),
+    ("1.5", "Invalid value for '--max-nfe': '1.5' is not a valid integer"),
+    ("many", "Invalid value for '--max-nfe': 'many' is not a valid integer"),
+])
+def test_bad_max_nfe_is_a_usage_error(run, tmp_path, value, text):
+    r = run("sample", EXPR, "-n", "1", "--max-nfe", value, "-o", "x.png")
+    assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args,name", [
+    (["--models", "analytic:noise_conditional", "--sampler", "annealed"], "annealed"),
+    (["--models", "analytic:noise_conditional"], "annealed"),  # the default sampler of noise-conditional models
+    (["--models", "analytic"], "langevin"),
+    (["--models", "analytic", "--sampler", "mala"], "mala"),
+    (["--sampler", "annealed"], "annealed"),  # the shipped scenes model, the registry's budget set
+])
+def test_max_nfe_with_a_sampler_without_a_budget_is_a_usage_error(run, tmp_path, args, name):
+    expr = EXPR if "--models" not in args else "red"
+    r = run("sample", expr, "-n", "1", "--max-nfe", "12", *args, "-o", "x.png")
+    assert r.exit_code == 2, r.output
+    assert (f"--max-nfe: the {name} sampler has no setting max_nfe (a budget of network evaluations per sample); "
+            "the samplers with one are heun, dpmpp_2m, dpmpp_3m") in r.output and "Traceback" not in r.output
+    assert not list(tmp_path.iterdir())
