@@ -42,6 +42,19 @@ from typing import Literal, Mapping, Protocol, Sequence, runtime_checkable
 import torch
 
 Condition = Mapping[str, "str | tuple[float, ...]"]
+
+
+class _Drawn:
+    """Condition value "this continuous family's parameters are drawn per chain" (what a
+    ``ConceptRef(drawn=True)`` conditions on). A model encodes it as the null slot, its own marginal
+    over the family; the sampler fills in each chain's draw (see
+    :meth:`conceptlang.compiler.graph.EnergyGraph.chain_conditions`)."""
+
+    def __repr__(self) -> str:
+        return "DRAWN"
+
+
+DRAWN = _Drawn()
 ModelKind = Literal["explicit", "implicit"]
 
 
@@ -52,6 +65,9 @@ class ConceptRef:
     ``absent=True`` (made only by the compiler's complement lowering of ``~c``, never by name
     resolution) is the known-absent value of the yes/no attribute ``value``: "not smiling" as one
     condition of the model, not a repulsion from "smiling" (a registry's ``absent`` hook).
+    ``drawn=True`` (also made only by the compiler, under ``free_families="data"``) is a continuous
+    family whose parameters each chain draws from the data at sampling time (``position(drawn)``:
+    every chain its own place, see :meth:`conceptlang.compiler.graph.EnergyGraph.draw_values`).
     """
 
     domain: str
@@ -59,11 +75,14 @@ class ConceptRef:
     value: str | None = None
     params: tuple[float, ...] | None = None
     absent: bool = False
+    drawn: bool = False
 
     @property
     def qualified(self) -> str:
         if self.absent:
             return f"{self.family}.<none>"
+        if self.drawn:
+            return f"{self.family}(drawn)"
         if self.params is not None:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"
         return f"{self.family}.{self.value}"

@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--negation", choices=["ratio", "complement"], default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--interval", nargs="+", default=None, help="LO HI, or 'none'")
-    ap.add_argument("--free-families", choices=["model", "data"], default=None)
+    ap.add_argument("--free-families", choices=["model", "discrete", "data"], default=None)
     ap.add_argument("--or-weights", choices=["data", "equal"], default=None)
     ap.add_argument("--no-concept-weights", action="store_true", help="score concepts as written")
     ap.add_argument("--domain", default=None, help="only this domain's entries")

@@ -44,8 +44,8 @@ def _expression_text(expression: str | None, file: str | None) -> str:
 _AND_MODES = ("sum", "product", "joint")
 _OR_MODES = ("auto", "dnf", "lse")
 _NEGATION_MODES = ("ratio", "complement")
-_FREE_FAMILY_MODES = ("model", "data")
 _OR_WEIGHT_MODES = ("data", "equal")
+_FREE_FAMILY_MODES = ("model", "discrete", "data")
 
 
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "or_weights", "and_mode", "or_mode", "concept_weights",
@@ -107,8 +107,9 @@ def _common_compile_options(f):
                           "equal shares where the models have no data frequencies) or in equal shares as written. "
                           "[default: data]")(f)
     f = click.option("--free-families", type=click.Choice(list(_FREE_FAMILY_MODES)), default=None,
-                     help="Discrete families a conjunction leaves free: drawn by the model, or as the data "
-                          "has them (a mixture of joint conditions). [default: the registry's, else model]")(f)
+                     help="Families a conjunction leaves free: drawn by the model; or as the data has them, "
+                          "discrete ones as a mixture of joint conditions and continuous ones (position) drawn "
+                          "per chain (data), or the discrete ones only (discrete). [default: the registry's, else model]")(f)
     f = click.option("--negation", type=click.Choice(list(_NEGATION_MODES)), default=None,
                      help="~c as the paper's ratio p(x|A)/p(x|c)^α (ratio) or as the mixture of c's family's "
                           "other values / the attribute's absent value (complement). "

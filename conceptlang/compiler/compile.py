@@ -112,7 +112,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     # Complements and free-family enumeration add OR branches; if the whole DNF then outgrows
     # max_disjuncts, fall back to leaving free families to the model, then to ratio negations.
     attempts = [opts]
-    if opts.free_families == "data":
+    if opts.free_families != "model":
         attempts.append(replace(opts, free_families="model"))
     if opts.negation == "complement":
         attempts.append(replace(attempts[-1], negation="ratio"))
@@ -160,6 +160,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         refs=refs,
         model_set=chosen.record,
         or_weights=builder.or_weights,
+        drawer=getattr(registry, "value_draws", None) if builder.drawn else None,
     )
 
 
@@ -172,6 +173,11 @@ def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts:
         notices.append(builder.or_weights.notice())
     notices.extend(dict.fromkeys(builder.complement_skipped))
     notices.extend(dict.fromkeys(builder.enumerated))
+    if builder.drawn:
+        fams = ", ".join(sorted({d.split(": ", 1)[1].split(" drawn", 1)[0] for d in builder.drawn}))
+        notices.append(builder.drawn[0] if len(builder.drawn) == 1 else
+                       f"{fams} drawn per chain as the data has it given each of {len(builder.drawn)} "
+                       "conjunctions' values (free_families=data)")
     if builder.calibrated:
         notices.append("calibrated concept weights (from the models' manifest): "
                        + ", ".join(f"{c} ×{w:g}" for c, w in sorted(builder.calibrated.items()))

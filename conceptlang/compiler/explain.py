@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from conceptlang.compiler.nodes import Leaf, LeafNode, SumNode
+from conceptlang.interface import DRAWN
 
 if TYPE_CHECKING:
     from conceptlang.compiler.graph import EnergyGraph
@@ -33,12 +34,13 @@ def linear_text(coefs: tuple[float, ...], leaves: list[Leaf]) -> str:
 
 
 def _cond_value(v: Any) -> Any:
-    """A condition value for display/JSON: a name, a list of numbers, or "<none>" (known absent)."""
+    """A condition value for display/JSON: a name, a list of numbers, "<none>" (known absent) or
+    "<drawn>" (parameters drawn per chain at sampling time)."""
     if isinstance(v, str):
         return v
     if isinstance(v, (tuple, list)):
         return list(v)
-    return "<none>"
+    return "<drawn>" if v is DRAWN else "<none>"
 
 
 def _cond_text(cond: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.interface import ConceptModel
+from conceptlang.interface import DRAWN, ConceptModel
 
 
 class EnergyGraph:
@@ -55,6 +55,7 @@ class EnergyGraph:
         refs: dict | None = None,
         model_set: dict | None = None,
         or_weights: Any = None,
+        drawer: Any = None,
     ):
         self.expression = expression
         self.domain = domain
@@ -74,6 +75,9 @@ class EnergyGraph:
         self.model_set = dict(model_set) if model_set is not None else None
         # how the OR branches were weighted (compiler.or_weights.OrWeights), None without a mixture OR
         self.or_weights = or_weights
+        # the registry's value_draws hook, (domain, family, given condition, n, seed) → (n, P) array:
+        # how the sampler draws each chain's parameters for the drawn families (position(drawn))
+        self.drawer = drawer
         # Group leaves by model (identity): one batched call per group.
         groups: dict[int, list[int]] = {}
         self._group_models: dict[int, ConceptModel] = {}
@@ -95,6 +99,17 @@ class EnergyGraph:
     def is_linear(self) -> bool:
         """True when the energy is a fixed linear combination of leaf energies (no log-sum-exp)."""
         return self._linear_coefs is not None
+
+    @functools.cached_property
+    def drawn_leaves(self) -> dict[int, tuple[str, ...]]:
+        """Leaf index → the continuous families whose parameters each chain draws at sampling time
+        (a condition value :data:`~conceptlang.interface.DRAWN`); empty for most graphs."""
+        out = {}
+        for leaf in self.leaves:
+            fams = tuple(f for f, v in leaf.condition.items() if v is DRAWN)
+            if fams:
+                out[leaf.index] = fams
+        return out
 
     @functools.cached_property
     def reachable(self) -> frozenset[int]:
@@ -148,6 +163,30 @@ class EnergyGraph:
             self._cond_cache[key] = cached
         return cached
 
+    def chain_conditions(self, values: dict[tuple[int, str], torch.Tensor], device: torch.device
+                         ) -> dict[int, torch.Tensor]:
+        """Per-chain condition tensors for the models with drawn leaves: {id(model): (B, L_m, D)},
+        each drawn leaf's condition with the chain's own parameters (``values[(leaf, family)]``,
+        (B, P)) in place of :data:`~conceptlang.interface.DRAWN`, the other leaves' conditions as
+        they are. Passed as ``chain_conds`` to the evaluation methods; without it a drawn family is
+        null, the model's own marginal over it."""
+        out: dict[int, torch.Tensor] = {}
+        for model, ids in self._groups:
+            if not any(i in self.drawn_leaves for i in ids):
+                continue
+            base = self._conds(model, ids, device)  # (L_m, D)
+            b = next(v.shape[0] for (i, _), v in values.items() if i in ids)
+            full = base.unsqueeze(0).repeat(b, 1, 1)  # (B, L_m, D)
+            for j, i in enumerate(ids):
+                fams = self.drawn_leaves.get(i)
+                if not fams:
+                    continue
+                cond = dict(self.leaves[i].condition)
+                rows = [{**cond, **{f: tuple(float(p) for p in values[(i, f)][r]) for f in fams}} for r in range(b)]
+                full[:, j] = model.encode(rows).to(device)
+            out[id(model)] = full
+        return out
+
     @staticmethod
     def _sigma_for(model: ConceptModel, sigma: torch.Tensor | None) -> torch.Tensor | None:
         return sigma if model.noise_conditional else None
@@ -179,18 +218,22 @@ class EnergyGraph:
         return torch.cat([fn(x[a:b], cond[a:b], None if sigma is None else sigma[a:b])
                           for a, b in zip(bounds[:-1], bounds[1:])], 0)
 
-    def leaf_energies(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, H, W) → (B, L): every leaf on every image, one batched call per model."""
+    def leaf_energies(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
+                      chain_conds: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, C, H, W) → (B, L): every leaf on every image, one batched call per model
+        (``chain_conds``: per-chain conditions, see :meth:`chain_conditions`)."""
         b = x.shape[0]
         out = x.new_empty((b, len(self.leaves)))
         for model, ids in self._groups:
             cond = self._conds(model, ids, x.device)  # (L_m, D)
+            per_chain = chain_conds.get(id(model)) if chain_conds else None  # (B, L_m, D)
             k = len(ids)
             if k == 1:  # nothing to stack: no copy of x
-                xs, cs = x, cond.expand(b, -1)
+                xs, cs = x, (cond.expand(b, -1) if per_chain is None else per_chain[:, 0])
             else:
                 xs = x.repeat(k, 1, 1, 1)  # (k·B, C, H, W), leaf-major
-                cs = cond.repeat_interleave(b, dim=0)  # (k·B, D)
+                cs = (cond.repeat_interleave(b, dim=0) if per_chain is None
+                      else per_chain.transpose(0, 1).reshape(k * b, -1))  # (k·B, D)
             sg = self._sigma_for(model, sigma)
             sg = sg.repeat(k) if sg is not None else None
             e = self._call(model.energy, xs, cs, sg).reshape(k, b)  # (k, B)
@@ -218,31 +261,34 @@ class EnergyGraph:
                 values[nid] = -tau * torch.logsumexp(stacked, dim=1)
         return values[self.root]  # type: ignore[return-value]
 
-    def energy(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def energy(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
+               chain_conds: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) → (total (B,), per_leaf (B, L)). Each model is called once."""
-        per_leaf = self.leaf_energies(x, sigma)
+        per_leaf = self.leaf_energies(x, sigma, chain_conds)
         return self.combine(per_leaf), per_leaf
 
     def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
-                         coefs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         coefs: torch.Tensor | None = None,
+                         chain_conds: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Total energy (B,) and score −∇ₓE (B, C, H, W) by autograd (explicit models only).
 
         ``coefs`` (B, L) selects the linear route (one DNF disjunct per chain)."""
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             if coefs is None:
-                total, _ = self.energy(xg, sigma)
+                total, _ = self.energy(xg, sigma, chain_conds)
             else:
-                total = self.linear_energy(xg, coefs, sigma)
+                total = self.linear_energy(xg, coefs, sigma, chain_conds)
             (grad,) = torch.autograd.grad(total.sum(), xg)
         return total.detach(), -grad
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
+              chain_conds: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """∇ₓ log p of the composition at noise level ``sigma``: (B, C, H, W)."""
         if self._linear_coefs is not None:
             coefs = torch.tensor(self._linear_coefs, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)
-            return self.linear_score(x, coefs, sigma)
-        return self.energy_and_score(x, sigma)[1]
+            return self.linear_score(x, coefs, sigma, chain_conds)
+        return self.energy_and_score(x, sigma, chain_conds=chain_conds)[1]
 
     # -- linear route -------------------------------------------------------------------------
     def _pairs(self, coefs: torch.Tensor, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -251,22 +297,26 @@ class EnergyGraph:
         chain, local = torch.nonzero(sub != 0, as_tuple=True)
         return chain, local, sub[chain, local]
 
-    def linear_energy(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def linear_energy(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None,
+                      chain_conds: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Σ_l coefs[b, l] · E_l(x_b), evaluating only non-zero pairs: (B,)."""
-        return self._linear("energy", x, coefs, sigma, x.new_zeros(x.shape[0]))
+        return self._linear("energy", x, coefs, sigma, x.new_zeros(x.shape[0]), chain_conds)
 
-    def linear_score(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def linear_score(self, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None = None,
+                     chain_conds: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Σ_l coefs[b, l] · s_l(x_b) with s = model.score: the ε-composition of implicit models."""
-        return self._linear("score", x, coefs, sigma, torch.zeros_like(x))
+        return self._linear("score", x, coefs, sigma, torch.zeros_like(x), chain_conds)
 
     def _linear(self, method: str, x: torch.Tensor, coefs: torch.Tensor, sigma: torch.Tensor | None,
-                total: torch.Tensor) -> torch.Tensor:
-        """Σ_l coefs[b, l] · model.<method>(x_b | leaf l) into ``total``, one call per model group."""
+                total: torch.Tensor, chain_conds: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Σ_l coefs[b, l] · model.<method>(x_b | leaf l) into ``total``, one call per model group
+        (``chain_conds``: per-chain conditions, see :meth:`chain_conditions`)."""
         for model, ids in self._groups:
             chain, local, c = self._pairs(coefs, ids)
             if chain.numel() == 0:
                 continue
-            cond = self._conds(model, ids, x.device)[local]
+            per_chain = chain_conds.get(id(model)) if chain_conds else None
+            cond = self._conds(model, ids, x.device)[local] if per_chain is None else per_chain[chain, local]
             sg = self._sigma_for(model, sigma)
             out = self._call(getattr(model, method), x[chain], cond, sg[chain] if sg is not None else None)
             c = c.to(out.dtype).view(-1, *([1] * (out.dim() - 1)))  # (n,) or (n, 1, 1, 1)

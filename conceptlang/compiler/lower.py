@@ -97,7 +97,9 @@ class GraphBuilder:
         self._in_product = 0
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
         self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
+        self.drawn: list[str] = []  # notices: conjunctions whose continuous families are drawn per chain
         self.or_weights: OrWeights | None = None  # how the expression's OR branches were weighted
+        self._can_draw: dict[tuple[str, str], bool] = {}  # (domain, family) → the registry can draw it
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -207,7 +209,7 @@ class GraphBuilder:
         done = self._lowered.get(ctx)
         if done is not None and log_z is None:
             return done
-        if isinstance(e, Concept) and self.options.free_families == "data" and not self._ratio_only \
+        if isinstance(e, Concept) and self.options.free_families != "model" and not self._ratio_only \
                 and not self._in_product:
             nid = self.conjunction((e,))
         elif isinstance(e, Concept) and self.weight(e) == 1.0:
@@ -262,7 +264,7 @@ class GraphBuilder:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
         # the whole, so (A & B) & C and A & (B & C) agree (A & (~B & ~C) takes no prior).
         flat = flatten_and(terms)
-        if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families == "data"):
+        if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families != "model"):
             nid = self._expand(flat)
             if nid is not None:
                 return nid
@@ -270,9 +272,10 @@ class GraphBuilder:
 
     # -- complements of negations and enumeration of free families ------------------------------
     def _synthetic(self, ref: ConceptRef) -> Concept:
-        """A concept node standing for ``ref`` (a complement value, or a known-absent attribute,
-        printed ``young.none``: no user-written name resolves to it, so it cannot collide)."""
-        c = Concept("none" if ref.absent else ref.value, ref.family)
+        """A concept node standing for ``ref`` (a complement value, a known-absent attribute printed
+        ``young.none``, or a per-chain drawn family printed ``position.drawn``: no user-written name
+        resolves to the last two, so they cannot collide)."""
+        c = Concept("none" if ref.absent else "drawn" if ref.drawn else ref.value, ref.family)
         self.refs.setdefault(c, ref)
         return c
 
@@ -314,6 +317,43 @@ class GraphBuilder:
                     out.append((fam.name, [fam.values[0], None]))
             elif fam.exclusive:
                 out.append((fam.name, list(fam.values)))
+        return out
+
+    def _drawn_families(self, terms: list[Expr]) -> list[ConceptRef]:
+        """free_families="data": the continuous families (scenes ``position``) of the joint model
+        serving ``terms`` (one branch's plain concepts and single-concept negations) that no term
+        names, each as a per-chain drawn reference: every chain gets its own parameters, drawn from
+        the data given the branch's values when it is sampled (the registry's ``value_draws`` hook).
+        Empty where the registry cannot draw them (own data) or ``terms`` are not of that form."""
+        hook = getattr(self.registry, "value_draws", None)
+        if self.options.and_mode != "joint" or getattr(self.registry, "joint", None) is None or hook is None:
+            return []
+        named: list[ConceptRef] = []
+        for t in terms:
+            inner = t.expr if isinstance(t, Not) else t
+            if not isinstance(inner, Concept):
+                return []
+            named.append(self.refs[inner])
+        if not named or len({r.family for r in named}) != len(named):
+            return []
+        model = self.registry.model_for(named[0])[0]
+        if any(self.registry.model_for(r)[0] is not model for r in named):
+            return []
+        out: list[ConceptRef] = []
+        for fam in self.registry.domain(self.domain).families:
+            if fam.kind != "continuous" or fam.name in {r.family for r in named}:
+                continue
+            ref = ConceptRef(self.domain, fam.name, drawn=True)
+            try:
+                if self.registry.model_for(ref)[0] is not model:
+                    continue
+            except Exception:  # no model serves the family
+                continue
+            key = (self.domain, fam.name)
+            if key not in self._can_draw:
+                self._can_draw[key] = hook(self.domain, fam.name, {}, 1, 0) is not None
+            if self._can_draw[key]:
+                out.append(ref)
         return out
 
     def _expand(self, flat: list[Expr]) -> int | None:
@@ -367,7 +407,7 @@ class GraphBuilder:
             drop.update(k for k, _ in items)
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
         enum: list[tuple[str, list[str | None]]] = []
-        if self.options.free_families == "data" and not self._in_product:
+        if self.options.free_families != "model" and not self._in_product:
             taken = {f for f, _ in free} | {r.family for r in extra}
             enum = self._free_families(rest, taken)
         given = pos_refs + extra
@@ -383,7 +423,12 @@ class GraphBuilder:
             enum, fams = [], free
             combos = list(itertools.product(*[vals for _, vals in fams]))
             shares, source = self._shares([f for f, _ in fams], combos, given)
-        if not drop and not enum:
+        drawn: list[ConceptRef] = []
+        if self.options.free_families == "data" and not self._in_product and combos:
+            first = [self._synthetic(ConceptRef(self.domain, f, value=v)) for (f, _), v in zip(fams, combos[0])
+                     if v is not None]
+            drawn = self._drawn_families(rest + first)
+        if not drop and not enum and not drawn:
             return None
         if sum(s > 0 for s in shares) > self.options.max_disjuncts:
             self.complement_skipped.append(
@@ -399,7 +444,7 @@ class GraphBuilder:
             for (f, _), v in zip(fams, combo):
                 probe = ConceptRef(self.domain, f, value=v if v is not None else dom.family(f).values[0])
                 vals.append(self._synthetic(probe if v is not None else self._absent_of(probe)))
-            terms = rest + vals
+            terms = rest + vals + [self._synthetic(r) for r in drawn]
             nid = self._product(terms)
             self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
             branches.append(nid)
@@ -419,6 +464,9 @@ class GraphBuilder:
             self.enumerated.append(
                 f"{' & '.join(show(t) for t in flat)}: free families {', '.join(f for f, _ in enum)} drawn as "
                 f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
+        if drawn:
+            self.drawn.append(f"{' & '.join(show(t) for t in flat)}: {', '.join(r.family for r in drawn)} drawn per "
+                              "chain as the data has it given the branch (free_families=data)")
         nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets)
         self.groundings.extend(replace(g, node=nid) for g in notes)
         # the ratio-form negations left among `rest` were recorded by _product

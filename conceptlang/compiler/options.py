@@ -11,7 +11,7 @@ from conceptlang.errors import CompileError
 AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
 NEGATION_MODES = ("ratio", "complement")
-FREE_FAMILY_MODES = ("model", "data")
+FREE_FAMILY_MODES = ("model", "discrete", "data")
 OR_WEIGHT_MODES = ("data", "equal")
 
 
@@ -45,7 +45,11 @@ class CompileOptions:
       values of the families it leaves free, weighted as the data has them given the conjunction
       (law of total probability, p(x | A) = Σ_v p(v | A) p(x | A, v)), each branch one joint leaf.
       Only where the registry gives the data's shares (hook ``value_shares``) and the branches fit
-      ``max_disjuncts``; otherwise the families stay the model's, with a notice.
+      ``max_disjuncts``; otherwise the families stay the model's, with a notice. ``"data"`` also
+      draws the continuous families the conjunction leaves free (scenes ``position``) per chain as
+      the data has them given the branch's values (registry hook ``value_draws``; each branch's
+      joint condition holds ``position(drawn)``, filled in per chain by the sampler);
+      ``"discrete"`` enumerates the discrete families only and leaves continuous ones to the model.
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).

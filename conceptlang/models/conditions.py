@@ -17,6 +17,7 @@ import torch
 
 from conceptlang.data.domain import Domain
 from conceptlang.errors import ModelError
+from conceptlang.interface import DRAWN
 from conceptlang.models.networks import SlotSpec, condition_width
 
 NONE_TOKEN = "<none>"
@@ -77,6 +78,10 @@ def encode_conditions(slots: tuple[SlotSpec, ...], conditions: Sequence[Mapping[
             if slot is None:
                 raise ModelError(f"model has no condition slot for family {fam!r} (slots: {', '.join(by_family)})")
             c = offsets[fam]
+            if value is DRAWN:
+                if slot.kind != "continuous":
+                    raise ModelError(f"{fam!r} is discrete: only a continuous family's parameters can be drawn per chain")
+                continue  # null until the sampler fills in each chain's draw
             if slot.kind == "discrete" and value is ABSENT:
                 if NONE_TOKEN not in slot.values:
                     raise ModelError(f"{fam!r} has no known-absent token (it is not a yes/no attribute)")

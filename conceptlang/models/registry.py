@@ -303,6 +303,10 @@ class ModelRegistry:
             raise ModelError(f"no model serves {ref.domain}/{ref.family} in {self.models_dir}")
         if ref.params is not None:
             return model, {ref.family: tuple(float(p) for p in ref.params)}
+        if ref.drawn:
+            from conceptlang.models.conditions import DRAWN
+
+            return model, {ref.family: DRAWN}
         if ref.absent:
             from conceptlang.models.conditions import ABSENT
 
@@ -398,6 +402,62 @@ class ModelRegistry:
             counts[tuple(vals[i] if i >= 0 else None for i, (_, vals) in zip(combo, cols))] = int(k)
         total = sum(counts.values())
         return {c: k / total for c, k in counts.items()} if total else None
+
+    # Draws per round of value_draws' rejection, and rounds before it falls back to the marginal.
+    DRAW_BATCH = 4096
+    DRAW_ROUNDS = 16
+
+    def value_draws(self, domain: str, family: str, given: Condition, n: int, seed: int) -> np.ndarray | None:
+        """``n`` draws (n, P) of the continuous family ``family``'s parameters as the data has them
+        among the examples where every discrete value in ``given`` (family → value name, or the
+        known-absent value) holds: fresh label draws from the domain's procedural generator, its
+        whole one-object distribution (as :meth:`value_shares`), seeded by ``seed``. When no draw
+        matches ``given`` in DRAW_ROUNDS rounds, the family's marginal. None where the domain has no
+        generator or its labels do not carry the family (own data): the compiler then leaves the
+        family to the model. Scenes ``position`` is the built-in domains' one such family."""
+        from conceptlang.data import DOMAIN_NAMES, label_arrays
+        from conceptlang.models.conditions import ABSENT
+
+        if domain not in DOMAIN_NAMES or family != "position":
+            return None
+        dom = self._domains.get(domain)
+        try:
+            fam = dom.family(family) if dom is not None else None
+        except (KeyError, DataError):
+            return None
+        if fam is None or fam.kind != "continuous":
+            return None
+        wanted: list[tuple[str, int]] = []  # (family, value index; −1: known absent)
+        for f, v in given.items():
+            if v is ABSENT:
+                wanted.append((f, -1))
+            elif isinstance(v, str):
+                try:
+                    wanted.append((f, dom.family(f).values.index(v)))
+                except (KeyError, ValueError, DataError):
+                    continue
+        batch = max(self.DRAW_BATCH, 8 * int(n))
+
+        def rows(round_: int, match: bool) -> np.ndarray:
+            sub = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, round_]).generate_state(1)[0])
+            arrays = label_arrays(domain, batch, seed=sub, split="domain")
+            mask = np.ones(batch, dtype=bool)
+            for f, i in wanted if match else ():
+                if f in arrays.index:
+                    col = np.asarray(arrays.index[f])[:, 0]
+                    mask &= (col < 0) if i < 0 else (col == i)
+            return np.asarray(arrays.positions, dtype=np.float64)[mask, 0, :]  # (m, P)
+
+        out: list[np.ndarray] = []
+        got = 0
+        for round_ in range(self.DRAW_ROUNDS):
+            out.append(rows(round_, True))
+            got += len(out[-1])
+            if got >= n:
+                return np.concatenate(out, 0)[:n]
+        if got:  # a rare combination: its draws, cycled
+            return np.concatenate(out, 0)[np.arange(n) % got]
+        return rows(self.DRAW_ROUNDS, False)[:n]
 
     def max_objects(self, ref: ConceptRef) -> int:
         """How many objects per image the training of the model serving ``ref`` covers (manifest

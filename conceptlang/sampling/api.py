@@ -71,17 +71,44 @@ def _seed_for(seed: int, *stream: int) -> int:
 class _ChainTarget:
     """The composition for one batch of chains: the DAG, or one linear disjunct row per chain."""
 
-    def __init__(self, graph: EnergyGraph, coefs: torch.Tensor | None):
+    def __init__(self, graph: EnergyGraph, coefs: torch.Tensor | None,
+                 chain_conds: dict[int, torch.Tensor] | None = None):
         self.graph = graph
         self.coefs = coefs  # (B, L) or None
+        self.chain_conds = chain_conds  # per-chain conditions of drawn leaves, or None
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         if self.coefs is None:
-            return self.graph.score(x, sigma)
-        return self.graph.linear_score(x, self.coefs, sigma)
+            return self.graph.score(x, sigma, self.chain_conds)
+        return self.graph.linear_score(x, self.coefs, sigma, self.chain_conds)
 
     def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.graph.energy_and_score(x, sigma, self.coefs)
+        return self.graph.energy_and_score(x, sigma, self.coefs, self.chain_conds)
+
+
+DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
+
+
+def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, str], torch.Tensor]:
+    """Each chain's parameters for every drawn leaf's families: {(leaf, family): (n, P)}, drawn
+    with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
+    a chain of the branch ``triangle & large`` is placed where the data places large triangles.
+    Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
+    the graph has no drawn leaves or no drawer (its drawn families then stay the model's own)."""
+    out: dict[tuple[int, str], torch.Tensor] = {}
+    if not graph.drawn_leaves or graph.drawer is None:
+        return out
+    for leaf, fams in sorted(graph.drawn_leaves.items()):
+        given = {f: v for f, v in graph.leaves[leaf].condition.items() if f not in fams}
+        for j, fam in enumerate(fams):
+            got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j))
+            if got is None:
+                raise SamplingError(f"the registry cannot draw {fam!r} for {graph.leaves[leaf].label}")
+            vals = torch.as_tensor(np.asarray(got, dtype=np.float32))
+            if vals.ndim != 2 or vals.shape[0] != n or not torch.isfinite(vals).all():
+                raise SamplingError(f"the registry's draws of {fam!r} are not {n} finite rows: shape {tuple(vals.shape)}")
+            out[(leaf, fam)] = vals
+    return out
 
 
 def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
@@ -286,6 +313,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
 
+    drawn = draw_chain_values(graph, n, seed)
     c, h, w = graph.image_shape
     out = []
     frame_list: list[torch.Tensor] = []
@@ -310,7 +338,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         if coef_table is not None:
             rows = branches[start:start + b] if branches is not None else torch.zeros(b, dtype=torch.long)
             coefs = coef_table[rows].to(dev)  # (B, L)
-        target = _ChainTarget(graph, coefs)
+        chain_conds = graph.chain_conditions({k: v[start:start + b] for k, v in drawn.items()}, dev) if drawn else None
+        target = _ChainTarget(graph, coefs, chain_conds)
         cb = _callback(callback, chunk, frame_list if (frames and chunk == 0) else None, every)
         run_kw = dict(kwargs)
         if name == "mala":
@@ -342,6 +371,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
               "seed": int(seed), "device": str(dev), "route": graph.route}
     if ignored:
         record["registry_keys_not_used"] = ignored
+    if drawn:
+        record["drawn"] = sorted({f for _, f in drawn})
     if graph.disjuncts is not None:
         record["disjuncts"] = len(graph.disjuncts)
         record["shares"] = shares.tolist()

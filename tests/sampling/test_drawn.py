@@ -1,0 +1,141 @@
+"""free_families="data" on a continuous family: each chain draws its own position from the data.
+
+A conjunction that leaves scenes ``position`` free gets ``position(drawn)`` in its joint
+condition; the sampler draws each chain's (x, y) with the registry's ``value_draws`` given the
+branch's other values and fills it into that chain's condition. Checked exactly on the analytic
+Gaussian registry (a drawn position gives the same score as the same position written out, and
+chains land on the Gaussian of their own draw), and on the shipped scenes registry's draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conceptlang.compiler import compile as compile_expr
+from conceptlang.data import scenes
+from conceptlang.errors import SamplingError
+from conceptlang.interface import DRAWN, ConceptRef
+from conceptlang.models.analytic import GaussianRegistry, gaussian_for
+from conceptlang.models.registry import load_registry
+from conceptlang.sampling import sample
+from conceptlang.sampling.api import draw_chain_values
+from tests.sampling.gauss_helpers import mean_tolerance
+
+PLACES = ((0.8, 0.2), (0.2, 0.75))
+
+
+@pytest.fixture(scope="module")
+def scenes_registry():
+    return load_registry()
+
+
+class _DrawRegistry(GaussianRegistry):
+    """The analytic registry that draws positions: chain k gets PLACES[k % 2] (the given values
+    are recorded, so a test can check what the draws were conditioned on)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[tuple[str, dict]] = []
+
+    def value_draws(self, domain, family, given, n, seed):
+        if family != "position":
+            return None
+        self.asked.append((family, dict(given)))
+        return np.array([PLACES[k % 2] for k in range(n)], dtype=np.float64)
+
+
+def test_a_free_position_is_drawn_in_each_branch_and_left_alone_where_named():
+    reg = _DrawRegistry("implicit")
+    g = compile_expr("red", reg, free_families="data", and_mode="joint")
+    assert g.route == "linear" and [leaf.label for leaf in g.leaves] == ["color.red & position(drawn)"]
+    assert g.drawn_leaves == {0: ("position",)} and g.drawer == reg.value_draws
+    assert any("position drawn per chain" in n for n in g.notices)
+    assert "position: <drawn>" in g.explain()
+    for text, opts in (("red & position(0.3, 0.3)", {"free_families": "data"}),  # named
+                       ("red", {"free_families": "discrete"}),  # discrete families only
+                       ("red", {"free_families": "model"}),
+                       ("red", {"free_families": "data", "and_mode": "product"}),  # no joint leaf
+                       ("red & position(0.2, 0.2) & position(0.8, 0.8)", {"free_families": "data"})):
+        g = compile_expr(text, reg, **{"and_mode": "joint", **opts})
+        assert g.drawn_leaves == {} and g.drawer is None, text
+    # a registry without value_draws (own data): the family stays the model's
+    g = compile_expr("red", GaussianRegistry("implicit"), free_families="data", and_mode="joint")
+    assert g.drawn_leaves == {} and [leaf.label for leaf in g.leaves] == ["color.red"]
+    assert ConceptRef("gauss", "position", drawn=True).qualified == "position(drawn)"
+
+
+def test_a_drawn_position_scores_as_the_same_position_written_out():
+    reg = _DrawRegistry("implicit")
+    g = compile_expr("red & ~square", reg, free_families="data", and_mode="joint")
+    reg.asked.clear()  # (the compiler asked once whether the registry can draw positions at all)
+    values = draw_chain_values(g, 6, seed=0)
+    assert set(values) == {(leaf, "position") for leaf in g.drawn_leaves}
+    # the draw is conditioned on the leaf's other values, not on the drawn family
+    assert reg.asked == [("position", {"color": "red"})]
+    x = torch.randn(6, 2, 1, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sigma = torch.full((6,), 0.3, dtype=torch.float64)
+    coefs = torch.tensor([g.linear_coefs] * 6, dtype=torch.float64)
+    got = g.linear_score(x, coefs, sigma, g.chain_conditions(values, x.device))
+    for k in range(6):
+        px, py = PLACES[k % 2]
+        w = compile_expr(f"red & ~square & position({px}, {py})", reg, free_families="data", and_mode="joint")
+        want = w.linear_score(x[k:k + 1], torch.tensor([w.linear_coefs], dtype=torch.float64), sigma[k:k + 1])
+        assert torch.allclose(got[k:k + 1], want, rtol=0, atol=1e-6), k
+    # without per-chain conditions the drawn family is null: the model's own marginal
+    plain = compile_expr("red & ~square", reg, free_families="discrete", and_mode="joint")
+    assert torch.allclose(g.linear_score(x, coefs, sigma),
+                          plain.linear_score(x, torch.tensor([plain.linear_coefs] * 6, dtype=torch.float64), sigma),
+                          rtol=0, atol=1e-6)
+
+
+def test_each_chain_lands_on_the_gaussian_of_its_own_draw():
+    reg = _DrawRegistry("implicit")
+    g = compile_expr("red", reg, free_families="data", and_mode="joint")
+    n = 600
+    res = sample(g, n, seed=3, sampler="dpmpp_2m", steps=40, sigma_max=20.0, batch_size=64, device="cpu")
+    assert res.settings["drawn"] == ["position"]
+    pts = res.images.view(n, 2).double()
+    for k, place in enumerate(PLACES):
+        want = gaussian_for({"color": "red", "position": place})
+        got = pts[k::2]
+        tol = mean_tolerance(want.scale ** 2, got.shape[0], bias=0.01)
+        assert torch.allclose(got.mean(0), torch.tensor(want.mean, dtype=torch.float64), atol=tol), (place, got.mean(0))
+        assert got.std(0).tolist() == pytest.approx([want.scale] * 2, rel=0.1)
+
+
+def test_bad_draws_are_a_sampling_error():
+    class Broken(_DrawRegistry):
+        def value_draws(self, domain, family, given, n, seed):
+            return np.full((n, 2), np.nan) if family == "position" else None
+
+    g = compile_expr("red", Broken("implicit"), free_families="data", and_mode="joint")
+    with pytest.raises(SamplingError, match="not 4 finite rows"):
+        sample(g, 4, sampler="dpmpp_2m", steps=4, device="cpu")
+
+
+def test_scenes_draws_follow_the_generator_given_the_branch(scenes_registry):
+    reg = scenes_registry
+    a = reg.value_draws("scenes", "position", {"shape": "triangle", "size": "large", "color": "red"}, 2000, 7)
+    assert a.shape == (2000, 2) and np.array_equal(
+        a, reg.value_draws("scenes", "position", {"shape": "triangle", "size": "large", "color": "red"}, 2000, 7))
+    half = scenes.half_extent(np.array(2), scenes.EXTENT_ARRAY[scenes.SIZES.index("large")])
+    lo, hi = scenes.MARGIN + half, 1 - scenes.MARGIN - half
+    assert (a >= lo - 1e-6).all() and (a <= hi + 1e-6).all()
+    # uniform between the bounds: mean at the centre, variance (hi − lo)² / 12
+    assert a.mean(0) == pytest.approx((lo + hi) / 2, abs=0.01)
+    assert a.var(0) == pytest.approx((hi - lo) ** 2 / 12, rel=0.1)
+    small = reg.value_draws("scenes", "position", {"size": "small"}, 2000, 7)
+    assert small.min() < lo.min() - 0.05 and small.max() > hi.max() + 0.05  # small objects reach further out
+    assert not np.array_equal(a, reg.value_draws("scenes", "position", {"shape": "triangle", "size": "large"}, 2000, 8))
+    assert reg.value_draws("faces", "position", {}, 4, 0) is None
+    assert reg.value_draws("scenes", "color", {}, 4, 0) is None
+
+
+def test_scenes_conjunctions_draw_their_position(scenes_registry):
+    g = compile_expr("triangle & ~green", scenes_registry)  # the shipped options: free_families data
+    assert g.options["free_families"] == "data" and len(g.drawn_leaves) == 10
+    assert all(g.leaves[i].condition["position"] is DRAWN for i in g.drawn_leaves)
+    g = compile_expr("triangle & position(0.3, 0.7)", scenes_registry)
+    assert g.drawn_leaves == {}
