@@ -13,7 +13,7 @@ expression to ``--out``.
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
 
-``--guidance`` / ``--interval`` override the manifest's guidance weight and guidance interval of
+``--guidance`` / ``--interval`` override the manifest's sampling guidance weight and guidance interval of
 every model for this run (``--interval none``: guidance at every level); ``--negation``,
 ``--free-families`` and ``--or-weights`` are the compile options. Without them the shipped
 defaults apply.
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
             continue
         m = h.impl("cpu")
         if a.guidance is not None:
-            m.guidance = float(a.guidance)
+            m.sampling_guidance = float(a.guidance)
         if a.interval is not None:
             m.guidance_interval = None if a.interval[0] == "none" else (float(a.interval[0]), float(a.interval[1]))
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",

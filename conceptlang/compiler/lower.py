@@ -409,7 +409,11 @@ class GraphBuilder:
         enum: list[tuple[str, list[str | None]]] = []
         if self.options.free_families != "model" and not self._in_product:
             taken = {f for f, _ in free} | {r.family for r in extra}
-            enum = self._free_families(rest, taken)
+            # a bare complement (`~red`) has no positive concept to find the joint model by: one of
+            # its values stands in (its family is taken, so it is not enumerated twice)
+            anchor = [] if any(isinstance(t, Concept) for t in rest) else [
+                self._synthetic(ConceptRef(self.domain, f, value=vals[0])) for f, vals in free[:1] if vals[0] is not None]
+            enum = self._free_families(rest + anchor, taken)
         given = pos_refs + extra
         fams = free + enum
         combos = list(itertools.product(*[vals for _, vals in fams]))

@@ -77,6 +77,7 @@ class ImplicitConceptModel(_Base):
         energy_seed: int = 0,
         guidance: float = 1.0,
         guidance_interval: tuple[float, float] | None = None,
+        sampling_guidance: float | None = None,
     ):
         cfg = net.config
         super().__init__(name, domain, cfg.slots, (cfg.channels, cfg.image_size, cfg.image_size))
@@ -91,6 +92,11 @@ class ImplicitConceptModel(_Base):
         if not (math.isfinite(guidance) and guidance > 0):
             raise ModelError(f"{name}: guidance must be a finite number > 0, got {guidance!r}")
         self.guidance = float(guidance)
+        # The weight sampling applies (scores, see eps()); energies keep ``guidance``, the weight the
+        # calibrated inference readouts were fitted on. None: ``guidance`` for both.
+        if sampling_guidance is not None and not (math.isfinite(sampling_guidance) and sampling_guidance > 0):
+            raise ModelError(f"{name}: sampling_guidance must be a finite number > 0, got {sampling_guidance!r}")
+        self.sampling_guidance = float(guidance if sampling_guidance is None else sampling_guidance)
         # Noise levels at which sampling applies the guidance (None: every level); see eps().
         self.guidance_interval: tuple[float, float] | None = None
         if guidance_interval is not None:
@@ -169,7 +175,8 @@ class ImplicitConceptModel(_Base):
         return self.net(x, sigma, cond)
 
     def eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Guided noise prediction ε' = ε_∅ + w·(ε_c − ε_∅): (N, C, H, W), (N, D), (N,) → (N, C, H, W).
+        """Guided noise prediction ε' = ε_∅ + w·(ε_c − ε_∅): (N, C, H, W), (N, D), (N,) → (N, C, H, W),
+        w the sampling weight (``sampling_guidance``, by default ``guidance``).
 
         With a guidance interval (:meth:`set_guidance_interval`), rows whose σ lies outside it get
         w = 1, the plain conditional ε_c.
@@ -193,7 +200,7 @@ class ImplicitConceptModel(_Base):
 
     def _guided_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         null = (cond == 0).all(dim=1)  # (N,) rows that already are the prior
-        if self.guidance == 1.0 or bool(null.all()):
+        if self.sampling_guidance == 1.0 or bool(null.all()):
             return self.raw_eps(x, cond, sigma)
         if self.guidance_interval is not None:
             lo, hi = self.guidance_interval
@@ -220,7 +227,7 @@ class ImplicitConceptModel(_Base):
         out = self.raw_eps(xs, cs, ss)
         eps_null = out[: first.shape[0]][inv]  # (N, C, H, W)
         result = eps_null.clone()
-        result[cond_rows] = eps_null[cond_rows] + self.guidance * (out[first.shape[0]:] - eps_null[cond_rows])
+        result[cond_rows] = eps_null[cond_rows] + self.sampling_guidance * (out[first.shape[0]:] - eps_null[cond_rows])
         return result
 
     def denoise(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

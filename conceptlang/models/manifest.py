@@ -151,9 +151,12 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             raise _err(where, f"kind {kind!r} does not match architecture {arch['class']!r}")
         _need(arch, "config", dict, f"{where}, architecture")
         _file_and_checksum(entry, "models folder", where)
-        guidance = entry.get("guidance", 1.0)
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance > 0:
-            raise _err(where, f"'guidance' must be a number > 0, got {guidance!r}")
+        for key in ("guidance", "sampling_guidance"):
+            guidance = entry.get(key, 1.0)
+            if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 < guidance < math.inf:
+                raise _err(where, f"{key!r} must be a number > 0, got {guidance!r}")
+        if "sampling_guidance" in entry and kind != "implicit":
+            raise _err(where, "'sampling_guidance' applies to implicit models only")
         if "guidance_interval" in entry:
             _validate_guidance_interval(entry["guidance_interval"], kind, where)
         sampler = entry.get("sampler", {})

@@ -231,6 +231,7 @@ class ModelRegistry:
                         energy_draws=en["draws"], energy_seed=en["seed"],
                         guidance=float(entry.get("guidance", 1.0)),
                         guidance_interval=(tuple(entry["guidance_interval"]) if "guidance_interval" in entry else None),
+                        sampling_guidance=(float(entry["sampling_guidance"]) if "sampling_guidance" in entry else None),
                     )
                     rng = self.handles[entry["name"]].sigma_range
                     if rng is not None:  # outside its noise levels the model scores as the domain prior
@@ -517,6 +518,7 @@ class ModelRegistry:
                 "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
                 "guidance": e.get("guidance", 1.0),
                 "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
+                "sampling_guidance": e.get("sampling_guidance"),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })

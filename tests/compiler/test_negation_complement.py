@@ -189,3 +189,19 @@ def test_free_families_are_not_enumerated_inside_an_enclosing_conjunction():
     assert [leaf.label for leaf in g.leaves] == [leaf.label for leaf in want.leaves]
     assert [d.coefs for d in g.disjuncts] == [d.coefs for d in want.disjuncts]
     assert not any("free families" in n for n in g.notices)
+
+
+def test_a_bare_complement_also_draws_the_families_it_leaves_free():
+    # `~red` names no positive concept; one complement value finds the joint model, so shape and
+    # size are drawn as the data has them too (scenes: every triple equally likely, ±5 %)
+    from conceptlang.models.registry import load_registry
+
+    g = compile_expr("~red", load_registry())
+    assert g.options["free_families"] == "data" and len(g.disjuncts) == 5 * 3 * 2
+    conds = [next(leaf.condition for leaf, c in zip(g.leaves, d.coefs) if c == 1.0) for d in g.disjuncts]
+    assert {(c["color"], c["shape"], c["size"]) for c in conds} == {
+        (col, sh, sz) for col in ("green", "blue", "yellow", "purple", "cyan")
+        for sh in ("circle", "square", "triangle") for sz in ("small", "large")}
+    assert sum(d.share for d in g.disjuncts) == pytest.approx(1.0)
+    assert all(d.share == pytest.approx(1 / 30, rel=0.05) for d in g.disjuncts)
+    assert any("~red: free families shape, size" in n for n in g.notices)

@@ -261,6 +261,26 @@ def test_guided_eps_is_prior_plus_w_times_difference_with_shared_prior_rows():
         ImplicitConceptModel(net, "g", "scenes", guidance=0.0)
 
 
+def test_sampling_guidance_weights_the_scores_and_leaves_the_energies_at_guidance():
+    torch.manual_seed(4)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    m = ImplicitConceptModel(net, "g", "scenes", guidance=2.5, sampling_guidance=1.5)
+    both = ImplicitConceptModel(net, "g", "scenes", guidance=2.5)
+    x = torch.randn(2, 3, 32, 32)
+    sigma = torch.tensor([0.3, 0.7])
+    cond = m.encode([{"color": "red"}, {"shape": "square"}])
+    with torch.no_grad():
+        plain = m.raw_eps(x, cond, sigma)
+        prior = m.raw_eps(x, torch.zeros_like(cond), sigma)
+        torch.testing.assert_close(m.eps(x, cond, sigma), prior + 1.5 * (plain - prior), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(both.eps(x, cond, sigma), prior + 2.5 * (plain - prior), rtol=1e-5, atol=1e-6)
+        assert torch.equal(m.energy(x, cond, None), both.energy(x, cond, None))  # energies keep w = 2.5
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ModelError, match="sampling_guidance must be"):
+            ImplicitConceptModel(net, "g", "scenes", guidance=2.5, sampling_guidance=bad)
+
+
 def _two_models():
     torch.manual_seed(4)
     color_slots = slots_for_domain(get_domain("scenes"), ("color",))

@@ -129,6 +129,9 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(guidance_interval=[1, 0.5]), "'guidance_interval' must be \\[lo, hi\\]"),
         (lambda d: d["models"][0].update(guidance_interval=[0, None]), "'guidance_interval' must be \\[lo, hi\\]"),
         (lambda d: d["models"][0].update(guidance_interval=[0, True]), "'guidance_interval' must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(sampling_guidance=0), "'sampling_guidance' must be a number > 0"),
+        (lambda d: d["models"][0].update(sampling_guidance=True), "'sampling_guidance' must be a number > 0"),
+        (lambda d: d["models"][0].update(sampling_guidance=float("inf")), "'sampling_guidance' must be a number > 0"),
         (lambda d: (d["models"][0].update(sigma_range=[0, 1], kind="explicit", prior=False),
                     d["models"][0]["architecture"].update({"class": "EnergyNet"})), "needs a noise-conditional implicit model"),
     ],
@@ -423,6 +426,16 @@ def test_guidance_interval_reaches_the_model(models_copy):
     reg = load_registry(models_copy)
     assert reg.handles["tiny"].impl("cpu").guidance_interval == (0.0, 1.5)
     assert reg.describe()[0]["guidance_interval"] == [0, 1.5]
+
+
+def test_sampling_guidance_reaches_the_model_and_energies_keep_guidance(models_copy):
+    data = _manifest(models_copy)
+    data["models"][0]["sampling_guidance"] = 2.0
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    impl = reg.handles["tiny"].impl("cpu")
+    assert (impl.sampling_guidance, impl.guidance) == (2.0, float(data["models"][0].get("guidance", 1.0)))
+    assert reg.describe()[0]["sampling_guidance"] == 2.0
 
 
 def test_absent_values_of_yes_no_attributes_come_from_the_none_token(tmp_path):
