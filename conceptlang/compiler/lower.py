@@ -36,6 +36,7 @@ import hashlib
 import itertools
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.compiler.options import CompileOptions
@@ -283,34 +284,50 @@ class GraphBuilder:
         hook = getattr(self.registry, "absent", None)
         return hook(ref) if hook is not None else None
 
-    def _free_families(self, flat: list[Expr], taken: set[str]) -> list[tuple[str, list[str | None]]]:
-        """free_families="data": the discrete families of the conjunction's joint model that it
-        leaves free, each with the values to branch over (None: a yes/no attribute's absent value).
-        Empty unless the conjunction is plain concepts and single-concept negations of one joint
-        model, one value per family (two objects, weighted or compound terms: left to the model)."""
+    def _joint_model_of(self, flat: list[Expr]) -> tuple[Any, list[ConceptRef], list[ConceptRef]] | None:
+        """(model, positive refs, negated refs) when ``flat`` is plain concepts and single-concept
+        negations, at least one positive and one value per family among those, the positive ones
+        all served by one joint model (and_mode "joint"); else None (two objects, weighted or
+        compound terms: the free families stay the model's)."""
         if self.options.and_mode != "joint" or getattr(self.registry, "joint", None) is None:
-            return []
-        pos = []
+            return None
+        pos: list[ConceptRef] = []
+        neg: list[ConceptRef] = []
         for t in flat:
             if isinstance(t, Concept):
                 pos.append(self.refs[t])
-            elif not (isinstance(t, Not) and isinstance(t.expr, Concept)):
-                return []
-        fams = [r.family for r in pos]
-        if len(set(fams)) != len(fams) or not pos:
-            return []
+            elif isinstance(t, Not) and isinstance(t.expr, Concept):
+                neg.append(self.refs[t.expr])
+            else:
+                return None
+        if not pos or len({r.family for r in pos}) != len(pos):
+            return None
         model = self.registry.model_for(pos[0])[0]
         if any(self.registry.model_for(r)[0] is not model for r in pos):
+            return None
+        return model, pos, neg
+
+    def _serves(self, model: Any, ref: ConceptRef) -> bool:
+        try:
+            return self.registry.model_for(ref)[0] is model
+        except Exception:  # no model serves the family
+            return False
+
+    def _free_families(self, flat: list[Expr], taken: set[str]) -> list[tuple[str, list[str | None]]]:
+        """free_families="data" or "discrete": the discrete families of the conjunction's joint
+        model that it leaves free, each with the values to branch over (None: a yes/no attribute's
+        absent value); empty unless :meth:`_joint_model_of` finds one joint model."""
+        got = self._joint_model_of(flat)
+        if got is None:
             return []
+        model, pos, _ = got
+        fams = {r.family for r in pos}
         out: list[tuple[str, list[str | None]]] = []
         for fam in self.registry.domain(self.domain).families:
             if fam.kind != "discrete" or fam.name in fams or fam.name in taken or not fam.values:
                 continue
             probe = ConceptRef(self.domain, fam.name, value=fam.values[0])
-            try:
-                if self.registry.model_for(probe)[0] is not model:
-                    continue
-            except Exception:  # no model serves the family
+            if not self._serves(model, probe):
                 continue
             if len(fam.values) == 1:
                 if self._absent_of(probe) is not None:
@@ -321,33 +338,20 @@ class GraphBuilder:
 
     def _drawn_families(self, terms: list[Expr]) -> list[ConceptRef]:
         """free_families="data": the continuous families (scenes ``position``) of the joint model
-        serving ``terms`` (one branch's plain concepts and single-concept negations) that no term
-        names, each as a per-chain drawn reference: every chain gets its own parameters, drawn from
-        the data given the branch's values when it is sampled (the registry's ``value_draws`` hook).
-        Empty where the registry cannot draw them (own data) or ``terms`` are not of that form."""
+        serving ``terms`` (one branch) that no term names, each as a per-chain drawn reference:
+        every chain gets its own parameters, drawn from the data given the branch's values when it
+        is sampled (the registry's ``value_draws`` hook). Empty where the registry cannot draw them
+        (own data) or :meth:`_joint_model_of` finds no joint model."""
         hook = getattr(self.registry, "value_draws", None)
-        if self.options.and_mode != "joint" or getattr(self.registry, "joint", None) is None or hook is None:
+        got = self._joint_model_of(terms) if hook is not None else None
+        if got is None:
             return []
-        named: list[ConceptRef] = []
-        for t in terms:
-            inner = t.expr if isinstance(t, Not) else t
-            if not isinstance(inner, Concept):
-                return []
-            named.append(self.refs[inner])
-        if not named or len({r.family for r in named}) != len(named):
-            return []
-        model = self.registry.model_for(named[0])[0]
-        if any(self.registry.model_for(r)[0] is not model for r in named):
-            return []
+        model, pos, neg = got
+        named = {r.family for r in pos + neg}
         out: list[ConceptRef] = []
         for fam in self.registry.domain(self.domain).families:
-            if fam.kind != "continuous" or fam.name in {r.family for r in named}:
-                continue
             ref = ConceptRef(self.domain, fam.name, drawn=True)
-            try:
-                if self.registry.model_for(ref)[0] is not model:
-                    continue
-            except Exception:  # no model serves the family
+            if fam.kind != "continuous" or fam.name in named or not self._serves(model, ref):
                 continue
             key = (self.domain, fam.name)
             if key not in self._can_draw:
