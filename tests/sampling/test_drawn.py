@@ -139,3 +139,16 @@ def test_scenes_conjunctions_draw_their_position(scenes_registry):
     assert all(g.leaves[i].condition["position"] is DRAWN for i in g.drawn_leaves)
     g = compile_expr("triangle & position(0.3, 0.7)", scenes_registry)
     assert g.drawn_leaves == {}
+
+
+def test_scenes_draws_of_a_rare_combination_cycle_and_an_unmatched_one_is_the_marginal(scenes_registry, monkeypatch):
+    reg = scenes_registry
+    monkeypatch.setattr(type(reg), "DRAW_BATCH", 64)
+    monkeypatch.setattr(type(reg), "DRAW_ROUNDS", 1)
+    given = {"shape": "circle", "color": "red", "size": "large"}  # 1 in 36 of the draws
+    a = reg.value_draws("scenes", "position", given, 100, 1)  # one round of 800 draws: fewer than 100 match
+    got = len(np.unique(a, axis=0))
+    assert a.shape == (100, 2) and 5 < got < 100 and np.array_equal(a[:got], a[got:2 * got])
+    # a value the domain does not have constrains nothing: the family's marginal
+    m = reg.value_draws("scenes", "position", {"color": "magenta"}, 500, 1)
+    assert len(np.unique(m, axis=0)) == 500 and m.min() < 0.25 and m.max() > 0.75
