@@ -44,17 +44,22 @@ import torch
 Condition = Mapping[str, "str | tuple[float, ...]"]
 
 
-class _Drawn:
+@dataclass(frozen=True)
+class Drawn:
     """Condition value "this continuous family's parameters are drawn per chain" (what a
     ``ConceptRef(drawn=True)`` conditions on). A model encodes it as the null slot, its own marginal
     over the family; the sampler fills in each chain's draw (see
-    :meth:`conceptlang.compiler.graph.EnergyGraph.chain_conditions`)."""
+    :meth:`conceptlang.compiler.graph.EnergyGraph.chain_conditions`). ``near``: drawn among the
+    data whose parameters lie within the language's tolerance of these (a named position spread
+    over the region where it holds); None: among all the data given the other values."""
+
+    near: tuple[float, ...] | None = None
 
     def __repr__(self) -> str:
-        return "DRAWN"
+        return "DRAWN" if self.near is None else f"DRAWN(near={self.near})"
 
 
-DRAWN = _Drawn()
+DRAWN = Drawn()
 ModelKind = Literal["explicit", "implicit"]
 
 
@@ -67,7 +72,7 @@ class ConceptRef:
     condition of the model, not a repulsion from "smiling" (a registry's ``absent`` hook).
     ``drawn=True`` (also made only by the compiler, under ``free_families="data"``) is a continuous
     family whose parameters each chain draws from the data at sampling time (``position(drawn)``:
-    every chain its own place, see :meth:`conceptlang.compiler.graph.EnergyGraph.draw_values`).
+    every chain its own place; with ``params``, among the data where the named point holds).
     """
 
     domain: str
@@ -82,7 +87,8 @@ class ConceptRef:
         if self.absent:
             return f"{self.family}.<none>"
         if self.drawn:
-            return f"{self.family}(drawn)"
+            near = "" if self.params is None else " near " + ", ".join(repr(p) for p in self.params)
+            return f"{self.family}(drawn{near})"
         if self.params is not None:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"
         return f"{self.family}.{self.value}"

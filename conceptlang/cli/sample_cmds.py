@@ -46,10 +46,11 @@ _OR_MODES = ("auto", "dnf", "lse")
 _NEGATION_MODES = ("ratio", "complement")
 _OR_WEIGHT_MODES = ("data", "equal")
 _FREE_FAMILY_MODES = ("model", "discrete", "data")
+_NAMED_POSITION_MODES = ("point", "data")
 
 
-COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "or_weights", "and_mode", "or_mode", "concept_weights",
-                   "strict")
+COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "or_weights", "and_mode",
+                   "or_mode", "concept_weights", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
                    "max_nfe", "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
@@ -72,7 +73,7 @@ def _grouped(**groups: tuple[str, ...]):
 
 
 def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, strict=False, concept_weights=True,
-                     negation=None, free_families=None, or_weights=None) -> dict[str, Any]:
+                     negation=None, free_families=None, named_positions=None, or_weights=None) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
     if or_weights is not None:
         opts["or_weights"] = or_weights
@@ -80,6 +81,8 @@ def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, 
         opts["negation"] = negation
     if free_families is not None:
         opts["free_families"] = free_families
+    if named_positions is not None:
+        opts["named_positions"] = named_positions
     if alpha is not None:
         opts["alpha"] = alpha
     if temperature is not None:
@@ -106,6 +109,10 @@ def _common_compile_options(f):
                      help="OR branches drawn with the data's probability of each (disjoint value combinations; "
                           "equal shares where the models have no data frequencies) or in equal shares as written. "
                           "[default: data]")(f)
+    f = click.option("--named-positions", type=click.Choice(list(_NAMED_POSITION_MODES)), default=None,
+                     help="position(x, y) as the exact point (point), or drawn per chain from the data where it "
+                          "holds, within 0.1 of the point (data; with --free-families data). [default: the registry's, "
+                          "else point]")(f)
     f = click.option("--free-families", type=click.Choice(list(_FREE_FAMILY_MODES)), default=None,
                      help="Families a conjunction leaves free: drawn by the model; or as the data has them, "
                           "discrete ones as a mixture of joint conditions and continuous ones (position) drawn "

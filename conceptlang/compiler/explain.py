@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from conceptlang.compiler.nodes import Leaf, LeafNode, SumNode
-from conceptlang.interface import DRAWN
+from conceptlang.interface import Drawn
 
 if TYPE_CHECKING:
     from conceptlang.compiler.graph import EnergyGraph
@@ -40,7 +40,9 @@ def _cond_value(v: Any) -> Any:
         return v
     if isinstance(v, (tuple, list)):
         return list(v)
-    return "<drawn>" if v is DRAWN else "<none>"
+    if isinstance(v, Drawn):
+        return "<drawn>" if v.near is None else "<drawn near " + ", ".join(f"{p:g}" for p in v.near) + ">"
+    return "<none>"
 
 
 def _cond_text(cond: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.interface import DRAWN, ConceptModel
+from conceptlang.interface import ConceptModel, Drawn
 
 
 class EnergyGraph:
@@ -103,10 +103,10 @@ class EnergyGraph:
     @functools.cached_property
     def drawn_leaves(self) -> dict[int, tuple[str, ...]]:
         """Leaf index → the continuous families whose parameters each chain draws at sampling time
-        (a condition value :data:`~conceptlang.interface.DRAWN`); empty for most graphs."""
+        (a condition value :class:`~conceptlang.interface.Drawn`); empty for most graphs."""
         out = {}
         for leaf in self.leaves:
-            fams = tuple(f for f, v in leaf.condition.items() if v is DRAWN)
+            fams = tuple(f for f, v in leaf.condition.items() if isinstance(v, Drawn))
             if fams:
                 out[leaf.index] = fams
         return out
@@ -167,7 +167,7 @@ class EnergyGraph:
                          ) -> dict[int, torch.Tensor]:
         """Per-chain condition tensors for the models with drawn leaves: {id(model): (B, L_m, D)},
         each drawn leaf's condition with the chain's own parameters (``values[(leaf, family)]``,
-        (B, P)) in place of :data:`~conceptlang.interface.DRAWN`, the other leaves' conditions as
+        (B, P)) in place of its :class:`~conceptlang.interface.Drawn` value, the other leaves' conditions as
         they are. Passed as ``chain_conds`` to the evaluation methods; without it a drawn family is
         null, the model's own marginal over it."""
         out: dict[int, torch.Tensor] = {}

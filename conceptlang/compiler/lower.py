@@ -276,7 +276,8 @@ class GraphBuilder:
         """A concept node standing for ``ref`` (a complement value, a known-absent attribute printed
         ``young.none``, or a per-chain drawn family printed ``position.drawn``: no user-written name
         resolves to the last two, so they cannot collide)."""
-        c = Concept("none" if ref.absent else "drawn" if ref.drawn else ref.value, ref.family)
+        c = Concept("none" if ref.absent else "drawn" if ref.drawn else ref.value, ref.family,
+                    args=tuple(ref.params) if ref.drawn and ref.params is not None else None)
         self.refs.setdefault(c, ref)
         return c
 
@@ -360,6 +361,33 @@ class GraphBuilder:
                 out.append(ref)
         return out
 
+    def _spread_named(self, rest: list[Expr]) -> tuple[list[Expr], list[ConceptRef]]:
+        """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
+        that the registry can draw replaced by its drawn-near reference (``position(drawn near x,
+        y)``: each chain drawn from the data where the point holds), and the references replaced."""
+        hook = getattr(self.registry, "value_draws", None)
+        got = self._joint_model_of(rest) if hook is not None else None
+        if got is None:
+            return rest, []
+        model = got[0]
+        out: list[Expr] = []
+        spread: list[ConceptRef] = []
+        for t in rest:
+            ref = self.refs.get(t) if isinstance(t, Concept) else None
+            if ref is None or ref.params is None or ref.drawn:
+                out.append(t)
+                continue
+            near = ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
+            key = (self.domain, ref.family)
+            if key not in self._can_draw:
+                self._can_draw[key] = hook(self.domain, ref.family, {}, 1, 0) is not None
+            if not self._can_draw[key] or not self._serves(model, near):
+                out.append(t)
+                continue
+            out.append(self._synthetic(near))
+            spread.append(ref)
+        return out, spread
+
     def _expand(self, flat: list[Expr]) -> int | None:
         """``flat``'s conjunction as an lse over one product per combination of values (or one
         product): single-concept negations lowered to complements (negation="complement") and
@@ -410,6 +438,9 @@ class GraphBuilder:
             free.append((fam_name, allowed))
             drop.update(k for k, _ in items)
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
+        spread: list[ConceptRef] = []
+        if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
+            rest, spread = self._spread_named(rest)
         enum: list[tuple[str, list[str | None]]] = []
         if self.options.free_families != "model" and not self._in_product:
             taken = {f for f, _ in free} | {r.family for r in extra}
@@ -436,7 +467,7 @@ class GraphBuilder:
             first = [self._synthetic(ConceptRef(self.domain, f, value=v)) for (f, _), v in zip(fams, combos[0])
                      if v is not None]
             drawn = self._drawn_families(rest + first)
-        if not drop and not enum and not drawn:
+        if not drop and not enum and not drawn and not spread:
             return None
         if sum(s > 0 for s in shares) > self.options.max_disjuncts:
             self.complement_skipped.append(
@@ -472,6 +503,9 @@ class GraphBuilder:
             self.enumerated.append(
                 f"{' & '.join(show(t) for t in flat)}: free families {', '.join(f for f, _ in enum)} drawn as "
                 f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
+        for r in spread:
+            self.drawn.append(f"{' & '.join(show(t) for t in flat)}: {r.qualified} drawn per chain where it holds "
+                              "(within the language's tolerance), given the branch (named_positions=data)")
         if drawn:
             self.drawn.append(f"{' & '.join(show(t) for t in flat)}: {', '.join(r.family for r in drawn)} drawn per "
                               "chain as the data has it given the branch (free_families=data)")

@@ -12,6 +12,7 @@ AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
 NEGATION_MODES = ("ratio", "complement")
 FREE_FAMILY_MODES = ("model", "discrete", "data")
+NAMED_POSITION_MODES = ("point", "data")
 OR_WEIGHT_MODES = ("data", "equal")
 
 
@@ -50,6 +51,11 @@ class CompileOptions:
       the data has them given the branch's values (registry hook ``value_draws``; each branch's
       joint condition holds ``position(drawn)``, filled in per chain by the sampler);
       ``"discrete"`` enumerates the discrete families only and leaves continuous ones to the model.
+    * ``named_positions``: ``"point"`` (default: ``position(x, y)`` conditions the model on the exact
+      point) or ``"data"``: with ``free_families="data"``, a conjunction's named position is drawn
+      per chain from the data where it holds (centre within the language's 0.1 of the point, given
+      the branch's other values; ``position(drawn near x, y)``), so its samples spread over the
+      region the boolean semantics accepts, as the data does.
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).
@@ -82,6 +88,7 @@ class CompileOptions:
     or_mode: str = "auto"
     negation: str = "ratio"
     free_families: str = "model"
+    named_positions: str = "point"
     or_weights: str = "data"
     log_z: Any = "equal"
     max_disjuncts: int = 64
@@ -105,6 +112,9 @@ class CompileOptions:
             raise CompileError(f"negation must be one of {', '.join(NEGATION_MODES)}; got {self.negation!r}")
         if self.free_families not in FREE_FAMILY_MODES:
             raise CompileError(f"free_families must be one of {', '.join(FREE_FAMILY_MODES)}; got {self.free_families!r}")
+        if self.named_positions not in NAMED_POSITION_MODES:
+            raise CompileError(f"named_positions must be one of {', '.join(NAMED_POSITION_MODES)}; "
+                               f"got {self.named_positions!r}")
         if self.or_weights not in OR_WEIGHT_MODES:
             raise CompileError(f"or_weights must be one of {', '.join(OR_WEIGHT_MODES)}; got {self.or_weights!r}")
         log_z = self.log_z

@@ -32,7 +32,7 @@ import torch
 
 from conceptlang.data.domain import Domain, Family
 from conceptlang.errors import ModelError
-from conceptlang.interface import DRAWN, ConceptModel, ConceptRef, Condition
+from conceptlang.interface import DRAWN, ConceptModel, ConceptRef, Condition, Drawn
 
 GAUSS_SHAPE = (2, 1, 1)  # (C, H, W): one pixel, two channels = a point in the plane
 
@@ -133,7 +133,7 @@ class GaussianConceptModel:
         for cond in conditions:
             if self.families is not None and any(f not in self.families for f in cond):
                 raise ModelError(f"model {self.name} does not know families {sorted(cond)}")
-            g = gaussian_for({f: v for f, v in cond.items() if v is not DRAWN})  # drawn: the marginal
+            g = gaussian_for({f: v for f, v in cond.items() if not isinstance(v, Drawn)})  # drawn: the marginal
             rows.append([g.mean[0], g.mean[1], g.scale])
         return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), 3)
 
@@ -247,7 +247,9 @@ class GaussianRegistry:
     def model_for(self, ref: ConceptRef) -> tuple[ConceptModel, Condition]:
         if ref.domain != "gauss" or ref.family not in self.models:
             raise ModelError(f"no gauss model for {ref.domain}/{ref.qualified}")
-        value = tuple(ref.params) if ref.params is not None else DRAWN if ref.drawn else ref.value
+        if ref.drawn:
+            return self.models[ref.family], {ref.family: DRAWN if ref.params is None else Drawn(tuple(ref.params))}
+        value = tuple(ref.params) if ref.params is not None else ref.value
         return self.models[ref.family], {ref.family: value}
 
     def joint(self, refs: Sequence[ConceptRef]) -> tuple[ConceptModel, Condition] | None:

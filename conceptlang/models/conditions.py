@@ -17,7 +17,7 @@ import torch
 
 from conceptlang.data.domain import Domain
 from conceptlang.errors import ModelError
-from conceptlang.interface import DRAWN
+from conceptlang.interface import Drawn
 from conceptlang.models.networks import SlotSpec, condition_width
 
 NONE_TOKEN = "<none>"
@@ -78,7 +78,7 @@ def encode_conditions(slots: tuple[SlotSpec, ...], conditions: Sequence[Mapping[
             if slot is None:
                 raise ModelError(f"model has no condition slot for family {fam!r} (slots: {', '.join(by_family)})")
             c = offsets[fam]
-            if value is DRAWN:
+            if isinstance(value, Drawn):
                 if slot.kind != "continuous":
                     raise ModelError(f"{fam!r} is discrete: only a continuous family's parameters can be drawn per chain")
                 continue  # null until the sampler fills in each chain's draw

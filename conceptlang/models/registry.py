@@ -302,12 +302,13 @@ class ModelRegistry:
         model = self._by_family.get((ref.domain, ref.family))
         if model is None:
             raise ModelError(f"no model serves {ref.domain}/{ref.family} in {self.models_dir}")
+        if ref.drawn:
+            from conceptlang.interface import Drawn
+
+            near = None if ref.params is None else tuple(float(p) for p in ref.params)
+            return model, {ref.family: Drawn(near)}
         if ref.params is not None:
             return model, {ref.family: tuple(float(p) for p in ref.params)}
-        if ref.drawn:
-            from conceptlang.models.conditions import DRAWN
-
-            return model, {ref.family: DRAWN}
         if ref.absent:
             from conceptlang.models.conditions import ABSENT
 
@@ -408,14 +409,17 @@ class ModelRegistry:
     DRAW_BATCH = 4096
     DRAW_ROUNDS = 16
 
-    def value_draws(self, domain: str, family: str, given: Condition, n: int, seed: int) -> np.ndarray | None:
+    def value_draws(self, domain: str, family: str, given: Condition, n: int, seed: int,
+                    near: Sequence[float] | None = None, radius: float | None = None) -> np.ndarray | None:
         """``n`` draws (n, P) of the continuous family ``family``'s parameters as the data has them
         among the examples where every discrete value in ``given`` (family → value name, or the
         known-absent value) holds: fresh label draws from the domain's procedural generator, its
         whole one-object distribution (as :meth:`value_shares`), seeded by ``seed``. When no draw
         matches ``given`` in DRAW_ROUNDS rounds, the family's marginal. None where the domain has no
         generator or its labels do not carry the family (own data): the compiler then leaves the
-        family to the model. Scenes ``position`` is the built-in domains' one such family."""
+        family to the model. Scenes ``position`` is the built-in domains' one such family.
+        ``near``, ``radius``: only draws within ``radius`` of ``near`` (a named position spread over
+        the disc where it holds); when none matches, ``near`` itself for every chain."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
         from conceptlang.models.conditions import ABSENT
 
@@ -437,7 +441,8 @@ class ModelRegistry:
                     wanted.append((f, dom.family(f).values.index(v)))
                 except (KeyError, ValueError, DataError):
                     continue
-        batch = max(self.DRAW_BATCH, 8 * int(n))
+        batch = max(self.DRAW_BATCH, 8 * int(n)) * (16 if near is not None else 1)
+        centre = None if near is None else np.asarray(near, dtype=np.float64)
 
         def rows(round_: int, match: bool) -> np.ndarray:
             sub = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, round_]).generate_state(1)[0])
@@ -447,7 +452,10 @@ class ModelRegistry:
                 if f in arrays.index:
                     col = np.asarray(arrays.index[f])[:, 0]
                     mask &= (col < 0) if i < 0 else (col == i)
-            return np.asarray(arrays.positions, dtype=np.float64)[mask, 0, :]  # (m, P)
+            pos = np.asarray(arrays.positions, dtype=np.float64)[:, 0, :]  # (batch, P)
+            if match and centre is not None:
+                mask &= np.linalg.norm(pos - centre, axis=1) <= float(radius if radius is not None else 0.0)
+            return pos[mask]  # (m, P)
 
         out: list[np.ndarray] = []
         got = 0
@@ -458,6 +466,8 @@ class ModelRegistry:
                 return np.concatenate(out, 0)[:n]
         if got:  # a rare combination: its draws, cycled
             return np.concatenate(out, 0)[np.arange(n) % got]
+        if centre is not None:  # the named point itself
+            return np.tile(centre, (int(n), 1))
         return rows(self.DRAW_ROUNDS, False)[:n]
 
     def max_objects(self, ref: ConceptRef) -> int:

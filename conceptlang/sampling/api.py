@@ -92,16 +92,23 @@ DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
 def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, str], torch.Tensor]:
     """Each chain's parameters for every drawn leaf's families: {(leaf, family): (n, P)}, drawn
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
-    a chain of the branch ``triangle & large`` is placed where the data places large triangles.
+    a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
+    named point (``position(drawn near x, y)``) is drawn where it holds, within the language's
+    position tolerance of the point.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
     the graph has no drawn leaves or no drawer (its drawn families then stay the model's own)."""
     out: dict[tuple[int, str], torch.Tensor] = {}
     if not graph.drawn_leaves or graph.drawer is None:
         return out
+    from conceptlang.syntax.semantics import POSITION_TOLERANCE
+
     for leaf, fams in sorted(graph.drawn_leaves.items()):
-        given = {f: v for f, v in graph.leaves[leaf].condition.items() if f not in fams}
+        cond = graph.leaves[leaf].condition
+        given = {f: v for f, v in cond.items() if f not in fams}
         for j, fam in enumerate(fams):
-            got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j))
+            near = cond[fam].near  # a named point: drawn where it holds
+            where = {} if near is None else {"near": near, "radius": POSITION_TOLERANCE}
+            got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
             if got is None:
                 raise SamplingError(f"the registry cannot draw {fam!r} for {graph.leaves[leaf].label}")
             vals = torch.as_tensor(np.asarray(got, dtype=np.float32))

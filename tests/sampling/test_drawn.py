@@ -16,7 +16,7 @@ import torch
 from conceptlang.compiler import compile as compile_expr
 from conceptlang.data import scenes
 from conceptlang.errors import SamplingError
-from conceptlang.interface import DRAWN, ConceptRef
+from conceptlang.interface import DRAWN, ConceptRef, Drawn
 from conceptlang.models.analytic import GaussianRegistry, gaussian_for
 from conceptlang.models.registry import load_registry
 from conceptlang.sampling import sample
@@ -136,8 +136,12 @@ def test_scenes_draws_follow_the_generator_given_the_branch(scenes_registry):
 def test_scenes_conjunctions_draw_their_position(scenes_registry):
     g = compile_expr("triangle & ~green", scenes_registry)  # the shipped options: free_families data
     assert g.options["free_families"] == "data" and len(g.drawn_leaves) == 10
-    assert all(g.leaves[i].condition["position"] is DRAWN for i in g.drawn_leaves)
+    assert all(g.leaves[i].condition["position"] == DRAWN for i in g.drawn_leaves)
+    # a named position: drawn near the point (the shipped named_positions=data), or the point itself
     g = compile_expr("triangle & position(0.3, 0.7)", scenes_registry)
+    assert g.options["named_positions"] == "data" and len(g.drawn_leaves) == 12
+    assert {g.leaves[i].condition["position"] for i in g.drawn_leaves} == {Drawn((0.3, 0.7))}
+    g = compile_expr("triangle & position(0.3, 0.7)", scenes_registry, named_positions="point")
     assert g.drawn_leaves == {}
 
 
