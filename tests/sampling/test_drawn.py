@@ -39,10 +39,10 @@ class _DrawRegistry(GaussianRegistry):
         super().__init__(*args, **kwargs)
         self.asked: list[tuple[str, dict]] = []
 
-    def value_draws(self, domain, family, given, n, seed):
+    def value_draws(self, domain, family, given, n, seed, **where):
         if family != "position":
             return None
-        self.asked.append((family, dict(given)))
+        self.asked.append((family, dict(given), *(where.items())))
         return np.array([PLACES[k % 2] for k in range(n)], dtype=np.float64)
 
 
@@ -156,3 +156,38 @@ def test_scenes_draws_of_a_rare_combination_cycle_and_an_unmatched_one_is_the_ma
     # a value the domain does not have constrains nothing: the family's marginal
     m = reg.value_draws("scenes", "position", {"color": "magenta"}, 500, 1)
     assert len(np.unique(m, axis=0)) == 500 and m.min() < 0.25 and m.max() > 0.75
+
+
+def test_a_named_position_is_drawn_where_it_holds_with_named_positions_data():
+    from conceptlang.errors import CompileError
+    from conceptlang.syntax.semantics import POSITION_TOLERANCE
+
+    reg = _DrawRegistry("implicit")
+    opts = {"free_families": "data", "and_mode": "joint"}
+    g = compile_expr("red & position(0.3, 0.6)", reg, named_positions="data", **opts)
+    assert [leaf.label for leaf in g.leaves] == ["color.red & position(drawn near 0.3, 0.6)"]
+    assert g.leaves[0].condition["position"] == Drawn((0.3, 0.6)) and "<drawn near 0.3, 0.6>" in g.explain()
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.3, 0.6)), ("radius", POSITION_TOLERANCE))]
+    # the point itself by default, or without free_families=data
+    for o in ({}, {"named_positions": "data", "free_families": "discrete"}):
+        g = compile_expr("red & position(0.3, 0.6)", reg, **{**opts, **o})
+        assert g.drawn_leaves == {} and g.leaves[0].condition["position"] == (0.3, 0.6)
+    with pytest.raises(CompileError, match="named_positions must be one of point, data"):
+        compile_expr("red", reg, named_positions="disc")
+
+
+def test_scenes_draws_near_a_point_stay_within_the_tolerance_and_fall_back_to_the_point(scenes_registry):
+    reg = scenes_registry
+    given = {"shape": "triangle", "size": "large"}
+    a = reg.value_draws("scenes", "position", given, 300, 3, near=(0.45, 0.55), radius=0.1)
+    assert a.shape == (300, 2) and len(np.unique(a, axis=0)) == 300
+    assert np.linalg.norm(a - [0.45, 0.55], axis=1).max() <= 0.1
+    half = scenes.half_extent(np.array(2), scenes.EXTENT_ARRAY[scenes.SIZES.index("large")])
+    assert (a >= scenes.MARGIN + half - 1e-6).all() and (a <= 1 - scenes.MARGIN - half + 1e-6).all()
+    # the disc spread as the data spreads it: mean distance of a uniform disc is 2/3 of its radius
+    assert np.linalg.norm(a - [0.45, 0.55], axis=1).mean() == pytest.approx(0.1 * 2 / 3, abs=0.01)
+    # a large triangle cannot be centred in the corner: no draw holds there, so the point itself
+    b = reg.value_draws("scenes", "position", given, 5, 3, near=(0.05, 0.05), radius=0.01)
+    assert np.array_equal(b, np.tile([0.05, 0.05], (5, 1)))
