@@ -173,11 +173,12 @@ def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts:
         notices.append(builder.or_weights.notice())
     notices.extend(dict.fromkeys(builder.complement_skipped))
     notices.extend(dict.fromkeys(builder.enumerated))
-    if builder.drawn:
-        fams = ", ".join(sorted({d.split(": ", 1)[1].split(" drawn", 1)[0] for d in builder.drawn}))
-        notices.append(builder.drawn[0] if len(builder.drawn) == 1 else
-                       f"{fams} drawn per chain as the data has it given each of {len(builder.drawn)} "
-                       "conjunctions' values (free_families=data)")
+    by_what: dict[tuple[str, str], list[str]] = {}  # one notice per thing drawn, however many branches
+    for conj, what, how in builder.drawn:
+        by_what.setdefault((what, how), []).append(conj)
+    for (what, how), conjs in by_what.items():
+        where = conjs[0] if len(conjs) == 1 else f"{len(conjs)} conjunctions"
+        notices.append(f"{where}: {what} drawn per chain {how}")
     if builder.calibrated:
         notices.append("calibrated concept weights (from the models' manifest): "
                        + ", ".join(f"{c} ×{w:g}" for c, w in sorted(builder.calibrated.items()))

@@ -98,7 +98,8 @@ class GraphBuilder:
         self._in_product = 0
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
         self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
-        self.drawn: list[str] = []  # notices: conjunctions whose continuous families are drawn per chain
+        # conjunctions with continuous families drawn per chain: (conjunction, what is drawn, how)
+        self.drawn: list[tuple[str, str, str]] = []
         self.or_weights: OrWeights | None = None  # how the expression's OR branches were weighted
         self._can_draw: dict[tuple[str, str], bool] = {}  # (domain, family) → the registry can draw it
 
@@ -337,14 +338,21 @@ class GraphBuilder:
                 out.append((fam.name, list(fam.values)))
         return out
 
+    def _can_draw_family(self, family: str) -> bool:
+        """Whether the registry's ``value_draws`` hook draws ``family`` of this domain (asked once)."""
+        key = (self.domain, family)
+        if key not in self._can_draw:
+            hook = getattr(self.registry, "value_draws", None)
+            self._can_draw[key] = hook is not None and hook(self.domain, family, {}, 1, 0) is not None
+        return self._can_draw[key]
+
     def _drawn_families(self, terms: list[Expr]) -> list[ConceptRef]:
         """free_families="data": the continuous families (scenes ``position``) of the joint model
         serving ``terms`` (one branch) that no term names, each as a per-chain drawn reference:
         every chain gets its own parameters, drawn from the data given the branch's values when it
         is sampled (the registry's ``value_draws`` hook). Empty where the registry cannot draw them
         (own data) or :meth:`_joint_model_of` finds no joint model."""
-        hook = getattr(self.registry, "value_draws", None)
-        got = self._joint_model_of(terms) if hook is not None else None
+        got = self._joint_model_of(terms) if hasattr(self.registry, "value_draws") else None
         if got is None:
             return []
         model, pos, neg = got
@@ -354,10 +362,7 @@ class GraphBuilder:
             ref = ConceptRef(self.domain, fam.name, drawn=True)
             if fam.kind != "continuous" or fam.name in named or not self._serves(model, ref):
                 continue
-            key = (self.domain, fam.name)
-            if key not in self._can_draw:
-                self._can_draw[key] = hook(self.domain, fam.name, {}, 1, 0) is not None
-            if self._can_draw[key]:
+            if self._can_draw_family(fam.name):
                 out.append(ref)
         return out
 
@@ -365,8 +370,7 @@ class GraphBuilder:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
         that the registry can draw replaced by its drawn-near reference (``position(drawn near x,
         y)``: each chain drawn from the data where the point holds), and the references replaced."""
-        hook = getattr(self.registry, "value_draws", None)
-        got = self._joint_model_of(rest) if hook is not None else None
+        got = self._joint_model_of(rest) if hasattr(self.registry, "value_draws") else None
         if got is None:
             return rest, []
         model = got[0]
@@ -378,10 +382,7 @@ class GraphBuilder:
                 out.append(t)
                 continue
             near = ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
-            key = (self.domain, ref.family)
-            if key not in self._can_draw:
-                self._can_draw[key] = hook(self.domain, ref.family, {}, 1, 0) is not None
-            if not self._can_draw[key] or not self._serves(model, near):
+            if not self._can_draw_family(ref.family) or not self._serves(model, near):
                 out.append(t)
                 continue
             out.append(self._synthetic(near))
@@ -503,12 +504,13 @@ class GraphBuilder:
             self.enumerated.append(
                 f"{' & '.join(show(t) for t in flat)}: free families {', '.join(f for f, _ in enum)} drawn as "
                 f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
+        conj = " & ".join(show(t) for t in flat)
         for r in spread:
-            self.drawn.append(f"{' & '.join(show(t) for t in flat)}: {r.qualified} drawn per chain where it holds "
-                              "(within the language's tolerance), given the branch (named_positions=data)")
+            self.drawn.append((conj, r.qualified, "where it holds (within the language's tolerance), given the branch "
+                                                  "(named_positions=data)"))
         if drawn:
-            self.drawn.append(f"{' & '.join(show(t) for t in flat)}: {', '.join(r.family for r in drawn)} drawn per "
-                              "chain as the data has it given the branch (free_families=data)")
+            self.drawn.append((conj, ", ".join(r.family for r in drawn),
+                               "as the data has it given the branch (free_families=data)"))
         nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets)
         self.groundings.extend(replace(g, node=nid) for g in notes)
         # the ratio-form negations left among `rest` were recorded by _product
