@@ -12,7 +12,9 @@ included), the bare network's forward throughput at the same batch (rows/s, and 
 would allow at that nfe: the limit), judged accuracy (valid and satisfying) with its 95% Wilson
 interval, and the attribute TV of the valid satisfying samples against the generator's
 conditional (:func:`conceptlang.evaluation.distribution.fidelity`, mean over the open families,
-beside the TV a perfect sampler would score at that count).
+beside the TV a perfect sampler would score at that count), and precision and recall (k = 3, in
+the judge's feature space, against as many generator images satisfying the expression as samples,
+beside a second such draw: the floor; :func:`conceptlang.evaluation.distribution.distribution_metrics`).
 
 Configurations (``--configs``, comma-separated):
 
@@ -161,7 +163,7 @@ def main() -> None:
 
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.data import to_uint8
-    from conceptlang.evaluation.distribution import fidelity, reference_for, reference_seed
+    from conceptlang.evaluation.distribution import distribution_metrics, fidelity, reference_for, reference_seed
     from conceptlang.evaluation.run import seed_for
     from conceptlang.evaluation.scoring import judge_samples
     from conceptlang.io import write_json
@@ -209,6 +211,11 @@ def main() -> None:
                             "tv": None if not fams else round(float(np.mean([f.tv for f in fams])), 4),
                             "tv_floor": None if not fams else round(float(np.mean([f.floor for f in fams])), 4),
                             "tv_families": {f.family: round(f.tv, 4) for f in fams}})
+                m = distribution_metrics(graph.expr, domain, images, labels, ok, judges[domain],
+                                         reference_seed(text, args.seed))
+                if m is not None and m.precision is not None:
+                    row.update({k: round(float(getattr(m, k)), 4) for k in
+                                ("precision", "recall", "precision_floor", "recall_floor")})
             rows.append(row)
             print(_line(row), flush=True)
         write_json(Path(args.json), {"environment": env, "rows": rows, "partial": True})  # so far
@@ -237,21 +244,24 @@ def _speedups(rows: list[dict]) -> dict[str, float]:
 
 def _line(r: dict) -> str:
     acc = "" if "accuracy" not in r else f"  acc {r['accuracy']:.2f}  TV {r['tv'] if r['tv'] is not None else '-'}"
+    if "precision" in r:
+        acc += f"  P {r['precision']:.2f}  R {r['recall']:.2f}"
     return (f"{r['operator']:7s} {r['expression'][:44]:44s} {r['config']:18s} nfe {r['nfe']!s:>6}  "
             f"{r['images_per_second']:7.2f} img/s{acc}")
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| operator | expression | config | nfe | images/s | limit images/s | accuracy [95% CI] | TV (floor) |\n"
-            "|---|---|---|---:|---:|---:|---|---|")
+    head = ("| operator | expression | config | nfe | images/s | limit images/s | accuracy [95% CI] | TV (floor) "
+            "| precision (floor) | recall (floor) |\n|---|---|---|---:|---:|---:|---|---|---|---|")
     lines = [head]
     for r in rows:
         acc = "–" if "accuracy" not in r else f"{r['accuracy']:.2f} [{r['accuracy_ci95'][0]:.2f}, {r['accuracy_ci95'][1]:.2f}]"
         tv = "–" if r.get("tv") is None else f"{r['tv']:.2f} ({r['tv_floor']:.2f})"
         lim = "–" if r["limit_images_per_second"] is None else f"{r['limit_images_per_second']:.2f}"
+        pr = {k: "–" if r.get(k) is None else f"{r[k]:.2f} ({r[k + '_floor']:.2f})" for k in ("precision", "recall")}
         text = r["expression"].replace("|", "\\|")  # a Markdown table cell
         lines.append(f"| {r['operator']} | `{text}` | {r['config']} | {r['nfe']} | "
-                     f"{r['images_per_second']:.2f} | {lim} | {acc} | {tv} |")
+                     f"{r['images_per_second']:.2f} | {lim} | {acc} | {tv} | {pr['precision']} | {pr['recall']} |")
     return "\n".join(lines)
 
 

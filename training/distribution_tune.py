@@ -55,10 +55,24 @@ def main(argv=None) -> None:
     ap.add_argument("--only", default=None, help="only entries whose text contains this")
     ap.add_argument("--exclude", default=None, help="only entries whose text does not contain this")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a sampler setting for this run (a number, true/false or text), e.g. restarts=2")
     ap.add_argument("--out", default=None)
     ap.add_argument("--tag", default="")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
+    settings = {}
+    for item in a.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            ap.error(f"--set {item!r}: expected KEY=VALUE")
+        settings[key] = {"true": True, "false": False}.get(text.lower(), text)
+        for kind in (int, float):
+            try:
+                settings[key] = kind(text)
+                break
+            except ValueError:
+                pass
     torch.set_num_threads(a.threads)
 
     from conceptlang.compiler import compile as compile_expr
@@ -78,7 +92,7 @@ def main(argv=None) -> None:
         if a.interval is not None:
             m.guidance_interval = None if a.interval[0] == "none" else (float(a.interval[0]), float(a.interval[1]))
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
-               "interval": a.interval or "registry", "n": a.n, "seed": a.seed, "tag": a.tag}
+               "interval": a.interval or "registry", "n": a.n, "seed": a.seed, "tag": a.tag, "settings": settings}
     entries = [e for e in read_list(a.expr_file)
                if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])
                and (a.exclude is None or a.exclude not in e[2])]
@@ -96,7 +110,7 @@ def main(argv=None) -> None:
     for domain, label, text in entries:
         t0 = time.perf_counter()
         g = compile_expr(text, reg, domain=domain, **opts)
-        res = sample(g, a.n, seed=a.seed, device="cpu", **({"steps": a.steps} if a.steps else {}))
+        res = sample(g, a.n, seed=a.seed, device="cpu", **({"steps": a.steps} if a.steps else {}), **settings)
         imgs = ((res.images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         judge = load_judge(g.domain)
         labs = judge.labels(imgs)

@@ -391,6 +391,33 @@ def sample_dpmpp_3m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
     return x
 
 
+def restart_sigmas(restart_sigma: float, sigma_min: float, restart_steps: int, rho: float) -> torch.Tensor:
+    """The levels of one restart pass: ``restart_steps`` Karras levels from σ_r down to σ_min, then 0;
+    one step is the single jump [σ_r, 0], the denoised estimate D(x; σ_r)."""
+    if restart_steps == 1:
+        return torch.tensor([float(restart_sigma), 0.0], dtype=torch.float64)
+    return get_sigmas_karras(restart_sigma, sigma_min, restart_steps, rho)
+
+
+def _with_restarts(solver: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``solver`` followed by Restart sampling (Xu et al. 2023): ``restarts`` times, lift the clean
+    chains to σ_r with fresh Gaussian noise (variance σ_r², scaled by ``s_noise``) and solve back
+    down over ``restart_sigmas`` (no churn, no corrector). The forward noise contracts the errors the
+    solve accumulated; the short backward solves stay where the ODE is nearly linear."""
+    def run(target: Target, x: torch.Tensor, *, restarts: int = 0, restart_sigmas: torch.Tensor | None = None,
+            generator: torch.Generator, callback: Callback | None = None, disable: bool | None = None,
+            **kw: Any) -> torch.Tensor:
+        x = solver(target, x, generator=generator, callback=callback, disable=disable, **kw)
+        for _ in range(restarts):
+            lift = kw.get("s_noise", 1.0) * float(restart_sigmas[0])
+            x = x + lift * _randn(x, generator)
+            x = solver(target, x, sigmas=restart_sigmas, clip_denoised=kw.get("clip_denoised", False),
+                       generator=generator, callback=callback, disable=True)
+        return x
+    run.__name__, run.__qualname__, run.__doc__ = solver.__name__, solver.__qualname__, solver.__doc__
+    return run
+
+
 # -- the registry: each sampler owns its defaults, validation and run arguments -------------------
 
 
@@ -535,6 +562,17 @@ def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
         if k and not (s["sigma_min"] <= s["corrector_sigma"] <= s["sigma_max"]):
             raise SamplingError(f"{name}: corrector_sigma ({s['corrector_sigma']:g}) must lie in "
                                 f"[sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
+        r = s.get("restarts") or 0
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+            raise SamplingError(f"{name}: restarts must be an integer ≥ 0, got {s.get('restarts')!r}")
+        s["restarts"] = int(r)
+        _positive(name, s, "restart_steps", integer=True)
+        _positive(name, s, "restart_sigma")
+        if r and s.get("restart_sigma") is None:
+            raise SamplingError(f"{name}: restarts={r} needs restart_sigma, the noise level the chains restart from")
+        if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
+            raise SamplingError(f"{name}: restart_sigma ({s['restart_sigma']:g}) must lie in "
+                                f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
     return validate
 
 
@@ -548,7 +586,7 @@ def _budget_steps(evals_per_step: Callable[[int], int]) -> Callable[[dict[str, A
     """``steps``, or fewer where their evaluations at ``rows`` network rows each (the corrector's
     included) would pass ``max_nfe``: the most that stay within it, and at least one."""
     def steps(s: dict[str, Any], rows: int) -> int:
-        evals = s["max_nfe"] // max(rows, 1) - s["corrector_steps"]
+        evals = s["max_nfe"] // max(rows, 1) - s["corrector_steps"] - s["restarts"] * evals_per_step(s["restart_steps"])
         n = 1
         while n < s["steps"] and evals_per_step(n + 1) <= evals:
             n += 1
@@ -562,9 +600,12 @@ def _prepare_ode(evals: Callable[[int], int]) -> Callable[[dict[str, Any]], tupl
         kw = {"sigmas": sigmas, "s_churn": s["s_churn"], "s_tmin": s["s_tmin"], "s_tmax": s["s_tmax"],
               "s_noise": s["s_noise"], "clip_denoised": s["clip_denoised"], "corrector_steps": s["corrector_steps"],
               "corrector_sigma": s["corrector_sigma"], "corrector_step": s["corrector_step"],
-              "corrector_noise": s["corrector_noise"]}
+              "corrector_noise": s["corrector_noise"], "restarts": s["restarts"],
+              "restart_sigmas": None if not s["restarts"] else restart_sigmas(s["restart_sigma"], s["sigma_min"],
+                                                                                s["restart_steps"], s["rho"])}
         level = _corrector_level(sigmas, s["corrector_steps"], s["corrector_sigma"])
-        return kw, evals(s["steps"]) + (0 if level is None else s["corrector_steps"])
+        return kw, (evals(s["steps"]) + (0 if level is None else s["corrector_steps"])
+                    + s["restarts"] * evals(s["restart_steps"]))
     return prepare
 
 
@@ -597,7 +638,8 @@ class SamplerSpec:
 
 _ODE_DEFAULTS = {"sigma_max": 10.0, "sigma_min": 0.01, "rho": 7.0, "s_churn": 0.0, "s_tmin": 0.0,
                  "s_tmax": None, "s_noise": 1.0, "clip_denoised": False, "max_nfe": None, "corrector_steps": 0,
-                 "corrector_sigma": None, "corrector_step": 0.3, "corrector_noise": 1.0}
+                 "corrector_sigma": None, "corrector_step": 0.3, "corrector_noise": 1.0,
+                 "restarts": 0, "restart_sigma": None, "restart_steps": 1}
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "langevin": SamplerSpec(
@@ -622,7 +664,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         validate=_validate_mala, prepare=_prepare_mala,
     ),
     "heun": SamplerSpec(
-        "heun", sample_heun,
+        "heun", _with_restarts(sample_heun),
         {"steps": 10, **_ODE_DEFAULTS},
         "EDM's Heun (2nd-order) probability-flow ODE solver over a Karras σ schedule, optional churn "
         "(noise-conditional models); 2·steps − 1 score evaluations",
@@ -631,7 +673,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: 2 * n - 1),
     ),
     "dpmpp_2m": SamplerSpec(
-        "dpmpp_2m", sample_dpmpp_2m,
+        "dpmpp_2m", _with_restarts(sample_dpmpp_2m),
         {"steps": 20, **_ODE_DEFAULTS},
         "DPM-Solver++(2M) (2nd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
         "optional churn (noise-conditional models); one score evaluation per step",
@@ -640,7 +682,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n),
     ),
     "dpmpp_3m": SamplerSpec(
-        "dpmpp_3m", sample_dpmpp_3m,
+        "dpmpp_3m", _with_restarts(sample_dpmpp_3m),
         {"steps": 20, **_ODE_DEFAULTS},
         "DPM-Solver++(3M) (3rd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
         "optional churn (noise-conditional models); one score evaluation per step",

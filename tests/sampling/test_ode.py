@@ -312,3 +312,64 @@ def test_rows_bound_holds_and_spares_the_probe_where_the_steps_fit(monkeypatch):
     assert sample(g, 4, seed=0, steps=13, **kw).settings["nfe"] == 39  # 13 steps × at most 3 rows fit
     with pytest.raises(AssertionError, match="probed"):
         sample(g, 4, seed=0, steps=14, **kw)
+
+
+# -- Restart sampling after the solve ----------------------------------------------------------
+
+
+def test_a_one_jump_restart_is_the_denoised_estimate_of_the_lifted_chains():
+    # From exact draws of N(μ, s²): lifted to σ_r they are N(μ, s² + σ_r²), and the jump [σ_r, 0]
+    # returns D(x; σ_r) = μ + s²/(s² + σ_r²)·(x − μ) chain by chain.
+    from conceptlang.sampling.samplers import SAMPLERS, restart_sigmas
+
+    n, sr = 8, 0.3
+    t = _target("red", n)
+    gen = torch.Generator().manual_seed(4)
+    mu = torch.tensor(RED.mean, dtype=torch.float64).view(1, 2, 1, 1)
+    x0 = mu + RED.scale * torch.randn(n, 2, 1, 1, generator=gen, dtype=torch.float64)
+    for name in ("heun", "dpmpp_2m", "dpmpp_3m"):
+        out = SAMPLERS[name].fn(t, x0, sigmas=torch.tensor([0.0], dtype=torch.float64), restarts=1,
+                                restart_sigmas=restart_sigmas(sr, 0.01, 1, 7.0), generator=torch.Generator().manual_seed(9))
+        z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+        want = mu + RED.scale**2 / (RED.scale**2 + sr**2) * (x0 + sr * z - mu)
+        assert torch.allclose(out, want, atol=1e-12), name
+
+
+def test_a_restart_solved_finely_keeps_the_exact_law():
+    # Solved back down with many levels, the lifted chains follow the exact probability-flow map
+    # x ↦ μ + (x − μ)·s/√(s² + σ_r²), which keeps N(μ, s²); twice in a row, with fresh noise each time.
+    from conceptlang.sampling.samplers import SAMPLERS, restart_sigmas
+
+    n, sr = 6, 0.5
+    t = _target("red", n)
+    mu = torch.tensor(RED.mean, dtype=torch.float64).view(1, 2, 1, 1)
+    x0 = mu + RED.scale * torch.randn(n, 2, 1, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = SAMPLERS["heun"].fn(t, x0, sigmas=torch.tensor([0.0], dtype=torch.float64), restarts=2,
+                              restart_sigmas=restart_sigmas(sr, 1e-4, 60, 7.0), generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    want = x0
+    scale = RED.scale / math.sqrt(RED.scale**2 + sr**2)
+    for _ in range(2):
+        want = mu + (want + sr * torch.randn(x0.shape, generator=gen, dtype=torch.float64) - mu) * scale
+    assert torch.allclose(out, want, atol=2e-4)
+
+
+def test_restarts_count_in_the_budget_and_are_validated():
+    g = compile("red & circle", GaussianRegistry("implicit"), and_mode="product")  # 3 rows an evaluation
+    kw = dict(sampler="dpmpp_2m", sigma_max=10.0, device="cpu")
+    res = sample(g, 4, seed=0, max_nfe=40, restarts=2, restart_sigma=0.1, **kw)  # 2 one-jump passes
+    assert res.settings["steps"] == 11 and res.settings["score_evals"] == 13 and res.settings["nfe"] == 39
+    res = sample(g, 4, seed=0, max_nfe=40, restarts=1, restart_sigma=0.1, restart_steps=3, sampler="heun",
+                 sigma_max=10.0, device="cpu")  # a heun pass of 3 levels: 5 evaluations
+    assert res.settings["steps"] == 4 and res.settings["score_evals"] == 7 + 5 and res.settings["nfe"] == 36
+    plain = sample(g, 4, seed=0, steps=8, **kw)
+    again = sample(g, 4, seed=0, steps=8, restarts=1, restart_sigma=0.1, **kw)
+    assert again.settings["score_evals"] == 9 and not torch.equal(plain.images, again.images)
+    with pytest.raises(SamplingError, match="dpmpp_2m: restarts=1 needs restart_sigma"):
+        sample(g, 4, restarts=1, **kw)
+    with pytest.raises(SamplingError, match=r"restart_sigma \(0.005\) must lie in \(sigma_min 0.01, sigma_max 10\]"):
+        sample(g, 4, restarts=1, restart_sigma=0.005, **kw)
+    with pytest.raises(SamplingError, match="dpmpp_2m: restarts must be an integer ≥ 0, got -1"):
+        sample(g, 4, restarts=-1, restart_sigma=0.1, **kw)
+    with pytest.raises(SamplingError, match="dpmpp_2m: restart_steps must be a positive integer, got 0"):
+        sample(g, 4, restarts=1, restart_sigma=0.1, restart_steps=0, **kw)
