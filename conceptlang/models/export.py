@@ -50,7 +50,8 @@ def export_run(
 ) -> dict[str, Any]:
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
-    An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given; a calibrated
+    An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given, and so are its
+    ``guidance``, ``sampling_guidance``, ``guidance_interval`` and ``max_objects``; a calibrated
     inference readout (``inference``), calibrated ``concept_weights`` and a tuned ``sigma_range``
     are dropped, since they belong to the old weights. ``prior``
     (default: True for a joint model) marks the model whose empty condition is the domain prior.
@@ -103,6 +104,9 @@ def export_run(
     }
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
+    for key in ("sampling_guidance", "guidance_interval"):  # sampling settings, kept as ``sampler`` is
+        if key in old:
+            entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]
     data["models"].sort(key=lambda e: (e["domain"], e["name"]))
     write_manifest(models_dir, data)
