@@ -390,9 +390,9 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
               help="annealed: clip each step's denoised estimate to the data box "
                    "[default: the registry's].")
 @click.option("--restarts", type=click.IntRange(min=0), default=None,
-              help="annealed: re-noise the chains to --restart-sigma and sweep down again this many times "
-                   "[default: 0].")
-@click.option("--restart-sigma", type=float, default=None, help="annealed: the noise level restarts lift the chains to.")
+              help="annealed, heun, dpmpp_2m, dpmpp_3m: re-noise the finished chains to --restart-sigma and "
+                   "sample down again this many times (Restart sampling) [default: 0].")
+@click.option("--restart-sigma", type=float, default=None, help="The noise level restarts lift the chains to.")
 @click.option("--churn", "s_churn", type=float, default=None,
               help="heun, dpmpp_2m: EDM's stochastic churn S_churn (0: the deterministic ODE) [default: the registry's].")
 @click.option("--max-nfe", "max_nfe", type=click.IntRange(min=1), default=None, metavar="N",

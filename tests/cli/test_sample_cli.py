@@ -155,3 +155,14 @@ def test_or_weights_option_reaches_explain_and_bad_values_are_refused(run):
     assert r.exit_code == 0 and "equal shares: the models' registry has no data frequencies (value_shares)" in r.output
     r = run("explain", "red | circle", "--models", "analytic", "--or-weights", "prior")
     assert r.exit_code == 2 and "Invalid value for '--or-weights'" in r.output and "Traceback" not in r.output
+
+
+def test_restarts_reach_the_ode_solvers(tmp_path):
+    args = ["sample", "red", "--models", "analytic:noise_conditional", "--sampler", "dpmpp_2m", "--steps", "6",
+            "-n", "2", "--json", "-o", str(tmp_path / "x.png")]
+    plain = CliRunner().invoke(main, args)
+    res = CliRunner().invoke(main, args + ["--restarts", "2", "--restart-sigma", "0.2"])
+    assert plain.exit_code == 0 and res.exit_code == 0, res.output
+    s, p = json.loads(res.output)["sampler"], json.loads(plain.output)["sampler"]
+    assert (s["restarts"], s["restart_sigma"], s["restart_steps"]) == (2, 0.2, 1)
+    assert s["score_evals"] == p["score_evals"] + 2 == 8
