@@ -152,4 +152,14 @@ def test_the_tuning_lists_load():
         code = [raw.split("#", 1)[0].strip() for raw in f.read_text().splitlines()]
         assert sum(len(s) for s in suites) == sum(1 for c in code if c and c[0] not in "@["), f.name
     assert domains == {"continual_tuning.txt": ["scenes"], "distribution_tuning.txt": ["scenes", "faces"],
-                       "sampler_tuning.txt": ["scenes", "faces"]}
+                       "fidelity_tuning.txt": ["scenes", "faces"], "sampler_tuning.txt": ["scenes", "faces"]}
+    # kept apart from the suites of the same models: no composition of a tuning list is one of
+    # their expressions (single concepts are too few to keep apart)
+    def texts(*names):
+        return {e.text for n in names for e in load_suite(root / "examples" / n).entries}
+
+    joint = texts("scenes_suite.txt", "faces_suite.txt")
+    for f in sorted((root / "training").glob("*_tuning.txt")):
+        suite_texts = texts("continual_suite.txt") if f.name == "continual_tuning.txt" else joint
+        tuned = {e.text for s in load_tuning_list(f) for e in s.entries if e.n_concepts > 1}
+        assert not tuned & suite_texts, (f.name, tuned & suite_texts)
