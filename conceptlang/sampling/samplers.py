@@ -583,8 +583,8 @@ def _ode_explicit_steps(s: dict[str, Any], user: dict[str, Any]) -> None:
 
 
 def _budget_steps(evals_per_step: Callable[[int], int]) -> Callable[[dict[str, Any], int], int]:
-    """``steps``, or fewer where their evaluations at ``rows`` network rows each (the corrector's
-    included) would pass ``max_nfe``: the most that stay within it, and at least one."""
+    """``steps``, or fewer where their evaluations at ``rows`` network rows each (the corrector's and
+    the restarts' included) would pass ``max_nfe``: the most that stay within it, and at least one."""
     def steps(s: dict[str, Any], rows: int) -> int:
         evals = s["max_nfe"] // max(rows, 1) - s["corrector_steps"] - s["restarts"] * evals_per_step(s["restart_steps"])
         n = 1
