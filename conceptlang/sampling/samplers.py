@@ -408,8 +408,8 @@ def _with_restarts(solver: Callable[..., torch.Tensor]) -> Callable[..., torch.T
             generator: torch.Generator, callback: Callback | None = None, disable: bool | None = None,
             **kw: Any) -> torch.Tensor:
         x = solver(target, x, generator=generator, callback=callback, disable=disable, **kw)
+        lift = kw.get("s_noise", 1.0) * float(restart_sigmas[0]) if restarts else 0.0
         for _ in range(restarts):
-            lift = kw.get("s_noise", 1.0) * float(restart_sigmas[0])
             x = x + lift * _randn(x, generator)
             x = solver(target, x, sigmas=restart_sigmas, clip_denoised=kw.get("clip_denoised", False),
                        generator=generator, callback=callback, disable=True)
@@ -456,6 +456,27 @@ def _flag(name: str, s: dict[str, Any], key: str) -> None:
     if not isinstance(s.get(key), (bool, np.bool_)):
         raise SamplingError(f"{name}: {key} must be true or false, got {s.get(key)!r}")
     s[key] = bool(s[key])
+
+
+def _count(name: str, s: dict[str, Any], key: str) -> int:
+    """``s[key]`` as an integer ≥ 0 (None: 0), normalised in place."""
+    v = s.get(key) or 0
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise SamplingError(f"{name}: {key} must be an integer ≥ 0, got {s.get(key)!r}")
+    s[key] = int(v)
+    return s[key]
+
+
+def _validate_restarts(name: str, s: dict[str, Any]) -> None:
+    """``restarts`` (an integer ≥ 0) and ``restart_sigma``, needed by restarts and inside
+    (σ_min, σ_max]; after :func:`_sigma_range`."""
+    r = _count(name, s, "restarts")
+    if r and s.get("restart_sigma") is None:
+        raise SamplingError(f"{name}: restarts={r} needs restart_sigma, the noise level the chains restart from")
+    _positive(name, s, "restart_sigma")
+    if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
+        raise SamplingError(f"{name}: restart_sigma ({s['restart_sigma']:g}) must lie in "
+                            f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
 
 
 def _sigma_range(name: str, s: dict[str, Any]) -> None:
@@ -506,16 +527,7 @@ def _validate_annealed(s: dict[str, Any], graph: Any) -> None:
     _sigma_range(name, s)
     for key in ("clip_denoised", "final_denoise", "clamp"):
         _flag(name, s, key)
-    r = s.get("restarts") or 0
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
-        raise SamplingError(f"annealed: restarts must be an integer ≥ 0, got {s.get('restarts')!r}")
-    s["restarts"] = int(r)
-    if r and s.get("restart_sigma") is None:
-        raise SamplingError(f"annealed: restarts={r} needs restart_sigma, the noise level the chains restart from")
-    _positive(name, s, "restart_sigma")
-    if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
-        raise SamplingError(f"annealed: restart_sigma ({s['restart_sigma']:g}) must lie in "
-                            f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
+    _validate_restarts(name, s)
 
 
 def _annealed_steps(s: dict[str, Any], user: dict[str, Any]) -> None:
@@ -552,27 +564,15 @@ def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
             _positive(name, s, key)
         _flag(name, s, "clip_denoised")
         _positive(name, s, "max_nfe", integer=True)
-        k = s.get("corrector_steps") or 0
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise SamplingError(f"{name}: corrector_steps must be an integer ≥ 0, got {s.get('corrector_steps')!r}")
-        s["corrector_steps"] = int(k)
+        k = _count(name, s, "corrector_steps")
         if k and s.get("corrector_sigma") is None:
             raise SamplingError(f"{name}: corrector_steps={k} needs corrector_sigma, the noise level the corrector "
                                 "runs at")
         if k and not (s["sigma_min"] <= s["corrector_sigma"] <= s["sigma_max"]):
             raise SamplingError(f"{name}: corrector_sigma ({s['corrector_sigma']:g}) must lie in "
                                 f"[sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
-        r = s.get("restarts") or 0
-        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
-            raise SamplingError(f"{name}: restarts must be an integer ≥ 0, got {s.get('restarts')!r}")
-        s["restarts"] = int(r)
         _positive(name, s, "restart_steps", integer=True)
-        _positive(name, s, "restart_sigma")
-        if r and s.get("restart_sigma") is None:
-            raise SamplingError(f"{name}: restarts={r} needs restart_sigma, the noise level the chains restart from")
-        if r and not (s["sigma_min"] < s["restart_sigma"] <= s["sigma_max"]):
-            raise SamplingError(f"{name}: restart_sigma ({s['restart_sigma']:g}) must lie in "
-                                f"(sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
+        _validate_restarts(name, s)
     return validate
 
 
