@@ -45,7 +45,8 @@ class FamilyInference:
     value: Any  # value name, bool (binary), or tuple of floats (continuous)
     energy: float
     ranking: list[tuple[str, float]] = field(default_factory=list)  # (value, energy or score), lowest first
-    readout: str = "energy"  # what ranks the values: "energy", or "calibrated" (manifest's level weights)
+    readout: str = "energy"  # what ranks the values: "energy", "calibrated" (manifest's level weights),
+    # or either "in context" (ranked under the rest of the inferred description; infer_batch's rerank)
 
     def to_json(self) -> dict:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
@@ -90,7 +91,7 @@ class InferenceResult:
                 else:
                     shown = f"{fam.family}: {fam.value}"
                 rank = "  ".join(f"{v} {e:.4g}" for v, e in fam.ranking)
-                how = "" if fam.readout == "energy" else "calibrated scores: "
+                how = "" if fam.readout == "energy" else f"{fam.readout} scores: "
                 lines.append(f"{shown}  energy {fam.energy:.4g}   [{how}{rank}]")
         return "\n".join(lines)
 
@@ -248,6 +249,7 @@ def infer_batch(
     families: Sequence[str] | None = None,
     joint: bool = True,
     draws: int | None = None,
+    rerank: bool = True,
 ) -> list[InferenceResult]:
     """Infer every family of ``domain`` for each image (uint8 NHWC numpy or float NCHW tensor).
 
@@ -263,6 +265,12 @@ def infer_batch(
     values are ranked (default: the model's ``inference_draws`` from its manifest, else its energy's
     own draws); the ranking is the same expectation estimated with less variance, at a cost
     proportional to the draws. The continuous search uses the energy's own draws.
+    With ``rerank`` (default) and ``joint``, once the continuous families are found each discrete
+    family of two or more values is ranked again under the whole inferred description, the other
+    families' values and the continuous parameters included: E(x | shape, colour, size = v,
+    position) for scenes (:func:`_rerank_in_context`). The marginal E(x | size = v) leaves the
+    model to average over where the object is and what it looks like; the full description does
+    not, and it decides size on images the marginal gets wrong (docs/experiments.md).
     Returns one :class:`InferenceResult` per image.
     """
     if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int) or draws < 1):
@@ -345,6 +353,9 @@ def infer_batch(
                 per_image[i][fam.name] = FamilyInference(
                     fam.name, "continuous", tuple(float(v) for v in best[i]), float(best_e[i])
                 )
+
+    if rerank and joint and getattr(registry, "joint", None) is not None:
+        _rerank_in_context(registry, dom_name, dom, x, per_image, wanted, draws)
 
     seconds = (time.perf_counter() - t0) / n
     return [
@@ -492,6 +503,62 @@ def _context_refs(dom_name: str, dom, inferred: dict[str, FamilyInference]) -> t
         else:
             refs.append(ConceptRef(dom_name, f.name, value=inf.value))
     return tuple(refs)
+
+
+def _rerank_in_context(registry, dom_name: str, dom, x, per_image: list[dict[str, FamilyInference]],
+                       wanted: Sequence[str], draws: int | None) -> None:
+    """Rank each inferred discrete family of two or more values again, under the rest of its image's
+    inferred description (continuous parameters included), in place; one pass, in family order, each
+    family seeing the values already re-ranked before it.
+
+    Only when the image has a continuous family inferred (the description then pins the object down)
+    and the registry's ``joint`` hook serves every candidate with the family's own model; an image
+    it cannot serve keeps its marginal ranking. The levels are weighed as the family's calibrated
+    readout weighs them (its per-value bias belongs to the marginal energies and is left out);
+    without a readout, the plain energy.
+    """
+    from conceptlang.interface import ConceptRef
+
+    n = x.shape[0]
+    if not any(f.kind == "continuous" and f.name in per_image[0] for f in dom.families):
+        return
+    for fam in dom.families:
+        if fam.kind != "discrete" or len(fam.values) < 2 or fam.name not in wanted:
+            continue
+        groups, absent = discrete_groups(registry, dom_name, fam)
+        if len(groups) != 1:
+            continue
+        ((model, _cols, _conds),) = groups.values()
+        readout = _readout(groups, fam, absent)
+        served, rows = [], []
+        for i in range(n):
+            ctx = [r for r in _context_refs(dom_name, dom, per_image[i]) if r.family != fam.name]
+            ctx += [ConceptRef(dom_name, f.name, params=tuple(per_image[i][f.name].value))
+                    for f in dom.families if f.kind == "continuous" and f.name in per_image[i]]
+            got = [registry.joint(tuple(ctx) + (ConceptRef(dom_name, fam.name, value=v),)) for v in fam.values]
+            if all(g is not None and g[0] is model for g in got):
+                served.append(i)
+                rows.append([g[1] for g in got])
+        if not served:
+            continue
+        J = len(fam.values)
+        enc = model.encode([c for r in rows for c in r])
+        idx = np.repeat(np.asarray(served), J)
+        ranking_draws = _ranking_draws(model, draws)
+        if readout is not None or ranking_draws is not None:
+            lv = _energies_stacked(model, x, idx, enc, levels=True, draws=ranking_draws).reshape(len(served), J, -1)
+            energies = lv.sum(2)
+            scores = lv @ readout.weights if readout is not None else energies
+        else:
+            energies = scores = _energies_stacked(model, x, idx, enc).reshape(len(served), J)
+        for k, i in enumerate(served):
+            order = np.argsort(scores[k], kind="stable")
+            best = int(order[0])
+            per_image[i][fam.name] = FamilyInference(
+                fam.name, "discrete", fam.values[best], float(energies[k, best]),
+                [(fam.values[j], float(scores[k, j])) for j in order],
+                readout="in context" if readout is None else "calibrated, in context",
+            )
 
 
 def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points, context=None):

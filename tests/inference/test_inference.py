@@ -167,10 +167,58 @@ def test_position_search_conditions_on_the_inferred_discrete_values_through_the_
     plain = infer(img, registry, domain="toy")
     registry.joint = joint
     res = infer(img, registry, domain="toy")
-    assert asked and all({r.family for r in refs} == {"color", "glow", "position"} or
-                         {r.family for r in refs} == {"color", "position"} for refs in asked)
-    assert all(r.value == "green" for refs in asked for r in refs if r.family == "color")
+    searched = [refs for refs in asked if refs[-1].family == "position"]  # the rest re-rank colour
+    assert searched and all({r.family for r in refs} == {"color", "glow", "position"} or
+                            {r.family for r in refs} == {"color", "position"} for refs in searched)
+    assert all(r.value == "green" for refs in searched for r in refs if r.family == "color")
     assert res.families["position"].value == pytest.approx(plain.families["position"].value, abs=1e-9)
     asked.clear()
     no_context = infer(img, registry, domain="toy", joint=False)
     assert asked == [] and no_context.families["position"].value == plain.families["position"].value
+
+
+def test_discrete_families_are_reranked_under_the_whole_inferred_description(registry):
+    """The joint hook's colour condition here depends on the candidate's context: right of x = 0.5
+    it scores candidate v by the template of SWAP[v], so the re-ranked colour is the one whose swap
+    is the true colour, with the marginal's energies as its scores; left of it nothing changes."""
+    swap = {"red": "green", "green": "blue", "blue": "red"}
+    asked = []
+
+    def joint(refs):
+        asked.append(tuple(refs))
+        last, pos = refs[-1], [r for r in refs if r.family == "position"]
+        if last.family == "position":  # the position search: score the point alone
+            return registry.model_for(last)
+        if last.family != "color" or len(pos) != 1:
+            return None
+        right = pos[0].params[0] > 0.5
+        return registry.models["color"], {"color": swap[last.value] if right else last.value}
+
+    imgs = np.stack([render("green", 0.62, 0.71), render("blue", 0.3, 0.4)])
+    marginal = infer_batch(imgs, registry, domain="toy")
+    registry.joint = joint
+    got = infer_batch(imgs, registry, domain="toy")
+    assert [r.families["color"].value for r in marginal] == ["green", "blue"]
+    assert [r.families["color"].value for r in got] == ["red", "blue"]  # swap["red"] == "green"
+    right, left = got[0].families["color"], got[1].families["color"]
+    assert right.readout == left.readout == "in context"
+    unswap = {v: k for k, v in swap.items()}
+    assert right.ranking[0] == ("red", marginal[0].families["color"].ranking[0][1])
+    assert dict(right.ranking) == {unswap[v]: e for v, e in marginal[0].families["color"].ranking}
+    assert left.ranking == marginal[1].families["color"].ranking
+    assert "in context scores: red" in got[0].format()
+    # every re-ranking ask carries the image's inferred position and names each colour once
+    reranks = [refs for refs in asked if refs[-1].family == "color"]
+    assert sorted(r[-1].value for r in reranks) == sorted(list(COLORS) * 2)
+    for refs in reranks:
+        (p,) = [r.params for r in refs if r.family == "position"]
+        assert p in (got[0].families["position"].value, got[1].families["position"].value)
+    assert got[0].families["position"].value == pytest.approx((0.62, 0.71), abs=0.02)
+    # rerank=False, or joint=False, keeps the marginal ranking; a hook that serves nothing changes nothing
+    for kw in ({"rerank": False}, {"joint": False}):
+        kept = infer_batch(imgs, registry, domain="toy", **kw)
+        assert [r.families["color"].ranking for r in kept] == [r.families["color"].ranking for r in marginal]
+    registry.joint = lambda refs: registry.model_for(refs[-1]) if refs[-1].family == "position" else None
+    kept = infer_batch(imgs, registry, domain="toy")
+    assert [r.families["color"].readout for r in kept] == ["energy", "energy"]
+    assert [r.families["color"].ranking for r in kept] == [r.families["color"].ranking for r in marginal]
