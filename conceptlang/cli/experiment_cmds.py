@@ -172,8 +172,10 @@ def eval_merge_cmd(parts, suite_file, title, json_out, md_out, as_json):
 @models_option
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Noise draws per σ level when ranking a discrete family (implicit models) [default: the model's inference_draws].")
+@click.option("--rerank/--no-rerank", default=True, show_default=True,
+              help="Rank each discrete family again under the rest of the inferred description, position included.")
 @threads_option
-def infer_cmd(image, domain, as_json, device, models, draws, threads):
+def infer_cmd(image, domain, as_json, device, models, draws, rerank, threads):
     """Infer the concepts of IMAGE (a PNG) by energy: rank each family's values, estimate position."""
     import json
     import warnings
@@ -196,7 +198,7 @@ def infer_cmd(image, domain, as_json, device, models, draws, threads):
         raise DataError(f"cannot read image {image}: {err}") from None
     set_threads(threads)
     device = torch_device(device)
-    result = infer(arr, load_registry_for(models), domain=domain, device=device, draws=draws)
+    result = infer(arr, load_registry_for(models), domain=domain, device=device, draws=draws, rerank=rerank)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

@@ -203,3 +203,28 @@ def test_figure_compare_writes_samples_beside_generator_data(generator_samples, 
     assert all(x["distribution"]["n_samples"] == 8 for x in data["results"])
     bad = CliRunner().invoke(main, ["figure", "compare", "square &", "-o", str(out)])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_infer_reranks_in_context_unless_told_not_to(monkeypatch, tmp_path):
+    """A joint hook whose re-ranking condition swaps colours (green is scored by red's candidate):
+    the default re-ranks under the inferred position and reports it; --no-rerank keeps the marginal."""
+    reg = TemplateRegistry()
+    swap = {"red": "green", "green": "blue", "blue": "red"}
+
+    def joint(refs):
+        last = refs[-1]
+        if last.family == "position":
+            return reg.model_for(last)
+        return (reg.models["color"], {"color": swap[last.value]}) if last.family == "color" else None
+
+    reg.joint = joint
+    monkeypatch.setattr(cmds, "load_registry_for", lambda models: reg)
+    path = tmp_path / "img.png"
+    Image.fromarray(render("green", 0.3, 0.6)).save(path)
+    r = CliRunner().invoke(main, ["infer", str(path), "--domain", "toy", "--json"])
+    assert r.exit_code == 0, r.output
+    fam = json.loads(r.output)["families"]["color"]
+    assert (fam["value"], fam["readout"]) == ("red", "in context")
+    r = CliRunner().invoke(main, ["infer", str(path), "--domain", "toy", "--json", "--no-rerank"])
+    fam = json.loads(r.output)["families"]["color"]
+    assert (fam["value"], fam["readout"]) == ("green", "energy")
