@@ -436,7 +436,9 @@ SECTION_TITLES = {
                   "(`conceptlang calibrate`, fitted on images of another seed; docs/experiments.md); "
                   "yes/no attributes decided against the known-absent condition (E(x | c) < E(x | not c); "
                   "the unconditional model for models without one); "
-                  "position by minimising the energy over a grid refined around the best point. Images come from "
+                  "position by minimising the energy over a grid refined around the best point; then, where a "
+                  "position was found, each family of two or more values ranked again under the rest of the "
+                  "inferred description (E(x | shape, colour, size = v, position)). Images come from "
                   "the generator, so the truth is known; the judge reads the same images for comparison.", ""],
     "continual": ["## 3. Continual learning", ""],
     "objects": ["## 4. Object-level composition", ""],
