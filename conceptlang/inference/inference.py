@@ -190,11 +190,13 @@ def _energies_per_condition(model, x, conditions: Sequence, levels: bool = False
     return out.reshape((n, L) + out.shape[1:])
 
 
-def _energies_rowwise(model, x, rows: Sequence[Sequence]) -> np.ndarray:
-    """``rows[i][j]`` is image i's j-th candidate condition; returns (N, J) energies, stacked."""
+def _energies_rowwise(model, x, rows: Sequence[Sequence], levels: bool = False, draws: int | None = None) -> np.ndarray:
+    """``rows[i][j]`` is image i's j-th candidate condition; returns (N, J) energies, or (N, J, S)
+    per noise level with ``levels``, stacked (``draws``: see :func:`_energies_stacked`)."""
     n, J = len(rows), len(rows[0])
     enc = model.encode([c for r in rows for c in r])  # (N·J, D), image-major
-    return _energies_stacked(model, x, np.repeat(np.arange(n), J), enc).reshape(n, J)
+    out = _energies_stacked(model, x, np.repeat(np.arange(n), J), enc, levels, draws)
+    return out.reshape((n, J) + out.shape[1:])
 
 
 # ----------------------------------------------------------------------------------- inference
@@ -517,6 +519,8 @@ def _rerank_in_context(registry, dom_name: str, dom, x, per_image: list[dict[str
     readout weighs them (its per-value bias belongs to the marginal energies and is left out);
     without a readout, the plain energy.
     """
+    import torch
+
     from conceptlang.interface import ConceptRef
 
     n = x.shape[0]
@@ -541,16 +545,12 @@ def _rerank_in_context(registry, dom_name: str, dom, x, per_image: list[dict[str
                 rows.append([g[1] for g in got])
         if not served:
             continue
-        J = len(fam.values)
-        enc = model.encode([c for r in rows for c in r])
-        idx = np.repeat(np.asarray(served), J)
-        ranking_draws = _ranking_draws(model, draws)
-        if readout is not None or ranking_draws is not None:
-            lv = _energies_stacked(model, x, idx, enc, levels=True, draws=ranking_draws).reshape(len(served), J, -1)
-            energies = lv.sum(2)
-            scores = lv @ readout.weights if readout is not None else energies
+        xs, ranking_draws = x[torch.as_tensor(served)], _ranking_draws(model, draws)
+        if readout is not None:
+            lv = _energies_rowwise(model, xs, rows, levels=True, draws=ranking_draws)  # (S', J, L)
+            energies, scores = lv.sum(2), lv @ readout.weights
         else:
-            energies = scores = _energies_stacked(model, x, idx, enc).reshape(len(served), J)
+            energies = scores = _energies_rowwise(model, xs, rows, draws=ranking_draws)
         for k, i in enumerate(served):
             order = np.argsort(scores[k], kind="stable")
             best = int(order[0])
