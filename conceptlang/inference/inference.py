@@ -306,16 +306,9 @@ def infer_batch(
                 (model, cols, conds), = groups.values()
                 lv = _energies_per_condition(model, x, conds, levels=True, draws=_ranking_draws(model, draws))  # (N, J, S)
                 energies, scores = lv.sum(2), lv @ readout.weights + readout.bias  # (N, J) each
-                names = condition_names(fam, absent)
+                ranked = _ranked(fam, condition_names(fam, absent), energies, scores, "calibrated")
                 for i in range(n):
-                    order = np.argsort(scores[i], kind="stable")
-                    ranking = [(names[j], float(scores[i, j])) for j in order]
-                    best = int(order[0])
-                    value = (best == 0) if len(fam.values) == 1 else fam.values[best]
-                    per_image[i][fam.name] = FamilyInference(
-                        fam.name, "binary" if len(fam.values) == 1 else "discrete", value, float(energies[i, best]),
-                        ranking, readout="calibrated",
-                    )
+                    per_image[i][fam.name] = ranked[i]
                 continue
             e = np.empty((n, len(fam.values)))
             other = None
@@ -339,12 +332,8 @@ def infer_batch(
                     ranking = sorted([(fam.values[0], float(e[i, 0])), (other_name, float(other[i]))], key=lambda t: t[1])
                     per_image[i][fam.name] = FamilyInference(fam.name, "binary", holds, float(e[i, 0]), ranking)
             else:
-                for i in range(n):
-                    order = np.argsort(e[i], kind="stable")
-                    ranking = [(fam.values[j], float(e[i, j])) for j in order]
-                    per_image[i][fam.name] = FamilyInference(
-                        fam.name, "discrete", ranking[0][0], ranking[0][1], ranking
-                    )
+                for i, inf in enumerate(_ranked(fam, fam.values, e, e, "energy")):
+                    per_image[i][fam.name] = inf
         else:
             context = None
             if joint and getattr(registry, "joint", None) is not None:
@@ -364,6 +353,22 @@ def infer_batch(
         InferenceResult(dom_name, per_image[i], _labels_from(dom, per_image[i]), seconds, choice)
         for i in range(n)
     ]
+
+
+def _ranked(fam, names: Sequence[str], energies: np.ndarray, scores: np.ndarray, readout: str) -> list[FamilyInference]:
+    """One :class:`FamilyInference` per row of ``scores`` (N, J): the J conditions ``names`` ranked by
+    score, lowest first, with the winner's energy. A one-value family's columns are its value, then
+    what it is decided against: it holds when its value wins."""
+    binary = len(fam.values) == 1
+    out = []
+    for e_row, s_row in zip(energies, scores):
+        order = np.argsort(s_row, kind="stable")
+        best = int(order[0])
+        out.append(FamilyInference(
+            fam.name, "binary" if binary else "discrete", (best == 0) if binary else fam.values[best],
+            float(e_row[best]), [(names[j], float(s_row[j])) for j in order], readout=readout,
+        ))
+    return out
 
 
 def _ranking_draws(model, draws: int | None) -> int | None:
@@ -551,14 +556,9 @@ def _rerank_in_context(registry, dom_name: str, dom, x, per_image: list[dict[str
             energies, scores = lv.sum(2), lv @ readout.weights
         else:
             energies = scores = _energies_rowwise(model, xs, rows, draws=ranking_draws)
+        ranked = _ranked(fam, fam.values, energies, scores, "in context" if readout is None else "calibrated, in context")
         for k, i in enumerate(served):
-            order = np.argsort(scores[k], kind="stable")
-            best = int(order[0])
-            per_image[i][fam.name] = FamilyInference(
-                fam.name, "discrete", fam.values[best], float(energies[k, best]),
-                [(fam.values[j], float(scores[k, j])) for j in order],
-                readout="in context" if readout is None else "calibrated, in context",
-            )
+            per_image[i][fam.name] = ranked[k]
 
 
 def _minimise_continuous(registry, dom_name, fam, x, coarse, refine_rounds, refine_points, context=None):
