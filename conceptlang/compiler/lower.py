@@ -309,6 +309,10 @@ class GraphBuilder:
             return None
         return model, pos, neg
 
+    def _drawing_joint_model_of(self, flat: list[Expr]) -> tuple[Any, list[ConceptRef], list[ConceptRef]] | None:
+        """:meth:`_joint_model_of`, where the registry can draw parameters per chain (``value_draws``)."""
+        return self._joint_model_of(flat) if hasattr(self.registry, "value_draws") else None
+
     def _serves(self, model: Any, ref: ConceptRef) -> bool:
         try:
             return self.registry.model_for(ref)[0] is model
@@ -352,7 +356,7 @@ class GraphBuilder:
         every chain gets its own parameters, drawn from the data given the branch's values when it
         is sampled (the registry's ``value_draws`` hook). Empty where the registry cannot draw them
         (own data) or :meth:`_joint_model_of` finds no joint model."""
-        got = self._joint_model_of(terms) if hasattr(self.registry, "value_draws") else None
+        got = self._drawing_joint_model_of(terms)
         if got is None:
             return []
         model, pos, neg = got
@@ -370,7 +374,7 @@ class GraphBuilder:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
         that the registry can draw replaced by its drawn-near reference (``position(drawn near x,
         y)``: each chain drawn from the data where the point holds), and the references replaced."""
-        got = self._joint_model_of(rest) if hasattr(self.registry, "value_draws") else None
+        got = self._drawing_joint_model_of(rest)
         if got is None:
             return rest, []
         model = got[0]
