@@ -524,8 +524,6 @@ def _rerank_in_context(registry, dom_name: str, dom, x, per_image: list[dict[str
     readout weighs them (its per-value bias belongs to the marginal energies and is left out);
     without a readout, the plain energy.
     """
-    import torch
-
     from conceptlang.interface import ConceptRef
 
     n = x.shape[0]
@@ -550,7 +548,7 @@ def _rerank_in_context(registry, dom_name: str, dom, x, per_image: list[dict[str
                 rows.append([g[1] for g in got])
         if not served:
             continue
-        xs, ranking_draws = x[torch.as_tensor(served)], _ranking_draws(model, draws)
+        xs, ranking_draws = x[served], _ranking_draws(model, draws)
         if readout is not None:
             lv = _energies_rowwise(model, xs, rows, levels=True, draws=ranking_draws)  # (S', J, L)
             energies, scores = lv.sum(2), lv @ readout.weights
