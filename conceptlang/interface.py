@@ -46,16 +46,26 @@ Condition = Mapping[str, "str | tuple[float, ...]"]
 
 @dataclass(frozen=True)
 class Drawn:
-    """Condition value "this continuous family's parameters are drawn per chain" (what a
-    ``ConceptRef(drawn=True)`` conditions on). A model encodes it as the null slot, its own marginal
-    over the family; the sampler fills in each chain's draw (see
-    :meth:`conceptlang.compiler.graph.EnergyGraph.chain_conditions`). ``near``: drawn among the
-    data whose parameters lie within the language's tolerance of these (a named position spread
-    over the region where it holds); None: among all the data given the other values."""
+    """Condition value "drawn per chain": a continuous family's parameters, or a discrete family's
+    value, that the sampler draws for each chain from the data (what a ``ConceptRef(drawn=True)``
+    conditions on). A model encodes it as the null slot, its own marginal over the family; the
+    sampler fills in each chain's draw (see
+    :meth:`conceptlang.compiler.graph.EnergyGraph.chain_conditions`).
+
+    ``near``: drawn among the data whose parameters lie within the language's tolerance of these
+    (a named position spread over the region where it holds); None: among all the data given the
+    other values. ``values``: set for a discrete family, its value names in order (a draw is an
+    index into them); None for a continuous one.
+    ``objects``: drawn as one object of the data's images with this many objects (object-level
+    composition: ``position(a) & position(b)`` draws each object's shape, colour and size)."""
 
     near: tuple[float, ...] | None = None
+    values: tuple[str, ...] | None = None
+    objects: int = 1
 
     def __repr__(self) -> str:
+        if self.values is not None:
+            return "DRAWN(" + "|".join(self.values) + (f", objects={self.objects})" if self.objects != 1 else ")")
         return "DRAWN" if self.near is None else f"DRAWN(near={self.near})"
 
 
@@ -72,7 +82,8 @@ class ConceptRef:
     condition of the model, not a repulsion from "smiling" (a registry's ``absent`` hook).
     ``drawn=True`` (also made only by the compiler, under ``free_families="data"``) is a continuous
     family whose parameters each chain draws from the data at sampling time (``position(drawn)``:
-    every chain its own place; with ``params``, among the data where the named point holds).
+    every chain its own place; with ``params``, among the data where the named point holds), or a
+    discrete family whose value each object of an object-level composition draws (``shape(drawn)``).
     """
 
     domain: str

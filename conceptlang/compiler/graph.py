@@ -24,6 +24,14 @@ from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseN
 from conceptlang.interface import ConceptModel, Drawn
 
 
+def _drawn_value(drawn: Drawn, row: torch.Tensor) -> Any:
+    """One chain's draw as a condition value: a discrete family's value name (from its index), a
+    continuous family's parameters as a tuple of floats."""
+    if drawn.values is None:
+        return tuple(float(p) for p in row)
+    return drawn.values[int(row[0])]
+
+
 class EnergyGraph:
     """A compiled expression. Build with :func:`conceptlang.compiler.compile`, not directly.
 
@@ -102,8 +110,9 @@ class EnergyGraph:
 
     @functools.cached_property
     def drawn_leaves(self) -> dict[int, tuple[str, ...]]:
-        """Leaf index → the continuous families whose parameters each chain draws at sampling time
-        (a condition value :class:`~conceptlang.interface.Drawn`); empty for most graphs."""
+        """Leaf index → the families whose parameters (continuous) or values (discrete) each chain
+        draws at sampling time (a condition value :class:`~conceptlang.interface.Drawn`); empty
+        for most graphs."""
         out = {}
         for leaf in self.leaves:
             fams = tuple(f for f, v in leaf.condition.items() if isinstance(v, Drawn))
@@ -167,9 +176,10 @@ class EnergyGraph:
                          ) -> dict[int, torch.Tensor]:
         """Per-chain condition tensors for the models with drawn leaves: {id(model): (B, L_m, D)},
         each drawn leaf's condition with the chain's own parameters (``values[(leaf, family)]``,
-        (B, P)) in place of its :class:`~conceptlang.interface.Drawn` value, the other leaves' conditions as
-        they are. Passed as ``chain_conds`` to the evaluation methods; without it a drawn family is
-        null, the model's own marginal over it."""
+        (B, P); for a discrete family (B, 1) value indices) in place of
+        its :class:`~conceptlang.interface.Drawn` value, the other leaves' conditions as they are.
+        Passed as ``chain_conds`` to the evaluation methods; without it a drawn family is null, the
+        model's own marginal over it."""
         out: dict[int, torch.Tensor] = {}
         for model, ids in self._groups:
             if not any(i in self.drawn_leaves for i in ids):
@@ -182,7 +192,7 @@ class EnergyGraph:
                 if not fams:
                     continue
                 cond = dict(self.leaves[i].condition)
-                rows = [{**cond, **{f: tuple(float(p) for p in values[(i, f)][r]) for f in fams}} for r in range(b)]
+                rows = [{**cond, **{f: _drawn_value(cond[f], values[(i, f)][r]) for f in fams}} for r in range(b)]
                 full[:, j] = model.encode(rows).to(device)
             out[id(model)] = full
         return out

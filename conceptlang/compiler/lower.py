@@ -43,7 +43,7 @@ from conceptlang.compiler.options import CompileOptions
 from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
-from conceptlang.interface import ConceptRef, ConceptRegistry
+from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
 
@@ -101,7 +101,7 @@ class GraphBuilder:
         # conjunctions with continuous families drawn per chain: (conjunction, what is drawn, how)
         self.drawn: list[tuple[str, str, str]] = []
         self.or_weights: OrWeights | None = None  # how the expression's OR branches were weighted
-        self._can_draw: dict[tuple[str, str], bool] = {}  # (domain, family) → the registry can draw it
+        self._can_draw: dict[tuple, bool] = {}  # (domain, family[, objects]) → the registry can draw it
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -266,6 +266,10 @@ class GraphBuilder:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
         # the whole, so (A & B) & C and A & (B & C) agree (A & (~B & ~C) takes no prior).
         flat = flatten_and(terms)
+        if self.options.free_families == "data" and not self._ratio_only and not self._in_product:
+            nid = self._objects(flat)
+            if nid is not None:
+                return nid
         if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families != "model"):
             nid = self._expand(flat)
             if nid is not None:
@@ -369,6 +373,58 @@ class GraphBuilder:
             if self._can_draw_family(fam.name):
                 out.append(ref)
         return out
+
+    def _objects(self, flat: list[Expr]) -> int | None:
+        """free_families="data" on an object-level composition (``position(a) & position(b)``:
+        every term a plain concept of one family, each a different value, served by one joint
+        model trained on that many objects per image): one joint leaf per object, conditioned on
+        its value and on every discrete family of the model, each chain drawing those per object
+        as an object of the data's images with that many objects has them (the registry's
+        ``value_draws`` of a tuple of families); the product of the objects' leaves over the
+        prior. None where that does not apply (the families then stay the model's)."""
+        if self.options.and_mode != "joint" or len(flat) < 2 or not all(isinstance(t, Concept) for t in flat):
+            return None
+        refs = [self.refs[t] for t in flat]
+        if len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
+                or any(self.weight(t) != 1.0 for t in flat):
+            return None
+        k = len(refs)
+        hook = getattr(self.registry, "max_objects", None)
+        if hook is None or getattr(self.registry, "joint", None) is None or hook(refs[0]) < k:
+            return None
+        model = self.registry.model_for(refs[0])[0]
+        if any(self.registry.model_for(r)[0] is not model for r in refs):
+            return None
+        fams = [f for f in self.registry.domain(self.domain).families
+                if f.kind == "discrete" and f.name != refs[0].family and len(f.values) > 1
+                and self._serves(model, ConceptRef(self.domain, f.name, value=f.values[0]))]
+        names = tuple(f.name for f in fams)
+        if not fams or not self._can_draw_objects(names, k):
+            return None
+        drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
+        terms: list[tuple[float, int]] = []
+        for r in refs:
+            got = self.registry.joint((r, *drawn))
+            if got is None or got[0] is not model:
+                return None
+            cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=k) for f in fams}}
+            terms.append((1.0, self.joint_leaf((r, *drawn), model, cond)))
+        nid = self.weighted_sum(terms + [(1.0 - k, self.prior())])
+        self.drawn.append((" & ".join(show(t) for t in flat), f"{', '.join(names)} of each object",
+                           f"as an object of the data's {k}-object images has them (free_families=data)"))
+        return nid
+
+    def _can_draw_objects(self, families: tuple[str, ...], objects: int) -> bool:
+        """Whether the registry's ``value_draws`` hook draws these discrete families together for
+        an object of ``objects``-object images (asked once)."""
+        key = (self.domain, families, objects)
+        if key not in self._can_draw:
+            hook = getattr(self.registry, "value_draws", None)
+            try:
+                self._can_draw[key] = hook is not None and hook(self.domain, families, {}, 1, 0, objects=objects) is not None
+            except TypeError:  # a hook that draws continuous families only
+                self._can_draw[key] = False
+        return self._can_draw[key]
 
     def _spread_named(self, rest: list[Expr]) -> tuple[list[Expr], list[ConceptRef]]:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)

@@ -79,8 +79,9 @@ def encode_conditions(slots: tuple[SlotSpec, ...], conditions: Sequence[Mapping[
                 raise ModelError(f"model has no condition slot for family {fam!r} (slots: {', '.join(by_family)})")
             c = offsets[fam]
             if isinstance(value, Drawn):
-                if slot.kind != "continuous":
-                    raise ModelError(f"{fam!r} is discrete: only a continuous family's parameters can be drawn per chain")
+                if (slot.kind == "discrete") != (value.values is not None):
+                    raise ModelError(f"{fam!r} is {slot.kind}: a per-chain draw of it must "
+                                     f"{'name its values' if slot.kind == 'discrete' else 'be parameters'}")
                 continue  # null until the sampler fills in each chain's draw
             if slot.kind == "discrete" and value is ABSENT:
                 if NONE_TOKEN not in slot.values:

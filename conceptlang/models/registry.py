@@ -409,8 +409,9 @@ class ModelRegistry:
     DRAW_BATCH = 4096
     DRAW_ROUNDS = 16
 
-    def value_draws(self, domain: str, family: str, given: Condition, n: int, seed: int,
-                    near: Sequence[float] | None = None, radius: float | None = None) -> np.ndarray | None:
+    def value_draws(self, domain: str, family: str | tuple[str, ...], given: Condition, n: int, seed: int,
+                    near: Sequence[float] | None = None, radius: float | None = None,
+                    objects: int = 1) -> np.ndarray | None:
         """``n`` draws (n, P) of the continuous family ``family``'s parameters as the data has them
         among the examples where every discrete value in ``given`` (family → value name, or the
         known-absent value) holds: fresh label draws from the domain's procedural generator, its
@@ -419,11 +420,16 @@ class ModelRegistry:
         generator or its labels do not carry the family (own data): the compiler then leaves the
         family to the model. Scenes ``position`` is the built-in domains' one such family.
         ``near``, ``radius``: only draws within ``radius`` of ``near`` (a named position spread over
-        the disc where it holds); when none matches, ``near`` itself for every chain."""
+        the disc where it holds); when none matches, ``near`` itself for every chain.
+
+        ``family`` a tuple of discrete families: their values drawn together, as one object of the
+        data's images with ``objects`` objects has them (:meth:`object_draws`)."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
         from conceptlang.models.conditions import ABSENT
 
-        if domain not in DOMAIN_NAMES or family != "position":
+        if not isinstance(family, str):
+            return self.object_draws(domain, tuple(family), n, seed, objects)
+        if domain not in DOMAIN_NAMES or family != "position" or objects != 1:
             return None
         dom = self._domains.get(domain)
         try:
@@ -469,6 +475,36 @@ class ModelRegistry:
         if centre is not None:  # the named point itself
             return np.tile(centre, (int(n), 1))
         return rows(self.DRAW_ROUNDS, False)[:n]
+
+    def object_draws(self, domain: str, families: tuple[str, ...], n: int, seed: int,
+                     objects: int = 1) -> np.ndarray | None:
+        """``n`` draws (n, F) of the discrete ``families``' value indices, drawn together as one
+        object of the domain generator's images with ``objects`` objects has them (scenes
+        ``objects`` 2: an object of the ``two_objects`` split, where both objects are small and
+        each an allowed shape × colour pair; 1: the whole one-object distribution, as
+        :meth:`value_shares`). Each row is one object, so the combinations the data never has are
+        never drawn. The objects of a generated image are exchangeable and their attributes do
+        not depend on where they are, so one object's draw stands for any of them. None where the
+        domain has no generator with such images, or a family is not discrete (own data: the
+        compiler then leaves the families to the model)."""
+        from conceptlang.data import DOMAIN_NAMES, label_arrays
+
+        if domain not in DOMAIN_NAMES or not families or domain not in self._domains:
+            return None
+        dom = self._domains[domain]
+        try:
+            if any(dom.family(f).kind != "discrete" for f in families):
+                return None
+            split = "domain" if objects == 1 else {2: "two_objects"}.get(int(objects))
+            if split is None:
+                return None
+            sub = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(objects)]).generate_state(1)[0])
+            arrays = label_arrays(domain, int(n), seed=sub, split=split)
+        except (KeyError, DataError):
+            return None
+        if any(f not in arrays.index for f in families):
+            return None
+        return np.stack([np.asarray(arrays.index[f])[:, 0] for f in families], axis=1).astype(np.float64)
 
     def max_objects(self, ref: ConceptRef) -> int:
         """How many objects per image the training of the model serving ``ref`` covers (manifest

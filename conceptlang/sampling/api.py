@@ -94,7 +94,9 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
     named point (``position(drawn near x, y)``) is drawn where it holds, within the language's
-    position tolerance of the point.
+    position tolerance of the point. A leaf's drawn discrete families (one object of an
+    object-level composition) are drawn together, as one object of the data has them: (n, 1)
+    value indices each.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
     the graph has no drawn leaves or no drawer (its drawn families then stay the model's own)."""
     out: dict[tuple[int, str], torch.Tensor] = {}
@@ -105,17 +107,36 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     for leaf, fams in sorted(graph.drawn_leaves.items()):
         cond = graph.leaves[leaf].condition
         given = {f: v for f, v in cond.items() if f not in fams}
-        for j, fam in enumerate(fams):
+        label = graph.leaves[leaf].label
+        discrete = tuple(f for f in fams if cond[f].values is not None)
+        for j, fam in enumerate(f for f in fams if f not in discrete):
             near = cond[fam].near  # a named point: drawn where it holds
             where = {} if near is None else {"near": near, "radius": POSITION_TOLERANCE}
             got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
-            if got is None:
-                raise SamplingError(f"the registry cannot draw {fam!r} for {graph.leaves[leaf].label}")
-            vals = torch.as_tensor(np.asarray(got, dtype=np.float32))
-            if vals.ndim != 2 or vals.shape[0] != n or not torch.isfinite(vals).all():
-                raise SamplingError(f"the registry's draws of {fam!r} are not {n} finite rows: shape {tuple(vals.shape)}")
-            out[(leaf, fam)] = vals
+            out[(leaf, fam)] = _checked_draws(got, fam, label, n)
+        if discrete:
+            objects = cond[discrete[0]].objects
+            got = graph.drawer(graph.domain, discrete, given, n, _seed_for(seed, DRAW_STREAM, leaf, len(fams)),
+                               **({"objects": objects} if objects != 1 else {}))
+            vals = _checked_draws(got, ", ".join(discrete), label, n, width=len(discrete))
+            for j, fam in enumerate(discrete):
+                k = vals[:, j:j + 1]
+                if not ((k >= 0) & (k < len(cond[fam].values)) & (k == k.round())).all():
+                    raise SamplingError(f"the registry's draws of {fam!r} are not indices of its "
+                                        f"{len(cond[fam].values)} values")
+                out[(leaf, fam)] = k
     return out
+
+
+def _checked_draws(got: Any, what: str, label: str, n: int, width: int | None = None) -> torch.Tensor:
+    """The drawer's answer as an (n, P) float tensor (P = ``width`` where given), or a SamplingError."""
+    if got is None:
+        raise SamplingError(f"the registry cannot draw {what!r} for {label}")
+    vals = torch.as_tensor(np.asarray(got, dtype=np.float32))
+    if vals.ndim != 2 or vals.shape[0] != n or (width is not None and vals.shape[1] != width) \
+            or not torch.isfinite(vals).all():
+        raise SamplingError(f"the registry's draws of {what!r} are not {n} finite rows: shape {tuple(vals.shape)}")
+    return vals
 
 
 def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,

@@ -1,0 +1,204 @@
+"""free_families="data" on an object-level composition: each object draws its own free values.
+
+``position(a) & position(b)`` on a joint model trained on two objects per image lowers to one
+joint leaf per object, conditioned on its position and on the model's discrete families drawn
+per chain (``Drawn(values=..., objects=2)``); the sampler draws each object's values together
+with the registry's ``value_draws`` of a tuple of families. Checked exactly on the analytic
+Gaussian registry (each chain's score is that of its own drawn conditions), and on the shipped
+scenes generator's two-object draws.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from conceptlang.compiler import compile as compile_expr
+from conceptlang.data import scenes
+from conceptlang.errors import ModelError, SamplingError
+from conceptlang.interface import ConceptRef, Drawn
+from conceptlang.models.analytic import GaussianRegistry, gaussian_for
+from conceptlang.models.conditions import SlotSpec, encode_conditions
+from conceptlang.models.registry import load_registry
+from conceptlang.sampling import sample
+from conceptlang.sampling.api import draw_chain_values
+
+TWO = "position(0.2, 0.3) & position(0.8, 0.7)"
+FAMS = ("color", "shape", "size")  # the gauss domain's discrete families, in its order
+# chain k's draw for an object: (color, shape, size) value indices, cycling
+DRAWS = ((0, 1, 0), (2, 0, 1), (1, 1, 1))
+
+
+class _ObjectsRegistry(GaussianRegistry):
+    """The analytic joint registry, trained (it says) on two objects per image, drawing each
+    object's discrete values from DRAWS (offset by the seed's parity, so two objects differ)."""
+
+    def __init__(self, *args, objects: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objects = objects
+        self.asked: list[tuple] = []
+
+    def max_objects(self, ref):
+        return self.objects
+
+    def value_draws(self, domain, family, given, n, seed, objects=1, **where):
+        if isinstance(family, str):
+            return None
+        self.asked.append((family, dict(given), objects))
+        return np.array([DRAWS[(k + seed % 2) % 3] for k in range(n)], dtype=np.float64)
+
+
+@pytest.mark.filterwarnings("ignore::conceptlang.compiler.select.ModelSetWarning")  # the cases beyond max_objects
+def test_two_positions_lower_to_one_leaf_per_object_with_drawn_values():
+    reg = _ObjectsRegistry("implicit")
+    g = compile_expr(TWO, reg, free_families="data", and_mode="joint")
+    assert g.route == "linear" and g.linear_coefs == (1.0, 1.0, -1.0)
+    assert [leaf.label for leaf in g.leaves] == [
+        "position(0.2, 0.3) & color(drawn) & shape(drawn) & size(drawn)",
+        "position(0.8, 0.7) & color(drawn) & shape(drawn) & size(drawn)", "prior"]
+    assert g.drawn_leaves == {0: FAMS, 1: FAMS} and g.drawer == reg.value_draws
+    assert g.leaves[0].condition == {"position": (0.2, 0.3), "color": Drawn(values=("red", "green", "blue"), objects=2),
+                                     "shape": Drawn(values=("circle", "square"), objects=2),
+                                     "size": Drawn(values=("small", "large"), objects=2)}
+    assert any("color, shape, size of each object drawn per chain as an object of the data's 2-object images" in n
+               for n in g.notices)
+    assert "color: <drawn>" in g.explain()
+    # the families stay the model's: other options, a conjunction naming other families, one
+    # object, a model trained on fewer objects, a registry that cannot draw them, weights
+    for text, reg2, opts in ((TWO, reg, {"free_families": "model"}),
+                             (TWO, reg, {"free_families": "discrete"}),
+                             (TWO, reg, {"and_mode": "product"}),
+                             (TWO + " & red", reg, {}),
+                             ("position(0.2, 0.3) & position(0.2, 0.3)", reg, {}),
+                             ("position(0.2, 0.3) & position(0.8, 0.7) & position(0.5, 0.5)", reg, {}),
+                             (TWO, _ObjectsRegistry("implicit", objects=1), {}),
+                             (TWO, GaussianRegistry("implicit"), {}),
+                             ("2 * position(0.2, 0.3) & position(0.8, 0.7)", reg, {})):
+        g = compile_expr(text, reg2, **{"free_families": "data", "and_mode": "joint", **opts})
+        assert all(not isinstance(v, Drawn) or v.values is None for leaf in g.leaves for v in leaf.condition.values()), text
+
+
+def test_each_chain_scores_its_own_drawn_objects_exactly():
+    reg = _ObjectsRegistry("implicit")
+    g = compile_expr(TWO, reg, free_families="data", and_mode="joint")
+    reg.asked.clear()  # (the compiler asked once whether the registry can draw them at all)
+    n = 6
+    values = draw_chain_values(g, n, seed=0)
+    assert set(values) == {(leaf, f) for leaf in (0, 1) for f in FAMS}
+    # drawn together, given the leaf's named value, for two-object images
+    assert reg.asked == [(FAMS, {"position": (0.2, 0.3)}, 2), (FAMS, {"position": (0.8, 0.7)}, 2)]
+    x = torch.randn(n, 2, 1, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sigma = torch.full((n,), 0.3, dtype=torch.float64)
+    coefs = torch.tensor([g.linear_coefs] * n, dtype=torch.float64)
+    got = g.linear_score(x, coefs, sigma, g.chain_conditions(values, x.device))
+
+    def score(cond, k):
+        q = gaussian_for(cond)
+        return -(x[k].view(2) - torch.tensor(q.mean, dtype=torch.float64)) / (q.scale ** 2 + 0.09)
+
+    names = {"color": ("red", "green", "blue"), "shape": ("circle", "square"), "size": ("small", "large")}
+    seen = set()
+    for k in range(n):
+        want = -score({}, k)
+        for leaf, place in ((0, (0.2, 0.3)), (1, (0.8, 0.7))):
+            drawn = {f: names[f][int(values[(leaf, f)][k, 0])] for f in FAMS}
+            want = want + score({"position": place, **drawn}, k)
+            seen.add((leaf, tuple(drawn.values())))
+        assert torch.allclose(got[k].view(2), want, rtol=0, atol=1e-5), k
+    assert len(seen) == 6  # both objects, every draw of DRAWS: the draws reached the conditions
+
+
+def test_chains_land_on_the_gaussian_of_their_own_objects():
+    reg = _ObjectsRegistry("implicit")
+    g = compile_expr(TWO, reg, free_families="data", and_mode="joint")
+    n = 300
+    res = sample(g, n, seed=3, sampler="dpmpp_2m", steps=40, sigma_max=20.0, batch_size=64, device="cpu")
+    assert res.settings["drawn"] == ["color", "shape", "size"]
+    values = draw_chain_values(g, n, seed=3)
+    pts = res.images.view(n, 2).double()
+    names = {"color": ("red", "green", "blue"), "shape": ("circle", "square"), "size": ("small", "large")}
+    groups: dict[tuple, list[int]] = {}
+    for k in range(n):
+        key = tuple(int(values[(leaf, f)][k, 0]) for leaf in (0, 1) for f in FAMS)
+        groups.setdefault(key, []).append(k)
+    assert len(groups) == 3
+    for key, rows in groups.items():
+        conds = [{"position": p, **{f: names[f][key[3 * j + i]] for i, f in enumerate(FAMS)}}
+                 for j, p in enumerate(((0.2, 0.3), (0.8, 0.7)))]
+        # the product of the two objects' Gaussians over the prior: its mean (composing scores at
+        # every noise level lands on the product's mean; its spread is the sampler's, not checked)
+        parts = [gaussian_for(c) for c in conds] + [gaussian_for({})]
+        prec = [1 / p.scale ** 2 for p in parts]
+        prec[2] = -prec[2]
+        total = sum(prec)
+        mean = sum(w * torch.tensor(p.mean, dtype=torch.float64) for w, p in zip(prec, parts)) / total
+        got = pts[rows]
+        tol = 4 * (1 / total) ** 0.5 / len(rows) ** 0.5 + 0.01
+        assert torch.allclose(got.mean(0), mean, atol=tol), (key, got.mean(0), mean)
+
+
+def test_draws_that_are_not_value_indices_are_a_sampling_error():
+    class Broken(_ObjectsRegistry):
+        def value_draws(self, domain, family, given, n, seed, objects=1, **where):
+            if isinstance(family, str):
+                return None
+            return np.full((n, 3), 5.0) if n > 1 else np.zeros((n, 3))
+
+    g = compile_expr(TWO, Broken("implicit"), free_families="data", and_mode="joint")
+    with pytest.raises(SamplingError, match="draws of 'color' are not indices of its 3 values"):
+        sample(g, 4, sampler="dpmpp_2m", steps=4, device="cpu")
+
+
+def test_a_drawn_discrete_slot_is_null_until_filled_and_must_name_its_values():
+    slots = (SlotSpec("shape", "discrete", values=("circle", "square")),
+             SlotSpec("position", "continuous", params=("x", "y"), ranges=((0.0, 1.0), (0.0, 1.0))))
+    drawn = encode_conditions(slots, [{"shape": Drawn(values=("circle", "square")), "position": (0.5, 0.5)}])
+    plain = encode_conditions(slots, [{"position": (0.5, 0.5)}])
+    assert torch.equal(drawn, plain)
+    with pytest.raises(ModelError, match="'shape' is discrete: a per-chain draw of it must name its values"):
+        encode_conditions(slots, [{"shape": Drawn()}])
+    with pytest.raises(ModelError, match="'position' is continuous: a per-chain draw of it must be parameters"):
+        encode_conditions(slots, [{"position": Drawn(values=("a",))}])
+    assert repr(Drawn(values=("a", "b"), objects=2)) == "DRAWN(a|b, objects=2)"
+    assert ConceptRef("scenes", "shape", drawn=True).qualified == "shape(drawn)"
+
+
+@pytest.fixture(scope="module")
+def scenes_registry():
+    return load_registry()
+
+
+def test_scenes_object_draws_follow_the_two_object_split(scenes_registry):
+    reg = scenes_registry
+    fams = ("shape", "color", "size")
+    a = reg.value_draws("scenes", fams, {}, 8000, 4, objects=2)
+    assert a.shape == (8000, 3) and np.array_equal(a, reg.value_draws("scenes", fams, {}, 8000, 4, objects=2))
+    assert not np.array_equal(a, reg.value_draws("scenes", fams, {}, 8000, 5, objects=2))
+    # both objects small; every allowed small combination, none held out, about equally often
+    small = scenes.SIZES.index("small")
+    held = {(scenes.SHAPES.index(s), scenes.COLORS.index(c), scenes.SIZES.index(z))
+            for s, c, z in scenes.HELDOUT_COMBINATIONS}
+    allowed = {t for t in itertools.product(range(3), range(len(scenes.COLORS)), [small]) if t not in held}
+    combos, counts = np.unique(a.astype(int), axis=0, return_counts=True)
+    assert {tuple(c) for c in combos} == allowed and len(allowed) == 16
+    assert counts.min() > 8000 / 16 * 0.8 and counts.max() < 8000 / 16 * 1.2
+    # one object per image: the whole one-object distribution, both sizes
+    one = reg.value_draws("scenes", fams, {}, 4000, 4)
+    assert set(np.unique(one[:, 2]).astype(int)) == {0, 1} and len(np.unique(one, axis=0)) == 36
+    assert reg.value_draws("scenes", fams, {}, 4, 0, objects=3) is None  # no three-object images
+    assert reg.value_draws("scenes", ("shape", "position"), {}, 4, 0, objects=2) is None
+    assert reg.value_draws("faces", ("hair",), {}, 4, 0, objects=2) is None
+    assert reg.value_draws("scenes", "position", {}, 4, 0, objects=2) is None
+
+
+def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("position(0.25, 0.3) & position(0.75, 0.7)", reg)  # the set's shipped options
+    assert g.options["free_families"] == "data" and g.drawn_leaves == {0: ("shape", "color", "size"),
+                                                                       1: ("shape", "color", "size")}
+    assert g.linear_coefs == (1.0, 1.0, -1.0)
