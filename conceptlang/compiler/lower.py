@@ -101,7 +101,7 @@ class GraphBuilder:
         # conjunctions with continuous families drawn per chain: (conjunction, what is drawn, how)
         self.drawn: list[tuple[str, str, str]] = []
         self.or_weights: OrWeights | None = None  # how the expression's OR branches were weighted
-        self._can_draw: dict[tuple, bool] = {}  # (domain, family[, objects]) → the registry can draw it
+        self._drawable: dict[tuple, bool] = {}  # (domain, family, objects) → the registry can draw it
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -346,13 +346,22 @@ class GraphBuilder:
                 out.append((fam.name, list(fam.values)))
         return out
 
-    def _can_draw_family(self, family: str) -> bool:
-        """Whether the registry's ``value_draws`` hook draws ``family`` of this domain (asked once)."""
-        key = (self.domain, family)
-        if key not in self._can_draw:
+    def _can_draw(self, family: str | tuple[str, ...], objects: int = 1) -> bool:
+        """Whether the registry's ``value_draws`` hook draws ``family`` of this domain (a tuple:
+        those discrete families together, for an object of ``objects``-object images); asked once."""
+        key = (self.domain, family, objects)
+        if key not in self._drawable:
             hook = getattr(self.registry, "value_draws", None)
-            self._can_draw[key] = hook is not None and hook(self.domain, family, {}, 1, 0) is not None
-        return self._can_draw[key]
+            if hook is None:
+                self._drawable[key] = False
+            elif objects == 1:
+                self._drawable[key] = hook(self.domain, family, {}, 1, 0) is not None
+            else:
+                try:
+                    self._drawable[key] = hook(self.domain, family, {}, 1, 0, objects=objects) is not None
+                except TypeError:  # a hook without ``objects``: it draws one-object families only
+                    self._drawable[key] = False
+        return self._drawable[key]
 
     def _drawn_families(self, terms: list[Expr]) -> list[ConceptRef]:
         """free_families="data": the continuous families (scenes ``position``) of the joint model
@@ -370,7 +379,7 @@ class GraphBuilder:
             ref = ConceptRef(self.domain, fam.name, drawn=True)
             if fam.kind != "continuous" or fam.name in named or not self._serves(model, ref):
                 continue
-            if self._can_draw_family(fam.name):
+            if self._can_draw(fam.name):
                 out.append(ref)
         return out
 
@@ -399,7 +408,7 @@ class GraphBuilder:
                 if f.kind == "discrete" and f.name != refs[0].family and len(f.values) > 1
                 and self._serves(model, ConceptRef(self.domain, f.name, value=f.values[0]))]
         names = tuple(f.name for f in fams)
-        if not fams or not self._can_draw_objects(names, k):
+        if not fams or not self._can_draw(names, k):
             return None
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
         terms: list[tuple[float, int]] = []
@@ -413,18 +422,6 @@ class GraphBuilder:
         self.drawn.append((" & ".join(show(t) for t in flat), f"{', '.join(names)} of each object",
                            f"as an object of the data's {k}-object images has them (free_families=data)"))
         return nid
-
-    def _can_draw_objects(self, families: tuple[str, ...], objects: int) -> bool:
-        """Whether the registry's ``value_draws`` hook draws these discrete families together for
-        an object of ``objects``-object images (asked once)."""
-        key = (self.domain, families, objects)
-        if key not in self._can_draw:
-            hook = getattr(self.registry, "value_draws", None)
-            try:
-                self._can_draw[key] = hook is not None and hook(self.domain, families, {}, 1, 0, objects=objects) is not None
-            except TypeError:  # a hook that draws continuous families only
-                self._can_draw[key] = False
-        return self._can_draw[key]
 
     def _spread_named(self, rest: list[Expr]) -> tuple[list[Expr], list[ConceptRef]]:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
@@ -442,7 +439,7 @@ class GraphBuilder:
                 out.append(t)
                 continue
             near = ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
-            if not self._can_draw_family(ref.family) or not self._serves(model, near):
+            if not self._can_draw(ref.family) or not self._serves(model, near):
                 out.append(t)
                 continue
             out.append(self._synthetic(near))
