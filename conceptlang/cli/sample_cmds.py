@@ -49,8 +49,8 @@ _FREE_FAMILY_MODES = ("model", "discrete", "data")
 _NAMED_POSITION_MODES = ("point", "data")
 
 
-COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "or_weights", "and_mode",
-                   "or_mode", "concept_weights", "strict")
+COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
+                   "and_mode", "or_mode", "concept_weights", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
                    "max_nfe", "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
@@ -73,7 +73,8 @@ def _grouped(**groups: tuple[str, ...]):
 
 
 def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, strict=False, concept_weights=True,
-                     negation=None, free_families=None, named_positions=None, or_weights=None) -> dict[str, Any]:
+                     negation=None, free_families=None, named_positions=None, named_radius=None,
+                     or_weights=None) -> dict[str, Any]:
     opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
     if or_weights is not None:
         opts["or_weights"] = or_weights
@@ -83,6 +84,8 @@ def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, 
         opts["free_families"] = free_families
     if named_positions is not None:
         opts["named_positions"] = named_positions
+    if named_radius is not None:
+        opts["named_radius"] = named_radius
     if alpha is not None:
         opts["alpha"] = alpha
     if temperature is not None:
@@ -113,6 +116,9 @@ def _common_compile_options(f):
                      help="position(x, y) as the exact point (point), or drawn per chain from the data where it "
                           "holds, within 0.1 of the point (data; with --free-families data). [default: the registry's, "
                           "else point]")(f)
+    f = click.option("--named-radius", type=float, default=None,
+                     help="With --named-positions data: the radius a named position is spread over, in (0, 0.1]. "
+                          "[default: the registry's, else 0.1]")(f)
     f = click.option("--free-families", type=click.Choice(list(_FREE_FAMILY_MODES)), default=None,
                      help="Families a conjunction leaves free: drawn by the model; or as the data has them, "
                           "discrete ones as a mixture of joint conditions and continuous ones (position) drawn "

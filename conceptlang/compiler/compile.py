@@ -56,15 +56,15 @@ def _expand(program: Program, registry: ConceptRegistry, source: str) -> Expr:
 
 
 # Compile options a registry may suggest through its sampler settings (an explicit option wins).
-REGISTRY_SUGGESTS = ("alpha", "and_mode", "negation", "free_families", "named_positions")
+REGISTRY_SUGGESTS = ("alpha", "and_mode", "negation", "free_families", "named_positions", "named_radius")
 
 
 def compile(expr_or_text: Any, registry: ConceptRegistry, **options: Any) -> EnergyGraph:
     """Compile a ConceptLang expression against a registry into an :class:`EnergyGraph`.
 
     Options are those of :class:`~conceptlang.compiler.options.CompileOptions` (``alpha``, ``tau``,
-    ``and_mode``, ``negation``, ``free_families``, ``named_positions``, ``or_weights``, ``or_mode``, ``log_z``, ``max_disjuncts``,
-    ``strict``, ``domain``, ``sampler``).
+    ``and_mode``, ``negation``, ``free_families``, ``named_positions``, ``named_radius``, ``or_weights``,
+    ``or_mode``, ``log_z``, ``max_disjuncts``, ``strict``, ``domain``, ``sampler``).
     Unset ``alpha``, ``and_mode`` and ``negation`` take the registry's tuned values (sampler
     settings keys of the same names) or the defaults (0.5, ``"sum"``, ``"ratio"``).
     """

@@ -411,17 +411,35 @@ class GraphBuilder:
         if not fams or not self._can_draw(names, k):
             return None
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
+        spread = self.options.named_positions == "data" and all(r.params is not None for r in refs) \
+            and self._can_draw(refs[0].family) \
+            and all(self._serves(model, self._near(r)) for r in refs)
         terms: list[tuple[float, int]] = []
         for r in refs:
-            got = self.registry.joint((r, *drawn))
+            leaf = (self._near(r) if spread else r, *drawn)
+            got = self.registry.joint(leaf)
             if got is None or got[0] is not model:
                 return None
             cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=k) for f in fams}}
-            terms.append((1.0, self.joint_leaf((r, *drawn), model, cond)))
+            terms.append((1.0, self.joint_leaf(leaf, model, cond)))
         nid = self.weighted_sum(terms + [(1.0 - k, self.prior())])
-        self.drawn.append((" & ".join(show(t) for t in flat), f"{', '.join(names)} of each object",
+        conj = " & ".join(show(t) for t in flat)
+        self.drawn.append((conj, f"{', '.join(names)} of each object",
                            f"as an object of the data's {k}-object images has them (free_families=data)"))
+        if spread:
+            self.drawn.append((conj, f"each object's {refs[0].family}",
+                               f"where it holds (within {self._radius():g} of its point; named_positions=data)"))
         return nid
+
+    def _radius(self) -> float:
+        """The radius named positions are drawn within (``named_radius``, else the language's tolerance)."""
+        from conceptlang.syntax.semantics import POSITION_TOLERANCE
+
+        return self.options.named_radius or POSITION_TOLERANCE
+
+    def _near(self, ref: ConceptRef) -> ConceptRef:
+        """``ref``'s named parameters as a drawn-near reference (``position(drawn near x, y)``)."""
+        return ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
 
     def _spread_named(self, rest: list[Expr]) -> tuple[list[Expr], list[ConceptRef]]:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
@@ -438,7 +456,7 @@ class GraphBuilder:
             if ref is None or ref.params is None or ref.drawn:
                 out.append(t)
                 continue
-            near = ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
+            near = self._near(ref)
             if not self._can_draw(ref.family) or not self._serves(model, near):
                 out.append(t)
                 continue
@@ -563,8 +581,8 @@ class GraphBuilder:
                 f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
         conj = " & ".join(show(t) for t in flat)
         for r in spread:
-            self.drawn.append((conj, r.qualified, "where it holds (within the language's tolerance), given the branch "
-                                                  "(named_positions=data)"))
+            self.drawn.append((conj, r.qualified, f"where it holds (within {self._radius():g} of the point), given the "
+                                                  "branch (named_positions=data)"))
         if drawn:
             self.drawn.append((conj, ", ".join(r.family for r in drawn),
                                "as the data has it given the branch (free_families=data)"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from conceptlang.errors import CompileError
+from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
 AND_MODES = ("sum", "product", "joint")
 OR_MODES = ("auto", "dnf", "lse")
@@ -55,7 +56,12 @@ class CompileOptions:
       point) or ``"data"``: with ``free_families="data"``, a conjunction's named position is drawn
       per chain from the data where it holds (centre within the language's 0.1 of the point, given
       the branch's other values; ``position(drawn near x, y)``), so its samples spread over the
-      region the boolean semantics accepts, as the data does.
+      region the boolean semantics accepts, as the data does. An object-level composition
+      (``position(a) & position(b)`` under ``free_families="data"``) draws each object's centre
+      the same way.
+    * ``named_radius``: the radius that ``named_positions="data"`` spreads a named position over:
+      a number in (0, 0.1], or None (default) for the language's tolerance 0.1. A smaller radius
+      keeps the samples' centres further inside the region where the position holds.
     * ``or_mode``: ``"auto"`` (exact DNF-mixture route when the disjunctive normal form exists and has
       at most ``max_disjuncts`` disjuncts, else log-sum-exp with a notice), ``"dnf"`` (require it) or
       ``"lse"`` (always log-sum-exp energies; explicit models only).
@@ -89,6 +95,7 @@ class CompileOptions:
     negation: str = "ratio"
     free_families: str = "model"
     named_positions: str = "point"
+    named_radius: float | None = None
     or_weights: str = "data"
     log_z: Any = "equal"
     max_disjuncts: int = 64
@@ -115,6 +122,11 @@ class CompileOptions:
         if self.named_positions not in NAMED_POSITION_MODES:
             raise CompileError(f"named_positions must be one of {', '.join(NAMED_POSITION_MODES)}; "
                                f"got {self.named_positions!r}")
+        named_radius = self.named_radius
+        if named_radius is not None:
+            named_radius = _number("named_radius", named_radius)
+            if not (0.0 < named_radius <= POSITION_TOLERANCE):
+                raise CompileError(f"named_radius must be in (0, {POSITION_TOLERANCE:g}], got {named_radius!r}")
         if self.or_weights not in OR_WEIGHT_MODES:
             raise CompileError(f"or_weights must be one of {', '.join(OR_WEIGHT_MODES)}; got {self.or_weights!r}")
         log_z = self.log_z
@@ -130,7 +142,7 @@ class CompileOptions:
                 raise CompileError(f"log_z must be 'equal' or a sequence of numbers; got {log_z!r}") from None
         if not isinstance(self.max_disjuncts, int) or self.max_disjuncts < 1:
             raise CompileError(f"max_disjuncts must be a positive integer, got {self.max_disjuncts!r}")
-        return replace(self, alpha=alpha, tau=tau, log_z=log_z)
+        return replace(self, alpha=alpha, tau=tau, log_z=log_z, named_radius=named_radius)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}

@@ -93,8 +93,8 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     """Each chain's parameters for every drawn leaf's families: {(leaf, family): (n, P)}, drawn
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
-    named point (``position(drawn near x, y)``) is drawn where it holds, within the language's
-    position tolerance of the point. A leaf's drawn discrete families (one object of an
+    named point (``position(drawn near x, y)``) is drawn where it holds: within the compile option
+    ``named_radius`` of the point (default the language's position tolerance). A leaf's drawn discrete families (one object of an
     object-level composition) are drawn together, as one object of the data has them: (n, 1)
     value indices each.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
@@ -104,6 +104,7 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
         return out
     from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
+    radius = graph.options.get("named_radius") or POSITION_TOLERANCE
     for leaf, fams in sorted(graph.drawn_leaves.items()):
         cond = graph.leaves[leaf].condition
         given = {f: v for f, v in cond.items() if f not in fams}
@@ -111,7 +112,7 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
         discrete = tuple(f for f in fams if cond[f].values is not None)
         for j, fam in enumerate(f for f in fams if f not in discrete):
             near = cond[fam].near  # a named point: drawn where it holds
-            where = {} if near is None else {"near": near, "radius": POSITION_TOLERANCE}
+            where = {} if near is None else {"near": near, "radius": radius}
             got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
             out[(leaf, fam)] = _checked_draws(got, fam, label, n)
         if discrete:

@@ -178,6 +178,21 @@ def test_a_named_position_is_drawn_where_it_holds_with_named_positions_data():
         compile_expr("red", reg, named_positions="disc")
 
 
+def test_named_radius_sets_the_disc_a_named_position_is_drawn_from():
+    from conceptlang.errors import CompileError
+
+    reg = _DrawRegistry("implicit")
+    opts = {"free_families": "data", "and_mode": "joint", "named_positions": "data"}
+    g = compile_expr("red & position(0.3, 0.6)", reg, named_radius=0.04, **opts)
+    assert g.options["named_radius"] == 0.04
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.3, 0.6)), ("radius", 0.04))]
+    for bad in (0.0, -0.05, 0.11, "wide"):
+        with pytest.raises(CompileError, match="named_radius must be"):
+            compile_expr("red", reg, named_radius=bad, **opts)
+
+
 def test_scenes_draws_near_a_point_stay_within_the_tolerance_and_fall_back_to_the_point(scenes_registry):
     reg = scenes_registry
     given = {"shape": "triangle", "size": "large"}

@@ -81,6 +81,61 @@ def test_two_positions_lower_to_one_leaf_per_object_with_drawn_values():
         assert all(not isinstance(v, Drawn) or v.values is None for leaf in g.leaves for v in leaf.condition.values()), text
 
 
+class _SpreadRegistry(_ObjectsRegistry):
+    """_ObjectsRegistry that also draws positions: each chain's object centre offset from its
+    named point by OFFSETS[k % 2] (recording what it was asked)."""
+
+    OFFSETS = ((0.01, -0.02), (-0.03, 0.0))
+
+    def value_draws(self, domain, family, given, n, seed, objects=1, **where):
+        if family != "position":
+            return super().value_draws(domain, family, given, n, seed, objects=objects, **where)
+        self.asked.append((family, dict(given), objects, tuple(where.items())))
+        near = np.asarray(where.get("near", (0.5, 0.5)))
+        return np.array([near + self.OFFSETS[k % 2] for k in range(n)], dtype=np.float64)
+
+
+def test_named_positions_data_draws_each_objects_centre_near_its_point():
+    reg = _SpreadRegistry("implicit")
+    g = compile_expr(TWO, reg, free_families="data", and_mode="joint", named_positions="data", named_radius=0.05)
+    assert [leaf.label for leaf in g.leaves] == [
+        "position(drawn near 0.2, 0.3) & color(drawn) & shape(drawn) & size(drawn)",
+        "position(drawn near 0.8, 0.7) & color(drawn) & shape(drawn) & size(drawn)", "prior"]
+    assert g.drawn_leaves == {0: ("position", *FAMS), 1: ("position", *FAMS)} and g.linear_coefs == (1.0, 1.0, -1.0)
+    assert any("each object's position drawn per chain where it holds (within 0.05 of its point" in n
+               for n in g.notices)
+    reg.asked.clear()
+    values = draw_chain_values(g, 4, seed=0)
+    # each centre drawn alone near its own point within the radius; the values given nothing
+    assert [a for a in reg.asked if a[0] == "position"] == [
+        ("position", {}, 1, (("near", (0.2, 0.3)), ("radius", 0.05))),
+        ("position", {}, 1, (("near", (0.8, 0.7)), ("radius", 0.05)))]
+    assert [a for a in reg.asked if a[0] != "position"] == [(FAMS, {}, 2), (FAMS, {}, 2)]
+    want = torch.tensor([[0.21, 0.28], [0.17, 0.3], [0.21, 0.28], [0.17, 0.3]])
+    assert torch.allclose(values[(0, "position")], want, atol=1e-6)
+    # each chain scores its own drawn centre: the same as that centre written out
+    n = 4
+    x = torch.randn(n, 2, 1, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    sigma = torch.full((n,), 0.5, dtype=torch.float64)
+    coefs = torch.tensor([g.linear_coefs] * n, dtype=torch.float64)
+    got = g.linear_score(x, coefs, sigma, g.chain_conditions(values, x.device))
+    names = {"color": ("red", "green", "blue"), "shape": ("circle", "square"), "size": ("small", "large")}
+    for k in range(n):
+        want_k = torch.zeros(2, dtype=torch.float64)
+        for leaf in (0, 1):
+            cond = {"position": tuple(float(v) for v in values[(leaf, "position")][k]),
+                    **{f: names[f][int(values[(leaf, f)][k, 0])] for f in FAMS}}
+            q = gaussian_for(cond)
+            want_k += -(x[k].view(2) - torch.tensor(q.mean, dtype=torch.float64)) / (q.scale ** 2 + 0.25)
+        q = gaussian_for({})
+        want_k -= -(x[k].view(2) - torch.tensor(q.mean, dtype=torch.float64)) / (q.scale ** 2 + 0.25)
+        assert torch.allclose(got[k].view(2), want_k, rtol=0, atol=1e-5), k
+    # the exact points by default, and where the registry cannot draw positions
+    for reg2, opts in ((reg, {}), (_ObjectsRegistry("implicit"), {"named_positions": "data"})):
+        g = compile_expr(TWO, reg2, free_families="data", and_mode="joint", **opts)
+        assert g.leaves[0].condition["position"] == (0.2, 0.3) and g.drawn_leaves == {0: FAMS, 1: FAMS}
+
+
 def test_each_chain_scores_its_own_drawn_objects_exactly():
     reg = _ObjectsRegistry("implicit")
     g = compile_expr(TWO, reg, free_families="data", and_mode="joint")
@@ -199,6 +254,13 @@ def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
 
     reg, _ = objects_registry()
     g = compile_expr("position(0.25, 0.3) & position(0.75, 0.7)", reg)  # the set's shipped options
-    assert g.options["free_families"] == "data" and g.drawn_leaves == {0: ("shape", "color", "size"),
-                                                                       1: ("shape", "color", "size")}
+    assert g.options["free_families"] == "data" and g.options["named_positions"] == "data"
+    assert g.options["named_radius"] == 0.05
+    assert g.drawn_leaves == {0: ("position", "shape", "color", "size"), 1: ("position", "shape", "color", "size")}
     assert g.linear_coefs == (1.0, 1.0, -1.0)
+    # each object's centre drawn over the disc of radius 0.05 around its point, as the data spreads it
+    values = draw_chain_values(g, 400, seed=2)
+    for leaf, point in ((0, (0.25, 0.3)), (1, (0.75, 0.7))):
+        d = np.linalg.norm(values[(leaf, "position")].numpy() - point, axis=1)
+        assert d.max() <= 0.05 + 1e-6 and d.mean() == pytest.approx(0.05 * 2 / 3, abs=0.003)
+        assert len(np.unique(values[(leaf, "position")].numpy(), axis=0)) == 400
