@@ -3,6 +3,8 @@
 
     python benchmarks/make_results.py            # the documented run (sample counts sized for 2 CPU cores)
     python benchmarks/make_results.py --quick    # a smoke run with 4 samples per item
+    python benchmarks/make_results.py --only objects --merge   # rerun one part, keep the others
+
 
 Every number on the page comes from this run: the evaluation suites of both domains (issue 7,
 item 1), energy-based concept inference against ground truth and the judge (2), the continual-
@@ -10,6 +12,9 @@ learning model set (3), object-level composition (4), and Venn-style figures (5)
 the exact command, the device, the torch version, the commit, and the time each part took; every
 accuracy carries its 95% Wilson interval. The page is rewritten after every part, marked
 INCOMPLETE until the last one finishes, so an interrupted run still leaves honest partial results.
+``--merge`` keeps the parts that ``--only`` leaves out as the last complete page recorded them
+(results.json keeps each part's section, summary rows and timings), and the page names the run
+they come from.
 """
 
 from __future__ import annotations
@@ -103,10 +108,37 @@ class Page:
         self.started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         self.sections: dict[str, list[str]] = {}
         self.parts: list[str] = list(PARTS)
-        self.headline: list[tuple[str, str, str]] = []  # (what, measured, target)
-        self.timings: dict[str, float] = {}
+        self.headlines: dict[str, list[tuple[str, str, str]]] = {}  # part → (what, measured, target) rows
+        self.keys: dict[str, list[str]] = {}  # part → its keys in record["parts"]
+        self.part_timings: dict[str, dict[str, float]] = {}
+        self.carried: dict | None = None  # --merge: the earlier run the parts not run come from
         self.record: dict = {"environment": env, "commit": _git_commit(), "started": self.started,
                              "command": command, "manifests": _manifest_digest(args.models), "parts": {}}
+
+    @property
+    def headline(self) -> list[tuple[str, str, str]]:
+        return [tuple(h) for p in PARTS for h in self.headlines.get(p, [])]
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return {k: v for p in PARTS for k, v in self.part_timings.get(p, {}).items()}
+
+    def carry(self, prior: dict, parts: list[str]) -> None:
+        """Take ``parts`` as the earlier run ``prior`` (a results.json record) recorded them."""
+        page = prior["page"]
+        for p in parts:
+            self.sections[p] = list(page["sections"][p])
+            self.headlines[p] = [tuple(h) for h in page["headline"].get(p, [])]
+            self.part_timings[p] = dict(page["timings"].get(p, {}))
+            self.keys[p] = list(page["keys"].get(p, []))
+            for k in self.keys[p]:
+                self.record["parts"][k] = prior["parts"][k]
+        origin = prior.get("carried_from") or {}
+        self.carried = {"parts": list(parts),
+                        "per_part": {p: origin.get(p, {"started": prior["started"], "commit": prior["commit"],
+                                                       "manifests": prior["manifests"], "command": prior["command"]})
+                                     for p in parts}}
+        self.record["carried_from"] = self.carried["per_part"]
 
     def write(self, pending: list[str]) -> None:
         total = time.perf_counter() - self.t0
@@ -114,10 +146,23 @@ class Page:
         head = ["# Results", ""]
         if a.quick or a.steps or a.limit:
             head += ["> **SMOKE TEST, not results:** run with --quick/--steps/--limit.", ""]
-        skipped = [p for p in PARTS if p not in self.parts]
+        carried = self.carried["parts"] if self.carried else []
+        skipped = [p for p in PARTS if p not in self.parts and p not in carried]
         if skipped:
             head += [f"> Parts not run (`--only`): {', '.join(skipped)}.", ""]
         now = _manifest_digest(a.models)
+        origins: list[tuple[dict, list[str]]] = []  # each earlier run and the parts carried from it
+        for p in carried:
+            src = self.carried["per_part"][p]
+            got = next((names for o, names in origins if o == src), None)
+            if got is None:
+                origins.append((src, [p]))
+            else:
+                got.append(p)
+        for src, names in origins:
+            head += [f"> Carried over unchanged (`--merge`): **{', '.join(names)}**, from the run of {src['started']} "
+                     f"(commit {src['commit']}; manifests sha256 {src['manifests']}): `{src['command']}`"
+                     + ("" if src["manifests"] == now else " — **the models' manifests have changed since**") + ".", ""]
         if now != self.record["manifests"]:
             head += [f"> **Warning:** the models' manifests changed during this run (sha256 {self.record['manifests']} "
                      f"at the start, {now} now): parts may have used different sampler settings.", ""]
@@ -129,7 +174,9 @@ class Page:
             "",
             f"    {self.command}",
             "",
-            "Every number and image on this page comes from that run; rerun the command to regenerate the page "
+            ("Every number and image on this page comes from that run" if not carried else
+             "Every number and image of the parts it ran comes from that run (the parts carried over: above)")
+            + "; rerun the command to regenerate the page "
             "(raw figures, per-sample verdicts included: [`results.json`](results.json)).",
             "",
             f"- started {self.started}; commit {self.record['commit']}; manifests sha256 {self.record['manifests']}",
@@ -165,6 +212,8 @@ class Page:
         self.record["timings_s"] = {k: round(v, 1) for k, v in self.timings.items()}
         self.record["total_s"] = round(total, 1)
         self.record["complete"] = not pending
+        self.record["page"] = {"sections": self.sections, "headline": self.headlines, "keys": self.keys,
+                               "timings": self.part_timings}
         write_json(self.docs / "results.json", self.record)
 
 
@@ -472,6 +521,24 @@ def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
         return part, sub, failed
 
 
+def _prior_page(docs: Path, ap: argparse.ArgumentParser) -> dict:
+    """The last page's record, for --merge: complete, not a smoke test, with its parts' sections."""
+    import json
+
+    path = docs / "results.json"
+    try:
+        prior = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        ap.error(f"--merge needs the last page's record {path}: {err}")
+    page = prior.get("page") if isinstance(prior, dict) else None
+    if not isinstance(page, dict) or not prior.get("complete") or set(page.get("sections", {})) != set(PARTS):
+        ap.error(f"--merge: {path} is not the record of a complete page that keeps its parts' sections "
+                 "(pages written before --merge existed do not); regenerate the whole page once")
+    if any(flag in str(prior.get("command", "")).split() for flag in ("--quick", "--steps", "--limit")):
+        ap.error(f"--merge: {path} records a smoke test ({prior['command']}), not results")
+    return prior
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-eval", type=int, default=40, help="samples per suite expression")
@@ -490,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=None, help="models directory (default: the shipped models/)")
     ap.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md, results.json and images/ go")
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the parts --only leaves out as the last complete page (DOCS/results.json) has them")
     ap.add_argument("--quick", action="store_true", help="4 samples per item: a smoke test, not results")
     ap.add_argument("--steps", type=int, default=None,
                     help="override the models' tuned number of sampler steps (smoke tests; the page says so)")
@@ -501,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = {s.strip() for s in args.only.split(",") if s.strip()} - set(PARTS)
     if unknown:
         ap.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    prior = _prior_page(Path(args.docs), ap) if args.merge else None
 
     import torch
 
@@ -514,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     env["jobs"] = args.jobs
     page = Page(docs, args, env, command)
     page.parts = parts
+    if prior is not None:
+        page.carry(prior, [p for p in PARTS if p not in parts])
     todo = [(p, sub) for p, sub in SCHEDULE if p in parts]
     pending = list(parts)
     done: dict[tuple[str, str], Part] = {}
@@ -521,16 +593,19 @@ def main(argv: list[str] | None = None) -> int:
 
     def collect(part: str, sub: str, result: Part) -> None:
         done[(part, sub)] = result
-        page.timings.update(result.timings)
+        page.part_timings.setdefault(part, {}).update(result.timings)
         page.record["parts"][result.key] = result.record
+        page.keys.setdefault(part, [])
+        if result.key not in page.keys[part]:
+            page.keys[part].append(result.key)
         for p in PARTS:  # rebuild sections and headline in page order, whatever order tasks finish in
             subs = [sub_ for p_, sub_ in SCHEDULE if p_ == p]
             subs = sorted(subs, key=lambda s_: ("scenes", "faces", "").index(s_))
             got = [done[(p, s_)] for s_ in subs if (p, s_) in done]
             if got:
                 page.sections[p] = SECTION_TITLES[p] + [line for g in got for line in g.lines]
-        page.headline = [h for p in PARTS for s_ in ("scenes", "faces", "") if (p, s_) in done
-                         for h in done[(p, s_)].headline]
+        page.headlines[part] = [h for s_ in ("scenes", "faces", "") if (part, s_) in done
+                                for h in done[(part, s_)].headline]
         if all((p, s_) in done for p, s_ in todo if p == part):
             pending.remove(part)
         page.write(pending)
@@ -549,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
                 collect(*fut.result())
     skipped = [p for p in PARTS if p not in parts]
     if skipped:
-        _log(f"parts not run (by --only): {', '.join(skipped)}")
+        _log(f"parts not run (by --only): {', '.join(skipped)}" + (", carried over from the last page" if prior else ""))
     _log(f"wrote {docs / 'results.md'} in {(time.perf_counter() - page.t0) / 60:.1f} min")
     return 0
 

@@ -111,3 +111,66 @@ def test_page_carries_the_distribution_figures(make_results, tmp_path, monkeypat
     data = json.loads((docs / "results.json").read_text())
     assert data["parts"]["suite_scenes"]["distribution"]["tv_pooled"] == 0.25
     assert data["parts"]["suite_scenes"]["results"][0]["distribution"]["recall"] == 0.5
+
+
+SMALL = ["--n-eval", "2", "--n-objects", "2", "--n-continual", "2", "--n-venn", "1", "--n-infer", "2", "--jobs", "1",
+         "--device", "cpu"]
+
+
+def test_merge_reruns_one_part_and_keeps_the_others(make_results, tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    assert make_results.main(["--docs", str(docs), *SMALL]) == 0
+    first = json.loads((docs / "results.json").read_text())
+    first_md = (docs / "results.md").read_text()
+    assert first["complete"] is True and set(first["page"]["sections"]) == set(make_results.PARTS)
+
+    def other_objects(sub, args, images):  # the rerun part measures something else
+        part = make_results.Part("objects")
+        part.lines = ["rerun marker", ""]
+        part.headline = [("object-level: rerun", "0.50", "≥ 0.80")]
+        part.record = {"rerun": True}
+        part.timings = {"objects": 1.0}
+        return part
+
+    monkeypatch.setitem(make_results.TASKS, "objects", other_objects)
+    assert make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL]) == 0
+    md = (docs / "results.md").read_text()
+    data = json.loads((docs / "results.json").read_text())
+    assert ("> Carried over unchanged (`--merge`): **suites, inference, continual, venn**, from the run of "
+            f"{first['started']} (commit {first['commit']}; manifests sha256 {first['manifests']}): "
+            f"`{first['command']}`.") in md
+    for p in ("suites", "inference", "continual", "venn"):
+        assert data["page"]["sections"][p] == first["page"]["sections"][p]
+        assert data["carried_from"][p]["command"] == first["command"]
+    assert "Parts not run" not in md and "rerun marker" in md and "| object-level: rerun | 0.50 | ≥ 0.80 |" in md
+    # every other part's section and summary row as the first page had them, in page order
+    for p in ("suites", "inference", "continual", "venn"):
+        assert "\n".join(first["page"]["sections"][p]) in md and "\n".join(first["page"]["sections"][p]) in first_md
+    assert "\n".join(first["page"]["sections"]["objects"]) not in md
+    heads = [md.index(t) for t in ("## 1.", "## 2.", "## 3.", "## 4.", "rerun marker", "## 5.")]
+    assert heads == sorted(heads)
+    rows = [line for line in first_md.splitlines() if line.startswith("| ") and " | " in line
+            and not line.startswith("| object-level") and line in first_md[:first_md.index("## 1.")]]
+    summary = md[:md.index("## 1.")]
+    assert rows and all(r in summary for r in rows)
+    assert set(data["parts"]) == set(first["parts"]) and data["parts"]["objects"] == {"rerun": True}
+    assert data["parts"]["suite_scenes"] == first["parts"]["suite_scenes"]
+    # merging again keeps where each carried part came from
+    assert make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL]) == 0
+    again = json.loads((docs / "results.json").read_text())
+    assert again["carried_from"]["suites"]["started"] == first["started"]
+
+
+def test_merge_needs_a_complete_recorded_page(make_results, tmp_path):
+    docs = tmp_path / "docs"
+    with pytest.raises(SystemExit) as exc:  # no page yet
+        make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
+    assert exc.value.code == 2
+    assert make_results.main(["--docs", str(docs), "--only", "suites,venn", *SMALL]) == 0  # a partial page
+    with pytest.raises(SystemExit) as exc:
+        make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
+    assert exc.value.code == 2
+    assert make_results.main(["--quick", "--docs", str(docs)]) == 0  # a smoke test
+    with pytest.raises(SystemExit) as exc:
+        make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
+    assert exc.value.code == 2
