@@ -114,7 +114,7 @@ def _common_compile_options(f):
                           "[default: data]")(f)
     f = click.option("--named-positions", type=click.Choice(list(_NAMED_POSITION_MODES)), default=None,
                      help="position(x, y) as the exact point (point), or drawn per chain from the data where it "
-                          "holds, within 0.1 of the point (data; with --free-families data). [default: the registry's, "
+                          "holds, within --named-radius of the point (data; with --free-families data). [default: the registry's, "
                           "else point]")(f)
     f = click.option("--named-radius", type=float, default=None,
                      help="With --named-positions data: the radius a named position is spread over, in (0, 0.1]. "

@@ -94,9 +94,9 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
     named point (``position(drawn near x, y)``) is drawn where it holds: within the compile option
-    ``named_radius`` of the point (default the language's position tolerance). A leaf's drawn discrete families (one object of an
-    object-level composition) are drawn together, as one object of the data has them: (n, 1)
-    value indices each.
+    ``named_radius`` of the point (default the language's position tolerance). A leaf's drawn
+    discrete families (one object of an object-level composition) are drawn together, as one
+    object of the data has them: (n, 1) value indices each.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
     the graph has no drawn leaves or no drawer (its drawn families then stay the model's own)."""
     out: dict[tuple[int, str], torch.Tensor] = {}
