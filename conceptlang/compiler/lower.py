@@ -215,7 +215,7 @@ class GraphBuilder:
                 and not self._in_product:
             nid = self.conjunction((e,))
         elif isinstance(e, Concept) and self.weight(e) == 1.0:
-            nid = self.leaf(self.refs[e])
+            nid = self.leaf(self._named_near(self.refs[e], show(e)))
         elif isinstance(e, Or):
             offsets = list(log_z) if log_z is not None else [0.0] * len(e.terms)
             nid = self.lse([self.lower(t) for t in e.terms], offsets)
@@ -437,6 +437,23 @@ class GraphBuilder:
 
         return self.options.named_radius or POSITION_TOLERANCE
 
+    def _named_near(self, ref: ConceptRef, where: str) -> ConceptRef:
+        """named_positions="data" in the sum and product modes (separate factor models; the joint
+        mode spreads a conjunction's named positions in :meth:`_expand`): a named continuous
+        concept's drawn-near reference, each chain drawing its point where the concept holds, when
+        the registry can draw the family and its model takes a drawn condition; else ``ref``.
+        Positive terms only, outside ratio-only sub-expressions."""
+        if self.options.named_positions != "data" or self.options.and_mode == "joint" or self._ratio_only \
+                or ref.params is None or ref.drawn or not self._can_draw(ref.family):
+            return ref
+        near = self._near(ref)
+        if not self._serves(self.registry.model_for(ref)[0], near):
+            return ref
+        note = (where, ref.qualified, f"where it holds (within {self._radius():g} of the point; named_positions=data)")
+        if note not in self.drawn:
+            self.drawn.append(note)
+        return near
+
     def _near(self, ref: ConceptRef) -> ConceptRef:
         """``ref``'s named parameters as a drawn-near reference (``position(drawn near x, y)``)."""
         return ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
@@ -619,7 +636,10 @@ class GraphBuilder:
                 if s != 1.0:  # a calibrated concept in a joint leaf: its extra (w − 1)·(E_c − E_prior)
                     out.append((s - 1.0, self._term(inner, s)))
                 continue
-            out.append((s, self._term(inner, s)))
+            if isinstance(inner, Concept) and not neg and s > 0:
+                out.append((s, self.leaf(self._named_near(self.refs[inner], " & ".join(show(t) for t in flat)))))
+            else:
+                out.append((s, self._term(inner, s)))
             if neg or s < 0:
                 mine.append(Grounding(
                     negated=_wrap(inner, PRECEDENCE[Not]) if neg else show(t),

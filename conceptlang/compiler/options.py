@@ -58,7 +58,8 @@ class CompileOptions:
       the branch's other values; ``position(drawn near x, y)``), so its samples spread over the
       region the boolean semantics accepts, as the data does. An object-level composition
       (``position(a) & position(b)`` under ``free_families="data"``) draws each object's centre
-      the same way.
+      the same way, and so do the ``"sum"`` and ``"product"`` modes a positive named position's
+      own leaf (given nothing else: there each concept has its own model).
     * ``named_radius``: the radius that ``named_positions="data"`` spreads a named position over:
       a number in (0, 0.1], or None (default) for the language's tolerance 0.1. A smaller radius
       keeps the samples' centres further inside the region where the position holds.

@@ -178,6 +178,38 @@ def test_a_named_position_is_drawn_where_it_holds_with_named_positions_data():
         compile_expr("red", reg, named_positions="disc")
 
 
+@pytest.mark.parametrize("and_mode", ["product", "sum"])
+def test_separate_factor_models_draw_a_named_position_near_its_point(and_mode):
+    """named_positions=data in the sum and product modes (no joint model): each positive named
+    position's own leaf draws its point per chain, and scores exactly as that point written out."""
+    reg = _DrawRegistry("implicit")
+    opts = {"and_mode": and_mode, "named_positions": "data", "named_radius": 0.05}
+    g = compile_expr("red & position(0.3, 0.6)", reg, **opts)
+    spread = [leaf.index for leaf in g.leaves if leaf.label == "position(drawn near 0.3, 0.6)"]
+    assert len(spread) == 1 and g.drawn_leaves == {spread[0]: ("position",)}
+    assert g.leaves[spread[0]].condition == {"position": Drawn((0.3, 0.6))}
+    assert any("position(0.3, 0.6) drawn per chain where it holds (within 0.05 of the point" in n for n in g.notices)
+    reg.asked.clear()
+    values = draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {}, ("near", (0.3, 0.6)), ("radius", 0.05))]
+    x = torch.randn(4, 2, 1, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigma = torch.full((4,), 0.4, dtype=torch.float64)
+    got = g.linear_score(x, torch.tensor([g.linear_coefs] * 4, dtype=torch.float64), sigma,
+                         g.chain_conditions(values, x.device))
+    for k in range(4):
+        px, py = PLACES[k % 2]
+        w = compile_expr(f"red & position({px}, {py})", reg, and_mode=and_mode)
+        want = w.linear_score(x[k:k + 1], torch.tensor([w.linear_coefs], dtype=torch.float64), sigma[k:k + 1])
+        assert torch.allclose(got[k:k + 1], want, rtol=0, atol=1e-6), k
+    # a negated or weighted-negative position, the default option, and a registry that cannot draw
+    # positions keep the point
+    for text, reg2, o in (("red & ~position(0.3, 0.6)", reg, opts), ("red & position(0.3, 0.6)", reg, {"and_mode": and_mode}),
+                          ("red & position(0.3, 0.6)", GaussianRegistry("implicit"), opts),
+                          ("red & -1 * position(0.3, 0.6)", reg, opts)):
+        g = compile_expr(text, reg2, **o)
+        assert g.drawn_leaves == {} and any(leaf.condition.get("position") == (0.3, 0.6) for leaf in g.leaves), text
+
+
 def test_named_radius_sets_the_disc_a_named_position_is_drawn_from():
     from conceptlang.errors import CompileError
 
