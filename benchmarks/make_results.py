@@ -5,7 +5,6 @@
     python benchmarks/make_results.py --quick    # a smoke run with 4 samples per item
     python benchmarks/make_results.py --only objects --merge   # rerun one part, keep the others
 
-
 Every number on the page comes from this run: the evaluation suites of both domains (issue 7,
 item 1), energy-based concept inference against ground truth and the judge (2), the continual-
 learning model set (3), object-level composition (4), and Venn-style figures (5). The page records
