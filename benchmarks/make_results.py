@@ -181,7 +181,11 @@ class Page:
             f"- started {self.started}; commit {self.record['commit']}; manifests sha256 {self.record['manifests']}",
             f"- device: {env['device']}" + (f" ({env['gpu']})" if "gpu" in env else f", {env['cpu_threads']} CPU threads")
             + f" per worker, {env.get('jobs', 1)} worker process(es); torch {env['torch']}; Python {env['python']}",
-            f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ")",
+            f"- time: {total / 60:.1f} min in all (" + ", ".join(
+                f"{k} {v:.0f} s" for p in PARTS if p not in carried for k, v in self.part_timings.get(p, {}).items()) + ")"
+            + ("; the carried parts took " + ", ".join(
+                f"{k} {v:.0f} s" for p in carried for k, v in self.part_timings.get(p, {}).items()) + " in their run"
+               if carried else ""),
             f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`, "
             f"object-level set: `{a.models or 'models'}/objects`); base seed {a.seed}",
             "",

@@ -142,6 +142,7 @@ def test_merge_reruns_one_part_and_keeps_the_others(make_results, tmp_path, monk
     for p in ("suites", "inference", "continual", "venn"):
         assert data["page"]["sections"][p] == first["page"]["sections"][p]
         assert data["carried_from"][p]["command"] == first["command"]
+    assert "(objects 1 s); the carried parts took suite scenes" in md
     assert "Parts not run" not in md and "rerun marker" in md and "| object-level: rerun | 0.50 | ≥ 0.80 |" in md
     # every other part's section and summary row as the first page had them, in page order
     for p in ("suites", "inference", "continual", "venn"):
