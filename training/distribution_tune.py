@@ -57,6 +57,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a sampler setting for this run (a number, true/false or text), e.g. restarts=2")
+    ap.add_argument("--named-radius", type=float, default=None, help="the compile option named_radius")
     ap.add_argument("--out", default=None)
     ap.add_argument("--tag", default="")
     ap.add_argument("--threads", type=int, default=1)
@@ -103,6 +104,9 @@ def main(argv=None) -> None:
     if a.or_weights is not None:
         opts["or_weights"] = a.or_weights
         setting["or_weights"] = a.or_weights
+    if a.named_radius is not None:
+        opts["named_radius"] = a.named_radius
+        setting["named_radius"] = a.named_radius
     if a.no_concept_weights:
         opts["concept_weights"] = False
         setting["concept_weights"] = False
