@@ -110,7 +110,7 @@ class Page:
         self.headlines: dict[str, list[tuple[str, str, str]]] = {}  # part → (what, measured, target) rows
         self.keys: dict[str, list[str]] = {}  # part → its keys in record["parts"]
         self.part_timings: dict[str, dict[str, float]] = {}
-        self.carried: dict | None = None  # --merge: the earlier run the parts not run come from
+        self.carried: dict[str, dict] = {}  # --merge: part → the earlier run it comes from
         self.record: dict = {"environment": env, "commit": _git_commit(), "started": self.started,
                              "command": command, "manifests": _manifest_digest(args.models), "parts": {}}
 
@@ -133,11 +133,10 @@ class Page:
             for k in self.keys[p]:
                 self.record["parts"][k] = prior["parts"][k]
         origin = prior.get("carried_from") or {}
-        self.carried = {"parts": list(parts),
-                        "per_part": {p: origin.get(p, {"started": prior["started"], "commit": prior["commit"],
-                                                       "manifests": prior["manifests"], "command": prior["command"]})
-                                     for p in parts}}
-        self.record["carried_from"] = self.carried["per_part"]
+        self.carried = {p: origin.get(p, {"started": prior["started"], "commit": prior["commit"],
+                                          "manifests": prior["manifests"], "command": prior["command"]})
+                        for p in parts}
+        self.record["carried_from"] = self.carried
 
     def write(self, pending: list[str]) -> None:
         total = time.perf_counter() - self.t0
@@ -145,14 +144,13 @@ class Page:
         head = ["# Results", ""]
         if a.quick or a.steps or a.limit:
             head += ["> **SMOKE TEST, not results:** run with --quick/--steps/--limit.", ""]
-        carried = self.carried["parts"] if self.carried else []
+        carried = list(self.carried)
         skipped = [p for p in PARTS if p not in self.parts and p not in carried]
         if skipped:
             head += [f"> Parts not run (`--only`): {', '.join(skipped)}.", ""]
         now = _manifest_digest(a.models)
         origins: list[tuple[dict, list[str]]] = []  # each earlier run and the parts carried from it
-        for p in carried:
-            src = self.carried["per_part"][p]
+        for p, src in self.carried.items():
             got = next((names for o, names in origins if o == src), None)
             if got is None:
                 origins.append((src, [p]))

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.compiler.options import CompileOptions
+from conceptlang.compiler.options import CompileOptions, near_radius
 from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
@@ -411,9 +411,7 @@ class GraphBuilder:
         if not fams or not self._can_draw(names, k):
             return None
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
-        spread = self.options.named_positions == "data" and all(r.params is not None for r in refs) \
-            and self._can_draw(refs[0].family) \
-            and all(self._serves(model, self._near(r)) for r in refs)
+        spread = self.options.named_positions == "data" and all(self._spreadable(r, model) for r in refs)
         terms: list[tuple[float, int]] = []
         for r in refs:
             leaf = (self._near(r) if spread else r, *drawn)
@@ -433,9 +431,7 @@ class GraphBuilder:
 
     def _radius(self) -> float:
         """The radius named positions are drawn within (``named_radius``, else the language's tolerance)."""
-        from conceptlang.syntax.semantics import POSITION_TOLERANCE
-
-        return self.options.named_radius or POSITION_TOLERANCE
+        return near_radius(self.options.named_radius)
 
     def _named_near(self, ref: ConceptRef, where: str) -> ConceptRef:
         """named_positions="data" in the sum and product modes (separate factor models; the joint
@@ -444,15 +440,18 @@ class GraphBuilder:
         the registry can draw the family and its model takes a drawn condition; else ``ref``.
         Positive terms only, outside ratio-only sub-expressions."""
         if self.options.named_positions != "data" or self.options.and_mode == "joint" or self._ratio_only \
-                or ref.params is None or ref.drawn or not self._can_draw(ref.family):
-            return ref
-        near = self._near(ref)
-        if not self._serves(self.registry.model_for(ref)[0], near):
+                or not self._spreadable(ref, self.registry.model_for(ref)[0]):
             return ref
         note = (where, ref.qualified, f"where it holds (within {self._radius():g} of the point; named_positions=data)")
         if note not in self.drawn:
             self.drawn.append(note)
-        return near
+        return self._near(ref)
+
+    def _spreadable(self, ref: ConceptRef, model: Any) -> bool:
+        """Whether ``ref`` is a named continuous concept (``position(x, y)``) that the registry can
+        draw near its point and ``model`` takes as a drawn-near condition."""
+        return ref.params is not None and not ref.drawn and self._can_draw(ref.family) \
+            and self._serves(model, self._near(ref))
 
     def _near(self, ref: ConceptRef) -> ConceptRef:
         """``ref``'s named parameters as a drawn-near reference (``position(drawn near x, y)``)."""
@@ -470,14 +469,10 @@ class GraphBuilder:
         spread: list[ConceptRef] = []
         for t in rest:
             ref = self.refs.get(t) if isinstance(t, Concept) else None
-            if ref is None or ref.params is None or ref.drawn:
+            if ref is None or not self._spreadable(ref, model):
                 out.append(t)
                 continue
-            near = self._near(ref)
-            if not self._can_draw(ref.family) or not self._serves(model, near):
-                out.append(t)
-                continue
-            out.append(self._synthetic(near))
+            out.append(self._synthetic(self._near(ref)))
             spread.append(ref)
         return out, spread
 
@@ -629,6 +624,7 @@ class GraphBuilder:
         out: list[tuple[float, int]] = []
         mine: list[Grounding] = []
         joint, absorbed = self._joint_terms(classified) if self.options.and_mode == "joint" else ({}, set())
+        conj = " & ".join(show(t) for t in flat)
         for k, (t, s, inner, neg) in enumerate(classified):
             if k in joint or k in absorbed:
                 if k in joint:
@@ -637,7 +633,7 @@ class GraphBuilder:
                     out.append((s - 1.0, self._term(inner, s)))
                 continue
             if isinstance(inner, Concept) and not neg and s > 0:
-                out.append((s, self.leaf(self._named_near(self.refs[inner], " & ".join(show(t) for t in flat)))))
+                out.append((s, self.leaf(self._named_near(self.refs[inner], conj))))
             else:
                 out.append((s, self._term(inner, s)))
             if neg or s < 0:

@@ -149,6 +149,11 @@ class CompileOptions:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
 
+def near_radius(named_radius: float | None) -> float:
+    """The radius a named position is drawn within: ``named_radius``, or the language's tolerance."""
+    return named_radius or POSITION_TOLERANCE
+
+
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:

@@ -102,9 +102,9 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     out: dict[tuple[int, str], torch.Tensor] = {}
     if not graph.drawn_leaves or graph.drawer is None:
         return out
-    from conceptlang.syntax.semantics import POSITION_TOLERANCE
+    from conceptlang.compiler.options import near_radius
 
-    radius = graph.options.get("named_radius") or POSITION_TOLERANCE
+    radius = near_radius(graph.options.get("named_radius"))
     for leaf, fams in sorted(graph.drawn_leaves.items()):
         cond = graph.leaves[leaf].condition
         given = {f: v for f, v in cond.items() if f not in fams}
