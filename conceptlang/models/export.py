@@ -36,6 +36,31 @@ def _warm_start_info(cfg, st: dict) -> dict[str, Any]:
     return {"warm_start": info}
 
 
+def _run_state(run_dir: Path, state: dict[str, Any] | None):
+    """The trainer's checkpoint dict (given, or read from the run's checkpoint.pt) and its TrainConfig."""
+    from conceptlang.models.training import TrainConfig, load_checkpoint
+
+    ckpt = run_dir / "checkpoint.pt"
+    if state is None and not ckpt.is_file():
+        raise ModelError(f"no checkpoint in {run_dir}")
+    st = state if state is not None else load_checkpoint(ckpt, "cpu")
+    return st, TrainConfig.from_json(json.loads(st["config"]))
+
+
+def _write_weights(st: dict[str, Any], cfg, use_ema: bool, path: Path, name: str) -> torch.nn.Module:
+    """Write the checkpoint's (EMA) weights to ``path`` as fp16 safetensors; return the network."""
+    from safetensors.torch import save_file
+
+    from conceptlang.models.training import build_network
+
+    net = build_network(cfg)
+    net.load_state_dict({k: v.detach().cpu() for k, v in st["ema" if use_ema else "net"].items()})
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(weights, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "name": name})
+    return net
+
+
 def export_run(
     run_dir: str | Path,
     models_dir: str | Path,
@@ -58,23 +83,11 @@ def export_run(
     ``state`` is the trainer's checkpoint dict (default: read from the run's checkpoint.pt);
     ``file`` the weights file name (default ``<name>.safetensors``).
     """
-    from safetensors.torch import save_file
-
-    from conceptlang.models.training import TrainConfig, build_network, load_checkpoint
-
     run_dir, models_dir = Path(run_dir), Path(models_dir)
-    ckpt = run_dir / "checkpoint.pt"
-    if state is None and not ckpt.is_file():
-        raise ModelError(f"no checkpoint in {run_dir}")
-    st = state if state is not None else load_checkpoint(ckpt, "cpu")
-    cfg = TrainConfig.from_json(json.loads(st["config"]))
+    st, cfg = _run_state(run_dir, state)
     name = name or cfg.name
-    net = build_network(cfg)
-    net.load_state_dict({k: v.detach().cpu() for k, v in st["ema" if use_ema else "net"].items()})
-    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
     file = file or f"{name}.safetensors"
-    with atomic_path(models_dir / file) as tmp:
-        save_file(weights, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "name": name})
+    net = _write_weights(st, cfg, use_ema, models_dir / file, name)
     arch_class = type(net).__name__  # UNet, PixelNet or EnergyNet (registry.ARCHITECTURES)
     write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": cfg.to_json()})
 
@@ -104,10 +117,58 @@ def export_run(
     }
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
-    for key in ("sampling_guidance", "guidance_interval"):  # sampling settings, kept as ``sampler`` is
+    for key in ("sampling_guidance", "guidance_interval", "autoguide"):  # sampling settings, kept as ``sampler`` is
         if key in old:
             entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]
     data["models"].sort(key=lambda e: (e["domain"], e["name"]))
     write_manifest(models_dir, data)
+    return entry
+
+
+def export_guide(
+    run_dir: str | Path,
+    models_dir: str | Path,
+    model: str,
+    weight: float,
+    interval: tuple[float, float] | None = None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a run's EMA weights as the autoguidance guide of manifest entry ``model`` and set its
+    ``autoguide`` (weights file ``<model>-guide.safetensors``, ``weight``, optional ``interval``).
+
+    The run must train the same conditions as the model (same slots, image size and channels),
+    normally with a smaller network and fewer iterations (docs/models.md, "Autoguidance").
+    Returns the updated entry.
+    """
+    run_dir, models_dir = Path(run_dir), Path(models_dir)
+    data = manifest_data(models_dir, create=False)
+    entry = next((e for e in data["models"] if e.get("name") == model), None)
+    if entry is None:
+        raise ModelError(f"no model {model!r} in {models_dir}")
+    st, cfg = _run_state(run_dir, state)
+    file = f"{model}-guide.safetensors"
+    if file == entry["file"]:
+        raise ModelError(f"model {model!r}: its own weights file is {file}; a guide needs another name")
+    from conceptlang.models.training import build_network
+
+    config = build_network(cfg).config.to_json()  # checked before anything is written
+    for key in ("image_size", "channels", "slots"):
+        if config.get(key) != entry["architecture"]["config"].get(key):
+            raise ModelError(f"run {run_dir} cannot guide model {model!r}: its network's {key} differs from the model's "
+                             "(a guide is trained on the same conditions and images)")
+    net = _write_weights(st, cfg, True, models_dir / file, f"{model} (autoguide)")
+    spec: dict[str, Any] = {
+        "file": file,
+        "sha256": sha256_file(models_dir / file),
+        "architecture": {"class": type(net).__name__, "config": net.config.to_json(),
+                         "parameters": sum(p.numel() for p in net.parameters())},
+        "weight": float(weight),
+        "training": {"method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),
+                     "config": cfg.to_json()},
+    }
+    if interval is not None:
+        spec["interval"] = [float(interval[0]), float(interval[1])]
+    entry["autoguide"] = spec
+    write_manifest(models_dir, data)  # validates: the guide's conditions must be the model's
     return entry

@@ -159,6 +159,8 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             raise _err(where, "'sampling_guidance' applies to implicit models only")
         if "guidance_interval" in entry:
             _validate_guidance_interval(entry["guidance_interval"], kind, where)
+        if "autoguide" in entry:
+            _validate_autoguide(entry["autoguide"], entry, kind, arch, where)
         sampler = entry.get("sampler", {})
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
@@ -382,10 +384,45 @@ def _validate_guidance_interval(value: Any, kind: str, where: str) -> None:
     """``guidance_interval``: [lo, hi], 0 <= lo < hi, the noise levels sampling guides at (implicit models)."""
     if kind != "implicit":
         raise _err(where, f"'guidance_interval' needs an implicit (guided) model, not kind {kind!r}")
+    if not _is_interval(value):
+        raise _err(where, f"'guidance_interval' must be [lo, hi] with 0 <= lo < hi, got {value!r}")
+
+
+def _is_interval(value: Any) -> bool:
+    """Whether ``value`` is [lo, hi], two finite numbers with 0 <= lo < hi."""
     ok = isinstance(value, list) and len(value) == 2 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    if not ok or not (0 <= value[0] < value[1]):
-        raise _err(where, f"'guidance_interval' must be [lo, hi] with 0 <= lo < hi, got {value!r}")
+    return ok and 0 <= value[0] < value[1]
+
+
+def _validate_autoguide(spec: Any, entry: dict, kind: str, arch: dict, where: str) -> None:
+    """``autoguide``: {file, sha256, architecture, weight[, interval, training]}: a smaller network of
+    the same conditions (same slots, image size and channels) that guides the model's sampling."""
+    w = f"{where}, autoguide"
+    if kind != "implicit":
+        raise _err(where, f"'autoguide' needs an implicit (noise-predicting) model, not kind {kind!r}")
+    if not isinstance(spec, dict):
+        raise _err(w, f"must be an object, got {spec!r}")
+    _file_and_checksum(spec, "models folder", w)
+    if spec["file"] == entry.get("file"):
+        raise _err(w, "'file' must be the guide's own weights file, not the model's")
+    garch = _need(spec, "architecture", dict, w)
+    if garch.get("class") not in IMPLICIT_ARCHITECTURES:
+        raise _err(w, f"architecture.class must be one of {', '.join(sorted(IMPLICIT_ARCHITECTURES))}, got {garch.get('class')!r}")
+    config = _need(garch, "config", dict, f"{w}, architecture")
+    _validate_architecture_config(garch["class"], config, w)
+    for key in ("image_size", "channels", "slots"):
+        if config.get(key) != arch["config"].get(key):
+            raise _err(w, f"the guide's architecture.config {key!r} must equal the model's (the guide is evaluated on the "
+                          "same images and conditions)")
+    weight = spec.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+        raise _err(w, f"'weight' must be a number > 0, got {weight!r}")
+    if "interval" in spec:
+        if not _is_interval(spec["interval"]):
+            raise _err(w, f"'interval' must be [lo, hi] with 0 <= lo < hi, got {spec['interval']!r}")
+    if not isinstance(spec.get("training", {}), dict):
+        raise _err(w, f"'training' must be an object, got {spec['training']!r}")
 
 
 def sigma_range_of(entry: dict) -> tuple[float, float] | None:

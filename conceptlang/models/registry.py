@@ -68,12 +68,17 @@ def weights_path(entry: dict, models_dir: str | os.PathLike) -> Path:
 
 
 def verify_weights(entry: dict, models_dir: str | os.PathLike) -> str:
-    """``"ok"``, ``"missing"`` or ``"mismatch"``: whether the entry's weights file exists and has the
-    manifest's sha256 (ModelError when its path leads outside the models folder)."""
-    path = weights_path(entry, models_dir)
-    if not path.is_file():
-        return "missing"
-    return "ok" if sha256_file(path) == entry["sha256"] else "mismatch"
+    """``"ok"``, ``"missing"`` or ``"mismatch"``: whether the entry's weights file (and its autoguide's,
+    if it has one) exists and has the manifest's sha256 (ModelError when a path leads outside the
+    models folder)."""
+    files = [entry] + ([{**entry["autoguide"], "name": f"{entry['name']} (autoguide)"}] if "autoguide" in entry else [])
+    for spec in files:  # the model's weights, then its guide's
+        path = weights_path(spec, models_dir)
+        if not path.is_file():
+            return "missing"
+        if sha256_file(path) != spec["sha256"]:
+            return "mismatch"
+    return "ok"
 
 
 def load_weights(entry: dict, models_dir: Path, device: torch.device) -> torch.nn.Module:
@@ -233,6 +238,11 @@ class ModelRegistry:
                         guidance_interval=(tuple(entry["guidance_interval"]) if "guidance_interval" in entry else None),
                         sampling_guidance=(float(entry["sampling_guidance"]) if "sampling_guidance" in entry else None),
                     )
+                    if "autoguide" in entry:  # a smaller network of the same conditions guides its sampling
+                        spec = entry["autoguide"]
+                        guide = load_weights({**spec, "name": f"{entry['name']} (autoguide)"}, self.models_dir, device)
+                        model.set_autoguide(guide, float(spec["weight"]),
+                                            tuple(spec["interval"]) if "interval" in spec else None)
                     rng = self.handles[entry["name"]].sigma_range
                     if rng is not None:  # outside its noise levels the model scores as the domain prior
                         model.set_sigma_range(*rng, fallback=self.loaded(self._priors[entry["domain"]].entry, device))
@@ -565,6 +575,8 @@ class ModelRegistry:
                 "guidance": e.get("guidance", 1.0),
                 "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
                 "sampling_guidance": e.get("sampling_guidance"),
+                "autoguide": ({k: e["autoguide"][k] for k in ("file", "sha256", "weight", "interval") if k in e["autoguide"]}
+                              if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })
