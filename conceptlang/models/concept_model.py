@@ -76,6 +76,20 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, cond: t
     return net(x, sigma, cond)
 
 
+def _by_rows(mask: torch.Tensor, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor, where_true, where_false) -> torch.Tensor:
+    """``where_true`` on the rows where ``mask`` holds and ``where_false`` on the others, each called
+    once on its rows (not at all when it has none): (N, C, H, W)."""
+    if bool(mask.all()):
+        return where_true(x, cond, sigma)
+    if not bool(mask.any()):
+        return where_false(x, cond, sigma)
+    out = torch.empty_like(x)
+    out[mask] = where_true(x[mask], cond[mask], sigma[mask])
+    rest = ~mask
+    out[rest] = where_false(x[rest], cond[rest], sigma[rest])
+    return out
+
+
 class ImplicitConceptModel(_Base):
     kind = "implicit"
     noise_conditional = True
@@ -219,29 +233,21 @@ class ImplicitConceptModel(_Base):
         cond = cond.to(x.device, x.dtype)
         sigma = sigma.to(x.device, x.dtype)
         outside = self._outside(sigma)
-        if outside is not None:  # those rows: the fallback's prior (its null condition, unguided)
-            out = torch.empty_like(x)
-            out[outside] = self.fallback.raw_eps(x[outside], self._fallback_null(int(outside.sum()), x.device, x.dtype), sigma[outside])
-            if not bool(outside.all()):
-                inside = ~outside
-                out[inside] = self._guided_eps(x[inside], cond[inside], sigma[inside])
-            return out
-        return self._guided_eps(x, cond, sigma)
+        if outside is None:
+            return self._guided_eps(x, cond, sigma)
+        # rows outside the model's noise levels: the fallback's prior (its null condition, unguided)
+        return _by_rows(outside, x, cond, sigma, self._fallback_prior, self._guided_eps)
+
+    def _fallback_prior(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.fallback.raw_eps(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma)
 
     def _guided_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        if self.guide is not None:
-            auto = torch.ones_like(sigma, dtype=torch.bool)
-            if self.guide_interval is not None:
-                auto = (sigma >= self.guide_interval[0]) & (sigma <= self.guide_interval[1])
-            if bool(auto.all()):
-                return self._autoguided_rows(x, cond, sigma)
-            if bool(auto.any()):
-                out = torch.empty_like(x)
-                out[auto] = self._autoguided_rows(x[auto], cond[auto], sigma[auto])
-                rest = ~auto
-                out[rest] = self._classifier_free_eps(x[rest], cond[rest], sigma[rest])
-                return out
-        return self._classifier_free_eps(x, cond, sigma)
+        if self.guide is None:
+            return self._classifier_free_eps(x, cond, sigma)
+        auto = torch.ones_like(sigma, dtype=torch.bool)
+        if self.guide_interval is not None:
+            auto = (sigma >= self.guide_interval[0]) & (sigma <= self.guide_interval[1])
+        return _by_rows(auto, x, cond, sigma, self._autoguided_rows, self._classifier_free_eps)
 
     def _autoguided_rows(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """ε_g + w·(ε − ε_g) for every row, the guide's pass counted as a network row."""
@@ -251,24 +257,17 @@ class ImplicitConceptModel(_Base):
         return weak + self.guide_weight * (eps - weak)
 
     def _classifier_free_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        null = (cond == 0).all(dim=1)  # (N,) rows that already are the prior
-        if self.sampling_guidance == 1.0 or bool(null.all()):
+        if self.sampling_guidance == 1.0 or bool((cond == 0).all()):
             return self.raw_eps(x, cond, sigma)
-        if self.guidance_interval is not None:
-            lo, hi = self.guidance_interval
-            plain = (sigma < lo) | (sigma > hi)  # (N,) rows sampled without guidance (w = 1)
-            if bool(plain.all()):
-                return self.raw_eps(x, cond, sigma)
-            if bool(plain.any()):
-                out = torch.empty_like(x)
-                out[plain] = self.raw_eps(x[plain], cond[plain], sigma[plain])
-                keep = ~plain
-                out[keep] = self._guided_rows(x[keep], cond[keep], sigma[keep], null[keep])
-                return out
-        return self._guided_rows(x, cond, sigma, null)
+        if self.guidance_interval is None:
+            return self._guided_rows(x, cond, sigma)
+        lo, hi = self.guidance_interval
+        guided = (sigma >= lo) & (sigma <= hi)  # (N,) the others are sampled without guidance (w = 1)
+        return _by_rows(guided, x, cond, sigma, self._guided_rows, self.raw_eps)
 
-    def _guided_rows(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    def _guided_rows(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """ε_∅ + w·(ε_c − ε_∅) for every row (null rows: ε_∅)."""
+        null = (cond == 0).all(dim=1)  # (N,) rows that already are the prior
         # Rows that share an image (one chain evaluated under several leaves) share one prior
         # evaluation: group identical (image, σ) rows and run the null condition once per group.
         first, inv = _distinct_rows(torch.cat([x.flatten(1), sigma[:, None]], dim=1))  # (U,), (N,)
