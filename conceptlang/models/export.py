@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,8 @@ def export_guide(
     ``autoguide`` (weights file ``<model>-guide.safetensors``, ``weight``, optional ``interval``).
 
     The run must train the same conditions as the model (same slots, image size and channels),
-    normally with a smaller network and fewer iterations (docs/models.md, "Autoguidance").
+    normally with a smaller network and fewer iterations (docs/training.md, "A guide for
+    autoguidance"). Nothing is written when the run or the settings are refused.
     Returns the updated entry.
     """
     run_dir, models_dir = Path(run_dir), Path(models_dir)
@@ -146,6 +148,10 @@ def export_guide(
     entry = next((e for e in data["models"] if e.get("name") == model), None)
     if entry is None:
         raise ModelError(f"no model {model!r} in {models_dir}")
+    if not (math.isfinite(weight) and weight > 0):
+        raise ModelError(f"autoguide weight must be a finite number > 0, got {weight!r}")
+    if interval is not None and not (0.0 <= float(interval[0]) < float(interval[1])):
+        raise ModelError(f"autoguide interval must have 0 <= lo < hi, got {list(interval)}")
     st, cfg = _run_state(run_dir, state)
     file = f"{model}-guide.safetensors"
     if file == entry["file"]:

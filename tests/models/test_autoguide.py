@@ -144,6 +144,10 @@ def test_export_guide_refuses_a_run_of_other_conditions_and_writes_nothing(tiny_
         export_guide(tmp_path / "faces", models, "tiny", 2.0)
     with pytest.raises(ModelError, match="no model 'nope'"):
         export_guide(tmp_path / "faces", models, "nope", 2.0)
+    with pytest.raises(ModelError, match="autoguide weight must be a finite number > 0"):
+        export_guide(tmp_path / "faces", models, "tiny", 0.0)
+    with pytest.raises(ModelError, match="autoguide interval must have 0 <= lo < hi"):
+        export_guide(tmp_path / "faces", models, "tiny", 2.0, interval=(1.0, 1.0))
     assert not (models / "tiny-guide.safetensors").exists()
     assert (models / "manifest.json").read_bytes() == before
 
