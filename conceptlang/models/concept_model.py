@@ -172,6 +172,11 @@ class ImplicitConceptModel(_Base):
         self.guide_weight = float(weight)
         self.guide_interval = None if interval is None else (float(interval[0]), float(interval[1]))
 
+    @property
+    def passes_per_row(self) -> int:
+        """Network passes a sampled row costs at most: 2 with an autoguide (the guide's beside the model's)."""
+        return 1 if self.guide is None else 2
+
     def set_sigma_range(self, lo: float, hi: float, fallback: "ImplicitConceptModel") -> None:
         """Let this model speak only for lo ≤ σ ≤ hi; at other levels every condition scores as ``fallback``'s prior.
 

@@ -164,6 +164,11 @@ class RegisteredModel:
         return sum(m.forward_rows for m in loaded)
 
     @property
+    def passes_per_row(self) -> int:
+        """Network passes a sampled row costs at most: 2 with an autoguide (the guide's beside the model's)."""
+        return 2 if "autoguide" in self.entry else 1
+
+    @property
     def fallback(self) -> "RegisteredModel | None":
         """The domain prior's handle when this model speaks only in a sigma range, else None."""
         return self._registry._priors.get(self.domain) if self.sigma_range is not None else None

@@ -209,7 +209,8 @@ def rows_bound(graph: EnergyGraph) -> int | None:
     """An upper bound on the network rows one composed-score evaluation costs a chain, without
     running a network: per model with a non-zero leaf, its non-prior leaves plus one (a guided
     model's null row, shared by the chain's leaves; or the prior leaf itself; a σ-limited model's
-    fallback evaluates the same rows). None for a DAG evaluated whole (every leaf, every model)."""
+    fallback evaluates the same rows), twice that for a model with an autoguide (its guide's pass
+    beside each row). None for a DAG evaluated whole (every leaf, every model)."""
     rows = _coef_rows(graph)
     if rows is None:
         return None
@@ -220,7 +221,9 @@ def rows_bound(graph: EnergyGraph) -> int | None:
             if c != 0:
                 leaf = graph.leaves[i]
                 per_model[id(leaf.model)] = per_model.get(id(leaf.model), 1) + (0 if _is_prior(leaf) else 1)
-        most = max(most, sum(per_model.values()))
+        passes = {id(graph.leaves[i].model): getattr(graph.leaves[i].model, "passes_per_row", 1)
+                  for i, c in enumerate(coefs) if c != 0}
+        most = max(most, sum(k * passes[m] for m, k in per_model.items()))
     return most
 
 

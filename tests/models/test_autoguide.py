@@ -173,3 +173,23 @@ def test_manifest_validation_names_the_autoguide_field(tiny_models_dir, guide_ru
     with pytest.raises(ModelError, match=message) as err:
         load_registry(models)
     assert "model 'tiny', autoguide" in str(err.value)
+
+
+def test_the_rows_budget_counts_the_guides_passes(tiny_models_dir, guide_run, tmp_path):
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.models.export import export_guide
+    from conceptlang.sampling import sample
+    from conceptlang.sampling.api import rows_bound, rows_per_evaluation
+
+    models = tmp_path / "m"
+    shutil.copytree(tiny_models_dir, models)
+    settings = {"sampler": "dpmpp_2m", "steps": 13, "max_nfe": 12, "sigma_max": 10.0, "sigma_min": 0.01}
+    plain = compile_expr("red", load_registry(models), alpha=0.5)
+    export_guide(guide_run, models, "tiny", 2.0)
+    guided = compile_expr("red", load_registry(models), alpha=0.5)
+    assert rows_bound(guided) == 2 * rows_bound(plain) == 4  # an upper bound: the leaf and a null row, each twice
+    counted = rows_per_evaluation(guided, settings, torch.device("cpu"))
+    # the tiny model has guidance 1 (no null row): one leaf, the model's pass and the guide's
+    assert (rows_per_evaluation(plain, settings, torch.device("cpu")), counted) == (1, 2)
+    res = sample(guided, 2, seed=0, device="cpu", **settings)
+    assert (res.settings["steps"], res.settings["nfe"]) == (12 // counted, 12)
