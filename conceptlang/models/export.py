@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,15 @@ import torch
 
 from conceptlang.errors import ModelError
 from conceptlang.io import atomic_path, sha256_file, write_json
-from conceptlang.models.manifest import DEFAULT_ENERGY, FORMAT_VERSION, manifest_data, write_manifest
+from conceptlang.models.manifest import (
+    DEFAULT_ENERGY,
+    FORMAT_VERSION,
+    guide_mismatch,
+    is_interval,
+    is_positive_number,
+    manifest_data,
+    write_manifest,
+)
 
 
 def _families_json(slots) -> dict[str, Any]:
@@ -148,21 +155,21 @@ def export_guide(
     entry = next((e for e in data["models"] if e.get("name") == model), None)
     if entry is None:
         raise ModelError(f"no model {model!r} in {models_dir}")
-    if not (math.isfinite(weight) and weight > 0):
+    if not is_positive_number(weight):
         raise ModelError(f"autoguide weight must be a finite number > 0, got {weight!r}")
-    if interval is not None and not (0.0 <= float(interval[0]) < float(interval[1])):
-        raise ModelError(f"autoguide interval must have 0 <= lo < hi, got {list(interval)}")
+    interval = None if interval is None else [float(v) for v in interval]
+    if interval is not None and not is_interval(interval):
+        raise ModelError(f"autoguide interval must have 0 <= lo < hi, got {interval}")
     st, cfg = _run_state(run_dir, state)
     file = f"{model}-guide.safetensors"
     if file == entry["file"]:
         raise ModelError(f"model {model!r}: its own weights file is {file}; a guide needs another name")
     from conceptlang.models.training import build_network
 
-    config = build_network(cfg).config.to_json()  # checked before anything is written
-    for key in ("image_size", "channels", "slots"):
-        if config.get(key) != entry["architecture"]["config"].get(key):
-            raise ModelError(f"run {run_dir} cannot guide model {model!r}: its network's {key} differs from the model's "
-                             "(a guide is trained on the same conditions and images)")
+    key = guide_mismatch(build_network(cfg).config.to_json(), entry["architecture"]["config"])  # before anything is written
+    if key is not None:
+        raise ModelError(f"run {run_dir} cannot guide model {model!r}: its network's {key} differs from the model's "
+                         "(a guide is trained on the same conditions and images)")
     net = _write_weights(st, cfg, True, models_dir / file, f"{model} (autoguide)")
     spec: dict[str, Any] = {
         "file": file,
@@ -174,7 +181,7 @@ def export_guide(
                      "config": cfg.to_json()},
     }
     if interval is not None:
-        spec["interval"] = [float(interval[0]), float(interval[1])]
+        spec["interval"] = interval
     entry["autoguide"] = spec
     write_manifest(models_dir, data)  # validates: the guide's conditions must be the model's
     return entry

@@ -152,9 +152,8 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
         _need(arch, "config", dict, f"{where}, architecture")
         _file_and_checksum(entry, "models folder", where)
         for key in ("guidance", "sampling_guidance"):
-            guidance = entry.get(key, 1.0)
-            if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 < guidance < math.inf:
-                raise _err(where, f"{key!r} must be a number > 0, got {guidance!r}")
+            if not is_positive_number(entry.get(key, 1.0)):
+                raise _err(where, f"{key!r} must be a number > 0, got {entry[key]!r}")
         if "sampling_guidance" in entry and kind != "implicit":
             raise _err(where, "'sampling_guidance' applies to implicit models only")
         if "guidance_interval" in entry:
@@ -384,15 +383,29 @@ def _validate_guidance_interval(value: Any, kind: str, where: str) -> None:
     """``guidance_interval``: [lo, hi], 0 <= lo < hi, the noise levels sampling guides at (implicit models)."""
     if kind != "implicit":
         raise _err(where, f"'guidance_interval' needs an implicit (guided) model, not kind {kind!r}")
-    if not _is_interval(value):
+    if not is_interval(value):
         raise _err(where, f"'guidance_interval' must be [lo, hi] with 0 <= lo < hi, got {value!r}")
 
 
-def _is_interval(value: Any) -> bool:
+def is_interval(value: Any) -> bool:
     """Whether ``value`` is [lo, hi], two finite numbers with 0 <= lo < hi."""
     ok = isinstance(value, list) and len(value) == 2 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     return ok and 0 <= value[0] < value[1]
+
+
+def is_positive_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number > 0 (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
+
+
+# What a guide network must share with the model it guides: it is evaluated on the same images and conditions.
+GUIDE_MATCH_KEYS = ("image_size", "channels", "slots")
+
+
+def guide_mismatch(guide_config: dict, model_config: dict) -> str | None:
+    """The first architecture.config key of :data:`GUIDE_MATCH_KEYS` where a guide differs from its model, or None."""
+    return next((k for k in GUIDE_MATCH_KEYS if guide_config.get(k) != model_config.get(k)), None)
 
 
 def _validate_autoguide(spec: Any, entry: dict, kind: str, arch: dict, where: str) -> None:
@@ -411,16 +424,14 @@ def _validate_autoguide(spec: Any, entry: dict, kind: str, arch: dict, where: st
         raise _err(w, f"architecture.class must be one of {', '.join(sorted(IMPLICIT_ARCHITECTURES))}, got {garch.get('class')!r}")
     config = _need(garch, "config", dict, f"{w}, architecture")
     _validate_architecture_config(garch["class"], config, w)
-    for key in ("image_size", "channels", "slots"):
-        if config.get(key) != arch["config"].get(key):
-            raise _err(w, f"the guide's architecture.config {key!r} must equal the model's (the guide is evaluated on the "
-                          "same images and conditions)")
-    weight = spec.get("weight")
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
-        raise _err(w, f"'weight' must be a number > 0, got {weight!r}")
-    if "interval" in spec:
-        if not _is_interval(spec["interval"]):
-            raise _err(w, f"'interval' must be [lo, hi] with 0 <= lo < hi, got {spec['interval']!r}")
+    key = guide_mismatch(config, arch["config"])
+    if key is not None:
+        raise _err(w, f"the guide's architecture.config {key!r} must equal the model's (the guide is evaluated on the "
+                      "same images and conditions)")
+    if not is_positive_number(spec.get("weight")):
+        raise _err(w, f"'weight' must be a number > 0, got {spec.get('weight')!r}")
+    if "interval" in spec and not is_interval(spec["interval"]):
+        raise _err(w, f"'interval' must be [lo, hi] with 0 <= lo < hi, got {spec['interval']!r}")
     if not isinstance(spec.get("training", {}), dict):
         raise _err(w, f"'training' must be an object, got {spec['training']!r}")
 

@@ -67,11 +67,16 @@ def weights_path(entry: dict, models_dir: str | os.PathLike) -> Path:
     return path
 
 
+def guide_entry(entry: dict) -> dict:
+    """The entry's ``autoguide`` as an entry of its own (file, sha256, architecture), named for messages."""
+    return {**entry["autoguide"], "name": f"{entry['name']} (autoguide)"}
+
+
 def verify_weights(entry: dict, models_dir: str | os.PathLike) -> str:
     """``"ok"``, ``"missing"`` or ``"mismatch"``: whether the entry's weights file (and its autoguide's,
     if it has one) exists and has the manifest's sha256 (ModelError when a path leads outside the
     models folder)."""
-    files = [entry] + ([{**entry["autoguide"], "name": f"{entry['name']} (autoguide)"}] if "autoguide" in entry else [])
+    files = [entry] + ([guide_entry(entry)] if "autoguide" in entry else [])
     for spec in files:  # the model's weights, then its guide's
         path = weights_path(spec, models_dir)
         if not path.is_file():
@@ -245,7 +250,7 @@ class ModelRegistry:
                     )
                     if "autoguide" in entry:  # a smaller network of the same conditions guides its sampling
                         spec = entry["autoguide"]
-                        guide = load_weights({**spec, "name": f"{entry['name']} (autoguide)"}, self.models_dir, device)
+                        guide = load_weights(guide_entry(entry), self.models_dir, device)
                         model.set_autoguide(guide, float(spec["weight"]),
                                             tuple(spec["interval"]) if "interval" in spec else None)
                     rng = self.handles[entry["name"]].sigma_range

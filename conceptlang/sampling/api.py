@@ -217,12 +217,12 @@ def rows_bound(graph: EnergyGraph) -> int | None:
     most = 0
     for coefs in rows:
         per_model: dict[int, int] = {}
+        passes: dict[int, int] = {}
         for i, c in enumerate(coefs):
             if c != 0:
                 leaf = graph.leaves[i]
                 per_model[id(leaf.model)] = per_model.get(id(leaf.model), 1) + (0 if _is_prior(leaf) else 1)
-        passes = {id(graph.leaves[i].model): getattr(graph.leaves[i].model, "passes_per_row", 1)
-                  for i, c in enumerate(coefs) if c != 0}
+                passes[id(leaf.model)] = getattr(leaf.model, "passes_per_row", 1)
         most = max(most, sum(k * passes[m] for m, k in per_model.items()))
     return most
 
