@@ -24,7 +24,10 @@ Configurations (``--configs``, comma-separated):
   those with some changed, e.g. ``new:s_churn=0``, ``new:corrector_steps=2:corrector_sigma=0.3``;
 * ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
   ``heun:7``, ``dpmpp_2m:13``, ``heun:7:s_churn=2``, ``dpmpp_2m:13:sigma_max=80`` (a ``max_nfe``
-  given here caps the steps: ``dpmpp_2m:20:max_nfe=40`` runs 13 on a 3-row expression).
+  given here caps the steps: ``dpmpp_2m:20:max_nfe=40`` runs 13 on a 3-row expression);
+* on CUDA, ``cuda_bf16=false`` and ``cuda_channels_last=false`` in any config switch off the bf16
+  autocast or the channels-last layout of the sampling path for it, e.g. ``new:cuda_bf16=false``
+  (the bare network's limit is measured with the same switches).
 
 Prints one table and writes benchmarks/results/sampling.json (``--json``). The default run (the
 four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy
@@ -35,6 +38,7 @@ doubling of n doubles the time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -121,6 +125,26 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return c - h, c + h
 
 
+CUDA_SWITCHES = {"cuda_bf16": "CUDA_BF16", "cuda_channels_last": "CUDA_CHANNELS_LAST"}
+
+
+@contextlib.contextmanager
+def cuda_switches(switches: dict):
+    """Set conceptlang.models.concept_model's CUDA switches (``cuda_bf16``, ``cuda_channels_last``) for one config."""
+    from conceptlang.models import concept_model
+
+    saved = {attr: getattr(concept_model, attr) for attr in CUDA_SWITCHES.values()}
+    try:
+        for key, value in switches.items():
+            if not isinstance(value, bool):
+                raise SystemExit(f"{key} takes true or false, not {value!r}")
+            setattr(concept_model, CUDA_SWITCHES[key], value)
+        yield
+    finally:
+        for attr, value in saved.items():
+            setattr(concept_model, attr, value)
+
+
 def network_rows_per_second(graph, batch: int, device: torch.device, repeats: int = 3) -> float | None:
     """Rows/s of the bare network (noise prediction, no guidance or composition) at ``batch`` rows."""
     impl = getattr(graph.models[0], "impl", None)
@@ -185,14 +209,21 @@ def main() -> None:
     for domain, op, text in exprs:
         graph = compile_expr(text, registry)
         seed = seed_for(text, args.seed)
-        limit = network_rows_per_second(graph, args.n, device)
+        limits: dict = {}
         ref = None
         if not args.no_judge:
             judges.setdefault(domain, load_judge(domain))
             ref = reference_for(graph.expr, domain, 0, reference_seed(text, args.seed))
             floor_ref = reference_for(graph.expr, domain, 0, reference_seed(text, args.seed) + 1, n_labels=args.n)
         for label, kw in configs:
-            res = sample(graph, args.n, seed=seed, device=device, **kw)
+            kw = dict(kw)
+            switches = {k: kw.pop(k) for k in CUDA_SWITCHES if k in kw}
+            with cuda_switches(switches):
+                key = tuple(sorted(switches.items()))
+                if key not in limits:
+                    limits[key] = network_rows_per_second(graph, args.n, device)
+                limit = limits[key]
+                res = sample(graph, args.n, seed=seed, device=device, **kw)
             nfe = res.settings.get("nfe")
             row = {"domain": domain, "operator": op, "expression": text, "config": label,
                    "sampler": res.settings["sampler"], "steps": res.settings.get("total_steps"),

@@ -61,6 +61,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--tag", default="")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    ap.add_argument("--models", default=None, help="models folder (default $CONCEPTLANG_MODELS or the shipped models)")
     a = ap.parse_args(argv)
     settings = {}
     for item in a.set:
@@ -80,10 +82,11 @@ def main(argv=None) -> None:
     from conceptlang.evaluation.distribution import distribution_metrics, family_values, reference_seed
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
-    from conceptlang.sampling import sample
+    from conceptlang.sampling import resolve_device, sample
     from conceptlang.syntax import evaluate
 
-    reg = load_registry()
+    reg = load_registry(a.models)
+    device = resolve_device(a.device)
     for h in reg.handles.values():
         if h.kind != "implicit":
             continue
@@ -114,7 +117,7 @@ def main(argv=None) -> None:
     for domain, label, text in entries:
         t0 = time.perf_counter()
         g = compile_expr(text, reg, domain=domain, **opts)
-        res = sample(g, a.n, seed=a.seed, device="cpu", **({"steps": a.steps} if a.steps else {}), **settings)
+        res = sample(g, a.n, seed=a.seed, device=device, **({"steps": a.steps} if a.steps else {}), **settings)
         imgs = ((res.images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         judge = load_judge(g.domain)
         labs = judge.labels(imgs)

@@ -63,15 +63,23 @@ def _distinct_rows(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return first.scatter_reduce(0, inv, torch.arange(key.shape[0], device=key.device), reduce="amin"), inv
 
 
+CUDA_BF16 = True
+"""Sampling on CUDA runs the network body in bf16 autocast (see :meth:`ImplicitConceptModel.raw_eps`)."""
+CUDA_CHANNELS_LAST = True
+"""Sampling on CUDA keeps the network and its inputs channels-last. benchmarks/bench_sampling.py turns
+either switch off (``cuda_bf16=false``, ``cuda_channels_last=false``) to measure what it gains."""
+
+
 def _forward(net: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """``net``'s noise prediction (see :meth:`ImplicitConceptModel.raw_eps` for the CUDA path)."""
     sigma, cond = sigma.to(x.device, x.dtype), cond.to(x.device, x.dtype)
     if x.device.type == "cuda" and torch.is_inference_mode_enabled():
-        if not getattr(net, "_channels_last", False):
-            net.to(memory_format=torch.channels_last)
-            net._channels_last = True
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = net(x.contiguous(memory_format=torch.channels_last), sigma, cond)
+        fmt = torch.channels_last if CUDA_CHANNELS_LAST else torch.contiguous_format
+        if getattr(net, "_memory_format", torch.contiguous_format) != fmt:
+            net.to(memory_format=fmt)
+            net._memory_format = fmt
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=CUDA_BF16):
+            out = net(x.contiguous(memory_format=fmt), sigma, cond)
         return out.to(x.dtype).contiguous()
     return net(x, sigma, cond)
 

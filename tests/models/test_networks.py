@@ -427,3 +427,26 @@ def test_cuda_sampling_path_is_bf16_channels_last_and_close_to_float32():
     assert m.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     # bf16 keeps 8 bits of mantissa: the body's output is within ~1% of float32
     assert float((fast - exact).abs().max() / exact.abs().max()) < 0.02
+
+
+@pytest.mark.gpu
+def test_cuda_sampling_path_switches_back_to_float32_contiguous(monkeypatch):
+    from conceptlang.models import concept_model
+
+    torch.manual_seed(6)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    m = ImplicitConceptModel(net.cuda(), "g", "scenes", guidance=2.0)
+    x = torch.randn(8, 3, 32, 32, device="cuda")
+    cond = m.encode([{"color": "red"}] * 8).cuda()
+    sigma = torch.tensor([0.01, 0.1, 1.0, 10.0] * 2, device="cuda")
+    with torch.inference_mode():
+        m.raw_eps(x, cond, sigma)  # bf16, channels-last
+    assert m.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(concept_model, "CUDA_BF16", False)
+    monkeypatch.setattr(concept_model, "CUDA_CHANNELS_LAST", False)
+    with torch.no_grad():
+        exact = m.raw_eps(x, cond, sigma)
+    with torch.inference_mode():
+        plain = m.raw_eps(x, cond, sigma)
+    assert m.net.conv_in.weight.is_contiguous() and not m.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert float((plain - exact).abs().max()) <= 1e-6 * float(exact.abs().max())  # float32 on the same layout
