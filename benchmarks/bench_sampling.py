@@ -3,7 +3,7 @@
     python benchmarks/bench_sampling.py                      # ~10 min on one idle CPU thread
     python benchmarks/bench_sampling.py --n 64 --threads 2   # tighter accuracy figures
     python benchmarks/bench_sampling.py --expressions training/sampler_tuning.txt --configs new,heun:7,dpmpp_2m:13
-    python benchmarks/bench_sampling.py --device cuda --n 256 # on a GPU (channels-last + bf16 there)
+    python benchmarks/bench_sampling.py --device cuda --n 256 # on a GPU
 
 For every expression and every sampler configuration, on the same seed (so every configuration
 starts from the same chains' seed streams): seconds and images/s of the sampling loop, network
@@ -25,9 +25,10 @@ Configurations (``--configs``, comma-separated):
 * ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
   ``heun:7``, ``dpmpp_2m:13``, ``heun:7:s_churn=2``, ``dpmpp_2m:13:sigma_max=80`` (a ``max_nfe``
   given here caps the steps: ``dpmpp_2m:20:max_nfe=40`` runs 13 on a 3-row expression);
-* on CUDA, ``cuda_bf16=false`` and ``cuda_channels_last=false`` in any config switch off the bf16
-  autocast or the channels-last layout of the sampling path for it, e.g. ``new:cuda_bf16=false``
-  (the bare network's limit is measured with the same switches).
+* on CUDA, ``cuda_bf16=true`` and ``cuda_channels_last=true`` in any config switch on bf16
+  autocast or the channels-last layout of the sampling path for it (both are off by default), e.g.
+  ``new:cuda_bf16=true:cuda_channels_last=true`` (the bare network's limit is measured with the
+  same switches).
 
 Prints one table and writes benchmarks/results/sampling.json (``--json``). The default run (the
 four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short GPU lease, prepared as a single script (see training/README.md, "On a GPU"):
-#   1. the sampling benchmark on CUDA, alone on the GPU: old and new defaults, two solvers, and the
-#      new default with bf16 autocast and channels-last switched off one at a time;
+#   1. the sampling benchmark on CUDA, alone on the GPU: old and new defaults, and the new default
+#      with bf16 autocast and channels-last switched on, each alone and together;
 #   2. train both joint models further on CUDA (warm start from the shipped weights, cosine, a
 #      fixed time budget, data drawn ahead by worker processes) while the gpu-marked tests run;
 #   3. export the new weights into a copy of models/ (concept weights carried over, inference
@@ -23,7 +23,7 @@ BATCH=${BATCH:-128}           # training batch (32 on CPU; a GPU takes more at t
 LR=${LR:-2e-4}                # peak learning rate (8e-4 on the first lease broke some concepts: docs/models-history.md)
 DATA_SEED=${DATA_SEED:-15}    # new training images (11 and 14 were used before)
 DEVICE=${DEVICE:-cuda}
-BENCH_CONFIGS=${BENCH_CONFIGS:-"old,new,new:cuda_bf16=false,new:cuda_channels_last=false,new:cuda_bf16=false:cuda_channels_last=false"}
+BENCH_CONFIGS=${BENCH_CONFIGS:-"old,new,new:cuda_bf16=true,new:cuda_channels_last=true,new:cuda_bf16=true:cuda_channels_last=true"}
 DEADLINE=${DEADLINE:-560}     # seconds after the start by which everything is packed (the lease's command limit is 600)
 MR_ARGS=${MR_ARGS:-"--only suites,inference --merge --n-infer 128"}
 mkdir -p "$OUT" "$W"

@@ -63,11 +63,12 @@ def _distinct_rows(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return first.scatter_reduce(0, inv, torch.arange(key.shape[0], device=key.device), reduce="amin"), inv
 
 
-CUDA_BF16 = True
+CUDA_BF16 = False
 """Sampling on CUDA runs the network body in bf16 autocast (see :meth:`ImplicitConceptModel.raw_eps`)."""
-CUDA_CHANNELS_LAST = True
-"""Sampling on CUDA keeps the network and its inputs channels-last. benchmarks/bench_sampling.py turns
-either switch off (``cuda_bf16=false``, ``cuda_channels_last=false``) to measure what it gains."""
+CUDA_CHANNELS_LAST = False
+"""Sampling on CUDA keeps the network and its inputs channels-last. Both switches are off: on an H200
+neither made the shipped 32×32 U-Nets' sampling faster (docs/compiler.md, "Cheaper evaluations");
+benchmarks/bench_sampling.py sets them per configuration (``cuda_bf16=true``, ``cuda_channels_last=true``)."""
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -224,10 +225,11 @@ class ImplicitConceptModel(_Base):
     def raw_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The network's noise prediction for exactly this condition: (N, C, H, W).
 
-        On CUDA under ``torch.inference_mode`` (the samplers' loop) the network body runs in bf16
-        autocast on channels-last tensors; the EDM preconditioning around it (x − D(x))/σ stays in
-        float32, so only the body's output carries bf16 rounding, scaled by c_out ≤ σ. Energies
-        (no_grad, not inference mode) and the CPU path are float32 as trained."""
+        The network runs in float32 as trained. On CUDA under ``torch.inference_mode`` (the
+        samplers' loop), the switches :data:`CUDA_BF16` and :data:`CUDA_CHANNELS_LAST` (both off by
+        default) run its body in bf16 autocast and on channels-last tensors; the EDM preconditioning
+        around it (x − D(x))/σ stays in float32, so only the body's output carries bf16 rounding,
+        scaled by c_out ≤ σ. Energies (no_grad, not inference mode) never use them."""
         self.forward_rows += x.shape[0]
         return _forward(self.net, x, sigma, cond)
 

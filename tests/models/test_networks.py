@@ -411,7 +411,11 @@ def test_guidance_interval_guides_inside_and_samples_the_plain_conditional_outsi
 
 
 @pytest.mark.gpu
-def test_cuda_sampling_path_is_bf16_channels_last_and_close_to_float32():
+def test_cuda_sampling_path_in_bf16_channels_last_is_close_to_float32(monkeypatch):
+    from conceptlang.models import concept_model
+
+    monkeypatch.setattr(concept_model, "CUDA_BF16", True)
+    monkeypatch.setattr(concept_model, "CUDA_CHANNELS_LAST", True)
     torch.manual_seed(5)
     net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
     torch.nn.init.normal_(net.conv_out.weight, std=0.1)
@@ -430,23 +434,24 @@ def test_cuda_sampling_path_is_bf16_channels_last_and_close_to_float32():
 
 
 @pytest.mark.gpu
-def test_cuda_sampling_path_switches_back_to_float32_contiguous(monkeypatch):
+def test_cuda_sampling_path_is_float32_contiguous_by_default(monkeypatch):
     from conceptlang.models import concept_model
 
+    assert not concept_model.CUDA_BF16 and not concept_model.CUDA_CHANNELS_LAST
     torch.manual_seed(6)
     net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
     m = ImplicitConceptModel(net.cuda(), "g", "scenes", guidance=2.0)
     x = torch.randn(8, 3, 32, 32, device="cuda")
     cond = m.encode([{"color": "red"}] * 8).cuda()
     sigma = torch.tensor([0.01, 0.1, 1.0, 10.0] * 2, device="cuda")
+    monkeypatch.setattr(concept_model, "CUDA_CHANNELS_LAST", True)
     with torch.inference_mode():
-        m.raw_eps(x, cond, sigma)  # bf16, channels-last
+        m.raw_eps(x, cond, sigma)  # channels-last, then back to the default layout
     assert m.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    monkeypatch.setattr(concept_model, "CUDA_BF16", False)
     monkeypatch.setattr(concept_model, "CUDA_CHANNELS_LAST", False)
-    with torch.no_grad():
-        exact = m.raw_eps(x, cond, sigma)
     with torch.inference_mode():
         plain = m.raw_eps(x, cond, sigma)
+    with torch.no_grad():
+        exact = m.raw_eps(x, cond, sigma)
     assert m.net.conv_in.weight.is_contiguous() and not m.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert float((plain - exact).abs().max()) <= 1e-6 * float(exact.abs().max())  # float32 on the same layout
