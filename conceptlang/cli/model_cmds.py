@@ -345,6 +345,11 @@ def models_cmd(as_json, models, verify):
             click.echo(f"      acts at noise levels σ in [{lo:g}, {'∞' if hi is None else f'{hi:g}'}] only (sigma_range)")
         if row["max_objects"] > 1:
             click.echo(f"      trained on up to {row['max_objects']} objects per image (max_objects)")
+        if row["autoguide"]:
+            g = row["autoguide"]
+            size = f"{g['bytes'] / 1e6:.1f} MB" if g["bytes"] is not None else "missing"
+            within = " at σ in [{:g}, {:g}]".format(*g["interval"]) if g.get("interval") else ""
+            click.echo(f"      autoguidance: guide {g['file']} ({size}), weight {g['weight']:g}{within}")
     for spec in reg.set_specs:
         about = f": {spec['about']}" if spec.get("about") else ""
         click.echo(f"model set {spec['name']!r} ({reg.models_dir / spec['path']}){about}; the compiler uses it for "

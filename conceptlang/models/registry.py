@@ -585,12 +585,18 @@ class ModelRegistry:
                 "guidance": e.get("guidance", 1.0),
                 "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
                 "sampling_guidance": e.get("sampling_guidance"),
-                "autoguide": ({k: e["autoguide"][k] for k in ("file", "sha256", "weight", "interval") if k in e["autoguide"]}
-                              if "autoguide" in e else None),
+                "autoguide": (self._guide_row(e["autoguide"]) if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })
         return out
+
+
+    def _guide_row(self, spec: dict) -> dict:
+        row = {k: spec[k] for k in ("file", "sha256", "weight", "interval") if k in spec}
+        path = self.models_dir / spec["file"]
+        row["bytes"] = path.stat().st_size if path.exists() else None
+        return row
 
 
 def default_models_dir() -> Path:

@@ -5,7 +5,9 @@ import shutil
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from conceptlang.cli import main as cli_main
 from conceptlang.data import get_domain
 from conceptlang.errors import ModelError
 from conceptlang.models.concept_model import ImplicitConceptModel
@@ -117,8 +119,12 @@ def test_export_guide_round_trip(tiny_models_dir, guide_run, tmp_path):
     model = reg.loaded(reg.entries[0], torch.device("cpu"))
     assert model.guide is not None and model.guide_weight == 2.0 and model.guide_interval == (0.0, 2.0)
     assert verify_weights(reg.entries[0], models) == "ok"
+    guide_bytes = (models / "tiny-guide.safetensors").stat().st_size
     assert reg.describe()[0]["autoguide"] == {"file": "tiny-guide.safetensors", "sha256": spec["sha256"], "weight": 2.0,
-                                              "interval": [0.0, 2.0]}
+                                              "interval": [0.0, 2.0], "bytes": guide_bytes}
+    out = CliRunner().invoke(cli_main, ["models", "--models", str(models)])
+    assert out.exit_code == 0, out.output
+    assert f"autoguidance: guide tiny-guide.safetensors ({guide_bytes / 1e6:.1f} MB), weight 2 at σ in [0, 2]" in out.output
     # exporting the model again keeps its guide (a sampling setting, like the guidance interval)
     assert export_run(tiny_models_dir.parent / "run", models)["autoguide"] == spec
     # a corrupted guide file is refused when loading and reported by verification
