@@ -591,7 +591,6 @@ class ModelRegistry:
             })
         return out
 
-
     def _guide_row(self, spec: dict) -> dict:
         row = {k: spec[k] for k in ("file", "sha256", "weight", "interval") if k in spec}
         path = self.models_dir / spec["file"]
