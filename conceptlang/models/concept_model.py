@@ -64,9 +64,9 @@ def _distinct_rows(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 CUDA_BF16 = False
-"""Sampling on CUDA runs the network body in bf16 autocast (see :meth:`ImplicitConceptModel.raw_eps`)."""
+"""When set, sampling on CUDA runs the network body in bf16 autocast (see :meth:`ImplicitConceptModel.raw_eps`)."""
 CUDA_CHANNELS_LAST = False
-"""Sampling on CUDA keeps the network and its inputs channels-last. Both switches are off: on an H200
+"""When set, sampling on CUDA keeps the network and its inputs channels-last. Both switches are off: on an H200
 neither made the shipped 32×32 U-Nets' sampling faster (docs/compiler.md, "Cheaper evaluations");
 benchmarks/bench_sampling.py sets them per configuration (``cuda_bf16=true``, ``cuda_channels_last=true``)."""
 
