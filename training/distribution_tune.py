@@ -3,10 +3,10 @@
 For each expression of a list (``@domain NAME`` lines switch the domain; ``name: expr`` labels are
 allowed as in the suites): draw ``--n`` samples with the shipped models (or ``--models DIR``;
 ``--device cuda`` on a GPU), judge them, and compare the judged attribute distribution of the
-valid, satisfying samples with the data's conditional distribution given the expression, with the project's distribution metrics, the ones
-``conceptlang eval`` reports (conceptlang/evaluation/distribution.py: generator labels of the
-domain's whole distribution kept where the expression is true; TV per open family, position bins
-included; precision and recall (k = 3) and KID in the judge's feature space against as many
+valid, satisfying samples with the data's conditional distribution given the expression, with
+the project's distribution metrics, the ones ``conceptlang eval`` reports
+(conceptlang/evaluation/distribution.py: generator labels of the domain's whole distribution kept
+where the expression is true; TV per open family, position bins included; precision and recall (k = 3) and KID in the judge's feature space against as many
 reference images as samples; near-duplicate rate). Prints a table and appends one JSON line per
 expression to ``--out``.
 

@@ -10,7 +10,7 @@
 #      seeds, and the results page's suites and inference with the new weights, side by side.
 # Everything it writes goes under $OUT (at most 8 files come back from a lease: work in $W, pack at the end).
 #
-#   OUT=out/gpu TRAIN_S=220 bash training/gpu_session.sh
+#   OUT=out/gpu TRAIN_S=210 bash training/gpu_session.sh
 set -u
 OUT=${OUT:-out/gpu}
 W=${W:-/tmp/gw}
