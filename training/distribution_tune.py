@@ -6,9 +6,9 @@ allowed as in the suites): draw ``--n`` samples with the shipped models (or ``--
 valid, satisfying samples with the data's conditional distribution given the expression, with
 the project's distribution metrics, the ones ``conceptlang eval`` reports
 (conceptlang/evaluation/distribution.py: generator labels of the domain's whole distribution kept
-where the expression is true; TV per open family, position bins included; precision and recall (k = 3) and KID in the judge's feature space against as many
-reference images as samples; near-duplicate rate). Prints a table and appends one JSON line per
-expression to ``--out``.
+where the expression is true; TV per open family, position bins included; precision and recall
+(k = 3) and KID in the judge's feature space against as many reference images as samples;
+near-duplicate rate). Prints a table and appends one JSON line per expression to ``--out``.
 
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
