@@ -4,6 +4,7 @@
     python benchmarks/make_results.py            # the documented run (sample counts sized for 2 CPU cores)
     python benchmarks/make_results.py --quick    # a smoke run with 4 samples per item
     python benchmarks/make_results.py --only objects --merge   # rerun one part, keep the others
+    python benchmarks/make_results.py --only suites:faces --suite-chunks 2 --merge   # one suite, two workers
 
 Every number on the page comes from this run: the evaluation suites of both domains (issue 7,
 item 1), energy-based concept inference against ground truth and the judge (2), the continual-
@@ -11,9 +12,10 @@ learning model set (3), object-level composition (4), and Venn-style figures (5)
 the exact command, the device, the torch version, the commit, and the time each part took; every
 accuracy carries its 95% Wilson interval. The page is rewritten after every part, marked
 INCOMPLETE until the last one finishes, so an interrupted run still leaves honest partial results.
-``--merge`` keeps the parts that ``--only`` leaves out as the last complete page recorded them
-(results.json keeps each part's section, summary rows and timings), and the page names the run
-they come from.
+``--merge`` keeps the parts (or single tasks, e.g. ``suites:faces``) that ``--only`` leaves out as
+the last complete page recorded them (results.json keeps each task's lines, summary rows and
+timings), and the page names the run they come from. ``--suite-chunks K`` splits each suite into K
+tasks, so that more workers than suites (a GPU machine's) share them.
 """
 
 from __future__ import annotations
@@ -98,44 +100,88 @@ def _pooled(results, pred) -> Proportion:
     return p
 
 
+def task_id(part: str, sub: str) -> str:
+    """The name of one task of the page: ``suites:faces``, ``objects``."""
+    return f"{part}:{sub}" if sub else part
+
+
+def _task_order(part: str) -> list[str]:
+    """The task ids of ``part`` in page order (scenes before faces)."""
+    subs = sorted((s_ for p_, s_ in SCHEDULE if p_ == part), key=lambda s_: ("scenes", "faces", "").index(s_))
+    return [task_id(part, s_) for s_ in subs]
+
+
+def _task_labels(ids) -> list[str]:
+    """Task ids for the page: a part whose tasks are all named is named by the part alone."""
+    ids, out = set(ids), []
+    for p in PARTS:
+        mine = _task_order(p)
+        if all(t in ids for t in mine):
+            out.append(p)
+        else:
+            out += [t for t in mine if t in ids]
+    return out
+
+
 class Page:
-    """The results page, rewritten (atomically) after every part."""
+    """The results page, rewritten (atomically) after every task.
+
+    Each task (``suites:scenes``, ``objects``, ...) contributes Markdown lines, summary rows, timings
+    and a raw record; the sections, the summary and the timings are rebuilt from the tasks in page
+    order whatever order they finish in, and results.json keeps every task's share, so that a later
+    ``--merge`` can carry any task over unchanged.
+    """
 
     def __init__(self, docs: Path, args, env: dict, command: str):
         self.docs, self.args, self.env, self.command = docs, args, env, command
         self.t0 = time.perf_counter()
         self.started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        self.sections: dict[str, list[str]] = {}
-        self.parts: list[str] = list(PARTS)
-        self.headlines: dict[str, list[tuple[str, str, str]]] = {}  # part → (what, measured, target) rows
-        self.keys: dict[str, list[str]] = {}  # part → its keys in record["parts"]
-        self.part_timings: dict[str, dict[str, float]] = {}
-        self.carried: dict[str, dict] = {}  # --merge: part → the earlier run it comes from
+        self.tasks: dict[str, dict] = {}  # task id → {"key", "lines", "headline", "timings"}
+        self.run_tasks: list[str] = [task_id(p, s_) for p, s_ in SCHEDULE]  # the tasks this run measures
+        self.carried: dict[str, dict] = {}  # --merge: task id → the earlier run it comes from
         self.record: dict = {"environment": env, "commit": _git_commit(), "started": self.started,
                              "command": command, "manifests": _manifest_digest(args.models), "parts": {}}
 
+    def add(self, tid: str, result: "Part") -> None:
+        self.tasks[tid] = {"key": result.key, "lines": list(result.lines),
+                           "headline": [list(h) for h in result.headline], "timings": dict(result.timings)}
+        self.record["parts"][result.key] = result.record
+
+    def _per_part(self, field: str) -> dict[str, list]:
+        return {p: [self.tasks[t][field] for t in _task_order(p) if t in self.tasks] for p in PARTS}
+
+    @property
+    def sections(self) -> dict[str, list[str]]:
+        return {p: SECTION_TITLES[p] + [line for lines in got for line in lines]
+                for p, got in self._per_part("lines").items() if got}
+
+    @property
+    def headlines(self) -> dict[str, list[tuple[str, str, str]]]:
+        return {p: [tuple(h) for rows in got for h in rows] for p, got in self._per_part("headline").items() if got}
+
+    @property
+    def part_timings(self) -> dict[str, dict[str, float]]:
+        return {p: {k: v for t in got for k, v in t.items()} for p, got in self._per_part("timings").items() if got}
+
     @property
     def headline(self) -> list[tuple[str, str, str]]:
-        return [tuple(h) for p in PARTS for h in self.headlines.get(p, [])]
+        return [h for p in PARTS for h in self.headlines.get(p, [])]
 
     @property
     def timings(self) -> dict[str, float]:
         return {k: v for p in PARTS for k, v in self.part_timings.get(p, {}).items()}
 
-    def carry(self, prior: dict, parts: list[str]) -> None:
-        """Take ``parts`` as the earlier run ``prior`` (a results.json record) recorded them."""
+    def carry(self, prior: dict, tids: list[str]) -> None:
+        """Take the tasks ``tids`` as the earlier run ``prior`` (a results.json record) recorded them."""
         page = prior["page"]
-        for p in parts:
-            self.sections[p] = list(page["sections"][p])
-            self.headlines[p] = [tuple(h) for h in page["headline"].get(p, [])]
-            self.part_timings[p] = dict(page["timings"].get(p, {}))
-            self.keys[p] = list(page["keys"].get(p, []))
-            for k in self.keys[p]:
-                self.record["parts"][k] = prior["parts"][k]
         origin = prior.get("carried_from") or {}
-        self.carried = {p: origin.get(p, {"started": prior["started"], "commit": prior["commit"],
-                                          "manifests": prior["manifests"], "command": prior["command"]})
-                        for p in parts}
+        for t in tids:
+            got = page["tasks"][t]
+            self.tasks[t] = {"key": got["key"], "lines": list(got["lines"]),
+                             "headline": [list(h) for h in got["headline"]], "timings": dict(got["timings"])}
+            self.record["parts"][got["key"]] = prior["parts"][got["key"]]
+            self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or {"started": prior["started"], "commit": prior["commit"],
+                                             "manifests": prior["manifests"], "command": prior["command"]}
         self.record["carried_from"] = self.carried
 
     def write(self, pending: list[str]) -> None:
@@ -144,34 +190,37 @@ class Page:
         head = ["# Results", ""]
         if a.quick or a.steps or a.limit:
             head += ["> **SMOKE TEST, not results:** run with --quick/--steps/--limit.", ""]
-        carried = list(self.carried)
-        skipped = [p for p in PARTS if p not in self.parts and p not in carried]
+        skipped = [task_id(p, s_) for p, s_ in SCHEDULE
+                   if task_id(p, s_) not in self.run_tasks and task_id(p, s_) not in self.carried]
         if skipped:
-            head += [f"> Parts not run (`--only`): {', '.join(skipped)}.", ""]
+            head += [f"> Parts not run (`--only`): {', '.join(_task_labels(skipped))}.", ""]
         now = _manifest_digest(a.models)
-        origins: list[tuple[dict, list[str]]] = []  # each earlier run and the parts carried from it
-        for p, src in self.carried.items():
+        origins: list[tuple[dict, list[str]]] = []  # each earlier run and the tasks carried from it
+        for t, src in self.carried.items():
             got = next((names for o, names in origins if o == src), None)
             if got is None:
-                origins.append((src, [p]))
+                origins.append((src, [t]))
             else:
-                got.append(p)
+                got.append(t)
         for src, names in origins:
-            head += [f"> Carried over unchanged (`--merge`): **{', '.join(names)}**, from the run of {src['started']} "
-                     f"(commit {src['commit']}; manifests sha256 {src['manifests']}): `{src['command']}`"
+            head += [f"> Carried over unchanged (`--merge`): **{', '.join(_task_labels(names))}**, from the run of "
+                     f"{src['started']} (commit {src['commit']}; manifests sha256 {src['manifests']}): `{src['command']}`"
                      + ("" if src["manifests"] == now else " — **the models' manifests have changed since**") + ".", ""]
         if now != self.record["manifests"]:
             head += [f"> **Warning:** the models' manifests changed during this run (sha256 {self.record['manifests']} "
                      f"at the start, {now} now): parts may have used different sampler settings.", ""]
         if pending:
             head += [f"> **INCOMPLETE:** the run that wrote this page had not finished; parts not yet run: "
-                     f"{', '.join(pending)}.", ""]
+                     f"{', '.join(_task_labels(pending))}.", ""]
+        order = [t for p in PARTS for t in _task_order(p) if t in self.tasks]
+        own = {k: v for t in order if t not in self.carried for k, v in self.tasks[t]["timings"].items()}
+        carried_t = {k: v for t in order if t in self.carried for k, v in self.tasks[t]["timings"].items()}
         head += [
             "Generated by one run of",
             "",
             f"    {self.command}",
             "",
-            ("Every number and image on this page comes from that run" if not carried else
+            ("Every number and image on this page comes from that run" if not self.carried else
              "Every number and image of the parts it ran comes from that run (the parts carried over: above)")
             + "; rerun the command to regenerate the page "
             "(raw figures, per-sample verdicts included: [`results.json`](results.json)).",
@@ -179,11 +228,9 @@ class Page:
             f"- started {self.started}; commit {self.record['commit']}; manifests sha256 {self.record['manifests']}",
             f"- device: {env['device']}" + (f" ({env['gpu']})" if "gpu" in env else f", {env['cpu_threads']} CPU threads")
             + f" per worker, {env.get('jobs', 1)} worker process(es); torch {env['torch']}; Python {env['python']}",
-            f"- time: {total / 60:.1f} min in all (" + ", ".join(
-                f"{k} {v:.0f} s" for p in PARTS if p not in carried for k, v in self.part_timings.get(p, {}).items()) + ")"
-            + ("; the carried parts took " + ", ".join(
-                f"{k} {v:.0f} s" for p in carried for k, v in self.part_timings.get(p, {}).items()) + " in their run"
-               if carried else ""),
+            f"- time: {total / 60:.1f} min in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in own.items()) + ")"
+            + ("; the carried parts took " + ", ".join(f"{k} {v:.0f} s" for k, v in carried_t.items())
+               + " in their run" if self.carried else ""),
             f"- models: `{a.models or 'models/'}` (continual set: `{a.models or 'models'}/continual`, "
             f"object-level set: `{a.models or 'models'}/objects`); base seed {a.seed}",
             "",
@@ -213,8 +260,8 @@ class Page:
         self.record["timings_s"] = {k: round(v, 1) for k, v in self.timings.items()}
         self.record["total_s"] = round(total, 1)
         self.record["complete"] = not pending
-        self.record["page"] = {"sections": self.sections, "headline": self.headlines, "keys": self.keys,
-                               "timings": self.part_timings}
+        self.record["page"] = {"sections": self.sections, "headline": self.headlines, "timings": self.part_timings,
+                               "tasks": self.tasks}
         write_json(self.docs / "results.json", self.record)
 
 
@@ -229,27 +276,59 @@ class Part:
         self.timings: dict[str, float] = {}
 
 
-def task_suite(dom: str, args, images: Path) -> Part:
-    from conceptlang.models.registry import load_registry
-
-    part = Part(f"suite_{dom}")
-    t0 = time.perf_counter()
+def _suite(dom: str, args):
     suite = load_suite(ROOT / "examples" / f"{dom}_suite.txt")
     if args.limit:
         from dataclasses import replace
 
         suite = replace(suite, entries=suite.entries[: args.limit])
-    _log(f"suite {dom}: {len(suite)} expressions × {args.n_eval} samples")
-    res: SuiteResult = evaluate_suite(suite, load_registry(args.models), n=args.n_eval, seed=args.seed,
-                                      device=args.device, judges=JudgeCache(), progress=_progress, keep_images=True,
-                                      sample_kwargs=_sample_kwargs(args), distribution=True)
+    return suite
+
+
+def suite_chunk(dom: str, args, chunk: int = 0, chunks: int = 1) -> SuiteResult:
+    """Evaluate every ``chunks``-th expression of the domain's suite, from the ``chunk``-th on.
+
+    Each expression's seed comes from its text (``seed_for``), so a suite measured in chunks gives
+    the same figures as one measured whole."""
+    from dataclasses import replace
+
+    from conceptlang.models.registry import load_registry
+
+    suite = _suite(dom, args)
+    part = replace(suite, entries=suite.entries[chunk::chunks])
+    _log(f"suite {dom}" + (f" (chunk {chunk + 1} of {chunks})" if chunks > 1 else "")
+         + f": {len(part)} expressions × {args.n_eval} samples")
+    return evaluate_suite(part, load_registry(args.models), n=args.n_eval, seed=args.seed, device=args.device,
+                          judges=JudgeCache(), progress=_progress, keep_images=True,
+                          sample_kwargs=_sample_kwargs(args), distribution=True)
+
+
+def join_chunks(chunks: list[SuiteResult]) -> SuiteResult:
+    """One suite's result from its chunks (``suite_chunk(..., k, len(chunks))`` for each k), in suite order."""
+    from dataclasses import replace
+
+    k = len(chunks)
+    results = [None] * sum(len(c.results) for c in chunks)
+    for i, c in enumerate(chunks):
+        results[i::k] = c.results
+    return replace(chunks[0], results=results, seconds=sum(c.seconds for c in chunks))
+
+
+def task_suite(dom: str, args, images: Path) -> Part:
+    return suite_part(dom, args, images, suite_chunk(dom, args))
+
+
+def suite_part(dom: str, args, images: Path, res: SuiteResult, chunks: int = 1) -> Part:
+    """The suite's share of the page (tables, summary rows, sample sheets) from its measured result."""
+    part = Part(f"suite_{dom}")
+    t0 = time.perf_counter()
     sheet = f"results_{dom}_suite.png"
     save_png(images / sheet, contact_sheet(res.results, show=12,
                                            title=f"{dom}: the first {min(12, args.n_eval)} of {args.n_eval} samples per expression"))
     compare = f"results_{dom}_compare.png"
     save_png(images / compare, comparison_sheet(res.results, show=8, base_seed=args.seed,
                                                 title=f"{dom}: samples beside generator data satisfying the expression"))
-    took = part.timings[f"suite {dom}"] = time.perf_counter() - t0
+    took = part.timings[f"suite {dom}"] = res.seconds + time.perf_counter() - t0
     part.record = res.to_json()
     targets = {"single": "≥ 0.95", "and": "≥ 0.80–0.90 (by k)", "not": "≥ 0.85", "or": "≥ 0.90"}
     for cls, label in (("single", "single concepts"), ("and", "AND"), ("not", "grounded NOT"), ("or", "OR"),
@@ -264,7 +343,8 @@ def task_suite(dom: str, args, images: Path) -> Part:
     part.lines = [
         f"### {dom.capitalize()} (`examples/{dom}_suite.txt`)",
         "",
-        f"{len(res.results)} expressions × n = {args.n_eval} samples, {took:.0f} s.",
+        f"{len(res.results)} expressions × n = {args.n_eval} samples, {took:.0f} s"
+        + (f" (in {chunks} chunks of the suite, run side by side: the seconds are their sum)." if chunks > 1 else "."),
         "",
         expression_table(res.results),
         "",
@@ -506,20 +586,27 @@ def start_method(device: str) -> str:
     return "spawn" if str(device).startswith("cuda") else "fork"
 
 
-def _run_task(part: str, sub: str, args, images: Path) -> tuple[str, str, Part]:
+def _failed(part: str, sub: str, err: BaseException, trace: str) -> Part:
+    _log(f"!! {part} {sub} failed: {type(err).__name__}: {err}")
+    failed = Part(f"{'suite' if part == 'suites' else part}_{sub}".rstrip("_"))  # the key the task's record has
+    failed.lines = [f"**{part} {sub}: failed** with `{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}`", ""]
+    failed.record = {"failed": f"{type(err).__name__}: {err}", "traceback": trace}
+    return failed
+
+
+def _run_task(part: str, sub: str, chunk: int | None, args, images: Path):
+    """One work item in a worker: a whole task (→ its Part) or one chunk of a suite (→ its SuiteResult)."""
+    import traceback
+
     import torch
 
     torch.set_num_threads(args.threads or 1)
     try:
-        return part, sub, TASKS[part](sub, args, images)
+        if chunk is not None:
+            return part, sub, chunk, suite_chunk(sub, args, chunk, args.suite_chunks)
+        return part, sub, chunk, TASKS[part](sub, args, images)
     except Exception as err:  # noqa: BLE001 - one failed part must not lose the others' results
-        import traceback
-
-        _log(f"!! {part} {sub} failed: {type(err).__name__}: {err}")
-        failed = Part(f"{part}_{sub}".rstrip("_"))
-        failed.lines = [f"**{part} {sub}: failed** with `{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}`", ""]
-        failed.record = {"failed": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-        return part, sub, failed
+        return part, sub, chunk, _failed(part, sub, err, traceback.format_exc())
 
 
 def _prior_page(docs: Path, ap: argparse.ArgumentParser) -> dict:
@@ -532,9 +619,10 @@ def _prior_page(docs: Path, ap: argparse.ArgumentParser) -> dict:
     except (OSError, ValueError) as err:
         ap.error(f"--merge needs the last page's record {path}: {err}")
     page = prior.get("page") if isinstance(prior, dict) else None
-    if not isinstance(page, dict) or not prior.get("complete") or set(page.get("sections", {})) != set(PARTS):
-        ap.error(f"--merge: {path} is not the record of a complete page that keeps its parts' sections "
-                 "(pages written before --merge existed do not); regenerate the whole page once")
+    tasks = page.get("tasks") if isinstance(page, dict) else None
+    if not prior.get("complete") or not isinstance(tasks, dict) or set(tasks) != {task_id(p, s_) for p, s_ in SCHEDULE}:
+        ap.error(f"--merge: {path} is not the record of a complete page that keeps each task's share "
+                 "(pages written before the per-task record do not); regenerate the whole page once")
     if any(flag in str(prior.get("command", "")).split() for flag in ("--quick", "--steps", "--limit")):
         ap.error(f"--merge: {path} records a smoke test ({prior['command']}), not results")
     return prior
@@ -557,7 +645,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", default=None, help="models directory (default: the shipped models/)")
     ap.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md, results.json and images/ go")
-    ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
+    ap.add_argument("--only", default=",".join(PARTS),
+                    help=f"comma-separated parts to run, of {', '.join(PARTS)}, or single tasks of a part by domain: "
+                         "suites:faces, inference:scenes, venn:faces")
+    ap.add_argument("--suite-chunks", type=int, default=1,
+                    help="measure each suite as this many chunks of its expressions, each a task of its own, so that "
+                         "more workers than suites share the suites (same figures: seeds come from the expressions)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the parts --only leaves out as the last complete page (DOCS/results.json) has them")
     ap.add_argument("--quick", action="store_true", help="4 samples per item: a smoke test, not results")
@@ -567,10 +660,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n_eval = args.n_venn = args.n_infer = args.n_objects = args.n_continual = 4
-    parts = [p for p in PARTS if p in {s.strip() for s in args.only.split(",")}]
-    unknown = {s.strip() for s in args.only.split(",") if s.strip()} - set(PARTS)
+    wanted = {s.strip() for s in args.only.split(",") if s.strip()}
+    known = {task_id(p, s_) for p, s_ in SCHEDULE}
+    unknown = wanted - set(PARTS) - known
     if unknown:
-        ap.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+        ap.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)} "
+                 f"or one task of a part: {', '.join(sorted(t for t in known if ':' in t))}")
+    if args.suite_chunks < 1:
+        ap.error(f"--suite-chunks must be at least 1, not {args.suite_chunks}")
+    todo = [(p, s_) for p, s_ in SCHEDULE if p in wanted or task_id(p, s_) in wanted]
     prior = _prior_page(Path(args.docs), ap) if args.merge else None
 
     import torch
@@ -584,46 +682,51 @@ def main(argv: list[str] | None = None) -> int:
     env = environment_info(args.device)
     env["jobs"] = args.jobs
     page = Page(docs, args, env, command)
-    page.parts = parts
+    page.run_tasks = [task_id(p, s_) for p, s_ in todo]
     if prior is not None:
-        page.carry(prior, [p for p in PARTS if p not in parts])
-    todo = [(p, sub) for p, sub in SCHEDULE if p in parts]
-    pending = list(parts)
-    done: dict[tuple[str, str], Part] = {}
+        page.carry(prior, [task_id(p, s_) for p, s_ in SCHEDULE if (p, s_) not in todo])
+    pending = list(page.run_tasks)
     page.write(pending)
+    chunked = args.suite_chunks > 1
+    work = [(p, s_, k) for p, s_ in todo
+            for k in (range(args.suite_chunks) if chunked and p == "suites" else [None])]
+    chunks: dict[str, dict[int, object]] = {}  # suite domain → its chunks measured so far
 
-    def collect(part: str, sub: str, result: Part) -> None:
-        done[(part, sub)] = result
-        page.part_timings.setdefault(part, {}).update(result.timings)
-        page.record["parts"][result.key] = result.record
-        page.keys.setdefault(part, [])
-        if result.key not in page.keys[part]:
-            page.keys[part].append(result.key)
-        for p in PARTS:  # rebuild sections and headline in page order, whatever order tasks finish in
-            subs = [sub_ for p_, sub_ in SCHEDULE if p_ == p]
-            subs = sorted(subs, key=lambda s_: ("scenes", "faces", "").index(s_))
-            got = [done[(p, s_)] for s_ in subs if (p, s_) in done]
-            if got:
-                page.sections[p] = SECTION_TITLES[p] + [line for g in got for line in g.lines]
-        page.headlines[part] = [h for s_ in ("scenes", "faces", "") if (part, s_) in done
-                                for h in done[(part, s_)].headline]
-        if all((p, s_) in done for p, s_ in todo if p == part):
-            pending.remove(part)
+    def collect(part: str, sub: str, chunk: int | None, result) -> None:
+        if chunk is not None:  # one chunk of a suite: the suite's share waits for all of them
+            got = chunks.setdefault(sub, {})
+            got[chunk] = result
+            if len(got) < args.suite_chunks:
+                return
+            bad = next((r for r in got.values() if isinstance(r, Part)), None)
+            if bad is None:
+                try:
+                    result = suite_part(sub, args, images, join_chunks([got[k] for k in range(args.suite_chunks)]),
+                                        chunks=args.suite_chunks)
+                except Exception as err:  # noqa: BLE001 - as in a worker
+                    import traceback
+
+                    result = _failed(part, sub, err, traceback.format_exc())
+            else:
+                result = bad
+        tid = task_id(part, sub)
+        page.add(tid, result)
+        pending.remove(tid)
         page.write(pending)
         _log(f"== done: {part} {sub}".rstrip())
 
     if args.jobs <= 1:
-        for part, sub in todo:
-            collect(*_run_task(part, sub, args, images))
+        for part, sub, chunk in work:
+            collect(*_run_task(part, sub, chunk, args, images))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context(start_method(env["device"]))) as pool:
-            futures = [pool.submit(_run_task, part, sub, args, images) for part, sub in todo]
+            futures = [pool.submit(_run_task, part, sub, chunk, args, images) for part, sub, chunk in work]
             for fut in as_completed(futures):
                 collect(*fut.result())
-    skipped = [p for p in PARTS if p not in parts]
+    skipped = [p for p in PARTS if not any(p_ == p for p_, _ in todo)]
     if skipped:
         _log(f"parts not run (by --only): {', '.join(skipped)}" + (", carried over from the last page" if prior else ""))
     _log(f"wrote {docs / 'results.md'} in {(time.perf_counter() - page.t0) / 60:.1f} min")

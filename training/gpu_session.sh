@@ -25,7 +25,7 @@ DATA_SEED=${DATA_SEED:-15}    # new training images (11 and 14 were used before)
 DEVICE=${DEVICE:-cuda}
 BENCH_CONFIGS=${BENCH_CONFIGS:-"old,new,new:cuda_bf16=true,new:cuda_channels_last=true,new:cuda_bf16=true:cuda_channels_last=true"}
 DEADLINE=${DEADLINE:-560}     # seconds after the start by which everything is packed (the lease's command limit is 600)
-MR_ARGS=${MR_ARGS:-"--only suites,inference --merge --n-infer 128"}
+MR_ARGS=${MR_ARGS:-"--only suites,inference --merge --n-infer 128 --suite-chunks 4"}
 mkdir -p "$OUT" "$W"
 LOG="$OUT/log.txt"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=2

@@ -141,7 +141,9 @@ def test_merge_reruns_one_part_and_keeps_the_others(make_results, tmp_path, monk
             f"`{first['command']}`.") in md
     for p in ("suites", "inference", "continual", "venn"):
         assert data["page"]["sections"][p] == first["page"]["sections"][p]
-        assert data["carried_from"][p]["command"] == first["command"]
+    assert set(data["carried_from"]) == {"suites:scenes", "suites:faces", "inference:scenes", "inference:faces",
+                                         "continual", "venn:scenes", "venn:faces"}
+    assert all(src["command"] == first["command"] for src in data["carried_from"].values())
     assert "(objects 1 s); the carried parts took suite scenes" in md
     assert "Parts not run" not in md and "rerun marker" in md and "| object-level: rerun | 0.50 | ≥ 0.80 |" in md
     # every other part's section and summary row as the first page had them, in page order
@@ -159,7 +161,59 @@ def test_merge_reruns_one_part_and_keeps_the_others(make_results, tmp_path, monk
     # merging again keeps where each carried part came from
     assert make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL]) == 0
     again = json.loads((docs / "results.json").read_text())
-    assert again["carried_from"]["suites"]["started"] == first["started"]
+    assert again["carried_from"]["suites:faces"]["started"] == first["started"]
+
+
+def _suite_rows(record: dict) -> list[tuple]:
+    return [(r["expression"], r["n"], r["accuracy"]) for r in record["results"]]
+
+
+def test_one_suite_reruns_in_chunks_and_the_other_is_carried(make_results, tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    assert make_results.main(["--docs", str(docs), *SMALL]) == 0
+    first = json.loads((docs / "results.json").read_text())
+    first_md = (docs / "results.md").read_text()
+    scenes_lines = first["page"]["tasks"]["suites:scenes"]["lines"]
+    assert scenes_lines[0].startswith("### Scenes") and "\n".join(scenes_lines) in first_md
+
+    assert make_results.main(["--docs", str(docs), "--only", "suites:faces", "--suite-chunks", "3", "--merge",
+                              *SMALL]) == 0
+    md = (docs / "results.md").read_text()
+    data = json.loads((docs / "results.json").read_text())
+    assert ("> Carried over unchanged (`--merge`): **suites:scenes, inference, continual, objects, venn**, "
+            f"from the run of {first['started']}") in md
+    assert "\n".join(scenes_lines) in md and "INCOMPLETE" not in md and data["complete"] is True
+    # the faces suite measured in three chunks: the same rows, in suite order, as measured whole
+    assert _suite_rows(data["parts"]["suite_faces"]) == _suite_rows(first["parts"]["suite_faces"])
+    assert len(_suite_rows(first["parts"]["suite_faces"])) > 3
+    assert "(in 3 chunks of the suite, run side by side: the seconds are their sum)" in md
+    assert md.index("### Scenes") < md.index("### Faces") < md.index("## 2.")
+    assert data["parts"]["suite_scenes"] == first["parts"]["suite_scenes"]
+    assert "suites:faces" not in data["carried_from"] and "suites:scenes" in data["carried_from"]
+
+
+def test_a_failed_chunk_fails_its_suite_only(make_results, tmp_path, monkeypatch):
+    real = make_results.suite_chunk
+
+    def flaky(dom, args, chunk=0, chunks=1):
+        if dom == "faces" and chunk == 1:
+            raise RuntimeError("chunk lost")
+        return real(dom, args, chunk, chunks)
+
+    monkeypatch.setattr(make_results, "suite_chunk", flaky)
+    docs = tmp_path / "docs"
+    assert make_results.main(["--docs", str(docs), "--only", "suites", "--suite-chunks", "2", *SMALL]) == 0
+    md = (docs / "results.md").read_text()
+    assert "**suites faces: failed** with `RuntimeError: chunk lost`" in md and "### Scenes" in md
+    data = json.loads((docs / "results.json").read_text())
+    assert data["parts"]["suite_faces"]["failed"] == "RuntimeError: chunk lost" and data["complete"] is True
+
+
+@pytest.mark.parametrize("bad", [["--only", "suites:moon"], ["--only", "objects:faces"], ["--suite-chunks", "0"]])
+def test_bad_task_selection_is_a_usage_error(make_results, tmp_path, bad):
+    with pytest.raises(SystemExit) as exc:
+        make_results.main(["--docs", str(tmp_path), *bad])
+    assert exc.value.code == 2
 
 
 def test_merge_needs_a_complete_recorded_page(make_results, tmp_path):
