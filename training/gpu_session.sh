@@ -64,22 +64,15 @@ tail -n 3 "$W"/train-*.txt >>"$LOG"
 say "== 3. export into a copy of models/"
 cp -r models "$W/models_new"
 python3 - "$W" >>"$LOG" 2>&1 <<'PY'
-import json, sys
+import sys
 from pathlib import Path
 from conceptlang.models.export import export_run
-from conceptlang.models.manifest import manifest_data, write_manifest
 w = Path(sys.argv[1])
-old = {e["name"]: e for e in json.loads(Path("models/manifest.json").read_text())["models"]}
-for d in ("scenes", "faces"):
+for d in ("scenes", "faces"):  # concept weights carried over (measured again by step 4); readouts recalibrated below
     try:
-        export_run(w / f"run-{d}", w / "models_new")
+        export_run(w / f"run-{d}", w / "models_new", keep=("concept_weights",))
     except Exception as e:  # a failed run keeps the shipped weights in the copy
         print(f"export {d} failed: {e}")
-data = manifest_data(w / "models_new", create=False)
-for e in data["models"]:
-    if "concept_weights" in old.get(e["name"], {}):
-        e["concept_weights"] = old[e["name"]]["concept_weights"]
-write_manifest(w / "models_new", data)
 print("exported")
 PY
 for d in scenes faces; do  # one manifest: the second calibration starts when the first has written it

@@ -69,6 +69,9 @@ def _write_weights(st: dict[str, Any], cfg, use_ema: bool, path: Path, name: str
     return net
 
 
+CALIBRATED = ("inference", "concept_weights", "sigma_range")  # settings fitted to an entry's weights
+
+
 def export_run(
     run_dir: str | Path,
     models_dir: str | Path,
@@ -80,17 +83,23 @@ def export_run(
     prior: bool | None = None,
     state: dict[str, Any] | None = None,
     file: str | None = None,
+    keep: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
     An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given, and so are its
     ``guidance``, ``sampling_guidance``, ``guidance_interval`` and ``max_objects``; a calibrated
     inference readout (``inference``), calibrated ``concept_weights`` and a tuned ``sigma_range``
-    are dropped, since they belong to the old weights. ``prior``
+    are dropped, since they belong to the old weights, unless ``keep`` names them (a warm-started
+    continuation of the same model whose settings are then measured again; ``inference`` should
+    be recalibrated in any case, ``conceptlang calibrate``). ``prior``
     (default: True for a joint model) marks the model whose empty condition is the domain prior.
     ``state`` is the trainer's checkpoint dict (default: read from the run's checkpoint.pt);
     ``file`` the weights file name (default ``<name>.safetensors``).
     """
+    unknown = set(keep) - set(CALIBRATED)
+    if unknown:
+        raise ValueError(f"export_run: keep names {sorted(unknown)}; only {', '.join(CALIBRATED)} can be kept")
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     st, cfg = _run_state(run_dir, state)
     name = name or cfg.name
@@ -126,6 +135,9 @@ def export_run(
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
     for key in ("sampling_guidance", "guidance_interval", "autoguide"):  # sampling settings, kept as ``sampler`` is
+        if key in old:
+            entry[key] = old[key]
+    for key in keep:
         if key in old:
             entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]

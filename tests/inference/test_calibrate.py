@@ -145,9 +145,16 @@ def test_calibrate_and_store_writes_every_discrete_family(models, tiny_dir):
     assert entry["inference"]["calibration"]["n"] == 6 and entry["inference"]["calibration"]["seed"] == 3
     got = infer_batch(_images(2), load_registry(models), "scenes", families=["shape", "color", "size"])
     assert all(f.readout == "calibrated" for r in got for f in r.families.values())
-    # re-exporting weights drops the readout: it belongs to the old weights
+    # re-exporting weights drops the readout (it belongs to the old weights) unless asked to keep it
     from conceptlang.models.export import export_run
 
+    readout = entry["inference"]
+    before = (models / "manifest.json").read_bytes()
+    with pytest.raises(ValueError, match=r"keep names \['guidance_interval'\]"):
+        export_run(tiny_dir / "run", models, keep=("inference", "guidance_interval"))
+    assert (models / "manifest.json").read_bytes() == before  # refused before anything was written
+    kept = export_run(tiny_dir / "run", models, keep=("inference", "concept_weights"))
+    assert kept["inference"] == readout and "concept_weights" not in kept  # the entry had none to keep
     export_run(tiny_dir / "run", models)
     entry = json.loads((models / "manifest.json").read_text())["models"][0]
     assert "inference" not in entry
