@@ -571,13 +571,12 @@ class ModelRegistry:
     def describe(self) -> list[dict]:
         out = []
         for e in self.entries:
-            path = self.models_dir / e["file"]
             out.append({
                 "name": e["name"], "domain": e["domain"], "kind": e["kind"], "layout": e["layout"],
                 "families": {f: (s.get("values") or s.get("params")) for f, s in e["families"].items()},
                 "prior": bool(e.get("prior", e["layout"] == "joint")),
                 "file": e["file"], "sha256": e["sha256"],
-                "bytes": path.stat().st_size if path.exists() else None,
+                "bytes": self._file_bytes(e),
                 "sampler": e.get("sampler", {}), "metrics": e.get("metrics", {}),
                 "concept_weights": dict(e.get("concept_weights", {})),
                 "max_objects": int(e.get("max_objects", 1)),
@@ -585,17 +584,25 @@ class ModelRegistry:
                 "guidance": e.get("guidance", 1.0),
                 "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
                 "sampling_guidance": e.get("sampling_guidance"),
-                "autoguide": (self._guide_row(e["autoguide"]) if "autoguide" in e else None),
+                "autoguide": (self._guide_row(e) if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })
         return out
 
-    def _guide_row(self, spec: dict) -> dict:
+    def _guide_row(self, entry: dict) -> dict:
+        spec = entry["autoguide"]
         row = {k: spec[k] for k in ("file", "sha256", "weight", "interval") if k in spec}
-        path = self.models_dir / spec["file"]
-        row["bytes"] = path.stat().st_size if path.exists() else None
+        row["bytes"] = self._file_bytes(guide_entry(entry))
         return row
+
+    def _file_bytes(self, entry: dict) -> int | None:
+        """Size of the entry's weights file; None when it is missing or lies outside the models folder."""
+        try:
+            path = weights_path(entry, self.models_dir)
+        except ModelError:
+            return None
+        return path.stat().st_size if path.is_file() else None
 
 
 def default_models_dir() -> Path:

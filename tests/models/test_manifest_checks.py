@@ -136,12 +136,14 @@ def test_a_symlink_out_of_the_models_folder_is_refused(models_copy, tmp_path):
         reg.handles["tiny"].impl("cpu")
     res = CliRunner().invoke(main, ["models", "--verify", "--models", str(models_copy)])
     assert res.exit_code == 1 and "outside the models folder" in res.output and "Traceback" not in res.output
+    assert reg.describe()[0]["bytes"] is None  # the listing reports no size of a file outside the folder
     # A link that stays inside the folder is fine.
     (models_copy / "tiny.safetensors").unlink()
     (models_copy / "sub").mkdir()
     shutil.move(outside, models_copy / "sub" / "w.safetensors")
     os.symlink(models_copy / "sub" / "w.safetensors", models_copy / "tiny.safetensors")
     assert verify_weights(entry, models_copy) == "ok"
+    assert load_registry(models_copy).describe()[0]["bytes"] == (models_copy / "sub" / "w.safetensors").stat().st_size
 
 
 def test_non_finite_weights_are_refused_at_load(models_copy):
