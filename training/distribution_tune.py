@@ -9,6 +9,8 @@ the project's distribution metrics, the ones ``conceptlang eval`` reports
 where the expression is true; TV per open family, position bins included; precision and recall
 (k = 3) and KID in the judge's feature space against as many reference images as samples;
 near-duplicate rate). Prints a table and appends one JSON line per expression to ``--out``.
+``--models`` given more than once measures each folder on every expression against one draw of
+the reference data (a continuation's weights beside the shipped ones).
 
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
@@ -62,7 +64,9 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    ap.add_argument("--models", default=None, help="models folder (default $CONCEPTLANG_MODELS or the shipped models)")
+    ap.add_argument("--models", action="append", default=None,
+                    help="models folder (default $CONCEPTLANG_MODELS or the shipped models); given more than once, "
+                         "every folder is measured on each expression against one draw of reference data")
     a = ap.parse_args(argv)
     settings = {}
     for item in a.set:
@@ -79,15 +83,16 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
 
     from conceptlang.compiler import compile as compile_expr
-    from conceptlang.evaluation.distribution import distribution_metrics, family_values, reference_seed
+    from conceptlang.evaluation.distribution import distribution_metrics, family_values, reference_draw, reference_seed
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import resolve_device, sample
     from conceptlang.syntax import evaluate
 
-    reg = load_registry(a.models)
+    folders = a.models or [None]
+    regs = [load_registry(f) for f in folders]
     device = resolve_device(a.device)
-    for h in reg.handles.values():
+    for h in (h for reg in regs for h in reg.handles.values()):
         if h.kind != "implicit":
             continue
         m = h.impl("cpu")
@@ -113,38 +118,50 @@ def main(argv=None) -> None:
     if a.no_concept_weights:
         opts["concept_weights"] = False
         setting["concept_weights"] = False
-    rows = []
+    rows: dict[str | None, list[dict]] = {f: [] for f in folders}
     for domain, label, text in entries:
-        t0 = time.perf_counter()
-        g = compile_expr(text, reg, domain=domain, **opts)
-        res = sample(g, a.n, seed=a.seed, device=device, **({"steps": a.steps} if a.steps else {}), **settings)
-        imgs = ((res.images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        judge = load_judge(g.domain)
-        labs = judge.labels(imgs)
-        valid = np.asarray(judge.valid(imgs), dtype=bool)
-        sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
-        m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=reference_seed(label, 0))
-        fams = {}
-        for f in m.fidelity:
-            fams[f.family] = {"tv": round(f.tv, 4), "floor": round(f.floor, 4),
-                              "samples": {k: round(v, 3) for k, v in f.samples.items()},
-                              "data": {k: round(v, 3) for k, v in f.reference.items()}}
-        row = {"setting": setting, "domain": g.domain, "expression": label, "n": a.n,
-               "valid": float(valid.mean()), "accuracy": float((valid & sat).mean()),
-               "families": fams, "tv_mean": m.tv_mean, "tv_max": m.tv_max,
-               "precision": m.precision, "recall": m.recall, "kid": m.kid,
-               "precision_floor": m.precision_floor, "recall_floor": m.recall_floor,
-               "near_dup": m.near_dup, "seconds": round(time.perf_counter() - t0, 1),
-               "reference_rows": m.reference_labels, "labels": [family_values(g.domain, lab) for lab in labs],
-               "valid_each": valid.tolist(), "satisfied_each": sat.tolist(), "note": m.note}
-        rows.append(row)
-        fam_txt = "  ".join(f"{k} {v['tv']:.2f}" for k, v in fams.items())
-        print(f"{g.domain:6} {label[:34]:34} acc {row['accuracy']:.2f} valid {row['valid']:.2f} "
-              f"tv {row['tv_mean'] if row['tv_mean'] is not None else float('nan'):.2f}  [{fam_txt}]  "
-              f"P {_f(m.precision)} R {_f(m.recall)}  dup {row['near_dup']:.2f}  {row['seconds']:.0f}s", flush=True)
-        if a.out:
-            with open(a.out, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+        ref = None  # one draw of reference data per expression, shared by every models folder
+        for folder, reg in zip(folders, regs):
+            t0 = time.perf_counter()
+            g = compile_expr(text, reg, domain=domain, **opts)
+            res = sample(g, a.n, seed=a.seed, device=device, **({"steps": a.steps} if a.steps else {}), **settings)
+            imgs = ((res.images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+            judge = load_judge(g.domain)
+            labs = judge.labels(imgs)
+            valid = np.asarray(judge.valid(imgs), dtype=bool)
+            sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
+            if ref is None:
+                ref = reference_draw(g.expr, g.domain, a.n, seed=reference_seed(label, 0))
+            m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=ref.seed, reference=ref)
+            fams = {}
+            for f in m.fidelity:
+                fams[f.family] = {"tv": round(f.tv, 4), "floor": round(f.floor, 4),
+                                  "samples": {k: round(v, 3) for k, v in f.samples.items()},
+                                  "data": {k: round(v, 3) for k, v in f.reference.items()}}
+            row = {"setting": setting, "models": folder, "domain": g.domain, "expression": label, "n": a.n,
+                   "valid": float(valid.mean()), "accuracy": float((valid & sat).mean()),
+                   "families": fams, "tv_mean": m.tv_mean, "tv_max": m.tv_max,
+                   "precision": m.precision, "recall": m.recall, "kid": m.kid,
+                   "precision_floor": m.precision_floor, "recall_floor": m.recall_floor,
+                   "near_dup": m.near_dup, "seconds": round(time.perf_counter() - t0, 1),
+                   "reference_rows": m.reference_labels, "labels": [family_values(g.domain, lab) for lab in labs],
+                   "valid_each": valid.tolist(), "satisfied_each": sat.tolist(), "note": m.note}
+            rows[folder].append(row)
+            fam_txt = "  ".join(f"{k} {v['tv']:.2f}" for k, v in fams.items())
+            print(f"{g.domain:6} {label[:34]:34} acc {row['accuracy']:.2f} valid {row['valid']:.2f} "
+                  f"tv {row['tv_mean'] if row['tv_mean'] is not None else float('nan'):.2f}  [{fam_txt}]  "
+                  f"P {_f(m.precision)} R {_f(m.recall)}  dup {row['near_dup']:.2f}  {row['seconds']:.0f}s"
+                  + (f"  [{folder}]" if len(folders) > 1 else ""), flush=True)
+            if a.out:
+                with open(a.out, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    for folder in folders:
+        if len(folders) > 1:
+            print(f"== {folder}")
+        _pooled(rows[folder], setting)
+
+
+def _pooled(rows: list[dict], setting: dict) -> None:
     tvs = [r["tv_mean"] for r in rows if r["tv_mean"] is not None]
     fam_tvs = [f["tv"] for r in rows for f in r["families"].values()]
     if rows:

@@ -7,7 +7,8 @@
 #   3. export the new weights into a copy of models/ (concept weights carried over, inference
 #      readouts recalibrated);
 #   4. the tuning lists (training/*_tuning.txt) with the shipped and the new weights on the same
-#      seeds, and the results page's suites and inference with the new weights, side by side.
+#      seeds against one draw of reference data, and the results page's suites (in chunks, one per
+#      worker) and inference with the new weights, side by side.
 # Everything it writes goes under $OUT (at most 8 files come back from a lease: work in $W, pack at the end).
 #
 #   OUT=out/gpu TRAIN_S=210 bash training/gpu_session.sh
@@ -100,14 +101,11 @@ left=$((DEADLINE - $(date +%s) + T0 - 25)); [ "$left" -lt "$EVAL_S" ] && EVAL_S=
 say "measurements get $EVAL_S s"
 ( timeout "$EVAL_S" python3 benchmarks/make_results.py --device "$DEVICE" --jobs 4 --threads 1 --n-eval "$N" $MR_ARGS \
     --models "$W/models_new" --docs "$W/docs" >"$W/make_results.txt" 2>&1; echo "exit $?" >>"$W/make_results.txt" ) &
-for m in shipped new; do
-  md=models; [ $m = new ] && md="$W/models_new"
-  for f in "$W"/list_*.txt; do
-    c=$(basename "$f" .txt); c=${c#list_}
-    ( timeout $((EVAL_S - 5)) python3 training/distribution_tune.py "$f" --n "$NT" --seed 5 \
-        --device "$DEVICE" --threads 1 --models "$md" --tag $m ${TUNE_ARGS:-} --out "$W/tune_${c}_$m.jsonl" >"$W/tune_${c}_$m.txt" 2>&1
-      echo "exit $?" >>"$W/tune_${c}_$m.txt" ) &
-  done
+for f in "$W"/list_*.txt; do  # shipped and new weights on each expression, against one draw of reference data
+  c=$(basename "$f" .txt); c=${c#list_}
+  ( timeout $((EVAL_S - 5)) python3 training/distribution_tune.py "$f" --n "$NT" --seed 5 --device "$DEVICE" \
+      --threads 1 --models models --models "$W/models_new" ${TUNE_ARGS:-} --out "$W/tune_$c.jsonl" >"$W/tune_$c.txt" 2>&1
+    echo "exit $?" >>"$W/tune_$c.txt" ) &
 done
 wait
 say "== packing"

@@ -427,11 +427,21 @@ def fidelity(domain: str, expr: Expr, sample_labels: Sequence[dict], reference_l
     return out
 
 
+def reference_draw(expr: Expr, domain: str, n: int, seed: int, n_objects: int | None = None,
+                   reference_labels: int = REFERENCE_LABELS,
+                   holds: Callable[[dict], bool] | None = None) -> Reference:
+    """The generator data :func:`distribution_metrics` scores ``n`` samples against (same arguments):
+    two disjoint sets of n images (the reference and the floor) and the satisfying labels."""
+    return reference_for(expr, domain, n_images=2 * n, seed=seed, n_labels=reference_labels,
+                         split="two_objects" if (n_objects or 1) == 2 else None, holds=holds)
+
+
 def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, labels: Sequence[dict],
                          ok: np.ndarray, judge, seed: int,
                          n_objects: int | None = None,
                          reference_labels: int = REFERENCE_LABELS,
-                         holds: Callable[[dict], bool] | None = None) -> DistributionMetrics | None:
+                         holds: Callable[[dict], bool] | None = None,
+                         reference: Reference | None = None) -> DistributionMetrics | None:
     """All distribution figures of one expression's samples (None for a domain without reference data).
 
     ``images``: uint8 (N, H, W, 3) samples; ``labels``: the judge's labels of them; ``ok``: bool
@@ -439,6 +449,8 @@ def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, lab
     ``reference_labels``: satisfying generator labels wanted for the TV reference. Two-object
     scenes (``n_objects`` 2, object-level composition) take their reference from the generator's
     ``two_objects`` split, kept where ``holds`` (default: the expression's semantics) is true.
+    ``reference``: that draw made once beforehand (:func:`reference_draw`), for scoring several
+    sample sets of one expression against the same data; it must come from the same arguments.
     """
     n = len(images)
     ok = np.asarray(ok, dtype=bool)
@@ -449,9 +461,7 @@ def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, lab
     if k_objects not in (1, 2) or (k_objects == 2 and domain != "scenes"):
         m.note = f"{n_objects}-object {domain}: no reference distribution"
         return m
-    n_sets = 2 * n  # two disjoint sets of n reference images: the reference and the floor
-    ref = reference_for(expr, domain, n_images=n_sets, seed=seed, n_labels=reference_labels,
-                        split="two_objects" if k_objects == 2 else None, holds=holds)
+    ref = reference or reference_draw(expr, domain, n, seed, n_objects, reference_labels, holds)
     m.reference_labels, m.reference_drawn = len(ref.labels), ref.drawn
     if not ref.labels:
         m.note = f"no generator image satisfies the expression in {ref.drawn} draws"

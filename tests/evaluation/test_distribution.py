@@ -209,6 +209,11 @@ def test_generator_data_scores_like_its_floor_and_a_collapse_does_not(scenes_jud
                                      reference_labels=200)
     assert none_ok.fidelity == [] and none_ok.tv_max is None and "TV not measured" in none_ok.note
     assert none_ok.recall == good.recall  # the feature figures take every sample, valid or not
+    # a reference drawn once beforehand gives the same figures as the draw inside
+    shared = D.reference_draw(expr, "scenes", n, seed=7, reference_labels=1500)
+    again = D.distribution_metrics(expr, "scenes", collapsed, one, np.ones(n, bool), scenes_judge, seed=7,
+                                   reference_labels=1500, reference=shared)
+    assert again.to_json() == bad.to_json()
 
 
 def test_json_round_trip_and_pooling():
