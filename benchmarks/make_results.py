@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-continual", type=int, default=64, help="samples per continual-learning expression")
     ap.add_argument("--n-objects", type=int, default=48, help="samples per object-level layout")
     ap.add_argument("--n-venn", type=int, default=6, help="samples per Venn region")
-    ap.add_argument("--infer-grid", type=int, default=6, help="coarse position grid per axis for inference")
+    ap.add_argument("--infer-grid", type=int, default=12, help="coarse position grid per axis for inference")
     ap.add_argument("--infer-refine", type=int, default=3, help="local refinement rounds for position inference")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (tasks run in parallel, one per worker)")
     ap.add_argument("--threads", type=int, default=None,

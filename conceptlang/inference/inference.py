@@ -245,7 +245,7 @@ def infer_batch(
     domain: str | None = None,
     *,
     device: str = "cpu",
-    coarse: int = 6,
+    coarse: int = 12,
     refine_rounds: int = 3,
     refine_points: int = 3,
     families: Sequence[str] | None = None,
@@ -257,7 +257,10 @@ def infer_batch(
 
     Continuous families: a ``coarse``ⁿ grid of cell centres over the parameters' support, then
     ``refine_rounds`` local ``refine_points``ⁿ grids, each centred on the best point so far with half
-    the previous spacing. The support is where the domain's generator puts the parameter (objects
+    the previous spacing. The coarse grid must be finer than the energy's basin around the truth:
+    beyond a small miss a scenes model's energy of a nearby place can exceed that of a far one, so
+    a coarse cell that misses the object by more than about 0.04 can lose to a cell far away.
+    The support is where the domain's generator puts the parameter (objects
     never touch the border), else the family's declared ranges: outside the training data a model's
     energy says nothing. Discrete families are decided first; with ``joint`` (default) the
     continuous search then conditions on them when one joint model serves all (the registry's
