@@ -180,8 +180,8 @@ class Page:
             self.tasks[t] = {"key": got["key"], "lines": list(got["lines"]),
                              "headline": [list(h) for h in got["headline"]], "timings": dict(got["timings"])}
             self.record["parts"][got["key"]] = prior["parts"][got["key"]]
-            self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or {"started": prior["started"], "commit": prior["commit"],
-                                             "manifests": prior["manifests"], "command": prior["command"]}
+            this_run = {k: prior[k] for k in ("started", "commit", "manifests", "command")}
+            self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or this_run
         self.record["carried_from"] = self.carried
 
     def write(self, pending: list[str]) -> None:
