@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
 
     from conceptlang.compiler import compile as compile_expr
-    from conceptlang.evaluation.distribution import distribution_metrics, family_values, reference_draw, reference_seed
+    from conceptlang.evaluation.distribution import REFERENCE_DOMAINS, distribution_metrics, family_values, reference_draw, reference_seed
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
     from conceptlang.sampling import resolve_device, sample
@@ -130,9 +130,10 @@ def main(argv=None) -> None:
             labs = judge.labels(imgs)
             valid = np.asarray(judge.valid(imgs), dtype=bool)
             sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
-            if ref is None:
+            if ref is None and g.domain in REFERENCE_DOMAINS:
                 ref = reference_draw(g.expr, g.domain, a.n, seed=reference_seed(label, 0))
-            m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=ref.seed, reference=ref)
+            m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=reference_seed(label, 0),
+                                     reference=ref)
             fams = {}
             for f in m.fidelity:
                 fams[f.family] = {"tv": round(f.tv, 4), "floor": round(f.floor, 4),
