@@ -67,6 +67,29 @@ def _manifest_digest(models: str | None) -> str:
     return h.hexdigest()[:12]
 
 
+def _task_digest(models: str | None, part: str, sub: str) -> str:
+    """sha256 (12 hex digits) of the manifest entries one task samples with: the domain's models of
+    the main manifest for suites, inference and Venn figures, the continual or object-level set's
+    manifest for those parts. ``metrics`` are left out: they record measurements, not settings."""
+    import hashlib
+    import json
+
+    from conceptlang.resources import shipped_models_dir
+
+    d = Path(models) if models else shipped_models_dir()
+    f = d / {"continual": "continual/manifest.json", "objects": "objects/manifest.json"}.get(part, "manifest.json")
+    try:
+        entries = json.loads(f.read_text()).get("models", [])
+    except (OSError, ValueError, AttributeError):
+        entries = None
+    if entries is not None and part not in ("continual", "objects"):
+        entries = [e for e in entries if isinstance(e, dict) and e.get("domain") == sub]
+    if entries is not None:
+        entries = sorted(({k: v for k, v in e.items() if k != "metrics"} for e in entries if isinstance(e, dict)),
+                         key=lambda e: str(e.get("name")))
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _rel(path: Path) -> str:
     """``path`` relative to the repository when it lies inside it (for the page), else as given."""
     try:
@@ -139,11 +162,12 @@ class Page:
         self.tasks: dict[str, dict] = {}  # task id → {"key", "lines", "headline", "timings"}
         self.run_tasks: list[str] = [task_id(p, s_) for p, s_ in SCHEDULE]  # the tasks this run measures
         self.carried: dict[str, dict] = {}  # --merge: task id → the earlier run it comes from
+        self.digests = {task_id(p, s_): _task_digest(args.models, p, s_) for p, s_ in SCHEDULE}  # at the start
         self.record: dict = {"environment": env, "commit": _git_commit(), "started": self.started,
                              "command": command, "manifests": _manifest_digest(args.models), "parts": {}}
 
     def add(self, tid: str, result: "Part") -> None:
-        self.tasks[tid] = {"key": result.key, "lines": list(result.lines),
+        self.tasks[tid] = {"key": result.key, "lines": list(result.lines), "models": self.digests[tid],
                            "headline": [list(h) for h in result.headline], "timings": dict(result.timings)}
         self.record["parts"][result.key] = result.record
 
@@ -179,6 +203,8 @@ class Page:
             got = page["tasks"][t]
             self.tasks[t] = {"key": got["key"], "lines": list(got["lines"]),
                              "headline": [list(h) for h in got["headline"]], "timings": dict(got["timings"])}
+            if "models" in got:  # the task's own models, where its run recorded them
+                self.tasks[t]["models"] = got["models"]
             self.record["parts"][got["key"]] = prior["parts"][got["key"]]
             this_run = {k: prior[k] for k in ("started", "commit", "manifests", "command")}
             self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or this_run
@@ -203,9 +229,14 @@ class Page:
             else:
                 got.append(t)
         for src, names in origins:
+            # A task that recorded its own models is checked against them; an older one against every manifest.
+            changed = [t for t in names if self.tasks[t].get("models", self.digests[t]) != self.digests[t]
+                       or ("models" not in self.tasks[t] and src["manifests"] != now)]
             head += [f"> Carried over unchanged (`--merge`): **{', '.join(_task_labels(names))}**, from the run of "
                      f"{src['started']} (commit {src['commit']}; manifests sha256 {src['manifests']}): `{src['command']}`"
-                     + ("" if src["manifests"] == now else " — **the models' manifests have changed since**") + ".", ""]
+                     + ("" if not changed else " — **the models' manifests have changed since**" if changed == names
+                        else f" — **the manifests of the models of {', '.join(_task_labels(changed))} have changed since**")
+                     + ".", ""]
         if now != self.record["manifests"]:
             head += [f"> **Warning:** the models' manifests changed during this run (sha256 {self.record['manifests']} "
                      f"at the start, {now} now): parts may have used different sampler settings.", ""]

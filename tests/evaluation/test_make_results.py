@@ -229,3 +229,40 @@ def test_merge_needs_a_complete_recorded_page(make_results, tmp_path):
     with pytest.raises(SystemExit) as exc:
         make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
     assert exc.value.code == 2
+
+
+def test_a_carried_task_is_flagged_only_when_its_own_models_changed(make_results, tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    assert make_results.main(["--docs", str(docs), *SMALL]) == 0
+    first = json.loads((docs / "results.json").read_text())
+    digests = {t: rec["models"] for t, rec in first["page"]["tasks"].items()}
+    assert len(set(digests.values())) >= 3  # scenes, faces, continual, objects differ
+    real = make_results._task_digest
+    monkeypatch.setattr(make_results, "_task_digest",  # the faces models change; nothing else
+                        lambda models, part, sub: "changed" if sub == "faces" else real(models, part, sub))
+    assert make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL]) == 0
+    md = (docs / "results.md").read_text()
+    assert ("— **the manifests of the models of suites:faces, inference:faces, venn:faces have changed since**."
+            in md)
+    data = json.loads((docs / "results.json").read_text())
+    assert data["page"]["tasks"]["suites:faces"]["models"] == digests["suites:faces"]  # as its run recorded
+    assert data["page"]["tasks"]["objects"]["models"] == digests["objects"]
+
+
+def test_task_digests_follow_the_entries_a_task_samples_with(make_results, tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "models", tmp_path / "m", ignore=shutil.ignore_patterns("*.safetensors"))
+    models = str(tmp_path / "m")
+    before = {(p, s): make_results._task_digest(models, p, s) for p, s in make_results.SCHEDULE}
+    path = tmp_path / "m" / "manifest.json"
+    data = json.loads(path.read_text())
+    faces = next(e for e in data["models"] if e["domain"] == "faces")
+    faces["metrics"] = {"changed": True}  # a measurement: no task's digest moves
+    path.write_text(json.dumps(data))
+    assert {(p, s): make_results._task_digest(models, p, s) for p, s in make_results.SCHEDULE} == before
+    faces["guidance"] = 7.0  # a setting: the faces tasks' digests move, no other
+    path.write_text(json.dumps(data))
+    after = {(p, s): make_results._task_digest(models, p, s) for p, s in make_results.SCHEDULE}
+    assert {k for k in before if before[k] != after[k]} == {("suites", "faces"), ("inference", "faces"),
+                                                            ("venn", "faces")}
