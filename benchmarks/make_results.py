@@ -54,12 +54,16 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _models_root(models: str | None) -> Path:
+    from conceptlang.resources import shipped_models_dir
+
+    return Path(models) if models else shipped_models_dir()
+
+
 def _manifest_digest(models: str | None) -> str:
     import hashlib
 
-    from conceptlang.resources import shipped_models_dir
-
-    d = Path(models) if models else shipped_models_dir()
+    d = _models_root(models)
     h = hashlib.sha256()
     for name in ("manifest.json", "continual/manifest.json", "objects/manifest.json"):
         f = d / name
@@ -74,10 +78,7 @@ def _task_digest(models: str | None, part: str, sub: str) -> str:
     import hashlib
     import json
 
-    from conceptlang.resources import shipped_models_dir
-
-    d = Path(models) if models else shipped_models_dir()
-    f = d / {"continual": "continual/manifest.json", "objects": "objects/manifest.json"}.get(part, "manifest.json")
+    f = _models_root(models) / {"continual": "continual/manifest.json", "objects": "objects/manifest.json"}.get(part, "manifest.json")
     try:
         entries = json.loads(f.read_text()).get("models", [])
     except (OSError, ValueError, AttributeError):
@@ -121,6 +122,11 @@ def _pooled(results, pred) -> Proportion:
         if r.accuracy is not None and pred(r):
             p = p + r.accuracy
     return p
+
+
+def record_key(part: str, sub: str) -> str:
+    """The task's key in results.json's ``parts``: ``suite_faces``, ``inference_scenes``, ``objects``."""
+    return f"{'suite' if part == 'suites' else part}_{sub}".rstrip("_")
 
 
 def task_id(part: str, sub: str) -> str:
@@ -199,6 +205,7 @@ class Page:
         """Take the tasks ``tids`` as the earlier run ``prior`` (a results.json record) recorded them."""
         page = prior["page"]
         origin = prior.get("carried_from") or {}
+        this_run = {k: prior[k] for k in ("started", "commit", "manifests", "command")}
         for t in tids:
             got = page["tasks"][t]
             self.tasks[t] = {"key": got["key"], "lines": list(got["lines"]),
@@ -206,7 +213,6 @@ class Page:
             if "models" in got:  # the task's own models, where its run recorded them
                 self.tasks[t]["models"] = got["models"]
             self.record["parts"][got["key"]] = prior["parts"][got["key"]]
-            this_run = {k: prior[k] for k in ("started", "commit", "manifests", "command")}
             self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or this_run
         self.record["carried_from"] = self.carried
 
@@ -351,7 +357,7 @@ def task_suite(dom: str, args, images: Path) -> Part:
 
 def suite_part(dom: str, args, images: Path, res: SuiteResult, chunks: int = 1) -> Part:
     """The suite's share of the page (tables, summary rows, sample sheets) from its measured result."""
-    part = Part(f"suite_{dom}")
+    part = Part(record_key("suites", dom))
     t0 = time.perf_counter()
     sheet = f"results_{dom}_suite.png"
     save_png(images / sheet, contact_sheet(res.results, show=12,
@@ -439,7 +445,7 @@ def task_inference(dom: str, args, images: Path) -> Part:
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import energy_settings, load_registry
 
-    part = Part(f"inference_{dom}")
+    part = Part(record_key("inference", dom))
     t0 = time.perf_counter()
     _log(f"inference {dom}: {args.n_infer} generated images")
     registry = load_registry(args.models)
@@ -562,7 +568,7 @@ def task_venn(dom: str, args, images: Path) -> Part:
     from conceptlang.models.registry import load_registry
 
     concepts = dict(VENNS)[dom]
-    part = Part(f"venn_{dom}")
+    part = Part(record_key("venn", dom))
     t0 = time.perf_counter()
     _log(f"venn {dom}: {concepts}")
     venn = run_venn(list(concepts), load_registry(args.models), n=args.n_venn, seed=args.seed, device=args.device,
@@ -619,7 +625,7 @@ def start_method(device: str) -> str:
 
 def _failed(part: str, sub: str, err: BaseException, trace: str) -> Part:
     _log(f"!! {part} {sub} failed: {type(err).__name__}: {err}")
-    failed = Part(f"{'suite' if part == 'suites' else part}_{sub}".rstrip("_"))  # the key the task's record has
+    failed = Part(record_key(part, sub))
     failed.lines = [f"**{part} {sub}: failed** with `{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}`", ""]
     failed.record = {"failed": f"{type(err).__name__}: {err}", "traceback": trace}
     return failed
@@ -651,7 +657,7 @@ def _prior_page(docs: Path, ap: argparse.ArgumentParser) -> dict:
         ap.error(f"--merge needs the last page's record {path}: {err}")
     page = prior.get("page") if isinstance(prior, dict) else None
     tasks = page.get("tasks") if isinstance(page, dict) else None
-    if not prior.get("complete") or not isinstance(tasks, dict) or set(tasks) != {task_id(p, s_) for p, s_ in SCHEDULE}:
+    if not isinstance(tasks, dict) or not prior.get("complete") or set(tasks) != {task_id(p, s_) for p, s_ in SCHEDULE}:
         ap.error(f"--merge: {path} is not the record of a complete page that keeps each task's share "
                  "(pages written before the per-task record do not); regenerate the whole page once")
     if any(flag in str(prior.get("command", "")).split() for flag in ("--quick", "--steps", "--limit")):

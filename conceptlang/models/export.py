@@ -134,10 +134,8 @@ def export_run(
     }
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
-    for key in ("sampling_guidance", "guidance_interval", "autoguide"):  # sampling settings, kept as ``sampler`` is
-        if key in old:
-            entry[key] = old[key]
-    for key in keep:
+    # sampling settings, kept as ``sampler`` is, and the calibrated ones the caller keeps
+    for key in ("sampling_guidance", "guidance_interval", "autoguide", *keep):
         if key in old:
             entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]

@@ -225,6 +225,10 @@ def test_merge_needs_a_complete_recorded_page(make_results, tmp_path):
     with pytest.raises(SystemExit) as exc:
         make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
     assert exc.value.code == 2
+    (docs / "results.json").write_text("[]")  # a record that is not an object
+    with pytest.raises(SystemExit) as exc:
+        make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
+    assert exc.value.code == 2
     assert make_results.main(["--quick", "--docs", str(docs)]) == 0  # a smoke test
     with pytest.raises(SystemExit) as exc:
         make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL])
