@@ -60,28 +60,51 @@ def _models_root(models: str | None) -> Path:
     return Path(models) if models else shipped_models_dir()
 
 
-def _manifest_digest(models: str | None) -> str:
+MANIFESTS = ("manifest.json", "continual/manifest.json", "objects/manifest.json")
+
+
+def _manifest_texts(models: str | None, commit: str | None = None) -> dict[str, bytes | None] | None:
+    """The three manifests' bytes (None where one is missing): as they are now, or as ``commit`` holds
+    them (read with git; None when the models folder lies outside the repository or git cannot)."""
+    root = _models_root(models)
+    if commit is None:
+        return {name: (root / name).read_bytes() if (root / name).exists() else None for name in MANIFESTS}
+    try:
+        rel = root.resolve().relative_to(ROOT)
+    except ValueError:
+        return None
+    texts = {}
+    for name in MANIFESTS:
+        try:
+            got = subprocess.run(["git", "show", f"{commit}:{(rel / name).as_posix()}"], cwd=ROOT,
+                                 capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        texts[name] = got.stdout if got.returncode == 0 else None
+    return texts
+
+
+def _digest_of_manifests(texts: dict[str, bytes | None]) -> str:
     import hashlib
 
-    d = _models_root(models)
     h = hashlib.sha256()
-    for name in ("manifest.json", "continual/manifest.json", "objects/manifest.json"):
-        f = d / name
-        h.update(f.read_bytes() if f.exists() else b"-")
+    for name in MANIFESTS:
+        h.update(texts[name] if texts[name] is not None else b"-")
     return h.hexdigest()[:12]
 
 
-def _task_digest(models: str | None, part: str, sub: str) -> str:
-    """sha256 (12 hex digits) of the manifest entries one task samples with: the domain's models of
-    the main manifest for suites, inference and Venn figures, the continual or object-level set's
-    manifest for those parts. ``metrics`` are left out: they record measurements, not settings."""
+def _manifest_digest(models: str | None) -> str:
+    return _digest_of_manifests(_manifest_texts(models))
+
+
+def _entries_digest(texts: dict[str, bytes | None], part: str, sub: str) -> str:
     import hashlib
     import json
 
-    f = _models_root(models) / {"continual": "continual/manifest.json", "objects": "objects/manifest.json"}.get(part, "manifest.json")
+    raw = texts[{"continual": "continual/manifest.json", "objects": "objects/manifest.json"}.get(part, "manifest.json")]
     try:
-        entries = json.loads(f.read_text()).get("models", [])
-    except (OSError, ValueError, AttributeError):
+        entries = json.loads(raw).get("models", []) if raw is not None else None
+    except (ValueError, AttributeError):
         entries = None
     if entries is not None and part not in ("continual", "objects"):
         entries = [e for e in entries if isinstance(e, dict) and e.get("domain") == sub]
@@ -89,6 +112,26 @@ def _task_digest(models: str | None, part: str, sub: str) -> str:
         entries = sorted(({k: v for k, v in e.items() if k != "metrics"} for e in entries if isinstance(e, dict)),
                          key=lambda e: str(e.get("name")))
     return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _task_digest(models: str | None, part: str, sub: str) -> str:
+    """sha256 (12 hex digits) of the manifest entries one task samples with: the domain's models of
+    the main manifest for suites, inference and Venn figures, the continual or object-level set's
+    manifest for those parts. ``metrics`` are left out: they record measurements, not settings."""
+    return _entries_digest(_manifest_texts(models), part, sub)
+
+
+def _task_digest_at(models: str | None, run: dict, part: str, sub: str) -> str | None:
+    """The task digest of an earlier run that recorded only the digest of all its manifests: computed
+    from the manifests of the run's commit, when they are the ones the run used (their digest equals
+    the recorded one, and models/ did not differ from the commit); else None."""
+    commit = str(run.get("commit", ""))
+    if not commit or commit == "unknown" or " " in commit:  # "abc1234 (models/ differs from the commit)"
+        return None
+    texts = _manifest_texts(models, commit)
+    if texts is None or _digest_of_manifests(texts) != run.get("manifests"):
+        return None
+    return _entries_digest(texts, part, sub)
 
 
 def _rel(path: Path) -> str:
@@ -210,10 +253,13 @@ class Page:
             got = page["tasks"][t]
             self.tasks[t] = {"key": got["key"], "lines": list(got["lines"]),
                              "headline": [list(h) for h in got["headline"]], "timings": dict(got["timings"])}
-            if "models" in got:  # the task's own models, where its run recorded them
-                self.tasks[t]["models"] = got["models"]
             self.record["parts"][got["key"]] = prior["parts"][got["key"]]
             self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or this_run
+            # the task's own models, as its run recorded them or as its run's commit shows them
+            part, _, sub = t.partition(":")
+            own = got.get("models") or _task_digest_at(self.args.models, self.carried[t], part, sub)
+            if own is not None:
+                self.tasks[t]["models"] = own
         self.record["carried_from"] = self.carried
 
     def write(self, pending: list[str]) -> None:

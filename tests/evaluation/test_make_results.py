@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -270,3 +271,63 @@ def test_task_digests_follow_the_entries_a_task_samples_with(make_results, tmp_p
     after = {(p, s): make_results._task_digest(models, p, s) for p, s in make_results.SCHEDULE}
     assert {k for k in before if before[k] != after[k]} == {("suites", "faces"), ("inference", "faces"),
                                                             ("venn", "faces")}
+
+
+def _legacy_page(make_results, docs, commit: str, manifests: str) -> None:
+    """Rewrite the page's record as a run before per-task digests wrote it: no task's own models."""
+    path = docs / "results.json"
+    data = json.loads(path.read_text())
+    for rec in data["page"]["tasks"].values():
+        del rec["models"]
+    data["commit"], data["manifests"] = commit, manifests
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("commit,recorded,flagged", [
+    # the commit's manifests are the run's: only the tasks whose own entries changed are flagged
+    ("abc1234", "commit", "— **the manifests of the models of suites:faces, inference:faces, venn:faces have changed since**."),
+    # the commit's manifests are not the run's (another digest), or models/ differed from the commit:
+    # every task is checked against all manifests, as before
+    ("abc1234", "other", "— **the models' manifests have changed since**."),
+    ("abc1234 (models/ differs from the commit)", "commit", "— **the models' manifests have changed since**."),
+])
+def test_a_task_recorded_before_its_own_digest_is_checked_against_its_commit(make_results, tmp_path, monkeypatch,
+                                                                            commit, recorded, flagged):
+    docs = tmp_path / "docs"
+    assert make_results.main(["--docs", str(docs), *SMALL]) == 0
+    now = make_results._manifest_texts(None)
+    then = dict(now)
+    data = json.loads(now["manifest.json"])
+    next(e for e in data["models"] if e["domain"] == "faces")["guidance"] = 7.0  # a faces setting, since changed
+    then["manifest.json"] = json.dumps(data).encode()
+    asked = []
+    real = make_results._manifest_texts
+
+    def texts(models, at=None):
+        asked.append(at)
+        return real(models) if at is None else then
+
+    monkeypatch.setattr(make_results, "_manifest_texts", texts)
+    _legacy_page(make_results, docs, commit, make_results._digest_of_manifests(then) if recorded == "commit" else "0" * 12)
+    assert make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL]) == 0
+    md = (docs / "results.md").read_text()
+    assert md.count("> Carried over unchanged") == 1 and flagged in md
+    assert ("abc1234" in asked) == (" " not in commit)  # a commit that differed is never read
+    carried = json.loads((docs / "results.json").read_text())["page"]["tasks"]
+    if recorded == "commit" and " " not in commit:  # the derived digests are kept for later merges
+        assert carried["suites:scenes"]["models"] == make_results._task_digest(None, "suites", "scenes")
+        assert carried["suites:faces"]["models"] == make_results._entries_digest(then, "suites", "faces")
+        assert carried["suites:faces"]["models"] != make_results._task_digest(None, "suites", "faces")
+    else:
+        assert all("models" not in carried[t] for t in carried if t != "objects")
+
+
+def test_manifests_at_a_commit_are_read_with_git(make_results):
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    texts = make_results._manifest_texts(None, head.stdout.strip())
+    committed = subprocess.run(["git", "show", "HEAD:models/manifest.json"], cwd=ROOT, capture_output=True).stdout
+    assert texts["manifest.json"] == committed and set(texts) == set(make_results.MANIFESTS)
+    assert make_results._manifest_texts(None, "0" * 40)["manifest.json"] is None  # no such commit
+    assert make_results._manifest_texts(str(Path("/") / "elsewhere"), head.stdout.strip()) is None  # outside the repository
