@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import re
 import shlex
 import subprocess
 import sys
@@ -68,7 +69,13 @@ def _manifest_texts(models: str | None, commit: str | None = None) -> dict[str, 
     them (read with git; None when the models folder lies outside the repository or git cannot)."""
     root = _models_root(models)
     if commit is None:
-        return {name: (root / name).read_bytes() if (root / name).exists() else None for name in MANIFESTS}
+        texts = {}
+        for name in MANIFESTS:
+            try:
+                texts[name] = (root / name).read_bytes()
+            except OSError:
+                texts[name] = None
+        return texts
     try:
         rel = root.resolve().relative_to(ROOT)
     except ValueError:
@@ -126,7 +133,8 @@ def _task_digest_at(models: str | None, run: dict, part: str, sub: str) -> str |
     from the manifests of the run's commit, when they are the ones the run used (their digest equals
     the recorded one, and models/ did not differ from the commit); else None."""
     commit = str(run.get("commit", ""))
-    if not commit or commit == "unknown" or " " in commit:  # "abc1234 (models/ differs from the commit)"
+    # only a bare hash: not "unknown", not "abc1234 (models/ differs from the commit)", never an option
+    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
         return None
     texts = _manifest_texts(models, commit)
     if texts is None or _digest_of_manifests(texts) != run.get("manifests"):

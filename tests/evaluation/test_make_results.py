@@ -273,7 +273,7 @@ def test_task_digests_follow_the_entries_a_task_samples_with(make_results, tmp_p
                                                             ("venn", "faces")}
 
 
-def _legacy_page(make_results, docs, commit: str, manifests: str) -> None:
+def _legacy_page(docs, commit: str, manifests: str) -> None:
     """Rewrite the page's record as a run before per-task digests wrote it: no task's own models."""
     path = docs / "results.json"
     data = json.loads(path.read_text())
@@ -290,6 +290,7 @@ def _legacy_page(make_results, docs, commit: str, manifests: str) -> None:
     # every task is checked against all manifests, as before
     ("abc1234", "other", "— **the models' manifests have changed since**."),
     ("abc1234 (models/ differs from the commit)", "commit", "— **the models' manifests have changed since**."),
+    ("--output=x", "commit", "— **the models' manifests have changed since**."),  # never passed to git
 ])
 def test_a_task_recorded_before_its_own_digest_is_checked_against_its_commit(make_results, tmp_path, monkeypatch,
                                                                             commit, recorded, flagged):
@@ -308,13 +309,13 @@ def test_a_task_recorded_before_its_own_digest_is_checked_against_its_commit(mak
         return real(models) if at is None else then
 
     monkeypatch.setattr(make_results, "_manifest_texts", texts)
-    _legacy_page(make_results, docs, commit, make_results._digest_of_manifests(then) if recorded == "commit" else "0" * 12)
+    _legacy_page(docs, commit, make_results._digest_of_manifests(then) if recorded == "commit" else "0" * 12)
     assert make_results.main(["--docs", str(docs), "--only", "objects", "--merge", *SMALL]) == 0
     md = (docs / "results.md").read_text()
     assert md.count("> Carried over unchanged") == 1 and flagged in md
-    assert ("abc1234" in asked) == (" " not in commit)  # a commit that differed is never read
+    assert (commit in asked) == (commit == "abc1234")  # a commit that differed, or no bare hash, is never read
     carried = json.loads((docs / "results.json").read_text())["page"]["tasks"]
-    if recorded == "commit" and " " not in commit:  # the derived digests are kept for later merges
+    if recorded == "commit" and commit == "abc1234":  # the derived digests are kept for later merges
         assert carried["suites:scenes"]["models"] == make_results._task_digest(None, "suites", "scenes")
         assert carried["suites:faces"]["models"] == make_results._entries_digest(then, "suites", "faces")
         assert carried["suites:faces"]["models"] != make_results._task_digest(None, "suites", "faces")
