@@ -128,18 +128,16 @@ def _task_digest(models: str | None, part: str, sub: str) -> str:
     return _entries_digest(_manifest_texts(models), part, sub)
 
 
-def _task_digest_at(models: str | None, run: dict, part: str, sub: str) -> str | None:
-    """The task digest of an earlier run that recorded only the digest of all its manifests: computed
-    from the manifests of the run's commit, when they are the ones the run used (their digest equals
-    the recorded one, and models/ did not differ from the commit); else None."""
+def _manifests_of_run(models: str | None, run: dict) -> dict[str, bytes | None] | None:
+    """The manifests an earlier run sampled with, for a run that recorded only the digest of all of
+    them: its commit's, when they are the ones the run used (their digest equals the recorded one,
+    and models/ did not differ from the commit); else None."""
     commit = str(run.get("commit", ""))
     # only a bare hash: not "unknown", not "abc1234 (models/ differs from the commit)", never an option
     if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
         return None
     texts = _manifest_texts(models, commit)
-    if texts is None or _digest_of_manifests(texts) != run.get("manifests"):
-        return None
-    return _entries_digest(texts, part, sub)
+    return texts if texts is not None and _digest_of_manifests(texts) == run.get("manifests") else None
 
 
 def _rel(path: Path) -> str:
@@ -257,6 +255,7 @@ class Page:
         page = prior["page"]
         origin = prior.get("carried_from") or {}
         this_run = {k: prior[k] for k in ("started", "commit", "manifests", "command")}
+        run_manifests: dict[tuple, dict | None] = {}  # (commit, manifests) → that run's manifests, read once
         for t in tids:
             got = page["tasks"][t]
             self.tasks[t] = {"key": got["key"], "lines": list(got["lines"]),
@@ -264,8 +263,15 @@ class Page:
             self.record["parts"][got["key"]] = prior["parts"][got["key"]]
             self.carried[t] = origin.get(t) or origin.get(t.partition(":")[0]) or this_run
             # the task's own models, as its run recorded them or as its run's commit shows them
-            part, _, sub = t.partition(":")
-            own = got.get("models") or _task_digest_at(self.args.models, self.carried[t], part, sub)
+            own = got.get("models")
+            if own is None:
+                src = self.carried[t]
+                key = (src.get("commit"), src.get("manifests"))
+                if key not in run_manifests:
+                    run_manifests[key] = _manifests_of_run(self.args.models, src)
+                if run_manifests[key] is not None:
+                    part, _, sub = t.partition(":")
+                    own = _entries_digest(run_manifests[key], part, sub)
             if own is not None:
                 self.tasks[t]["models"] = own
         self.record["carried_from"] = self.carried

@@ -121,6 +121,7 @@ def main(argv=None) -> None:
     rows: dict[str | None, list[dict]] = {f: [] for f in folders}
     for domain, label, text in entries:
         ref = None  # one draw of reference data per expression, shared by every models folder
+        ref_seed = reference_seed(label, 0)
         for folder, reg in zip(folders, regs):
             t0 = time.perf_counter()
             g = compile_expr(text, reg, domain=domain, **opts)
@@ -131,9 +132,8 @@ def main(argv=None) -> None:
             valid = np.asarray(judge.valid(imgs), dtype=bool)
             sat = np.array([bool(evaluate(g.expr, lab)) for lab in labs])
             if ref is None and g.domain in REFERENCE_DOMAINS:
-                ref = reference_draw(g.expr, g.domain, a.n, seed=reference_seed(label, 0))
-            m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=reference_seed(label, 0),
-                                     reference=ref)
+                ref = reference_draw(g.expr, g.domain, a.n, seed=ref_seed)
+            m = distribution_metrics(g.expr, g.domain, imgs, labs, valid & sat, judge, seed=ref_seed, reference=ref)
             fams = {}
             for f in m.fidelity:
                 fams[f.family] = {"tv": round(f.tv, 4), "floor": round(f.floor, 4),
