@@ -21,9 +21,11 @@ Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as wr
   becomes the OR of the family's other values (log Z_i = −log share_i, the data's shares given the
   conjunction's positive concepts), distributed over the conjunction — ``A & ~v`` →
   ``(A & v₁) | (A & v₂) | …`` — so that each branch is one product (one joint leaf in the joint
-  mode); ``~a`` of a yes/no attribute becomes its known-absent value, a positive condition. A
-  negation this does not cover (a compound, a weighted one, a family without an absent value)
-  keeps the ratio form −α, and so does everything under a negated or weighted compound.
+  mode); ``~a`` of a yes/no attribute becomes its known-absent value, a positive condition; a
+  negated compound of such values (``~(circle & red)``) becomes the mixture over the combinations
+  of its families where it is false. A negation this does not cover (a weighted one, a continuous
+  concept, a family without an absent value) keeps the ratio form −α, and so does everything under
+  a negated or weighted compound that is not lowered so.
 
 Identical leaves and identical sub-graphs are shared (hash-consing); sums fold nested sums
 (so ``A & A`` and ``2 * A`` become the same node) and keep their terms in a canonical order, so
@@ -483,12 +485,15 @@ class GraphBuilder:
         dom = self.registry.domain(self.domain)
         pos_refs: list[ConceptRef] = [self.refs[t] for t in flat if isinstance(t, Concept)]
         negs: dict[str, list[tuple[int, ConceptRef]]] = {}  # family → (term index, negated ref)
+        compound: list[int] = []  # term indices of negated compounds (`~(red | green)`)
         if self.options.negation == "complement":
             for k, t in enumerate(flat):
                 if isinstance(t, Not) and isinstance(t.expr, Concept):
                     r = self.refs[t.expr]
                     if r.value is not None:
                         negs.setdefault(r.family, []).append((k, r))
+                elif isinstance(t, Not):
+                    compound.append(k)
         drop: set[int] = set()  # term indices replaced
         extra: list[ConceptRef] = []  # known-absent refs, one per negated yes/no attribute
         free: list[tuple[str, list[str | None]]] = []  # complemented families: (family, allowed values)
@@ -525,21 +530,35 @@ class GraphBuilder:
                 continue
             free.append((fam_name, allowed))
             drop.update(k for k, _ in items)
+        # negated compounds over discrete values: the combinations of their families where they do not hold
+        cfree, excluded = self._compound_complements(flat, compound, pos_refs, extra, {f for f, _ in free})
+        drop.update(k for k, _ in excluded)
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
         spread: list[ConceptRef] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
             rest, spread = self._spread_named(rest)
         enum: list[tuple[str, list[str | None]]] = []
         if self.options.free_families != "model" and not self._in_product:
-            taken = {f for f, _ in free} | {r.family for r in extra}
+            taken = {f for f, _ in free + cfree} | {r.family for r in extra}
             # a bare complement (`~red`) has no positive concept to find the joint model by: one of
             # its values stands in (its family is taken, so it is not enumerated twice)
             anchor = [] if any(isinstance(t, Concept) for t in rest) else [
-                self._synthetic(ConceptRef(self.domain, f, value=vals[0])) for f, vals in free[:1] if vals[0] is not None]
+                self._synthetic(ConceptRef(self.domain, f, value=vals[0]))
+                for f, vals in (free + cfree)[:1] if vals[0] is not None]
             enum = self._free_families(rest + anchor, taken)
         given = pos_refs + extra
-        fams = free + enum
-        combos = list(itertools.product(*[vals for _, vals in fams]))
+        fixed: dict[str, str | None] = {r.family: r.value for r in pos_refs if r.value is not None}
+        fixed.update({r.family: None for r in extra})
+
+        def allowed_combos(fams: list[tuple[str, list[str | None]]]) -> list[tuple]:
+            names = [f for f, _ in fams]
+            return [c for c in itertools.product(*[vals for _, vals in fams])
+                    if not any(self._holds(phi, {**fixed, **dict(zip(names, c))}) for _, phi in excluded)]
+
+        fams = free + cfree + enum
+        combos = allowed_combos(fams)
+        if not combos:  # the negations exclude every combination (unsatisfiable): the ratio form stays
+            return None
         shares, source = self._shares([f for f, _ in fams], combos, given)
         if enum and (source != "data" or sum(s > 0 for s in shares) > self.options.max_disjuncts):
             # without the data's shares (or too many branches) the free families stay the model's
@@ -547,8 +566,8 @@ class GraphBuilder:
                 self.complement_skipped.append(
                     f"{' & '.join(show(t) for t in flat)}: its free families would make more than "
                     f"max_disjuncts = {self.options.max_disjuncts} branches, so they are left to the model")
-            enum, fams = [], free
-            combos = list(itertools.product(*[vals for _, vals in fams]))
+            enum, fams = [], free + cfree
+            combos = allowed_combos(fams)
             shares, source = self._shares([f for f, _ in fams], combos, given)
         drawn: list[ConceptRef] = []
         if self.options.free_families == "data" and not self._in_product and combos:
@@ -587,6 +606,14 @@ class GraphBuilder:
                 parts.append(f"{f}: " + ", ".join(f"{v} {marg[v]:.3f}" for v in vals if marg[v] > 0))
             notes.append(Grounding(negated=", ~".join(names), grounded_by="", positive="", alpha=0.0,
                                    how="complement", detail="over " + "; ".join(parts) + f" ({how})"))
+        for k, phi in excluded:
+            names = self._formula_families(phi) or []
+            cols = [j for j, (f, _) in enumerate(fams) if f in names]
+            kept = len({tuple(c[j] for j in cols) for c, sh in zip(combos, shares) if sh > 0})
+            notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
+                                   how="complement",
+                                   detail=f"over the combinations of {', '.join(sorted(names))} where it does not "
+                                          f"hold ({kept} with data; {how})"))
         if enum:
             self.enumerated.append(
                 f"{' & '.join(show(t) for t in flat)}: free families {', '.join(f for f, _ in enum)} drawn as "
@@ -602,6 +629,82 @@ class GraphBuilder:
         self.groundings.extend(replace(g, node=nid) for g in notes)
         # the ratio-form negations left among `rest` were recorded by _product
         return nid
+
+    def _formula_families(self, e: Expr) -> list[str] | None:
+        """The families of a negated compound's concepts, in order, when every one is a value of a
+        discrete family (no parameters, no weights); else None."""
+        if isinstance(e, Concept):
+            r = self.refs[e]
+            return [r.family] if r.value is not None and r.params is None and not r.drawn else None
+        if isinstance(e, Not):
+            return self._formula_families(e.expr)
+        if isinstance(e, (And, Or)):
+            out: list[str] = []
+            for t in e.terms:
+                got = self._formula_families(t)
+                if got is None:
+                    return None
+                out.extend(f for f in got if f not in out)
+            return out
+        return None
+
+    def _holds(self, e: Expr, values: dict[str, str | None]) -> bool:
+        """Whether a compound of discrete concepts holds where each family has the given value
+        (None: a yes/no attribute absent)."""
+        if isinstance(e, Concept):
+            r = self.refs[e]
+            return r.family in values and values[r.family] == r.value
+        if isinstance(e, Not):
+            return not self._holds(e.expr, values)
+        if isinstance(e, And):
+            return all(self._holds(t, values) for t in e.terms)
+        return any(self._holds(t, values) for t in e.terms)
+
+    def _compound_complements(self, flat: list[Expr], compound: list[int], pos_refs: list[ConceptRef],
+                              extra: list[ConceptRef], taken: set[str],
+                              ) -> tuple[list[tuple[str, list[str | None]]], list[tuple[int, Expr]]]:
+        """negation="complement" on negated compounds (``~(red | green)``, ``~(circle & red)``):
+        those whose concepts are all values of exclusive discrete families, or of yes/no attributes
+        with a known-absent value, become the mixture over the combinations of those families where
+        the compound does not hold. Returns the families to branch over (those neither named by a
+        positive concept nor already complemented, each with every value; None: absent) and the
+        (term index, compound) pairs lowered so; the others keep the ratio form."""
+        dom = self.registry.domain(self.domain)
+        fixed = {r.family for r in pos_refs} | {r.family for r in extra}
+        values: dict[str, list[str | None]] = {}
+        excluded: list[tuple[int, Expr]] = []
+        for k in compound:
+            phi = flat[k].expr
+            names = self._formula_families(phi)
+            if names is None:
+                continue
+            mine: dict[str, list[str | None]] = {}
+            for name in names:
+                try:
+                    fam = dom.family(name)
+                except Exception:  # a registry whose domain lacks the family
+                    mine = {}
+                    break
+                if fam.kind != "discrete" or not fam.values or sum(r.family == name for r in pos_refs) > 1:
+                    mine = {}
+                    break
+                if len(fam.values) == 1:
+                    if self._absent_of(ConceptRef(self.domain, name, value=fam.values[0])) is None:
+                        mine = {}
+                        break
+                    mine[name] = [fam.values[0], None]
+                elif fam.exclusive:
+                    mine[name] = list(fam.values)
+                else:
+                    mine = {}
+                    break
+            if not mine:
+                continue
+            excluded.append((k, phi))
+            for name, vals in mine.items():
+                if name not in fixed and name not in taken:
+                    values.setdefault(name, vals)
+        return list(values.items()), excluded
 
     def _shares(self, families: list[str], combos: list[tuple], given: list[ConceptRef]) -> tuple[list[float], str]:
         """Each combination's share, normalised over ``combos``, and where it came from: the data's

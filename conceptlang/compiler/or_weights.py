@@ -120,6 +120,17 @@ def _literal(t: Expr, refs: dict, dom) -> Literal | None:
     return Literal(r.family, r.value, neg, unparse(t))
 
 
+def _negated_values(t: Expr, refs: dict, dom) -> bool:
+    """Whether ``t`` is a negated compound of values of discrete families (``~(red | green)``)."""
+    def values_only(e: Expr) -> bool:
+        if isinstance(e, (And, Or)):
+            return all(values_only(x) for x in e.terms)
+        if isinstance(e, Not):
+            return values_only(e.expr)
+        return _literal(e, refs, dom) is not None
+    return isinstance(t, Not) and not isinstance(t.expr, Concept) and values_only(t.expr)
+
+
 def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     """The disjunctive normal form of ``e``: its disjuncts, each its literals in written order."""
     if isinstance(e, Or):
@@ -137,6 +148,11 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
                 raise _Fallback(f"the OR's formula has more than {MAX_FORMULA_DISJUNCTS} disjuncts")
             parts = [p + tuple(lit for lit in q if lit not in p) for p, q in itertools.product(parts, sub)]
         return parts
+    if isinstance(e, Not) and isinstance(e.expr, Not):  # ~~a = a
+        return _dnf(e.expr.expr, refs, dom)
+    if isinstance(e, Not) and isinstance(e.expr, (And, Or)):  # De Morgan: the negation moves to the literals
+        flip = Or if isinstance(e.expr, And) else And
+        return _dnf(flip(tuple(Not(t) for t in e.expr.terms)), refs, dom)
     lit = _literal(e, refs, dom)
     if lit is None:
         raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family "
@@ -167,8 +183,10 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     if hook is None:
         raise _Fallback("the models' registry has no data frequencies (value_shares)")
     dom = registry.domain(domain)
-    formula = [t for t in flat if isinstance(t, Or) or _literal(t, refs, dom) is not None]
-    other = [t for t in flat if not (isinstance(t, Or) or _literal(t, refs, dom) is not None)]
+    in_formula = [isinstance(t, Or) or _literal(t, refs, dom) is not None or _negated_values(t, refs, dom)
+                  for t in flat]
+    formula = [t for t, f in zip(flat, in_formula) if f]
+    other = [t for t, f in zip(flat, in_formula) if not f]
     disjuncts = _dnf(And(tuple(formula)) if len(formula) > 1 else formula[0], refs, dom)
     for d in disjuncts:
         pos: dict[str, set[str]] = {}

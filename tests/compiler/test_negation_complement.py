@@ -77,12 +77,12 @@ def test_two_negated_families_branch_over_every_combination():
     assert [leaf.label for leaf in g.leaves] == ["color.green"] and g.route == "linear"
 
 
-def test_negated_or_weighted_compounds_keep_the_ratio_form_inside():
+def test_weighted_compounds_and_negated_positions_keep_the_ratio_form_inside():
     reg = GaussianRegistry("noise_conditional")
-    for text in ("~(circle & ~red)", "2 * (circle & ~red)", "0.5 * ~red & circle"):
+    for text in ("2 * (circle & ~red)", "0.5 * ~red & circle", "~(circle & position(0.2, 0.2))", "2 * ~(red | blue)"):
         got = compile_expr(text, reg, negation="complement", and_mode="product")
         want = compile_expr(text, reg, negation="ratio", and_mode="product")
-        assert got.route == want.route == "linear"
+        assert got.route == want.route == ("lse" if "|" in text else "linear")
         assert got.linear_coefs == want.linear_coefs
         assert [leaf.label for leaf in got.leaves] == [leaf.label for leaf in want.leaves]
 
@@ -205,3 +205,62 @@ def test_a_bare_complement_also_draws_the_families_it_leaves_free():
     assert sum(d.share for d in g.disjuncts) == pytest.approx(1.0)
     assert all(d.share == pytest.approx(1 / 30, rel=0.05) for d in g.disjuncts)
     assert any("~red: free families shape, size" in n for n in g.notices)
+
+
+def test_a_negated_or_of_values_is_the_mixture_of_the_remaining_values():
+    reg = GaussianRegistry("noise_conditional")
+    for and_mode in ("sum", "product", "joint"):
+        got = compile_expr("~(red | green)", reg, negation="complement", and_mode=and_mode)
+        want = compile_expr("blue", reg, and_mode=and_mode)
+        assert got.route == want.route == "linear"
+        assert [leaf.label for leaf in got.leaves] == ["color.blue"]
+        x = torch.randn(4, 2, 1, 1)
+        torch.testing.assert_close(got.energy(x, torch.full((4,), 0.3)), want.energy(x, torch.full((4,), 0.3)))
+    (gr,) = got.groundings
+    assert gr.how == "complement" and gr.describe().startswith("~(red | green): lowered to the complement")
+    assert "combinations of color where it does not hold (1 with data; equal shares)" in gr.describe()
+
+
+@pytest.mark.parametrize("and_mode", ["product", "joint"])
+def test_a_negated_conjunction_is_every_other_combination_of_its_families(and_mode):
+    reg = GaussianRegistry("noise_conditional")
+    got = compile_expr("~(circle & red)", reg, negation="complement", and_mode=and_mode)
+    want = compile_expr("(circle & green) | (circle & blue) | (square & red) | (square & green) | (square & blue)",
+                        reg, and_mode=and_mode)
+    assert got.route == want.route == "dnf"
+    assert _rows(got) == pytest.approx(_rows(want))
+    assert [d.share for d in got.disjuncts] == pytest.approx([0.2] * 5)
+    # a negation inside the compound: ~(circle & ~red) holds for every square and the red circle
+    got = compile_expr("~(circle & ~red)", reg, negation="complement", and_mode=and_mode)
+    want = compile_expr("(circle & red) | (square & red) | (square & green) | (square & blue)", reg, and_mode=and_mode)
+    assert _rows(got) == pytest.approx(_rows(want))
+    # beside a positive value of one of its families, only the other family branches
+    got = compile_expr("square & ~(square & ~blue)", reg, negation="complement", and_mode=and_mode)
+    assert sorted(leaf.label for leaf in got.leaves if "prior" not in leaf.label) == (
+        ["color.blue & shape.square"] if and_mode == "joint" else ["color.blue", "shape.square"])
+
+
+def test_negated_compounds_take_the_data_shares_and_join_an_or():
+    reg = _DataRegistry("noise_conditional")
+    # ~(red & large) given circle: colour x size without (red, large) and the unseen (green, large)
+    g = compile_expr("circle & ~(red & large)", reg, negation="complement", and_mode="joint")
+    assert {d.text: round(d.share, 6) for d in g.disjuncts} == {
+        "color.red & shape.circle & size.small": 0.142857, "color.green & shape.circle & size.small": 0.285714,
+        "color.blue & shape.circle & size.small": 0.357143, "color.blue & shape.circle & size.large": 0.214286}
+    # in a data-weighted OR the negated compound's combinations are the OR's regions, counted once
+    g = compile_expr("large | ~(red | green)", reg, negation="complement", and_mode="joint")
+    assert {d.text: d.share for d in g.disjuncts} == pytest.approx({
+        "color.red & size.large": 0.3 / 0.7, "color.blue & size.large": 0.15 / 0.7,
+        "color.blue & size.small": 0.25 / 0.7})
+    assert "~red & ~green (not an earlier branch)" in g.or_weights.notice()
+
+
+def test_a_negated_compound_that_nothing_satisfies_keeps_the_ratio_form():
+    reg = GaussianRegistry("noise_conditional")
+    with pytest.warns(UserWarning, match="unsatisfiable"):
+        g = compile_expr("~(red | ~red)", reg, negation="complement")
+    with pytest.warns(UserWarning, match="unsatisfiable"):
+        want = compile_expr("~(red | ~red)", reg, negation="ratio")
+    assert g.route == want.route == "lse" and {gr.how for gr in g.groundings} == {"ratio"}
+    assert [gr.describe() for gr in g.groundings] == [gr.describe() for gr in want.groundings]
+
