@@ -42,7 +42,7 @@ from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.compiler.options import CompileOptions, near_radius
-from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and
+from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and, push_negations
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
@@ -268,6 +268,8 @@ class GraphBuilder:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
         # the whole, so (A & B) & C and A & (B & C) agree (A & (~B & ~C) takes no prior).
         flat = flatten_and(terms)
+        if self.options.negation == "complement" and not self._ratio_only:
+            flat = self._push_negations(flat)
         if self.options.free_families == "data" and not self._ratio_only and not self._in_product:
             nid = self._objects(flat)
             if nid is not None:
@@ -277,6 +279,13 @@ class GraphBuilder:
             if nid is not None:
                 return nid
         return self._product(flat)
+
+    def _push_negations(self, flat: list[Expr]) -> list[Expr]:
+        """:func:`~conceptlang.compiler.or_weights.push_negations`, the new nodes kept alive (the
+        builder caches lowered sub-trees by id)."""
+        out = push_negations(flat)
+        self._keep.extend(out)
+        return out
 
     # -- complements of negations and enumeration of free families ------------------------------
     def _synthetic(self, ref: ConceptRef) -> Concept:

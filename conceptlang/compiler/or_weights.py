@@ -103,6 +103,21 @@ def flatten_and(terms: Sequence[Expr]) -> list[Expr]:
     return out
 
 
+def push_negations(flat: Sequence[Expr]) -> list[Expr]:
+    """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B`` and ``~~A`` as ``A`` (the same
+    boolean semantics; negation="complement" lowers each negation on its own, a value's by its
+    complement and a position's in the ratio form)."""
+    out: list[Expr] = []
+    for t in flat:
+        if isinstance(t, Not) and isinstance(t.expr, Or):
+            out.extend(push_negations([Not(x) for x in t.expr.terms]))
+        elif isinstance(t, Not) and isinstance(t.expr, Not):
+            out.extend(push_negations(flatten_and((t.expr.expr,))))
+        else:
+            out.append(t)
+    return out
+
+
 def _literal(t: Expr, refs: dict, dom) -> Literal | None:
     neg = isinstance(t, Not)
     c = t.expr if neg else t
@@ -168,6 +183,8 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
     if not isinstance(options.log_z, str) or options.tau != 1.0:
         return None
     flat = flatten_and((expr,))
+    if options.negation == "complement":
+        flat = push_negations(flat)
     if not any(isinstance(t, Or) for t in flat):
         return None
     if options.or_weights == "equal":

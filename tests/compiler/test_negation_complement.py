@@ -216,9 +216,27 @@ def test_a_negated_or_of_values_is_the_mixture_of_the_remaining_values():
         assert [leaf.label for leaf in got.leaves] == ["color.blue"]
         x = torch.randn(4, 2, 1, 1)
         torch.testing.assert_close(got.energy(x, torch.full((4,), 0.3)), want.energy(x, torch.full((4,), 0.3)))
-    (gr,) = got.groundings
-    assert gr.how == "complement" and gr.describe().startswith("~(red | green): lowered to the complement")
-    assert "combinations of color where it does not hold (1 with data; equal shares)" in gr.describe()
+    (gr,) = got.groundings  # read as ~red & ~green: one family's complement
+    assert gr.describe() == "~red, ~green: lowered to the complement, the mixture over color: blue 1.000 (equal shares)"
+
+
+def test_a_negated_or_is_the_conjunction_of_the_negations_and_a_double_negation_the_concept():
+    reg = GaussianRegistry("noise_conditional")
+    for text, same in (("~(circle | position(0.2, 0.2))", "~circle & ~position(0.2, 0.2)"),
+                       ("~~red & circle", "red & circle")):
+        got = compile_expr(text, reg, negation="complement", and_mode="joint")
+        want = compile_expr(same, reg, negation="complement", and_mode="joint")
+        assert [leaf.label for leaf in got.leaves] == [leaf.label for leaf in want.leaves]
+        assert got.route == want.route
+        assert _rows(got) == pytest.approx(_rows(want)) if got.disjuncts else got.linear_coefs == want.linear_coefs
+    # an OR under two negations is an OR again, data-weighted: ~large & (red | green)
+    g = compile_expr("~(large | ~(red | green))", _DataRegistry("noise_conditional"), negation="complement",
+                     and_mode="joint")
+    assert {d.text: d.share for d in g.disjuncts} == pytest.approx(
+        {"color.red & size.small": 1 / 3, "color.green & size.small": 2 / 3})
+    # the ratio form keeps the compound as written: a repulsion from the OR's log-sum-exp
+    g = compile_expr("~(circle | position(0.2, 0.2))", reg, negation="ratio")
+    assert g.route == "lse" and [gr.negated for gr in g.groundings] == ["(circle | position(0.2, 0.2))"]
 
 
 @pytest.mark.parametrize("and_mode", ["product", "joint"])
@@ -257,10 +275,11 @@ def test_negated_compounds_take_the_data_shares_and_join_an_or():
 
 def test_a_negated_compound_that_nothing_satisfies_keeps_the_ratio_form():
     reg = GaussianRegistry("noise_conditional")
-    with pytest.warns(UserWarning, match="unsatisfiable"):
-        g = compile_expr("~(red | ~red)", reg, negation="complement")
-    with pytest.warns(UserWarning, match="unsatisfiable"):
-        want = compile_expr("~(red | ~red)", reg, negation="ratio")
-    assert g.route == want.route == "lse" and {gr.how for gr in g.groundings} == {"ratio"}
-    assert [gr.describe() for gr in g.groundings] == [gr.describe() for gr in want.groundings]
+    for text, same in (("~(red | ~red)", "~red & red"), ("~(red & circle) & red & circle", "~(red & circle) & red & circle")):
+        with pytest.warns(UserWarning, match="unsatisfiable"):
+            g = compile_expr(text, reg, negation="complement")
+        with pytest.warns(UserWarning, match="unsatisfiable"):
+            want = compile_expr(same, reg, negation="ratio")
+        assert g.route == want.route == "linear" and {gr.how for gr in g.groundings} == {"ratio"}
+        assert g.linear_coefs == want.linear_coefs
 
