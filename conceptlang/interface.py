@@ -57,16 +57,21 @@ class Drawn:
     other values. ``values``: set for a discrete family, its value names in order (a draw is an
     index into them); None for a continuous one.
     ``objects``: drawn as one object of the data's images with this many objects (object-level
-    composition: ``position(a) & position(b)`` draws each object's shape, colour and size)."""
+    composition: ``position(a) & position(b)`` draws each object's shape, colour and size).
+    ``away``: with ``near``, drawn among the data whose parameters lie *outside* that tolerance
+    (``~position(x, y)`` lowered to its complement)."""
 
     near: tuple[float, ...] | None = None
     values: tuple[str, ...] | None = None
     objects: int = 1
+    away: bool = False
 
     def __repr__(self) -> str:
         if self.values is not None:
             return "DRAWN(" + "|".join(self.values) + (f", objects={self.objects})" if self.objects != 1 else ")")
-        return "DRAWN" if self.near is None else f"DRAWN(near={self.near})"
+        if self.near is None:
+            return "DRAWN"
+        return f"DRAWN(away={self.near})" if self.away else f"DRAWN(near={self.near})"
 
 
 DRAWN = Drawn()
@@ -84,6 +89,8 @@ class ConceptRef:
     family whose parameters each chain draws from the data at sampling time (``position(drawn)``:
     every chain its own place; with ``params``, among the data where the named point holds), or a
     discrete family whose value each object of an object-level composition draws (``shape(drawn)``).
+    ``away=True`` with ``drawn`` and ``params`` (the complement lowering of ``~position(x, y)``):
+    drawn among the data where the named point does *not* hold.
     """
 
     domain: str
@@ -92,13 +99,15 @@ class ConceptRef:
     params: tuple[float, ...] | None = None
     absent: bool = False
     drawn: bool = False
+    away: bool = False
 
     @property
     def qualified(self) -> str:
         if self.absent:
             return f"{self.family}.<none>"
         if self.drawn:
-            near = "" if self.params is None else " near " + ", ".join(repr(p) for p in self.params)
+            where = " away from " if self.away else " near "
+            near = "" if self.params is None else where + ", ".join(repr(p) for p in self.params)
             return f"{self.family}(drawn{near})"
         if self.params is not None:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"

@@ -41,7 +41,8 @@ def _cond_value(v: Any) -> Any:
     if isinstance(v, (tuple, list)):
         return list(v)
     if isinstance(v, Drawn):
-        return "<drawn>" if v.near is None else "<drawn near " + ", ".join(f"{p:g}" for p in v.near) + ">"
+        where = "away from" if v.away else "near"
+        return "<drawn>" if v.near is None else f"<drawn {where} " + ", ".join(f"{p:g}" for p in v.near) + ">"
     return "<none>"
 
 

@@ -292,7 +292,7 @@ class GraphBuilder:
         """A concept node standing for ``ref`` (a complement value, a known-absent attribute printed
         ``young.none``, or a per-chain drawn family printed ``position.drawn``: no user-written name
         resolves to the last two, so they cannot collide)."""
-        c = Concept("none" if ref.absent else "drawn" if ref.drawn else ref.value, ref.family,
+        c = Concept("none" if ref.absent else "away" if ref.away else "drawn" if ref.drawn else ref.value, ref.family,
                     args=tuple(ref.params) if ref.drawn and ref.params is not None else None)
         self.refs.setdefault(c, ref)
         return c
@@ -495,12 +495,15 @@ class GraphBuilder:
         pos_refs: list[ConceptRef] = [self.refs[t] for t in flat if isinstance(t, Concept)]
         negs: dict[str, list[tuple[int, ConceptRef]]] = {}  # family → (term index, negated ref)
         compound: list[int] = []  # term indices of negated compounds (`~(red | green)`)
+        places: dict[str, list[tuple[int, ConceptRef]]] = {}  # continuous family → (term index, negated ref)
         if self.options.negation == "complement":
             for k, t in enumerate(flat):
                 if isinstance(t, Not) and isinstance(t.expr, Concept):
                     r = self.refs[t.expr]
                     if r.value is not None:
                         negs.setdefault(r.family, []).append((k, r))
+                    elif r.params is not None and not r.drawn:
+                        places.setdefault(r.family, []).append((k, r))
                 elif isinstance(t, Not):
                     compound.append(k)
         drop: set[int] = set()  # term indices replaced
@@ -542,7 +545,20 @@ class GraphBuilder:
         # negated compounds over discrete values: the combinations of their families where they do not hold
         cfree, excluded = self._compound_complements(flat, compound, pos_refs, extra, {f for f, _ in free})
         drop.update(k for k, _ in excluded)
-        rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra]
+        # a negated named place (`~position(0.5, 0.5)`): each chain's place drawn where it does not hold
+        away: list[ConceptRef] = []
+        for fam_name, items in places.items():
+            if len(items) != 1 or self._in_product or any(r.family == fam_name for r in pos_refs):
+                continue
+            k, r = items[0]
+            ref = ConceptRef(self.domain, r.family, params=tuple(r.params), drawn=True, away=True)
+            if not self._can_draw(r.family) or not self._serves(self.registry.model_for(r)[0], ref):
+                continue
+            away.append(ref)
+            drop.add(k)
+            notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
+                                   how="away", detail=f"farther than {self._radius():g} from the point"))
+        rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra + away]
         spread: list[ConceptRef] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
             rest, spread = self._spread_named(rest)
@@ -628,6 +644,10 @@ class GraphBuilder:
                 f"{' & '.join(show(t) for t in flat)}: free families {', '.join(f for f, _ in enum)} drawn as "
                 f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
         conj = " & ".join(show(t) for t in flat)
+        for r in away:
+            self.drawn.append((conj, f"{r.family} (~{r.family}({', '.join(f'{p:g}' for p in r.params)}))",
+                               f"where the point does not hold (farther than {self._radius():g} from it), given the "
+                               "branch (negation=complement)"))
         for r in spread:
             self.drawn.append((conj, r.qualified, f"where it holds (within {self._radius():g} of the point), given the "
                                                   "branch (named_positions=data)"))

@@ -71,7 +71,8 @@ class Grounding:
 
     ``how``: ``"ratio"`` (the paper's form, E[positive part] − α·E[negated]), ``"complement"`` (the
     mixture of the family's other values; ``detail`` lists them with their shares), ``"absent"``
-    (the attribute's known-absent value in the condition) or ``"implied"`` (a positive value of the
+    (the attribute's known-absent value in the condition), ``"away"`` (a named place: each chain's
+    place drawn from the data where it does not hold) or ``"implied"`` (a positive value of the
     same exclusive family already excludes it)."""
 
     negated: str
@@ -86,6 +87,9 @@ class Grounding:
     def describe(self) -> str:
         if self.how == "complement":
             return f"~{self.negated}: lowered to the complement, the mixture {self.detail}"
+        if self.how == "away":
+            return (f"~{self.negated}: lowered to the complement, the place drawn per chain from the data where "
+                    f"it does not hold ({self.detail})")
         if self.how == "absent":
             return (f"~{self.negated}: lowered to the attribute's known-absent value {self.detail} "
                     "in the condition (a value the model was trained on)")

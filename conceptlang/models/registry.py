@@ -326,7 +326,7 @@ class ModelRegistry:
             from conceptlang.interface import Drawn
 
             near = None if ref.params is None else tuple(float(p) for p in ref.params)
-            return model, {ref.family: Drawn(near)}
+            return model, {ref.family: Drawn(near, away=ref.away and near is not None)}
         if ref.params is not None:
             return model, {ref.family: tuple(float(p) for p in ref.params)}
         if ref.absent:
@@ -431,7 +431,7 @@ class ModelRegistry:
 
     def value_draws(self, domain: str, family: str | tuple[str, ...], given: Condition, n: int, seed: int,
                     near: Sequence[float] | None = None, radius: float | None = None,
-                    objects: int = 1) -> np.ndarray | None:
+                    objects: int = 1, away: bool = False) -> np.ndarray | None:
         """``n`` draws (n, P) of the continuous family ``family``'s parameters as the data has them
         among the examples where every discrete value in ``given`` (family → value name, or the
         known-absent value) holds: fresh label draws from the domain's procedural generator, its
@@ -440,7 +440,9 @@ class ModelRegistry:
         generator or its labels do not carry the family (own data): the compiler then leaves the
         family to the model. Scenes ``position`` is the built-in domains' one such family.
         ``near``, ``radius``: only draws within ``radius`` of ``near`` (a named position spread over
-        the disc where it holds); when none matches, ``near`` itself for every chain.
+        the disc where it holds); when none matches, ``near`` itself for every chain. ``away``: only
+        draws farther than ``radius`` from ``near`` (``~position(x, y)``: where the point does not
+        hold); when none matches, the draws away from the point whatever the other values.
 
         ``family`` a tuple of discrete families: their values drawn together, as one object of the
         data's images with ``objects`` objects has them (:meth:`object_draws`)."""
@@ -467,7 +469,7 @@ class ModelRegistry:
                     wanted.append((f, dom.family(f).values.index(v)))
                 except (KeyError, ValueError, DataError):
                     continue
-        batch = max(self.DRAW_BATCH, 8 * int(n)) * (16 if near is not None else 1)
+        batch = max(self.DRAW_BATCH, 8 * int(n)) * (16 if near is not None and not away else 1)
         centre = None if near is None else np.asarray(near, dtype=np.float64)
 
         def rows(round_: int, match: bool) -> np.ndarray:
@@ -479,8 +481,10 @@ class ModelRegistry:
                     col = np.asarray(arrays.index[f])[:, 0]
                     mask &= (col < 0) if i < 0 else (col == i)
             pos = np.asarray(arrays.positions, dtype=np.float64)[:, 0, :]  # (batch, P)
-            if match and centre is not None:
-                mask &= np.linalg.norm(pos - centre, axis=1) <= float(radius if radius is not None else 0.0)
+            if centre is not None and (match or away):
+                dist = np.linalg.norm(pos - centre, axis=1)
+                r = float(radius if radius is not None else 0.0)
+                mask &= (dist > r) if away else (dist <= r)
             return pos[mask]  # (m, P)
 
         out: list[np.ndarray] = []
@@ -492,9 +496,10 @@ class ModelRegistry:
                 return np.concatenate(out, 0)[:n]
         if got:  # a rare combination: its draws, cycled
             return np.concatenate(out, 0)[np.arange(n) % got]
-        if centre is not None:  # the named point itself
+        if centre is not None and not away:  # the named point itself
             return np.tile(centre, (int(n), 1))
-        return rows(self.DRAW_ROUNDS, False)[:n]
+        last = rows(self.DRAW_ROUNDS, False)  # the marginal (away from the point, for ``away``)
+        return last[np.arange(n) % len(last)] if len(last) else None
 
     def object_draws(self, domain: str, families: tuple[str, ...], n: int, seed: int,
                      objects: int = 1) -> np.ndarray | None:

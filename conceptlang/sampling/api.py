@@ -111,8 +111,10 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
         label = graph.leaves[leaf].label
         discrete = tuple(f for f in fams if cond[f].values is not None)
         for j, fam in enumerate(f for f in fams if f not in discrete):
-            near = cond[fam].near  # a named point: drawn where it holds
+            near = cond[fam].near  # a named point: drawn where it holds (away: where it does not)
             where = {} if near is None else {"near": near, "radius": radius}
+            if near is not None and cond[fam].away:
+                where["away"] = True
             got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
             out[(leaf, fam)] = _checked_draws(got, fam, label, n)
         if discrete:

@@ -238,3 +238,48 @@ def test_scenes_draws_near_a_point_stay_within_the_tolerance_and_fall_back_to_th
     # a large triangle cannot be centred in the corner: no draw holds there, so the point itself
     b = reg.value_draws("scenes", "position", given, 5, 3, near=(0.05, 0.05), radius=0.01)
     assert np.array_equal(b, np.tile([0.05, 0.05], (5, 1)))
+
+
+def test_a_negated_place_is_drawn_where_it_does_not_hold_with_the_complement():
+    from conceptlang.syntax.semantics import POSITION_TOLERANCE
+
+    reg = _DrawRegistry("implicit")
+    opts = {"free_families": "data", "and_mode": "joint", "negation": "complement"}
+    g = compile_expr("red & ~position(0.3, 0.6)", reg, **opts)
+    assert g.route == "linear" and [leaf.label for leaf in g.leaves] == ["color.red & position(drawn away from 0.3, 0.6)"]
+    assert g.leaves[0].condition["position"] == Drawn((0.3, 0.6), away=True)
+    assert "<drawn away from 0.3, 0.6>" in g.explain()
+    (gr,) = g.groundings
+    assert gr.how == "away" and gr.describe() == (
+        f"~position(0.3, 0.6): lowered to the complement, the place drawn per chain from the data where it does not "
+        f"hold (farther than {POSITION_TOLERANCE:g} from the point)")
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.3, 0.6)), ("radius", POSITION_TOLERANCE),
+                          ("away", True))]
+    # a bare negated place is the prior's families with the place drawn away (the joint model found by it)
+    g = compile_expr("~position(0.3, 0.6)", reg, **opts)
+    assert [leaf.label for leaf in g.leaves] == ["position(drawn away from 0.3, 0.6)"]
+    # the ratio form stays: with negation=ratio, beside a named place, for two negated places, weighted
+    for text, o in (("red & ~position(0.3, 0.6)", {"negation": "ratio"}),
+                    ("red & position(0.7, 0.7) & ~position(0.3, 0.6)", {}),
+                    ("red & ~position(0.3, 0.6) & ~position(0.7, 0.2)", {}),
+                    ("red & 2 * ~position(0.3, 0.6)", {})):
+        g = compile_expr(text, reg, **{**opts, **o})
+        assert not any(leaf.condition.get("position") == Drawn((0.3, 0.6), away=True) for leaf in g.leaves), text
+        assert any(gr.how == "ratio" for gr in g.groundings), text
+    assert ConceptRef("scenes", "position", params=(0.3, 0.6), drawn=True, away=True).qualified == \
+        "position(drawn away from 0.3, 0.6)"
+
+
+def test_scenes_draws_away_from_a_point_stay_outside_the_tolerance(scenes_registry):
+    reg = scenes_registry
+    given = {"shape": "circle", "color": "red"}
+    a = reg.value_draws("scenes", "position", given, 400, 3, near=(0.5, 0.5), radius=0.1, away=True)
+    assert a.shape == (400, 2) and len(np.unique(a, axis=0)) == 400
+    d = np.linalg.norm(a - [0.5, 0.5], axis=1)
+    assert d.min() > 0.1
+    # the rest of the data's spread: the same draws without `away`, those farther than 0.1, agree in mean
+    b = reg.value_draws("scenes", "position", given, 4000, 4)
+    b = b[np.linalg.norm(b - [0.5, 0.5], axis=1) > 0.1]
+    assert np.abs(a.mean(0) - b.mean(0)).max() < 0.03
