@@ -571,7 +571,7 @@ class GraphBuilder:
                 self._synthetic(ConceptRef(self.domain, f, value=vals[0]))
                 for f, vals in (free + cfree)[:1] if vals[0] is not None]
             enum = self._free_families(rest + anchor, taken)
-        given = pos_refs + extra
+        given = pos_refs + extra + away
         fixed: dict[str, str | None] = {r.family: r.value for r in pos_refs if r.value is not None}
         fixed.update({r.family: None for r in extra})
 

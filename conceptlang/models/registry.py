@@ -374,6 +374,7 @@ class ModelRegistry:
     # and the fewest matching rows for a conditional share (else the marginal one).
     SHARE_DRAWS = 60_000
     SHARE_MIN_ROWS = 500
+    SHARE_DRAWS_PLACED = 600_000  # when a named place is given: a disc holds a few per cent of the draws
 
     def value_shares(self, domain: str, families: Sequence[str],
                      given: Sequence[ConceptRef]) -> dict[tuple[str, ...], float] | None:
@@ -385,17 +386,23 @@ class ModelRegistry:
         distribution (``label_arrays(..., split="domain")``: for scenes every shape × colour × size
         triple equally likely, the four held out of training included, so ``circle`` also draws
         large blue circles; the distribution metrics compare against the same reference); when
-        fewer than SHARE_MIN_ROWS draws match, the marginal shares. None for a domain without a generator (own data): the compiler then
-        gives equal shares."""
+        fewer than SHARE_MIN_ROWS draws match, the marginal shares. A named place in ``given``
+        (``position(x, y)``, drawn near it or not) holds where the object's centre is within the
+        language's tolerance of the point, and a place drawn away from it (``~position(x, y)``)
+        where it is farther; those are counted on SHARE_DRAWS_PLACED draws. None for a domain
+        without a generator (own data): the compiler then gives equal shares."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
+        from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
         if domain not in DOMAIN_NAMES:
             return None
-        key = ("labels", domain)
+        placed = [r for r in given if r.params is not None]
+        draws = self.SHARE_DRAWS_PLACED if placed else self.SHARE_DRAWS
+        key = ("labels", (domain, draws))  # the cache holds (name, key) pairs
         with self._lock:
             arrays = self._cache.get(key)
             if arrays is None:
-                arrays = label_arrays(domain, self.SHARE_DRAWS, seed=0, split="domain")
+                arrays = label_arrays(domain, draws, seed=0, split="domain")
                 self._cache[key] = arrays
         dom = self._domains[domain]
         idx = {f: np.asarray(v)[:, 0] for f, v in arrays.index.items()}
@@ -404,6 +411,13 @@ class ModelRegistry:
         except (KeyError, DataError):
             return None
         mask = np.ones(len(cols[0][0]) if cols else 0, dtype=bool)
+        for r in placed:
+            pos = getattr(arrays, "positions", None)
+            if pos is None or pos.shape[-1] != len(r.params):
+                continue
+            dist = np.linalg.norm(np.asarray(pos, dtype=np.float64)[:, 0, :] - np.asarray(r.params, dtype=np.float64),
+                                  axis=1)
+            mask &= (dist > POSITION_TOLERANCE) if r.away else (dist <= POSITION_TOLERANCE)
         for r in given:
             if r.params is not None or r.family not in idx:
                 continue

@@ -2,6 +2,7 @@ import copy
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -472,3 +473,39 @@ def test_value_shares_are_the_training_data_conditionals():
     # independent attributes: hair uniform over four values, male or not (None) half and half
     assert set(got) == {(h, m) for h in ("black_hair", "blond_hair", "brown_hair", "bald") for m in ("male", None)}
     assert all(abs(v - 0.125) < 0.015 for v in got.values())
+
+
+def test_value_shares_given_a_named_place_count_where_it_holds():
+    """A named place in ``given`` holds within the language's tolerance of its point (drawn away:
+    farther). Scenes centres are uniform over a box per shape and size, so given a disc inside
+    both boxes p(large) = A_small / (A_small + A_large), and none where the large box is > 0.1 away."""
+    from conceptlang.data import scenes
+
+    reg = load_registry()
+    tri = ConceptRef("scenes", "shape", value="triangle")
+
+    def area(size):
+        h = scenes.half_extent(np.array(2), scenes.EXTENT_ARRAY[scenes.SIZES.index(size)])
+        return float(np.prod(1 - 2 * scenes.MARGIN - 2 * h))
+
+    got = reg.value_shares("scenes", ("size",), (tri, ConceptRef("scenes", "position", params=(0.5, 0.5))))
+    assert got[("large",)] == pytest.approx(area("small") / (area("small") + area("large")), abs=0.02)
+    drawn = ConceptRef("scenes", "position", params=(0.5, 0.5), drawn=True)
+    assert reg.value_shares("scenes", ("size",), (tri, drawn)) == got
+    # the corner (0.2, 0.8): 0.12 from the large triangles' box, so only small ones
+    got = reg.value_shares("scenes", ("size",), (tri, ConceptRef("scenes", "position", params=(0.2, 0.8))))
+    assert got == {("small",): 1.0}
+    # away from the centre: large objects, denser there, are fewer than half
+    away = ConceptRef("scenes", "position", params=(0.5, 0.5), drawn=True, away=True)
+    got = reg.value_shares("scenes", ("size",), (tri, away))
+    a_s, a_l = area("small"), area("large")
+    disc = np.pi * 0.1 ** 2
+    want = (1 - disc / a_l) / ((1 - disc / a_s) + (1 - disc / a_l))
+    assert got[("large",)] == pytest.approx(want, abs=0.01)
+    # compiled and sampled with the same registry: the corner's branches are small triangles only
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.sampling import sample
+
+    g = compile_expr("triangle & position(0.2, 0.8)", reg)
+    assert {leaf.condition.get("size") for leaf in g.leaves if "shape" in leaf.condition} == {"small"}
+    assert sample(g, 2, seed=0, steps=1).images.shape == (2, 3, 32, 32)
