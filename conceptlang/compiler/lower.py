@@ -23,9 +23,10 @@ Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as wr
   ``(A & v₁) | (A & v₂) | …`` — so that each branch is one product (one joint leaf in the joint
   mode); ``~a`` of a yes/no attribute becomes its known-absent value, a positive condition; a
   negated compound of such values (``~(circle & red)``) becomes the mixture over the combinations
-  of its families where it is false. A negation this does not cover (a weighted one, a continuous
-  concept, a family without an absent value) keeps the ratio form −α, and so does everything under
-  a negated or weighted compound that is not lowered so.
+  of its families where it is false, and a negated named place (``~position(x, y)``) a place each
+  chain draws from the data where it does not hold. A negation this does not cover (a weighted
+  one, a place beside a named one, a family without an absent value) keeps the ratio form −α, and
+  so does everything under a negated or weighted compound that is not lowered so.
 
 Identical leaves and identical sub-graphs are shared (hash-consing); sums fold nested sums
 (so ``A & A`` and ``2 * A`` become the same node) and keep their terms in a canonical order, so
@@ -41,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.compiler.options import CompileOptions, near_radius
+from conceptlang.compiler.options import CompileOptions, away_radius, near_radius
 from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and, push_negations
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
@@ -557,7 +558,8 @@ class GraphBuilder:
             away.append(ref)
             drop.add(k)
             notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
-                                   how="away", detail=f"farther than {self._radius():g} from the point"))
+                                   how="away",
+                                   detail=f"farther than {away_radius(self.options.named_radius):g} from the point"))
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra + away]
         spread: list[ConceptRef] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
@@ -646,7 +648,8 @@ class GraphBuilder:
         conj = " & ".join(show(t) for t in flat)
         for r in away:
             self.drawn.append((conj, f"{r.family} (~{r.family}({', '.join(f'{p:g}' for p in r.params)}))",
-                               f"where the point does not hold (farther than {self._radius():g} from it), given the "
+                               f"where the point does not hold (farther than {away_radius(self.options.named_radius):g} "
+                               "from it), given the "
                                "branch (negation=complement)"))
         for r in spread:
             self.drawn.append((conj, r.qualified, f"where it holds (within {self._radius():g} of the point), given the "

@@ -154,6 +154,13 @@ def near_radius(named_radius: float | None) -> float:
     return named_radius or POSITION_TOLERANCE
 
 
+def away_radius(named_radius: float | None) -> float:
+    """The radius a negated named position is drawn beyond: the language's tolerance, widened by
+    as much as ``named_radius`` narrows the disc of a named one (a margin for the model's placement
+    errors on both sides of the boundary)."""
+    return 2 * POSITION_TOLERANCE - near_radius(named_radius)
+
+
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:

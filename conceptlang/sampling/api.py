@@ -94,7 +94,8 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
     named point (``position(drawn near x, y)``) is drawn where it holds: within the compile option
-    ``named_radius`` of the point (default the language's position tolerance). A leaf's drawn
+    ``named_radius`` of the point (default the language's position tolerance); a negated one
+    (``position(drawn away from x, y)``) beyond :func:`~conceptlang.compiler.options.away_radius`. A leaf's drawn
     discrete families (one object of an object-level composition) are drawn together, as one
     object of the data has them: (n, 1) value indices each.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
@@ -102,7 +103,7 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     out: dict[tuple[int, str], torch.Tensor] = {}
     if not graph.drawn_leaves or graph.drawer is None:
         return out
-    from conceptlang.compiler.options import near_radius
+    from conceptlang.compiler.options import away_radius, near_radius
 
     radius = near_radius(graph.options.get("named_radius"))
     for leaf, fams in sorted(graph.drawn_leaves.items()):
@@ -114,7 +115,7 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
             near = cond[fam].near  # a named point: drawn where it holds (away: where it does not)
             where = {} if near is None else {"near": near, "radius": radius}
             if near is not None and cond[fam].away:
-                where["away"] = True
+                where = {"near": near, "radius": away_radius(graph.options.get("named_radius")), "away": True}
             got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
             out[(leaf, fam)] = _checked_draws(got, fam, label, n)
         if discrete:

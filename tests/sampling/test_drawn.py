@@ -257,6 +257,13 @@ def test_a_negated_place_is_drawn_where_it_does_not_hold_with_the_complement():
     draw_chain_values(g, 4, seed=0)
     assert reg.asked == [("position", {"color": "red"}, ("near", (0.3, 0.6)), ("radius", POSITION_TOLERANCE),
                           ("away", True))]
+    # a narrower disc for named places widens the margin of negated ones by as much
+    g = compile_expr("red & ~position(0.3, 0.6)", reg, named_radius=0.04, **opts)
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.3, 0.6)), ("radius", pytest.approx(0.16)),
+                          ("away", True))]
+    assert "farther than 0.16 from the point" in g.groundings[0].describe()
     # a bare negated place is the prior's families with the place drawn away (the joint model found by it)
     g = compile_expr("~position(0.3, 0.6)", reg, **opts)
     assert [leaf.label for leaf in g.leaves] == ["position(drawn away from 0.3, 0.6)"]
