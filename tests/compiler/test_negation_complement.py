@@ -283,3 +283,83 @@ def test_a_negated_compound_that_nothing_satisfies_keeps_the_ratio_form():
         assert g.route == want.route == "linear" and {gr.how for gr in g.groundings} == {"ratio"}
         assert g.linear_coefs == want.linear_coefs
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: wherever the complement lowering and the data-weighted OR apply (no negation left in
+# the ratio form, no OR in equal shares), the compiled mixture is exactly p(combination | expression):
+# its branches are the combinations of colour x shape x size that satisfy the expression and that
+# the data has, each with its share of the data among them.
+
+_VALUES = {"color": ("red", "green", "blue"), "shape": ("circle", "square"), "size": ("small", "large")}
+_COMBOS = [(c, s, z) for c in _VALUES["color"] for s in _VALUES["shape"] for z in _VALUES["size"]]
+# a fixed joint table, one combination never seen in the data
+_TABLE = {combo: (0.0 if combo == ("green", "square", "large") else 1.0 + (k * 7 % 5) / 4)
+          for k, combo in enumerate(_COMBOS)}
+
+
+class _JointTableRegistry(GaussianRegistry):
+    """The analytic registry whose data has the joint shares _TABLE over colour x shape x size."""
+
+    def value_shares(self, domain, families, given):
+        order = ("color", "shape", "size")
+        out: dict[tuple, float] = {}
+        for combo, w in _TABLE.items():
+            vals = dict(zip(order, combo))
+            if any(r.params is not None or vals.get(r.family) != r.value for r in given):
+                continue
+            key = tuple(vals[f] for f in families)
+            out[key] = out.get(key, 0.0) + w
+        total = sum(out.values())
+        return {k: v / total for k, v in out.items()} if total else None
+
+
+def _repeats(e) -> bool:
+    """Whether some conjunction repeats a term (`red & red` is 2·E_red by design, not a mixture)."""
+    from conceptlang.compiler.or_weights import flatten_and
+    from conceptlang.syntax.ast import And, Not, Or
+
+    if isinstance(e, And):
+        flat = flatten_and(e.terms)
+        return len(set(flat)) < len(flat) or any(_repeats(t) for t in flat)
+    if isinstance(e, Or):
+        return any(_repeats(t) for t in e.terms)
+    return isinstance(e, Not) and _repeats(e.expr)
+
+
+def _labels(assign: dict) -> dict:
+    return {v: assign[f] == v for f, vals in _VALUES.items() for v in vals}
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from conceptlang.syntax import evaluate, unparse  # noqa: E402
+from conceptlang.testing import expressions  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expressions(leaves=[v for vals in _VALUES.values() for v in vals], weights=False, max_leaves=6))
+def test_the_complement_mixture_is_the_data_given_the_expression(expr):
+    import warnings
+
+    reg = _JointTableRegistry("noise_conditional")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unsatisfiable expressions warn; they are skipped below
+        g = compile_expr(expr, reg, negation="complement", and_mode="joint", free_families="data")
+    holds = {combo: evaluate(expr, _labels(dict(zip(_VALUES, combo)))) for combo in _COMBOS}
+    seen = {combo for combo in _COMBOS if holds[combo] and _TABLE[combo] > 0}
+    exact = (seen and not _repeats(expr) and all(gr.how != "ratio" for gr in g.groundings)
+             and (g.or_weights is None or g.or_weights.source == "data")
+             and not any("left to the model" in n or "ratio form" in n for n in g.notices))
+    if not exact:
+        return
+    branches = g.disjuncts if g.disjuncts is not None else None
+    got: dict[tuple, float] = {}
+    for d in branches or [None]:
+        coefs = g.linear_coefs if d is None else d.coefs
+        conds = [leaf.condition for leaf, c in zip(g.leaves, coefs) if c == 1.0 and len(leaf.condition) == 3]
+        assert len(conds) == 1, (unparse(expr), [leaf.label for leaf in g.leaves])
+        combo = tuple(conds[0][f] for f in _VALUES)
+        got[combo] = got.get(combo, 0.0) + (1.0 if d is None else d.share)
+    total = sum(_TABLE[c] for c in seen)
+    assert got == pytest.approx({c: _TABLE[c] / total for c in seen}), unparse(expr)
