@@ -106,11 +106,12 @@ def flatten_and(terms: Sequence[Expr]) -> list[Expr]:
 def push_negations(flat: Sequence[Expr]) -> list[Expr]:
     """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B`` and ``~~A`` as ``A`` (the same
     boolean semantics; negation="complement" lowers each negation on its own, a value's by its
-    complement and a position's in the ratio form)."""
+    complement and a position's in the ratio form). A term an OR repeats is read once (``~(a | a)``
+    is ``~a``: the OR's branches are a set)."""
     out: list[Expr] = []
     for t in flat:
         if isinstance(t, Not) and isinstance(t.expr, Or):
-            out.extend(push_negations([Not(x) for x in t.expr.terms]))
+            out.extend(push_negations([Not(x) for x in dict.fromkeys(t.expr.terms)]))
         elif isinstance(t, Not) and isinstance(t.expr, Not):
             out.extend(push_negations(flatten_and((t.expr.expr,))))
         else:

@@ -316,11 +316,13 @@ class _JointTableRegistry(GaussianRegistry):
 
 def _repeats(e) -> bool:
     """Whether some conjunction repeats a term (`red & red` is 2·E_red by design, not a mixture)."""
-    from conceptlang.compiler.or_weights import flatten_and
+    from conceptlang.compiler.or_weights import flatten_and, push_negations
     from conceptlang.syntax.ast import And, Not, Or
 
-    if isinstance(e, And):
-        flat = flatten_and(e.terms)
+    if isinstance(e, And) or isinstance(e, Not) and isinstance(e.expr, (Or, Not)):
+        flat = push_negations(flatten_and((e,)))  # as the complement lowering reads it
+        if len(flat) == 1 and flat[0] is e:
+            return _repeats(e.expr)
         return len(set(flat)) < len(flat) or any(_repeats(t) for t in flat)
     if isinstance(e, Or):
         return any(_repeats(t) for t in e.terms)
