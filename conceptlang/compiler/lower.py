@@ -43,7 +43,7 @@ from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.compiler.options import CompileOptions, away_radius, near_radius
-from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and, push_negations
+from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and, push_negations, value_families
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
@@ -348,15 +348,22 @@ class GraphBuilder:
         for fam in self.registry.domain(self.domain).families:
             if fam.kind != "discrete" or fam.name in fams or fam.name in taken or not fam.values:
                 continue
-            probe = ConceptRef(self.domain, fam.name, value=fam.values[0])
-            if not self._serves(model, probe):
+            if not self._serves(model, ConceptRef(self.domain, fam.name, value=fam.values[0])):
                 continue
-            if len(fam.values) == 1:
-                if self._absent_of(probe) is not None:
-                    out.append((fam.name, [fam.values[0], None]))
-            elif fam.exclusive:
-                out.append((fam.name, list(fam.values)))
+            vals = self._branch_values(fam)
+            if vals is not None:
+                out.append((fam.name, vals))
         return out
+
+    def _branch_values(self, fam) -> list[str | None] | None:
+        """The values a discrete family's branches take: every value of an exclusive family; a yes/no
+        attribute's value and its known-absent value (None) where the model has one; else None."""
+        if fam.kind != "discrete" or not fam.values:
+            return None
+        if len(fam.values) == 1:
+            probe = ConceptRef(self.domain, fam.name, value=fam.values[0])
+            return [fam.values[0], None] if self._absent_of(probe) is not None else None
+        return list(fam.values) if fam.exclusive else None
 
     def _can_draw(self, family: str | tuple[str, ...], objects: int = 1) -> bool:
         """Whether the registry's ``value_draws`` hook draws ``family`` of this domain (a tuple:
@@ -545,7 +552,7 @@ class GraphBuilder:
             drop.update(k for k, _ in items)
         # negated compounds over discrete values: the combinations of their families where they do not hold
         cfree, excluded = self._compound_complements(flat, compound, pos_refs, extra, {f for f, _ in free})
-        drop.update(k for k, _ in excluded)
+        drop.update(k for k, _, _ in excluded)
         # a negated named place (`~position(0.5, 0.5)`): each chain's place drawn where it does not hold
         away: list[ConceptRef] = []
         for fam_name, items in places.items():
@@ -580,7 +587,7 @@ class GraphBuilder:
         def allowed_combos(fams: list[tuple[str, list[str | None]]]) -> list[tuple]:
             names = [f for f, _ in fams]
             return [c for c in itertools.product(*[vals for _, vals in fams])
-                    if not any(self._holds(phi, {**fixed, **dict(zip(names, c))}) for _, phi in excluded)]
+                    if not any(self._holds(phi, {**fixed, **dict(zip(names, c))}) for _, phi, _ in excluded)]
 
         fams = free + cfree + enum
         combos = allowed_combos(fams)
@@ -633,8 +640,7 @@ class GraphBuilder:
                 parts.append(f"{f}: " + ", ".join(f"{v} {marg[v]:.3f}" for v in vals if marg[v] > 0))
             notes.append(Grounding(negated=", ~".join(names), grounded_by="", positive="", alpha=0.0,
                                    how="complement", detail="over " + "; ".join(parts) + f" ({how})"))
-        for k, phi in excluded:
-            names = self._formula_families(phi) or []
+        for k, _, names in excluded:
             cols = [j for j, (f, _) in enumerate(fams) if f in names]
             kept = len({tuple(c[j] for j in cols) for c, sh in zip(combos, shares) if sh > 0})
             notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
@@ -662,24 +668,6 @@ class GraphBuilder:
         # the ratio-form negations left among `rest` were recorded by _product
         return nid
 
-    def _formula_families(self, e: Expr) -> list[str] | None:
-        """The families of a negated compound's concepts, in order, when every one is a value of a
-        discrete family (no parameters, no weights); else None."""
-        if isinstance(e, Concept):
-            r = self.refs[e]
-            return [r.family] if r.value is not None and r.params is None and not r.drawn else None
-        if isinstance(e, Not):
-            return self._formula_families(e.expr)
-        if isinstance(e, (And, Or)):
-            out: list[str] = []
-            for t in e.terms:
-                got = self._formula_families(t)
-                if got is None:
-                    return None
-                out.extend(f for f in got if f not in out)
-            return out
-        return None
-
     def _holds(self, e: Expr, values: dict[str, str | None]) -> bool:
         """Whether a compound of discrete concepts holds where each family has the given value
         (None: a yes/no attribute absent)."""
@@ -694,45 +682,26 @@ class GraphBuilder:
 
     def _compound_complements(self, flat: list[Expr], compound: list[int], pos_refs: list[ConceptRef],
                               extra: list[ConceptRef], taken: set[str],
-                              ) -> tuple[list[tuple[str, list[str | None]]], list[tuple[int, Expr]]]:
+                              ) -> tuple[list[tuple[str, list[str | None]]], list[tuple[int, Expr, list[str]]]]:
         """negation="complement" on negated compounds (``~(red | green)``, ``~(circle & red)``):
         those whose concepts are all values of exclusive discrete families, or of yes/no attributes
         with a known-absent value, become the mixture over the combinations of those families where
         the compound does not hold. Returns the families to branch over (those neither named by a
         positive concept nor already complemented, each with every value; None: absent) and the
-        (term index, compound) pairs lowered so; the others keep the ratio form."""
+        (term index, compound, its families) of those lowered so; the others keep the ratio form."""
         dom = self.registry.domain(self.domain)
         fixed = {r.family for r in pos_refs} | {r.family for r in extra}
         values: dict[str, list[str | None]] = {}
-        excluded: list[tuple[int, Expr]] = []
+        excluded: list[tuple[int, Expr, list[str]]] = []
         for k in compound:
             phi = flat[k].expr
-            names = self._formula_families(phi)
-            if names is None:
+            names = value_families(phi, self.refs, dom)
+            if not names or any(sum(r.family == n for r in pos_refs) > 1 for n in names):
                 continue
-            mine: dict[str, list[str | None]] = {}
-            for name in names:
-                try:
-                    fam = dom.family(name)
-                except Exception:  # a registry whose domain lacks the family
-                    mine = {}
-                    break
-                if fam.kind != "discrete" or not fam.values or sum(r.family == name for r in pos_refs) > 1:
-                    mine = {}
-                    break
-                if len(fam.values) == 1:
-                    if self._absent_of(ConceptRef(self.domain, name, value=fam.values[0])) is None:
-                        mine = {}
-                        break
-                    mine[name] = [fam.values[0], None]
-                elif fam.exclusive:
-                    mine[name] = list(fam.values)
-                else:
-                    mine = {}
-                    break
-            if not mine:
+            mine = {n: self._branch_values(dom.family(n)) for n in names}
+            if any(v is None for v in mine.values()):
                 continue
-            excluded.append((k, phi))
+            excluded.append((k, phi, names))
             for name, vals in mine.items():
                 if name not in fixed and name not in taken:
                     values.setdefault(name, vals)

@@ -136,15 +136,26 @@ def _literal(t: Expr, refs: dict, dom) -> Literal | None:
     return Literal(r.family, r.value, neg, unparse(t))
 
 
+def value_families(e: Expr, refs: dict, dom) -> list[str] | None:
+    """The families of ``e``'s concepts in order of appearance, when every one is a value of a
+    discrete family (no place, no weight); else None."""
+    if isinstance(e, (And, Or)):
+        out: list[str] = []
+        for t in e.terms:
+            got = value_families(t, refs, dom)
+            if got is None:
+                return None
+            out.extend(f for f in got if f not in out)
+        return out
+    if isinstance(e, Not):
+        return value_families(e.expr, refs, dom)
+    lit = _literal(e, refs, dom)
+    return None if lit is None else [lit.family]
+
+
 def _negated_values(t: Expr, refs: dict, dom) -> bool:
     """Whether ``t`` is a negated compound of values of discrete families (``~(red | green)``)."""
-    def values_only(e: Expr) -> bool:
-        if isinstance(e, (And, Or)):
-            return all(values_only(x) for x in e.terms)
-        if isinstance(e, Not):
-            return values_only(e.expr)
-        return _literal(e, refs, dom) is not None
-    return isinstance(t, Not) and not isinstance(t.expr, Concept) and values_only(t.expr)
+    return isinstance(t, Not) and not isinstance(t.expr, Concept) and value_families(t.expr, refs, dom) is not None
 
 
 def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:

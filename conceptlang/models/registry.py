@@ -123,6 +123,12 @@ def load_weights(entry: dict, models_dir: Path, device: torch.device) -> torch.n
     return net.to(device).eval().requires_grad_(False)
 
 
+def _place_holds(pos: np.ndarray, centre, radius: float, away: bool = False) -> np.ndarray:
+    """(N,) mask of the centres ``pos`` (N, P) within ``radius`` of ``centre`` (farther, ``away``)."""
+    dist = np.linalg.norm(pos - np.asarray(centre, dtype=np.float64), axis=1)
+    return dist > radius if away else dist <= radius
+
+
 class RegisteredModel:
     """A :class:`ConceptModel` handle; the network for a device is loaded on first use and cached."""
 
@@ -415,9 +421,7 @@ class ModelRegistry:
             pos = getattr(arrays, "positions", None)
             if pos is None or pos.shape[-1] != len(r.params):
                 continue
-            dist = np.linalg.norm(np.asarray(pos, dtype=np.float64)[:, 0, :] - np.asarray(r.params, dtype=np.float64),
-                                  axis=1)
-            mask &= (dist > POSITION_TOLERANCE) if r.away else (dist <= POSITION_TOLERANCE)
+            mask &= _place_holds(np.asarray(pos, dtype=np.float64)[:, 0, :], r.params, POSITION_TOLERANCE, r.away)
         for r in given:
             if r.params is not None or r.family not in idx:
                 continue
@@ -496,9 +500,7 @@ class ModelRegistry:
                     mask &= (col < 0) if i < 0 else (col == i)
             pos = np.asarray(arrays.positions, dtype=np.float64)[:, 0, :]  # (batch, P)
             if centre is not None and (match or away):
-                dist = np.linalg.norm(pos - centre, axis=1)
-                r = float(radius if radius is not None else 0.0)
-                mask &= (dist > r) if away else (dist <= r)
+                mask &= _place_holds(pos, centre, float(radius if radius is not None else 0.0), away)
             return pos[mask]  # (m, P)
 
         out: list[np.ndarray] = []

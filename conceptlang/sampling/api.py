@@ -113,9 +113,12 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
         discrete = tuple(f for f in fams if cond[f].values is not None)
         for j, fam in enumerate(f for f in fams if f not in discrete):
             near = cond[fam].near  # a named point: drawn where it holds (away: where it does not)
-            where = {} if near is None else {"near": near, "radius": radius}
-            if near is not None and cond[fam].away:
+            if near is None:
+                where = {}
+            elif cond[fam].away:
                 where = {"near": near, "radius": away_radius(graph.options.get("named_radius")), "away": True}
+            else:
+                where = {"near": near, "radius": radius}
             got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
             out[(leaf, fam)] = _checked_draws(got, fam, label, n)
         if discrete:
