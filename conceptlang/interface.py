@@ -31,7 +31,10 @@ was trained on that value (else None; without the hook such negations keep the r
 ``value_shares(domain, families, given)`` returns the data's share of each combination of values of
 ``families`` among examples where every ref of ``given`` holds, as {tuple of values: share} (None
 in a tuple: no value of that family holds, a yes/no attribute absent), or None
-(without it, or with None, the complement's values get equal shares).
+(without it, or with None, the complement's values get equal shares); with ``joint=True`` each
+share is of all the data (the probability of the combination *and* ``given``), which a
+data-weighted OR over named places needs (a registry without that keyword draws such ORs in equal
+shares).
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ class ConceptRef:
     every chain its own place; with ``params``, among the data where the named point holds), or a
     discrete family whose value each object of an object-level composition draws (``shape(drawn)``).
     ``away=True`` with ``drawn`` and ``params`` (the complement lowering of ``~position(x, y)``):
-    drawn among the data where the named point does *not* hold.
+    drawn among the data where the named point does *not* hold; ``points`` > 1: ``params`` holds
+    that many points one after another, and none of them holds (``~position(a) & ~position(b)``).
     """
 
     domain: str
@@ -100,6 +104,7 @@ class ConceptRef:
     absent: bool = False
     drawn: bool = False
     away: bool = False
+    points: int = 1
 
     @property
     def qualified(self) -> str:
@@ -107,11 +112,17 @@ class ConceptRef:
             return f"{self.family}.<none>"
         if self.drawn:
             where = " away from " if self.away else " near "
-            near = "" if self.params is None else where + ", ".join(repr(p) for p in self.params)
+            near = "" if self.params is None else where + self.points_text()
             return f"{self.family}(drawn{near})"
         if self.params is not None:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"
         return f"{self.family}.{self.value}"
+
+    def points_text(self) -> str:
+        """The named point(s) of ``params``: "0.3, 0.3", or "0.3, 0.3; 0.7, 0.7" for ``points`` 2."""
+        params = [repr(p) for p in self.params or ()]
+        k = len(params) // max(self.points, 1)
+        return "; ".join(", ".join(params[i:i + k]) for i in range(0, len(params), max(k, 1)))
 
 
 @runtime_checkable

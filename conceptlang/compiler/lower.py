@@ -49,6 +49,7 @@ from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
+from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
 
 def show(e: Expr, limit: int = 80) -> str:
@@ -63,6 +64,12 @@ def _wrap(e: Expr, min_prec: int) -> str:
 
 
 FLATTEN_OR_LIMIT = 64
+
+
+def _apart(p, q) -> bool:
+    """Whether the named places ``p`` and ``q`` cannot both hold: their centres are at least twice
+    the language's position tolerance apart, so no point lies within it of both."""
+    return math.dist(p, q) >= 2 * POSITION_TOLERANCE
 
 
 def _digest(kind: str, body: str) -> str:
@@ -189,8 +196,9 @@ class GraphBuilder:
         branches: list[int] = []
         offsets: list[float] = []
         before = len(self.enumerated)
-        for pinned, weight in got.branches:
-            terms = tuple(got.other) + tuple(self._synthetic(r) for r in pinned)
+        for k, (pinned, weight) in enumerate(got.branches):
+            places = got.places[k] if got.places else ()
+            terms = tuple(got.other) + tuple(self._synthetic(r) for r in pinned) + tuple(places)
             nid = self.conjunction(terms)
             self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
             branches.append(nid)
@@ -543,7 +551,8 @@ class GraphBuilder:
                     drop.update(k for k, _ in items)
                     for k, _ in items:
                         notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="",
-                                               alpha=0.0, how="implied", detail=" & ".join(g.value for g in given)))
+                                               alpha=0.0, how="implied",
+                                               detail=" & ".join(g.value for g in given) + " (one value per exclusive family)"))
                 continue
             allowed: list[str | None] = [v for v in fam.values if v not in negated]
             if not allowed:
@@ -554,19 +563,34 @@ class GraphBuilder:
         cfree, excluded = self._compound_complements(flat, compound, pos_refs, extra, {f for f, _ in free})
         drop.update(k for k, _, _ in excluded)
         # a negated named place (`~position(0.5, 0.5)`): each chain's place drawn where it does not hold
+        # (several: each chain's place drawn where none holds; beside a named place of the family
+        # whose disc lies outside the negated one's, the negation is implied)
         away: list[ConceptRef] = []
         for fam_name, items in places.items():
-            if len(items) != 1 or self._in_product or any(r.family == fam_name for r in pos_refs):
+            named = [r for r in pos_refs if r.family == fam_name and r.params is not None]
+            if named:
+                if len(named) == 1:
+                    for k, r in items:
+                        if _apart(named[0].params, r.params):
+                            drop.add(k)
+                            notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="",
+                                                   alpha=0.0, how="implied",
+                                                   detail=f"{named[0].qualified} (no point is within the tolerance of both)"))
                 continue
-            k, r = items[0]
-            ref = ConceptRef(self.domain, r.family, params=tuple(r.params), drawn=True, away=True)
+            if self._in_product or any(r.family == fam_name for r in pos_refs):
+                continue
+            r = items[0][1]
+            ref = ConceptRef(self.domain, r.family, params=tuple(p for _, q in items for p in q.params), drawn=True,
+                             away=True, points=len(items))
             if not self._can_draw(r.family) or not self._serves(self.registry.model_for(r)[0], ref):
                 continue
             away.append(ref)
-            drop.add(k)
-            notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
-                                   how="away",
-                                   detail=f"farther than {away_radius(self.options.named_radius):g} from the point"))
+            drop.update(k for k, _ in items)
+            points = "the point" if len(items) == 1 else f"each of the points ({ref.points_text()})"
+            for k, _ in items:
+                notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
+                                       how="away",
+                                       detail=f"farther than {away_radius(self.options.named_radius):g} from {points}"))
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra + away]
         spread: list[ConceptRef] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
@@ -653,10 +677,10 @@ class GraphBuilder:
                 f"the data has them given the rest (free_families=data): {sum(s > 0 for s in shares)} branches")
         conj = " & ".join(show(t) for t in flat)
         for r in away:
-            self.drawn.append((conj, f"{r.family} (~{r.family}({', '.join(f'{p:g}' for p in r.params)}))",
-                               f"where the point does not hold (farther than {away_radius(self.options.named_radius):g} "
-                               "from it), given the "
-                               "branch (negation=complement)"))
+            what = "the point does not hold" if r.points == 1 else "none of the points holds"
+            self.drawn.append((conj, f"{r.family} ({' & '.join(f'~{r.family}({q})' for q in r.points_text().split('; '))})",
+                               f"where {what} (farther than {away_radius(self.options.named_radius):g} "
+                               f"from {'it' if r.points == 1 else 'each'}), given the branch (negation=complement)"))
         for r in spread:
             self.drawn.append((conj, r.qualified, f"where it holds (within {self._radius():g} of the point), given the "
                                                   "branch (named_positions=data)"))

@@ -94,7 +94,7 @@ class Grounding:
             return (f"~{self.negated}: lowered to the attribute's known-absent value {self.detail} "
                     "in the condition (a value the model was trained on)")
         if self.how == "implied":
-            return f"~{self.negated}: implied by {self.detail} (one value per exclusive family), so dropped"
+            return f"~{self.negated}: implied by {self.detail}, so dropped"
         if self.grounded_by == "prior":
             return (f"~{self.negated}: no positive term beside it, so it is grounded by the domain prior "
                     f"(E_prior − {self.alpha:g}·E[{self.negated}]; ratio form)")

@@ -31,6 +31,7 @@ from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or
 from conceptlang.syntax.printer import unparse
+from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
 MAX_FORMULA_DISJUNCTS = 4096  # DNF terms of the OR's boolean formula examined (not graph branches)
 
@@ -43,6 +44,8 @@ class Literal:
     value: str
     negated: bool
     text: str
+    point: tuple[float, ...] | None = None  # a named place (``position(x, y)``): its point
+    concept: Concept | None = None  # a named place: the concept as written
 
     def holds(self, combo: dict[str, str | None]) -> bool:
         return (combo[self.family] == self.value) != self.negated
@@ -84,6 +87,7 @@ class Plan:
     branches: list[tuple[tuple[ConceptRef, ...], float]]
     other: list[Expr]  # terms of the expression's top-level conjunction outside the OR formula
     record: OrWeights
+    places: list[tuple[Expr, ...]] = field(default_factory=list)  # per branch: its named-place terms
 
 
 class _Fallback(Exception):
@@ -119,12 +123,17 @@ def push_negations(flat: Sequence[Expr]) -> list[Expr]:
     return out
 
 
-def _literal(t: Expr, refs: dict, dom) -> Literal | None:
+def _literal(t: Expr, refs: dict, dom, places: bool = False) -> Literal | None:
+    """``t`` as a literal: a value of a discrete family or its negation; with ``places``, also a
+    named place (``position(x, y)``, a point of a continuous family) or its negation."""
     neg = isinstance(t, Not)
     c = t.expr if neg else t
     if not isinstance(c, Concept):
         return None
     r = refs.get(c)
+    if places and r is not None and r.params is not None and not (r.drawn or r.absent):
+        point = tuple(float(p) for p in r.params)
+        return Literal(r.family, unparse(c), neg, unparse(t), point=point, concept=c)
     if r is None or r.value is None or r.params is not None or r.absent:
         return None
     try:
@@ -153,9 +162,28 @@ def value_families(e: Expr, refs: dict, dom) -> list[str] | None:
     return None if lit is None else [lit.family]
 
 
+def _literals_only(e: Expr, refs: dict, dom) -> bool:
+    """Whether every concept of ``e`` is a value of a discrete family or a named place."""
+    if isinstance(e, (And, Or)):
+        return all(_literals_only(t, refs, dom) for t in e.terms)
+    if isinstance(e, Not):
+        return _literals_only(e.expr, refs, dom)
+    return _literal(e, refs, dom, places=True) is not None
+
+
+def _names_place(e: Expr, refs: dict, dom) -> bool:
+    if isinstance(e, (And, Or)):
+        return any(_names_place(t, refs, dom) for t in e.terms)
+    if isinstance(e, Not):
+        return _names_place(e.expr, refs, dom)
+    lit = _literal(e, refs, dom, places=True)
+    return lit is not None and lit.point is not None
+
+
 def _negated_values(t: Expr, refs: dict, dom) -> bool:
-    """Whether ``t`` is a negated compound of values of discrete families (``~(red | green)``)."""
-    return isinstance(t, Not) and not isinstance(t.expr, Concept) and value_families(t.expr, refs, dom) is not None
+    """Whether ``t`` is a negated compound of values of discrete families or named places
+    (``~(red | green)``, ``~(circle & position(0.5, 0.5))``)."""
+    return isinstance(t, Not) and not isinstance(t.expr, Concept) and _literals_only(t.expr, refs, dom)
 
 
 def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
@@ -180,10 +208,10 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     if isinstance(e, Not) and isinstance(e.expr, (And, Or)):  # De Morgan: the negation moves to the literals
         flip = Or if isinstance(e.expr, And) else And
         return _dnf(flip(tuple(Not(t) for t in e.expr.terms)), refs, dom)
-    lit = _literal(e, refs, dom)
+    lit = _literal(e, refs, dom, places=True)
     if lit is None:
-        raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family "
-                        "(a weighted, continuous or compound term has no data probability)")
+        raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family or a named place "
+                        "(a weighted or compound term has no data probability)")
     return [(lit,)]
 
 
@@ -197,7 +225,7 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
     flat = flatten_and((expr,))
     if options.negation == "complement":
         flat = push_negations(flat)
-    if not any(isinstance(t, Or) for t in flat):
+    if not any(isinstance(t, Or) for t in flat) and not _negated_places(flat, refs, registry, domain, options):
         return None
     if options.or_weights == "equal":
         return OrWeights("equal", "or_weights=equal (the branches as written, log Z taken as equal)")
@@ -207,6 +235,21 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
         return OrWeights("equal", str(why))
 
 
+def _negated_places(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str,
+                    options: CompileOptions) -> bool:
+    """Whether ``flat`` holds a negated conjunction of values that names a place
+    (``~(circle & position(0.5, 0.5))``): an OR of negations by De Morgan, which the plan lowers
+    where the data weights apply (negation="complement")."""
+    if options.negation != "complement":
+        return False
+    try:
+        dom = registry.domain(domain)
+    except Exception:  # a registry without the domain's families
+        return False
+    return any(isinstance(t, Not) and isinstance(t.expr, And) and _literals_only(t.expr, refs, dom)
+               and _names_place(t.expr, refs, dom) for t in flat)
+
+
 def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan:
     hook = getattr(registry, "value_shares", None)
     if hook is None:
@@ -214,6 +257,9 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     dom = registry.domain(domain)
     in_formula = [isinstance(t, Or) or _literal(t, refs, dom) is not None or _negated_values(t, refs, dom)
                   for t in flat]
+    if any(f and _names_place(t, refs, dom) for t, f in zip(flat, in_formula)):
+        # the formula cuts the canvas by its places: a place beside it joins it (it picks regions)
+        in_formula = [f or _literal(t, refs, dom, places=True) is not None for t, f in zip(flat, in_formula)]
     formula = [t for t, f in zip(flat, in_formula) if f]
     other = [t for t, f in zip(flat, in_formula) if not f]
     disjuncts = _dnf(And(tuple(formula)) if len(formula) > 1 else formula[0], refs, dom)
@@ -227,30 +273,38 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
             raise _Fallback(f"a branch names two values of {two[0]} (two objects), which have no one-object data probability")
         if options.negation == "ratio" and any(lit.negated for lit in d):
             raise _Fallback("negation=ratio: a negation inside the OR is a repulsion, not a set of values with a data probability")
-    families = tuple(sorted({lit.family for d in disjuncts for lit in d}))
+    families = tuple(sorted({lit.family for d in disjuncts for lit in d if lit.point is None}))
     for f in families:
         fam = dom.family(f)
         if len(fam.values) > 1 and not fam.exclusive:
             raise _Fallback(f"{f} is not an exclusive family, so its values do not partition the data")
-    shares = hook(domain, families, ())
-    if shares is None:
-        raise _Fallback(f"the models' registry has no data frequencies for {', '.join(families)} (no generator for "
-                        f"the {domain} domain)")
-    combos = _checked(shares, families, dom)
+    place, points = _places(disjuncts)
+    combos: list[tuple[tuple[str | None, ...], float]] = []
+    for cell, given in _cells(domain, place, points):
+        try:
+            shares = hook(domain, families, given, joint=True) if place else hook(domain, families, ())
+        except TypeError:  # a registry whose value_shares has no joint shares
+            raise _Fallback("the models' registry gives no joint data frequencies for named places") from None
+        if shares is None:
+            raise _Fallback(f"the models' registry has no data frequencies for {', '.join(families + place)} "
+                            f"(no generator for the {domain} domain)")
+        combos.extend((combo + cell, share) for combo, share in _checked(shares, families, dom))
+    names = families + place
     kept: list[tuple[tuple[str | None, ...], float]] = []
     for combo, share in combos:
         if share <= 0.0:
             continue
-        values = dict(zip(families, combo))
+        values = dict(zip(names, combo))
         if any(all(lit.holds(values) for lit in d) for d in disjuncts):
             kept.append((combo, share))
     if not kept:
-        raise _Fallback(f"no example of the data satisfies the OR (over {', '.join(families)})")
+        raise _Fallback(f"no example of the data satisfies the OR (over {', '.join(names)})")
     if len(kept) > options.max_disjuncts:
         raise _Fallback(f"its {len(kept)} value combinations exceed max_disjuncts = {options.max_disjuncts}")
     total = sum(s for _, s in kept)
     absent = getattr(registry, "absent", None)
     branches: list[tuple[tuple[ConceptRef, ...], float]] = []
+    place_terms: list[tuple[Expr, ...]] = []
     texts: list[tuple[str, float]] = []
     written = [0.0] * len(disjuncts)
     for combo, share in kept:
@@ -267,9 +321,14 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
             if ref is None:
                 raise _Fallback(f"the models have no known-absent value of {f} to condition a branch on")
             pinned.append(ref)
+        cell = combo[len(families):]
+        terms: tuple[Expr, ...] = ()
+        if place:  # near one named point (its concept), or away from every one (their negations)
+            terms = (points[cell[0]],) if cell[0] is not None else tuple(Not(c) for c in points.values())
         branches.append((tuple(pinned), w))
-        texts.append((" & ".join(r.qualified for r in pinned), w))
-        values = dict(zip(families, combo))
+        place_terms.append(terms)
+        texts.append((" & ".join([r.qualified for r in pinned] + [unparse(t) for t in terms]), w))
+        values = dict(zip(names, combo))
         first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         written[first] += w
     written_text = []
@@ -278,8 +337,45 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
             continue
         text = " & ".join(lit.text for lit in d)
         written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
-    record = OrWeights("data", None, families, texts, written_text)
-    return Plan(branches, other, record)
+    record = OrWeights("data", None, names, texts, written_text)
+    return Plan(branches, other, record, place_terms)
+
+
+def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Concept]]:
+    """The continuous family the formula's named places belong to (an empty tuple without places)
+    and those places, each point's text → its concept; the places must be far enough apart that
+    no point is within the position tolerance of two (then "near this one", "near that one" and
+    "away from all" partition the canvas like the values of a discrete family)."""
+    found: dict[str, Literal] = {}
+    for d in disjuncts:
+        for lit in d:
+            if lit.point is not None:
+                found.setdefault(lit.value, lit)
+    if not found:
+        return (), {}
+    fams = {lit.family for lit in found.values()}
+    if len(fams) > 1:
+        raise _Fallback(f"the OR names places of several families ({', '.join(sorted(fams))})")
+    lits = list(found.values())
+    for i, a in enumerate(lits):
+        for b in lits[i + 1:]:
+            if len(a.point) != len(b.point) or math.dist(a.point, b.point) < 2 * POSITION_TOLERANCE:
+                raise _Fallback(f"{a.value} and {b.value} are closer than twice the position tolerance "
+                                f"({2 * POSITION_TOLERANCE:g}), so a point can satisfy both")
+    return (lits[0].family,), {lit.value: lit.concept for lit in lits}
+
+
+def _cells(domain: str, place: tuple[str, ...], points: dict[str, Concept]):
+    """(the place family's value, the refs that hold there) for each region the named places cut
+    the canvas into: near each point, and away from every one; one region, no refs, without places."""
+    if not place:
+        yield (), ()
+        return
+    flat: list[float] = []
+    for text, c in points.items():
+        flat.extend(float(p) for p in c.args)
+        yield (text,), (ConceptRef(domain, place[0], params=tuple(float(p) for p in c.args)),)
+    yield (None,), (ConceptRef(domain, place[0], params=tuple(flat), drawn=True, away=True, points=len(points)),)
 
 
 def _checked(shares: Any, families: Sequence[str], dom) -> list[tuple[tuple[str | None, ...], float]]:

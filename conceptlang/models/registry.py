@@ -124,9 +124,12 @@ def load_weights(entry: dict, models_dir: Path, device: torch.device) -> torch.n
 
 
 def _place_holds(pos: np.ndarray, centre, radius: float, away: bool = False) -> np.ndarray:
-    """(N,) mask of the centres ``pos`` (N, P) within ``radius`` of ``centre`` (farther, ``away``)."""
-    dist = np.linalg.norm(pos - np.asarray(centre, dtype=np.float64), axis=1)
-    return dist > radius if away else dist <= radius
+    """(N,) mask of the centres ``pos`` (N, P) within ``radius`` of ``centre`` (farther, ``away``).
+    ``centre`` may hold several points one after another (K·P values): within ``radius`` of every
+    one, or, ``away``, farther than ``radius`` from every one."""
+    points = np.asarray(centre, dtype=np.float64).reshape(-1, pos.shape[1])  # (K, P)
+    dist = np.linalg.norm(pos[:, None, :] - points[None, :, :], axis=2)  # (N, K)
+    return (dist > radius).all(axis=1) if away else (dist <= radius).all(axis=1)
 
 
 class RegisteredModel:
@@ -383,7 +386,7 @@ class ModelRegistry:
     SHARE_DRAWS_PLACED = 600_000  # when a named place is given: a disc holds a few per cent of the draws
 
     def value_shares(self, domain: str, families: Sequence[str],
-                     given: Sequence[ConceptRef]) -> dict[tuple[str, ...], float] | None:
+                     given: Sequence[ConceptRef], joint: bool = False) -> dict[tuple[str, ...], float] | None:
         """The training data's share of each combination of values of ``families`` among the
         examples where every discrete concept of ``given`` holds (known-absent ones: does not hold);
         a combination names None for a family none of whose values holds (an absent attribute).
@@ -396,7 +399,11 @@ class ModelRegistry:
         (``position(x, y)``, drawn near it or not) holds where the object's centre is within the
         language's tolerance of the point, and a place drawn away from it (``~position(x, y)``)
         where it is farther; those are counted on SHARE_DRAWS_PLACED draws. None for a domain
-        without a generator (own data): the compiler then gives equal shares."""
+        without a generator (own data): the compiler then gives equal shares.
+
+        ``joint``: each share is of all the draws, not of those where ``given`` holds (the
+        probability of the combination and ``given`` together; no marginal fallback, an empty
+        dict where nothing matches); with no ``families``, {(): that probability}."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
         from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
@@ -416,10 +423,10 @@ class ModelRegistry:
             cols = [(idx[f], dom.family(f).values) for f in families]
         except (KeyError, DataError):
             return None
-        mask = np.ones(len(cols[0][0]) if cols else 0, dtype=bool)
+        mask = np.ones(draws, dtype=bool)
         for r in placed:
             pos = getattr(arrays, "positions", None)
-            if pos is None or pos.shape[-1] != len(r.params):
+            if pos is None or len(r.params) % pos.shape[-1]:
                 continue
             mask &= _place_holds(np.asarray(pos, dtype=np.float64)[:, 0, :], r.params, POSITION_TOLERANCE, r.away)
         for r in given:
@@ -432,7 +439,9 @@ class ModelRegistry:
                 if r.value not in values:
                     continue
                 mask &= idx[r.family] == values.index(r.value)
-        if int(mask.sum()) < self.SHARE_MIN_ROWS:
+        if not cols:
+            return {(): float(mask.mean()) if joint else 1.0}
+        if not joint and int(mask.sum()) < self.SHARE_MIN_ROWS:
             mask = np.ones_like(mask)
         counts: dict[tuple[str, ...], int] = {}
         rows = np.stack([c for c, _ in cols], axis=1)[mask]
@@ -440,7 +449,7 @@ class ModelRegistry:
         for combo, k in zip(combos, n):
             # −1: no value of the family holds (a yes/no attribute known absent) → None
             counts[tuple(vals[i] if i >= 0 else None for i, (_, vals) in zip(combo, cols))] = int(k)
-        total = sum(counts.values())
+        total = draws if joint else sum(counts.values())
         return {c: k / total for c, k in counts.items()} if total else None
 
     # Draws per round of value_draws' rejection, and rounds before it falls back to the marginal.
@@ -460,7 +469,9 @@ class ModelRegistry:
         ``near``, ``radius``: only draws within ``radius`` of ``near`` (a named position spread over
         the disc where it holds); when none matches, ``near`` itself for every chain. ``away``: only
         draws farther than ``radius`` from ``near`` (``~position(x, y)``: where the point does not
-        hold); when none matches, the draws away from the point whatever the other values.
+        hold), or from each of its points when it holds several one after another (``~position(a)
+        & ~position(b)``); when none matches, the draws away from the points whatever the other
+        values.
 
         ``family`` a tuple of discrete families: their values drawn together, as one object of the
         data's images with ``objects`` objects has them (:meth:`object_draws`)."""

@@ -509,3 +509,35 @@ def test_value_shares_given_a_named_place_count_where_it_holds():
     g = compile_expr("triangle & position(0.2, 0.8)", reg)
     assert {leaf.condition.get("size") for leaf in g.leaves if "shape" in leaf.condition} == {"small"}
     assert sample(g, 2, seed=0, steps=1).images.shape == (2, 3, 32, 32)
+
+
+def test_joint_value_shares_are_fractions_of_all_the_data():
+    """joint=True: the probability of each combination *and* the given refs, of all the draws. A
+    triangle's centre is uniform over its size's box, so P(triangle, small, within 0.1 of the
+    centre) = P(triangle) · P(small) · πr² / A_small; two far-apart negated points: the mass
+    outside both discs; no families: {(): the given refs' probability}."""
+    from conceptlang.data import scenes
+
+    reg = load_registry()
+    tri = ConceptRef("scenes", "shape", value="triangle")
+    here = ConceptRef("scenes", "position", params=(0.5, 0.5))
+
+    def area(size, shape=2):
+        h = scenes.half_extent(np.array(shape), scenes.EXTENT_ARRAY[scenes.SIZES.index(size)])
+        return float(np.prod(1 - 2 * scenes.MARGIN - 2 * h))
+
+    disc = np.pi * 0.1 ** 2
+    got = reg.value_shares("scenes", ("size",), (tri, here), joint=True)
+    assert got[("small",)] == pytest.approx(1 / 3 * 1 / 2 * disc / area("small"), rel=0.05)
+    assert got[("large",)] == pytest.approx(1 / 3 * 1 / 2 * disc / area("large"), rel=0.05)
+    # its conditional form is the same counts normalised
+    cond = reg.value_shares("scenes", ("size",), (tri, here))
+    assert cond[("small",)] == pytest.approx(got[("small",)] / sum(got.values()), abs=1e-12)
+    # no families: the probability of the given refs alone; away from two points: outside both discs
+    (p_here,) = reg.value_shares("scenes", (), (here,), joint=True).values()
+    assert p_here == pytest.approx(np.mean([disc / area(z, k) for z in scenes.SIZES for k in range(3)]), rel=0.05)
+    both = ConceptRef("scenes", "position", params=(0.5, 0.5, 0.3, 0.3), drawn=True, away=True, points=2)
+    (p_away,) = reg.value_shares("scenes", (), (both,), joint=True).values()
+    (p_far,) = reg.value_shares("scenes", (), (ConceptRef("scenes", "position", params=(0.3, 0.3)),), joint=True).values()
+    assert p_away == pytest.approx(1 - p_here - p_far, abs=1e-12)
+    assert reg.value_shares("scenes", (), (tri,)) == {(): 1.0}

@@ -267,10 +267,25 @@ def test_a_negated_place_is_drawn_where_it_does_not_hold_with_the_complement():
     # a bare negated place is the prior's families with the place drawn away (the joint model found by it)
     g = compile_expr("~position(0.3, 0.6)", reg, **opts)
     assert [leaf.label for leaf in g.leaves] == ["position(drawn away from 0.3, 0.6)"]
-    # the ratio form stays: with negation=ratio, beside a named place, for two negated places, weighted
+    # two negated places: one place drawn away from both (their points one after the other)
+    g = compile_expr("red & ~position(0.3, 0.6) & ~position(0.7, 0.2)", reg, **opts)
+    assert [leaf.label for leaf in g.leaves] == ["color.red & position(drawn away from 0.3, 0.6; 0.7, 0.2)"]
+    assert g.leaves[0].condition["position"] == Drawn((0.3, 0.6, 0.7, 0.2), away=True)
+    assert [gr.how for gr in g.groundings] == ["away", "away"]
+    assert "farther than 0.1 from each of the points (0.3, 0.6; 0.7, 0.2)" in g.groundings[0].describe()
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.3, 0.6, 0.7, 0.2)),
+                          ("radius", POSITION_TOLERANCE), ("away", True))]
+    # beside a named place whose disc lies outside the negated one (centres >= 0.2 apart): implied, dropped
+    g = compile_expr("red & position(0.7, 0.7) & ~position(0.3, 0.6)", reg, **opts)
+    assert [leaf.label for leaf in g.leaves] == ["color.red & position(0.7, 0.7)"]
+    (gr,) = g.groundings
+    assert gr.how == "implied" and gr.describe() == (
+        "~position(0.3, 0.6): implied by position(0.7, 0.7) (no point is within the tolerance of both), so dropped")
+    # the ratio form stays: with negation=ratio, beside a named place whose disc overlaps it, weighted
     for text, o in (("red & ~position(0.3, 0.6)", {"negation": "ratio"}),
-                    ("red & position(0.7, 0.7) & ~position(0.3, 0.6)", {}),
-                    ("red & ~position(0.3, 0.6) & ~position(0.7, 0.2)", {}),
+                    ("red & position(0.4, 0.6) & ~position(0.3, 0.6)", {}),
                     ("red & 2 * ~position(0.3, 0.6)", {})):
         g = compile_expr(text, reg, **{**opts, **o})
         assert not any(leaf.condition.get("position") == Drawn((0.3, 0.6), away=True) for leaf in g.leaves), text
