@@ -99,7 +99,7 @@ class CompileOptions:
     named_radius: float | None = None
     or_weights: str = "data"
     log_z: Any = "equal"
-    max_disjuncts: int = 64
+    max_disjuncts: int = 128
     strict: bool = False
     concept_weights: bool = True
     domain: str | None = None
