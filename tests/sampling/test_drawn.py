@@ -294,6 +294,17 @@ def test_a_negated_place_is_drawn_where_it_does_not_hold_with_the_complement():
         "position(drawn away from 0.3, 0.6)"
 
 
+def test_scenes_draws_away_from_several_points_stay_outside_each_disc(scenes_registry):
+    a = scenes_registry.value_draws("scenes", "position", {"shape": "square"}, 300, 5,
+                                    near=(0.3, 0.3, 0.7, 0.7), radius=0.1, away=True)
+    assert a.shape == (300, 2) and len(np.unique(a, axis=0)) == 300
+    for point in ((0.3, 0.3), (0.7, 0.7)):
+        assert np.linalg.norm(a - point, axis=1).min() > 0.1
+    # both discs are left out: fewer draws fall in the two quadrants that hold them than in the others
+    near_diag = ((a[:, 0] < 0.5) == (a[:, 1] < 0.5)).mean()
+    assert 0.3 < near_diag < 0.5
+
+
 def test_scenes_draws_away_from_a_point_stay_outside_the_tolerance(scenes_registry):
     reg = scenes_registry
     given = {"shape": "circle", "color": "red"}
