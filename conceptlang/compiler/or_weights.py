@@ -162,22 +162,29 @@ def value_families(e: Expr, refs: dict, dom) -> list[str] | None:
     return None if lit is None else [lit.family]
 
 
+def _literal_points(e: Expr, refs: dict, dom) -> list[tuple[float, ...] | None] | None:
+    """For each concept of ``e``, its point when it is a named place and None when it is a value of
+    a discrete family; None when some concept is neither."""
+    if isinstance(e, (And, Or, Not)):
+        out: list[tuple[float, ...] | None] = []
+        for t in (e.expr,) if isinstance(e, Not) else e.terms:
+            got = _literal_points(t, refs, dom)
+            if got is None:
+                return None
+            out.extend(got)
+        return out
+    lit = _literal(e, refs, dom, places=True)
+    return None if lit is None else [lit.point]
+
+
 def _literals_only(e: Expr, refs: dict, dom) -> bool:
     """Whether every concept of ``e`` is a value of a discrete family or a named place."""
-    if isinstance(e, (And, Or)):
-        return all(_literals_only(t, refs, dom) for t in e.terms)
-    if isinstance(e, Not):
-        return _literals_only(e.expr, refs, dom)
-    return _literal(e, refs, dom, places=True) is not None
+    return _literal_points(e, refs, dom) is not None
 
 
 def _names_place(e: Expr, refs: dict, dom) -> bool:
-    if isinstance(e, (And, Or)):
-        return any(_names_place(t, refs, dom) for t in e.terms)
-    if isinstance(e, Not):
-        return _names_place(e.expr, refs, dom)
-    lit = _literal(e, refs, dom, places=True)
-    return lit is not None and lit.point is not None
+    """Whether ``e``'s concepts are all literals (values or places) and one of them is a place."""
+    return any(p is not None for p in _literal_points(e, refs, dom) or ())
 
 
 def _negated_values(t: Expr, refs: dict, dom) -> bool:
@@ -246,8 +253,7 @@ def _negated_places(flat: list[Expr], refs: dict, registry: ConceptRegistry, dom
         dom = registry.domain(domain)
     except Exception:  # a registry without the domain's families
         return False
-    return any(isinstance(t, Not) and isinstance(t.expr, And) and _literals_only(t.expr, refs, dom)
-               and _names_place(t.expr, refs, dom) for t in flat)
+    return any(isinstance(t, Not) and isinstance(t.expr, And) and _names_place(t.expr, refs, dom) for t in flat)
 
 
 def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan:
