@@ -423,7 +423,8 @@ class ModelRegistry:
             cols = [(idx[f], dom.family(f).values) for f in families]
         except (KeyError, DataError):
             return None
-        mask = np.ones(draws, dtype=bool)
+        rows_drawn = len(next(iter(idx.values())))
+        mask = np.ones(rows_drawn, dtype=bool)
         for r in placed:
             pos = getattr(arrays, "positions", None)
             if pos is None or len(r.params) % pos.shape[-1]:
@@ -449,7 +450,7 @@ class ModelRegistry:
         for combo, k in zip(combos, n):
             # −1: no value of the family holds (a yes/no attribute known absent) → None
             counts[tuple(vals[i] if i >= 0 else None for i, (_, vals) in zip(combo, cols))] = int(k)
-        total = draws if joint else sum(counts.values())
+        total = rows_drawn if joint else sum(counts.values())
         return {c: k / total for c, k in counts.items()} if total else None
 
     # Draws per round of value_draws' rejection, and rounds before it falls back to the marginal.
