@@ -118,11 +118,15 @@ class ConceptRef:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"
         return f"{self.family}.{self.value}"
 
+    def point_groups(self) -> list[tuple[float, ...]]:
+        """``params`` as its ``points`` points: [(0.3, 0.3)], or [(0.3, 0.3), (0.7, 0.7)] for 2."""
+        params = tuple(self.params or ())
+        k = max(len(params) // max(self.points, 1), 1)
+        return [params[i:i + k] for i in range(0, len(params), k)]
+
     def points_text(self) -> str:
         """The named point(s) of ``params``: "0.3, 0.3", or "0.3, 0.3; 0.7, 0.7" for ``points`` 2."""
-        params = [repr(p) for p in self.params or ()]
-        k = len(params) // max(self.points, 1)
-        return "; ".join(", ".join(params[i:i + k]) for i in range(0, len(params), max(k, 1)))
+        return "; ".join(", ".join(repr(p) for p in q) for q in self.point_groups())
 
 
 @runtime_checkable

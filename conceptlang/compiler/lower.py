@@ -42,14 +42,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
-from conceptlang.compiler.options import CompileOptions, away_radius, near_radius
+from conceptlang.compiler.options import CompileOptions, away_radius, near_radius, places_apart
 from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and, push_negations, value_families
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
-from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
 
 def show(e: Expr, limit: int = 80) -> str:
@@ -64,12 +63,6 @@ def _wrap(e: Expr, min_prec: int) -> str:
 
 
 FLATTEN_OR_LIMIT = 64
-
-
-def _apart(p, q) -> bool:
-    """Whether the named places ``p`` and ``q`` cannot both hold: their centres are at least twice
-    the language's position tolerance apart, so no point lies within it of both."""
-    return math.dist(p, q) >= 2 * POSITION_TOLERANCE
 
 
 def _digest(kind: str, body: str) -> str:
@@ -571,7 +564,7 @@ class GraphBuilder:
             if named:
                 if len(named) == 1:
                     for k, r in items:
-                        if _apart(named[0].params, r.params):
+                        if places_apart(named[0].params, r.params):
                             drop.add(k)
                             notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="",
                                                    alpha=0.0, how="implied",
@@ -678,7 +671,8 @@ class GraphBuilder:
         conj = " & ".join(show(t) for t in flat)
         for r in away:
             what = "the point does not hold" if r.points == 1 else "none of the points holds"
-            self.drawn.append((conj, f"{r.family} ({' & '.join(f'~{r.family}({q})' for q in r.points_text().split('; '))})",
+            negated = " & ".join(f"~{r.family}({', '.join(map(repr, q))})" for q in r.point_groups())
+            self.drawn.append((conj, f"{r.family} ({negated})",
                                f"where {what} (farther than {away_radius(self.options.named_radius):g} "
                                f"from {'it' if r.points == 1 else 'each'}), given the branch (negation=complement)"))
         for r in spread:

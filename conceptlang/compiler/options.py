@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Sequence
 
 from conceptlang.errors import CompileError
 from conceptlang.syntax.semantics import POSITION_TOLERANCE
@@ -152,6 +152,13 @@ class CompileOptions:
 def near_radius(named_radius: float | None) -> float:
     """The radius a named position is drawn within: ``named_radius``, or the language's tolerance."""
     return named_radius or POSITION_TOLERANCE
+
+
+def places_apart(p: Sequence[float], q: Sequence[float]) -> bool:
+    """Whether the named places ``p`` and ``q`` cannot both hold: points of one dimension whose
+    centres are at least twice the language's position tolerance apart, so no point lies within it
+    of both."""
+    return len(p) == len(q) and math.dist(p, q) >= 2 * POSITION_TOLERANCE
 
 
 def away_radius(named_radius: float | None) -> float:

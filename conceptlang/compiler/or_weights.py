@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from conceptlang.compiler.options import CompileOptions
+from conceptlang.compiler.options import CompileOptions, places_apart
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or
@@ -330,7 +330,8 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         cell = combo[len(families):]
         terms: tuple[Expr, ...] = ()
         if place:  # near one named point (its concept), or away from every one (their negations)
-            terms = (points[cell[0]],) if cell[0] is not None else tuple(Not(c) for c in points.values())
+            terms = ((points[cell[0]].concept,) if cell[0] is not None
+                     else tuple(Not(lit.concept) for lit in points.values()))
         branches.append((tuple(pinned), w))
         place_terms.append(terms)
         texts.append((" & ".join([r.qualified for r in pinned] + [unparse(t) for t in terms]), w))
@@ -347,9 +348,9 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     return Plan(branches, other, record, place_terms)
 
 
-def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Concept]]:
+def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Literal]]:
     """The continuous family the formula's named places belong to (an empty tuple without places)
-    and those places, each point's text → its concept; the places must be far enough apart that
+    and those places, each point's text → its literal; the places must be far enough apart that
     no point is within the position tolerance of two (then "near this one", "near that one" and
     "away from all" partition the canvas like the values of a discrete family)."""
     found: dict[str, Literal] = {}
@@ -365,23 +366,22 @@ def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict
     lits = list(found.values())
     for i, a in enumerate(lits):
         for b in lits[i + 1:]:
-            if len(a.point) != len(b.point) or math.dist(a.point, b.point) < 2 * POSITION_TOLERANCE:
+            if not places_apart(a.point, b.point):
                 raise _Fallback(f"{a.value} and {b.value} are closer than twice the position tolerance "
                                 f"({2 * POSITION_TOLERANCE:g}), so a point can satisfy both")
-    return (lits[0].family,), {lit.value: lit.concept for lit in lits}
+    return (lits[0].family,), {lit.value: lit for lit in lits}
 
 
-def _cells(domain: str, place: tuple[str, ...], points: dict[str, Concept]):
+def _cells(domain: str, place: tuple[str, ...], points: dict[str, Literal]):
     """(the place family's value, the refs that hold there) for each region the named places cut
     the canvas into: near each point, and away from every one; one region, no refs, without places."""
     if not place:
         yield (), ()
         return
-    flat: list[float] = []
-    for text, c in points.items():
-        flat.extend(float(p) for p in c.args)
-        yield (text,), (ConceptRef(domain, place[0], params=tuple(float(p) for p in c.args)),)
-    yield (None,), (ConceptRef(domain, place[0], params=tuple(flat), drawn=True, away=True, points=len(points)),)
+    for text, lit in points.items():
+        yield (text,), (ConceptRef(domain, place[0], params=lit.point),)
+    every = tuple(p for lit in points.values() for p in lit.point)
+    yield (None,), (ConceptRef(domain, place[0], params=every, drawn=True, away=True, points=len(points)),)
 
 
 def _checked(shares: Any, families: Sequence[str], dom) -> list[tuple[tuple[str | None, ...], float]]:
