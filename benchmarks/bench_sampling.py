@@ -19,7 +19,8 @@ beside a second such draw: the floor; :func:`conceptlang.evaluation.distribution
 Configurations (``--configs``, comma-separated):
 
 * ``old``: the previous shipped default, annealed Langevin over 39 geometric levels (σ 10 → 0.01),
-  2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise (79 evaluations: 237 network rows a scenes sample);
+  2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise, no restarts whatever the manifest sets (79
+  evaluations: 237 network rows a scenes sample);
 * ``new``: the registry's settings (models/manifest.json's ``sampler`` sections); ``new:KEY=VALUE:...``
   those with some changed, e.g. ``new:s_churn=0``, ``new:corrector_steps=2:corrector_sigma=0.3``;
 * ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
@@ -53,7 +54,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 OLD_DEFAULT = {"sampler": "annealed", "sigma_max": 10.0, "sigma_min": 0.01, "n_sigmas": 39, "steps_per_sigma": 2,
-               "step_size": 3.06e-05, "noise_scale": 0.7071, "final_denoise": True, "clamp": False}
+               "step_size": 3.06e-05, "noise_scale": 0.7071, "final_denoise": True, "clamp": False,
+               "restarts": 0}  # a manifest's restarts belong to its new solver, not to the old sweep
 DEFAULT_EXPRESSIONS = [  # (domain, operator, expression): one of each operator, from the scenes suite
     ("scenes", "single", "circle"),
     ("scenes", "and-4", "circle & red & large & position(0.5, 0.5)"),
