@@ -21,7 +21,7 @@ def _bench():
     return mod
 
 
-def test_old_config_runs_the_old_sweep_without_the_manifests_restarts(monkeypatch):
+def test_old_config_runs_the_old_sweep_without_the_manifests_restarts():
     bench = _bench()
     label, kw = bench.parse_config("old")
     assert label == "old" and kw["sampler"] == "annealed" and kw["restarts"] == 0
