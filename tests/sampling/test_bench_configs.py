@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from conceptlang.sampling import sample
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_sampling", ROOT / "benchmarks" / "bench_sampling.py")
     mod = importlib.util.module_from_spec(spec)
@@ -27,8 +29,7 @@ def test_old_config_runs_the_old_sweep_without_the_manifests_restarts():
     assert label == "old" and kw["sampler"] == "annealed" and kw["restarts"] == 0
     g = compile("circle", load_registry(None), domain="scenes")
     # The shipped scenes manifest ends its solver with restarts; the old sweep must not inherit them.
-    settings = load_registry(None).sampler_settings(g.models)
-    assert settings.get("restarts", 0) > 0
+    assert g.sampler_settings.get("restarts", 0) > 0
     res = sample(g, 1, seed=0, device="cpu", **{**kw, "n_sigmas": 3, "steps_per_sigma": 1})
     assert res.settings["restarts"] == 0 and res.settings["score_evals"] == 4  # 3 levels + the final denoise
 
