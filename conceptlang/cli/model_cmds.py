@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -31,9 +32,15 @@ def _parse_splits(text: str) -> dict[str, float]:
 
 
 # Settings that served single experiments, kept out of `train --help`: --config FILE sets them.
-EXPERIMENT_SETTINGS = {"blur": [], "blur_of": "rgb", "cutout": 0.0, "cutout_form": "rect"}
+EXPERIMENT_SETTINGS = {"blur": [], "blur_of": "rgb", "cutout": 0.0, "cutout_form": "rect",
+                       "p_mean": -1.2, "p_std": 1.2, "low_share": 0.0, "low_mean": -3.7, "low_std": 0.5,
+                       "haze": 0.0, "haze_below": 0.2}
 # conceptlang.models.training's CUTOUT_FORMS, spelled out (importing it loads torch); tests check both agree.
 CUTOUT_FORMS = ("rect", "rotated", "multi")
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _experiment_settings(path: Path | None) -> dict:
@@ -54,14 +61,20 @@ def _experiment_settings(path: Path | None) -> dict:
             "blur": isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
                                                      for v in value),
             "blur_of": value in ("rgb", "max"),
-            "cutout": isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
+            "cutout": _real(value) and 0 <= value <= 1,
             "cutout_form": value in CUTOUT_FORMS,
+            "p_mean": _real(value), "low_mean": _real(value),
+            "p_std": _real(value) and value > 0, "low_std": _real(value) and value > 0,
+            "low_share": _real(value) and 0 <= value <= 1,
+            "haze": _real(value) and value >= 0, "haze_below": _real(value) and value > 0,
         }[key]
         if not ok:
             want = {"blur": "a list of widths > 0 (pixels)", "blur_of": "'rgb' or 'max'", "cutout": "a number in [0, 1]",
-                    "cutout_form": "'rect', 'rotated' or 'multi'"}[key]
+                    "cutout_form": "'rect', 'rotated' or 'multi'", "p_mean": "a number", "low_mean": "a number",
+                    "p_std": "a number > 0", "low_std": "a number > 0", "low_share": "a number in [0, 1]",
+                    "haze": "a number >= 0 (grey levels)", "haze_below": "a number > 0"}[key]
             raise click.UsageError(f"--config {path}: {key} must be {want}, got {value!r}")
-        settings[key] = [float(v) for v in value] if key == "blur" else value
+        settings[key] = [float(v) for v in value] if key == "blur" else (float(value) if _real(value) else value)
     return settings
 
 
@@ -236,6 +249,7 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
                           cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, arch=arch,
+                          **{k: extra[k] for k in ("p_mean", "p_std", "low_share", "low_mean", "low_std", "haze", "haze_below")},
                           iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""), image_size=size if (data is not None or size) else 0,
                           data=str(Path(data_dir).resolve()) if data is not None else "",

@@ -135,6 +135,16 @@ class TrainConfig:
     # noise levels: lognormal(p_mean, p_std) (EDM) for denoise/dsm
     p_mean: float = -1.2
     p_std: float = 1.2
+    # a share of the images instead draws σ from lognormal(low_mean, low_std): a fine-tune that
+    # visits the last noise levels of a solve (σ ≲ 0.05) more often than the EDM lognormal does
+    low_share: float = 0.0
+    low_mean: float = -3.7
+    low_std: float = 0.5
+    # denoise only: images drawn at σ < haze_below get a faint smooth colour cast (a per-channel
+    # offset plus a 4×4 field, bilinear, of rms up to ``haze`` grey levels of 255) added to the
+    # noisy input, the target unchanged, so that the last steps of a solve remove such a cast
+    haze: float = 0.0
+    haze_below: float = 0.2
     # contrastive divergence (the paper's recipe, with its stabilisers)
     cd_steps: int = 30
     cd_step_size: float = 10.0
@@ -192,6 +202,12 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"cond_dropout must be in [0, 1), got {cfg.cond_dropout}")
     if not 0.0 <= cfg.cutout <= 1.0:
         raise ModelError(f"cutout must be in [0, 1], got {cfg.cutout}")
+    if not 0.0 <= cfg.low_share <= 1.0:
+        raise ModelError(f"low_share must be in [0, 1], got {cfg.low_share}")
+    if not (cfg.haze >= 0 and cfg.haze_below > 0):
+        raise ModelError(f"haze must be >= 0 and haze_below > 0, got {cfg.haze} and {cfg.haze_below}")
+    if cfg.p_std <= 0 or cfg.low_std <= 0:
+        raise ModelError(f"p_std and low_std must be > 0, got {cfg.p_std} and {cfg.low_std}")
     if cfg.cutout_form not in CUTOUT_FORMS:
         raise ModelError(f"unknown cutout_form {cfg.cutout_form!r} (forms: {', '.join(CUTOUT_FORMS)})")
     if cfg.image_size and cfg.image_size not in UNET_WIDTHS:
@@ -512,7 +528,26 @@ def _multi_mask(n: int, h: int, w: int, g: torch.Generator, lo: float, hi: float
 
 
 def _sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
-    return torch.exp(cfg.p_mean + cfg.p_std * torch.randn(n, generator=g))  # (N,)
+    """(N,) training noise levels: lognormal(p_mean, p_std), and with ``low_share`` > 0 each image
+    instead draws from lognormal(low_mean, low_std) with that probability (two more draws per
+    image; a run without it draws exactly as before)."""
+    z = torch.randn(n, generator=g)
+    log_sigma = cfg.p_mean + cfg.p_std * z
+    if cfg.low_share > 0:
+        z_low, u = torch.randn(n, generator=g), torch.rand(n, generator=g)
+        log_sigma = torch.where(u < cfg.low_share, cfg.low_mean + cfg.low_std * z_low, log_sigma)
+    return torch.exp(log_sigma)  # (N,)
+
+
+def haze_field(n: int, shape: tuple[int, int, int], levels: float, g: torch.Generator) -> torch.Tensor:
+    """(N, C, H, W) faint colour casts in the [-1, 1] image scale: per image and channel a constant
+    plus a smooth field (a 4×4 normal grid, bilinear), scaled so that the image's rms is a uniform
+    draw in [0, ``levels``] grey levels of 255 (one level is 2/255)."""
+    c, h, w = shape
+    amp, const, grid = torch.rand(n, generator=g), torch.randn(n, c, 1, 1, generator=g), torch.randn(n, c, 4, 4, generator=g)
+    field = const + torch.nn.functional.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
+    rms = field.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-8)
+    return field / rms * (amp * levels * 2.0 / 255.0)[:, None, None, None]
 
 
 def denoise_loss(net: UNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConfig, g: torch.Generator,
@@ -530,10 +565,14 @@ def denoise_loss(net: UNet, x0: torch.Tensor, cond: torch.Tensor, cfg: TrainConf
     rows = slice(0, n) if rows is None else rows
     sigma = _sample_sigma(cfg, total, g)[rows].to(x0.device)
     noise = torch.randn((total,) + tuple(x0.shape[1:]), generator=g)[rows].to(x0.device)
+    xt = x0 + sigma[:, None, None, None] * noise
+    if cfg.haze > 0:
+        xt = xt + (haze_field(total, tuple(x0.shape[1:]), cfg.haze, g)[rows].to(x0.device)
+                   * (sigma < cfg.haze_below)[:, None, None, None])
     sd = net.config.sigma_data
     weight = (sigma**2 + sd**2) / (sigma * sd) ** 2  # (N,)
     with torch.autocast(device_type=x0.device.type, dtype=torch.bfloat16, enabled=autocast):
-        d = (denoiser or net.denoise)(x0 + sigma[:, None, None, None] * noise, sigma, cond)
+        d = (denoiser or net.denoise)(xt, sigma, cond)
     return (weight[:, None, None, None] * (d.float() - x0) ** 2).mean()
 
 

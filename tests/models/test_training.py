@@ -386,3 +386,85 @@ def test_train_config_file_sets_the_experimental_settings(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"cutout": 2}))
     res = CliRunner().invoke(main, ["train", "scenes", "--config", str(tmp_path / "bad.json")])
     assert res.exit_code == 2 and "bad.json: cutout must be a number in [0, 1], got 2" in res.output
+
+
+def test_low_sigma_share_draws_the_second_lognormal():
+    """``low_share``: without it σ is exactly exp(p_mean + p_std·z) as before; with share 1 every σ
+    follows lognormal(low_mean, low_std); with share 0.5 about half the images do."""
+    from conceptlang.models.training import _sample_sigma
+
+    n = 200_000
+    plain = _sample_sigma(tiny_config(), n, torch.Generator().manual_seed(3))
+    z = torch.randn(n, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(plain, torch.exp(-1.2 + 1.2 * z))
+    low = _sample_sigma(tiny_config(low_share=1.0, low_mean=-3.7, low_std=0.6), n, torch.Generator().manual_seed(3)).log()
+    assert abs(float(low.mean()) + 3.7) < 0.01 and abs(float(low.std()) - 0.6) < 0.01
+    half = _sample_sigma(tiny_config(low_share=0.5, low_mean=-3.7, low_std=0.6), n, torch.Generator().manual_seed(3))
+    # P(σ < e^-2.5) = ½·Φ((-2.5+1.2)/1.2) + ½·Φ((-2.5+3.7)/0.6) = ½·0.1393 + ½·0.9772
+    assert abs(float((half < math.exp(-2.5)).double().mean()) - 0.5583) < 0.005
+    for bad, msg in (({"low_share": 1.5}, "low_share must be in"), ({"low_std": 0.0}, "low_std must be > 0")):
+        with pytest.raises(ModelError, match=msg):
+            validate_config(tiny_config(**bad))
+
+
+def test_train_config_file_sets_the_noise_levels(tmp_path):
+    """`train --config FILE` carries the training noise-level and haze settings into the run's config."""
+    from click.testing import CliRunner
+
+    from conceptlang.cli import main
+
+    (tmp_path / "low.json").write_text(json.dumps({"low_share": 0.5, "low_mean": -3.5, "p_std": 1, "haze": 2}))
+    args = ["train", "scenes", "shape", "--config", str(tmp_path / "low.json"), "--widths", "8,8", "--iters", "1",
+            "--batch-size", "8", "--out", str(tmp_path / "run"), "--quiet", "--threads", "1", "--device", "cpu"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["low_share"], cfg["low_mean"], cfg["low_std"], cfg["p_mean"], cfg["p_std"]) == (0.5, -3.5, 0.5, -1.2, 1.0)
+    assert (cfg["haze"], cfg["haze_below"]) == (2.0, 0.2)
+    (tmp_path / "bad.json").write_text(json.dumps({"low_std": -1}))
+    res = CliRunner().invoke(main, ["train", "scenes", "--config", str(tmp_path / "bad.json")])
+    assert res.exit_code == 2 and "bad.json: low_std must be a number > 0, got -1" in res.output
+
+
+def test_haze_field_is_a_smooth_cast_of_bounded_rms():
+    from conceptlang.models.training import haze_field
+
+    h = haze_field(2000, (3, 32, 32), 3.0, torch.Generator().manual_seed(1))
+    rms = h.pow(2).mean(dim=(1, 2, 3)).sqrt() * 127.5  # grey levels
+    assert float(rms.max()) <= 3.0 + 1e-4 and abs(float(rms.mean()) - 1.5) < 0.05  # uniform on [0, 3]
+    # smooth: neighbouring pixels differ by far less than the field's own size
+    step = (h[..., 1:] - h[..., :-1]).abs().mean() / h.abs().mean()
+    assert float(step) < 0.1
+
+
+def test_haze_reaches_only_the_inputs_below_haze_below():
+    """The cast is added to the noisy input of the images drawn at σ < haze_below; the target and
+    every other image are as without it, and a run without haze draws exactly as before."""
+    from conceptlang.models.training import _sample_sigma, haze_field
+
+    seen = {}
+
+    class Net:  # stands in for the U-Net: records its input, returns it (a denoiser that does nothing)
+        config = type("C", (), {"sigma_data": 0.5})
+
+        def denoise(self, x, sigma, cond):
+            seen["x"], seen["sigma"] = x, sigma
+            return x
+
+    x0 = torch.zeros(64, 3, 8, 8)
+    cfg = tiny_config(haze=2.0, haze_below=0.2)
+    denoise_loss(Net(), x0, None, cfg, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    sigma = _sample_sigma(cfg, 64, g)
+    noise = torch.randn(64, 3, 8, 8, generator=g)
+    cast = haze_field(64, (3, 8, 8), 2.0, g)
+    low = sigma < 0.2
+    assert 0 < int(low.sum()) < 64
+    expected = noise * sigma[:, None, None, None] + cast * low[:, None, None, None]
+    assert torch.allclose(seen["x"], expected, atol=1e-6)
+    denoise_loss(Net(), x0, None, tiny_config(), torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    sigma = _sample_sigma(tiny_config(), 64, g)
+    assert torch.equal(seen["x"], torch.randn(64, 3, 8, 8, generator=g) * sigma[:, None, None, None])
+    with pytest.raises(ModelError, match="haze must be >= 0"):
+        validate_config(tiny_config(haze=-1.0))
