@@ -206,6 +206,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ModelError(f"low_share must be in [0, 1], got {cfg.low_share}")
     if not (cfg.haze >= 0 and cfg.haze_below > 0):
         raise ModelError(f"haze must be >= 0 and haze_below > 0, got {cfg.haze} and {cfg.haze_below}")
+    if cfg.haze > 0 and cfg.method != "denoise":
+        raise ModelError(f"haze is a setting of method 'denoise', not {cfg.method!r}")
     if cfg.p_std <= 0 or cfg.low_std <= 0:
         raise ModelError(f"p_std and low_std must be > 0, got {cfg.p_std} and {cfg.low_std}")
     if cfg.cutout_form not in CUTOUT_FORMS:

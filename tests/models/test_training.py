@@ -453,7 +453,7 @@ def test_haze_reaches_only_the_inputs_below_haze_below():
 
     x0 = torch.zeros(64, 3, 8, 8)
     cfg = tiny_config(haze=2.0, haze_below=0.2)
-    denoise_loss(Net(), x0, None, cfg, torch.Generator().manual_seed(4))
+    loss = denoise_loss(Net(), x0, None, cfg, torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(4)
     sigma = _sample_sigma(cfg, 64, g)
     noise = torch.randn(64, 3, 8, 8, generator=g)
@@ -462,9 +462,13 @@ def test_haze_reaches_only_the_inputs_below_haze_below():
     assert 0 < int(low.sum()) < 64
     expected = noise * sigma[:, None, None, None] + cast * low[:, None, None, None]
     assert torch.allclose(seen["x"], expected, atol=1e-6)
+    weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2  # EDM weight; the target is the clean x0 = 0
+    assert torch.allclose(loss, (weight[:, None, None, None] * expected**2).mean(), rtol=1e-5)
     denoise_loss(Net(), x0, None, tiny_config(), torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(4)
     sigma = _sample_sigma(tiny_config(), 64, g)
     assert torch.equal(seen["x"], torch.randn(64, 3, 8, 8, generator=g) * sigma[:, None, None, None])
     with pytest.raises(ModelError, match="haze must be >= 0"):
         validate_config(tiny_config(haze=-1.0))
+    with pytest.raises(ModelError, match="haze is a setting of method 'denoise', not 'dsm'"):
+        validate_config(tiny_config(haze=1.0, method="dsm"))
