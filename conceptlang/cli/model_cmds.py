@@ -123,7 +123,8 @@ def _experiment_settings(path: Path | None) -> dict:
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="JSON", help="Experimental settings as a JSON object: blur, blur_of (--arch pixel), cutout, "
-                                   "cutout_form (docs/models.md, \"Training\").")
+                                   "cutout_form; the noise levels p_mean, p_std, low_share, low_mean, low_std; "
+                                   "haze, haze_below (docs/models.md, \"Training\").")
 @click.option("--spatial/--no-spatial", default=True, show_default=True,
               help="Implicit models: also give (x, y) families to the network as a Gaussian bump image.")
 @click.option("--init-from", default=None, help="Warm start from this run folder's (or checkpoint's) weights.")
