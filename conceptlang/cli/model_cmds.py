@@ -58,8 +58,7 @@ def _experiment_settings(path: Path | None) -> dict:
         if key not in EXPERIMENT_SETTINGS:
             raise click.UsageError(f"--config {path}: unknown setting {key!r} (settings: {', '.join(EXPERIMENT_SETTINGS)})")
         ok = {
-            "blur": isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                                                     for v in value),
+            "blur": isinstance(value, list) and all(_real(v) and v > 0 for v in value),
             "blur_of": value in ("rgb", "max"),
             "cutout": _real(value) and 0 <= value <= 1,
             "cutout_form": value in CUTOUT_FORMS,
@@ -231,7 +230,7 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         if not width_t or min(width_t) < 1:
             raise click.BadParameter(f"must be positive integers, got {widths!r}", param_hint="'--widths'")
         extra = _experiment_settings(config_file)
-        blur_t, blur_of, cutout, cutout_form = extra["blur"], extra["blur_of"], extra["cutout"], extra["cutout_form"]
+        blur_t, blur_of = extra["blur"], extra["blur_of"]
         if blur_t and arch != "pixel":
             raise click.UsageError(f"{config_file}: blur is an option of --arch pixel")
         if blur_of != "rgb" and not blur_t:
@@ -249,8 +248,9 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         cfg = TrainConfig(name=name, domain=dom.name, families=families, method=method, splits=splits,
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,
                           data_seed=data_seed, checkpoint_every=checkpoint_every,
-                          cond_dropout=cond_dropout, cutout=cutout, cutout_form=cutout_form, net=net, arch=arch,
-                          **{k: extra[k] for k in ("p_mean", "p_std", "low_share", "low_mean", "low_std", "haze", "haze_below")},
+                          cond_dropout=cond_dropout, net=net, arch=arch,
+                          # cutout, its form and the noise levels (blur goes into ``net`` above)
+                          **{k: v for k, v in extra.items() if k in TrainConfig.__dataclass_fields__},
                           iters=iters if iters is not None else 10000,
                           init_from=str(init_from or ""), image_size=size if (data is not None or size) else 0,
                           data=str(Path(data_dir).resolve()) if data is not None else "",
