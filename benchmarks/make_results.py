@@ -374,10 +374,11 @@ class Part:
 
 
 def _suite(dom: str, args):
-    suite = load_suite(ROOT / "examples" / f"{dom}_suite.txt")
-    if args.limit:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    suite = load_suite(ROOT / "examples" / f"{dom}_suite.txt")
+    suite = replace(suite, path=_rel(Path(suite.path)))  # the record names the file, not this machine's path
+    if args.limit:
         suite = replace(suite, entries=suite.entries[: args.limit])
     return suite
 
@@ -600,7 +601,7 @@ def task_objects(_: str, args, images: Path) -> Part:
              comparison_sheet(layouts, show=8, base_seed=args.seed,
                               title="object-level: samples beside generator two-object scenes at the targets"))
     took = part.timings["objects"] = time.perf_counter() - t0
-    part.record = {"layouts": [r.to_json() for r in layouts]}
+    part.record = {"layouts": [dict(r.to_json(), grid=_rel(Path(r.grid)) if r.grid else r.grid) for r in layouts]}
     pooled = Proportion(0, 0)
     for r in layouts:
         pooled = pooled + r.accuracy

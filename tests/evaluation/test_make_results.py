@@ -47,6 +47,10 @@ def test_page_is_assembled_and_marked(make_results, tmp_path):
     assert data["complete"] is True
     assert set(data["parts"]) == {"suite_scenes", "suite_faces", "objects", "venn_scenes", "venn_faces"}
     assert len(data["parts"]["suite_scenes"]["results"]) == 2
+    # the record names files inside the repository by their repository path, not this machine's
+    assert data["parts"]["suite_scenes"]["suite"] == "examples/scenes_suite.txt"
+    assert data["parts"]["suite_faces"]["suite"] == "examples/faces_suite.txt"
+    assert data["parts"]["objects"]["layouts"][0]["grid"] == str(docs / "images" / "results_objects_0.png")
     for name in ("results_scenes_suite.png", "results_faces_suite.png", "results_venn_scenes.png", "results_objects_0.png"):
         assert (docs / "images" / name).stat().st_size > 100
 
