@@ -1,9 +1,10 @@
 """``sample(graph, n, ...)``: run a sampler on a compiled energy graph.
 
 Settings, most specific first: keyword arguments (CLI flags) > the registry's tuned settings for
-the graph's models (``graph.sampler_settings``, the most conservative of its models) > the
-sampler's defaults. For an OR compiled to the exact DNF mixture, every chain first draws one
-disjunct with its share, then samples that product of experts.
+the graph's models (``graph.sampler_settings``, the most conservative of its models; for a sampler
+of another family than the registry's, only its noise range) > the sampler's defaults. For an OR
+compiled to the exact DNF mixture, every chain first draws one disjunct with its share, then
+samples that product of experts.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def _checked_draws(got: Any, what: str, label: str, n: int, width: int | None = 
     return vals
 
 
+NOISE_RANGE = ("sigma_max", "sigma_min")  # the registry settings every noise-level sampler shares
+
+
 def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
                      user: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
     """(sampler name, merged and validated settings, registry keys that this sampler does not use)."""
@@ -160,8 +164,12 @@ def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
                             f"its settings are {', '.join(sorted(allowed))}")
     merged = dict(spec.defaults)
     ignored = []
+    # The registry's settings were tuned for its own sampler: another family of sampler (annealed
+    # Langevin named on a model tuned for an ODE solver) takes only the model's noise range from them.
+    tuned_for = SAMPLERS.get(str(registry.get("sampler")))
+    same_family = tuned_for is None or tuned_for.settings_family == spec.settings_family
     for k, v in registry.items():
-        if k in allowed:
+        if k in allowed and (same_family or k in NOISE_RANGE):
             merged[k] = v
         elif k not in ("sampler",):
             ignored.append(k)

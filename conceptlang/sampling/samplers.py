@@ -622,6 +622,8 @@ class SamplerSpec:
     for annealing samplers; None for models without one); ``budget_steps(settings, rows)``, for
     samplers with a ``max_nfe`` setting, gives the step count that keeps a chain's network rows
     within that budget when one score evaluation costs ``rows`` rows (``steps`` where those fit).
+    ``family`` groups samplers whose settings mean the same (the ODE solvers: a step count, churn,
+    restarts and a budget tuned for one carry over to another); empty means the sampler's own name.
     """
 
     name: str
@@ -634,6 +636,11 @@ class SamplerSpec:
     explicit_steps: Callable[[dict[str, Any], dict[str, Any]], None] = lambda s, user: None
     end_sigma: Callable[[dict[str, Any]], float | None] = lambda s: s.get("sigma")
     budget_steps: Callable[[dict[str, Any], int], int] | None = None
+    family: str = ""
+
+    @property
+    def settings_family(self) -> str:
+        return self.family or self.name
 
 
 _ODE_DEFAULTS = {"sigma_max": 10.0, "sigma_min": 0.01, "rho": 7.0, "s_churn": 0.0, "s_tmin": 0.0,
@@ -670,7 +677,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "(noise-conditional models); 2·steps − 1 score evaluations",
         validate=_validate_ode("heun"), prepare=_prepare_ode(lambda n: 2 * n - 1),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: 2 * n - 1),
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: 2 * n - 1), family="ode",
     ),
     "dpmpp_2m": SamplerSpec(
         "dpmpp_2m", _with_restarts(sample_dpmpp_2m),
@@ -679,7 +686,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "optional churn (noise-conditional models); one score evaluation per step",
         validate=_validate_ode("dpmpp_2m"), prepare=_prepare_ode(lambda n: n),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n),
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
     ),
     "dpmpp_3m": SamplerSpec(
         "dpmpp_3m", _with_restarts(sample_dpmpp_3m),
@@ -688,7 +695,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "optional churn (noise-conditional models); one score evaluation per step",
         validate=_validate_ode("dpmpp_3m"), prepare=_prepare_ode(lambda n: n),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n),
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
     ),
 }
 

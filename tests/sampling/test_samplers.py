@@ -53,6 +53,29 @@ def test_settings_precedence_user_over_registry_over_defaults():
                                                                                           "n_sigmas", "unused_key"]
 
 
+def test_registry_settings_tuned_for_an_ode_solver_do_not_carry_to_annealed_langevin():
+    tuned = {"sampler": "dpmpp_2m", "steps": 13, "sigma_max": 10.0, "sigma_min": 0.02, "s_churn": 3.0,
+             "max_nfe": 40, "restarts": 2, "restart_sigma": 0.03}
+    g = compile("red", GaussianRegistry(kind="noise_conditional", settings=tuned))
+    name, s, ignored = resolve_settings(g, None, None, {})
+    assert name == "dpmpp_2m" and (s["steps"], s["restarts"], s["s_churn"], s["max_nfe"]) == (13, 2, 3.0, 40)
+    # another ODE solver: the same family, every tuned setting carries
+    name, s, ignored = resolve_settings(g, "heun", None, {})
+    assert (s["steps"], s["restarts"], s["restart_sigma"], s["max_nfe"]) == (13, 2, 0.03, 40)
+    assert sorted(ignored) == ["n_sigmas", "step_size"]  # the analytic registry's own annealed settings
+    # annealed Langevin: its own step count and no restarts; only the noise range is the model's
+    name, s, ignored = resolve_settings(g, "annealed", None, {})
+    annealed = SAMPLERS["annealed"].defaults
+    assert (s["steps"], s["restarts"], s["step_size"]) == (annealed["steps"], 0, annealed["step_size"])
+    assert (s["sigma_max"], s["sigma_min"]) == (10.0, 0.02)
+    assert sorted(ignored) == ["max_nfe", "n_sigmas", "restart_sigma", "restarts", "s_churn", "step_size", "steps"]
+    res = sample(g, 4, seed=0, device="cpu", sampler="annealed")
+    assert res.settings["total_steps"] == annealed["steps"] and res.settings["restarts"] == 0
+    # what the user names still wins
+    name, s, _ = resolve_settings(g, "annealed", 30, {"restarts": 1, "restart_sigma": 0.1})
+    assert (s["steps"], s["restarts"], s["restart_sigma"]) == (30, 1, 0.1)
+
+
 def test_annealed_spreads_steps_over_levels():
     g = graph(kind="noise_conditional")
     res = sample(g, 4, seed=0, device="cpu", steps=5, n_sigmas=10)
