@@ -43,6 +43,22 @@ def _real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Each --config setting's check and, for the message, what it must be.
+_SETTING_RULES = {
+    "blur": (lambda v: isinstance(v, list) and all(_real(w) and w > 0 for w in v), "a list of widths > 0 (pixels)"),
+    "blur_of": (lambda v: v in ("rgb", "max"), "'rgb' or 'max'"),
+    "cutout": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "cutout_form": (lambda v: v in CUTOUT_FORMS, "'rect', 'rotated' or 'multi'"),
+    "p_mean": (_real, "a number"),
+    "p_std": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "low_share": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "low_mean": (_real, "a number"),
+    "low_std": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "haze": (lambda v: _real(v) and v >= 0, "a number >= 0 (grey levels)"),
+    "haze_below": (lambda v: _real(v) and v > 0, "a number > 0"),
+}
+
+
 def _experiment_settings(path: Path | None) -> dict:
     """``--config``: a JSON object of :data:`EXPERIMENT_SETTINGS` keys; a usage error names what is wrong."""
     settings = {k: (list(v) if isinstance(v, list) else v) for k, v in EXPERIMENT_SETTINGS.items()}
@@ -57,21 +73,8 @@ def _experiment_settings(path: Path | None) -> dict:
     for key, value in data.items():
         if key not in EXPERIMENT_SETTINGS:
             raise click.UsageError(f"--config {path}: unknown setting {key!r} (settings: {', '.join(EXPERIMENT_SETTINGS)})")
-        ok = {
-            "blur": isinstance(value, list) and all(_real(v) and v > 0 for v in value),
-            "blur_of": value in ("rgb", "max"),
-            "cutout": _real(value) and 0 <= value <= 1,
-            "cutout_form": value in CUTOUT_FORMS,
-            "p_mean": _real(value), "low_mean": _real(value),
-            "p_std": _real(value) and value > 0, "low_std": _real(value) and value > 0,
-            "low_share": _real(value) and 0 <= value <= 1,
-            "haze": _real(value) and value >= 0, "haze_below": _real(value) and value > 0,
-        }[key]
-        if not ok:
-            want = {"blur": "a list of widths > 0 (pixels)", "blur_of": "'rgb' or 'max'", "cutout": "a number in [0, 1]",
-                    "cutout_form": "'rect', 'rotated' or 'multi'", "p_mean": "a number", "low_mean": "a number",
-                    "p_std": "a number > 0", "low_std": "a number > 0", "low_share": "a number in [0, 1]",
-                    "haze": "a number >= 0 (grey levels)", "haze_below": "a number > 0"}[key]
+        check, want = _SETTING_RULES[key]
+        if not check(value):
             raise click.UsageError(f"--config {path}: {key} must be {want}, got {value!r}")
         settings[key] = [float(v) for v in value] if key == "blur" else (float(value) if _real(value) else value)
     return settings

@@ -363,13 +363,14 @@ def test_train_cli_choices_match_the_trainer(param, known):
 def test_train_config_file_defaults_match_the_trainer():
     """`train --config`'s settings that are TrainConfig fields default to the trainer's own values
     (the CLI spells them out so as not to import torch); blur and blur_of are network settings."""
-    from conceptlang.cli.model_cmds import EXPERIMENT_SETTINGS
+    from conceptlang.cli.model_cmds import _SETTING_RULES, EXPERIMENT_SETTINGS
     from conceptlang.models.training import TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
     shared = {k: v for k, v in EXPERIMENT_SETTINGS.items() if k in fields}
     assert set(EXPERIMENT_SETTINGS) - set(shared) == {"blur", "blur_of"}
     assert shared == {k: fields[k].default for k in shared}
+    assert set(_SETTING_RULES) == set(EXPERIMENT_SETTINGS)  # every setting is checked
 
 
 def test_cutout_training_resumes_bit_identically(tmp_path):
