@@ -16,7 +16,7 @@ import click
 
 from conceptlang.cli.common import device_option, load_registry_for, models_option, read_source
 
-SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m", "dpmpp_3m")
+SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m")
 # Chains sampled at once unless --batch-size says otherwise: bounds the sampler's working memory,
 # so a large -n runs in batches (results depend on the seed, the device and the batch size).
 DEFAULT_BATCH_SIZE = 256
@@ -52,7 +52,7 @@ _NAMED_POSITION_MODES = ("point", "data")
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
                    "and_mode", "or_mode", "concept_weights", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
-                   "max_nfe", "batch_size", "estimate_log_z")
+                   "eta", "max_nfe", "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
 
 
@@ -396,15 +396,18 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
               help="annealed: clip each step's denoised estimate to the data box "
                    "[default: the registry's].")
 @click.option("--restarts", type=click.IntRange(min=0), default=None,
-              help="annealed, heun, dpmpp_2m, dpmpp_3m: re-noise the finished chains to --restart-sigma and "
+              help="annealed and the solvers (heun, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m): re-noise the finished chains to --restart-sigma and "
                    "sample down again this many times (Restart sampling) [default: 0].")
 @click.option("--restart-sigma", type=float, default=None, help="The noise level restarts lift the chains to.")
 @click.option("--churn", "s_churn", type=float, default=None,
-              help="heun, dpmpp_2m: EDM's stochastic churn S_churn (0: the deterministic ODE) [default: the registry's].")
+              help="the solvers: EDM's stochastic churn S_churn (0: none) [default: the registry's].")
+@click.option("--eta", type=click.FloatRange(min=0), default=None,
+              help="dpmpp_2m_sde: the fresh noise each step adds (0: the ODE, 1: the reverse-time SDE) "
+                   "[default: the registry's, else 1].")
 @click.option("--max-nfe", "max_nfe", type=click.IntRange(min=1), default=None, metavar="N",
-              help="heun, dpmpp_2m, dpmpp_3m: at most N network evaluations per sample; caps the steps to the most "
-                   "that fit [default: the registry's budget, which an explicit --steps overrides unless --max-nfe "
-                   "is given too].")
+              help="the solvers (heun, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m): at most N network evaluations per sample; "
+                   "caps the steps to the most that fit [default: the registry's budget, which an explicit --steps "
+                   "overrides unless --max-nfe is given too].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Chains run at once (bounds the sampler's memory; a larger -n runs in batches).")
 @click.option("--per-image", "per_image", metavar="DIR", default=None,

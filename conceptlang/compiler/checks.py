@@ -19,6 +19,7 @@ SAMPLER_NEEDS: dict[str, tuple[str, ...]] = {
     "mala": ("explicit",),
     "heun": ("noise_conditional",),
     "dpmpp_2m": ("noise_conditional",),
+    "dpmpp_2m_sde": ("noise_conditional",),
     "dpmpp_3m": ("noise_conditional",),
 }
 

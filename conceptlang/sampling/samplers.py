@@ -1,6 +1,6 @@
 """Samplers, one plain function each, chosen by name from :data:`SAMPLERS`: Langevin (plain,
-annealed over noise levels, Metropolis-adjusted) and probability-flow ODE solvers (EDM's Heun,
-DPM-Solver++(2M) and (3M)) for noise-conditional models.
+annealed over noise levels, Metropolis-adjusted), probability-flow ODE solvers (EDM's Heun,
+DPM-Solver++(2M) and (3M)) and the 2M solver's reverse-time SDE form for noise-conditional models.
 
 Each sampler is ``sample_x(target, x, *, generator, callback=None, disable=None, **settings)``
 (the k-diffusion shape): ``target`` gives the score ∇ₓ log p (and, for MALA, the energy) of the
@@ -303,28 +303,36 @@ def sample_heun(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_chur
 def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_churn: float = 0.0,
                     s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
                     clip_denoised: bool = False, corrector_steps: int = 0, corrector_sigma: float | None = None,
-                    corrector_step: float = 0.3, corrector_noise: float = 1.0, generator: torch.Generator,
-                    callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
+                    corrector_step: float = 0.3, corrector_noise: float = 1.0, eta: float = 0.0,
+                    generator: torch.Generator, callback: Callback | None = None,
+                    disable: bool | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): the exact solution of the ODE's linear part in
     λ = −log σ with the denoised estimate extrapolated linearly from the last two steps (second
     order, one score evaluation per step). The first step and the last (to σ = 0, which gives the
     denoised estimate itself) are first order.
 
+    ``eta`` > 0 solves the reverse-time SDE instead (DPM-Solver++(2M) SDE, the midpoint form): a
+    step from σ to σ' keeps the fraction e^{−(1+η)h} of the chains' distance from the denoised
+    estimate (h = log σ − log σ') and adds fresh noise of standard deviation σ'·√(1 − e^{−2ηh}),
+    so every level's marginal is kept while part of the accumulated error is replaced by noise.
+    ``eta`` 0 is the ODE, 1 the reverse SDE of the forward process.
+
     ``s_churn`` as in :func:`sample_heun`: the history then pairs each denoised estimate with the
     raised level it was made at, so the extrapolation stays consistent. ``corrector_steps`` as in
     :func:`sample_heun` (the extrapolation then pairs the corrected chains' estimate with the last
     one before the correction)."""
+    name = "dpmpp_2m_sde" if eta else "dpmpp_2m"
     n = len(sigmas) - 1
     hint = "try more steps or a smaller sigma_max"
     at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
     old_d, old_lam = None, 0.0
-    for i in trange(n, disable=disable, desc="dpmpp_2m", leave=False):
+    for i in trange(n, disable=disable, desc=name, leave=False):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         if i == at_level:
-            x = _correct("dpmpp_2m", target, x, sigma, corrector_steps, corrector_step, corrector_noise,
+            x = _correct(name, target, x, sigma, corrector_steps, corrector_step, corrector_noise,
                          clip_denoised, generator, (i, n, hint))
         x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
-        d = _denoised("dpmpp_2m", target, x, sigma_hat, clip_denoised, (i, n, hint))
+        d = _denoised(name, target, x, sigma_hat, clip_denoised, (i, n, hint))
         lam = -math.log(sigma_hat)
         if sigma_next == 0:
             x = d
@@ -335,9 +343,12 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
                 d_est = (1.0 + 1.0 / (2.0 * r)) * d - (1.0 / (2.0 * r)) * old_d
             else:
                 d_est = d
-            x = (sigma_next / sigma_hat) * x - math.expm1(-h) * d_est
+            # e^{−ηh}·σ'/σ̂ of the chains and 1 − e^{−(1+η)h} of the estimate (η = 0: the ODE step)
+            x = (sigma_next / sigma_hat) * math.exp(-eta * h) * x - math.expm1(-(1.0 + eta) * h) * d_est
+            if eta:
+                x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2.0 * eta * h)) * _randn(x, generator)
         old_d, old_lam = d, lam
-        _check_finite("dpmpp_2m", "values", x, i, n, hint)
+        _check_finite(name, "values", x, i, n, hint)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigma_next})
     return x
@@ -576,6 +587,11 @@ def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
     return validate
 
 
+def _validate_sde(s: dict[str, Any], graph: Any) -> None:
+    _validate_ode("dpmpp_2m_sde")(s, graph)
+    _non_negative("dpmpp_2m_sde", s, "eta")
+
+
 def _ode_explicit_steps(s: dict[str, Any], user: dict[str, Any]) -> None:
     """An explicit step count (--steps) wins over a registry's evaluation budget."""
     if user.get("max_nfe") is None:
@@ -594,10 +610,12 @@ def _budget_steps(evals_per_step: Callable[[int], int]) -> Callable[[dict[str, A
     return steps
 
 
-def _prepare_ode(evals: Callable[[int], int]) -> Callable[[dict[str, Any]], tuple[dict[str, Any], int]]:
+def _prepare_ode(evals: Callable[[int], int], own: tuple[str, ...] = ()
+                 ) -> Callable[[dict[str, Any]], tuple[dict[str, Any], int]]:
+    """The solvers' run arguments; ``own`` names settings of this solver alone (passed as they are)."""
     def prepare(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
         sigmas = get_sigmas_karras(s["sigma_max"], s["sigma_min"], s["steps"], s["rho"])
-        kw = {"sigmas": sigmas, "s_churn": s["s_churn"], "s_tmin": s["s_tmin"], "s_tmax": s["s_tmax"],
+        kw = {**{k: s[k] for k in own}, "sigmas": sigmas, "s_churn": s["s_churn"], "s_tmin": s["s_tmin"], "s_tmax": s["s_tmax"],
               "s_noise": s["s_noise"], "clip_denoised": s["clip_denoised"], "corrector_steps": s["corrector_steps"],
               "corrector_sigma": s["corrector_sigma"], "corrector_step": s["corrector_step"],
               "corrector_noise": s["corrector_noise"], "restarts": s["restarts"],
@@ -685,6 +703,16 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "DPM-Solver++(2M) (2nd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
         "optional churn (noise-conditional models); one score evaluation per step",
         validate=_validate_ode("dpmpp_2m"), prepare=_prepare_ode(lambda n: n),
+        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
+    ),
+    "dpmpp_2m_sde": SamplerSpec(
+        "dpmpp_2m_sde", _with_restarts(sample_dpmpp_2m),
+        {"steps": 20, **_ODE_DEFAULTS, "eta": 1.0},
+        "DPM-Solver++(2M) SDE: the reverse-time SDE in the 2M solver's form over a Karras σ schedule, fresh "
+        "noise every step (eta 1: the forward process's reverse; 0: the ODE), optional churn "
+        "(noise-conditional models); one score evaluation per step",
+        validate=_validate_sde, prepare=_prepare_ode(lambda n: n, own=("eta",)),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
         explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
     ),

@@ -108,5 +108,18 @@ def test_max_nfe_with_a_sampler_without_a_budget_is_a_usage_error(run, tmp_path,
     r = run("sample", expr, "-n", "1", "--max-nfe", "12", *args, "-o", "x.png")
     assert r.exit_code == 2, r.output
     assert (f"--max-nfe: the {name} sampler has no setting max_nfe (a budget of network evaluations per sample); "
-            "the samplers with one are heun, dpmpp_2m, dpmpp_3m") in r.output and "Traceback" not in r.output
+            "the samplers with one are heun, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m") in r.output and "Traceback" not in r.output
     assert not list(tmp_path.iterdir())
+
+
+def test_eta_reaches_the_sde_solver_and_is_checked(run):
+    r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "dpmpp_2m_sde", "--eta", "0.5", "--steps", "6",
+            "-n", "3", "--device", "cpu", "-o", "x.png")
+    assert r.exit_code == 0, r.output
+    side = json.load(open("x.json"))
+    assert side["sampler"]["sampler"] == "dpmpp_2m_sde" and side["sampler"]["eta"] == 0.5
+    assert side["sampler"]["steps"] == 6 and side["sampler"]["nfe"] == 6
+    r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "dpmpp_2m_sde", "--eta", "-1", "-o", "y.png")
+    assert r.exit_code == 2 and "--eta" in r.output and "Traceback" not in r.output
+    r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "heun", "--eta", "1", "--device", "cpu", "-o", "z.png")
+    assert r.exit_code != 0 and "the heun sampler has no setting(s) eta" in r.output and "Traceback" not in r.output
