@@ -1,5 +1,5 @@
-"""``conceptlang sample --max-nfe N``: the ODE solvers' budget of network rows per sample, on the shipped
-scenes model (registry settings: dpmpp_2m, 13 steps, max_nfe 40, churn 3, two one-evaluation restarts)."""
+"""``conceptlang sample --max-nfe N``: the solvers' budget of network rows per sample, on the shipped
+scenes model (registry settings: dpmpp_2m_sde, 13 steps, max_nfe 40)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conceptlang.cli import main
 
 EXPR = "circle & red"  # examples/scenes_suite.txt
-RESTARTS = 2  # the registry's restarts, one evaluation each, counted in the budget
+RESTARTS = 2  # restarts asked for on the command line, one evaluation each, counted in the budget
 
 
 @pytest.fixture()
@@ -35,7 +35,7 @@ def rows():
     graph = compile_expr(EXPR, load_registry())
     counted = rows_per_evaluation(graph, dict(graph.sampler_settings), torch.device("cpu"))
     assert rows_bound(graph) == counted == 3  # joint condition, calibrated size leaf, prior (the null row)
-    assert graph.sampler_settings["restarts"] == RESTARTS and graph.sampler_settings.get("restart_steps", 1) == 1
+    assert graph.sampler_settings["sampler"] == "dpmpp_2m_sde" and "restarts" not in graph.sampler_settings
     return counted
 
 
@@ -47,41 +47,42 @@ def test_max_nfe_caps_the_registry_steps(run, tmp_path, rows):
     r = run("sample", EXPR, "-n", "2", "--max-nfe", "12", "--device", "cpu", "-o", "a.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "a")
-    # dpmpp_2m: one evaluation per step; 12 // 3 = 4 evaluations, 2 of them the restarts', so 2 steps
-    # of the registry's 13, (2 + 2) × 3 = 12 rows
-    steps = 12 // rows - RESTARTS
+    # dpmpp_2m_sde: one evaluation per step; 12 // 3 = 4 evaluations, so 4 steps of the registry's 13
+    steps = 12 // rows
     assert (s["sampler"], s["max_nfe"], s["steps"], s["score_evals"], s["nfe"]) == \
-        ("dpmpp_2m", 12, steps, steps + RESTARTS, (steps + RESTARTS) * rows)
-    assert s["nfe"] <= 12 and steps == 2
-    assert "dpmpp_2m 2 steps, 12 network evaluations per sample (at most 12)" in r.output
-    # heun: 2n − 1 evaluations for n steps; 2n − 1 + 2 ≤ 4 gives n = 1, 3 evaluations, 9 rows
+        ("dpmpp_2m_sde", 12, steps, steps, steps * rows)
+    assert s["nfe"] <= 12 and steps == 4
+    assert "dpmpp_2m_sde 4 steps, 12 network evaluations per sample (at most 12)" in r.output
+    # heun: 2n − 1 evaluations for n steps; 2n − 1 ≤ 4 gives n = 2, 3 evaluations, 9 rows
     r = run("sample", EXPR, "-n", "2", "--sampler", "heun", "--max-nfe", "12", "--device", "cpu", "-o", "h.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "h")
-    assert (s["sampler"], s["steps"], s["score_evals"], s["nfe"]) == ("heun", 1, 3, 3 * rows)
-    # without the restarts the budget buys steps: 4 evaluations, 4 steps
-    r = run("sample", EXPR, "-n", "2", "--max-nfe", "12", "--restarts", "0", "--device", "cpu", "-o", "z.png")
+    assert (s["sampler"], s["steps"], s["score_evals"], s["nfe"]) == ("heun", 2, 3, 3 * rows)
+    # restarts count in the budget: 4 evaluations, 2 of them the restarts' (one each), so 2 steps
+    r = run("sample", EXPR, "-n", "2", "--max-nfe", "12", "--restarts", str(RESTARTS), "--restart-sigma", "0.03",
+            "--device", "cpu", "-o", "z.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "z")
-    assert (s["steps"], s["score_evals"], s["nfe"]) == (4, 4, 12)
+    assert (s["steps"], s["restarts"], s["score_evals"], s["nfe"]) == (2, RESTARTS, 2 + RESTARTS, 12)
 
 
 def test_max_nfe_caps_an_explicit_steps_and_steps_alone_override_the_registry_budget(run, tmp_path, rows):
     r = run("sample", EXPR, "-n", "2", "--steps", "20", "--max-nfe", "12", "--device", "cpu", "-o", "c.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "c")
-    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 12 // rows - RESTARTS, 12)
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 12 // rows, 12)
     # steps that fit the budget are kept: (1 step + 2 restarts) × 3 rows = 9 ≤ 12
-    r = run("sample", EXPR, "-n", "1", "--steps", "1", "--max-nfe", "12", "--device", "cpu", "-o", "f.png")
+    r = run("sample", EXPR, "-n", "1", "--steps", "1", "--max-nfe", "12", "--restarts", str(RESTARTS),
+            "--restart-sigma", "0.03", "--device", "cpu", "-o", "f.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "f")
     assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 1, (1 + RESTARTS) * rows)
-    # --steps alone: the registry's max_nfe 40 yields, (14 steps + 2 restarts) × 3 rows = 48 rows
+    # --steps alone: the registry's max_nfe 40 yields, 14 steps × 3 rows = 42 rows
     r = run("sample", EXPR, "-n", "1", "--steps", "14", "--device", "cpu", "-o", "e.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "e")
-    assert (s["max_nfe"], s["steps"], s["nfe"]) == (None, 14, (14 + RESTARTS) * rows)
-    assert "dpmpp_2m 14 steps, 48 network evaluations per sample, " in r.output and "at most" not in r.output
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (None, 14, 14 * rows)
+    assert "dpmpp_2m_sde 14 steps, 42 network evaluations per sample, " in r.output and "at most" not in r.output
 
 
 @pytest.mark.parametrize("value,text", [
