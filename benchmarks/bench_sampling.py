@@ -62,7 +62,7 @@ DEFAULT_EXPRESSIONS = [  # (domain, operator, expression): one of each operator,
     ("scenes", "not", "circle & ~red"),
     ("scenes", "or", "circle | square"),
 ]
-DEFAULT_CONFIGS = "old,new,heun:4,heun:7,heun:12,dpmpp_2m:7,dpmpp_2m:13,dpmpp_2m:25"
+DEFAULT_CONFIGS = "old,new,heun:4,heun:7,heun:12,dpmpp_2m:7,dpmpp_2m:13,dpmpp_2m:25,dpmpp_2m_sde:7,dpmpp_2m_sde:25"
 
 
 def _value(text: str) -> int | float | bool | None:
