@@ -564,7 +564,8 @@ def _prepare_annealed(s: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return kw, levels * per + int(s["final_denoise"])
 
 
-def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
+def _validate_ode(name: str, own: tuple[str, ...] = ()) -> Callable[[dict[str, Any], Any], None]:
+    """The solvers' checks; ``own`` names this solver's own settings, numbers ≥ 0."""
     def validate(s: dict[str, Any], graph: Any) -> None:
         _positive(name, s, "steps", integer=True)
         _sigma_range(name, s)
@@ -584,12 +585,9 @@ def _validate_ode(name: str) -> Callable[[dict[str, Any], Any], None]:
                                 f"[sigma_min {s['sigma_min']:g}, sigma_max {s['sigma_max']:g}]")
         _positive(name, s, "restart_steps", integer=True)
         _validate_restarts(name, s)
+        for key in own:
+            _non_negative(name, s, key)
     return validate
-
-
-def _validate_sde(s: dict[str, Any], graph: Any) -> None:
-    _validate_ode("dpmpp_2m_sde")(s, graph)
-    _non_negative("dpmpp_2m_sde", s, "eta")
 
 
 def _ode_explicit_steps(s: dict[str, Any], user: dict[str, Any]) -> None:
@@ -666,6 +664,20 @@ _ODE_DEFAULTS = {"sigma_max": 10.0, "sigma_min": 0.01, "rho": 7.0, "s_churn": 0.
                  "corrector_sigma": None, "corrector_step": 0.3, "corrector_noise": 1.0,
                  "restarts": 0, "restart_sigma": None, "restart_steps": 1}
 
+def _solver(name: str, fn: Callable[..., torch.Tensor], steps: int, evals: Callable[[int], int], description: str,
+            own: dict[str, Any] | None = None) -> SamplerSpec:
+    """A registry entry for one of the σ-schedule solvers (the "ode" family): ``steps`` by default,
+    ``evals(n)`` score evaluations for n steps, restarts after the solve; ``own`` holds settings of
+    this solver alone with their defaults (numbers ≥ 0, passed to ``fn`` as they are)."""
+    own = own or {}
+    return SamplerSpec(
+        name, _with_restarts(fn), {"steps": steps, **_ODE_DEFAULTS, **own}, description,
+        validate=_validate_ode(name, tuple(own)), prepare=_prepare_ode(evals, own=tuple(own)),
+        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
+        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(evals), family="ode",
+    )
+
+
 SAMPLERS: dict[str, SamplerSpec] = {
     "langevin": SamplerSpec(
         "langevin", sample_langevin,
@@ -688,43 +700,24 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "Metropolis-adjusted Langevin with a per-chain accept/reject test (explicit energies)",
         validate=_validate_mala, prepare=_prepare_mala,
     ),
-    "heun": SamplerSpec(
-        "heun", _with_restarts(sample_heun),
-        {"steps": 10, **_ODE_DEFAULTS},
+    "heun": _solver(
+        "heun", sample_heun, 10, lambda n: 2 * n - 1,
         "EDM's Heun (2nd-order) probability-flow ODE solver over a Karras σ schedule, optional churn "
-        "(noise-conditional models); 2·steps − 1 score evaluations",
-        validate=_validate_ode("heun"), prepare=_prepare_ode(lambda n: 2 * n - 1),
-        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: 2 * n - 1), family="ode",
-    ),
-    "dpmpp_2m": SamplerSpec(
-        "dpmpp_2m", _with_restarts(sample_dpmpp_2m),
-        {"steps": 20, **_ODE_DEFAULTS},
+        "(noise-conditional models); 2·steps − 1 score evaluations"),
+    "dpmpp_2m": _solver(
+        "dpmpp_2m", sample_dpmpp_2m, 20, lambda n: n,
         "DPM-Solver++(2M) (2nd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
-        "optional churn (noise-conditional models); one score evaluation per step",
-        validate=_validate_ode("dpmpp_2m"), prepare=_prepare_ode(lambda n: n),
-        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
-    ),
-    "dpmpp_2m_sde": SamplerSpec(
-        "dpmpp_2m_sde", _with_restarts(sample_dpmpp_2m),
-        {"steps": 20, **_ODE_DEFAULTS, "eta": 1.0},
+        "optional churn (noise-conditional models); one score evaluation per step"),
+    "dpmpp_2m_sde": _solver(
+        "dpmpp_2m_sde", sample_dpmpp_2m, 20, lambda n: n,
         "DPM-Solver++(2M) SDE: the reverse-time SDE in the 2M solver's form over a Karras σ schedule, fresh "
         "noise every step (eta 1: the forward process's reverse; 0: the ODE), optional churn "
         "(noise-conditional models); one score evaluation per step",
-        validate=_validate_sde, prepare=_prepare_ode(lambda n: n, own=("eta",)),
-        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
-    ),
-    "dpmpp_3m": SamplerSpec(
-        "dpmpp_3m", _with_restarts(sample_dpmpp_3m),
-        {"steps": 20, **_ODE_DEFAULTS},
+        own={"eta": 1.0}),
+    "dpmpp_3m": _solver(
+        "dpmpp_3m", sample_dpmpp_3m, 20, lambda n: n,
         "DPM-Solver++(3M) (3rd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
-        "optional churn (noise-conditional models); one score evaluation per step",
-        validate=_validate_ode("dpmpp_3m"), prepare=_prepare_ode(lambda n: n),
-        start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
-        explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(lambda n: n), family="ode",
-    ),
+        "optional churn (noise-conditional models); one score evaluation per step"),
 }
 
 
