@@ -141,6 +141,13 @@ def test_scenes_conjunctions_draw_their_position(scenes_registry):
     g = compile_expr("triangle & position(0.3, 0.7)", scenes_registry)
     assert g.options["named_positions"] == "data" and len(g.drawn_leaves) == 12
     assert {g.leaves[i].condition["position"] for i in g.drawn_leaves} == {Drawn((0.3, 0.7))}
+    # within the shipped named_radius 0.095 (inside the tolerance 0.1 by the model's placement
+    # error), spread over that whole disc
+    assert g.options["named_radius"] == 0.095
+    values = draw_chain_values(g, 2000, seed=3)
+    dist = torch.cat([torch.hypot(v[:, 0] - 0.3, v[:, 1] - 0.7) for (_, fam), v in values.items() if fam == "position"])
+    assert len(dist) == 12 * 2000 and float(dist.max()) <= 0.095 + 1e-6 and float(dist.max()) > 0.094
+    assert float((dist ** 2).mean()) == pytest.approx(0.095 ** 2 / 2, rel=0.05)  # uniform over the disc
     g = compile_expr("triangle & position(0.3, 0.7)", scenes_registry, named_positions="point")
     assert g.drawn_leaves == {}
 
