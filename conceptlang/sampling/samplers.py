@@ -315,7 +315,8 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
     step from σ to σ' keeps the fraction e^{−(1+η)h} of the chains' distance from the denoised
     estimate (h = log σ − log σ') and adds fresh noise of standard deviation σ'·√(1 − e^{−2ηh}),
     so every level's marginal is kept while part of the accumulated error is replaced by noise.
-    ``eta`` 0 is the ODE, 1 the reverse SDE of the forward process.
+    ``eta`` 0 is the ODE, 1 the reverse SDE of the forward process; a larger ``eta`` replaces more
+    of the error a step, with the same marginals.
 
     ``s_churn`` as in :func:`sample_heun`: the history then pairs each denoised estimate with the
     raised level it was made at, so the extrapolation stays consistent. ``corrector_steps`` as in
