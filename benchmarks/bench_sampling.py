@@ -31,7 +31,12 @@ Configurations (``--configs``, comma-separated):
   ``new:cuda_bf16=true:cuda_channels_last=true`` (the bare network's limit is measured with the
   same switches).
 
-Prints one table and writes benchmarks/results/sampling.json (``--json``). The default run (the
+Prints one table, a pooled line per configuration (accuracy over all samples with its Wilson
+interval, mean TV, precision and recall over the expressions) and writes
+benchmarks/results/sampling.json (``--json``). A long run split into parts, one process per core
+(``--expressions`` a part of a suite each), is put back together with ``--merge PART.json ...
+--json OUT``: the parts must be complete runs at the same n and seed with no (expression,
+configuration) in two of them; the merged file keeps every part's environment. The default run (the
 four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy
 at n = 16 has a ±20-point interval, so compare configurations on ``--n 64`` or more (each
 doubling of n doubles the time).
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -185,7 +191,17 @@ def main() -> None:
     ap.add_argument("--models", default=None, help="models directory (default: the shipped models)")
     ap.add_argument("--no-judge", action="store_true", help="timing and nfe only")
     ap.add_argument("--json", default="benchmarks/results/sampling.json")
+    ap.add_argument("--merge", nargs="+", metavar="PART", default=None,
+                    help="merge these complete runs' JSON files into --json (nothing is sampled)")
     args = ap.parse_args()
+    if args.merge:
+        from conceptlang.io import write_json
+
+        merged = merge_runs([json.loads(Path(p).read_text()) for p in args.merge], args.merge)
+        report(merged["rows"], merged["speedup_new_vs_old"], merged["environment"]["n"])
+        write_json(Path(args.json), merged)
+        print(f"wrote {args.json}")
+        return
     torch.set_num_threads(args.threads)
 
     from conceptlang.compiler import compile as compile_expr
@@ -254,15 +270,67 @@ def main() -> None:
             print(_line(row), flush=True)
         write_json(Path(args.json), {"environment": env, "rows": rows, "partial": True})  # so far
     speedups = _speedups(rows)
+    report(rows, speedups, args.n)
+    env["load_average_1min_at_end"] = os.getloadavg()[0]
+    write_json(Path(args.json), {"environment": env, "rows": rows, "speedup_new_vs_old": speedups,
+                                 "pooled": pooled(rows, args.n)})
+    print(f"wrote {args.json}")
+
+
+def merge_runs(parts: list[dict], names: list[str]) -> dict:
+    """One run's JSON from parts of it (each a complete run of some of the expressions)."""
+    envs = [p.get("environment", {}) for p in parts]
+    for name, part in zip(names, parts):
+        if part.get("partial"):
+            raise SystemExit(f"{name} is a partial run (it stopped before its last expression)")
+    for key in ("n", "seed"):
+        values = {e.get(key) for e in envs}
+        if len(values) > 1:
+            raise SystemExit(f"the parts differ in {key}: {sorted(values, key=str)}")
+    rows, seen = [], {}
+    for name, part in zip(names, parts):
+        for r in part["rows"]:
+            key = (r["domain"], r["expression"], r["config"])
+            if key in seen:
+                raise SystemExit(f"{r['expression']!r} ({r['config']}) is in both {seen[key]} and {name}")
+            seen[key] = name
+            rows.append(r)
+    return {"environment": envs[0], "environments": envs, "merged_from": [str(n) for n in names],
+            "rows": rows, "speedup_new_vs_old": _speedups(rows), "pooled": pooled(rows, envs[0]["n"])}
+
+
+def pooled(rows: list[dict], n: int) -> dict[str, dict]:
+    """Per configuration, ``n`` samples an expression: samples satisfied of all (accuracy pooled,
+    with its Wilson interval) and the expressions' mean TV, precision and recall (each over the rows
+    that have it)."""
+    out: dict[str, dict] = {}
+    for cfg in dict.fromkeys(r["config"] for r in rows):
+        rs = [r for r in rows if r["config"] == cfg]
+        entry: dict = {"expressions": len(rs)}
+        if all("accuracy" in r for r in rs):
+            k = sum(round(r["accuracy"] * n) for r in rs)
+            lo, hi = wilson(k, n * len(rs))
+            entry.update({"satisfied": k, "samples": n * len(rs), "accuracy": k / (n * len(rs)),
+                          "accuracy_ci95": [lo, hi]})
+            for key in ("tv", "precision", "recall"):
+                vals = [r[key] for r in rs if r.get(key) is not None]
+                entry[key] = float(np.mean(vals)) if vals else None
+        out[cfg] = entry
+    return out
+
+
+def report(rows: list[dict], speedups: dict[str, float], n: int) -> None:
     print()
     print(table(rows))
+    for cfg, p in pooled(rows, n).items():
+        if "accuracy" in p:
+            extra = "  ".join(f"{k} {p[k]:.3f}" for k in ("tv", "precision", "recall") if p[k] is not None)
+            print(f"{cfg}: {p['satisfied']} of {p['samples']} satisfied, accuracy {p['accuracy']:.4f} "
+                  f"[{p['accuracy_ci95'][0]:.4f}, {p['accuracy_ci95'][1]:.4f}]  {extra}")
     if speedups:
         print()
         for k, v in speedups.items():
             print(f"new vs old on {k}: {v:.2f}x images/s")
-    env["load_average_1min_at_end"] = os.getloadavg()[0]
-    write_json(Path(args.json), {"environment": env, "rows": rows, "speedup_new_vs_old": speedups})
-    print(f"wrote {args.json}")
 
 
 def _speedups(rows: list[dict]) -> dict[str, float]:

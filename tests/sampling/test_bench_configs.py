@@ -41,3 +41,56 @@ def test_old_config_runs_the_old_sweep_without_the_manifests_restarts():
 ])
 def test_other_configs_parse_to_their_overrides(text, want):
     assert _bench().parse_config(text) == (text, want)
+
+
+def _row(expr, config, accuracy, precision=0.9, ips=2.0):
+    return {"domain": "scenes", "operator": "single", "expression": expr, "config": config, "nfe": 39,
+            "images_per_second": ips, "limit_images_per_second": None, "accuracy": accuracy,
+            "accuracy_ci95": [0.0, 1.0], "tv": 0.1, "tv_floor": 0.05, "precision": precision,
+            "precision_floor": 0.95, "recall": 0.8, "recall_floor": 0.9}
+
+
+def _part(rows, n=16, seed=0):
+    return {"environment": {"n": n, "seed": seed}, "rows": rows}
+
+
+def test_merge_joins_parts_and_pools_their_samples():
+    bench = _bench()
+    a = _part([_row("circle", "old", 1.0, ips=1.0), _row("circle", "new", 0.9375, precision=0.8, ips=6.0)])
+    b = _part([_row("red", "old", 0.875, ips=2.0), _row("red", "new", 1.0, ips=4.0)])
+    merged = bench.merge_runs([a, b], ["a.json", "b.json"])
+    assert [r["expression"] for r in merged["rows"]] == ["circle", "circle", "red", "red"]
+    assert merged["merged_from"] == ["a.json", "b.json"] and len(merged["environments"]) == 2
+    assert merged["speedup_new_vs_old"]["circle"] == 6.0 and merged["speedup_new_vs_old"]["red"] == 2.0
+    assert merged["speedup_new_vs_old"]["all (geometric mean)"] == pytest.approx(12 ** 0.5)
+    new = merged["pooled"]["new"]
+    assert (new["satisfied"], new["samples"]) == (31, 32) and new["accuracy"] == 31 / 32
+    assert new["precision"] == pytest.approx(0.85)
+    lo, hi = bench.wilson(31, 32)
+    assert new["accuracy_ci95"] == [lo, hi] and lo < 31 / 32 < hi
+    assert merged["pooled"]["old"]["satisfied"] == 30  # 16 + 14
+
+
+@pytest.mark.parametrize("parts,message", [
+    ([_part([_row("circle", "old", 1.0)]), {**_part([]), "partial": True}], "partial run"),
+    ([_part([_row("circle", "old", 1.0)]), _part([_row("circle", "old", 1.0)])], "in both"),
+    ([_part([_row("circle", "old", 1.0)]), _part([_row("red", "old", 1.0)], n=32)], "differ in n"),
+])
+def test_merge_refuses_parts_that_do_not_fit(parts, message):
+    with pytest.raises(SystemExit, match=message):
+        _bench().merge_runs(parts, ["a.json", "b.json"])
+
+
+def test_merge_option_writes_the_merged_file(tmp_path, monkeypatch, capsys):
+    import json
+
+    paths = []
+    for name, rows in (("a", [_row("circle", "new", 1.0)]), ("b", [_row("red", "new", 0.5)])):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(_part(rows)))
+    out = tmp_path / "merged.json"
+    monkeypatch.setattr("sys.argv", ["bench_sampling.py", "--merge", *map(str, paths), "--json", str(out)])
+    _bench().main()
+    merged = json.loads(out.read_text())
+    assert merged["pooled"]["new"]["satisfied"] == 24 and merged["pooled"]["new"]["samples"] == 32
+    assert "new: 24 of 32 satisfied, accuracy 0.7500" in capsys.readouterr().out
