@@ -10,6 +10,7 @@ samples that product of experts.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -182,7 +183,22 @@ def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
     if explicit_steps:
         spec.explicit_steps(merged, user)
     spec.validate(merged, graph)
+    _warn_fixed_level(spec, merged, tuned_for, graph)
     return spec.name, merged, ignored
+
+
+def _warn_fixed_level(spec: Any, settings: dict[str, Any], tuned_for: Any, graph: EnergyGraph) -> None:
+    """A sampler that runs one noise level, named on models whose registry samples them by
+    annealing, starts at that level from noise: with a learned score it stays off the data."""
+    if tuned_for is None or spec.start_sigma(settings) > 0 or not graph.all_noise_conditional:
+        return
+    if tuned_for.start_sigma({**tuned_for.defaults, **(graph.sampler_settings or {})}) <= 0:
+        return
+    others = tuned_for.name if tuned_for.name == "annealed" else f"{tuned_for.name} or annealed"
+    warnings.warn(f"the {spec.name} sampler runs at one noise level (sigma {settings.get('sigma')}), starting "
+                  f"from noise, but these models' registry samples them by annealing from high noise "
+                  f"({tuned_for.name}), and a score learned at a low level is unreliable far from the data: "
+                  f"expect images off it; sample with {others}", stacklevel=3)
 
 
 def _forward_rows(graph: EnergyGraph) -> int | None:

@@ -186,6 +186,7 @@ class _NanAfter(GaussianConceptModel):
         return out * float("nan") if self.forward_calls > 3 else out
 
 
+@pytest.mark.filterwarnings("ignore:the langevin sampler runs at one noise level")
 @pytest.mark.parametrize("sampler,step", [("langevin", 3), ("annealed", 3), ("dpmpp_2m", 3),
                                           ("heun", 1)])  # Heun: two evaluations a step
 def test_non_finite_values_raise_with_the_step(sampler, step):
@@ -213,8 +214,33 @@ def test_callback_and_frames():
 
 
 def test_implicit_models_sample_with_langevin_at_a_fixed_sigma():
-    res = sample(graph(kind="implicit"), 8, seed=0, sampler="langevin", steps=10, step_size=1e-4, device="cpu")
+    with pytest.warns(UserWarning, match=r"one noise level \(sigma 0.01\).*\(annealed\)"):
+        res = sample(graph(kind="implicit"), 8, seed=0, sampler="langevin", steps=10, step_size=1e-4, device="cpu")
     assert res.settings["sigma"] == 0.01
+
+
+@pytest.mark.parametrize("kind,tuned,warns", [
+    ("noise_conditional", "dpmpp_2m", True),   # tuned to anneal: one level from noise is off the data
+    ("implicit", "annealed", True),
+    ("noise_conditional", "langevin", False),  # the registry's own sampler runs one level too
+    ("explicit", "dpmpp_2m", False),           # a plain energy has no noise levels to anneal over
+])
+def test_a_fixed_level_sampler_on_models_sampled_by_annealing_warns(kind, tuned, warns):
+    import warnings
+
+    g = compile("red", GaussianRegistry(kind=kind, settings={"sampler": tuned, "sigma_max": 10.0, "sigma_min": 0.02}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name, s, _ = resolve_settings(g, "langevin", None, {})
+    assert name == "langevin"
+    got = [str(w.message) for w in caught]
+    if warns:
+        others = tuned if tuned == "annealed" else f"{tuned} or annealed"
+        assert got == [f"the langevin sampler runs at one noise level (sigma 0.02), starting from noise, but these "
+                       f"models' registry samples them by annealing from high noise ({tuned}), and a score learned "
+                       f"at a low level is unreliable far from the data: expect images off it; sample with {others}"]
+    else:
+        assert got == []
 
 
 def test_registry_and_compiler_agree_on_sampler_names():
