@@ -304,7 +304,7 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
                     s_tmin: float = 0.0, s_tmax: float | None = None, s_noise: float = 1.0,
                     clip_denoised: bool = False, corrector_steps: int = 0, corrector_sigma: float | None = None,
                     corrector_step: float = 0.3, corrector_noise: float = 1.0, eta: float = 0.0,
-                    generator: torch.Generator, callback: Callback | None = None,
+                    eta_sigma_min: float = 0.0, generator: torch.Generator, callback: Callback | None = None,
                     disable: bool | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): the exact solution of the ODE's linear part in
     λ = −log σ with the denoised estimate extrapolated linearly from the last two steps (second
@@ -316,7 +316,8 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
     estimate (h = log σ − log σ') and adds fresh noise of standard deviation σ'·√(1 − e^{−2ηh}),
     so every level's marginal is kept while part of the accumulated error is replaced by noise.
     ``eta`` 0 is the ODE, 1 the reverse SDE of the forward process; a larger ``eta`` replaces more
-    of the error a step, with the same marginals.
+    of the error a step, with the same marginals. ``eta_sigma_min`` > 0 keeps the noise to the
+    steps that start at σ ≥ it and takes the ODE step below (as EDM's S_tmin does for churn).
 
     ``s_churn`` as in :func:`sample_heun`: the history then pairs each denoised estimate with the
     raised level it was made at, so the extrapolation stays consistent. ``corrector_steps`` as in
@@ -333,6 +334,7 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
             x = _correct(name, target, x, sigma, corrector_steps, corrector_step, corrector_noise,
                          clip_denoised, generator, (i, n, hint))
         x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
+        eta_i = eta if sigma >= eta_sigma_min else 0.0
         d = _denoised(name, target, x, sigma_hat, clip_denoised, (i, n, hint))
         lam = -math.log(sigma_hat)
         if sigma_next == 0:
@@ -345,9 +347,9 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
             else:
                 d_est = d
             # e^{−ηh}·σ'/σ̂ of the chains and 1 − e^{−(1+η)h} of the estimate (η = 0: the ODE step)
-            x = (sigma_next / sigma_hat) * math.exp(-eta * h) * x - math.expm1(-(1.0 + eta) * h) * d_est
-            if eta:
-                x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2.0 * eta * h)) * _randn(x, generator)
+            x = (sigma_next / sigma_hat) * math.exp(-eta_i * h) * x - math.expm1(-(1.0 + eta_i) * h) * d_est
+            if eta_i:
+                x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2.0 * eta_i * h)) * _randn(x, generator)
         old_d, old_lam = d, lam
         _check_finite(name, "values", x, i, n, hint)
         if callback is not None:
@@ -714,7 +716,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "DPM-Solver++(2M) SDE: the reverse-time SDE in the 2M solver's form over a Karras σ schedule, fresh "
         "noise every step (eta 1: the forward process's reverse; 0: the ODE), optional churn "
         "(noise-conditional models); one score evaluation per step",
-        own={"eta": 1.0}),
+        own={"eta": 1.0, "eta_sigma_min": 0.0}),
     "dpmpp_3m": _solver(
         "dpmpp_3m", sample_dpmpp_3m, 20, lambda n: n,
         "DPM-Solver++(3M) (3rd-order multistep) probability-flow ODE solver over a Karras σ schedule, "

@@ -413,16 +413,18 @@ def test_sde_forgets_a_collapsed_start_where_the_ode_cannot():
     s2 = RED.scale**2
     var = s2**2 / (s2 + 1e-4)
 
-    def run(eta, steps):
+    def run(eta, steps, eta_sigma_min=0.0):
         x0 = torch.zeros(n, 2, 1, 1, dtype=torch.float64)
-        out = sample_dpmpp_2m(t, x0, sigmas=get_sigmas_karras(5.0, 0.01, steps), eta=eta,
+        out = sample_dpmpp_2m(t, x0, sigmas=get_sigmas_karras(5.0, 0.01, steps), eta=eta, eta_sigma_min=eta_sigma_min,
                               generator=torch.Generator().manual_seed(0), disable=True)
         return out.reshape(n, 2)
 
     ode = run(0.0, 200)
     assert float(ode.var(0).max()) == 0.0 and abs(float(ode[0, 0]) - RED.mean[0]) > 0.01
-    for eta, steps, tol in ((1.0, 200, var_tolerance(n)), (1.0, 10, None), (2.0, 200, var_tolerance(n))):
-        x = run(eta, steps)
+    # η 2 down to σ 0.5, then the ODE: the noisy steps forget the start, the ODE keeps the marginal
+    for eta, steps, tol, below in ((1.0, 200, var_tolerance(n), 0.0), (1.0, 10, None, 0.0),
+                                   (2.0, 200, var_tolerance(n), 0.0), (2.0, 200, var_tolerance(n), 0.5)):
+        x = run(eta, steps, below)
         for k in range(2):
             assert abs(float(x[:, k].mean()) - RED.mean[k]) < mean_tolerance(var, n)
             ratio = float(x[:, k].var()) / var
@@ -430,6 +432,21 @@ def test_sde_forgets_a_collapsed_start_where_the_ode_cannot():
                 assert abs(ratio - 1) < tol
             else:
                 assert 1.08 < ratio < 1.15  # the coarse schedule's first-order error, seen
+
+
+def test_sde_noise_only_down_to_eta_sigma_min():
+    # Steps that start below eta_sigma_min are the ODE's: above the schedule's top every step is,
+    # bit for bit (the ODE draws no noise); below its last level none is.
+    g = compile("red & circle", GaussianRegistry("implicit"))
+    kw = dict(steps=9, sigma_max=10.0, device="cpu")
+    ode = sample(g, 16, seed=1, sampler="dpmpp_2m", **kw).images
+    sde = sample(g, 16, seed=1, sampler="dpmpp_2m_sde", eta=2.0, **kw).images
+    assert torch.equal(sample(g, 16, seed=1, sampler="dpmpp_2m_sde", eta=2.0, eta_sigma_min=11.0, **kw).images, ode)
+    assert torch.equal(sample(g, 16, seed=1, sampler="dpmpp_2m_sde", eta=2.0, eta_sigma_min=0.005, **kw).images, sde)
+    part = sample(g, 16, seed=1, sampler="dpmpp_2m_sde", eta=2.0, eta_sigma_min=1.0, **kw).images
+    assert not torch.equal(part, ode) and not torch.equal(part, sde)
+    with pytest.raises(SamplingError, match="eta_sigma_min must be a finite number ≥ 0"):
+        sample(g, 4, sampler="dpmpp_2m_sde", eta_sigma_min=-1.0, device="cpu")
 
 
 def test_sde_samples_the_exact_law_through_sample():
