@@ -465,7 +465,14 @@ def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_
     t_compiled = time.perf_counter()
     sampler_kw = dict(sampler_opts)
     sampler_kw["log_z"] = "estimate" if sampler_kw.pop("estimate_log_z") else None
-    result = sample(graph, n, seed=seed, device=device, progress=progress, frames=GIF_FRAMES if gif else 0, **sampler_kw)
+    with warnings.catch_warnings(record=True) as sampling_caught:  # e.g. a one-level sampler on annealed models
+        warnings.simplefilter("always")
+        result = sample(graph, n, seed=seed, device=device, progress=progress, frames=GIF_FRAMES if gif else 0,
+                        **sampler_kw)
+    caught = [*caught, *sampling_caught]
+    if rank == 0:
+        for w in sampling_caught:
+            click.echo(f"warning: {w.message}", err=True)
     if rank != 0:  # under torchrun: every rank sampled its chunks, rank 0 has them all and writes
         return
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8

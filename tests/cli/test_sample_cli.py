@@ -127,6 +127,16 @@ def test_unsatisfiable_warns_but_samples(run, tmp_path):
     assert json.loads((tmp_path / "u.json").read_text())["warnings"]
 
 
+def test_sampling_warnings_are_printed_and_kept_in_the_sidecar(run, tmp_path):
+    r = run("sample", "red", "--models", "analytic:noise_conditional", "--sampler", "langevin", "-n", "2",
+            "--steps", "3", "-o", "w.png")
+    assert r.exit_code == 0 and "Traceback" not in r.output and "UserWarning" not in r.output
+    line = "warning: the langevin sampler runs at one noise level (sigma 0.01), starting from noise"
+    assert line in r.output
+    kept = json.loads((tmp_path / "w.json").read_text())["warnings"]
+    assert len(kept) == 1 and kept[0].startswith(line.removeprefix("warning: "))
+
+
 def test_cli_mode_choices_match_the_compiler():
     from conceptlang.cli.sample_cmds import _AND_MODES, _FREE_FAMILY_MODES, _NEGATION_MODES, _OR_MODES, _OR_WEIGHT_MODES
     from conceptlang.compiler.options import AND_MODES, FREE_FAMILY_MODES, NEGATION_MODES, OR_MODES, OR_WEIGHT_MODES
