@@ -52,7 +52,7 @@ _NAMED_POSITION_MODES = ("point", "data")
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
                    "and_mode", "or_mode", "concept_weights", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
-                   "eta", "max_nfe", "batch_size", "estimate_log_z")
+                   "eta", "eta_sigma_min", "max_nfe", "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
 
 
@@ -404,6 +404,9 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
 @click.option("--eta", type=click.FloatRange(min=0), default=None,
               help="dpmpp_2m_sde: the fresh noise each step adds (0: the ODE, 1: the reverse-time SDE) "
                    "[default: the registry's, else 1].")
+@click.option("--eta-sigma-min", "eta_sigma_min", type=click.FloatRange(min=0), default=None, metavar="SIGMA",
+              help="dpmpp_2m_sde: add the fresh noise only on steps from noise levels at or above SIGMA, the ODE "
+                   "step below [default: the registry's, else 0: every step].")
 @click.option("--max-nfe", "max_nfe", type=click.IntRange(min=1), default=None, metavar="N",
               help="the solvers (heun, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m): at most N network evaluations per sample; "
                    "caps the steps to the most that fit [default: the registry's budget, which an explicit --steps "

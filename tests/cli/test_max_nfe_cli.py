@@ -124,3 +124,11 @@ def test_eta_reaches_the_sde_solver_and_is_checked(run):
     assert r.exit_code == 2 and "--eta" in r.output and "Traceback" not in r.output
     r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "heun", "--eta", "1", "--device", "cpu", "-o", "z.png")
     assert r.exit_code != 0 and "the heun sampler has no setting(s) eta" in r.output and "Traceback" not in r.output
+    r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "dpmpp_2m_sde", "--eta", "2",
+            "--eta-sigma-min", "0.3", "--steps", "6", "-n", "3", "--device", "cpu", "-o", "w.png")
+    assert r.exit_code == 0, r.output
+    side = json.load(open("w.json"))
+    assert (side["sampler"]["eta"], side["sampler"]["eta_sigma_min"]) == (2.0, 0.3)
+    r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "dpmpp_2m_sde", "--eta-sigma-min", "-1",
+            "-o", "v.png")
+    assert r.exit_code == 2 and "--eta-sigma-min" in r.output and "Traceback" not in r.output
