@@ -198,7 +198,7 @@ def main() -> None:
         from conceptlang.io import write_json
 
         merged = merge_runs([json.loads(Path(p).read_text()) for p in args.merge], args.merge)
-        report(merged["rows"], merged["speedup_new_vs_old"], merged["environment"]["n"])
+        report(merged["rows"], merged["speedup_new_vs_old"], merged["pooled"])
         write_json(Path(args.json), merged)
         print(f"wrote {args.json}")
         return
@@ -269,11 +269,11 @@ def main() -> None:
             rows.append(row)
             print(_line(row), flush=True)
         write_json(Path(args.json), {"environment": env, "rows": rows, "partial": True})  # so far
-    speedups = _speedups(rows)
-    report(rows, speedups, args.n)
+    speedups, pools = _speedups(rows), pooled(rows, args.n)
+    report(rows, speedups, pools)
     env["load_average_1min_at_end"] = os.getloadavg()[0]
     write_json(Path(args.json), {"environment": env, "rows": rows, "speedup_new_vs_old": speedups,
-                                 "pooled": pooled(rows, args.n)})
+                                 "pooled": pools})
     print(f"wrote {args.json}")
 
 
@@ -319,10 +319,10 @@ def pooled(rows: list[dict], n: int) -> dict[str, dict]:
     return out
 
 
-def report(rows: list[dict], speedups: dict[str, float], n: int) -> None:
+def report(rows: list[dict], speedups: dict[str, float], pools: dict[str, dict]) -> None:
     print()
     print(table(rows))
-    for cfg, p in pooled(rows, n).items():
+    for cfg, p in pools.items():
         if "accuracy" in p:
             extra = "  ".join(f"{k} {p[k]:.3f}" for k in ("tv", "precision", "recall") if p[k] is not None)
             print(f"{cfg}: {p['satisfied']} of {p['samples']} satisfied, accuracy {p['accuracy']:.4f} "

@@ -472,12 +472,11 @@ def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_
         warnings.simplefilter("always")
         result = sample(graph, n, seed=seed, device=device, progress=progress, frames=GIF_FRAMES if gif else 0,
                         **sampler_kw)
-    caught = [*caught, *sampling_caught]
-    if rank == 0:
-        for w in sampling_caught:
-            click.echo(f"warning: {w.message}", err=True)
     if rank != 0:  # under torchrun: every rank sampled its chunks, rank 0 has them all and writes
         return
+    for w in sampling_caught:
+        click.echo(f"warning: {w.message}", err=True)
+    caught = [*caught, *sampling_caught]
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
     up = scale or (4 if rgb.shape[1] >= 16 else 1)
     per_paths = []

@@ -183,13 +183,14 @@ def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
     if explicit_steps:
         spec.explicit_steps(merged, user)
     spec.validate(merged, graph)
-    _warn_fixed_level(spec, merged, tuned_for, graph)
     return spec.name, merged, ignored
 
 
-def _warn_fixed_level(spec: Any, settings: dict[str, Any], tuned_for: Any, graph: EnergyGraph) -> None:
+def _warn_fixed_level(name: str, settings: dict[str, Any], graph: EnergyGraph) -> None:
     """A sampler that runs one noise level, named on models whose registry samples them by
     annealing, starts at that level from noise: with a learned score it stays off the data."""
+    spec = SAMPLERS[name]
+    tuned_for = SAMPLERS.get(str((graph.sampler_settings or {}).get("sampler")))
     if tuned_for is None or spec.start_sigma(settings) > 0 or not graph.all_noise_conditional:
         return
     if tuned_for.start_sigma({**tuned_for.defaults, **(graph.sampler_settings or {})}) <= 0:
@@ -338,6 +339,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SamplingError(f"seed must be a non-negative integer, got {seed!r}")
     name, s, ignored = resolve_settings(graph, sampler, steps, settings)
+    _warn_fixed_level(name, s, graph)
     dev = resolve_device(device)
     graph.to(dev)
     spec = SAMPLERS[name]
