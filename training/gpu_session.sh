@@ -26,7 +26,12 @@ DATA_SEED=${DATA_SEED:-15}    # new training images (11 and 14 were used before)
 DEVICE=${DEVICE:-cuda}
 BENCH_CONFIGS=${BENCH_CONFIGS:-"old,new,new:cuda_bf16=true,new:cuda_channels_last=true,new:cuda_bf16=true:cuda_channels_last=true"}
 DEADLINE=${DEADLINE:-560}     # seconds after the start by which everything is packed (the lease's command limit is 600)
-MR_ARGS=${MR_ARGS:-"--only suites,inference --merge --n-infer 128 --suite-chunks 4"}
+MR_ARGS=${MR_ARGS-"--only suites,inference --merge --n-infer 128 --suite-chunks 4"}  # empty: no results page
+SUITE_BENCH=${SUITE_BENCH:-}  # domains whose example suite bench_sampling runs (old,new) with the new weights, in halves
+SCENES_ARGS=${SCENES_ARGS:-}  # extra training options per domain, e.g. "--config training/scenes-haze.json"
+FACES_ARGS=${FACES_ARGS:-}
+SCENES_WORKERS=${SCENES_WORKERS:-5}
+FACES_WORKERS=${FACES_WORKERS:-7}
 mkdir -p "$OUT" "$W"
 LOG="$OUT/log.txt"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=2
@@ -44,18 +49,21 @@ say "== environment"
   python3 -c "import sys, torch, lark; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lark', lark.__version__)"
 } >>"$LOG" 2>&1 || { say "environment check failed"; exit 3; }
 
-say "== 1. sampling benchmark on $DEVICE (n = $N)"
-timeout "$BENCH_S" python3 benchmarks/bench_sampling.py --device "$DEVICE" --n "$N" --threads 4 \
-  --configs "$BENCH_CONFIGS" --json "$W/sampling_cuda.json" >"$W/sampling_cuda.txt" 2>&1
-say "bench_sampling: exit $?"
+if [ "$BENCH_S" -gt 0 ]; then
+  say "== 1. sampling benchmark on $DEVICE (n = $N)"
+  timeout "$BENCH_S" python3 benchmarks/bench_sampling.py --device "$DEVICE" --n "$N" --threads 4 \
+    --configs "$BENCH_CONFIGS" --json "$W/sampling_cuda.json" >"$W/sampling_cuda.txt" 2>&1
+  say "bench_sampling: exit $?"
+fi
 
 say "== 2. training (background, $TRAIN_S s each)"
-for spec in "scenes 5" "faces 7"; do
+for spec in "scenes $SCENES_WORKERS" "faces $FACES_WORKERS"; do
   set -- $spec
+  extra=$SCENES_ARGS; [ "$1" = faces ] && extra=$FACES_ARGS
   ( timeout $((TRAIN_S + 60)) conceptlang train "$1" --init-from "models/$1-joint.safetensors" --out "$W/run-$1" \
       --device "$DEVICE" --batch-size "$BATCH" --lr "$LR" --lr-schedule cosine --lr-min 1e-5 \
       --data-seed "$DATA_SEED" --seed "$DATA_SEED" --threads 2 --data-workers "$2" --time-budget "$TRAIN_S" \
-      --checkpoint-every 1000 --quiet >"$W/train-$1.txt" 2>&1; echo "exit $?" >>"$W/train-$1.txt" ) &
+      --checkpoint-every 1000 --quiet $extra >"$W/train-$1.txt" 2>&1; echo "exit $?" >>"$W/train-$1.txt" ) &
 done
 timeout 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests >"$W/pytest_gpu.txt" 2>&1; say "gpu-marked tests: exit $?"
 tail -5 "$W/pytest_gpu.txt" >>"$LOG"
@@ -99,8 +107,24 @@ PY
 mkdir -p "$W/docs" && cp -r docs/results.json docs/results.md docs/images "$W/docs/" 2>/dev/null
 left=$((DEADLINE - $(date +%s) + T0 - 25)); [ "$left" -lt "$EVAL_S" ] && EVAL_S=$left
 say "measurements get $EVAL_S s"
-( timeout "$EVAL_S" python3 benchmarks/make_results.py --device "$DEVICE" --jobs 4 --threads 1 --n-eval "$N" $MR_ARGS \
+[ -n "$MR_ARGS" ] && ( timeout "$EVAL_S" python3 benchmarks/make_results.py --device "$DEVICE" --jobs 4 --threads 1 --n-eval "$N" $MR_ARGS \
     --models "$W/models_new" --docs "$W/docs" >"$W/make_results.txt" 2>&1; echo "exit $?" >>"$W/make_results.txt" ) &
+for d in $SUITE_BENCH; do  # the odd and the even expressions, one process each (join with bench_sampling.py --merge)
+  python3 - "examples/${d}_suite.txt" "$W/suite_$d" <<'PY'
+import sys
+from pathlib import Path
+from conceptlang.evaluation.suites import load_tuning_list
+(s,) = load_tuning_list(sys.argv[1])
+texts = [e.text for e in s.entries]
+for h in (0, 1):
+    Path(f"{sys.argv[2]}_{h}.txt").write_text(f"@domain {s.domain}\n" + "".join(t + "\n" for t in texts[h::2]))
+PY
+  for h in 0 1; do
+    ( timeout "$EVAL_S" python3 benchmarks/bench_sampling.py --device "$DEVICE" --n "$N" --threads 1 --configs old,new \
+        --expressions "$W/suite_${d}_$h.txt" --models "$W/models_new" --json "$W/suite_${d}_$h.json" >"$W/suite_${d}_$h.log" 2>&1
+      echo "exit $?" >>"$W/suite_${d}_$h.log" ) &
+  done
+done
 for f in "$W"/list_*.txt; do  # shipped and new weights on each expression, against one draw of reference data
   c=$(basename "$f" .txt); c=${c#list_}
   ( timeout $((EVAL_S - 5)) python3 training/distribution_tune.py "$f" --n "$NT" --seed 5 --device "$DEVICE" \
@@ -109,9 +133,9 @@ for f in "$W"/list_*.txt; do  # shipped and new weights on each expression, agai
 done
 wait
 say "== packing"
-tail -n 4 "$W/make_results.txt" "$W"/tune_*.txt >>"$LOG" 2>&1
+tail -n 4 "$W/make_results.txt" "$W"/tune_*.txt "$W"/suite_*.log >>"$LOG" 2>&1
 tar -czf "$OUT/docs_new_n$N.tar.gz" -C "$W" docs make_results.txt 2>>"$LOG"
 tar -czf "$OUT/new.tar.gz" -C "$W" models_new/manifest.json models_new/scenes-joint.json models_new/scenes-joint.safetensors models_new/faces-joint.json models_new/faces-joint.safetensors $(cd "$W" && ls -d sampling_cuda.* pytest_gpu.txt train-*.txt calibrate_*.txt \
-  tune_* run-*/log.jsonl run-*/config.json 2>/dev/null) 2>>"$LOG"
+  tune_* suite_* run-*/log.jsonl run-*/config.json 2>/dev/null) 2>>"$LOG"
 ls -la "$OUT" >>"$LOG"
 say "done"
