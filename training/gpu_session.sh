@@ -8,7 +8,8 @@
 #      readouts recalibrated);
 #   4. the tuning lists (training/*_tuning.txt) with the shipped and the new weights on the same
 #      seeds against one draw of reference data, and the results page's suites (in chunks, one per
-#      worker) and inference with the new weights, side by side.
+#      worker) and inference with the new weights, side by side (MR_ARGS="" leaves the page out;
+#      SUITE_BENCH=faces runs that example suite through bench_sampling, old and new samplers).
 # Everything it writes goes under $OUT (at most 8 files come back from a lease: work in $W, pack at the end).
 #
 #   OUT=out/gpu TRAIN_S=210 bash training/gpu_session.sh
@@ -134,7 +135,7 @@ done
 wait
 say "== packing"
 tail -n 4 "$W/make_results.txt" "$W"/tune_*.txt "$W"/suite_*.log >>"$LOG" 2>&1
-tar -czf "$OUT/docs_new_n$N.tar.gz" -C "$W" docs make_results.txt 2>>"$LOG"
+[ -n "$MR_ARGS" ] && tar -czf "$OUT/docs_new_n$N.tar.gz" -C "$W" docs make_results.txt 2>>"$LOG"
 tar -czf "$OUT/new.tar.gz" -C "$W" models_new/manifest.json models_new/scenes-joint.json models_new/scenes-joint.safetensors models_new/faces-joint.json models_new/faces-joint.safetensors $(cd "$W" && ls -d sampling_cuda.* pytest_gpu.txt train-*.txt calibrate_*.txt \
   tune_* suite_* run-*/log.jsonl run-*/config.json 2>/dev/null) 2>>"$LOG"
 ls -la "$OUT" >>"$LOG"
