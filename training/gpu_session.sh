@@ -28,7 +28,8 @@ DEVICE=${DEVICE:-cuda}
 BENCH_CONFIGS=${BENCH_CONFIGS:-"old,new,new:cuda_bf16=true,new:cuda_channels_last=true,new:cuda_bf16=true:cuda_channels_last=true"}
 DEADLINE=${DEADLINE:-560}     # seconds after the start by which everything is packed (the lease's command limit is 600)
 MR_ARGS=${MR_ARGS-"--only suites,inference --merge --n-infer 128 --suite-chunks 4"}  # empty: no results page
-SUITE_BENCH=${SUITE_BENCH:-}  # domains whose example suite bench_sampling runs (old,new) with the new weights, in halves
+SUITE_BENCH=${SUITE_BENCH:-}  # domains whose example suite bench_sampling runs (old,new) with the new weights, in parts
+SUITE_PARTS=${SUITE_PARTS:-2} # one process per part: every SUITE_PARTS-th expression
 SCENES_ARGS=${SCENES_ARGS:-}  # extra training options per domain, e.g. "--config training/scenes-haze.json"
 FACES_ARGS=${FACES_ARGS:-}
 SCENES_WORKERS=${SCENES_WORKERS:-5}
@@ -110,17 +111,18 @@ left=$((DEADLINE - $(date +%s) + T0 - 25)); [ "$left" -lt "$EVAL_S" ] && EVAL_S=
 say "measurements get $EVAL_S s"
 [ -n "$MR_ARGS" ] && ( timeout "$EVAL_S" python3 benchmarks/make_results.py --device "$DEVICE" --jobs 4 --threads 1 --n-eval "$N" $MR_ARGS \
     --models "$W/models_new" --docs "$W/docs" >"$W/make_results.txt" 2>&1; echo "exit $?" >>"$W/make_results.txt" ) &
-for d in $SUITE_BENCH; do  # the odd and the even expressions, one process each (join with bench_sampling.py --merge)
-  python3 - "examples/${d}_suite.txt" "$W/suite_$d" <<'PY'
+for d in $SUITE_BENCH; do  # every SUITE_PARTS-th expression, one process each (join with bench_sampling.py --merge)
+  python3 - "examples/${d}_suite.txt" "$W/suite_$d" "$SUITE_PARTS" <<'PY'
 import sys
 from pathlib import Path
 from conceptlang.evaluation.suites import load_tuning_list
 (s,) = load_tuning_list(sys.argv[1])
 texts = [e.text for e in s.entries]
-for h in (0, 1):
-    Path(f"{sys.argv[2]}_{h}.txt").write_text(f"@domain {s.domain}\n" + "".join(t + "\n" for t in texts[h::2]))
+k = int(sys.argv[3])
+for h in range(k):
+    Path(f"{sys.argv[2]}_{h}.txt").write_text(f"@domain {s.domain}\n" + "".join(t + "\n" for t in texts[h::k]))
 PY
-  for h in 0 1; do
+  for h in $(seq 0 $((SUITE_PARTS - 1))); do
     ( timeout "$EVAL_S" python3 benchmarks/bench_sampling.py --device "$DEVICE" --n "$N" --threads 1 --configs old,new \
         --expressions "$W/suite_${d}_$h.txt" --models "$W/models_new" --json "$W/suite_${d}_$h.json" >"$W/suite_${d}_$h.log" 2>&1
       echo "exit $?" >>"$W/suite_${d}_$h.log" ) &
