@@ -106,7 +106,7 @@ for d, texts in seen.items():  # chunks of at most 7 rows, one process each
         with open(f"{sys.argv[1]}_{d}_{k // 7}.txt", "w") as fh:
             fh.write(f"@domain {d}\n" + "".join(t + "\n" for t in texts[k:k + 7]))
 PY
-mkdir -p "$W/docs" && cp -r docs/results.json docs/results.md docs/images "$W/docs/" 2>/dev/null
+[ -n "$MR_ARGS" ] && mkdir -p "$W/docs" && cp -r docs/results.json docs/results.md docs/images "$W/docs/" 2>/dev/null
 left=$((DEADLINE - $(date +%s) + T0 - 25)); [ "$left" -lt "$EVAL_S" ] && EVAL_S=$left
 say "measurements get $EVAL_S s"
 [ -n "$MR_ARGS" ] && ( timeout "$EVAL_S" python3 benchmarks/make_results.py --device "$DEVICE" --jobs 4 --threads 1 --n-eval "$N" $MR_ARGS \
@@ -136,7 +136,7 @@ for f in "$W"/list_*.txt; do  # shipped and new weights on each expression, agai
 done
 wait
 say "== packing"
-tail -n 4 "$W/make_results.txt" "$W"/tune_*.txt "$W"/suite_*.log >>"$LOG" 2>&1
+tail -n 4 $([ -n "$MR_ARGS" ] && echo "$W/make_results.txt") "$W"/tune_*.txt "$W"/suite_*.log >>"$LOG" 2>&1
 [ -n "$MR_ARGS" ] && tar -czf "$OUT/docs_new_n$N.tar.gz" -C "$W" docs make_results.txt 2>>"$LOG"
 tar -czf "$OUT/new.tar.gz" -C "$W" models_new/manifest.json models_new/scenes-joint.json models_new/scenes-joint.safetensors models_new/faces-joint.json models_new/faces-joint.safetensors $(cd "$W" && ls -d sampling_cuda.* pytest_gpu.txt train-*.txt calibrate_*.txt \
   tune_* suite_* run-*/log.jsonl run-*/config.json 2>/dev/null) 2>>"$LOG"
