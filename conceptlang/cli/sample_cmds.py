@@ -52,7 +52,7 @@ _NAMED_POSITION_MODES = ("point", "data")
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
                    "and_mode", "or_mode", "concept_weights", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
-                   "eta", "eta_sigma_min", "max_nfe", "batch_size", "estimate_log_z")
+                   "s_noise", "eta", "eta_sigma_min", "max_nfe", "batch_size", "estimate_log_z")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
 
 
@@ -401,6 +401,9 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
 @click.option("--restart-sigma", type=float, default=None, help="The noise level restarts lift the chains to.")
 @click.option("--churn", "s_churn", type=float, default=None,
               help="the solvers: EDM's stochastic churn S_churn (0: none) [default: the registry's].")
+@click.option("--s-noise", "s_noise", type=click.FloatRange(min=0), default=None,
+              help="the solvers: a factor on the fresh noise they draw (churn, dpmpp_2m_sde's steps, restarts); "
+                   "1 keeps each level's law, below 1 a colder chain [default: the registry's, else 1].")
 @click.option("--eta", type=click.FloatRange(min=0), default=None,
               help="dpmpp_2m_sde: the fresh noise each step adds (0: the ODE, 1: the reverse-time SDE) "
                    "[default: the registry's, else 1].")

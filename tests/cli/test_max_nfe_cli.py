@@ -132,3 +132,19 @@ def test_eta_reaches_the_sde_solver_and_is_checked(run):
     r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "dpmpp_2m_sde", "--eta-sigma-min", "-1",
             "-o", "v.png")
     assert r.exit_code == 2 and "--eta-sigma-min" in r.output and "Traceback" not in r.output
+
+
+def test_s_noise_reaches_the_solvers_and_is_checked(run):
+    base = ["--models", "analytic:implicit", "--sampler", "dpmpp_2m_sde", "--steps", "6", "-n", "64", "--seed", "2",
+            "--device", "cpu"]
+    r = run("sample", "red", *base, "--s-noise", "0.5", "-o", "cold.png")
+    assert r.exit_code == 0, r.output
+    assert json.load(open("cold.json"))["sampler"]["s_noise"] == 0.5
+    r = run("sample", "red", *base, "-o", "full.png")
+    assert r.exit_code == 0 and json.load(open("full.json"))["sampler"]["s_noise"] == 1.0
+    assert open("cold.png", "rb").read() != open("full.png", "rb").read()
+    r = run("sample", "red", *base, "--s-noise", "-0.1", "-o", "bad.png")
+    assert r.exit_code == 2 and "--s-noise" in r.output and "Traceback" not in r.output
+    r = run("sample", "red", "--models", "analytic", "--sampler", "langevin", "--s-noise", "0.5", "--device", "cpu",
+            "-o", "l.png")
+    assert r.exit_code != 0 and "the langevin sampler has no setting(s) s_noise" in r.output and "Traceback" not in r.output

@@ -434,6 +434,64 @@ def test_sde_forgets_a_collapsed_start_where_the_ode_cannot():
                 assert 1.08 < ratio < 1.15  # the coarse schedule's first-order error, seen
 
 
+def _sde_moments(sigmas: torch.Tensor, mu: float, s2: float, eta: float, s_noise: float, start_var: float
+                 ) -> tuple[float, float]:
+    """Mean and variance of one coordinate after :func:`sample_dpmpp_2m` with ``eta`` and ``s_noise``
+    on the target N(μ, s²), from a start N(0, start_var): the solver's recursion is linear in the
+    state v = (x, the last denoised estimate, 1), D(x; σ) = μ + s²/(s² + σ²)·(x − μ) exactly, so
+    E[v vᵀ] propagates in closed form, the fresh noise adding (s_noise·σ'·√(1 − e^{−2ηh}))² to E[x²]."""
+    m = torch.zeros(3, 3, dtype=torch.float64)
+    m[0, 0], m[2, 2] = start_var, 1.0
+    old_lam = None
+    for i in range(len(sigmas) - 1):
+        sigma, nxt = float(sigmas[i]), float(sigmas[i + 1])
+        k = s2 / (s2 + sigma**2)
+        d = torch.tensor([k, 0.0, (1 - k) * mu], dtype=torch.float64)  # D as a row acting on v
+        lam = -math.log(sigma)
+        t = torch.zeros(3, 3, dtype=torch.float64)
+        t[1], t[2, 2] = d, 1.0
+        if nxt == 0:
+            t[0] = d
+            noise = 0.0
+        else:
+            h = -math.log(nxt) - lam
+            if old_lam is None:
+                est = d
+            else:
+                r = (lam - old_lam) / h
+                est = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+            t[0] = -math.expm1(-(1 + eta) * h) * est
+            t[0, 0] += nxt / sigma * math.exp(-eta * h)
+            noise = (s_noise * nxt) ** 2 * -math.expm1(-2 * eta * h)
+        m = t @ m @ t.T
+        m[0, 0] += noise
+        old_lam = lam
+    mean = float(m[0, 2])
+    return mean, float(m[0, 0]) - mean**2
+
+
+@pytest.mark.parametrize("s_noise", [1.0, 0.8, 0.5])
+def test_sde_noise_scale_gives_its_exact_law(s_noise):
+    # s_noise < 1 draws less fresh noise than the SDE's marginals need: a colder chain, its variance
+    # lowered by an amount the recursion gives exactly. 13 steps from σ 10, η 2 (the faces default's
+    # schedule); the chains' mean and variance match the closed form.
+    n = 20000
+    t = _target("red", n)
+    s2 = RED.scale**2
+    sigmas = get_sigmas_karras(10.0, 0.01, 13)
+    gen = torch.Generator().manual_seed(3)
+    x0 = 10.0 * torch.randn(n, 2, 1, 1, generator=gen, dtype=torch.float64)
+    x = sample_dpmpp_2m(t, x0, sigmas=sigmas, eta=2.0, s_noise=s_noise, generator=gen, disable=True).reshape(n, 2)
+    for k in range(2):
+        mean, var = _sde_moments(sigmas, RED.mean[k], s2, 2.0, s_noise, 100.0)
+        assert abs(float(x[:, k].mean()) - mean) < mean_tolerance(var, n)
+        assert abs(float(x[:, k].var()) / var - 1) < var_tolerance(n)
+    # against the target's Tweedie-denoised law: 13 steps leave the full noise 13 % too wide (the
+    # coarse schedule's excess), 0.8 of it 28 % too narrow, half of it 72 % too narrow
+    ratio = _sde_moments(sigmas, RED.mean[0], s2, 2.0, s_noise, 100.0)[1] / (s2**2 / (s2 + 1e-4))
+    assert ratio == pytest.approx({1.0: 1.128, 0.8: 0.722, 0.5: 0.282}[s_noise], abs=0.001)
+
+
 def test_sde_noise_only_down_to_eta_sigma_min():
     # Steps that start below eta_sigma_min are the ODE's: above the schedule's top every step is,
     # bit for bit (the ODE draws no noise); below its last level none is.
