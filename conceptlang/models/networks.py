@@ -124,6 +124,11 @@ class PixelNetConfig(_NetConfigJSON):
     arbitrary permutations. ``blur_of="max"`` blurs the per-pixel maximum over the colour
     channels instead: one brightness map per width, which says where an object is but not
     which colour its neighbours have.
+
+    ``spatial`` gives each named (x, y) family to every pixel as one more input channel, the
+    round bump of :meth:`_EDMDenoiser.spatial_maps` at the condition's point: a pixel knows how
+    far it lies from the point, not in which direction, so a position model built on it can say
+    where an object goes but still not draw its outline.
     """
 
     image_size: int = 32
@@ -135,6 +140,8 @@ class PixelNetConfig(_NetConfigJSON):
     blur_of: str = "rgb"  # what is blurred: the colour channels, or "max" (their per-pixel maximum: where, not which colour)
     sigma_data: float = 0.5
     slots: tuple[SlotSpec, ...] = field(default_factory=tuple)
+    spatial: tuple[str, ...] = ()  # (x, y) families given as a round bump map per pixel, as in UNetConfig
+    spatial_width: float = 0.08
 
 
 @dataclass
@@ -329,6 +336,18 @@ class _EDMDenoiser(nn.Module):
         """Noise prediction ε̂(x, σ, c) = (x − D(x, σ, c)) / σ: (N, C, H, W)."""
         return (x - self.denoise(x, sigma, cond)) / sigma.to(x.dtype)[:, None, None, None]
 
+    def spatial_maps(self, cond: torch.Tensor, size: int) -> torch.Tensor:
+        """(N, D) conditions → (N, S, size, size): one Gaussian bump per spatial family (0 if null)."""
+        grid = (torch.arange(size, device=cond.device, dtype=cond.dtype) + 0.5) / size  # pixel centres
+        w2 = 2.0 * self.config.spatial_width**2
+        maps = []
+        for col, (xr, yr) in self.spatial_cols:
+            flag = cond[:, col, None, None]
+            px = ((cond[:, col + 1] - xr[0]) / (xr[1] - xr[0]))[:, None, None]
+            py = ((cond[:, col + 2] - yr[0]) / (yr[1] - yr[0]))[:, None, None]
+            maps.append(flag * torch.exp(-((grid[None, None, :] - px) ** 2 + (grid[None, :, None] - py) ** 2) / w2))
+        return torch.stack(maps, dim=1)
+
 
 class UNet(_EDMDenoiser):
     """The noise-predicting U-Net with FiLM conditioning (EDM preconditioning: ``_EDMDenoiser``)."""
@@ -374,18 +393,6 @@ class UNet(_EDMDenoiser):
         self.conv_out = nn.Conv2d(c, cfg.channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
-
-    def spatial_maps(self, cond: torch.Tensor, size: int) -> torch.Tensor:
-        """(N, D) conditions → (N, S, size, size): one Gaussian bump per spatial family (0 if null)."""
-        grid = (torch.arange(size, device=cond.device, dtype=cond.dtype) + 0.5) / size  # pixel centres
-        w2 = 2.0 * self.config.spatial_width**2
-        maps = []
-        for col, (xr, yr) in self.spatial_cols:
-            flag = cond[:, col, None, None]
-            px = ((cond[:, col + 1] - xr[0]) / (xr[1] - xr[0]))[:, None, None]
-            py = ((cond[:, col + 2] - yr[0]) / (yr[1] - yr[0]))[:, None, None]
-            maps.append(flag * torch.exp(-((grid[None, None, :] - px) ** 2 + (grid[None, :, None] - py) ** 2) / w2))
-        return torch.stack(maps, dim=1)
 
     def raw(self, x_in: torch.Tensor, emb: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
         if maps is not None:
@@ -466,7 +473,8 @@ class PixelNet(_EDMDenoiser):
         if cfg.blur_of not in ("rgb", "max"):
             raise ValueError(f"blur_of must be 'rgb' or 'max', got {cfg.blur_of!r}")
         per_blur = cfg.channels if cfg.blur_of == "rgb" else 1
-        self.conv_in = nn.Conv2d(cfg.channels + per_blur * len(cfg.blur), cfg.widths[0], 1)
+        self.spatial_cols = _spatial_columns(cfg.slots, cfg.spatial)
+        self.conv_in = nn.Conv2d(cfg.channels + per_blur * len(cfg.blur) + len(self.spatial_cols), cfg.widths[0], 1)
         blocks = []
         c = cfg.widths[0]
         for w in cfg.widths:
@@ -481,6 +489,8 @@ class PixelNet(_EDMDenoiser):
         if self.config.blur:
             src = x_in if self.config.blur_of == "rgb" else x_in.amax(dim=1, keepdim=True)
             x_in = torch.cat([x_in] + [gaussian_blur(src, b) for b in self.config.blur], dim=1)
+        if maps is not None:
+            x_in = torch.cat([x_in, maps.to(x_in.dtype)], dim=1)
         h = self.conv_in(x_in)
         for b in self.blocks:
             h = b(h, emb)

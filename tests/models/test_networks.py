@@ -127,6 +127,44 @@ def test_max_blur_tells_where_an_object_is_but_not_its_colour():
     assert (by_rgb(red, sigma, cond)[..., outside] - by_rgb(blue, sigma, cond)[..., outside]).abs().amax() > 1e-3
 
 
+def test_spatial_pixel_net_knows_the_distance_to_its_point_not_the_direction():
+    """With a position bump map a pixel knows how far it lies from the conditioned point, not in
+    which direction: on a flat image, pixels at one distance from the point get one output (so no
+    outline can be drawn around it), pixels at other distances other outputs, and moving the point
+    moves the rings. At the centre point, quarter turns and flips of any image commute with the net."""
+    torch.manual_seed(0)
+    net = PixelNet(PixelNetConfig(widths=(8, 12), emb_dim=16, context=False, slots=SCENE_SLOTS,
+                                  spatial=("position",), spatial_width=0.1))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    assert net.conv_in.in_channels == 3 + 1
+    back = PixelNetConfig.from_json(net.config.to_json())
+    assert back == net.config and back.spatial == ("position",)
+    sigma = torch.tensor([0.3])
+
+    def at(px, py):
+        return encode_conditions(SCENE_SLOTS, [{"position": (px, py), "color": "red"}])
+
+    flat = torch.full((1, 3, 32, 32), 0.2)
+    out = net(flat, sigma, at(10.5 / 32, 12.5 / 32))[0]  # the point at the centre of pixel (row 12, column 10)
+    ring = [out[:, 12, 13], out[:, 12, 7], out[:, 15, 10], out[:, 9, 10]]  # three pixels away, four directions
+    for v in ring[1:]:
+        torch.testing.assert_close(v, ring[0], rtol=1e-5, atol=1e-6)
+    assert (out[:, 12, 11] - ring[0]).abs().amax() > 1e-3  # one pixel away: another output
+    moved = net(flat, sigma, at(20.5 / 32, 12.5 / 32))[0]
+    assert (moved[:, 12, 13] - ring[0]).abs().amax() > 1e-3
+    torch.testing.assert_close(moved[:, 12, 23], moved[:, 12, 17], rtol=1e-5, atol=1e-6)  # around the moved point
+    torch.testing.assert_close(moved[:, 15, 20], moved[:, 12, 17], rtol=1e-5, atol=1e-6)
+    x = torch.randn(2, 3, 32, 32)
+    centre = encode_conditions(SCENE_SLOTS, [{"position": (0.5, 0.5)}, {"position": (0.5, 0.5), "shape": "circle"}])
+    eps = net(x, torch.tensor([0.1, 1.0]), centre)
+    for op in (lambda t: t.flip(-1), lambda t: t.transpose(-1, -2), lambda t: t.rot90(1, (-2, -1))):
+        torch.testing.assert_close(net(op(x), torch.tensor([0.1, 1.0]), centre), op(eps), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="must be continuous"):
+        PixelNet(PixelNetConfig(widths=(8,), slots=SCENE_SLOTS, spatial=("shape",)))
+
+
 def test_pixel_net_starts_as_c_skip_and_round_trips_its_config():
     net = PixelNet(PixelNetConfig(widths=(8,), emb_dim=16, slots=SCENE_SLOTS))
     x = torch.randn(2, 3, 32, 32)
