@@ -246,7 +246,7 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         if method == "denoise":
             net["widths"] = width_t
             xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]
-            if spatial and xy and arch in ("unet", "pixel"):
+            if spatial and xy:
                 net["spatial"] = xy
         cfg = TrainConfig(name=name, domain=dom.name, families=families, method=method, splits=splits,
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_min=lr_min, seed=seed,

@@ -305,14 +305,14 @@ class _EDMDenoiser(nn.Module):
 
     EDM's scalings (Karras et al. 2022) keep the network's input and target at unit variance at
     every σ, which on a CPU budget trains noticeably faster than raw ε-prediction. This base holds
-    the σ and condition embeddings; subclasses provide ``raw(x_in, emb, maps)``.
+    the σ and condition embeddings and the spatial families' bump maps (``config.spatial``);
+    subclasses provide ``raw(x_in, emb, maps)``.
     """
-
-    spatial_cols: list = []
 
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.spatial_cols = _spatial_columns(config.slots, config.spatial)
         E = config.emb_dim
         self.sigma_emb = SigmaEmbedding(E)
         self.cond_emb = ConditionEmbedding(config.slots, E)
@@ -356,7 +356,6 @@ class UNet(_EDMDenoiser):
         super().__init__(config)
         cfg = config
         E = cfg.emb_dim
-        self.spatial_cols = _spatial_columns(cfg.slots, cfg.spatial)
         self.conv_in = nn.Conv2d(cfg.channels + len(self.spatial_cols), cfg.widths[0], 3, padding=1)
 
         # CPU cost is dominated by full-resolution convs, so the top level has one block down and one
@@ -473,7 +472,6 @@ class PixelNet(_EDMDenoiser):
         if cfg.blur_of not in ("rgb", "max"):
             raise ValueError(f"blur_of must be 'rgb' or 'max', got {cfg.blur_of!r}")
         per_blur = cfg.channels if cfg.blur_of == "rgb" else 1
-        self.spatial_cols = _spatial_columns(cfg.slots, cfg.spatial)
         self.conv_in = nn.Conv2d(cfg.channels + per_blur * len(cfg.blur) + len(self.spatial_cols), cfg.widths[0], 1)
         blocks = []
         c = cfg.widths[0]

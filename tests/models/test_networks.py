@@ -44,9 +44,10 @@ def test_unet_shapes_and_noise_relation(widths, attention):
     torch.testing.assert_close(d, c_skip[:, None, None, None] * x)
 
 
-def _randomised_pixel_net(context: bool) -> PixelNet:
+def _randomised_pixel_net(**config) -> PixelNet:
+    """A small PixelNet over the scenes slots (``config`` overrides its settings) with random weights."""
     torch.manual_seed(0)
-    net = PixelNet(PixelNetConfig(widths=(8, 12), emb_dim=16, context=context, slots=SCENE_SLOTS))
+    net = PixelNet(PixelNetConfig(**{"widths": (8, 12), "emb_dim": 16, "slots": SCENE_SLOTS, **config}))
     with torch.no_grad():  # the zero-initialised output would make every check below trivial
         for p in net.parameters():
             p.normal_(0.0, 0.3)
@@ -56,7 +57,7 @@ def _randomised_pixel_net(context: bool) -> PixelNet:
 @pytest.mark.parametrize("context", [True, False])
 def test_pixel_net_is_equivariant_under_any_permutation_of_pixels(context):
     """Its output at a pixel depends on that pixel (and, with context, the image's pixel multiset) only."""
-    net = _randomised_pixel_net(context)
+    net = _randomised_pixel_net(context=context)
     x = torch.randn(3, 3, 32, 32)
     sigma = torch.tensor([0.05, 0.5, 2.0])
     cond = encode_conditions(SCENE_SLOTS, [{"color": "red"}, {}, {"shape": "circle", "color": "blue"}])
@@ -79,11 +80,7 @@ def test_pixel_net_is_equivariant_under_any_permutation_of_pixels(context):
 
 def test_blurred_pixel_net_is_equivariant_under_the_square_symmetries_only():
     """With round blur channels a pixel sees its neighbourhood, but no direction: flips and quarter turns commute."""
-    torch.manual_seed(0)
-    net = PixelNet(PixelNetConfig(widths=(8, 12), emb_dim=16, blur=(1.0, 2.5), slots=SCENE_SLOTS))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.3)
+    net = _randomised_pixel_net(blur=(1.0, 2.5))
     x = torch.randn(2, 3, 32, 32)
     sigma = torch.tensor([0.1, 1.0])
     cond = encode_conditions(SCENE_SLOTS, [{"color": "green"}, {}])
@@ -106,16 +103,7 @@ def test_max_blur_tells_where_an_object_is_but_not_its_colour():
     and one next to a blue square (same per-pixel maximum) get the same output; with blurred
     colour channels they do not. (Nets without the context pooling, which sees every colour.)"""
 
-    def randomised(blur_of):
-        torch.manual_seed(0)
-        net = PixelNet(PixelNetConfig(widths=(8,), emb_dim=16, context=False, blur=(1.5,), blur_of=blur_of,
-                                      slots=SCENE_SLOTS))
-        with torch.no_grad():
-            for p in net.parameters():
-                p.normal_(0.0, 0.3)
-        return net
-
-    by_max, by_rgb = randomised("max"), randomised("rgb")
+    by_max, by_rgb = (_randomised_pixel_net(widths=(8,), context=False, blur=(1.5,), blur_of=b) for b in ("max", "rgb"))
     assert (by_max.conv_in.in_channels, by_rgb.conv_in.in_channels) == (3 + 1, 3 + 3)
     sigma, cond = torch.tensor([0.2]), encode_conditions(SCENE_SLOTS, [{"color": "red"}])
     red, blue = torch.full((1, 3, 32, 32), -1.0), torch.full((1, 3, 32, 32), -1.0)
@@ -132,12 +120,7 @@ def test_spatial_pixel_net_knows_the_distance_to_its_point_not_the_direction():
     which direction: on a flat image, pixels at one distance from the point get one output (so no
     outline can be drawn around it), pixels at other distances other outputs, and moving the point
     moves the rings. At the centre point, quarter turns and flips of any image commute with the net."""
-    torch.manual_seed(0)
-    net = PixelNet(PixelNetConfig(widths=(8, 12), emb_dim=16, context=False, slots=SCENE_SLOTS,
-                                  spatial=("position",), spatial_width=0.1))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.3)
+    net = _randomised_pixel_net(context=False, spatial=("position",), spatial_width=0.1)
     assert net.conv_in.in_channels == 3 + 1
     back = PixelNetConfig.from_json(net.config.to_json())
     assert back == net.config and back.spatial == ("position",)
