@@ -15,8 +15,9 @@ the reference data (a continuation's weights beside the shipped ones).
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
 
-``--guidance`` / ``--interval`` override the manifest's sampling guidance weight and guidance interval of
-every model for this run (``--interval none``: guidance at every level); ``--negation``,
+``--guidance`` / ``--interval`` / ``--prior-below`` override the manifest's sampling guidance weight,
+guidance interval and ``prior_below`` of every model for this run (``--interval none``: guidance at
+every level; ``--prior-below none``: conditions at every level); ``--negation``,
 ``--free-families`` and ``--or-weights`` are the compile options. Without them the shipped
 defaults apply.
 """
@@ -50,6 +51,8 @@ def main(argv=None) -> None:
     ap.add_argument("--negation", choices=["ratio", "complement"], default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--interval", nargs="+", default=None, help="LO HI, or 'none'")
+    ap.add_argument("--prior-below", default=None,
+                    help="a noise level below which sampling follows each model's prior, or 'none'")
     ap.add_argument("--free-families", choices=["model", "discrete", "data"], default=None)
     ap.add_argument("--or-weights", choices=["data", "equal"], default=None)
     ap.add_argument("--no-concept-weights", action="store_true", help="score concepts as written")
@@ -100,8 +103,11 @@ def main(argv=None) -> None:
             m.sampling_guidance = float(a.guidance)
         if a.interval is not None:
             m.guidance_interval = None if a.interval[0] == "none" else (float(a.interval[0]), float(a.interval[1]))
+        if a.prior_below is not None:
+            m.prior_below = None if a.prior_below == "none" else float(a.prior_below)
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
-               "interval": a.interval or "registry", "n": a.n, "seed": a.seed, "tag": a.tag, "settings": settings}
+               "interval": a.interval or "registry", "prior_below": a.prior_below or "registry",
+               "n": a.n, "seed": a.seed, "tag": a.tag, "settings": settings}
     entries = [e for e in read_list(a.expr_file)
                if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])
                and (a.exclude is None or a.exclude not in e[2])]

@@ -114,6 +114,7 @@ class ImplicitConceptModel(_Base):
         guidance: float = 1.0,
         guidance_interval: tuple[float, float] | None = None,
         sampling_guidance: float | None = None,
+        prior_below: float | None = None,
     ):
         cfg = net.config
         super().__init__(name, domain, cfg.slots, (cfg.channels, cfg.image_size, cfg.image_size))
@@ -137,6 +138,10 @@ class ImplicitConceptModel(_Base):
         self.guidance_interval: tuple[float, float] | None = None
         if guidance_interval is not None:
             self.set_guidance_interval(*guidance_interval)
+        # Sampling below this noise level follows the model's own prior (see set_prior_below); None: never.
+        self.prior_below: float | None = None
+        if prior_below is not None:
+            self.set_prior_below(prior_below)
         # Noise levels the model's conditions act at (see set_sigma_range); None: every level.
         self.sigma_range: tuple[float, float] | None = None
         self.fallback: "ImplicitConceptModel | None" = None
@@ -159,6 +164,20 @@ class ImplicitConceptModel(_Base):
         if not (0.0 <= lo < hi):
             raise ModelError(f"{self.name}: guidance interval must have 0 <= lo < hi, got [{lo}, {hi}]")
         self.guidance_interval = (lo, hi)
+
+    def set_prior_below(self, sigma: float) -> None:
+        """While sampling at σ < ``sigma``, score every condition as the model's null condition (its
+        prior, unguided); at σ ≥ ``sigma`` the conditions act as usual.
+
+        By the last noise levels the object, its colour and its place are settled and what is left is
+        cleaning the outline and the flat colour. The unconditional denoiser has learned that from
+        every image, while a conditional denoiser asked for a combination it never saw in training
+        (a held-out shape × colour × size triple) extrapolates. Energies (inference) are unchanged.
+        """
+        sigma = float(sigma)
+        if not (math.isfinite(sigma) and sigma >= 0.0):
+            raise ModelError(f"{self.name}: prior_below must be a finite noise level >= 0, got {sigma!r}")
+        self.prior_below = sigma
 
     def set_autoguide(self, guide: torch.nn.Module, weight: float, interval: tuple[float, float] | None = None) -> None:
         """Sample with autoguidance instead of classifier-free guidance: ε' = ε_g + w·(ε − ε_g), both
@@ -249,9 +268,18 @@ class ImplicitConceptModel(_Base):
         sigma = sigma.to(x.device, x.dtype)
         outside = self._outside(sigma)
         if outside is None:
-            return self._guided_eps(x, cond, sigma)
+            return self._conditioned_eps(x, cond, sigma)
         # rows outside the model's noise levels: the fallback's prior (its null condition, unguided)
-        return _by_rows(outside, x, cond, sigma, self._fallback_prior, self._guided_eps)
+        return _by_rows(outside, x, cond, sigma, self._fallback_prior, self._conditioned_eps)
+
+    def _conditioned_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The guided prediction, or below ``prior_below`` the model's own prior."""
+        if self.prior_below is None:
+            return self._guided_eps(x, cond, sigma)
+        return _by_rows(sigma < self.prior_below, x, cond, sigma, self._own_prior, self._guided_eps)
+
+    def _own_prior(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.raw_eps(x, torch.zeros_like(cond), sigma)
 
     def _fallback_prior(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return self.fallback.raw_eps(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma)

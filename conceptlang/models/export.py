@@ -88,7 +88,7 @@ def export_run(
     """Write the run's (EMA) weights as fp16 safetensors into ``models_dir`` and upsert its manifest entry.
 
     An existing entry's ``sampler`` and ``metrics`` are kept unless new ones are given, and so are its
-    ``guidance``, ``sampling_guidance``, ``guidance_interval`` and ``max_objects``; a calibrated
+    ``guidance``, ``sampling_guidance``, ``guidance_interval``, ``prior_below`` and ``max_objects``; a calibrated
     inference readout (``inference``), calibrated ``concept_weights`` and a tuned ``sigma_range``
     are dropped, since they belong to the old weights, unless ``keep`` names them (a warm-started
     continuation of the same model whose settings are then measured again; ``inference`` should
@@ -135,7 +135,7 @@ def export_run(
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
     # sampling settings, kept as ``sampler`` is, and the calibrated ones the caller keeps
-    for key in ("sampling_guidance", "guidance_interval", "autoguide", *keep):
+    for key in ("sampling_guidance", "guidance_interval", "prior_below", "autoguide", *keep):
         if key in old:
             entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]

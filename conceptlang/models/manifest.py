@@ -158,6 +158,8 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             raise _err(where, "'sampling_guidance' applies to implicit models only")
         if "guidance_interval" in entry:
             _validate_guidance_interval(entry["guidance_interval"], kind, where)
+        if "prior_below" in entry:
+            _validate_prior_below(entry["prior_below"], kind, where)
         if "autoguide" in entry:
             _validate_autoguide(entry["autoguide"], entry, kind, arch, where)
         sampler = entry.get("sampler", {})
@@ -377,6 +379,14 @@ def _validate_sigma_range(value: Any, kind: str, where: str) -> None:
         ok = lo is not None and lo >= 0 and (hi is None or hi > lo)
     if not ok:
         raise _err(where, f"'sigma_range' must be [lo, hi] with 0 <= lo < hi (hi may be null), got {value!r}")
+
+
+def _validate_prior_below(value: Any, kind: str, where: str) -> None:
+    """``prior_below``: a noise level >= 0 below which sampling scores every condition as the model's prior."""
+    if kind != "implicit":
+        raise _err(where, f"'prior_below' needs a noise-conditional implicit model, not kind {kind!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise _err(where, f"'prior_below' must be a noise level >= 0, got {value!r}")
 
 
 def _validate_guidance_interval(value: Any, kind: str, where: str) -> None:

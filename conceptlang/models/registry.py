@@ -256,6 +256,7 @@ class ModelRegistry:
                         guidance=float(entry.get("guidance", 1.0)),
                         guidance_interval=(tuple(entry["guidance_interval"]) if "guidance_interval" in entry else None),
                         sampling_guidance=(float(entry["sampling_guidance"]) if "sampling_guidance" in entry else None),
+                        prior_below=(float(entry["prior_below"]) if "prior_below" in entry else None),
                     )
                     if "autoguide" in entry:  # a smaller network of the same conditions guides its sampling
                         spec = entry["autoguide"]
@@ -617,6 +618,7 @@ class ModelRegistry:
                 "guidance": e.get("guidance", 1.0),
                 "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
                 "sampling_guidance": e.get("sampling_guidance"),
+                "prior_below": e.get("prior_below"),
                 "autoguide": (self._guide_row(e) if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},

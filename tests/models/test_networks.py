@@ -431,6 +431,33 @@ def test_guidance_interval_guides_inside_and_samples_the_plain_conditional_outsi
         ImplicitConceptModel(net, "g", "scenes", guidance=2.5, guidance_interval=(1.0, 0.5))
 
 
+def test_prior_below_samples_the_models_own_prior_at_low_noise_and_leaves_energies_alone():
+    torch.manual_seed(4)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    with torch.no_grad():  # every layer random, so that the condition changes the prediction
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m = ImplicitConceptModel(net, "p", "scenes", guidance=2.5, prior_below=0.02)
+    x = torch.randn(4, 3, 32, 32)
+    sigma = torch.tensor([0.01, 0.0199, 0.02, 0.5])  # below, below, at the bound (conditioned), above
+    cond = m.encode([{"color": "red"}, {"shape": "circle", "size": "large"}, {"color": "red"}, {"color": "blue"}])
+    with torch.no_grad():
+        got = m.eps(x, cond, sigma)
+        prior = m.raw_eps(x, torch.zeros_like(cond), sigma)
+        plain = m.raw_eps(x, cond, sigma)
+        e = m.energy(x, cond, None)
+    torch.testing.assert_close(got[:2], prior[:2], rtol=1e-4, atol=1e-4)  # batches of 2 and 4 rows round differently
+    torch.testing.assert_close(got[2:], (prior + 2.5 * (plain - prior))[2:], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got[2:], prior[2:], atol=1e-3)  # the conditions do act at and above the bound
+    m.prior_below = None
+    with torch.no_grad():
+        assert torch.equal(e, m.energy(x, cond, None))  # energies (inference) never use it
+        torch.testing.assert_close(m.eps(x, cond, sigma)[:2], (prior + 2.5 * (plain - prior))[:2], rtol=1e-4, atol=1e-4)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ModelError, match="prior_below must be a finite noise level >= 0"):
+            ImplicitConceptModel(net, "p", "scenes", prior_below=bad)
+
+
 @pytest.mark.gpu
 def test_cuda_sampling_path_in_bf16_channels_last_is_close_to_float32(monkeypatch):
     from conceptlang.models import concept_model

@@ -130,6 +130,9 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(guidance_interval=[1, 0.5]), "'guidance_interval' must be \\[lo, hi\\]"),
         (lambda d: d["models"][0].update(guidance_interval=[0, None]), "'guidance_interval' must be \\[lo, hi\\]"),
         (lambda d: d["models"][0].update(guidance_interval=[0, True]), "'guidance_interval' must be \\[lo, hi\\]"),
+        (lambda d: d["models"][0].update(prior_below=-0.01), "'prior_below' must be a noise level >= 0"),
+        (lambda d: d["models"][0].update(prior_below=True), "'prior_below' must be a noise level >= 0"),
+        (lambda d: d["models"][0].update(prior_below="0.02"), "'prior_below' must be a noise level >= 0"),
         (lambda d: d["models"][0].update(sampling_guidance=0), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=True), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=float("inf")), "'sampling_guidance' must be a number > 0"),
@@ -454,6 +457,16 @@ def test_guidance_interval_reaches_the_model(models_copy):
     reg = load_registry(models_copy)
     assert reg.handles["tiny"].impl("cpu").guidance_interval == (0.0, 1.5)
     assert reg.describe()[0]["guidance_interval"] == [0, 1.5]
+
+
+def test_prior_below_reaches_the_model_and_the_models_listing(models_copy):
+    data = _manifest(models_copy)
+    assert load_registry(models_copy).handles["tiny"].impl("cpu").prior_below is None
+    data["models"][0]["prior_below"] = 0.02
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    assert reg.handles["tiny"].impl("cpu").prior_below == 0.02
+    assert reg.describe()[0]["prior_below"] == 0.02
 
 
 def test_sampling_guidance_reaches_the_model_and_energies_keep_guidance(models_copy):
