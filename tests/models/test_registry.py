@@ -467,6 +467,10 @@ def test_prior_below_reaches_the_model_and_the_models_listing(models_copy):
     reg = load_registry(models_copy)
     assert reg.handles["tiny"].impl("cpu").prior_below == 0.02
     assert reg.describe()[0]["prior_below"] == 0.02
+    from conceptlang.cli import main
+
+    res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
+    assert res.exit_code == 0 and "samples its prior below σ = 0.02 (prior_below)" in res.output
 
 
 def test_sampling_guidance_reaches_the_model_and_energies_keep_guidance(models_copy):
