@@ -257,7 +257,8 @@ class ImplicitConceptModel(_Base):
         w the sampling weight (``sampling_guidance``, by default ``guidance``).
 
         With a guidance interval (:meth:`set_guidance_interval`), rows whose σ lies outside it get
-        w = 1, the plain conditional ε_c.
+        w = 1, the plain conditional ε_c; rows below ``prior_below`` (:meth:`set_prior_below`) get
+        the model's prior ε_∅.
 
         With guidance w the concept's distribution is the sharpened conditional p(x)·p(c | x)^w
         (classifier-free guidance), i.e. E'_c = E_∅ + w·(E_c − E_∅); w = 1 is the plain conditional.
