@@ -63,6 +63,8 @@ def main(argv=None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a sampler setting for this run (a number, true/false or text), e.g. restarts=2")
     ap.add_argument("--named-radius", type=float, default=None, help="the compile option named_radius")
+    ap.add_argument("--draws", choices=["spread", "independent"], default="spread",
+                    help="how each chain's own position is drawn (sample's draws)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--tag", default="")
     ap.add_argument("--threads", type=int, default=1)
@@ -107,7 +109,7 @@ def main(argv=None) -> None:
             m.prior_below = None if a.prior_below == "none" else float(a.prior_below)
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
                "interval": a.interval or "registry", "prior_below": a.prior_below or "registry",
-               "n": a.n, "seed": a.seed, "tag": a.tag, "settings": settings}
+               "n": a.n, "seed": a.seed, "tag": a.tag, "settings": settings, "draws": a.draws}
     entries = [e for e in read_list(a.expr_file)
                if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])
                and (a.exclude is None or a.exclude not in e[2])]
@@ -131,7 +133,8 @@ def main(argv=None) -> None:
         for folder, reg in zip(folders, regs):
             t0 = time.perf_counter()
             g = compile_expr(text, reg, domain=domain, **opts)
-            res = sample(g, a.n, seed=a.seed, device=device, **({"steps": a.steps} if a.steps else {}), **settings)
+            res = sample(g, a.n, seed=a.seed, device=device, draws=a.draws, **({"steps": a.steps} if a.steps else {}),
+                         **settings)
             imgs = ((res.images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
             judge = load_judge(g.domain)
             labs = judge.labels(imgs)

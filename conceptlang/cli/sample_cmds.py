@@ -52,7 +52,7 @@ _NAMED_POSITION_MODES = ("point", "data")
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
                    "and_mode", "or_mode", "concept_weights", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
-                   "s_noise", "eta", "eta_sigma_min", "max_nfe", "batch_size", "estimate_log_z")
+                   "s_noise", "eta", "eta_sigma_min", "max_nfe", "batch_size", "estimate_log_z", "draws")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
 
 
@@ -423,6 +423,9 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
 @click.option("--estimate-log-z", is_flag=True,
               help="Draw OR disjuncts ∝ their estimated partition functions instead of equally "
                    "(explicit models; reliable in low dimension).")
+@click.option("--draws", type=click.Choice(["spread", "independent"]), default="spread", show_default=True,
+              help="The chains' own positions (drawn per chain from the data): drawn together so that they cover "
+                   "the region evenly, each still distributed as the data's (spread), or independently.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @_grouped(compile_opts=COMPILE_OPTIONS, sampler_opts=SAMPLER_OPTIONS, outputs=OUTPUT_OPTIONS)

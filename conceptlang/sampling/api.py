@@ -20,6 +20,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
+from conceptlang.sampling.draws import DRAW_MODES, spread_draws, spread_side
 from conceptlang.sampling.samplers import SAMPLERS, get_sampler
 
 MAX_FRAME_CHAINS = 16
@@ -89,9 +90,11 @@ class _ChainTarget:
 
 
 DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
+SPREAD_STREAM = 0x5B7  # seed stream of a spread draw's shared place and shuffle
 
 
-def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, str], torch.Tensor]:
+def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "spread"
+                      ) -> dict[tuple[int, str], torch.Tensor]:
     """Each chain's parameters for every drawn leaf's families: {(leaf, family): (n, P)}, drawn
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
@@ -100,6 +103,10 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
     (``position(drawn away from x, y)``) beyond :func:`~conceptlang.compiler.options.away_radius`. A leaf's drawn
     discrete families (one object of an object-level composition) are drawn together, as one
     object of the data has them: (n, 1) value indices each.
+    ``draws``: ``"spread"`` (default) draws a continuous family's n values together so that they
+    cover its region evenly, each still distributed as the data's (:mod:`conceptlang.sampling.draws`;
+    where the drawer cannot give side² · n distinct values, a rare combination or a fixed point,
+    its first n); ``"independent"``: n independent draws.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
     the graph has no drawn leaves or no drawer (its drawn families then stay the model's own)."""
     out: dict[tuple[int, str], torch.Tensor] = {}
@@ -121,8 +128,8 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
                 where = {"near": near, "radius": away_radius(graph.options.get("named_radius")), "away": True}
             else:
                 where = {"near": near, "radius": radius}
-            got = graph.drawer(graph.domain, fam, given, n, _seed_for(seed, DRAW_STREAM, leaf, j), **where)
-            out[(leaf, fam)] = _checked_draws(got, fam, label, n)
+            out[(leaf, fam)] = _continuous_draws(graph, fam, given, where, label, n,
+                                                 _seed_for(seed, DRAW_STREAM, leaf, j), draws)
         if discrete:
             objects = cond[discrete[0]].objects
             got = graph.drawer(graph.domain, discrete, given, n, _seed_for(seed, DRAW_STREAM, leaf, len(fams)),
@@ -135,6 +142,20 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int) -> dict[tuple[int, 
                                         f"{len(cond[fam].values)} values")
                 out[(leaf, fam)] = k
     return out
+
+
+def _continuous_draws(graph: EnergyGraph, fam: str, given: dict, where: dict, label: str, n: int, seed: int,
+                      draws: str) -> torch.Tensor:
+    """One drawn continuous family's (n, P) values for every chain (see :func:`draw_chain_values`)."""
+    if draws == "independent":
+        return _checked_draws(graph.drawer(graph.domain, fam, given, n, seed, **where), fam, label, n)
+    side = spread_side(n)
+    m = side * side * n
+    pool = _checked_draws(graph.drawer(graph.domain, fam, given, m, seed, **where), fam, label, m).numpy()
+    if len(np.unique(pool, axis=0)) < m:  # a rare combination's draws, cycled, or a fixed point
+        return torch.as_tensor(pool[:n])
+    rng = np.random.default_rng(_seed_for(seed, SPREAD_STREAM))
+    return torch.as_tensor(spread_draws(pool, n, side, rng), dtype=torch.float32)
 
 
 def _checked_draws(got: Any, what: str, label: str, n: int, width: int | None = None) -> torch.Tensor:
@@ -310,7 +331,7 @@ def stratified_branches(shares: torch.Tensor, n: int, gen: torch.Generator) -> t
 def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
            device: str | torch.device = "auto", *, batch_size: int | None = None, progress: bool | None = False,
            callback: Callable[[dict[str, Any]], None] | None = None, frames: int = 0,
-           log_z: str | None = None, **settings: Any) -> SampleResult:
+           log_z: str | None = None, draws: str = "spread", **settings: Any) -> SampleResult:
     """Draw ``n`` images from the composition ``graph``.
 
     ``sampler``: a name in :data:`~conceptlang.sampling.samplers.SAMPLERS` — "langevin", "annealed",
@@ -331,6 +352,9 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     arguments are sampler settings (``step_size``, ``noise_scale``, ``sigma_max``, …).
     ``log_z="estimate"`` (DNF route, explicit energies) draws each disjunct with probability ∝ its
     estimated partition function instead of assuming them equal (see :mod:`conceptlang.sampling.estimate`).
+    ``draws``: how the chains' own values of drawn continuous families are drawn: ``"spread"``
+    (default: together, covering the family's region evenly, each chain's value still distributed
+    as the data's; :mod:`conceptlang.sampling.draws`) or ``"independent"``.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SamplingError(f"n must be a positive integer, got {n!r}")
@@ -338,6 +362,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         raise SamplingError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SamplingError(f"seed must be a non-negative integer, got {seed!r}")
+    if draws not in DRAW_MODES:
+        raise SamplingError(f"draws must be one of {', '.join(DRAW_MODES)}, got {draws!r}")
     name, s, ignored = resolve_settings(graph, sampler, steps, settings)
     _warn_fixed_level(name, s, graph)
     dev = resolve_device(device)
@@ -377,7 +403,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
 
-    drawn = draw_chain_values(graph, n, seed)
+    drawn = draw_chain_values(graph, n, seed, draws)
     c, h, w = graph.image_shape
     out = []
     frame_list: list[torch.Tensor] = []
@@ -437,6 +463,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         record["registry_keys_not_used"] = ignored
     if drawn:
         record["drawn"] = sorted({f for _, f in drawn})
+        record["draws"] = draws
     if graph.disjuncts is not None:
         record["disjuncts"] = len(graph.disjuncts)
         record["shares"] = shares.tolist()

@@ -114,6 +114,7 @@ def test_explain_text_dot_json(run):
     (["sample", "red", "--models", "analytic:noise_conditional", "--restarts", "1"], 1, "restarts=1 needs restart_sigma"),
     (["sample", "red", "--models", "analytic", "--restarts", "1", "--restart-sigma", "0.2"], 1,
      "the langevin sampler has no setting(s) restart_sigma, restarts"),
+    (["sample", "red", "--models", "analytic", "--draws", "lattice"], 2, "Invalid value for '--draws'"),
 ])
 def test_errors_are_messages_not_tracebacks(run, args, code, text):
     r = run(*args)
@@ -176,3 +177,14 @@ def test_restarts_reach_the_ode_solvers(tmp_path):
     s, p = json.loads(res.output)["sampler"], json.loads(plain.output)["sampler"]
     assert (s["restarts"], s["restart_sigma"], s["restart_steps"]) == (2, 0.2, 1)
     assert s["score_evals"] == p["score_evals"] + 2 == 8
+
+
+def test_draws_option_reaches_the_sampler_and_the_sidecar(run):
+    """The scenes model draws each chain's centre of a named position from the data: spread over
+    the disc by default, or independently."""
+    expr = "circle & red & large & position(0.5, 0.5)"
+    for flag, want in (([], "spread"), (["--draws", "independent"], "independent")):
+        r = run("sample", expr, "-n", "3", "--steps", "2", "--device", "cpu", "--json", "-o", f"{want}.png", *flag)
+        assert r.exit_code == 0, r.output
+        rec = json.loads(r.output)["sampler"]
+        assert rec["drawn"] == ["position"] and rec["draws"] == want

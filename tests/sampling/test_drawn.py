@@ -112,7 +112,12 @@ def test_bad_draws_are_a_sampling_error():
 
     g = compile_expr("red", Broken("implicit"), free_families="data", and_mode="joint")
     with pytest.raises(SamplingError, match="not 4 finite rows"):
+        sample(g, 4, sampler="dpmpp_2m", steps=4, device="cpu", draws="independent")
+    # a spread draw asks for a pool of 6² values per chain
+    with pytest.raises(SamplingError, match="not 144 finite rows"):
         sample(g, 4, sampler="dpmpp_2m", steps=4, device="cpu")
+    with pytest.raises(SamplingError, match="draws must be one of spread, independent, got 'lattice'"):
+        sample(g, 4, sampler="dpmpp_2m", steps=4, device="cpu", draws="lattice")
 
 
 def test_scenes_draws_follow_the_generator_given_the_branch(scenes_registry):
