@@ -93,8 +93,8 @@ DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
 SPREAD_STREAM = 0x5B7  # seed stream of a spread draw's shared place and shuffle
 
 
-def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "spread"
-                      ) -> dict[tuple[int, str], torch.Tensor]:
+def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "spread",
+                      users: dict[int, torch.Tensor] | None = None) -> dict[tuple[int, str], torch.Tensor]:
     """Each chain's parameters for every drawn leaf's families: {(leaf, family): (n, P)}, drawn
     with the graph's ``drawer`` (the registry's ``value_draws``) given that leaf's other values, so
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
@@ -103,10 +103,12 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
     (``position(drawn away from x, y)``) beyond :func:`~conceptlang.compiler.options.away_radius`. A leaf's drawn
     discrete families (one object of an object-level composition) are drawn together, as one
     object of the data has them: (n, 1) value indices each.
-    ``draws``: ``"spread"`` (default) draws a continuous family's n values together so that they
-    cover its region evenly, each still distributed as the data's (:mod:`conceptlang.sampling.draws`;
-    where the drawer cannot give side² · n distinct values, a rare combination or a fixed point,
-    its first n); ``"independent"``: n independent draws.
+    ``draws``: ``"spread"`` (default) draws a continuous family's values for the chains that use the
+    leaf together, so that they cover its region evenly, each still distributed as the data's
+    (:mod:`conceptlang.sampling.draws`; where the drawer cannot give side² · m distinct values for
+    m chains, a rare combination or a fixed point, its first m); ``"independent"``: independent
+    draws. ``users``: leaf → the indices of the chains whose disjunct uses it (the DNF route; None:
+    every chain uses every leaf); a leaf's other chains get its values cycled, never read.
     Drawn for all ``n`` chains at once from ``seed``: independent of the batch size. Empty when
     the graph has no drawn leaves or no drawer (its drawn families then stay the model's own)."""
     out: dict[tuple[int, str], torch.Tensor] = {}
@@ -128,8 +130,17 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
                 where = {"near": near, "radius": away_radius(graph.options.get("named_radius")), "away": True}
             else:
                 where = {"near": near, "radius": radius}
-            out[(leaf, fam)] = _continuous_draws(graph, fam, given, where, label, n,
-                                                 _seed_for(seed, DRAW_STREAM, leaf, j), draws)
+            chains = None if users is None else users.get(leaf)
+            m = n if chains is None else int(chains.numel())
+            got = _continuous_draws(graph, fam, given, where, label, max(1, m),
+                                    _seed_for(seed, DRAW_STREAM, leaf, j), draws)
+            if chains is not None and 0 < m < n:  # the leaf's chains get its values, the others never read theirs
+                full = got[torch.arange(n) % m].clone()
+                full[chains] = got
+                got = full
+            elif m < n:
+                got = got[torch.arange(n) % got.shape[0]]
+            out[(leaf, fam)] = got
         if discrete:
             objects = cond[discrete[0]].objects
             got = graph.drawer(graph.domain, discrete, given, n, _seed_for(seed, DRAW_STREAM, leaf, len(fams)),
@@ -142,6 +153,15 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
                                         f"{len(cond[fam].values)} values")
                 out[(leaf, fam)] = k
     return out
+
+
+def leaf_users(graph: EnergyGraph, branches: torch.Tensor | None) -> dict[int, torch.Tensor] | None:
+    """Each drawn leaf → the indices of the chains whose disjunct uses it (``branches``: the DNF
+    route's disjunct per chain); None where every chain uses every leaf (no branches)."""
+    if branches is None or not graph.drawn_leaves:
+        return None
+    uses = torch.tensor([d.coefs for d in graph.disjuncts])[branches] != 0  # (N, L)
+    return {leaf: torch.nonzero(uses[:, leaf]).squeeze(1) for leaf in graph.drawn_leaves}
 
 
 def _continuous_draws(graph: EnergyGraph, fam: str, given: dict, where: dict, label: str, n: int, seed: int,
@@ -403,7 +423,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
 
-    drawn = draw_chain_values(graph, n, seed, draws)
+    drawn = draw_chain_values(graph, n, seed, draws, leaf_users(graph, branches))
     c, h, w = graph.image_shape
     out = []
     frame_list: list[torch.Tensor] = []

@@ -121,3 +121,25 @@ def test_a_fixed_point_or_too_few_distinct_draws_keep_the_drawers_first_rows():
     g = compile_expr("red", Fixed("implicit"), free_families="data", and_mode="joint")
     got = draw_chain_values(g, 5, seed=0)[(next(iter(g.drawn_leaves)), "position")]
     assert torch.equal(got, torch.tensor([[0.25, 0.75]] * 5, dtype=torch.float32))
+
+
+def test_a_branchs_chains_share_one_spread_draw():
+    """In an OR, each branch's drawn leaf spreads its values over the chains of that branch (not
+    over all n, of which the branch uses a random part)."""
+    from conceptlang.sampling.api import leaf_users, stratified_branches
+
+    reg = _UniformDraws("implicit")
+    g = compile_expr("red | blue", reg, free_families="data", and_mode="joint")
+    assert g.route == "dnf" and len(g.drawn_leaves) == 2
+    shares = torch.tensor([d.share for d in g.disjuncts], dtype=torch.float64)
+    branches = stratified_branches(shares, 128, torch.Generator().manual_seed(0))
+    users = leaf_users(g, branches)
+    assert sorted(int(v.numel()) for v in users.values()) == [64, 64]
+    assert torch.equal(torch.sort(torch.cat(list(users.values()))).values, torch.arange(128))
+    values = draw_chain_values(g, 128, seed=1, users=users)
+    for leaf, chains in users.items():
+        own = values[(leaf, "position")][chains].numpy()
+        assert len(np.unique(own, axis=0)) == 64 and _nearest(own).min() > 0.04  # a lattice of 64
+    indep = draw_chain_values(g, 128, seed=1, draws="independent", users=users)
+    assert min(_nearest(indep[(leaf, "position")][c].numpy()).min() for leaf, c in users.items()) < 0.02
+    assert leaf_users(g, None) is None
