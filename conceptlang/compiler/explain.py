@@ -59,6 +59,40 @@ def _model_text(m: Any) -> str:
     return f"{m.name} ({kind}{nc})"
 
 
+def _guidance_text(m: Any) -> str | None:
+    """How a guided model samples (weight, noise interval, autoguide, the prior's last levels), read
+    from its manifest entry (a registry handle: nothing is loaded) or from the loaded model; None
+    for a model without guidance."""
+    entry = getattr(m, "entry", None)
+    if isinstance(entry, dict):
+        w = float(entry.get("guidance", 1.0))
+        sw = float(entry["sampling_guidance"]) if entry.get("sampling_guidance") is not None else w
+        interval = entry.get("guidance_interval")
+        auto = (entry.get("autoguide") or {}).get("weight")
+        below = entry.get("prior_below")
+    else:
+        w = getattr(m, "guidance", None)
+        if w is None:
+            return None
+        sw = getattr(m, "sampling_guidance", w)
+        interval = getattr(m, "guidance_interval", None)
+        auto = getattr(m, "guide_weight", None) if getattr(m, "guide", None) is not None else None
+        below = getattr(m, "prior_below", None)
+    if w == 1.0 and sw == 1.0 and auto is None and below is None:
+        return None
+    text = f"{m.name}: w = {sw:g}"
+    if interval is not None:
+        lo, hi = interval
+        text += f" at {lo:g} ≤ σ ≤ {hi:g} (the plain conditional outside)"
+    if auto is not None:
+        text += f", autoguided (weight {auto:g})"
+    if below is not None:
+        text += f"; below σ {below:g} its prior alone"
+    if sw != w:
+        text += f"; energies (infer) w = {w:g}"
+    return text
+
+
 def _node_expr(g: "EnergyGraph", nid: int) -> str:
     node = g.nodes[nid]
     if isinstance(node, LeafNode):
@@ -96,6 +130,9 @@ def explain_text(g: "EnergyGraph") -> str:
     o = g.options
     lines = [f"expression: {g.expression}", f"domain: {g.domain}"]
     lines.append("models: " + ", ".join(_model_text(m) for m in g.models))
+    guided = [t for t in (_guidance_text(m) for m in g.models) if t is not None]
+    if guided:
+        lines.append("sampling guidance: " + "; ".join(guided))
     if g.model_set is not None:
         lines.append(f"model set: {g.model_set['name']} ({g.model_set['path']}), chosen because {g.model_set['reason']}")
     lines.append(f"semantics: AND = {_AND_TEXT.get(o['and_mode'], o['and_mode'])}"
