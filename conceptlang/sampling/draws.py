@@ -2,9 +2,10 @@
 
 The sampler draws each chain's own value of a drawn continuous family (scenes ``position``) from
 the data (the registry's ``value_draws``). Independent draws repeat themselves: 256 centres drawn
-independently within a named position's disc of radius 0.1 put about a third of the chains within
-a tenth of a pixel of another chain, and their images are near-duplicates. A spread draw keeps
-every chain's value distributed exactly as the data's but places the n values of one call apart:
+independently within a named position's disc of radius 0.1 put more than a quarter of the chains
+within about a tenth of a pixel of another chain, and their images are near-duplicates. A spread
+draw keeps every chain's value distributed exactly as the data's but places the n values of one
+call apart (n: the chains that use the drawn leaf):
 
 1. Draw a pool of side² · n independent values (the same ``value_draws``).
 2. Cut the pool into n cells of side² values each: a k-d tree that splits a cell at the count
