@@ -13,6 +13,13 @@ from conceptlang.sampling import sample
 EXPR = "(red & ~blue) | green"
 
 
+def _drawing_graph():
+    """An OR whose branches draw each chain's position (spread draws over each branch's chains)."""
+    from tests.sampling.test_spread_draws import _UniformDraws
+
+    return compile_expr("red | blue", _UniformDraws("implicit"), free_families="data", and_mode="joint")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -31,8 +38,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         graph = compile_expr(EXPR, GaussianRegistry(kind="implicit"))
         default = sample(graph, 5, seed=3, steps=12, device="cpu")  # default batch: ceil(5 / 2) = 3
         fixed = sample(graph, 7, seed=4, steps=12, device="cpu", batch_size=2)  # 4 chunks over 2 ranks
+        drawn = sample(_drawing_graph(), 9, seed=5, steps=6, sampler="dpmpp_2m", device="cpu", batch_size=2)
         torch.save({"default": default.images, "fixed": fixed.images, "bs": default.settings["batch_size"],
-                    "branches": fixed.branches}, f"{out}/rank{rank}.pt")
+                    "branches": fixed.branches, "drawn": drawn.images}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -44,12 +52,15 @@ def test_two_ranks_draw_the_one_process_images(tmp_path):
     graph = compile_expr(EXPR, GaussianRegistry(kind="implicit"))
     one_default = sample(graph, 5, seed=3, steps=12, device="cpu", batch_size=3)
     one_fixed = sample(graph, 7, seed=4, steps=12, device="cpu", batch_size=2)
+    one_drawn = sample(_drawing_graph(), 9, seed=5, steps=6, sampler="dpmpp_2m", device="cpu", batch_size=2)
+    assert one_drawn.settings["draws"] == "spread"
     for r in (0, 1):
         got = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         assert got["bs"] == 3
         assert torch.equal(got["default"], one_default.images)  # every rank holds all the images
         assert torch.equal(got["fixed"], one_fixed.images)
         assert torch.equal(got["branches"], one_fixed.branches)
+        assert torch.equal(got["drawn"], one_drawn.images)  # every rank drew the same positions
 
 
 @pytest.mark.slow  # torchrun starts two interpreters that import torch
