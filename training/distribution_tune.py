@@ -31,6 +31,8 @@ import time
 import numpy as np
 import torch
 
+from conceptlang.sampling.draws import DRAW_MODES
+
 
 def read_list(path: str) -> list[tuple[str, str, str]]:
     """(domain, label, expression text) per entry (conceptlang.evaluation.suites.load_tuning_list)."""
@@ -63,7 +65,7 @@ def main(argv=None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a sampler setting for this run (a number, true/false or text), e.g. restarts=2")
     ap.add_argument("--named-radius", type=float, default=None, help="the compile option named_radius")
-    ap.add_argument("--draws", choices=["spread", "independent"], default="spread",
+    ap.add_argument("--draws", choices=list(DRAW_MODES), default="spread",
                     help="how each chain's own position is drawn (sample's draws)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--tag", default="")

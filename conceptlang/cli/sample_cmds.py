@@ -47,6 +47,7 @@ _NEGATION_MODES = ("ratio", "complement")
 _OR_WEIGHT_MODES = ("data", "equal")
 _FREE_FAMILY_MODES = ("model", "discrete", "data")
 _NAMED_POSITION_MODES = ("point", "data")
+_DRAW_MODES = ("spread", "independent")  # conceptlang.sampling.draws.DRAW_MODES
 
 
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
@@ -423,7 +424,7 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
 @click.option("--estimate-log-z", is_flag=True,
               help="Draw OR disjuncts ∝ their estimated partition functions instead of equally "
                    "(explicit models; reliable in low dimension).")
-@click.option("--draws", type=click.Choice(["spread", "independent"]), default="spread", show_default=True,
+@click.option("--draws", type=click.Choice(list(_DRAW_MODES)), default="spread", show_default=True,
               help="The chains' own positions (drawn per chain from the data): drawn together so that they cover "
                    "the region evenly, each still distributed as the data's (spread), or independently.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")

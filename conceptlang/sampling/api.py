@@ -134,12 +134,10 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
             m = n if chains is None else int(chains.numel())
             got = _continuous_draws(graph, fam, given, where, label, max(1, m),
                                     _seed_for(seed, DRAW_STREAM, leaf, j), draws)
-            if chains is not None and 0 < m < n:  # the leaf's chains get its values, the others never read theirs
-                full = got[torch.arange(n) % m].clone()
-                full[chains] = got
+            if chains is not None:  # the leaf's chains get its values; the others (cycled) never read theirs
+                full = got[torch.arange(n) % got.shape[0]].clone()
+                full[chains] = got[:m]
                 got = full
-            elif m < n:
-                got = got[torch.arange(n) % got.shape[0]]
             out[(leaf, fam)] = got
         if discrete:
             objects = cond[discrete[0]].objects

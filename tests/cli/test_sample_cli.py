@@ -144,6 +144,10 @@ def test_cli_mode_choices_match_the_compiler():
 
     assert (_AND_MODES, _OR_MODES, _NEGATION_MODES, _FREE_FAMILY_MODES, _OR_WEIGHT_MODES) == (
         AND_MODES, OR_MODES, NEGATION_MODES, FREE_FAMILY_MODES, OR_WEIGHT_MODES)
+    from conceptlang.cli.sample_cmds import _DRAW_MODES
+    from conceptlang.sampling.draws import DRAW_MODES
+
+    assert _DRAW_MODES == DRAW_MODES
 
 
 def test_explain_says_how_each_negation_was_lowered_per_mode(run):
