@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from conceptlang.compiler.nodes import Leaf, LeafNode, SumNode
 from conceptlang.interface import Drawn
+from conceptlang.models.manifest import GuidanceSettings
 
 if TYPE_CHECKING:
     from conceptlang.compiler.graph import EnergyGraph
@@ -65,32 +66,12 @@ def _guidance_text(m: Any) -> str | None:
     for a model without guidance."""
     entry = getattr(m, "entry", None)
     if isinstance(entry, dict):
-        w = float(entry.get("guidance", 1.0))
-        sw = float(entry["sampling_guidance"]) if entry.get("sampling_guidance") is not None else w
-        interval = entry.get("guidance_interval")
-        auto = (entry.get("autoguide") or {}).get("weight")
-        below = entry.get("prior_below")
+        g = GuidanceSettings.of_entry(entry)
     else:
-        w = getattr(m, "guidance", None)
-        if w is None:
-            return None
-        sw = getattr(m, "sampling_guidance", w)
-        interval = getattr(m, "guidance_interval", None)
-        auto = getattr(m, "guide_weight", None) if getattr(m, "guide", None) is not None else None
-        below = getattr(m, "prior_below", None)
-    if w == 1.0 and sw == 1.0 and auto is None and below is None:
+        g = getattr(m, "guidance_settings", None)
+    if g is None or not g.guided:
         return None
-    text = f"{m.name}: w = {sw:g}"
-    if interval is not None:
-        lo, hi = interval
-        text += f" at {lo:g} ≤ σ ≤ {hi:g} (the plain conditional outside)"
-    if auto is not None:
-        text += f", autoguided (weight {auto:g})"
-    if below is not None:
-        text += f"; below σ {below:g} its prior alone"
-    if sw != w:
-        text += f"; energies (infer) w = {w:g}"
-    return text
+    return f"{m.name}: {g.describe()}"
 
 
 def _node_expr(g: "EnergyGraph", nid: int) -> str:

@@ -19,6 +19,7 @@ import torch
 from conceptlang.errors import ModelError
 from conceptlang.interface import Condition
 from conceptlang.models.conditions import encode_conditions
+from conceptlang.models.manifest import GuidanceSettings
 from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width
 
 
@@ -199,6 +200,18 @@ class ImplicitConceptModel(_Base):
         self.guide = guide.eval()
         self.guide_weight = float(weight)
         self.guide_interval = None if interval is None else (float(interval[0]), float(interval[1]))
+
+    @property
+    def guidance_settings(self) -> GuidanceSettings:
+        """How this model is guided (the same record a manifest entry gives, :class:`GuidanceSettings`)."""
+        auto = self.guide is not None
+        return GuidanceSettings(
+            guidance=self.guidance,
+            sampling_guidance=None if self.sampling_guidance == self.guidance else self.sampling_guidance,
+            interval=self.guidance_interval, prior_below=self.prior_below,
+            autoguide_weight=self.guide_weight if auto else None,
+            autoguide_interval=self.guide_interval if auto else None,
+        )
 
     @property
     def passes_per_row(self) -> int:

@@ -13,6 +13,7 @@ from conceptlang.io import atomic_path, sha256_file, write_json
 from conceptlang.models.manifest import (
     DEFAULT_ENERGY,
     FORMAT_VERSION,
+    SAMPLING_GUIDANCE_KEYS,
     guide_mismatch,
     is_interval,
     is_positive_number,
@@ -135,7 +136,7 @@ def export_run(
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
     # sampling settings, kept as ``sampler`` is, and the calibrated ones the caller keeps
-    for key in ("sampling_guidance", "guidance_interval", "prior_below", "autoguide", *keep):
+    for key in (*SAMPLING_GUIDANCE_KEYS, *keep):
         if key in old:
             entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]

@@ -47,8 +47,9 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from conceptlang.errors import ModelError
 from conceptlang.io import sha256_file, write_json
@@ -444,6 +445,74 @@ def _validate_autoguide(spec: Any, entry: dict, kind: str, arch: dict, where: st
         raise _err(w, f"'interval' must be [lo, hi] with 0 <= lo < hi, got {spec['interval']!r}")
     if not isinstance(spec.get("training", {}), dict):
         raise _err(w, f"'training' must be an object, got {spec['training']!r}")
+
+
+# The keys of an entry that say how sampling guides the model (``guidance`` itself is also the
+# energies' weight): export keeps them when it rewrites an entry, as it keeps ``sampler``.
+SAMPLING_GUIDANCE_KEYS = ("sampling_guidance", "guidance_interval", "prior_below", "autoguide")
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """How an implicit model is guided, as its manifest entry states it (:meth:`of_entry`) or as a
+    loaded model holds it (``ImplicitConceptModel.guidance_settings``); the one reading of those keys.
+
+    ``guidance`` is the weight of the energies (concept inference) and, unless ``sampling_guidance``
+    is set, of sampling; ``interval`` the noise levels sampling guides at (None: every level);
+    ``prior_below`` the level below which sampling follows the model's prior; ``autoguide_weight``
+    and ``autoguide_interval`` those of a guide network (weight None: no guide)."""
+
+    guidance: float = 1.0
+    sampling_guidance: float | None = None
+    interval: tuple[float, float] | None = None
+    prior_below: float | None = None
+    autoguide_weight: float | None = None
+    autoguide_interval: tuple[float, float] | None = None
+
+    @classmethod
+    def of_entry(cls, entry: Mapping[str, Any]) -> "GuidanceSettings":
+        auto = entry.get("autoguide")
+        return cls(
+            guidance=float(entry.get("guidance", 1.0)),
+            sampling_guidance=_float_or_none(entry.get("sampling_guidance")),
+            interval=_pair_or_none(entry.get("guidance_interval")),
+            prior_below=_float_or_none(entry.get("prior_below")),
+            autoguide_weight=None if auto is None else float(auto["weight"]),
+            autoguide_interval=None if auto is None else _pair_or_none(auto.get("interval")),
+        )
+
+    @property
+    def sampling_weight(self) -> float:
+        """The weight sampling applies: ``sampling_guidance``, by default ``guidance``."""
+        return self.guidance if self.sampling_guidance is None else self.sampling_guidance
+
+    @property
+    def guided(self) -> bool:
+        """Whether sampling differs from the plain conditional anywhere."""
+        return not (self.guidance == 1.0 and self.sampling_weight == 1.0 and self.autoguide_weight is None
+                    and self.prior_below is None)
+
+    def describe(self) -> str:
+        """One line: the sampling weight and where it acts, the autoguide, the prior's last levels and,
+        where it differs, the energies' weight (``conceptlang explain``)."""
+        text = f"w = {self.sampling_weight:g}"
+        if self.interval is not None:
+            text += f" at {self.interval[0]:g} ≤ σ ≤ {self.interval[1]:g} (the plain conditional outside)"
+        if self.autoguide_weight is not None:
+            text += f", autoguided (weight {self.autoguide_weight:g})"
+        if self.prior_below is not None:
+            text += f"; below σ {self.prior_below:g} its prior alone"
+        if self.sampling_weight != self.guidance:
+            text += f"; energies (infer) w = {self.guidance:g}"
+        return text
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _pair_or_none(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
 
 
 def sigma_range_of(entry: dict) -> tuple[float, float] | None:

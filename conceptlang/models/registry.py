@@ -32,6 +32,7 @@ from conceptlang.models.manifest import (  # noqa: F401  (re-exported: the regis
     KINDS,
     LAYOUTS,
     MANIFEST,
+    GuidanceSettings,
     energy_settings,
     load_manifest,
     read_manifest,
@@ -249,20 +250,17 @@ class ModelRegistry:
                 net = load_weights(entry, self.models_dir, device)
                 if entry["kind"] == "implicit":
                     en = energy_settings(entry)
+                    g = GuidanceSettings.of_entry(entry)
                     model = ImplicitConceptModel(
                         net, entry["name"], entry["domain"],
                         energy_sigmas=(float(en["sigma_min"]), float(en["sigma_max"]), en["levels"]),
                         energy_draws=en["draws"], energy_seed=en["seed"],
-                        guidance=float(entry.get("guidance", 1.0)),
-                        guidance_interval=(tuple(entry["guidance_interval"]) if "guidance_interval" in entry else None),
-                        sampling_guidance=(float(entry["sampling_guidance"]) if "sampling_guidance" in entry else None),
-                        prior_below=(float(entry["prior_below"]) if "prior_below" in entry else None),
+                        guidance=g.guidance, guidance_interval=g.interval,
+                        sampling_guidance=g.sampling_guidance, prior_below=g.prior_below,
                     )
-                    if "autoguide" in entry:  # a smaller network of the same conditions guides its sampling
-                        spec = entry["autoguide"]
+                    if g.autoguide_weight is not None:  # a smaller network of the same conditions guides its sampling
                         guide = load_weights(guide_entry(entry), self.models_dir, device)
-                        model.set_autoguide(guide, float(spec["weight"]),
-                                            tuple(spec["interval"]) if "interval" in spec else None)
+                        model.set_autoguide(guide, g.autoguide_weight, g.autoguide_interval)
                     rng = self.handles[entry["name"]].sigma_range
                     if rng is not None:  # outside its noise levels the model scores as the domain prior
                         model.set_sigma_range(*rng, fallback=self.loaded(self._priors[entry["domain"]].entry, device))
@@ -615,15 +613,17 @@ class ModelRegistry:
                 "concept_weights": dict(e.get("concept_weights", {})),
                 "max_objects": int(e.get("max_objects", 1)),
                 "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
-                "guidance": e.get("guidance", 1.0),
-                "guidance_interval": list(e["guidance_interval"]) if "guidance_interval" in e else None,
-                "sampling_guidance": e.get("sampling_guidance"),
-                "prior_below": e.get("prior_below"),
+                **self._guidance_row(GuidanceSettings.of_entry(e)),
                 "autoguide": (self._guide_row(e) if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
             })
         return out
+
+    @staticmethod
+    def _guidance_row(g: GuidanceSettings) -> dict:
+        return {"guidance": g.guidance, "guidance_interval": None if g.interval is None else list(g.interval),
+                "sampling_guidance": g.sampling_guidance, "prior_below": g.prior_below}
 
     def _guide_row(self, entry: dict) -> dict:
         spec = entry["autoguide"]

@@ -153,12 +153,16 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
     return out
 
 
-def leaf_users(graph: EnergyGraph, branches: torch.Tensor | None) -> dict[int, torch.Tensor] | None:
+def leaf_users(graph: EnergyGraph, branches: torch.Tensor | None,
+               coef_table: torch.Tensor | None = None) -> dict[int, torch.Tensor] | None:
     """Each drawn leaf → the indices of the chains whose disjunct uses it (``branches``: the DNF
-    route's disjunct per chain); None where every chain uses every leaf (no branches)."""
+    route's disjunct per chain; ``coef_table``: its (K, L) coefficients where the caller has built
+    them); None where every chain uses every leaf (no branches)."""
     if branches is None or not graph.drawn_leaves:
         return None
-    uses = torch.tensor([d.coefs for d in graph.disjuncts])[branches] != 0  # (N, L)
+    if coef_table is None:
+        coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)
+    uses = coef_table[branches] != 0  # (N, L)
     return {leaf: torch.nonzero(uses[:, leaf]).squeeze(1) for leaf in graph.drawn_leaves}
 
 
@@ -421,7 +425,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
 
-    drawn = draw_chain_values(graph, n, seed, draws, leaf_users(graph, branches))
+    drawn = draw_chain_values(graph, n, seed, draws, leaf_users(graph, branches, coef_table))
     c, h, w = graph.image_shape
     out = []
     frame_list: list[torch.Tensor] = []

@@ -142,4 +142,6 @@ def test_a_branchs_chains_share_one_spread_draw():
         assert len(np.unique(own, axis=0)) == 64 and _nearest(own).min() > 0.04  # a lattice of 64
     indep = draw_chain_values(g, 128, seed=1, draws="independent", users=users)
     assert min(_nearest(indep[(leaf, "position")][c].numpy()).min() for leaf, c in users.items()) < 0.02
+    table = torch.tensor([d.coefs for d in g.disjuncts], dtype=torch.float32)
+    assert all(torch.equal(leaf_users(g, branches, table)[leaf], chains) for leaf, chains in users.items())
     assert leaf_users(g, None) is None
