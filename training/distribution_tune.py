@@ -15,9 +15,10 @@ the reference data (a continuation's weights beside the shipped ones).
     python training/distribution_tune.py training/distribution_tuning.txt --n 32 --seed 5 \\
         --negation complement --guidance 5 --interval 0 1 --out tune.jsonl
 
-``--guidance`` / ``--interval`` / ``--prior-below`` override the manifest's sampling guidance weight,
-guidance interval and ``prior_below`` of every model for this run (``--interval none``: guidance at
-every level; ``--prior-below none``: conditions at every level); ``--negation``,
+``--guidance`` / ``--interval`` / ``--prior-below`` / ``--prior-keeps`` override the manifest's
+sampling guidance weight, guidance interval, ``prior_below`` and ``prior_keeps`` of every model for
+this run (``--interval none``: guidance at every level; ``--prior-below none``: conditions at every
+level; ``--prior-keeps none``: the prior alone below it); ``--negation``,
 ``--free-families`` and ``--or-weights`` are the compile options. Without them the shipped
 defaults apply.
 """
@@ -55,6 +56,8 @@ def main(argv=None) -> None:
     ap.add_argument("--interval", nargs="+", default=None, help="LO HI, or 'none'")
     ap.add_argument("--prior-below", default=None,
                     help="a noise level below which sampling follows each model's prior, or 'none'")
+    ap.add_argument("--prior-keeps", default=None,
+                    help="comma-separated families whose conditions stay below prior_below, or 'none'")
     ap.add_argument("--free-families", choices=["model", "discrete", "data"], default=None)
     ap.add_argument("--or-weights", choices=["data", "equal"], default=None)
     ap.add_argument("--no-concept-weights", action="store_true", help="score concepts as written")
@@ -107,10 +110,17 @@ def main(argv=None) -> None:
             m.sampling_guidance = float(a.guidance)
         if a.interval is not None:
             m.guidance_interval = None if a.interval[0] == "none" else (float(a.interval[0]), float(a.interval[1]))
-        if a.prior_below is not None:
-            m.prior_below = None if a.prior_below == "none" else float(a.prior_below)
+        if a.prior_below is not None or a.prior_keeps is not None:
+            below = m.prior_below if a.prior_below is None else (None if a.prior_below == "none" else float(a.prior_below))
+            keeps = m.prior_keeps if a.prior_keeps is None else \
+                (() if a.prior_keeps == "none" else tuple(a.prior_keeps.split(",")))
+            if below is None:
+                m.prior_below, m.prior_keeps = None, ()
+            else:
+                m.set_prior_below(below, keeps)
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
                "interval": a.interval or "registry", "prior_below": a.prior_below or "registry",
+               "prior_keeps": a.prior_keeps or "registry",
                "n": a.n, "seed": a.seed, "tag": a.tag, "settings": settings, "draws": a.draws}
     entries = [e for e in read_list(a.expr_file)
                if (a.domain is None or e[0] == a.domain) and (a.only is None or a.only in e[2])

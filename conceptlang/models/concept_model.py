@@ -116,6 +116,7 @@ class ImplicitConceptModel(_Base):
         guidance_interval: tuple[float, float] | None = None,
         sampling_guidance: float | None = None,
         prior_below: float | None = None,
+        prior_keeps: Sequence[str] = (),
     ):
         cfg = net.config
         super().__init__(name, domain, cfg.slots, (cfg.channels, cfg.image_size, cfg.image_size))
@@ -139,10 +140,15 @@ class ImplicitConceptModel(_Base):
         self.guidance_interval: tuple[float, float] | None = None
         if guidance_interval is not None:
             self.set_guidance_interval(*guidance_interval)
-        # Sampling below this noise level follows the model's own prior (see set_prior_below); None: never.
+        # Sampling below this noise level follows the model's own prior, or only the conditions of
+        # ``prior_keeps`` (see set_prior_below); None: never.
         self.prior_below: float | None = None
+        self.prior_keeps: tuple[str, ...] = ()
+        self._kept_columns = torch.zeros(0, dtype=torch.long)
         if prior_below is not None:
-            self.set_prior_below(prior_below)
+            self.set_prior_below(prior_below, prior_keeps)
+        elif prior_keeps:
+            raise ModelError(f"{name}: prior_keeps needs prior_below (the noise level below which it applies)")
         # Noise levels the model's conditions act at (see set_sigma_range); None: every level.
         self.sigma_range: tuple[float, float] | None = None
         self.fallback: "ImplicitConceptModel | None" = None
@@ -166,19 +172,35 @@ class ImplicitConceptModel(_Base):
             raise ModelError(f"{self.name}: guidance interval must have 0 <= lo < hi, got [{lo}, {hi}]")
         self.guidance_interval = (lo, hi)
 
-    def set_prior_below(self, sigma: float) -> None:
+    def set_prior_below(self, sigma: float, keeps: Sequence[str] = ()) -> None:
         """While sampling at σ < ``sigma``, score every condition as the model's null condition (its
-        prior, unguided); at σ ≥ ``sigma`` the conditions act as usual.
+        prior), or with ``keeps`` as the condition of those families alone (the other slots null),
+        unguided; at σ ≥ ``sigma`` the conditions act as usual.
 
         By the last noise levels the object, its colour and its place are settled and what is left is
         cleaning the outline and the flat colour. The unconditional denoiser has learned that from
         every image, while a conditional denoiser asked for a combination it never saw in training
-        (a held-out shape × colour × size triple) extrapolates. Energies (inference) are unchanged.
+        (a held-out shape × colour × size triple) extrapolates. A kept family on its own (a colour)
+        is a condition training showed with every value of the others, so it still says what the
+        flat colour is without asking for the combination. Energies (inference) are unchanged.
         """
         sigma = float(sigma)
         if not (math.isfinite(sigma) and sigma >= 0.0):
             raise ModelError(f"{self.name}: prior_below must be a finite noise level >= 0, got {sigma!r}")
+        keeps = tuple(keeps)
+        families = [s.family for s in self.slots]
+        unknown = [f for f in keeps if f not in families]
+        if unknown or len(set(keeps)) != len(keeps):
+            raise ModelError(f"{self.name}: prior_keeps must name distinct families of the model "
+                             f"({', '.join(families)}), got {list(keeps)}")
+        cols, col = [], 0
+        for s in self.slots:
+            if s.family in keeps:
+                cols.extend(range(col, col + s.width))
+            col += s.width
         self.prior_below = sigma
+        self.prior_keeps = keeps
+        self._kept_columns = torch.tensor(cols, dtype=torch.long)
 
     def set_autoguide(self, guide: torch.nn.Module, weight: float, interval: tuple[float, float] | None = None) -> None:
         """Sample with autoguidance instead of classifier-free guidance: ε' = ε_g + w·(ε − ε_g), both
@@ -208,7 +230,7 @@ class ImplicitConceptModel(_Base):
         return GuidanceSettings(
             guidance=self.guidance,
             sampling_guidance=None if self.sampling_guidance == self.guidance else self.sampling_guidance,
-            interval=self.guidance_interval, prior_below=self.prior_below,
+            interval=self.guidance_interval, prior_below=self.prior_below, prior_keeps=self.prior_keeps,
             autoguide_weight=self.guide_weight if auto else None,
             autoguide_interval=self.guide_interval if auto else None,
         )
@@ -287,13 +309,17 @@ class ImplicitConceptModel(_Base):
         return _by_rows(outside, x, cond, sigma, self._fallback_prior, self._conditioned_eps)
 
     def _conditioned_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """The guided prediction, or below ``prior_below`` the model's own prior."""
+        """The guided prediction, or below ``prior_below`` the model's own prior (or kept conditions)."""
         if self.prior_below is None:
             return self._guided_eps(x, cond, sigma)
         return _by_rows(sigma < self.prior_below, x, cond, sigma, self._own_prior, self._guided_eps)
 
     def _own_prior(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return self.raw_eps(x, torch.zeros_like(cond), sigma)
+        """Below ``prior_below``: the prior, or the plain conditional on the kept families alone."""
+        kept = torch.zeros_like(cond)
+        cols = self._kept_columns.to(cond.device)
+        kept[:, cols] = cond[:, cols]
+        return self.raw_eps(x, kept, sigma)
 
     def _fallback_prior(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return self.fallback.raw_eps(x, self._fallback_null(x.shape[0], x.device, x.dtype), sigma)

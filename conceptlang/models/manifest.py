@@ -161,6 +161,8 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             _validate_guidance_interval(entry["guidance_interval"], kind, where)
         if "prior_below" in entry:
             _validate_prior_below(entry["prior_below"], kind, where)
+        if "prior_keeps" in entry:
+            _validate_prior_keeps(entry, families, where)
         if "autoguide" in entry:
             _validate_autoguide(entry["autoguide"], entry, kind, arch, where)
         sampler = entry.get("sampler", {})
@@ -390,6 +392,17 @@ def _validate_prior_below(value: Any, kind: str, where: str) -> None:
         raise _err(where, f"'prior_below' must be a noise level >= 0, got {value!r}")
 
 
+def _validate_prior_keeps(entry: dict, families: dict, where: str) -> None:
+    """``prior_keeps``: distinct family names of the entry, whose conditions stay below ``prior_below``."""
+    value = entry["prior_keeps"]
+    if "prior_below" not in entry:
+        raise _err(where, "'prior_keeps' needs 'prior_below' (the noise level below which it applies)")
+    if not isinstance(value, list) or not all(isinstance(f, str) for f in value) or len(set(value)) != len(value) \
+            or any(f not in families for f in value):
+        raise _err(where, f"'prior_keeps' must be a list of distinct families of the model "
+                          f"({', '.join(families)}), got {value!r}")
+
+
 def _validate_guidance_interval(value: Any, kind: str, where: str) -> None:
     """``guidance_interval``: [lo, hi], 0 <= lo < hi, the noise levels sampling guides at (implicit models)."""
     if kind != "implicit":
@@ -449,7 +462,7 @@ def _validate_autoguide(spec: Any, entry: dict, kind: str, arch: dict, where: st
 
 # The keys of an entry that say how sampling guides the model (``guidance`` itself is also the
 # energies' weight): export keeps them when it rewrites an entry, as it keeps ``sampler``.
-SAMPLING_GUIDANCE_KEYS = ("sampling_guidance", "guidance_interval", "prior_below", "autoguide")
+SAMPLING_GUIDANCE_KEYS = ("sampling_guidance", "guidance_interval", "prior_below", "prior_keeps", "autoguide")
 
 
 @dataclass(frozen=True)
@@ -459,13 +472,15 @@ class GuidanceSettings:
 
     ``guidance`` is the weight of the energies (concept inference) and, unless ``sampling_guidance``
     is set, of sampling; ``interval`` the noise levels sampling guides at (None: every level);
-    ``prior_below`` the level below which sampling follows the model's prior; ``autoguide_weight``
+    ``prior_below`` the level below which sampling follows the model's prior, or with ``prior_keeps``
+    the conditions of those families alone; ``autoguide_weight``
     and ``autoguide_interval`` those of a guide network (weight None: no guide)."""
 
     guidance: float = 1.0
     sampling_guidance: float | None = None
     interval: tuple[float, float] | None = None
     prior_below: float | None = None
+    prior_keeps: tuple[str, ...] = ()
     autoguide_weight: float | None = None
     autoguide_interval: tuple[float, float] | None = None
 
@@ -477,6 +492,7 @@ class GuidanceSettings:
             sampling_guidance=_float_or_none(entry.get("sampling_guidance")),
             interval=_pair_or_none(entry.get("guidance_interval")),
             prior_below=_float_or_none(entry.get("prior_below")),
+            prior_keeps=tuple(entry.get("prior_keeps", ())),
             autoguide_weight=None if auto is None else float(auto["weight"]),
             autoguide_interval=None if auto is None else _pair_or_none(auto.get("interval")),
         )
@@ -500,7 +516,9 @@ class GuidanceSettings:
             text += f" at {self.interval[0]:g} ≤ σ ≤ {self.interval[1]:g} (the plain conditional outside)"
         if self.autoguide_weight is not None:
             text += f", autoguided (weight {self.autoguide_weight:g})"
-        if self.prior_below is not None:
+        if self.prior_below is not None and self.prior_keeps:
+            text += f"; below σ {self.prior_below:g} its {', '.join(self.prior_keeps)} condition alone, unguided"
+        elif self.prior_below is not None:
             text += f"; below σ {self.prior_below:g} its prior alone"
         if self.sampling_weight != self.guidance:
             text += f"; energies (infer) w = {self.guidance:g}"

@@ -256,7 +256,7 @@ class ModelRegistry:
                         energy_sigmas=(float(en["sigma_min"]), float(en["sigma_max"]), en["levels"]),
                         energy_draws=en["draws"], energy_seed=en["seed"],
                         guidance=g.guidance, guidance_interval=g.interval,
-                        sampling_guidance=g.sampling_guidance, prior_below=g.prior_below,
+                        sampling_guidance=g.sampling_guidance, prior_below=g.prior_below, prior_keeps=g.prior_keeps,
                     )
                     if g.autoguide_weight is not None:  # a smaller network of the same conditions guides its sampling
                         guide = load_weights(guide_entry(entry), self.models_dir, device)
@@ -623,7 +623,8 @@ class ModelRegistry:
     @staticmethod
     def _guidance_row(g: GuidanceSettings) -> dict:
         return {"guidance": g.guidance, "guidance_interval": None if g.interval is None else list(g.interval),
-                "sampling_guidance": g.sampling_guidance, "prior_below": g.prior_below}
+                "sampling_guidance": g.sampling_guidance, "prior_below": g.prior_below,
+                "prior_keeps": list(g.prior_keeps)}
 
     def _guide_row(self, entry: dict) -> dict:
         spec = entry["autoguide"]

@@ -7,8 +7,8 @@ from conceptlang.compiler.explain import _guidance_text
 from conceptlang.models.analytic import GaussianRegistry
 from conceptlang.models.registry import load_registry
 
-SCENES = ("scenes-joint: w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside); below σ 0.02 its prior "
-          "alone; energies (infer) w = 5")
+SCENES = ("scenes-joint: w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside); below σ 0.02 its color "
+          "condition alone, unguided; energies (infer) w = 5")
 
 
 def test_the_shipped_models_guidance_is_listed_from_their_manifests():

@@ -18,7 +18,11 @@ def test_every_key_is_read():
     assert g.describe() == ("w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside), autoguided (weight 1.5); "
                             "below σ 0.02 its prior alone; energies (infer) w = 5")
     # the keys export carries over are the ones read here, besides ``guidance`` itself
-    assert set(SAMPLING_GUIDANCE_KEYS) == {"sampling_guidance", "guidance_interval", "prior_below", "autoguide"}
+    assert set(SAMPLING_GUIDANCE_KEYS) == {"sampling_guidance", "guidance_interval", "prior_below", "prior_keeps",
+                                           "autoguide"}
+    kept = GuidanceSettings.of_entry({"guidance": 2, "prior_below": 0.02, "prior_keeps": ["color"]})
+    assert kept.prior_keeps == ("color",)
+    assert kept.describe() == "w = 2; below σ 0.02 its color condition alone, unguided"
 
 
 def test_defaults_are_the_plain_conditional():
@@ -35,7 +39,8 @@ def test_a_loaded_model_holds_what_its_entry_states():
         handle = reg.handles[name]
         assert handle.impl("cpu").guidance_settings == GuidanceSettings.of_entry(handle.entry)
     assert reg.handles["scenes-joint"].impl("cpu").guidance_settings == GuidanceSettings(
-        guidance=5.0, sampling_guidance=2.0, interval=(0.3, 100.0), prior_below=0.02)
+        guidance=5.0, sampling_guidance=2.0, interval=(0.3, 100.0), prior_below=0.02, prior_keeps=("color",))
     row = next(r for r in reg.describe() if r["name"] == "scenes-joint")
-    assert {k: row[k] for k in ("guidance", "sampling_guidance", "guidance_interval", "prior_below")} == {
-        "guidance": 5.0, "sampling_guidance": 2.0, "guidance_interval": [0.3, 100.0], "prior_below": 0.02}
+    assert {k: row[k] for k in ("guidance", "sampling_guidance", "guidance_interval", "prior_below", "prior_keeps")} == {
+        "guidance": 5.0, "sampling_guidance": 2.0, "guidance_interval": [0.3, 100.0], "prior_below": 0.02,
+        "prior_keeps": ["color"]}

@@ -458,6 +458,36 @@ def test_prior_below_samples_the_models_own_prior_at_low_noise_and_leaves_energi
             ImplicitConceptModel(net, "p", "scenes", prior_below=bad)
 
 
+def test_prior_keeps_samples_the_kept_families_condition_alone_at_low_noise():
+    torch.manual_seed(4)
+    net = UNet(UNetConfig(widths=(8, 16), emb_dim=16, groups=4, attention=False, slots=SCENE_SLOTS))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m = ImplicitConceptModel(net, "p", "scenes", guidance=2.5, prior_below=0.02, prior_keeps=("color",))
+    assert m.prior_keeps == ("color",)
+    x = torch.randn(3, 3, 32, 32)
+    sigma = torch.tensor([0.01, 0.01, 0.5])
+    cond = m.encode([{"shape": "circle", "color": "red", "size": "large"}, {"shape": "square"}, {"color": "blue"}])
+    only_colour = m.encode([{"color": "red"}, {}, {"color": "blue"}])
+    with torch.no_grad():
+        got = m.eps(x, cond, sigma)
+        kept = m.raw_eps(x, only_colour, sigma)
+        prior = m.raw_eps(x, torch.zeros_like(cond), sigma)
+        plain = m.raw_eps(x, cond, sigma)
+    # below the level: the plain conditional on the colour alone (a row without one: the prior)
+    torch.testing.assert_close(got[:2], kept[:2], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got[1], prior[1], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got[0], prior[0], atol=1e-3)
+    torch.testing.assert_close(got[2], (prior + 2.5 * (plain - prior))[2], rtol=1e-4, atol=1e-4)  # above: guided
+    with pytest.raises(ModelError, match="prior_keeps must name distinct families of the model"):
+        ImplicitConceptModel(net, "p", "scenes", prior_below=0.02, prior_keeps=("hue",))
+    with pytest.raises(ModelError, match="prior_keeps must name distinct families"):
+        ImplicitConceptModel(net, "p", "scenes", prior_below=0.02, prior_keeps=("color", "color"))
+    with pytest.raises(ModelError, match="prior_keeps needs prior_below"):
+        ImplicitConceptModel(net, "p", "scenes", prior_keeps=("color",))
+
+
 @pytest.mark.gpu
 def test_cuda_sampling_path_in_bf16_channels_last_is_close_to_float32(monkeypatch):
     from conceptlang.models import concept_model

@@ -133,6 +133,9 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(prior_below=-0.01), "'prior_below' must be a noise level >= 0"),
         (lambda d: d["models"][0].update(prior_below=True), "'prior_below' must be a noise level >= 0"),
         (lambda d: d["models"][0].update(prior_below="0.02"), "'prior_below' must be a noise level >= 0"),
+        (lambda d: d["models"][0].update(prior_keeps=["color"]), "'prior_keeps' needs 'prior_below'"),
+        (lambda d: d["models"][0].update(prior_below=0.02, prior_keeps=["hue"]), "'prior_keeps' must be a list of distinct families"),
+        (lambda d: d["models"][0].update(prior_below=0.02, prior_keeps="color"), "'prior_keeps' must be a list of distinct families"),
         (lambda d: d["models"][0].update(sampling_guidance=0), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=True), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=float("inf")), "'sampling_guidance' must be a number > 0"),
@@ -471,6 +474,14 @@ def test_prior_below_reaches_the_model_and_the_models_listing(models_copy):
 
     res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
     assert res.exit_code == 0 and "samples its prior below σ = 0.02 (prior_below)" in res.output
+    family = next(iter(data["models"][0]["families"]))
+    data["models"][0]["prior_keeps"] = [family]
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    assert reg.handles["tiny"].impl("cpu").prior_keeps == (family,)
+    assert reg.describe()[0]["prior_keeps"] == [family]
+    res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
+    assert res.exit_code == 0 and f"samples its {family} condition alone below σ = 0.02 (prior_below, prior_keeps)" in res.output
 
 
 def test_sampling_guidance_reaches_the_model_and_energies_keep_guidance(models_copy):
