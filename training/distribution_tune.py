@@ -18,7 +18,8 @@ the reference data (a continuation's weights beside the shipped ones).
 ``--guidance`` / ``--interval`` / ``--prior-below`` / ``--prior-keeps`` override the manifest's
 sampling guidance weight, guidance interval, ``prior_below`` and ``prior_keeps`` of every model for
 this run (``--interval none``: guidance at every level; ``--prior-below none``: conditions at every
-level; ``--prior-keeps none``: the prior alone below it); ``--negation``,
+level; ``--prior-keeps none``: the prior alone below it; families a model lacks are left out for
+it); ``--negation``,
 ``--free-families`` and ``--or-weights`` are the compile options. Without them the shipped
 defaults apply.
 """
@@ -114,6 +115,7 @@ def main(argv=None) -> None:
             below = m.prior_below if a.prior_below is None else (None if a.prior_below == "none" else float(a.prior_below))
             keeps = m.prior_keeps if a.prior_keeps is None else \
                 (() if a.prior_keeps == "none" else tuple(a.prior_keeps.split(",")))
+            keeps = tuple(f for f in keeps if f in {s.family for s in m.slots})  # another domain's families: not this model's
             if below is None:
                 m.prior_below, m.prior_keeps = None, ()
             else:
