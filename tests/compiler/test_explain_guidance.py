@@ -7,7 +7,7 @@ from conceptlang.compiler.explain import _guidance_text
 from conceptlang.models.analytic import GaussianRegistry
 from conceptlang.models.registry import load_registry
 
-SCENES = ("scenes-joint: w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside); below σ 0.02 its color "
+SCENES = ("scenes-joint: w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside); below σ 0.03 its color "
           "condition alone, unguided; energies (infer) w = 5")
 
 
