@@ -478,8 +478,8 @@ def _distribution_headline(label: str, results) -> list[tuple[str, str, str]]:
         rows.append((f"{label}: attribute TV, worst (floor)",
                      f"{D._pair(w['tv'], w['floor'])}: `{w['expression'].replace('|', chr(92) + '|')}`, {w['family']}",
                      f"≤ {t['tv_worst']:.2f}"))
-    rows += [(f"{label}: precision (floor)", D._pair(p["precision"], p["precision_floor"]), f"≥ {t['precision']:.2f}"),
-             (f"{label}: recall (floor)", D._pair(p["recall"], p["recall_floor"]), f"≥ {t['recall']:.2f}"),
+    rows += [(f"{label}: precision (floor)", D._pair(p["precision"], p["precision_floor"], 3), f"≥ {t['precision']:.2f}"),
+             (f"{label}: recall (floor)", D._pair(p["recall"], p["recall_floor"], 3), f"≥ {t['recall']:.2f}"),
              (f"{label}: near-duplicates (floor)", D._pair(p["near_dup"], p["near_dup_floor"], 3), f"≤ {t['near_dup']:.2f}")]
     return rows
 

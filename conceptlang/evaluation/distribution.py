@@ -586,7 +586,9 @@ def _mark(v, target: float, upper: bool) -> str:
 
 
 def summary_table(rows: Sequence[tuple[str, dict]]) -> str:
-    """One row per (label, :func:`pooled` summary), with issue 22's targets marked (point estimates)."""
+    """One row per (label, :func:`pooled` summary), with issue 22's targets marked (point estimates);
+    pooled precision and recall to three decimals, so that a figure just short of its target does not
+    round onto it."""
     lines = [
         "| set | expressions | TV pooled (floor) | worst TV (floor): expression, family | precision (floor) "
         "| recall (floor) | KID (floor) | near-dup (floor) |",
@@ -599,8 +601,8 @@ def summary_table(rows: Sequence[tuple[str, dict]]) -> str:
         lines.append(
             f"| {label} | {p['expressions']} | {_pair(p['tv_pooled'], p['tv_pooled_floor'])}"
             f"{_mark(p['tv_pooled'], TARGETS['tv_pooled'], True)} | {worst} "
-            f"| {_pair(p['precision'], p['precision_floor'])}{_mark(p['precision'], TARGETS['precision'], False)} "
-            f"| {_pair(p['recall'], p['recall_floor'])}{_mark(p['recall'], TARGETS['recall'], False)} "
+            f"| {_pair(p['precision'], p['precision_floor'], 3)}{_mark(p['precision'], TARGETS['precision'], False)} "
+            f"| {_pair(p['recall'], p['recall_floor'], 3)}{_mark(p['recall'], TARGETS['recall'], False)} "
             f"| {_pair(p['kid'], p['kid_floor'])} "
             f"| {_pair(p['near_dup'], p['near_dup_floor'], 3)}{_mark(p['near_dup'], TARGETS['near_dup'], True)} |"
         )

@@ -234,5 +234,8 @@ def test_json_round_trip_and_pooling():
     assert p["precision"] == pytest.approx(0.8) and p["recall"] == pytest.approx(0.6)
     assert p["near_dup"] == pytest.approx(2 / 40)  # 2 of a's 10 samples, none of b's 30
     table = D.summary_table([("scenes", p)])
-    assert "| scenes | 2 | 0.20 (0.04) ✗ | 0.30 (0.05) ✗: `x`, color | 0.80 (1.00) ✗ | 0.60 (0.90) ✗ |" in table
+    assert "| scenes | 2 | 0.20 (0.04) ✗ | 0.30 (0.05) ✗: `x`, color | 0.800 (1.000) ✗ | 0.600 (0.900) ✗ |" in table
+    # a pooled precision just short of its target does not round onto it
+    near = D.summary_table([("s", {**p, "precision": 0.8955, "precision_floor": 0.97})])
+    assert "| 0.895 (0.970) ✗ |" in near
     assert "| 0.050 (0.000) ✗ |" in table
