@@ -105,12 +105,12 @@ def test_page_carries_the_distribution_figures(make_results, tmp_path, monkeypat
     assert "| scenes: attribute TV, pooled (floor) | 0.25 (0.05) | ≤ 0.10 |" in md
     assert "| scenes: attribute TV, worst (floor) | 0.25 (0.05): `circle`, color | ≤ 0.20 |" in md
     assert "| faces: attribute TV, worst (floor) | 0.25 (0.05): `male`, color | ≤ 0.20 |" in md
-    assert "| scenes: precision (floor) | 0.95 (1.00) | ≥ 0.90 |" in md
-    assert "| scenes: recall (floor) | 0.50 (0.75) | ≥ 0.80 |" in md
+    assert "| scenes: precision (floor) | 0.950 (1.000) | ≥ 0.90 |" in md
+    assert "| scenes: recall (floor) | 0.500 (0.750) | ≥ 0.80 |" in md
     assert "| scenes: near-duplicates (floor) | 0.250 (0.000) | ≤ 0.01 |" in md
     assert ("| `circle` | 4/4 | 0.25 | 0.25 (0.05) | color 0.25 | 0.95 (1.00) | 0.50 (0.75) | 0.12 (0.00) "
             "| 0.25 (0.00) |") in md
-    assert "| scenes | 2 | 0.25 (0.05) ✗ | 0.25 (0.05) ✗: `circle`, color | 0.95 (1.00) ✓ | 0.50 (0.75) ✗ |" in md
+    assert "| scenes | 2 | 0.25 (0.05) ✗ | 0.25 (0.05) ✗: `circle`, color | 0.950 (1.000) ✓ | 0.500 (0.750) ✗ |" in md
     assert "![scenes: samples beside generator data](images/results_scenes_compare.png)" in md
     assert (docs / "images" / "results_faces_compare.png").stat().st_size > 100
     data = json.loads((docs / "results.json").read_text())
