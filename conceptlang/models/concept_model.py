@@ -20,7 +20,7 @@ from conceptlang.errors import ModelError
 from conceptlang.interface import Condition
 from conceptlang.models.conditions import encode_conditions
 from conceptlang.models.manifest import GuidanceSettings
-from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width
+from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width, slot_offsets
 
 
 class _Base:
@@ -193,11 +193,8 @@ class ImplicitConceptModel(_Base):
         if unknown or len(set(keeps)) != len(keeps):
             raise ModelError(f"{self.name}: prior_keeps must name distinct families of the model "
                              f"({', '.join(families)}), got {list(keeps)}")
-        cols, col = [], 0
-        for s in self.slots:
-            if s.family in keeps:
-                cols.extend(range(col, col + s.width))
-            col += s.width
+        offsets = slot_offsets(self.slots)
+        cols = [c for s in self.slots if s.family in keeps for c in range(offsets[s.family], offsets[s.family] + s.width)]
         self.prior_below = sigma
         self.prior_keeps = keeps
         self._kept_columns = torch.tensor(cols, dtype=torch.long)

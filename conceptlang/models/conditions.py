@@ -18,7 +18,7 @@ import torch
 from conceptlang.data.domain import Domain
 from conceptlang.errors import ModelError
 from conceptlang.interface import Drawn
-from conceptlang.models.networks import SlotSpec, condition_width
+from conceptlang.models.networks import SlotSpec, condition_width, slot_offsets
 
 NONE_TOKEN = "<none>"
 
@@ -67,11 +67,7 @@ def encode_conditions(slots: tuple[SlotSpec, ...], conditions: Sequence[Mapping[
     """Conditions (family → value name, or family → tuple of floats) → float tensor (L, D)."""
     by_family = {s.family: s for s in slots}
     out = torch.zeros(len(conditions), condition_width(slots))
-    offsets = {}
-    col = 0
-    for s in slots:
-        offsets[s.family] = col
-        col += s.width
+    offsets = slot_offsets(slots)
     for i, cond in enumerate(conditions):
         for fam, value in cond.items():
             slot = by_family.get(fam)

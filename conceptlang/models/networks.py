@@ -64,6 +64,15 @@ def condition_width(slots: tuple[SlotSpec, ...]) -> int:
     return sum(s.width for s in slots)
 
 
+def slot_offsets(slots: tuple[SlotSpec, ...]) -> dict[str, int]:
+    """Each slot's family → the condition-tensor column its token or presence flag starts at."""
+    out, col = {}, 0
+    for s in slots:
+        out[s.family] = col
+        col += s.width
+    return out
+
+
 class _NetConfigJSON:
     """JSON round trip shared by the network configs (tuples ↔ lists, slots ↔ dicts)."""
 
@@ -247,11 +256,8 @@ def _spatial_columns(
 ) -> list[tuple[int, tuple[tuple[float, float], tuple[float, float]]]]:
     """Condition-tensor column of each spatial family's presence flag, and its (x, y) ranges."""
     out = []
-    col = 0
-    by_family = {}
-    for s in slots:
-        by_family[s.family] = (col, s)
-        col += s.width
+    offsets = slot_offsets(slots)
+    by_family = {s.family: (offsets[s.family], s) for s in slots}
     for fam in spatial:
         if fam not in by_family:
             raise ValueError(f"spatial family {fam!r} is not a condition slot ({', '.join(by_family)})")
