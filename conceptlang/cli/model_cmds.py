@@ -121,6 +121,9 @@ def _experiment_settings(path: Path | None) -> dict:
 @click.option("--widths", default=None,
               help="Channel width per resolution (--arch pixel: per per-pixel block) [default: 32,64,96 at 32 px, "
                    "32,64,96,128 at 64 px, 32,64,96,128,128 at 128 px].")
+@click.option("--refine-blocks", type=click.IntRange(min=0), default=0, show_default=True,
+              help="U-Net: residual blocks at full resolution after the decoder, each starting as the "
+                   "identity, so --init-from a network without them starts from what it computed.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--cond-dropout", type=float, default=0.3, show_default=True)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -137,7 +140,7 @@ def _experiment_settings(path: Path | None) -> dict:
               help="Set --iters so the run ends in about SECONDS: time a throwaway copy of the run first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, method, device, iters, resume, out_dir, name,
-              split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads, arch, widths,
+              split, batch_size, lr, lr_schedule, lr_min, seed, data_seed, threads, arch, widths, refine_blocks,
               checkpoint_every, cond_dropout, config_file, spatial, init_from, data_workers, time_budget, quiet):
     """Train a concept model of DOMAIN for FAMILY (or all families: one joint model with per-family slots),
     or, with --data DIR, a joint model of every family of a labelled image folder.
@@ -243,6 +246,10 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
             net["blur"] = blur_t
             if blur_of != "rgb":
                 net["blur_of"] = blur_of
+        if refine_blocks and (method != "denoise" or arch != "unet"):
+            raise click.UsageError("--refine-blocks is an option of the U-Net (--arch unet, --method denoise)")
+        if refine_blocks:
+            net["refine_blocks"] = refine_blocks
         if method == "denoise":
             net["widths"] = width_t
             xy = [f.name for f in dom.families if f.kind != "discrete" and len(f.params) == 2 and (not families or f.name in families)]

@@ -188,7 +188,9 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
 
 # Bounds on the integer fields of an architecture config: a manifest outside them describes no
 # network this code builds (and image_size also bounds the memory one chain takes).
-_CONFIG_INT_MAX = {"image_size": 1024, "channels": 64, "blocks_per_level": 16, "emb_dim": 8192, "groups": 1024}
+_CONFIG_INT_MAX = {"image_size": 1024, "channels": 64, "blocks_per_level": 16, "emb_dim": 8192, "groups": 1024,
+                   "refine_blocks": 16}
+_CONFIG_INT_MIN = {"refine_blocks": 0}
 _WIDTH_MAX = 8192
 
 
@@ -228,9 +230,9 @@ def _validate_architecture_config(cls_name: str, config: dict, where: str) -> No
             if not isinstance(value, bool):
                 raise bad(key, "true or false")
         elif isinstance(default, int):
-            hi = _CONFIG_INT_MAX.get(key, 1 << 20)
-            if not is_int(value) or not 1 <= value <= hi:
-                raise bad(key, f"an integer in [1, {hi}]")
+            lo, hi = _CONFIG_INT_MIN.get(key, 1), _CONFIG_INT_MAX.get(key, 1 << 20)
+            if not is_int(value) or not lo <= value <= hi:
+                raise bad(key, f"an integer in [{lo}, {hi}]")
         elif isinstance(default, float):
             if not is_num(value) or not value > 0:
                 raise bad(key, "a finite number > 0")

@@ -113,6 +113,10 @@ class UNetConfig(_NetConfigJSON):
     # when the slot is null). A place is then a place in pixels, not a code the FiLM path must decode.
     spatial: tuple[str, ...] = ()
     spatial_width: float = 0.08
+    # Residual blocks at full resolution after the decoder, each starting as the identity (zero
+    # output conv): capacity where outlines are drawn, which a warm start from a network without
+    # them can add without changing what that network computes (``fresh_parameter``).
+    refine_blocks: int = 0
 
 
 @dataclass
@@ -394,6 +398,7 @@ class UNet(_EDMDenoiser):
             if i > 0:
                 self.upsample.append(nn.Conv2d(c, cfg.widths[i - 1], 3, padding=1))
                 c = cfg.widths[i - 1]
+        self.refine = nn.ModuleList(ResBlock(c, c, E, cfg.groups) for _ in range(cfg.refine_blocks))
         self.norm_out = nn.GroupNorm(_groups(c, cfg.groups), c)
         self.conv_out = nn.Conv2d(c, cfg.channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
@@ -416,7 +421,15 @@ class UNet(_EDMDenoiser):
                 h = b(torch.cat([h, skips.pop()], dim=1), emb)
             if j < len(self.upsample):
                 h = F.interpolate(self.upsample[j](h), scale_factor=2.0, mode="nearest")
+        for b in self.refine:
+            h = b(h, emb)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+    @staticmethod
+    def fresh_parameter(name: str) -> bool:
+        """Whether a warm start may leave this tensor at its initialisation when the source lacks it:
+        the refine blocks', which start as the identity."""
+        return name.startswith("refine.")
 
 
 # --------------------------------------------------------------------------------------------

@@ -762,7 +762,8 @@ class Trainer:
         else:
             st = load_checkpoint(path, self.device)
         for key, module in (("net", self.net), ("ema", self.ema)):
-            module.load_state_dict(_grow_inputs(st[key], module.state_dict(), path))
+            fresh = getattr(module, "fresh_parameter", lambda name: False)
+            module.load_state_dict(_grow_inputs(st[key], module.state_dict(), path, fresh))
         self.init_it = int(st.get("it", 0)) + int(st.get("init_it", 0))
         return self.init_it
 
@@ -1023,11 +1024,16 @@ def _exported_as_checkpoint(path: Path) -> dict[str, Any]:
     return {"net": weights, "ema": weights, "it": it}
 
 
-def _grow_inputs(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:
-    """``source`` reshaped to ``target``: conv weights with more input channels get zero columns."""
+def _grow_inputs(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], where: Path,
+                 fresh=lambda name: False) -> dict[str, torch.Tensor]:
+    """``source`` reshaped to ``target``: conv weights with more input channels get zero columns, and
+    tensors the source lacks keep the target's initialisation where ``fresh(name)`` allows it."""
     out = {}
     for name, t in target.items():
         s = source.get(name)
+        if s is None and fresh(name):
+            out[name] = t
+            continue
         if s is None:
             raise ModelError(f"{where}: has no tensor {name!r}; cannot start from it")
         if s.shape != t.shape:

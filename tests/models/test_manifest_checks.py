@@ -42,6 +42,8 @@ PREFIX = "m.json, model 'tiny', architecture.config"
         (lambda c: c.update(widths=[]), ": 'widths' must be a non-empty list"),
         (lambda c: c.update(widths=[8, 2.5]), ": 'widths' must be a non-empty list"),
         (lambda c: c.update(image_size=0), ": 'image_size' must be an integer in \\[1, 1024\\], got 0"),
+        (lambda c: c.update(refine_blocks=-1), ": 'refine_blocks' must be an integer in \\[0, 16\\], got -1"),
+        (lambda c: c.update(refine_blocks=17), ": 'refine_blocks' must be an integer in \\[0, 16\\], got 17"),
         (lambda c: c.update(image_size=10**9), ": 'image_size' must be an integer in \\[1, 1024\\]"),
         (lambda c: c.update(image_size=31), ": 'image_size' 31 must be divisible by 2\\^1"),
         (lambda c: c.update(frobnicate=1), ": unknown key 'frobnicate' for a UNet \\(known: image_size, channels"),
@@ -88,6 +90,10 @@ def test_every_config_the_shipped_and_tiny_models_use_passes(tiny_models_dir):
 
     assert len(read_manifest(shipped_models_dir())) >= 2
     assert len(read_manifest(tiny_models_dir)) == 1
+    data = _manifest(tiny_models_dir)
+    for n in (0, 2):
+        _config(data)["refine_blocks"] = n
+        validate_manifest(data, "m.json")
 
 
 def test_sample_and_verify_refuse_a_zeroed_config_cleanly(models_copy, tmp_path):

@@ -163,6 +163,30 @@ def test_warm_start_grows_the_input_conv_and_keeps_the_function(tmp_path):
         other.warm_start(tmp_path / "src")
 
 
+def test_warm_start_adds_refine_blocks_that_start_as_the_identity(tmp_path):
+    src = Trainer(tiny_config(iters=2), tmp_path / "src")
+    src.train(progress=False)
+    deeper = Trainer(tiny_config(iters=2, net=dict(TINY_NET, refine_blocks=2)), tmp_path / "dst")
+    assert len(deeper.net.refine) == 2
+    assert deeper.warm_start(tmp_path / "src") == 2
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    from conceptlang.models.networks import condition_width
+
+    s = torch.tensor([0.02, 0.3, 5.0])
+
+    cond = torch.zeros(3, condition_width(deeper.net.config.slots))
+    with torch.no_grad():
+        for module, before in ((deeper.net, src.net), (deeper.ema, src.ema)):
+            torch.testing.assert_close(module(x, s, cond), before(x, s, cond), rtol=0, atol=0)
+    # the blocks train: after two steps their output convolutions are no longer zero
+    deeper.train(progress=False)
+    assert deeper.net.refine[0].conv2.weight.abs().sum() > 0
+    # only the refine blocks may be missing from the source: a deeper level may not
+    wider = Trainer(tiny_config(iters=2, net=dict(TINY_NET, blocks_per_level=2)), tmp_path / "dst2")
+    with pytest.raises(ModelError, match="has no tensor"):
+        wider.warm_start(tmp_path / "src")
+
+
 def test_warm_start_from_exported_weights(tmp_path, tiny_models_dir):
     from safetensors.torch import load_file
 
@@ -485,3 +509,21 @@ def test_haze_reaches_only_the_inputs_below_haze_below():
         validate_config(tiny_config(haze=-1.0))
     with pytest.raises(ModelError, match="haze is a setting of method 'denoise', not 'dsm'"):
         validate_config(tiny_config(haze=1.0, method="dsm"))
+
+
+def test_train_cli_refine_blocks(tmp_path):
+    from click.testing import CliRunner
+
+    from conceptlang.cli import main
+
+    res = CliRunner().invoke(main, ["train", "scenes", "color", "--arch", "pixel", "--refine-blocks", "1",
+                                    "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2 and "--refine-blocks is an option of the U-Net" in res.output
+    assert not (tmp_path / "p").exists()
+    res = CliRunner().invoke(main, ["train", "scenes", "all", "--widths", "8,16", "--batch-size", "2", "--iters", "1",
+                                    "--refine-blocks", "2", "--quiet", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    from conceptlang.models.export import export_run
+
+    entry = export_run(tmp_path / "r", tmp_path / "models")
+    assert entry["architecture"]["config"]["refine_blocks"] == 2
