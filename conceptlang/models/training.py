@@ -750,8 +750,9 @@ class Trainer:
         """Start from another run's weights (net and EMA); returns the source's iteration count.
 
         Every tensor must match in shape except input convolutions that gained channels (e.g. a
-        spatial condition map added to a trained model): their new input channels start at zero, so
-        the warm-started network computes exactly what the source did until training moves them.
+        spatial condition map added to a trained model), whose new input channels start at zero, and
+        U-Net refine blocks the source lacks, which start as the identity: the warm-started network
+        computes exactly what the source did until training moves them.
         The optimizer starts fresh (with the usual warm-up).
         """
         path = Path(source)
