@@ -36,7 +36,9 @@ interval, mean TV, precision and recall over the expressions) and writes
 benchmarks/results/sampling.json (``--json``). A long run split into parts, one process per core
 (``--expressions`` a part of a suite each), is put back together with ``--merge PART.json ...
 --json OUT``: the parts must be complete runs at the same n and seed with no (expression,
-configuration) in two of them; the merged file keeps every part's environment. The default run (the
+configuration) in two of them; the merged file keeps every part's environment and command. Every
+file records the command line that wrote it (``command``) and, with ``--note TEXT``, a note on
+why the run was made. The default run (the
 four operators on scenes, n = 16, one thread) takes about ten minutes on an idle core; accuracy
 at n = 16 has a ±20-point interval, so compare configurations on ``--n 64`` or more (each
 doubling of n doubles the time).
@@ -193,13 +195,15 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/sampling.json")
     ap.add_argument("--merge", nargs="+", metavar="PART", default=None,
                     help="merge these complete runs' JSON files into --json (nothing is sampled)")
+    ap.add_argument("--note", default=None, help="a note recorded in the JSON (why the run was made)")
     args = ap.parse_args()
+    recorded = {"command": command_line(sys.argv), **({"note": args.note} if args.note else {})}
     if args.merge:
         from conceptlang.io import write_json
 
         merged = merge_runs([json.loads(Path(p).read_text()) for p in args.merge], args.merge)
         report(merged["rows"], merged["speedup_new_vs_old"], merged["pooled"])
-        write_json(Path(args.json), merged)
+        write_json(Path(args.json), {**recorded, **merged})
         print(f"wrote {args.json}")
         return
     torch.set_num_threads(args.threads)
@@ -268,13 +272,20 @@ def main() -> None:
                                 ("precision", "recall", "precision_floor", "recall_floor")})
             rows.append(row)
             print(_line(row), flush=True)
-        write_json(Path(args.json), {"environment": env, "rows": rows, "partial": True})  # so far
+        write_json(Path(args.json), {**recorded, "environment": env, "rows": rows, "partial": True})  # so far
     speedups, pools = _speedups(rows), pooled(rows, args.n)
     report(rows, speedups, pools)
     env["load_average_1min_at_end"] = os.getloadavg()[0]
-    write_json(Path(args.json), {"environment": env, "rows": rows, "speedup_new_vs_old": speedups,
+    write_json(Path(args.json), {**recorded, "environment": env, "rows": rows, "speedup_new_vs_old": speedups,
                                  "pooled": pools})
     print(f"wrote {args.json}")
+
+
+def command_line(argv: list[str]) -> str:
+    """How this script was called, as a shell command from the repository root."""
+    import shlex
+
+    return shlex.join(["python", "benchmarks/bench_sampling.py", *argv[1:]])
 
 
 def merge_runs(parts: list[dict], names: list[str]) -> dict:
@@ -296,7 +307,8 @@ def merge_runs(parts: list[dict], names: list[str]) -> dict:
             seen[key] = name
             rows.append(r)
     return {"environment": envs[0], "environments": envs, "merged_from": [str(n) for n in names],
-            "rows": rows, "speedup_new_vs_old": _speedups(rows), "pooled": pooled(rows, envs[0]["n"])}
+            "part_commands": [p.get("command") for p in parts], "rows": rows,
+            "speedup_new_vs_old": _speedups(rows), "pooled": pooled(rows, envs[0]["n"])}
 
 
 def pooled(rows: list[dict], n: int) -> dict[str, dict]:

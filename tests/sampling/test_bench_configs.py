@@ -87,10 +87,16 @@ def test_merge_option_writes_the_merged_file(tmp_path, monkeypatch, capsys):
     paths = []
     for name, rows in (("a", [_row("circle", "new", 1.0)]), ("b", [_row("red", "new", 0.5)])):
         paths.append(tmp_path / f"{name}.json")
-        paths[-1].write_text(json.dumps(_part(rows)))
+        paths[-1].write_text(json.dumps({**_part(rows), "command": f"python benchmarks/bench_sampling.py --part {name}"}))
     out = tmp_path / "merged.json"
-    monkeypatch.setattr("sys.argv", ["bench_sampling.py", "--merge", *map(str, paths), "--json", str(out)])
+    monkeypatch.setattr("sys.argv", ["bench_sampling.py", "--merge", *map(str, paths), "--json", str(out),
+                                     "--note", "the two halves, one core each"])
     _bench().main()
     merged = json.loads(out.read_text())
     assert merged["pooled"]["new"]["satisfied"] == 24 and merged["pooled"]["new"]["samples"] == 32
+    assert merged["command"] == (f"python benchmarks/bench_sampling.py --merge {paths[0]} {paths[1]} --json {out} "
+                                 "--note 'the two halves, one core each'")
+    assert merged["note"] == "the two halves, one core each"
+    assert merged["part_commands"] == ["python benchmarks/bench_sampling.py --part a",
+                                       "python benchmarks/bench_sampling.py --part b"]
     assert "new: 24 of 32 satisfied, accuracy 0.7500" in capsys.readouterr().out
