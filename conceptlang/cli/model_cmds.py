@@ -368,11 +368,8 @@ def models_cmd(as_json, models, verify):
         if row["sigma_range"] is not None:
             lo, hi = row["sigma_range"]
             click.echo(f"      acts at noise levels σ in [{lo:g}, {'∞' if hi is None else f'{hi:g}'}] only (sigma_range)")
-        if row["prior_below"] is not None and row["prior_keeps"]:
-            click.echo(f"      samples its {', '.join(row['prior_keeps'])} condition alone below "
-                       f"σ = {row['prior_below']:g} (prior_below, prior_keeps)")
-        elif row["prior_below"] is not None:
-            click.echo(f"      samples its prior below σ = {row['prior_below']:g} (prior_below)")
+        if row["guidance_summary"]:
+            click.echo(f"      sampling: {row['guidance_summary']}")
         if row["max_objects"] > 1:
             click.echo(f"      trained on up to {row['max_objects']} objects per image (max_objects)")
         if row["autoguide"]:

@@ -613,7 +613,7 @@ class ModelRegistry:
                 "concept_weights": dict(e.get("concept_weights", {})),
                 "max_objects": int(e.get("max_objects", 1)),
                 "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
-                **self._guidance_row(GuidanceSettings.of_entry(e)),
+                **self._guidance_row(GuidanceSettings.of_entry(e), e["kind"] == "implicit"),
                 "autoguide": (self._guide_row(e) if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")
                              if k in e.get("training", {})},
@@ -621,10 +621,11 @@ class ModelRegistry:
         return out
 
     @staticmethod
-    def _guidance_row(g: GuidanceSettings) -> dict:
+    def _guidance_row(g: GuidanceSettings, implicit: bool) -> dict:
         return {"guidance": g.guidance, "guidance_interval": None if g.interval is None else list(g.interval),
                 "sampling_guidance": g.sampling_guidance, "prior_below": g.prior_below,
-                "prior_keeps": list(g.prior_keeps)}
+                "prior_keeps": list(g.prior_keeps),
+                "guidance_summary": g.describe() if implicit and g.guided else None}
 
     def _guide_row(self, entry: dict) -> dict:
         spec = entry["autoguide"]

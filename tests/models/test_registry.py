@@ -470,10 +470,11 @@ def test_prior_below_reaches_the_model_and_the_models_listing(models_copy):
     reg = load_registry(models_copy)
     assert reg.handles["tiny"].impl("cpu").prior_below == 0.02
     assert reg.describe()[0]["prior_below"] == 0.02
+    assert reg.describe()[0]["guidance_summary"].endswith("; below σ 0.02 its prior alone")
     from conceptlang.cli import main
 
     res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
-    assert res.exit_code == 0 and "samples its prior below σ = 0.02 (prior_below)" in res.output
+    assert res.exit_code == 0 and "; below σ 0.02 its prior alone" in res.output
     family = next(iter(data["models"][0]["families"]))
     data["models"][0]["prior_keeps"] = [family]
     (models_copy / "manifest.json").write_text(json.dumps(data))
@@ -481,7 +482,7 @@ def test_prior_below_reaches_the_model_and_the_models_listing(models_copy):
     assert reg.handles["tiny"].impl("cpu").prior_keeps == (family,)
     assert reg.describe()[0]["prior_keeps"] == [family]
     res = CliRunner().invoke(main, ["models", "--models", str(models_copy)])
-    assert res.exit_code == 0 and f"samples its {family} condition alone below σ = 0.02 (prior_below, prior_keeps)" in res.output
+    assert res.exit_code == 0 and f"; below σ 0.02 its {family} condition alone, unguided" in res.output
 
 
 def test_sampling_guidance_reaches_the_model_and_energies_keep_guidance(models_copy):
