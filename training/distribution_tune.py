@@ -43,6 +43,21 @@ def read_list(path: str) -> list[tuple[str, str, str]]:
     return [(s.domain, e.name, e.text) for s in load_tuning_list(path) for e in s.entries]
 
 
+def override_prior(m, prior_below: str | None, prior_keeps: str | None) -> None:
+    """Set a loaded implicit model's ``prior_below`` / ``prior_keeps`` from the command-line
+    spellings (None: keep the model's; 'none': no level / the prior alone; families the model
+    lacks are left out for it)."""
+    if prior_below is None and prior_keeps is None:
+        return
+    below = m.prior_below if prior_below is None else (None if prior_below == "none" else float(prior_below))
+    keeps = m.prior_keeps if prior_keeps is None else (() if prior_keeps == "none" else tuple(prior_keeps.split(",")))
+    keeps = tuple(f for f in keeps if f in {s.family for s in m.slots})  # another domain's families: not this model's
+    if below is None:
+        m.prior_below, m.prior_keeps = None, ()
+    else:
+        m.set_prior_below(below, keeps)
+
+
 def _f(v) -> str:
     return "–" if v is None else f"{v:.2f}"
 
@@ -111,15 +126,7 @@ def main(argv=None) -> None:
             m.sampling_guidance = float(a.guidance)
         if a.interval is not None:
             m.guidance_interval = None if a.interval[0] == "none" else (float(a.interval[0]), float(a.interval[1]))
-        if a.prior_below is not None or a.prior_keeps is not None:
-            below = m.prior_below if a.prior_below is None else (None if a.prior_below == "none" else float(a.prior_below))
-            keeps = m.prior_keeps if a.prior_keeps is None else \
-                (() if a.prior_keeps == "none" else tuple(a.prior_keeps.split(",")))
-            keeps = tuple(f for f in keeps if f in {s.family for s in m.slots})  # another domain's families: not this model's
-            if below is None:
-                m.prior_below, m.prior_keeps = None, ()
-            else:
-                m.set_prior_below(below, keeps)
+        override_prior(m, a.prior_below, a.prior_keeps)
     setting = {"negation": a.negation or "registry", "guidance": a.guidance or "registry",
                "interval": a.interval or "registry", "prior_below": a.prior_below or "registry",
                "prior_keeps": a.prior_keeps or "registry",

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,7 +44,7 @@ def partial_solve(graph, images: np.ndarray, labels: list[dict], level: int, see
                   eta: float | None = None) -> np.ndarray:
     """uint8 (N, H, W, 3) real ``images`` noised to level ``level`` of the graph's solver schedule
     and solved from there to σ = 0 with the graph's sampler and settings (``eta`` overrides the SDE
-solver's); returns uint8 images."""
+    solver's); returns uint8 images."""
     from conceptlang.sampling.api import _ChainTarget, resolve_settings
     from conceptlang.sampling.samplers import SAMPLERS
 
@@ -85,17 +87,13 @@ def main(argv=None) -> None:
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from distribution_tune import override_prior
+
     reg = load_registry(a.models)
     for h in reg.handles.values():
-        if h.kind == "implicit" and h.domain == "scenes" and (a.prior_below or a.prior_keeps):
-            m = h.impl("cpu")
-            below = m.prior_below if a.prior_below is None else (None if a.prior_below == "none" else float(a.prior_below))
-            keeps = m.prior_keeps if a.prior_keeps is None else \
-                (() if a.prior_keeps == "none" else tuple(a.prior_keeps.split(",")))
-            if below is None:
-                m.prior_below, m.prior_keeps = None, ()
-            else:
-                m.set_prior_below(below, keeps)
+        if h.kind == "implicit" and h.domain == "scenes":
+            override_prior(h.impl("cpu"), a.prior_below, a.prior_keeps)
     graph = compile_expr(a.expression, reg, domain="scenes")
     ref = reference_for(graph.expr, "scenes", n_images=3 * a.n, seed=reference_seed(a.expression, 0))
     n = min(a.n, len(ref.images) // 3)
