@@ -6,8 +6,8 @@ solve (levels k, k+1, …, 0) is run with the models' own settings and condition
 continuous families (a position) are the image's own, not a new draw. Each start level's output is
 scored against a disjoint set of real images with the precision of the distribution metrics (k = 3
 in the judge's feature space), beside the real-vs-real floor. A perfect model keeps real images
-real from every level, so the fall in precision from level k to level 0 is what the model's
-denoising at σ ≤ σ_k costs; the full solve's precision is close to that of level 0.
+real from every level, so what a start at level k loses is what the model's denoising at
+σ ≤ σ_k costs; a start at level 0 (σ_max) is a full solve from noise.
 
     python training/partial_solve.py "square & red & large" --levels 8,9,10,11,12 --n 256
 
