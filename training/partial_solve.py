@@ -45,6 +45,7 @@ def partial_solve(graph, images: np.ndarray, labels: list[dict], level: int, see
     """uint8 (N, H, W, 3) real ``images`` noised to level ``level`` of the graph's solver schedule
     and solved from there to σ = 0 with the graph's sampler and settings (``eta`` overrides the SDE
     solver's); returns uint8 images."""
+    from conceptlang.data import to_tensor, to_uint8
     from conceptlang.sampling.api import _ChainTarget, resolve_settings
     from conceptlang.sampling.samplers import SAMPLERS
 
@@ -60,12 +61,12 @@ def partial_solve(graph, images: np.ndarray, labels: list[dict], level: int, see
         raise SystemExit(f"level {level} is not one of the schedule's 0..{len(sigmas) - 2}")
     kwargs["sigmas"] = sigmas[level:]
     target = _ChainTarget(graph, None, graph.chain_conditions(chain_values(graph, labels, seed), torch.device("cpu")))
-    x0 = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    x0 = to_tensor(images)
     gen = torch.Generator().manual_seed(seed * 1000 + level)
     x = x0 + float(sigmas[level]) * torch.randn(x0.shape, generator=gen)
     with torch.inference_mode():
         out = spec.fn(target, x, generator=gen, disable=True, **kwargs)
-    return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(out)
 
 
 def main(argv=None) -> None:
@@ -83,7 +84,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from conceptlang.compiler import compile as compile_expr
-    from conceptlang.evaluation.distribution import _sq_dists, judge_features, knn_radii, reference_for, reference_seed
+    from conceptlang.evaluation.distribution import coverage_fraction, judge_features, reference_for, reference_seed
     from conceptlang.judge.load import load_judge
     from conceptlang.models.registry import load_registry
 
@@ -100,11 +101,9 @@ def main(argv=None) -> None:
     real, floor_set, start = ref.images[:n], ref.images[n:2 * n], ref.images[2 * n:3 * n]
     judge = load_judge("scenes")
     f_real = judge_features(judge, real)
-    radii = knn_radii(f_real)
 
-    def precision(images: np.ndarray) -> float:
-        d = np.sqrt(_sq_dists(judge_features(judge, images), f_real))
-        return float((d <= radii[None]).any(1).mean())
+    def precision(images: np.ndarray) -> float:  # the distribution metrics' precision (k = 3)
+        return coverage_fraction(judge_features(judge, images), f_real)
 
     floor = precision(floor_set)
     print(f"{a.expression}: {n} images a set; real-vs-real precision {floor:.3f}", flush=True)
