@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from conceptlang.compiler import compile
 from conceptlang.models.registry import load_registry
 from conceptlang.sampling import sample
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 @functools.cache
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_sampling", ROOT / "benchmarks" / "bench_sampling.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/bench_sampling.py")
 
 
 def test_old_config_runs_the_old_sweep_without_the_manifests_restarts():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,16 +9,12 @@ from conceptlang.compiler import compile
 from conceptlang.data.scenes import PALETTE
 from conceptlang.evaluation.distribution import reference_for
 from conceptlang.models.registry import load_registry
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("outline_probe", ROOT / "training" / "outline_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("training/outline_probe.py")
 
 
 def real(expression: str, n: int = 32):

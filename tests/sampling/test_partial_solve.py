@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,16 +9,12 @@ import torch
 from conceptlang.compiler import compile
 from conceptlang.evaluation.distribution import reference_for
 from conceptlang.models.registry import load_registry
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("partial_solve", ROOT / "training" / "partial_solve.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("training/partial_solve.py")
 
 
 @pytest.fixture(scope="module")
