@@ -9,7 +9,8 @@
 #   4. the tuning lists (training/*_tuning.txt) with the shipped and the new weights on the same
 #      seeds against one draw of reference data, and the results page's suites (in chunks, one per
 #      worker) and inference with the new weights, side by side (MR_ARGS="" leaves the page out;
-#      SUITE_BENCH=faces runs that example suite through bench_sampling, old and new samplers).
+#      SUITE_BENCH=faces runs that example suite through bench_sampling, old and new samplers), and
+#      the new scenes weights' outlines and last levels (training/outline_probe.py, partial_solve.py).
 # Everything it writes goes under $OUT (at most 8 files come back from a lease: work in $W, pack at the end).
 #
 #   OUT=out/gpu TRAIN_S=210 bash training/gpu_session.sh
@@ -128,6 +129,17 @@ PY
       echo "exit $?" >>"$W/suite_${d}_$h.log" ) &
   done
 done
+k=0
+for e in "square & red & small" "square & red & large" "square & green & small"; do  # the new scenes weights' outlines (CPU)
+  k=$((k + 1))
+  ( timeout $((EVAL_S - 5)) python3 training/outline_probe.py "$e" --n 128 --seed 5 --jitter "" --offset "" \
+      --models "$W/models_new" --out "$W/probe_outline_$k.jsonl" >"$W/probe_outline_$k.txt" 2>&1 ) &
+done
+for e in "square & red & large" "circle & blue & large & position(0.35, 0.6)"; do  # do real images stay real (CPU)?
+  k=$((k + 1))
+  ( timeout $((EVAL_S - 5)) python3 training/partial_solve.py "$e" --levels 9,10,11,12 --models "$W/models_new" \
+      --out "$W/probe_partial_$k.jsonl" >"$W/probe_partial_$k.txt" 2>&1 ) &
+done
 for f in "$W"/list_*.txt; do  # shipped and new weights on each expression, against one draw of reference data
   c=$(basename "$f" .txt); c=${c#list_}
   ( timeout $((EVAL_S - 5)) python3 training/distribution_tune.py "$f" --n "$NT" --seed 5 --device "$DEVICE" \
@@ -136,9 +148,9 @@ for f in "$W"/list_*.txt; do  # shipped and new weights on each expression, agai
 done
 wait
 say "== packing"
-tail -n 4 $([ -n "$MR_ARGS" ] && echo "$W/make_results.txt") "$W"/tune_*.txt "$W"/suite_*.log >>"$LOG" 2>&1
+tail -n 4 $([ -n "$MR_ARGS" ] && echo "$W/make_results.txt") "$W"/tune_*.txt "$W"/suite_*.log "$W"/probe_*.txt >>"$LOG" 2>&1
 [ -n "$MR_ARGS" ] && tar -czf "$OUT/docs_new_n$N.tar.gz" -C "$W" docs make_results.txt 2>>"$LOG"
 tar -czf "$OUT/new.tar.gz" -C "$W" models_new/manifest.json models_new/scenes-joint.json models_new/scenes-joint.safetensors models_new/faces-joint.json models_new/faces-joint.safetensors $(cd "$W" && ls -d sampling_cuda.* pytest_gpu.txt train-*.txt calibrate_*.txt \
-  tune_* suite_* run-*/log.jsonl run-*/config.json 2>/dev/null) 2>>"$LOG"
+  tune_* suite_* probe_* run-*/log.jsonl run-*/config.json 2>/dev/null) 2>>"$LOG"
 ls -la "$OUT" >>"$LOG"
 say "done"
