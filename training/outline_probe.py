@@ -112,8 +112,7 @@ def main(argv=None) -> None:
     colours = [c for c in PALETTE if c in {o["color"] for lab in labels for o in lab["objects"]}]
     squares = all(o["shape"] == "square" for lab in labels for o in lab["objects"]) and len(colours) == 1
     if not a.no_samples and squares:
-        images = sample(graph, n, seed=a.seed, draws="independent").images
-        images = to_uint8(images) if isinstance(images, torch.Tensor) else images
+        images = to_uint8(sample(graph, n, seed=a.seed, draws="independent").images)
         rgb = np.array(PALETTE[colours[0]])
         real_sides, sides = square_sides(real, rgb), square_sides(images, rgb)
         row["samples"] = {"precision": precision(images), "real_side": float(np.nanmean(real_sides)),
