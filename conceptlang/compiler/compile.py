@@ -143,6 +143,8 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         check_sampler(models, opts.sampler)
 
     settings = _settings(registry, models)
+    weights_above, low_linear, disjuncts = _weights_floor(expr, registry, domain, refs, attempt, builder, route,
+                                                          disjuncts, notices)
     return EnergyGraph(
         expression=text,
         domain=domain,
@@ -161,7 +163,82 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         model_set=chosen.record,
         or_weights=builder.or_weights,
         drawer=getattr(registry, "value_draws", None) if builder.drawn else None,
+        weights_above=weights_above,
+        low_linear=low_linear,
     )
+
+
+def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions,
+                   builder: GraphBuilder, route: str, disjuncts: list | None, notices: list[str]) -> tuple:
+    """Where the registry limits its calibrated concept weights to high noise levels (the optional
+    ``concept_weights_above`` hook: a level σ_w, or None), the coefficients a chain takes below σ_w:
+    those of the expression lowered without weights, on the same leaves. Returns (σ_w or None, the
+    linear route's low coefficients or None, the disjuncts with their ``low_coefs``).
+
+    Below σ_w a calibrated concept scores as written, so its extra (w − 1)·(E_c − E_prior) drops
+    out and its rows are not evaluated there. Applies to the linear and DNF routes (the sampled
+    ones) when a weight was applied; the lowering without weights must use no leaf the weighted one
+    lacks, and each weighted branch the leaves of exactly one branch of it, or the weights act at
+    every level (with a notice)."""
+    hook = getattr(registry, "concept_weights_above", None)
+    if hook is None or not builder.calibrated or route not in ("linear", "dnf"):
+        return None, None, disjuncts
+    models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
+    level = hook(models)
+    if level is None:
+        return None, None, disjuncts
+    try:
+        plain, plain_root, plain_disjuncts, plain_route, *_ = _lower(expr, registry, domain, refs,
+                                                                     replace(opts, concept_weights=False))
+    except CompileError:
+        plain_route = "none"
+    index = {leaf.key: leaf.index for leaf in builder.leaves}
+    where = [index.get(leaf.key) for leaf in plain.leaves] if plain_route != "none" else []
+
+    def mapped(coefs: tuple[float, ...]) -> tuple[float, ...] | None:
+        out = [0.0] * len(builder.leaves)
+        for j, c in enumerate(coefs):
+            if c != 0.0:
+                if where[j] is None:
+                    return None
+                out[where[j]] += c
+        return tuple(out)
+
+    low_linear: tuple[float, ...] | None = None
+    low_rows: list[tuple[float, ...] | None] = []
+    if route == "linear" and plain_route == "linear":
+        low_linear = mapped(_linear_coefs(plain, plain_root))
+        low_rows = [low_linear]
+    elif route == "dnf" and plain_route == "dnf" and len(plain_disjuncts) == len(disjuncts):
+        low_rows = _matched_rows(disjuncts, [mapped(d.coefs) for d in plain_disjuncts])
+    if not low_rows or any(r is None for r in low_rows):
+        notices.append("the calibrated concept weights act at every noise level: this expression without them "
+                       "lowers to other leaves or branches")
+        return None, None, disjuncts
+    notices.append(f"the calibrated concept weights act at noise levels σ ≥ {level:g} (the models' manifest's "
+                   "concept_weights_above); below, concepts score as written")
+    if route == "dnf":
+        disjuncts = [replace(d, low_coefs=r) for d, r in zip(disjuncts, low_rows)]
+    return float(level), low_linear, disjuncts
+
+
+def _matched_rows(disjuncts: list, plain: list) -> list:
+    """Each weighted disjunct's row of the lowering without weights: the one whose leaves it uses
+    (a weight only adds leaves beside a branch's own); None where none, or more than one, does.
+    The branches keep the weighted lowering's shares."""
+    used = [None if r is None else frozenset(i for i, c in enumerate(r) if c != 0.0) for r in plain]
+    out = []
+    for d in disjuncts:
+        mine = {i for i, c in enumerate(d.coefs) if c != 0.0}
+        fits = [k for k, u in enumerate(used) if u is not None and u <= mine]
+        best = [k for k in fits if len(used[k]) == max(len(used[j]) for j in fits)]
+        out.append(plain[best[0]] if len(best) == 1 else None)
+    return out
+
+
+def _linear_coefs(builder: GraphBuilder, root: int) -> tuple[float, ...]:
+    """The root of a lowering without log-sum-exp as one coefficient per leaf."""
+    return EnergyGraph._linear_walk(builder.nodes, root, len(builder.leaves))
 
 
 def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions) -> tuple:

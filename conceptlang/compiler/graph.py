@@ -64,6 +64,8 @@ class EnergyGraph:
         model_set: dict | None = None,
         or_weights: Any = None,
         drawer: Any = None,
+        weights_above: float | None = None,
+        low_linear: Sequence[float] | None = None,
     ):
         self.expression = expression
         self.domain = domain
@@ -97,6 +99,10 @@ class EnergyGraph:
         )
         self._cond_cache: dict[tuple[int, str], torch.Tensor] = {}
         self._linear_coefs = self._linear_form()
+        # Calibrated concept weights limited to σ ≥ weights_above: below it a chain takes its low
+        # coefficients (the linear route's ``low_linear``, a disjunct's ``low_coefs``).
+        self.weights_above = None if weights_above is None else float(weights_above)
+        self.low_linear_coefs: tuple[float, ...] | None = None if low_linear is None else tuple(low_linear)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -297,6 +303,9 @@ class EnergyGraph:
         """∇ₓ log p of the composition at noise level ``sigma``: (B, C, H, W)."""
         if self._linear_coefs is not None:
             coefs = torch.tensor(self._linear_coefs, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)
+            if self.low_linear_coefs is not None:
+                low = torch.tensor(self.low_linear_coefs, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)
+                coefs = self.coefs_at(coefs, low, sigma)
             return self.linear_score(x, coefs, sigma, chain_conds)
         return self.energy_and_score(x, sigma, chain_conds=chain_conds)[1]
 
@@ -335,10 +344,14 @@ class EnergyGraph:
 
     def _linear_form(self) -> tuple[float, ...] | None:
         """The root as Σ coef · leaf when the DAG has no log-sum-exp, else None."""
-        coefs = [0.0] * len(self.leaves)
+        return self._linear_walk(self.nodes, self.root, len(self.leaves))
+
+    @staticmethod
+    def _linear_walk(nodes: Sequence[Node], root: int, n_leaves: int) -> tuple[float, ...] | None:
+        coefs = [0.0] * n_leaves
 
         def walk(nid: int, scale: float) -> bool:
-            node = self.nodes[nid]
+            node = nodes[nid]
             if isinstance(node, LeafNode):
                 coefs[node.leaf] += scale
                 return True
@@ -346,7 +359,15 @@ class EnergyGraph:
                 return all(walk(child, scale * c) for c, child in node.terms)
             return False
 
-        return tuple(coefs) if walk(self.root, 1.0) else None
+        return tuple(coefs) if walk(root, 1.0) else None
+
+    def coefs_at(self, coefs: torch.Tensor, low: torch.Tensor | None, sigma: torch.Tensor | None) -> torch.Tensor:
+        """Each chain's coefficient row at its noise level: ``low`` (B, L) where σ < :attr:`weights_above`,
+        else ``coefs`` (B, L) (unchanged without a level, low rows or σ)."""
+        if self.weights_above is None or low is None or sigma is None:
+            return coefs
+        below = (sigma.to(coefs.device) < self.weights_above)[:, None]  # (B, 1)
+        return torch.where(below, low.to(coefs), coefs)
 
     # -- reporting ----------------------------------------------------------------------------
     def explain(self) -> str:

@@ -63,6 +63,8 @@ class Disjunct:
     log_weight: float  # log of the unnormalised share
     text: str
     share: float = 0.0
+    # the coefficients below the graph's ``weights_above`` noise level (concepts as written), or None
+    low_coefs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

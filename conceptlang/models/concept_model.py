@@ -156,6 +156,45 @@ class ImplicitConceptModel(_Base):
         self.guide: torch.nn.Module | None = None
         self.guide_weight = 1.0
         self.guide_interval: tuple[float, float] | None = None
+        # Mirror averaging (see set_mirror): the level below which sampling averages the prediction
+        # with its mirror image's, and the condition columns reflected: (flag, column, lo + hi).
+        self.mirror_below: float | None = None
+        self.mirror_reflect: tuple[str, ...] = ()
+        self._mirror_columns: tuple[tuple[int, int, float], ...] = ()
+
+    def set_mirror(self, below: float, reflect: Sequence[str] = ()) -> None:
+        """Below noise level ``below``, sample with ε̂(x) averaged with the mirror image of ε̂ at the
+        mirror image of x: ½·(ε̂(x | c) + M ε̂(M x | M c)), M the left-right flip of the image and, in
+        the condition, of each ``reflect`` parameter ("family.param") within its range (v → lo + hi − v).
+
+        Valid where the data is left-right symmetric with those parameters reflected: then the true
+        prediction is mirror-equivariant and the average keeps it, while the network's own error,
+        which the flip does not carry along, is averaged over two views. Each averaged row costs a
+        second network pass. Energies are not averaged."""
+        if isinstance(below, bool) or not (math.isfinite(below) and below >= 0):
+            raise ModelError(f"{self.name}: the mirror's noise level must be >= 0, got {below!r}")
+        offsets = slot_offsets(self.slots)
+        cols = []
+        for name in reflect:
+            fam, _, param = name.partition(".")
+            slot = next((s for s in self.slots if s.family == fam and s.kind == "continuous"), None)
+            if slot is None or param not in slot.params:
+                raise ModelError(f"{self.name}: the mirror reflects {name!r}, which is not a parameter of a "
+                                 "continuous family of the model")
+            j = slot.params.index(param)
+            lo, hi = slot.ranges[j]
+            cols.append((offsets[fam], offsets[fam] + 1 + j, float(lo) + float(hi)))
+        self.mirror_below = float(below)
+        self.mirror_reflect = tuple(reflect)
+        self._mirror_columns = tuple(cols)
+
+    def mirrored_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """``cond`` (N, D) with each reflected parameter v → lo + hi − v where its family is set."""
+        out = cond.clone()
+        for flag, col, total in self._mirror_columns:
+            present = out[:, flag] > 0.5
+            out[:, col] = torch.where(present, total - out[:, col], out[:, col])
+        return out
 
     def set_guidance_interval(self, lo: float, hi: float) -> None:
         """Apply guidance w only while sampling at lo ≤ σ ≤ hi; elsewhere the score is the plain
@@ -230,12 +269,14 @@ class ImplicitConceptModel(_Base):
             interval=self.guidance_interval, prior_below=self.prior_below, prior_keeps=self.prior_keeps,
             autoguide_weight=self.guide_weight if auto else None,
             autoguide_interval=self.guide_interval if auto else None,
+            mirror_below=self.mirror_below, mirror_reflect=self.mirror_reflect,
         )
 
     @property
     def passes_per_row(self) -> int:
-        """Network passes a sampled row costs at most: 2 with an autoguide (the guide's beside the model's)."""
-        return 1 if self.guide is None else 2
+        """Network passes a sampled row costs at most: 2 with an autoguide (the guide's beside the
+        model's), twice that with mirror averaging (the mirror image's pass)."""
+        return (1 if self.guide is None else 2) * (1 if self.mirror_below is None else 2)
 
     def set_sigma_range(self, lo: float, hi: float, fallback: "ImplicitConceptModel") -> None:
         """Let this model speak only for lo ≤ σ ≤ hi; at other levels every condition scores as ``fallback``'s prior.
@@ -299,6 +340,18 @@ class ImplicitConceptModel(_Base):
         """
         cond = cond.to(x.device, x.dtype)
         sigma = sigma.to(x.device, x.dtype)
+        out = self._composed_eps(x, cond, sigma)
+        if self.mirror_below is None:
+            return out
+        m = sigma < self.mirror_below  # (N,) rows averaged with their mirror image (set_mirror)
+        if not bool(m.any()):
+            return out
+        back = self._composed_eps(x[m].flip(-1), self.mirrored_condition(cond[m]), sigma[m]).flip(-1)
+        out = out.clone()
+        out[m] = 0.5 * (out[m] + back)
+        return out
+
+    def _composed_eps(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         outside = self._outside(sigma)
         if outside is None:
             return self._conditioned_eps(x, cond, sigma)

@@ -136,7 +136,7 @@ def export_run(
     if "max_objects" in old:  # what the training covers stays stated (the compiler picks model sets by it)
         entry["max_objects"] = old["max_objects"]
     # sampling settings, kept as ``sampler`` is, and the calibrated ones the caller keeps
-    for key in (*SAMPLING_GUIDANCE_KEYS, *keep):
+    for key in (*SAMPLING_GUIDANCE_KEYS, *keep, *(("concept_weights_above",) if "concept_weights" in keep else ())):
         if key in old:
             entry[key] = old[key]
     data["models"] = [e for e in data["models"] if e.get("name") != name] + [entry]

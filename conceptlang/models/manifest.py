@@ -165,6 +165,8 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             _validate_prior_keeps(entry, families, where)
         if "autoguide" in entry:
             _validate_autoguide(entry["autoguide"], entry, kind, arch, where)
+        if "mirror" in entry:
+            _validate_mirror(entry["mirror"], kind, families, where)
         sampler = entry.get("sampler", {})
         if not isinstance(sampler, dict):
             raise _err(where, f"'sampler' must be an object, got {sampler!r}")
@@ -173,6 +175,12 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             raise _err(where, f"'max_objects' must be an integer ≥ 1 (how many objects per image its training covers), "
                               f"got {max_objects!r}")
         _validate_concept_weights(entry.get("concept_weights", {}), families, where)
+        if "concept_weights_above" in entry:
+            level = entry["concept_weights_above"]
+            if "concept_weights" not in entry:
+                raise _err(where, "'concept_weights_above' needs 'concept_weights' (the weights it limits)")
+            if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level) or level < 0:
+                raise _err(where, f"'concept_weights_above' must be a noise level >= 0, got {level!r}")
         _validate_energy(entry, where)
         if "sigma_range" in entry:
             _validate_sigma_range(entry["sigma_range"], kind, where)
@@ -394,6 +402,26 @@ def _validate_prior_below(value: Any, kind: str, where: str) -> None:
         raise _err(where, f"'prior_below' must be a noise level >= 0, got {value!r}")
 
 
+def _validate_mirror(value: Any, kind: str, families: dict, where: str) -> None:
+    """``mirror``: {"below": σ >= 0, "reflect": ["family.param", ...]}, the entry's statement that
+    its data is left-right symmetric with those parameters reflected within their ranges."""
+    if kind != "implicit":
+        raise _err(where, f"'mirror' needs a noise-conditional implicit model, not kind {kind!r}")
+    if not isinstance(value, dict) or set(value) - {"below", "reflect"} or "below" not in value:
+        raise _err(where, f"'mirror' must be {{\"below\": sigma, \"reflect\": [\"family.param\", ...]}}, got {value!r}")
+    below = value["below"]
+    if isinstance(below, bool) or not isinstance(below, (int, float)) or not math.isfinite(below) or below < 0:
+        raise _err(where, f"'mirror.below' must be a noise level >= 0, got {below!r}")
+    reflect = value.get("reflect", [])
+    if not isinstance(reflect, list) or not all(isinstance(r, str) for r in reflect):
+        raise _err(where, f"'mirror.reflect' must be a list of \"family.param\" names, got {reflect!r}")
+    for name in reflect:
+        fam, _, param = name.partition(".")
+        spec = families.get(fam)
+        if not isinstance(spec, dict) or spec.get("kind") != "continuous" or param not in spec.get("params", []):
+            raise _err(where, f"'mirror.reflect': {name!r} is not a parameter of a continuous family of the model")
+
+
 def _validate_prior_keeps(entry: dict, families: dict, where: str) -> None:
     """``prior_keeps``: distinct family names of the entry, whose conditions stay below ``prior_below``."""
     value = entry["prior_keeps"]
@@ -464,7 +492,7 @@ def _validate_autoguide(spec: Any, entry: dict, kind: str, arch: dict, where: st
 
 # The keys of an entry that say how sampling guides the model (``guidance`` itself is also the
 # energies' weight): export keeps them when it rewrites an entry, as it keeps ``sampler``.
-SAMPLING_GUIDANCE_KEYS = ("sampling_guidance", "guidance_interval", "prior_below", "prior_keeps", "autoguide")
+SAMPLING_GUIDANCE_KEYS = ("sampling_guidance", "guidance_interval", "prior_below", "prior_keeps", "autoguide", "mirror")
 
 
 @dataclass(frozen=True)
@@ -485,6 +513,8 @@ class GuidanceSettings:
     prior_keeps: tuple[str, ...] = ()
     autoguide_weight: float | None = None
     autoguide_interval: tuple[float, float] | None = None
+    mirror_below: float | None = None
+    mirror_reflect: tuple[str, ...] = ()
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any]) -> "GuidanceSettings":
@@ -497,6 +527,8 @@ class GuidanceSettings:
             prior_keeps=tuple(entry.get("prior_keeps", ())),
             autoguide_weight=None if auto is None else float(auto["weight"]),
             autoguide_interval=None if auto is None else _pair_or_none(auto.get("interval")),
+            mirror_below=None if "mirror" not in entry else float(entry["mirror"]["below"]),
+            mirror_reflect=tuple(entry.get("mirror", {}).get("reflect", ())),
         )
 
     @property
@@ -508,7 +540,7 @@ class GuidanceSettings:
     def guided(self) -> bool:
         """Whether sampling differs from the plain conditional anywhere."""
         return not (self.guidance == 1.0 and self.sampling_weight == 1.0 and self.autoguide_weight is None
-                    and self.prior_below is None)
+                    and self.prior_below is None and self.mirror_below is None)
 
     def describe(self) -> str:
         """One line: the sampling weight and where it acts, the autoguide, the prior's last levels and,
@@ -522,6 +554,9 @@ class GuidanceSettings:
             text += f"; below σ {self.prior_below:g} its {', '.join(self.prior_keeps)} condition alone, unguided"
         elif self.prior_below is not None:
             text += f"; below σ {self.prior_below:g} its prior alone"
+        if self.mirror_below is not None:
+            what = f" ({', '.join(self.mirror_reflect)} reflected)" if self.mirror_reflect else ""
+            text += f"; below σ {self.mirror_below:g} averaged with its mirror image{what}"
         if self.sampling_weight != self.guidance:
             text += f"; energies (infer) w = {self.guidance:g}"
         return text

@@ -180,8 +180,9 @@ class RegisteredModel:
 
     @property
     def passes_per_row(self) -> int:
-        """Network passes a sampled row costs at most: 2 with an autoguide (the guide's beside the model's)."""
-        return 2 if "autoguide" in self.entry else 1
+        """Network passes a sampled row costs at most: 2 with an autoguide (the guide's beside the
+        model's), twice that with mirror averaging (the mirror image's pass)."""
+        return (2 if "autoguide" in self.entry else 1) * (2 if "mirror" in self.entry else 1)
 
     @property
     def fallback(self) -> "RegisteredModel | None":
@@ -261,6 +262,8 @@ class ModelRegistry:
                     if g.autoguide_weight is not None:  # a smaller network of the same conditions guides its sampling
                         guide = load_weights(guide_entry(entry), self.models_dir, device)
                         model.set_autoguide(guide, g.autoguide_weight, g.autoguide_interval)
+                    if g.mirror_below is not None:  # the entry states its data is left-right symmetric
+                        model.set_mirror(g.mirror_below, g.mirror_reflect)
                     rng = self.handles[entry["name"]].sigma_range
                     if rng is not None:  # outside its noise levels the model scores as the domain prior
                         model.set_sigma_range(*rng, fallback=self.loaded(self._priors[entry["domain"]].entry, device))
@@ -585,6 +588,16 @@ class ModelRegistry:
         weights = getattr(model, "entry", {}).get("concept_weights", {}) if model is not None else {}
         return float(weights.get(ref.value if ref.params is None else ref.family, 1.0))
 
+    def concept_weights_above(self, models: Sequence[ConceptModel]) -> float | None:
+        """The noise level above which ``models``' calibrated concept weights act (their entries'
+        ``concept_weights_above``; the lowest where several give one), or None: every level.
+
+        A weight corrects a concept decided at high noise (an object's size); below that level the
+        compiler scores concepts as written, which drops the weights' extra rows there."""
+        levels = [float(e["concept_weights_above"]) for e in (getattr(m, "entry", {}) for m in models)
+                  if e.get("concept_weights") and e.get("concept_weights_above") is not None]
+        return min(levels) if levels else None
+
     def prior(self, domain: str) -> tuple[ConceptModel, Condition]:
         self.domain(domain)
         return self._priors[domain], {}
@@ -624,7 +637,7 @@ class ModelRegistry:
     def _guidance_row(g: GuidanceSettings, implicit: bool) -> dict:
         return {"guidance": g.guidance, "guidance_interval": None if g.interval is None else list(g.interval),
                 "sampling_guidance": g.sampling_guidance, "prior_below": g.prior_below,
-                "prior_keeps": list(g.prior_keeps),
+                "prior_keeps": list(g.prior_keeps), "mirror_below": g.mirror_below,
                 "guidance_summary": g.describe() if implicit and g.guided else None}
 
     def _guide_row(self, entry: dict) -> dict:

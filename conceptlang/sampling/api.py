@@ -75,15 +75,16 @@ class _ChainTarget:
     """The composition for one batch of chains: the DAG, or one linear disjunct row per chain."""
 
     def __init__(self, graph: EnergyGraph, coefs: torch.Tensor | None,
-                 chain_conds: dict[int, torch.Tensor] | None = None):
+                 chain_conds: dict[int, torch.Tensor] | None = None, low: torch.Tensor | None = None):
         self.graph = graph
         self.coefs = coefs  # (B, L) or None
         self.chain_conds = chain_conds  # per-chain conditions of drawn leaves, or None
+        self.low = low  # (B, L): the rows below the graph's weights_above, or None
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         if self.coefs is None:
             return self.graph.score(x, sigma, self.chain_conds)
-        return self.graph.linear_score(x, self.coefs, sigma, self.chain_conds)
+        return self.graph.linear_score(x, self.graph.coefs_at(self.coefs, self.low, sigma), sigma, self.chain_conds)
 
     def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.graph.energy_and_score(x, sigma, self.coefs, self.chain_conds)
@@ -275,6 +276,17 @@ def _coef_rows(graph: EnergyGraph) -> list[Any] | None:
     return None
 
 
+def _low_rows(graph: EnergyGraph) -> list[Any] | None:
+    """The rows of :func:`_coef_rows` below the graph's ``weights_above`` (None where it has none)."""
+    if graph.weights_above is None:
+        return None
+    if graph.route == "dnf":
+        return [d.low_coefs if d.low_coefs is not None else d.coefs for d in graph.disjuncts]
+    if graph.route == "linear" and graph.low_linear_coefs is not None:
+        return [graph.low_linear_coefs]
+    return None
+
+
 def _is_prior(leaf: Any) -> bool:
     return leaf.ref is None and not leaf.refs
 
@@ -288,12 +300,13 @@ def rows_bound(graph: EnergyGraph) -> int | None:
     rows = _coef_rows(graph)
     if rows is None:
         return None
+    low = _low_rows(graph) or [None] * len(rows)
     most = 0
-    for coefs in rows:
+    for coefs, below in zip(rows, low):
         per_model: dict[int, int] = {}
         passes: dict[int, int] = {}
         for i, c in enumerate(coefs):
-            if c != 0:
+            if c != 0 or (below is not None and below[i] != 0):  # a leaf used at some level
                 leaf = graph.leaves[i]
                 per_model[id(leaf.model)] = per_model.get(id(leaf.model), 1) + (0 if _is_prior(leaf) else 1)
                 passes[id(leaf.model)] = getattr(leaf.model, "passes_per_row", 1)
@@ -311,19 +324,24 @@ def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device
     :func:`sample` runs it only where :func:`rows_bound` does not already keep the steps within
     the budget, and counts its time in the sampling time."""
     kinds: dict[tuple, Any] = {}
-    for coefs in _coef_rows(graph) or [None]:
+    rows = _coef_rows(graph) or [None]
+    for coefs, below in zip(rows, _low_rows(graph) or [None] * len(rows)):
         key = () if coefs is None else tuple(sorted(
             (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(coefs) if c != 0))
-        kinds.setdefault(key, coefs)
+        if below is not None:
+            key += ("low",) + tuple(sorted((id(graph.leaves[i].model), _is_prior(graph.leaves[i]))
+                                           for i, c in enumerate(below) if c != 0))
+        kinds.setdefault(key, (coefs, below))
     top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
     levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
     c, h, w = graph.image_shape
     x = torch.zeros((1, c, h, w), device=dev)
     most = 0
     with torch.inference_mode(all(m.kind == "implicit" for m in graph.models)):
-        for coefs in kinds.values():
+        for coefs, below in kinds.values():
             table = None if coefs is None else torch.tensor([coefs], dtype=torch.float32, device=dev)
-            target = _ChainTarget(graph, table)
+            low = None if below is None else torch.tensor([below], dtype=torch.float32, device=dev)
+            target = _ChainTarget(graph, table, low=low)
             for sigma in levels:
                 before = _forward_rows(graph)
                 target.score(x, torch.full((1,), sigma, device=dev))
@@ -408,6 +426,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     # Branch draws for the DNF route: independent of the batch size.
     branches = None
     coef_table = None
+    low_table = None
     estimates: dict[str, Any] = {}
     if log_z not in (None, "equal", "estimate"):
         raise SamplingError(f"log_z must be 'equal' or 'estimate', got {log_z!r}")
@@ -424,6 +443,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)  # (K, L)
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
+    if _low_rows(graph) is not None:
+        low_table = torch.tensor(_low_rows(graph), dtype=torch.float32)  # (K, L) below weights_above
 
     drawn = draw_chain_values(graph, n, seed, draws, leaf_users(graph, branches, coef_table))
     c, h, w = graph.image_shape
@@ -446,12 +467,13 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         start_sigma = spec.start_sigma(s)
         if start_sigma:
             x = x + start_sigma * torch.randn((b, c, h, w), generator=gen, device=dev)
-        coefs = None
+        coefs = low = None
         if coef_table is not None:
             rows = branches[start:start + b] if branches is not None else torch.zeros(b, dtype=torch.long)
             coefs = coef_table[rows].to(dev)  # (B, L)
+            low = low_table[rows].to(dev) if low_table is not None else None
         chain_conds = graph.chain_conditions({k: v[start:start + b] for k, v in drawn.items()}, dev) if drawn else None
-        target = _ChainTarget(graph, coefs, chain_conds)
+        target = _ChainTarget(graph, coefs, chain_conds, low)
         cb = _callback(callback, chunk, frame_list if (frames and chunk == 0) else None, every)
         run_kw = dict(kwargs)
         if name == "mala":

@@ -8,13 +8,16 @@ from conceptlang.models.analytic import GaussianRegistry
 from conceptlang.models.registry import load_registry
 
 SCENES = ("scenes-joint: w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside); below σ 0.03 its color "
-          "condition alone, unguided; energies (infer) w = 5")
+          "condition alone, unguided; below σ 0.3 averaged with its mirror image (position.x reflected); "
+          "energies (infer) w = 5")
 
 
 def test_the_shipped_models_guidance_is_listed_from_their_manifests():
     reg = load_registry()
     lines = compile_expr("circle & red", reg).explain().splitlines()
     assert lines[3] == "sampling guidance: " + SCENES
+    assert ("note: the calibrated concept weights act at noise levels σ ≥ 0.3 (the models' manifest's "
+            "concept_weights_above); below, concepts score as written") in lines
     faces = compile_expr("smiling", reg).explain().splitlines()
     assert faces[3] == "sampling guidance: faces-joint: w = 5 at 0.1 ≤ σ ≤ 1 (the plain conditional outside)"
     # the loaded model says the same as its manifest entry

@@ -11,15 +11,18 @@ def test_every_key_is_read():
     g = GuidanceSettings.of_entry({
         "guidance": 5, "sampling_guidance": 2, "guidance_interval": [0.3, 100], "prior_below": 0.02,
         "autoguide": {"file": "g.safetensors", "sha256": "0" * 64, "weight": 1.5, "interval": [0, 0.3]},
+        "mirror": {"below": 0.3, "reflect": ["position.x"]},
     })
     assert g == GuidanceSettings(guidance=5.0, sampling_guidance=2.0, interval=(0.3, 100.0), prior_below=0.02,
-                                 autoguide_weight=1.5, autoguide_interval=(0.0, 0.3))
+                                 autoguide_weight=1.5, autoguide_interval=(0.0, 0.3), mirror_below=0.3,
+                                 mirror_reflect=("position.x",))
     assert g.sampling_weight == 2.0 and g.guided
     assert g.describe() == ("w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside), autoguided (weight 1.5); "
-                            "below σ 0.02 its prior alone; energies (infer) w = 5")
+                            "below σ 0.02 its prior alone; below σ 0.3 averaged with its mirror image "
+                            "(position.x reflected); energies (infer) w = 5")
     # the keys export carries over are the ones read here, besides ``guidance`` itself
     assert set(SAMPLING_GUIDANCE_KEYS) == {"sampling_guidance", "guidance_interval", "prior_below", "prior_keeps",
-                                           "autoguide"}
+                                           "autoguide", "mirror"}
     kept = GuidanceSettings.of_entry({"guidance": 2, "prior_below": 0.02, "prior_keeps": ["color"]})
     assert kept.prior_keeps == ("color",)
     assert kept.describe() == "w = 2; below σ 0.02 its color condition alone, unguided"
@@ -39,7 +42,8 @@ def test_a_loaded_model_holds_what_its_entry_states():
         handle = reg.handles[name]
         assert handle.impl("cpu").guidance_settings == GuidanceSettings.of_entry(handle.entry)
     assert reg.handles["scenes-joint"].impl("cpu").guidance_settings == GuidanceSettings(
-        guidance=5.0, sampling_guidance=2.0, interval=(0.3, 100.0), prior_below=0.03, prior_keeps=("color",))
+        guidance=5.0, sampling_guidance=2.0, interval=(0.3, 100.0), prior_below=0.03, prior_keeps=("color",),
+        mirror_below=0.3, mirror_reflect=("position.x",))
     row = next(r for r in reg.describe() if r["name"] == "scenes-joint")
     assert {k: row[k] for k in ("guidance", "sampling_guidance", "guidance_interval", "prior_below", "prior_keeps")} == {
         "guidance": 5.0, "sampling_guidance": 2.0, "guidance_interval": [0.3, 100.0], "prior_below": 0.03,

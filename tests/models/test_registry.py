@@ -136,6 +136,18 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(prior_keeps=["color"]), "'prior_keeps' needs 'prior_below'"),
         (lambda d: d["models"][0].update(prior_below=0.02, prior_keeps=["hue"]), "'prior_keeps' must be a list of distinct families"),
         (lambda d: d["models"][0].update(prior_below=0.02, prior_keeps="color"), "'prior_keeps' must be a list of distinct families"),
+        (lambda d: d["models"][0].update(concept_weights_above=0.3), "'concept_weights_above' needs 'concept_weights'"),
+        (lambda d: d["models"][0].update(concept_weights={"red": 2}, concept_weights_above=-1),
+         "'concept_weights_above' must be a noise level >= 0"),
+        (lambda d: d["models"][0].update(concept_weights={"red": 2}, concept_weights_above=True),
+         "'concept_weights_above' must be a noise level >= 0"),
+        (lambda d: d["models"][0].update(mirror=0.3), "'mirror' must be"),
+        (lambda d: d["models"][0].update(mirror={"reflect": []}), "'mirror' must be"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "flip": "x"}), "'mirror' must be"),
+        (lambda d: d["models"][0].update(mirror={"below": -0.3}), "'mirror.below' must be a noise level >= 0"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "reflect": "position.x"}), "'mirror.reflect' must be a list"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "reflect": ["color.x"]}),
+         "'mirror.reflect': 'color.x' is not a parameter of a continuous family"),
         (lambda d: d["models"][0].update(sampling_guidance=0), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=True), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=float("inf")), "'sampling_guidance' must be a number > 0"),
@@ -401,11 +413,22 @@ def test_export_drops_concept_weights_calibrated_for_the_old_weights(tiny_models
     shutil.copytree(tiny_models_dir, models)
     data = _manifest(models)
     data["models"][0]["concept_weights"] = {"red": 2.0}
+    data["models"][0]["concept_weights_above"] = 0.3
+    data["models"][0]["mirror"] = {"below": 0.3, "reflect": ["position.x"]}
     (models / "manifest.json").write_text(json.dumps(data))
     assert load_registry(models).concept_weight(ConceptRef("scenes", "color", value="red")) == 2.0
     entry = export_run(tiny_models_dir.parent / "run", models)
-    assert "concept_weights" not in entry
+    # the weights' level goes with them; the mirror (a statement about the data) stays
+    assert "concept_weights" not in entry and "concept_weights_above" not in entry
+    assert entry["mirror"] == {"below": 0.3, "reflect": ["position.x"]}
     assert load_registry(models).concept_weight(ConceptRef("scenes", "color", value="red")) == 1.0
+    kept = export_run(tiny_models_dir.parent / "run", models, keep=("concept_weights",))
+    assert "concept_weights" not in kept  # dropped by the export before
+    data = _manifest(models)
+    data["models"][0].update(concept_weights={"red": 2.0}, concept_weights_above=0.3)
+    (models / "manifest.json").write_text(json.dumps(data))
+    kept = export_run(tiny_models_dir.parent / "run", models, keep=("concept_weights",))
+    assert kept["concept_weights"] == {"red": 2.0} and kept["concept_weights_above"] == 0.3
 
 
 def test_sigma_range_wires_the_domain_prior_as_fallback(models_copy):
@@ -460,6 +483,26 @@ def test_guidance_interval_reaches_the_model(models_copy):
     reg = load_registry(models_copy)
     assert reg.handles["tiny"].impl("cpu").guidance_interval == (0.0, 1.5)
     assert reg.describe()[0]["guidance_interval"] == [0, 1.5]
+
+
+def test_mirror_and_weight_level_reach_the_model_and_the_compiler(models_copy):
+    from conceptlang.compiler import compile as compile_expr
+
+    data = _manifest(models_copy)
+    data["models"][0]["mirror"] = {"below": 0.25, "reflect": ["position.x"]}
+    data["models"][0]["concept_weights"] = {"red": 2.0}
+    data["models"][0]["concept_weights_above"] = 0.3
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    reg = load_registry(models_copy)
+    model = reg.handles["tiny"].impl("cpu")
+    assert (model.mirror_below, model.mirror_reflect) == (0.25, ("position.x",))
+    assert model.passes_per_row == reg.handles["tiny"].passes_per_row == 2
+    assert reg.describe()[0]["mirror_below"] == 0.25
+    assert reg.describe()[0]["guidance_summary"].endswith("; below σ 0.25 averaged with its mirror image "
+                                                          "(position.x reflected)")
+    g = compile_expr("red & circle", reg)
+    assert g.weights_above == 0.3 and g.low_linear_coefs is not None
+    assert reg.concept_weights_above([reg.handles["tiny"]]) == 0.3
 
 
 def test_prior_below_reaches_the_model_and_the_models_listing(models_copy):

@@ -1,0 +1,91 @@
+"""Calibrated concept weights limited to high noise levels (the registry's optional
+``concept_weights_above`` hook, a manifest entry's ``concept_weights_above``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from conceptlang.compiler import compile
+from conceptlang.models.analytic import GaussianRegistry
+from conceptlang.sampling.api import rows_bound, sample
+from tests.compiler.test_compile import X, CalibratedRegistry
+
+
+class FloorRegistry(CalibratedRegistry):
+    def __init__(self, weights, above, **kw):
+        super().__init__(weights, **kw)
+        self.above = above
+
+    def concept_weights_above(self, models):
+        return self.above
+
+
+def _by_label(g, coefs):
+    return {leaf.label: c for leaf, c in zip(g.leaves, coefs)}
+
+
+def test_below_the_level_a_linear_graph_takes_the_unweighted_coefficients():
+    g = compile("red & circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint")
+    assert g.route == "linear" and g.weights_above == 0.5
+    assert _by_label(g, g.linear_coefs) == {"color.red": 2.0, "color.red & shape.circle": 1.0, "prior": -2.0}
+    assert _by_label(g, g.low_linear_coefs) == {"color.red": 0.0, "color.red & shape.circle": 1.0, "prior": 0.0}
+    assert [n for n in g.notices if "act at noise levels" in n] == [
+        "the calibrated concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
+        "concept_weights_above); below, concepts score as written"]
+    weighted = compile("red & circle", CalibratedRegistry({"red": 3.0}), and_mode="joint")
+    plain = compile("red & circle", GaussianRegistry(), and_mode="joint")
+    sigma = torch.tensor([0.1, 0.49, 0.5, 2.0], dtype=torch.float64)
+    got = g.score(X, sigma)
+    below = sigma < 0.5
+    torch.testing.assert_close(got[below], plain.score(X, sigma)[below], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[~below], weighted.score(X, sigma)[~below], rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(plain.score(X, sigma), weighted.score(X, sigma))
+
+
+def test_each_disjunct_gets_its_own_row_without_weights():
+    g = compile("red | circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint")
+    assert g.route == "dnf" and [leaf.label for leaf in g.leaves] == ["color.red", "prior", "shape.circle"]
+    assert sorted((d.text, d.coefs, d.low_coefs) for d in g.disjuncts) == [
+        ("red", (3.0, -2.0, 0.0), (1.0, 0.0, 0.0)), ("shape.circle", (0.0, 0.0, 1.0), (0.0, 0.0, 1.0))]
+    # the shares are the weighted lowering's
+    ref = compile("red | circle", CalibratedRegistry({"red": 3.0}), and_mode="joint")
+    assert [d.share for d in g.disjuncts] == [d.share for d in ref.disjuncts]
+    # the rows bound counts every leaf a chain uses at some level
+    assert rows_bound(g) == rows_bound(ref)
+
+
+def test_without_a_level_or_a_weight_nothing_changes():
+    for reg in (FloorRegistry({"red": 3.0}, None), FloorRegistry({}, 0.5), CalibratedRegistry({"red": 3.0})):
+        g = compile("red & circle", reg, and_mode="joint")
+        assert g.weights_above is None and g.low_linear_coefs is None
+    g = compile("red & circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint", concept_weights=False)
+    assert g.weights_above is None
+
+
+def test_the_sampler_switches_rows_at_the_level():
+    opts = dict(and_mode="joint")
+    settings = dict(sampler="dpmpp_2m", steps=8, sigma_max=4.0, sigma_min=0.05)
+
+    def draw(reg, text="red & circle"):
+        return sample(compile(text, reg, **opts), 16, seed=3, **settings).images
+
+    def floor(level):
+        return FloorRegistry({"red": 3.0}, level, kind="implicit")
+
+    weighted, plain = CalibratedRegistry({"red": 3.0}, kind="implicit"), GaussianRegistry("implicit")
+    # a level above every step: the unweighted composition throughout; below every step: the weighted
+    torch.testing.assert_close(draw(floor(100.0)), draw(plain), rtol=0, atol=1e-6)
+    torch.testing.assert_close(draw(floor(0.0)), draw(weighted), rtol=0, atol=1e-6)
+    mid = draw(floor(0.5))
+    assert not torch.allclose(mid, draw(plain), atol=1e-4)
+    assert not torch.allclose(mid, draw(weighted), atol=1e-4)
+    # the DNF route: the same graph with every disjunct's low row as its row, drawn the same way
+    g = compile("red | circle", floor(100.0), **opts)
+    low = compile("red | circle", floor(100.0), **opts)
+    low.disjuncts = tuple(replace(d, coefs=d.low_coefs) for d in low.disjuncts)
+    low.weights_above = None
+    got = sample(g, 16, seed=3, **settings)
+    torch.testing.assert_close(got.images, sample(low, 16, seed=3, **settings).images, rtol=0, atol=1e-6)
+    assert not torch.allclose(got.images, draw(weighted, "red | circle"), atol=1e-4)
