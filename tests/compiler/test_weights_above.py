@@ -10,7 +10,7 @@ import torch
 from conceptlang.compiler import compile
 from conceptlang.models.analytic import GaussianRegistry
 from conceptlang.sampling.api import rows_bound, sample
-from tests.compiler.test_compile import X, CalibratedRegistry
+from tests.compiler.test_compile import CalibratedRegistry, X
 
 
 class FloorRegistry(CalibratedRegistry):
