@@ -87,7 +87,8 @@ class _ChainTarget:
         return self.graph.linear_score(x, self.graph.coefs_at(self.coefs, self.low, sigma), sigma, self.chain_conds)
 
     def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.graph.energy_and_score(x, sigma, self.coefs, self.chain_conds)
+        coefs = None if self.coefs is None else self.graph.coefs_at(self.coefs, self.low, sigma)
+        return self.graph.energy_and_score(x, sigma, coefs, self.chain_conds)
 
 
 DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
@@ -293,10 +294,12 @@ def _is_prior(leaf: Any) -> bool:
 
 def rows_bound(graph: EnergyGraph) -> int | None:
     """An upper bound on the network rows one composed-score evaluation costs a chain, without
-    running a network: per model with a non-zero leaf, its non-prior leaves plus one (a guided
+    running a network: per model with a leaf of non-zero coefficient at some noise level (below
+    the graph's ``weights_above`` too), its non-prior leaves plus one (a guided
     model's null row, shared by the chain's leaves; or the prior leaf itself; a σ-limited model's
     fallback evaluates the same rows), twice that for a model with an autoguide (its guide's pass
-    beside each row). None for a DAG evaluated whole (every leaf, every model)."""
+    beside each row) and again for one with mirror averaging (the mirror image's pass). None for a
+    DAG evaluated whole (every leaf, every model)."""
     rows = _coef_rows(graph)
     if rows is None:
         return None

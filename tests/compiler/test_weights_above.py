@@ -89,3 +89,24 @@ def test_the_sampler_switches_rows_at_the_level():
     got = sample(g, 16, seed=3, **settings)
     torch.testing.assert_close(got.images, sample(low, 16, seed=3, **settings).images, rtol=0, atol=1e-6)
     assert not torch.allclose(got.images, draw(weighted, "red | circle"), atol=1e-4)
+
+
+def test_energies_follow_the_same_rows_as_scores():
+    from conceptlang.sampling.api import _ChainTarget
+
+    g = compile("red & circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint")
+    plain = compile("red & circle", GaussianRegistry(), and_mode="joint")
+    weighted = compile("red & circle", CalibratedRegistry({"red": 3.0}), and_mode="joint")
+
+    def target(graph, low=None):
+        rows = torch.tensor([graph.linear_coefs], dtype=torch.float64).expand(X.shape[0], -1)
+        return _ChainTarget(graph, rows, low=None if low is None else
+                            torch.tensor([low], dtype=torch.float64).expand(X.shape[0], -1))
+
+    sigma = torch.tensor([0.1, 0.2, 0.7, 2.0], dtype=torch.float64)
+    energy, score = target(g, g.low_linear_coefs).energy_and_score(X, sigma)
+    below = sigma < 0.5
+    for ref, rows in ((plain, below), (weighted, ~below)):
+        e_ref, s_ref = target(ref).energy_and_score(X, sigma)
+        torch.testing.assert_close(energy[rows], e_ref[rows], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(score[rows], s_ref[rows], rtol=1e-12, atol=1e-12)
