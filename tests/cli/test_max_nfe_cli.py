@@ -10,9 +10,26 @@ import torch
 from click.testing import CliRunner
 
 from conceptlang.cli import main
+from conceptlang.sampling.samplers import get_sigmas_karras
 
 EXPR = "circle & red"  # examples/scenes_suite.txt
 RESTARTS = 2  # restarts asked for on the command line, one evaluation each, counted in the budget
+
+
+def rows_at(sigma: float) -> int:
+    """The shipped scenes model's rows for one chain of EXPR at one level: at σ ≥ 0.3 the joint
+    condition, the calibrated size leaf and the guidance prior; below, where the size weight no
+    longer acts (concept_weights_above), the joint condition on the image and on its mirror image."""
+    return 3 if sigma >= 0.3 else 2
+
+
+def levels(n: int) -> list[float]:
+    return [float(v) for v in get_sigmas_karras(10.0, 0.01, n, 7.0)[:n]]
+
+
+def ode_rows(n: int) -> int:
+    """Rows of n one-evaluation steps (dpmpp_2m_sde): one evaluation at each of the n levels."""
+    return sum(rows_at(v) for v in levels(n))
 
 
 @pytest.fixture()
@@ -34,7 +51,8 @@ def rows():
 
     graph = compile_expr(EXPR, load_registry())
     counted = rows_per_evaluation(graph, dict(graph.sampler_settings), torch.device("cpu"))
-    assert rows_bound(graph) == counted == 3  # joint condition, calibrated size leaf, prior (the null row)
+    # at most 3 rows (joint condition, calibrated size leaf, prior); the bound doubles for the mirror's pass
+    assert counted == 3 and rows_bound(graph) == 6
     assert graph.sampler_settings["sampler"] == "dpmpp_2m_sde" and "restarts" not in graph.sampler_settings
     return counted
 
@@ -50,39 +68,41 @@ def test_max_nfe_caps_the_registry_steps(run, tmp_path, rows):
     # dpmpp_2m_sde: one evaluation per step; 12 // 3 = 4 evaluations, so 4 steps of the registry's 13
     steps = 12 // rows
     assert (s["sampler"], s["max_nfe"], s["steps"], s["score_evals"], s["nfe"]) == \
-        ("dpmpp_2m_sde", 12, steps, steps, steps * rows)
-    assert s["nfe"] <= 12 and steps == 4
-    assert "dpmpp_2m_sde 4 steps, 12 network evaluations per sample (at most 12)" in r.output
-    # heun: 2n − 1 evaluations for n steps; 2n − 1 ≤ 4 gives n = 2, 3 evaluations, 9 rows
+        ("dpmpp_2m_sde", 12, steps, steps, ode_rows(steps))
+    assert s["nfe"] <= 12 and steps == 4 and ode_rows(4) == 10  # σ 10, 1.94: 3 rows; 0.23, 0.01: 2
+    assert "dpmpp_2m_sde 4 steps, 10 network evaluations per sample (at most 12)" in r.output
+    # heun: 2n − 1 evaluations for n steps; 2n − 1 ≤ 4 gives n = 2, 3 evaluations (σ 10, then 0.01
+    # twice), 3 + 2 + 2 rows
     r = run("sample", EXPR, "-n", "2", "--sampler", "heun", "--max-nfe", "12", "--device", "cpu", "-o", "h.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "h")
-    assert (s["sampler"], s["steps"], s["score_evals"], s["nfe"]) == ("heun", 2, 3, 3 * rows)
-    # restarts count in the budget: 4 evaluations, 2 of them the restarts' (one each), so 2 steps
+    assert (s["sampler"], s["steps"], s["score_evals"], s["nfe"]) == ("heun", 2, 3, 7)
+    # restarts count in the budget: 4 evaluations, 2 of them the restarts' (one each, at σ 0.03), so 2 steps
     r = run("sample", EXPR, "-n", "2", "--max-nfe", "12", "--restarts", str(RESTARTS), "--restart-sigma", "0.03",
             "--device", "cpu", "-o", "z.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "z")
-    assert (s["steps"], s["restarts"], s["score_evals"], s["nfe"]) == (2, RESTARTS, 2 + RESTARTS, 12)
+    assert (s["steps"], s["restarts"], s["score_evals"], s["nfe"]) == (2, RESTARTS, 2 + RESTARTS,
+                                                                       ode_rows(2) + RESTARTS * rows_at(0.03))
 
 
 def test_max_nfe_caps_an_explicit_steps_and_steps_alone_override_the_registry_budget(run, tmp_path, rows):
     r = run("sample", EXPR, "-n", "2", "--steps", "20", "--max-nfe", "12", "--device", "cpu", "-o", "c.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "c")
-    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 12 // rows, 12)
-    # steps that fit the budget are kept: (1 step + 2 restarts) × 3 rows = 9 ≤ 12
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 12 // rows, ode_rows(12 // rows))
+    # steps that fit the budget are kept: (1 step + 2 restarts) × at most 3 rows = 9 ≤ 12
     r = run("sample", EXPR, "-n", "1", "--steps", "1", "--max-nfe", "12", "--restarts", str(RESTARTS),
             "--restart-sigma", "0.03", "--device", "cpu", "-o", "f.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "f")
-    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 1, (1 + RESTARTS) * rows)
-    # --steps alone: the registry's max_nfe 40 yields, 14 steps × 3 rows = 42 rows
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (12, 1, ode_rows(1) + RESTARTS * rows_at(0.03))
+    # --steps alone: the registry's max_nfe 40 yields, 14 steps: 9 levels at 3 rows, 5 at 2: 37 rows
     r = run("sample", EXPR, "-n", "1", "--steps", "14", "--device", "cpu", "-o", "e.png")
     assert r.exit_code == 0, r.output
     s = _sampler_record(tmp_path, "e")
-    assert (s["max_nfe"], s["steps"], s["nfe"]) == (None, 14, 14 * rows)
-    assert "dpmpp_2m_sde 14 steps, 42 network evaluations per sample, " in r.output and "at most" not in r.output
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (None, 14, ode_rows(14)) and ode_rows(14) == 37
+    assert "dpmpp_2m_sde 14 steps, 37 network evaluations per sample, " in r.output and "at most" not in r.output
 
 
 @pytest.mark.parametrize("value,text", [
