@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, Iterator
 
 from conceptlang.compiler.checks import check_sampler, satisfiable
-from conceptlang.compiler.graph import EnergyGraph
+from conceptlang.compiler.graph import EnergyGraph, linear_coefficients
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
 from conceptlang.compiler.resolve import check_definitions_shadowing
@@ -187,13 +187,19 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     level = hook(models)
     if level is None:
         return None, None, disjuncts
+
+    def every_level() -> tuple:
+        notices.append("the calibrated concept weights act at every noise level: this expression without them "
+                       "lowers to other leaves or branches")
+        return None, None, disjuncts
+
     try:
         plain, plain_root, plain_disjuncts, plain_route, *_ = _lower(expr, registry, domain, refs,
                                                                      replace(opts, concept_weights=False))
     except CompileError:
-        plain_route = "none"
+        return every_level()
     index = {leaf.key: leaf.index for leaf in builder.leaves}
-    where = [index.get(leaf.key) for leaf in plain.leaves] if plain_route != "none" else []
+    where = [index.get(leaf.key) for leaf in plain.leaves]
 
     def mapped(coefs: tuple[float, ...]) -> tuple[float, ...] | None:
         out = [0.0] * len(builder.leaves)
@@ -207,14 +213,12 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     low_linear: tuple[float, ...] | None = None
     low_rows: list[tuple[float, ...] | None] = []
     if route == "linear" and plain_route == "linear":
-        low_linear = mapped(_linear_coefs(plain, plain_root))
+        low_linear = mapped(linear_coefficients(plain.nodes, plain_root, len(plain.leaves)))
         low_rows = [low_linear]
     elif route == "dnf" and plain_route == "dnf" and len(plain_disjuncts) == len(disjuncts):
         low_rows = _matched_rows(disjuncts, [mapped(d.coefs) for d in plain_disjuncts])
     if not low_rows or any(r is None for r in low_rows):
-        notices.append("the calibrated concept weights act at every noise level: this expression without them "
-                       "lowers to other leaves or branches")
-        return None, None, disjuncts
+        return every_level()
     notices.append(f"the calibrated concept weights act at noise levels σ ≥ {level:g} (the models' manifest's "
                    "concept_weights_above); below, concepts score as written")
     if route == "dnf":
@@ -231,14 +235,10 @@ def _matched_rows(disjuncts: list, plain: list) -> list:
     for d in disjuncts:
         mine = {i for i, c in enumerate(d.coefs) if c != 0.0}
         fits = [k for k, u in enumerate(used) if u is not None and u <= mine]
-        best = [k for k in fits if len(used[k]) == max(len(used[j]) for j in fits)]
+        most = max((len(used[k]) for k in fits), default=0)
+        best = [k for k in fits if len(used[k]) == most]
         out.append(plain[best[0]] if len(best) == 1 else None)
     return out
-
-
-def _linear_coefs(builder: GraphBuilder, root: int) -> tuple[float, ...]:
-    """The root of a lowering without log-sum-exp as one coefficient per leaf."""
-    return EnergyGraph._linear_walk(builder.nodes, root, len(builder.leaves))
 
 
 def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions) -> tuple:

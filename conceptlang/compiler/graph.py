@@ -32,6 +32,23 @@ def _drawn_value(drawn: Drawn, row: torch.Tensor) -> Any:
     return drawn.values[int(row[0])]
 
 
+def linear_coefficients(nodes: Sequence[Node], root: int, n_leaves: int) -> tuple[float, ...] | None:
+    """The node ``root`` as Σ coef · leaf (one coefficient per leaf) when nothing under it is a
+    log-sum-exp, else None."""
+    coefs = [0.0] * n_leaves
+
+    def walk(nid: int, scale: float) -> bool:
+        node = nodes[nid]
+        if isinstance(node, LeafNode):
+            coefs[node.leaf] += scale
+            return True
+        if isinstance(node, SumNode):
+            return all(walk(child, scale * c) for c, child in node.terms)
+        return False
+
+    return tuple(coefs) if walk(root, 1.0) else None
+
+
 class EnergyGraph:
     """A compiled expression. Build with :func:`conceptlang.compiler.compile`, not directly.
 
@@ -344,22 +361,7 @@ class EnergyGraph:
 
     def _linear_form(self) -> tuple[float, ...] | None:
         """The root as Σ coef · leaf when the DAG has no log-sum-exp, else None."""
-        return self._linear_walk(self.nodes, self.root, len(self.leaves))
-
-    @staticmethod
-    def _linear_walk(nodes: Sequence[Node], root: int, n_leaves: int) -> tuple[float, ...] | None:
-        coefs = [0.0] * n_leaves
-
-        def walk(nid: int, scale: float) -> bool:
-            node = nodes[nid]
-            if isinstance(node, LeafNode):
-                coefs[node.leaf] += scale
-                return True
-            if isinstance(node, SumNode):
-                return all(walk(child, scale * c) for c, child in node.terms)
-            return False
-
-        return tuple(coefs) if walk(root, 1.0) else None
+        return linear_coefficients(self.nodes, self.root, len(self.leaves))
 
     def coefs_at(self, coefs: torch.Tensor, low: torch.Tensor | None, sigma: torch.Tensor | None) -> torch.Tensor:
         """Each chain's coefficient row at its noise level: ``low`` (B, L) where σ < :attr:`weights_above`,

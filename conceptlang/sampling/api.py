@@ -326,15 +326,14 @@ def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device
     narrower than that spacing could be missed; the record's ``nfe`` is measured all the same.
     :func:`sample` runs it only where :func:`rows_bound` does not already keep the steps within
     the budget, and counts its time in the sampling time."""
+    def kind(row: Any) -> tuple:  # the models and prior-ness of a row's non-zero leaves, which fix its rows
+        return () if row is None else tuple(sorted(
+            (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(row) if c != 0))
+
     kinds: dict[tuple, Any] = {}
     rows = _coef_rows(graph) or [None]
     for coefs, below in zip(rows, _low_rows(graph) or [None] * len(rows)):
-        key = () if coefs is None else tuple(sorted(
-            (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(coefs) if c != 0))
-        if below is not None:
-            key += ("low",) + tuple(sorted((id(graph.leaves[i].model), _is_prior(graph.leaves[i]))
-                                           for i, c in enumerate(below) if c != 0))
-        kinds.setdefault(key, (coefs, below))
+        kinds.setdefault((kind(coefs), kind(below)), (coefs, below))
     top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
     levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
     c, h, w = graph.image_shape
@@ -446,8 +445,9 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         coef_table = torch.tensor([d.coefs for d in graph.disjuncts], dtype=torch.float32)  # (K, L)
     elif graph.route == "linear":
         coef_table = torch.tensor([graph.linear_coefs], dtype=torch.float32)  # (1, L)
-    if _low_rows(graph) is not None:
-        low_table = torch.tensor(_low_rows(graph), dtype=torch.float32)  # (K, L) below weights_above
+    low_rows = _low_rows(graph)
+    if low_rows is not None:
+        low_table = torch.tensor(low_rows, dtype=torch.float32)  # (K, L) below weights_above
 
     drawn = draw_chain_values(graph, n, seed, draws, leaf_users(graph, branches, coef_table))
     c, h, w = graph.image_shape
