@@ -8,8 +8,8 @@
 For every expression and every sampler configuration, on the same seed (so every configuration
 starts from the same chains' seed streams): seconds and images/s of the sampling loop, network
 evaluations per sample (the sidecar's ``nfe``: rows through the networks, guidance's prior
-included), the bare network's forward throughput at the same batch (rows/s, and the images/s it
-would allow at that nfe: the limit), judged accuracy (valid and satisfying) with its 95% Wilson
+included), the bare network's forward throughput on the same rows in the calls the sampler makes
+(rows/s, and the images/s it would allow at that nfe: the limit), judged accuracy (valid and satisfying) with its 95% Wilson
 interval, and the attribute TV of the valid satisfying samples against the generator's
 conditional (:func:`conceptlang.evaluation.distribution.fidelity`, mean over the open families,
 beside the TV a perfect sampler would score at that count), and precision and recall (k = 3, in
@@ -18,9 +18,10 @@ beside a second such draw: the floor; :func:`conceptlang.evaluation.distribution
 
 Configurations (``--configs``, comma-separated):
 
-* ``old``: the previous shipped default, annealed Langevin over 39 geometric levels (σ 10 → 0.01),
+* ``old``: the previous shipped default's sampler, annealed Langevin over 39 geometric levels (σ 10 → 0.01),
   2 steps a level, step 3.06e-5, noise 0.7071, final Tweedie denoise, no restarts whatever the manifest sets (79
-  evaluations: 237 network rows a scenes sample);
+  evaluations), on the models as the manifest sets them (their guidance settings, mirror average and
+  weight levels apply to it too: 198 network rows a scenes sample with the shipped manifest);
 * ``new``: the registry's settings (models/manifest.json's ``sampler`` sections); ``new:KEY=VALUE:...``
   those with some changed, e.g. ``new:s_churn=0``, ``new:corrector_steps=2:corrector_sigma=0.3``;
 * ``NAME:STEPS`` or ``NAME:STEPS:KEY=VALUE:...``: sampler NAME with that many steps, e.g.
@@ -157,7 +158,10 @@ def cuda_switches(switches: dict):
 
 
 def network_rows_per_second(graph, batch: int, device: torch.device, repeats: int = 3) -> float | None:
-    """Rows/s of the bare network (noise prediction, no guidance or composition) at ``batch`` rows."""
+    """Rows/s of the bare network (noise prediction, no guidance or composition) on ``batch`` rows,
+    in the calls the sampler makes: one call on an accelerator, and on the CPU slices of the rows
+    that ``graph.cpu_chunk_values`` allows (the graph slices its stacked batch so, and a network
+    on the CPU runs small slices faster per row than one large call)."""
     impl = getattr(graph.models[0], "impl", None)
     if impl is None:
         return None
@@ -167,14 +171,22 @@ def network_rows_per_second(graph, batch: int, device: torch.device, repeats: in
     x = torch.randn((batch, c, h, w), generator=gen).to(device)
     cond = model.encode([graph.leaves[0].condition]).expand(batch, -1).to(device)
     sigma = torch.full((batch,), 0.5, device=device)
+    per_call = batch
+    if device.type == "cpu" and graph.cpu_chunk_values:
+        per_call = max(1, min(batch, graph.cpu_chunk_values // (c * h * w)))
+
+    def forward() -> None:
+        for a in range(0, batch, per_call):
+            model.raw_eps(x[a:a + per_call], cond[a:a + per_call], sigma[a:a + per_call])
+
     best = float("inf")
     with torch.inference_mode():
-        model.raw_eps(x, cond, sigma)  # warm-up
+        forward()  # warm-up
         for _ in range(repeats):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            model.raw_eps(x, cond, sigma)
+            forward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t0)

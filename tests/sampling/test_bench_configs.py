@@ -1,4 +1,5 @@
-"""The sampling benchmark's configurations: ``old`` is the previous default exactly, whatever the manifest adds."""
+"""The sampling benchmark's configurations (``old`` is the previous default's sweep exactly, whatever the
+manifest's sampler section adds) and its limit, the bare network timed in the sampler's calls."""
 
 from __future__ import annotations
 
@@ -26,6 +27,32 @@ def test_old_config_runs_the_old_sweep_without_the_manifests_restarts():
     g.sampler_settings = {**g.sampler_settings, "restarts": 2, "restart_sigma": 0.03}
     res = sample(g, 1, seed=0, device="cpu", **{**kw, "n_sigmas": 3, "steps_per_sigma": 1})
     assert res.settings["restarts"] == 0 and res.settings["score_evals"] == 4  # 3 levels + the final denoise
+
+
+@pytest.mark.parametrize("device_type,chunk_values,want", [
+    ("cpu", 8 * 3 * 32 * 32, [8, 8, 4]),  # the CPU slices of the graph's stacked batch
+    ("cpu", 3 * 3 * 32 * 32, [3] * 6 + [2]),
+    ("cpu", None, [20]),  # no slicing: one call
+])
+def test_limit_times_the_network_in_the_samplers_calls(monkeypatch, device_type, chunk_values, want):
+    import torch
+
+    g = compile("circle", load_registry(None), domain="scenes")
+    g.cpu_chunk_values = chunk_values
+    model = g.models[0].impl(torch.device(device_type))
+    calls = []
+
+    def raw_eps(self, x, c, s):  # counted as the real one counts its rows
+        calls.append(x.shape[0])
+        self.forward_rows += x.shape[0]
+        return x
+
+    monkeypatch.setattr(type(model), "raw_eps", raw_eps)
+    before = model.forward_rows
+    rows = _bench().network_rows_per_second(g, 20, torch.device(device_type), repeats=2)
+    assert model.forward_rows == before  # the timing is not sampling work
+    assert calls == want * 3  # the warm-up and two timed repeats, each over all 20 rows
+    assert rows > 0
 
 
 @pytest.mark.parametrize("text,want", [
