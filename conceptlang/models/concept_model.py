@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -100,6 +100,14 @@ def _by_rows(mask: torch.Tensor, x: torch.Tensor, cond: torch.Tensor, sigma: tor
     return out
 
 
+def _reflect(cond: torch.Tensor, columns: tuple[tuple[int, int, float], ...]) -> torch.Tensor:
+    """``cond`` (changed in place and returned) with v → lo + hi − v in each (flag, column, lo + hi) where the flag is set."""
+    for flag, col, total in columns:
+        present = cond[:, flag] > 0.5
+        cond[:, col] = torch.where(present, total - cond[:, col], cond[:, col])
+    return cond
+
+
 class ImplicitConceptModel(_Base):
     kind = "implicit"
     noise_conditional = True
@@ -161,8 +169,14 @@ class ImplicitConceptModel(_Base):
         self.mirror_below: float | None = None
         self.mirror_reflect: tuple[str, ...] = ()
         self._mirror_columns: tuple[tuple[int, int, float], ...] = ()
+        # Quarter turns (see set_mirror's ``turns``): the rows they hold for (column, tokens), the
+        # up-down flip's reflected columns (flag, column, lo + hi), the transpose's swapped pair.
+        self.mirror_turns: tuple | None = None
+        self._turn_rows: tuple[tuple[int, tuple[float, ...]], ...] = ()
+        self._turn_reflect: tuple[tuple[int, int, float], ...] = ()
+        self._turn_swap: tuple[int, int, int] | None = None
 
-    def set_mirror(self, below: float, reflect: Sequence[str] = ()) -> None:
+    def set_mirror(self, below: float, reflect: Sequence[str] = (), turns: Mapping[str, Any] | None = None) -> None:
         """Below noise level ``below``, sample with ε̂(x) averaged with the mirror image of ε̂ at the
         mirror image of x: ½·(ε̂(x | c) + M ε̂(M x | M c)), M the left-right flip of the image and, in
         the condition, of each ``reflect`` parameter ("family.param") within its range (v → lo + hi − v).
@@ -170,31 +184,104 @@ class ImplicitConceptModel(_Base):
         Valid where the data is left-right symmetric with those parameters reflected: then the true
         prediction is mirror-equivariant and the average keeps it, while the network's own error,
         which the flip does not carry along, is averaged over two views. Each averaged row costs a
-        second network pass. Energies are not averaged."""
+        second network pass. Energies are not averaged.
+
+        ``turns`` ({"when": {family: [values]}, "reflect": [...], "swap": [p, q]}) states that rows
+        whose condition holds one of ``when``'s values for each of its families are also symmetric
+        under the up-down flip V (reflecting ``turns.reflect``) and the transpose T (exchanging the
+        parameters ``swap``), so under every quarter turn of a square image. Such a row's mirror pair
+        is then taken in the orientation g = V^b₀·T^b₁, k = b₀ + 2·b₁ = ⌊log₂(below/σ)⌋ mod 4:
+        g⁻¹·½(ε̂(g x | g c) + M ε̂(M g x | M g c)), so that successive octaves of σ below ``below``
+        see the network from four orientations, the first as it is, at no extra network rows."""
         if isinstance(below, bool) or not (math.isfinite(below) and below >= 0):
             raise ModelError(f"{self.name}: the mirror's noise level must be >= 0, got {below!r}")
+        cols = tuple(self._reflected_columns(reflect, "the mirror"))
+        parsed = None if turns is None else self._parse_turns(turns)
+        self.mirror_below = float(below)
+        self.mirror_reflect = tuple(reflect)
+        self._mirror_columns = cols
+        self.mirror_turns = None
+        self._turn_rows, self._turn_reflect, self._turn_swap = (), (), None
+        if parsed is not None:
+            self.mirror_turns, self._turn_rows, self._turn_reflect, self._turn_swap = parsed
+
+    def _reflected_columns(self, names: Sequence[str], what: str):
+        """(presence flag, column, lo + hi) of each "family.param" in ``names``."""
         offsets = slot_offsets(self.slots)
-        cols = []
-        for name in reflect:
+        for name in names:
             fam, _, param = name.partition(".")
             slot = next((s for s in self.slots if s.family == fam and s.kind == "continuous"), None)
             if slot is None or param not in slot.params:
-                raise ModelError(f"{self.name}: the mirror reflects {name!r}, which is not a parameter of a "
+                raise ModelError(f"{self.name}: {what} reflects {name!r}, which is not a parameter of a "
                                  "continuous family of the model")
             j = slot.params.index(param)
             lo, hi = slot.ranges[j]
-            cols.append((offsets[fam], offsets[fam] + 1 + j, float(lo) + float(hi)))
-        self.mirror_below = float(below)
-        self.mirror_reflect = tuple(reflect)
-        self._mirror_columns = tuple(cols)
+            yield offsets[fam], offsets[fam] + 1 + j, float(lo) + float(hi)
+
+    def _parse_turns(self, turns: Mapping[str, Any]) -> tuple:
+        """set_mirror's ``turns`` → (its description, row tests, reflected columns, swapped columns)."""
+        _, h, w = self.image_shape
+        if h != w:
+            raise ModelError(f"{self.name}: quarter turns need a square image, not {h}×{w}")
+        offsets = slot_offsets(self.slots)
+        when = turns.get("when") or {}
+        rows = []
+        for fam, values in when.items():
+            slot = next((s for s in self.slots if s.family == fam and s.kind == "discrete"), None)
+            if slot is None or not values or any(v not in slot.values for v in values):
+                raise ModelError(f"{self.name}: the turns' condition {fam!r}: {values!r} does not name values of "
+                                 "a discrete family of the model")
+            rows.append((offsets[fam], tuple(float(slot.values.index(v) + 1) for v in values)))
+        if not rows:
+            raise ModelError(f"{self.name}: the turns need 'when', the rows they hold for")
+        reflect = tuple(turns.get("reflect", ()))
+        reflect_cols = tuple(self._reflected_columns(reflect, "the up-down flip"))
+        swap = tuple(turns.get("swap", ()))
+        pair = list(self._reflected_columns(swap, "the transpose"))
+        if len(pair) != 2 or pair[0][0] != pair[1][0] or pair[0][1] == pair[1][1] or pair[0][2] != pair[1][2]:
+            raise ModelError(f"{self.name}: the transpose must swap two parameters of one continuous family with "
+                             f"the same range, got {list(swap)!r}")
+        described = (tuple((f, tuple(v)) for f, v in when.items()), reflect, swap)
+        return described, tuple(rows), reflect_cols, (pair[0][0], pair[0][1], pair[1][1])
 
     def mirrored_condition(self, cond: torch.Tensor) -> torch.Tensor:
         """``cond`` (N, D) with each reflected parameter v → lo + hi − v where its family is set."""
-        out = cond.clone()
-        for flag, col, total in self._mirror_columns:
-            present = out[:, flag] > 0.5
-            out[:, col] = torch.where(present, total - out[:, col], out[:, col])
-        return out
+        return _reflect(cond.clone(), self._mirror_columns)
+
+    def turn_index(self, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """(N,) long: each row's orientation k (0: as it is) under the ``turns`` of set_mirror."""
+        k = torch.zeros(cond.shape[0], dtype=torch.long, device=cond.device)
+        if self._turn_swap is None:
+            return k
+        held = sigma < self.mirror_below
+        for col, tokens in self._turn_rows:
+            held &= torch.isin(cond[:, col], torch.tensor(tokens, dtype=cond.dtype, device=cond.device))
+        octave = torch.floor(torch.log2(self.mirror_below / sigma.clamp_min(1e-12))).long() % 4
+        return torch.where(held, octave, k)
+
+    def turned(self, x: torch.Tensor, cond: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and condition in orientation k (set_mirror): the transpose if k & 2, then the up-down flip if k & 1."""
+        cond = cond.clone()
+        if k & 2:
+            flag, a, b = self._turn_swap
+            present = cond[:, flag] > 0.5
+            ca, cb = cond[:, a].clone(), cond[:, b].clone()
+            cond[:, a] = torch.where(present, cb, ca)
+            cond[:, b] = torch.where(present, ca, cb)
+            x = x.transpose(-1, -2)
+        if k & 1:
+            cond = _reflect(cond, self._turn_reflect)
+            x = x.flip(-2)
+        return x, cond
+
+    @staticmethod
+    def unturned(e: torch.Tensor, k: int) -> torch.Tensor:
+        """An image-shaped prediction made in orientation k, back in the image's own."""
+        if k & 1:
+            e = e.flip(-2)
+        if k & 2:
+            e = e.transpose(-1, -2)
+        return e.contiguous()
 
     def set_guidance_interval(self, lo: float, hi: float) -> None:
         """Apply guidance w only while sampling at lo ≤ σ ≤ hi; elsewhere the score is the plain
@@ -269,7 +356,7 @@ class ImplicitConceptModel(_Base):
             interval=self.guidance_interval, prior_below=self.prior_below, prior_keeps=self.prior_keeps,
             autoguide_weight=self.guide_weight if auto else None,
             autoguide_interval=self.guide_interval if auto else None,
-            mirror_below=self.mirror_below, mirror_reflect=self.mirror_reflect,
+            mirror_below=self.mirror_below, mirror_reflect=self.mirror_reflect, mirror_turns=self.mirror_turns,
         )
 
     @property
@@ -340,10 +427,22 @@ class ImplicitConceptModel(_Base):
         """
         cond = cond.to(x.device, x.dtype)
         sigma = sigma.to(x.device, x.dtype)
-        out = self._composed_eps(x, cond, sigma)
         if self.mirror_below is None:
-            return out
-        m = sigma < self.mirror_below  # (N,) rows averaged with their mirror image (set_mirror)
+            return self._composed_eps(x, cond, sigma)
+        turn = self.turn_index(cond, sigma)  # (N,) each row's orientation (set_mirror's turns)
+        if not bool(turn.any()):
+            return self._mirror_average(x, cond, sigma)
+        out = torch.empty_like(x)
+        for k in turn.unique().tolist():
+            r = turn == k
+            xr, cr = self.turned(x[r], cond[r], k)
+            out[r] = self.unturned(self._mirror_average(xr, cr, sigma[r]), k)
+        return out
+
+    def _mirror_average(self, x: torch.Tensor, cond: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The prediction, averaged with its mirror image's on the rows below ``mirror_below`` (set_mirror)."""
+        out = self._composed_eps(x, cond, sigma)
+        m = sigma < self.mirror_below  # (N,) rows averaged with their mirror image
         if not bool(m.any()):
             return out
         back = self._composed_eps(x[m].flip(-1), self.mirrored_condition(cond[m]), sigma[m]).flip(-1)

@@ -407,7 +407,7 @@ def _validate_mirror(value: Any, kind: str, families: dict, where: str) -> None:
     its data is left-right symmetric with those parameters reflected within their ranges."""
     if kind != "implicit":
         raise _err(where, f"'mirror' needs a noise-conditional implicit model, not kind {kind!r}")
-    if not isinstance(value, dict) or set(value) - {"below", "reflect"} or "below" not in value:
+    if not isinstance(value, dict) or set(value) - {"below", "reflect", "turns"} or "below" not in value:
         raise _err(where, f"'mirror' must be {{\"below\": sigma, \"reflect\": [\"family.param\", ...]}}, got {value!r}")
     below = value["below"]
     if isinstance(below, bool) or not isinstance(below, (int, float)) or not math.isfinite(below) or below < 0:
@@ -420,6 +420,55 @@ def _validate_mirror(value: Any, kind: str, families: dict, where: str) -> None:
         spec = families.get(fam)
         if not isinstance(spec, dict) or spec.get("kind") != "continuous" or param not in spec.get("params", []):
             raise _err(where, f"'mirror.reflect': {name!r} is not a parameter of a continuous family of the model")
+    if "turns" in value:
+        _validate_turns(value["turns"], families, where)
+
+
+def _param_range(name: Any, families: dict) -> tuple[str, Any] | None:
+    """("family", range) of a "family.param" name of a continuous family in ``families``; None if it is not one."""
+    if not isinstance(name, str):
+        return None
+    fam, _, param = name.partition(".")
+    spec = families.get(fam)
+    if not isinstance(spec, dict) or spec.get("kind") != "continuous" or param not in spec.get("params", []):
+        return None
+    ranges = spec.get("ranges") or []
+    i = spec["params"].index(param)
+    return fam, (list(ranges[i]) if i < len(ranges) else None)
+
+
+def _validate_turns(value: Any, families: dict, where: str) -> None:
+    """``mirror.turns``: {"when": {family: [values]}, "reflect": ["family.param", ...], "swap": [p, q]}, the
+    statement that rows holding those values are symmetric under the up-down flip (reflecting ``reflect``)
+    and the transpose (exchanging p and q, two parameters of one family with one range)."""
+    shape = '{"when": {"family": ["value", ...]}, "reflect": ["family.param", ...], "swap": ["family.p", "family.q"]}'
+    if not isinstance(value, dict) or set(value) - {"when", "reflect", "swap"} or not {"when", "swap"} <= set(value):
+        raise _err(where, f"'mirror.turns' must be {shape}, got {value!r}")
+    when = value["when"]
+    if not isinstance(when, dict) or not when:
+        raise _err(where, f"'mirror.turns.when' must map discrete families to lists of their values, got {when!r}")
+    for fam, values in when.items():
+        spec = families.get(fam)
+        known = spec.get("values", []) if isinstance(spec, dict) and spec.get("kind") == "discrete" else None
+        if known is None or not isinstance(values, list) or not values or any(v not in known for v in values):
+            raise _err(where, f"'mirror.turns.when': {fam!r}: {values!r} does not name values of a discrete family "
+                       "of the model")
+    reflect = value.get("reflect", [])
+    if not isinstance(reflect, list) or any(_param_range(r, families) is None for r in reflect):
+        raise _err(where, f"'mirror.turns.reflect' must list parameters of continuous families, got {reflect!r}")
+    swap = value["swap"]
+    pair = [_param_range(p, families) for p in swap] if isinstance(swap, list) and len(swap) == 2 else None
+    if pair is None or None in pair or swap[0] == swap[1] or pair[0] != pair[1]:
+        raise _err(where, f"'mirror.turns.swap' must name two parameters of one continuous family with the same "
+                   f"range, got {swap!r}")
+
+
+def _turns_or_none(value: Any) -> tuple | None:
+    """A validated ``mirror.turns`` as GuidanceSettings holds it: ((family, values), ...), reflected, swapped."""
+    if value is None:
+        return None
+    return (tuple((f, tuple(v)) for f, v in value["when"].items()), tuple(value.get("reflect", ())),
+            tuple(value["swap"]))
 
 
 def _validate_prior_keeps(entry: dict, families: dict, where: str) -> None:
@@ -515,6 +564,7 @@ class GuidanceSettings:
     autoguide_interval: tuple[float, float] | None = None
     mirror_below: float | None = None
     mirror_reflect: tuple[str, ...] = ()
+    mirror_turns: tuple | None = None  # ((family, values), ...), reflected, swapped: the mirror's quarter turns
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any]) -> "GuidanceSettings":
@@ -529,6 +579,7 @@ class GuidanceSettings:
             autoguide_interval=None if auto is None else _pair_or_none(auto.get("interval")),
             mirror_below=None if "mirror" not in entry else float(entry["mirror"]["below"]),
             mirror_reflect=tuple(entry.get("mirror", {}).get("reflect", ())),
+            mirror_turns=_turns_or_none(entry.get("mirror", {}).get("turns")),
         )
 
     @property
@@ -557,6 +608,9 @@ class GuidanceSettings:
         if self.mirror_below is not None:
             what = f" ({', '.join(self.mirror_reflect)} reflected)" if self.mirror_reflect else ""
             text += f"; below σ {self.mirror_below:g} averaged with its mirror image{what}"
+            if self.mirror_turns is not None:
+                rows = " and ".join(f"{'/'.join(values)} {fam}" for fam, values in self.mirror_turns[0])
+                text += f", {rows} rows turned a quarter or flipped up-down by octave of σ"
         if self.sampling_weight != self.guidance:
             text += f"; energies (infer) w = {self.guidance:g}"
         return text

@@ -263,7 +263,7 @@ class ModelRegistry:
                         guide = load_weights(guide_entry(entry), self.models_dir, device)
                         model.set_autoguide(guide, g.autoguide_weight, g.autoguide_interval)
                     if g.mirror_below is not None:  # the entry states its data is left-right symmetric
-                        model.set_mirror(g.mirror_below, g.mirror_reflect)
+                        model.set_mirror(g.mirror_below, g.mirror_reflect, entry["mirror"].get("turns"))
                     rng = self.handles[entry["name"]].sigma_range
                     if rng is not None:  # outside its noise levels the model scores as the domain prior
                         model.set_sigma_range(*rng, fallback=self.loaded(self._priors[entry["domain"]].entry, device))

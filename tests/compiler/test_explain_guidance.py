@@ -8,8 +8,8 @@ from conceptlang.models.analytic import GaussianRegistry
 from conceptlang.models.registry import load_registry
 
 SCENES = ("scenes-joint: w = 2 at 0.3 ≤ σ ≤ 100 (the plain conditional outside); below σ 0.03 its color "
-          "condition alone, unguided; below σ 0.3 averaged with its mirror image (position.x reflected); "
-          "energies (infer) w = 5")
+          "condition alone, unguided; below σ 0.3 averaged with its mirror image (position.x reflected), "
+          "circle/square shape rows turned a quarter or flipped up-down by octave of σ; energies (infer) w = 5")
 
 
 def test_the_shipped_models_guidance_is_listed_from_their_manifests():

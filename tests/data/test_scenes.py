@@ -196,3 +196,27 @@ def test_scenes_are_left_right_symmetric_with_x_reflected():
         half = half_extent(np.array([shape, shape]), EXTENT_ARRAY)  # (sizes, 2)
         lo, hi = MARGIN + half, 1 - MARGIN - half
         assert np.allclose(lo + hi, 1.0)
+
+
+def test_circles_and_squares_turn_with_their_positions():
+    """What the scenes manifest's ``mirror.turns`` states: a circle or square scene flipped up-down is
+    the scene with y reflected, and transposed the scene with x and y swapped; their positions range
+    alike on both axes. A triangle (pointing up) is neither."""
+    import dataclasses
+
+    from conceptlang.data.scenes import EXTENT_ARRAY, MARGIN, half_extent, render_scenes, sample_scene_arrays
+
+    arrays = sample_scene_arrays(256, seed=4, split="train")
+    images = render_scenes(arrays).astype(int)  # (N, H, W, 3): rows are y, columns x
+    down = dataclasses.replace(arrays, positions=arrays.positions.copy())
+    down.positions[..., 1] = 1.0 - down.positions[..., 1]
+    swapped = dataclasses.replace(arrays, positions=arrays.positions[..., ::-1].copy())
+    round_or_square = arrays.index["shape"][:, 0] < 2
+    for turned, moved in ((images[:, ::-1], down), (images.transpose(0, 2, 1, 3), swapped)):
+        same = (turned == render_scenes(moved).astype(int)).all(axis=(1, 2, 3))
+        assert same[round_or_square].all() and not same[~round_or_square].any()
+    for shape in (0, 1):
+        half = half_extent(np.array([shape, shape]), EXTENT_ARRAY)  # (sizes, 2): (half-width, half-height)
+        assert np.array_equal(half[:, 0], half[:, 1])
+        lo, hi = MARGIN + half, 1 - MARGIN - half
+        assert np.allclose(lo + hi, 1.0)

@@ -43,7 +43,8 @@ def test_a_loaded_model_holds_what_its_entry_states():
         assert handle.impl("cpu").guidance_settings == GuidanceSettings.of_entry(handle.entry)
     assert reg.handles["scenes-joint"].impl("cpu").guidance_settings == GuidanceSettings(
         guidance=5.0, sampling_guidance=2.0, interval=(0.3, 100.0), prior_below=0.03, prior_keeps=("color",),
-        mirror_below=0.3, mirror_reflect=("position.x",))
+        mirror_below=0.3, mirror_reflect=("position.x",),
+        mirror_turns=((("shape", ("circle", "square")),), ("position.y",), ("position.x", "position.y")))
     row = next(r for r in reg.describe() if r["name"] == "scenes-joint")
     assert {k: row[k] for k in ("guidance", "sampling_guidance", "guidance_interval", "prior_below", "prior_keeps")} == {
         "guidance": 5.0, "sampling_guidance": 2.0, "guidance_interval": [0.3, 100.0], "prior_below": 0.03,

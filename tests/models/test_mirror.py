@@ -96,3 +96,81 @@ def test_the_entry_key_is_read_and_described():
     assert g.describe() == "w = 2; below σ 0.3 averaged with its mirror image (position.x reflected)"
     assert GuidanceSettings.of_entry({"mirror": {"below": 0.1}}).describe() == (
         "w = 1; below σ 0.1 averaged with its mirror image")
+
+
+TURNS = {"when": {"shape": ["circle", "square"]}, "reflect": ["position.y"], "swap": ["position.x", "position.y"]}
+
+
+def _turning_model():
+    m = _model()
+    m.set_mirror(0.3, ["position.x"], TURNS)
+    return m
+
+
+def test_rows_turn_by_octave_of_sigma_where_the_condition_holds():
+    m = _turning_model()
+    cond = m.encode([{"shape": "circle"}] * 6 + [{"shape": "square", "position": (0.2, 0.3)},
+                                                 {"shape": "triangle"}, {}])
+    sigma = torch.tensor([0.2, 0.1, 0.05, 0.02, 0.01, 0.5, 0.1, 0.1, 0.1])
+    # octaves below the mirror's 0.3, ⌊log₂(0.3/σ)⌋ = 0, 1, 2, 3, 4 → orientations 0, 1, 2, 3, 0; none
+    # at or above the mirror's level, nor for a triangle or a row without a shape
+    assert m.turn_index(cond, sigma).tolist() == [0, 1, 2, 3, 0, 0, 1, 0, 0]
+    assert _model().turn_index(cond, sigma).tolist() == [0] * 9
+
+
+@pytest.mark.parametrize("k,position", [(1, (0.2, 0.7)), (2, (0.3, 0.2)), (3, (0.3, 0.8))])
+def test_a_turn_maps_the_image_and_the_position_together(k, position):
+    m = _turning_model()
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
+    cond = m.encode([{"shape": "square", "position": (0.2, 0.3)}, {"shape": "circle"}])
+    xt, ct = m.turned(x, cond, k)
+    want_x = x.transpose(-1, -2) if k & 2 else x
+    want_x = want_x.flip(-2) if k & 1 else want_x
+    assert torch.equal(xt, want_x)
+    torch.testing.assert_close(ct, m.encode([{"shape": "square", "position": position}, {"shape": "circle"}]),
+                               rtol=0, atol=1e-6)
+    assert torch.equal(m.unturned(xt, k), x)
+
+
+def test_a_turned_row_averages_its_mirror_pair_in_its_orientation_at_no_extra_rows():
+    plain, m = _model(), _turning_model()
+    plain.set_mirror(0.3, ["position.x"])
+    x, cond, sigma = _inputs(m)
+    cond = m.encode([{"shape": "square", "position": (0.2, 0.7)}, {"shape": "triangle"},
+                     {"shape": "circle", "position": (0.9, 0.4)}, {"shape": "circle"}, {"shape": "square"},
+                     {"shape": "circle", "color": "blue"}])
+    sigma = torch.tensor([0.02, 0.1, 0.06, 0.5, 0.2, 0.1])  # orientations 3, 0, 2, 0, 0, 1
+    assert m.turn_index(cond, sigma).tolist() == [3, 0, 2, 0, 0, 1]
+    with torch.no_grad():
+        out = m.eps(x, cond, sigma)
+        rows = m.forward_rows
+        want = plain.eps(x, cond, sigma)
+        assert plain.forward_rows == rows  # the same rows, taken in other orientations
+        for i, k in ((0, 3), (2, 2), (5, 1)):
+            xt, ct = m.turned(x[i:i + 1], cond[i:i + 1], k)
+            want[i:i + 1] = m.unturned(plain.eps(xt, ct, sigma[i:i + 1]), k)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
+    assert not torch.allclose(out[0], plain.eps(x[:1], cond[:1], sigma[:1])[0], atol=1e-4)
+
+
+def test_bad_turns_are_refused():
+    m = _model()
+    bad = [({"when": {}, "swap": ["position.x", "position.y"]}, "need 'when'"),
+           ({"when": {"shape": ["hexagon"]}, "swap": ["position.x", "position.y"]}, "does not name values"),
+           ({"when": {"position": ["x"]}, "swap": ["position.x", "position.y"]}, "does not name values"),
+           ({"when": {"shape": ["circle"]}, "swap": ["position.x"]}, "must swap two parameters"),
+           ({"when": {"shape": ["circle"]}, "swap": ["position.x", "position.x"]}, "must swap two parameters"),
+           ({"when": {"shape": ["circle"]}, "reflect": ["color.y"], "swap": ["position.x", "position.y"]},
+            "not a parameter of a continuous family")]
+    for turns, message in bad:
+        with pytest.raises(ModelError, match=message):
+            m.set_mirror(0.3, ["position.x"], turns)
+    assert m.mirror_below is None and m.mirror_turns is None
+
+
+def test_the_turns_are_read_and_described():
+    g = GuidanceSettings.of_entry({"guidance": 2, "mirror": {"below": 0.3, "reflect": ["position.x"], "turns": TURNS}})
+    assert g.mirror_turns == ((("shape", ("circle", "square")),), ("position.y",), ("position.x", "position.y"))
+    assert g.describe() == ("w = 2; below σ 0.3 averaged with its mirror image (position.x reflected), "
+                            "circle/square shape rows turned a quarter or flipped up-down by octave of σ")
+    assert _turning_model().guidance_settings.mirror_turns == g.mirror_turns

@@ -148,6 +148,20 @@ def test_missing_weights_file_is_a_model_error(models_copy):
         (lambda d: d["models"][0].update(mirror={"below": 0.3, "reflect": "position.x"}), "'mirror.reflect' must be a list"),
         (lambda d: d["models"][0].update(mirror={"below": 0.3, "reflect": ["color.x"]}),
          "'mirror.reflect': 'color.x' is not a parameter of a continuous family"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "turns": {"when": {"shape": ["circle"]}}}),
+         "'mirror.turns' must be"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "turns": {"when": {}, "swap": ["position.x", "position.y"]}}),
+         "'mirror.turns.when' must map discrete families"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "turns": {"when": {"shape": ["hexagon"]},
+                                                                         "swap": ["position.x", "position.y"]}}),
+         "'mirror.turns.when': 'shape': \\['hexagon'\\] does not name values"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "turns": {"when": {"shape": ["circle"]},
+                                                                         "reflect": ["color.y"],
+                                                                         "swap": ["position.x", "position.y"]}}),
+         "'mirror.turns.reflect' must list parameters"),
+        (lambda d: d["models"][0].update(mirror={"below": 0.3, "turns": {"when": {"shape": ["circle"]},
+                                                                         "swap": ["position.x", "position.x"]}}),
+         "'mirror.turns.swap' must name two parameters"),
         (lambda d: d["models"][0].update(sampling_guidance=0), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=True), "'sampling_guidance' must be a number > 0"),
         (lambda d: d["models"][0].update(sampling_guidance=float("inf")), "'sampling_guidance' must be a number > 0"),
@@ -500,6 +514,12 @@ def test_mirror_and_weight_level_reach_the_model_and_the_compiler(models_copy):
     assert reg.describe()[0]["mirror_below"] == 0.25
     assert reg.describe()[0]["guidance_summary"].endswith("; below σ 0.25 averaged with its mirror image "
                                                           "(position.x reflected)")
+    data["models"][0]["mirror"]["turns"] = {"when": {"shape": ["circle", "square"]}, "reflect": ["position.y"],
+                                            "swap": ["position.x", "position.y"]}
+    (models_copy / "manifest.json").write_text(json.dumps(data))
+    turning = load_registry(models_copy).handles["tiny"].impl("cpu")
+    assert turning.mirror_turns == ((("shape", ("circle", "square")),), ("position.y",), ("position.x", "position.y"))
+    assert turning.passes_per_row == 2  # the turns take the mirror's rows in other orientations
     g = compile_expr("red & circle", reg)
     assert g.weights_above == 0.3 and g.low_linear_coefs is not None
     assert reg.concept_weights_above([reg.handles["tiny"]]) == 0.3
