@@ -35,8 +35,8 @@ Configurations (``--configs``, comma-separated):
 Prints one table, a pooled line per configuration (accuracy over all samples with its Wilson
 interval, mean TV, precision and recall over the expressions) and writes
 benchmarks/results/sampling.json (``--json``). A long run split into parts, one process per core
-(``--expressions`` a part of a suite each), is put back together with ``--merge PART.json ...
---json OUT``: the parts must be complete runs at the same n and seed with no (expression,
+(``--part 1/2`` and ``--part 2/2``: every other expression of ``--expressions`` each), is put back
+together with ``--merge PART.json ... --json OUT``: the parts must be complete runs at the same n and seed with no (expression,
 configuration) in two of them; the merged file keeps every part's environment and command. Every
 file records the command line that wrote it (``command``) and, with ``--note TEXT``, a note on
 why the run was made. The default run (the
@@ -116,6 +116,19 @@ def read_expressions(path: str) -> list[tuple[str, str, str]]:
     from conceptlang.evaluation.suites import load_tuning_list
 
     return [(s.domain or "scenes", operator_of(e.text), e.text) for s in load_tuning_list(path) for e in s.entries]
+
+
+def part_of(items: list, spec: str) -> list:
+    """``spec`` "K/N" (1 ≤ K ≤ N): every N-th item from the K-th on, so that parts 1/N … N/N together hold each
+    item once."""
+    k, _, n = spec.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise SystemExit(f"--part must be K/N with 1 <= K <= N, got {spec!r}") from None
+    if not 1 <= k <= n:
+        raise SystemExit(f"--part must be K/N with 1 <= K <= N, got {spec!r}")
+    return items[k - 1::n]
 
 
 def operator_of(text: str) -> str:
@@ -202,6 +215,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS)
     ap.add_argument("--expressions", default=None, help="file of expressions (@domain lines), else the built-in four")
+    ap.add_argument("--part", default=None, metavar="K/N",
+                    help="only every N-th expression from the K-th on (K = 1 … N): one part of a run split over processes")
     ap.add_argument("--models", default=None, help="models directory (default: the shipped models)")
     ap.add_argument("--no-judge", action="store_true", help="timing and nfe only")
     ap.add_argument("--json", default="benchmarks/results/sampling.json")
@@ -234,6 +249,8 @@ def main() -> None:
     registry = load_registry(args.models)
     configs = [parse_config(c.strip()) for c in args.configs.split(",") if c.strip()]
     exprs = read_expressions(args.expressions) if args.expressions else DEFAULT_EXPRESSIONS
+    if args.part:
+        exprs = part_of(exprs, args.part)
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"{args.threads} thread(s), device {device}, n = {args.n}, seed {args.seed}")
     env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),

@@ -121,3 +121,14 @@ def test_merge_option_writes_the_merged_file(tmp_path, monkeypatch, capsys):
     assert merged["part_commands"] == ["python benchmarks/bench_sampling.py --part a",
                                        "python benchmarks/bench_sampling.py --part b"]
     assert "new: 24 of 32 satisfied, accuracy 0.7500" in capsys.readouterr().out
+
+
+def test_parts_split_the_expressions_without_overlap():
+    bench = _bench()
+    items = list(range(7))
+    parts = [bench.part_of(items, f"{k}/3") for k in (1, 2, 3)]
+    assert parts == [[0, 3, 6], [1, 4], [2, 5]]
+    assert bench.part_of(items, "1/1") == items
+    for bad in ("0/2", "3/2", "a/2", "2"):
+        with pytest.raises(SystemExit, match="--part must be K/N"):
+            bench.part_of(items, bad)
