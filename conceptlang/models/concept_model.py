@@ -212,7 +212,7 @@ class ImplicitConceptModel(_Base):
             fam, _, param = name.partition(".")
             slot = next((s for s in self.slots if s.family == fam and s.kind == "continuous"), None)
             if slot is None or param not in slot.params:
-                raise ModelError(f"{self.name}: {what} reflects {name!r}, which is not a parameter of a "
+                raise ModelError(f"{self.name}: {what} names {name!r}, which is not a parameter of a "
                                  "continuous family of the model")
             j = slot.params.index(param)
             lo, hi = slot.ranges[j]

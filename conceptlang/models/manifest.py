@@ -408,7 +408,8 @@ def _validate_mirror(value: Any, kind: str, families: dict, where: str) -> None:
     if kind != "implicit":
         raise _err(where, f"'mirror' needs a noise-conditional implicit model, not kind {kind!r}")
     if not isinstance(value, dict) or set(value) - {"below", "reflect", "turns"} or "below" not in value:
-        raise _err(where, f"'mirror' must be {{\"below\": sigma, \"reflect\": [\"family.param\", ...]}}, got {value!r}")
+        raise _err(where, f"'mirror' must be {{\"below\": sigma, \"reflect\": [\"family.param\", ...]}}, optionally with "
+                   f"\"turns\", got {value!r}")
     below = value["below"]
     if isinstance(below, bool) or not isinstance(below, (int, float)) or not math.isfinite(below) or below < 0:
         raise _err(where, f"'mirror.below' must be a noise level >= 0, got {below!r}")
