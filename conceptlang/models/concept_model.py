@@ -195,7 +195,7 @@ class ImplicitConceptModel(_Base):
         see the network from four orientations, the first as it is, at no extra network rows."""
         if isinstance(below, bool) or not (math.isfinite(below) and below >= 0):
             raise ModelError(f"{self.name}: the mirror's noise level must be >= 0, got {below!r}")
-        cols = tuple(self._reflected_columns(reflect, "the mirror"))
+        cols = self._reflected_columns(reflect, "the mirror")
         parsed = None if turns is None else self._parse_turns(turns)
         self.mirror_below = float(below)
         self.mirror_reflect = tuple(reflect)
@@ -205,9 +205,10 @@ class ImplicitConceptModel(_Base):
         if parsed is not None:
             self.mirror_turns, self._turn_rows, self._turn_reflect, self._turn_swap = parsed
 
-    def _reflected_columns(self, names: Sequence[str], what: str):
-        """(presence flag, column, lo + hi) of each "family.param" in ``names``."""
+    def _param_columns(self, names: Sequence[str], what: str) -> list[tuple[int, int, tuple[float, float]]]:
+        """(presence flag, column, (lo, hi)) of each "family.param" in ``names``."""
         offsets = slot_offsets(self.slots)
+        out = []
         for name in names:
             fam, _, param = name.partition(".")
             slot = next((s for s in self.slots if s.family == fam and s.kind == "continuous"), None)
@@ -216,7 +217,12 @@ class ImplicitConceptModel(_Base):
                                  "continuous family of the model")
             j = slot.params.index(param)
             lo, hi = slot.ranges[j]
-            yield offsets[fam], offsets[fam] + 1 + j, float(lo) + float(hi)
+            out.append((offsets[fam], offsets[fam] + 1 + j, (float(lo), float(hi))))
+        return out
+
+    def _reflected_columns(self, names: Sequence[str], what: str) -> tuple[tuple[int, int, float], ...]:
+        """(presence flag, column, lo + hi) of each "family.param" in ``names``: what a reflection needs."""
+        return tuple((flag, col, lo + hi) for flag, col, (lo, hi) in self._param_columns(names, what))
 
     def _parse_turns(self, turns: Mapping[str, Any]) -> tuple:
         """set_mirror's ``turns`` → (its description, row tests, reflected columns, swapped columns)."""
@@ -235,9 +241,9 @@ class ImplicitConceptModel(_Base):
         if not rows:
             raise ModelError(f"{self.name}: the turns need 'when', the rows they hold for")
         reflect = tuple(turns.get("reflect", ()))
-        reflect_cols = tuple(self._reflected_columns(reflect, "the up-down flip"))
+        reflect_cols = self._reflected_columns(reflect, "the up-down flip")
         swap = tuple(turns.get("swap", ()))
-        pair = list(self._reflected_columns(swap, "the transpose"))
+        pair = self._param_columns(swap, "the transpose")
         if len(pair) != 2 or pair[0][0] != pair[1][0] or pair[0][1] == pair[1][1] or pair[0][2] != pair[1][2]:
             raise ModelError(f"{self.name}: the transpose must swap two parameters of one continuous family with "
                              f"the same range, got {list(swap)!r}")

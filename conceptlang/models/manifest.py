@@ -417,9 +417,7 @@ def _validate_mirror(value: Any, kind: str, families: dict, where: str) -> None:
     if not isinstance(reflect, list) or not all(isinstance(r, str) for r in reflect):
         raise _err(where, f"'mirror.reflect' must be a list of \"family.param\" names, got {reflect!r}")
     for name in reflect:
-        fam, _, param = name.partition(".")
-        spec = families.get(fam)
-        if not isinstance(spec, dict) or spec.get("kind") != "continuous" or param not in spec.get("params", []):
+        if _param_range(name, families) is None:
             raise _err(where, f"'mirror.reflect': {name!r} is not a parameter of a continuous family of the model")
     if "turns" in value:
         _validate_turns(value["turns"], families, where)
