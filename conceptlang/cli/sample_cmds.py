@@ -76,26 +76,11 @@ def _grouped(**groups: tuple[str, ...]):
 def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, strict=False, concept_weights=True,
                      negation=None, free_families=None, named_positions=None, named_radius=None,
                      or_weights=None) -> dict[str, Any]:
-    opts: dict[str, Any] = {"strict": strict, "concept_weights": concept_weights}
-    if or_weights is not None:
-        opts["or_weights"] = or_weights
-    if negation is not None:
-        opts["negation"] = negation
-    if free_families is not None:
-        opts["free_families"] = free_families
-    if named_positions is not None:
-        opts["named_positions"] = named_positions
-    if named_radius is not None:
-        opts["named_radius"] = named_radius
-    if alpha is not None:
-        opts["alpha"] = alpha
-    if temperature is not None:
-        opts["tau"] = temperature
-    if and_mode is not None:
-        opts["and_mode"] = and_mode
-    if or_mode is not None:
-        opts["or_mode"] = or_mode
-    return opts
+    given = {"or_weights": or_weights, "negation": negation, "free_families": free_families,
+             "named_positions": named_positions, "named_radius": named_radius, "alpha": alpha,
+             "tau": temperature, "and_mode": and_mode, "or_mode": or_mode}
+    return {"strict": strict, "concept_weights": concept_weights,
+            **{k: v for k, v in given.items() if v is not None}}
 
 
 def _common_compile_options(f):
