@@ -43,8 +43,10 @@ for e in data["models"]:
         e["guidance"] = 10.0
     if e["name"] == "continual-position":
         e["concept_weights"] = {"position": 0.5}
-    # one deterministic step per noise level, twice the DDIM step (docs/models.md, "Sampler settings")
-    e["sampler"].update(steps_per_sigma=1, step_size=3.34e-05, noise_scale=0.0)
+    # one deterministic step per noise level, twice the DDIM step (docs/models.md, "Sampler settings");
+    # each chain's named position drawn within 0.02 of the point, spread over that disc
+    e["sampler"].update(steps_per_sigma=1, step_size=3.34e-05, noise_scale=0.0,
+                        free_families="data", named_positions="data", named_radius=0.02)
 write_json(path, data)
 PY
 conceptlang models --models models/continual --verify
