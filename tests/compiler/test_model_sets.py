@@ -9,11 +9,13 @@ import json
 import warnings
 
 import pytest
+import torch
 
 from conceptlang.compiler import ModelSetWarning, compile
 from conceptlang.errors import CompileError, ModelError, NameResolutionError
 from conceptlang.models.registry import load_registry, validate_manifest
 from conceptlang.resources import display_path, shipped_models_dir
+from conceptlang.sampling.api import draw_chain_values
 
 SHIPPED = shipped_models_dir()
 TWO = "position(0.2, 0.25) & position(0.8, 0.75)"
@@ -141,6 +143,19 @@ def test_the_shipped_continual_set_warns_for_two_positions():
     with pytest.warns(ModelSetWarning, match=r"continual-position \(.*\) was trained on one object per image.*"
                                              r"model set 'objects' .* serves it for up to 2 objects"):
         compile(TWO, reg)
+
+
+def test_the_shipped_continual_set_draws_each_named_position_within_0_02():
+    reg = load_registry(SHIPPED / "continual")
+    g = compile("position(0.3, 0.3) & triangle & red", reg)
+    assert g.options["named_positions"] == "data" and g.options["named_radius"] == 0.02
+    assert g.drawn_leaves == {0: ("position",)} and g.leaves[0].label == "position(drawn near 0.3, 0.3)"
+    (key, pos), = draw_chain_values(g, 64, seed=3).items()
+    dist = (pos - torch.tensor([0.3, 0.3])).norm(dim=1)
+    assert key == (0, "position") and float(dist.max()) <= 0.02 and len(torch.unique(pos, dim=0)) == 64
+    # where no position is named, nothing is drawn: the pair keeps its three leaves
+    pair = compile("circle & green", reg)
+    assert pair.drawn_leaves == {} and [leaf.label for leaf in pair.leaves] == ["shape.circle", "color.green", "prior"]
 
 
 def test_a_missing_family_is_an_error_that_names_a_set_with_it():
