@@ -19,7 +19,7 @@ import torch
 from conceptlang.errors import ModelError
 from conceptlang.interface import Condition
 from conceptlang.models.conditions import encode_conditions
-from conceptlang.models.manifest import GuidanceSettings
+from conceptlang.models.manifest import GuidanceSettings, turns_description
 from conceptlang.models.networks import EnergyNet, SlotSpec, UNet, condition_width, slot_offsets
 
 
@@ -247,8 +247,7 @@ class ImplicitConceptModel(_Base):
         if len(pair) != 2 or pair[0][0] != pair[1][0] or pair[0][1] == pair[1][1] or pair[0][2] != pair[1][2]:
             raise ModelError(f"{self.name}: the transpose must swap two parameters of one continuous family with "
                              f"the same range, got {list(swap)!r}")
-        described = (tuple((f, tuple(v)) for f, v in when.items()), reflect, swap)
-        return described, tuple(rows), reflect_cols, (pair[0][0], pair[0][1], pair[1][1])
+        return turns_description(turns), tuple(rows), reflect_cols, (pair[0][0], pair[0][1], pair[1][1])
 
     def mirrored_condition(self, cond: torch.Tensor) -> torch.Tensor:
         """``cond`` (N, D) with each reflected parameter v → lo + hi − v where its family is set."""

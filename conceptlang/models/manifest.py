@@ -462,8 +462,8 @@ def _validate_turns(value: Any, families: dict, where: str) -> None:
                    f"range, got {swap!r}")
 
 
-def _turns_or_none(value: Any) -> tuple | None:
-    """A validated ``mirror.turns`` as GuidanceSettings holds it: ((family, values), ...), reflected, swapped."""
+def turns_description(value: Any) -> tuple | None:
+    """A validated ``mirror.turns`` as GuidanceSettings (and the model) holds it: ((family, values), ...), reflected, swapped."""
     if value is None:
         return None
     return (tuple((f, tuple(v)) for f, v in value["when"].items()), tuple(value.get("reflect", ())),
@@ -578,7 +578,7 @@ class GuidanceSettings:
             autoguide_interval=None if auto is None else _pair_or_none(auto.get("interval")),
             mirror_below=None if "mirror" not in entry else float(entry["mirror"]["below"]),
             mirror_reflect=tuple(entry.get("mirror", {}).get("reflect", ())),
-            mirror_turns=_turns_or_none(entry.get("mirror", {}).get("turns")),
+            mirror_turns=turns_description(entry.get("mirror", {}).get("turns")),
         )
 
     @property
