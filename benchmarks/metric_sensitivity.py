@@ -15,7 +15,6 @@ with the figures per expression.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -85,7 +84,7 @@ def main() -> None:
             ref = D.reference_for(parse(text), domain, n_images=2 * args.n, seed=D.reference_seed(text, args.seed))
             a, b = ref.images[: args.n], ref.images[args.n : 2 * args.n]
             fa = D.judge_features(judge, a)
-            scale = math.sqrt(float((fa**2).mean())) or 1.0  # as distribution_metrics scales them
+            scale = D.feature_scale(fa)  # as distribution_metrics scales them
             fa = fa / scale
             rng = np.random.default_rng([args.seed, len(rows)])
             for name, kind, amount in CHANGES:

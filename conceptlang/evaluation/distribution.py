@@ -306,6 +306,13 @@ def judge_features(judge, images: np.ndarray) -> np.ndarray:
     return out / np.bincount(owner_arr, minlength=len(imgs))[:, None]
 
 
+def feature_scale(reference: np.ndarray) -> float:
+    """The one factor every feature set of an expression is divided by: the root mean square of
+    the reference features (1 where they are all zero). KID's kernel (a·b / d + 1)³ then sees
+    values of order one whatever the judge's activations."""
+    return math.sqrt(float((np.asarray(reference, dtype=np.float64) ** 2).mean())) or 1.0
+
+
 # -------------------------------------------------------------------------------------- results
 
 
@@ -485,9 +492,7 @@ def distribution_metrics(expr: Expr, domain: str | None, images: np.ndarray, lab
         real_a, real_b = ref.images[:n_real], ref.images[n_real : 2 * n_real]
         m.reference_images = real_a
         fa, fb, fs = judge_features(judge, real_a), judge_features(judge, real_b), judge_features(judge, images)
-        # One scale for all three sets, so that the reference's mean squared feature is 1: KID's
-        # kernel (a·b / d + 1)³ then sees values of order one whatever the judge's activations.
-        scale = math.sqrt(float((fa**2).mean())) or 1.0
+        scale = feature_scale(fa)
         fa, fb, fs = fa / scale, fb / scale, fs / scale
         m.precision, m.recall = precision_recall(fa, fs)
         m.precision_floor, m.recall_floor = precision_recall(fa, fb)

@@ -39,6 +39,11 @@ def test_knn_radii_and_precision_recall_on_a_line():
         D.knn_radii(real[:3], 3)
 
 
+def test_feature_scale_is_the_root_mean_square_of_the_reference_features():
+    assert D.feature_scale(np.array([[3.0, 4.0], [0.0, 0.0]])) == 2.5  # sqrt((9 + 16 + 0 + 0) / 4)
+    assert D.feature_scale(np.zeros((4, 3))) == 1.0  # all zero: no scaling
+
+
 def test_kid_unbiased_estimator_known_values():
     x = np.array([[0.0], [1.0]])
     # k(a, b) = (ab + 1)^3: k(0,0) = k(0,1) = 1, k(1,1) = 8. Off-diagonal means 1 and 1; cross mean 11/4.

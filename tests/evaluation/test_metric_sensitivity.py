@@ -53,7 +53,7 @@ def test_scenes_features_separate_generator_images_a_few_levels_brighter():
     ref = D.reference_for(parse("circle & blue"), "scenes", n_images=128, seed=4)
     a, b = ref.images[:64], ref.images[64:128]
     fa = D.judge_features(judge, a)
-    scale = math.sqrt(float((fa**2).mean()))
+    scale = D.feature_scale(fa)
     as_drawn = D.precision_recall(fa / scale, D.judge_features(judge, b) / scale)[0]
     brighter = _script().changed(b, "offset", 8.0, np.random.default_rng(0))
     shifted = D.precision_recall(fa / scale, D.judge_features(judge, brighter) / scale)[0]
