@@ -22,6 +22,9 @@ dict with those keys are copied into the ``conceptlang sample`` JSON sidecar; a 
 ``sampler_settings`` may carry ``"alpha"`` (the measured negation strength), ``"and_mode"``
 (the measured AND semantics) and ``"negation"`` (how ``~c`` is lowered), each used when the caller sets none,
 and the sampler keys listed in docs/compiler.md.
+A registry's ``finisher(domain)`` returns ``(model, level)``, the domain's finishing model and the noise
+level below which its unconditional score alone denoises every chain, or None (docs/design.md,
+"Finishing model").
 A registry's ``joint(refs)`` returns ``(model, condition)`` for one model that scores all of
 ``refs`` at once (a joint model conditioned on every one of them), or None; ``and_mode="joint"``
 uses it and falls back to separate terms without it.

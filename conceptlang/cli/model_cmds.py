@@ -362,7 +362,10 @@ def models_cmd(as_json, models, verify):
         if verify:
             line += {"ok": "  checksum ok", "missing": "  WEIGHTS FILE MISSING", "mismatch": "  CHECKSUM MISMATCH"}[row["checksum"]]
         click.echo(line)
-        click.echo(f"      {fams}" + ("  [prior]" if row["prior"] else ""))
+        if row["finish_below"] is not None:
+            click.echo(f"      (no concepts)  [finishing model: alone below σ = {row['finish_below']:g}, finish_below]")
+        else:
+            click.echo(f"      {fams}" + ("  [prior]" if row["prior"] else ""))
         if row["concept_weights"]:
             click.echo("      calibrated weights: " + ", ".join(f"{c} ×{w:g}" for c, w in row["concept_weights"].items()))
         if row["sigma_range"] is not None:

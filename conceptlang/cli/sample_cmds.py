@@ -51,7 +51,7 @@ _DRAW_MODES = ("spread", "independent")  # conceptlang.sampling.draws.DRAW_MODES
 
 
 COMPILE_OPTIONS = ("alpha", "temperature", "negation", "free_families", "named_positions", "named_radius", "or_weights",
-                   "and_mode", "or_mode", "concept_weights", "strict")
+                   "and_mode", "or_mode", "concept_weights", "finish", "strict")
 SAMPLER_OPTIONS = ("sampler", "steps", "step_size", "noise_scale", "clip_denoised", "restarts", "restart_sigma", "s_churn",
                    "s_noise", "eta", "eta_sigma_min", "max_nfe", "batch_size", "estimate_log_z", "draws")
 OUTPUT_OPTIONS = ("output", "per_image", "gif", "scale", "as_json", "progress")
@@ -74,12 +74,12 @@ def _grouped(**groups: tuple[str, ...]):
 
 
 def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, strict=False, concept_weights=True,
-                     negation=None, free_families=None, named_positions=None, named_radius=None,
+                     finish=True, negation=None, free_families=None, named_positions=None, named_radius=None,
                      or_weights=None) -> dict[str, Any]:
     given = {"or_weights": or_weights, "negation": negation, "free_families": free_families,
              "named_positions": named_positions, "named_radius": named_radius, "alpha": alpha,
              "tau": temperature, "and_mode": and_mode, "or_mode": or_mode}
-    return {"strict": strict, "concept_weights": concept_weights,
+    return {"strict": strict, "concept_weights": concept_weights, "finish": finish,
             **{k: v for k, v in given.items() if v is not None}}
 
 
@@ -88,6 +88,9 @@ def _common_compile_options(f):
                           "(more objects than they saw per image), is an error, not a warning.")(f)
     f = click.option("--concept-weights/--no-concept-weights", default=True,
                      help="Apply the models' calibrated concept weights (manifest `concept_weights`). [default: on]")(f)
+    f = click.option("--finish/--no-finish", default=True,
+                     help="Hand the last noise levels to the models' finishing model where the set has one "
+                          "(manifest `finish_below`); --no-finish composes to the end. [default: on]")(f)
     f = click.option("--or-mode", type=click.Choice(list(_OR_MODES)), default=None,
                      help="OR route: exact DNF mixture (auto/dnf) or log-sum-exp energies (lse). [default: auto]")(f)
     f = click.option("--and-mode", type=click.Choice(list(_AND_MODES)), default=None,

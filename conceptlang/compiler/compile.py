@@ -145,6 +145,10 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     settings = _settings(registry, models)
     weights_above, low_linear, disjuncts = _weights_floor(expr, registry, domain, refs, attempt, builder, route,
                                                           disjuncts, notices)
+    finish = _finisher(registry, domain) if opts.finish else None
+    if finish is not None:
+        notices.append(f"below σ = {finish[1]:g} the finishing model {finish[0].name} alone denoises every chain "
+                       "(its manifest's finish_below; finish=False composes to the end)")
     return EnergyGraph(
         expression=text,
         domain=domain,
@@ -165,7 +169,22 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         drawer=getattr(registry, "value_draws", None) if builder.drawn else None,
         weights_above=weights_above,
         low_linear=low_linear,
+        finish=finish,
     )
+
+
+def _finisher(registry: ConceptRegistry, domain: str) -> tuple[Any, float] | None:
+    """The registry's finishing model of ``domain`` and its level (optional hook ``finisher``), or None."""
+    hook = getattr(registry, "finisher", None)
+    if not callable(hook):
+        return None
+    found = hook(domain)
+    if found is None:
+        return None
+    model, below = found
+    if not getattr(model, "noise_conditional", False) or model.kind != "implicit":
+        raise CompileError(f"the finishing model {model.name} of {domain!r} must be a noise-conditional implicit model")
+    return model, float(below)
 
 
 def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions,

@@ -83,6 +83,7 @@ class EnergyGraph:
         drawer: Any = None,
         weights_above: float | None = None,
         low_linear: Sequence[float] | None = None,
+        finish: tuple[ConceptModel, float] | None = None,
     ):
         self.expression = expression
         self.domain = domain
@@ -120,11 +121,19 @@ class EnergyGraph:
         # coefficients (the linear route's ``low_linear``, a disjunct's ``low_coefs``).
         self.weights_above = None if weights_above is None else float(weights_above)
         self.low_linear_coefs: tuple[float, ...] | None = None if low_linear is None else tuple(low_linear)
+        # The domain's finishing model and the level below which its unconditional score alone
+        # denoises every chain (the registry's ``finisher``); None: the composition to the end.
+        self.finish_model: ConceptModel | None = None if finish is None else finish[0]
+        self.finish_below: float | None = None if finish is None else float(finish[1])
 
     # -- properties ---------------------------------------------------------------------------
     @property
     def models(self) -> tuple[ConceptModel, ...]:
-        return tuple(m for m, _ in self._groups)
+        """Every model the graph evaluates: the leaves' models, then the finishing model if it is another."""
+        found = tuple(m for m, _ in self._groups)
+        if self.finish_model is not None and all(m is not self.finish_model for m in found):
+            found += (self.finish_model,)
+        return found
 
     @property
     def is_linear(self) -> bool:
@@ -317,7 +326,12 @@ class EnergyGraph:
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
               chain_conds: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        """∇ₓ log p of the composition at noise level ``sigma``: (B, C, H, W)."""
+        """∇ₓ log p of the composition at noise level ``sigma``: (B, C, H, W); below
+        :attr:`finish_below` the finishing model's unconditional score."""
+        return self.finished(x, sigma, lambda: self._composed_score(x, sigma, chain_conds))
+
+    def _composed_score(self, x: torch.Tensor, sigma: torch.Tensor | None,
+                        chain_conds: dict[int, torch.Tensor] | None) -> torch.Tensor:
         if self._linear_coefs is not None:
             coefs = torch.tensor(self._linear_coefs, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)
             if self.low_linear_coefs is not None:
@@ -325,6 +339,35 @@ class EnergyGraph:
                 coefs = self.coefs_at(coefs, low, sigma)
             return self.linear_score(x, coefs, sigma, chain_conds)
         return self.energy_and_score(x, sigma, chain_conds=chain_conds)[1]
+
+    # -- finishing model ----------------------------------------------------------------------
+    def finish_rows(self, sigma: torch.Tensor | None) -> torch.Tensor | None:
+        """Bool (B,): the chains whose noise level is below :attr:`finish_below`; None when there are none."""
+        if self.finish_model is None or sigma is None:
+            return None
+        below = sigma < self.finish_below
+        return below if bool(below.any()) else None
+
+    def _finish_call(self, method: str, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        model = self.finish_model
+        key = (id(model), "null", str(x.device))
+        null = self._cond_cache.get(key)
+        if null is None:
+            null = self._cond_cache[key] = model.encode([{}]).to(x.device)  # (1, D)
+        return self._call(getattr(model, method), x, null.expand(x.shape[0], -1), sigma)
+
+    def finished(self, x: torch.Tensor, sigma: torch.Tensor | None, composed: Any, method: str = "score") -> torch.Tensor:
+        """``composed()`` (the composition's ``method``: "score" or "energy"), with the chains below
+        :attr:`finish_below` given the finishing model's unconditional ``method`` instead. A batch wholly
+        below the level never evaluates the composition."""
+        below = self.finish_rows(sigma)
+        if below is None:
+            return composed()
+        own = self._finish_call(method, x, sigma)
+        if bool(below.all()):
+            return own
+        out = composed()
+        return torch.where(below.view(-1, *([1] * (out.dim() - 1))), own.to(out.dtype), out)
 
     # -- linear route -------------------------------------------------------------------------
     def _pairs(self, coefs: torch.Tensor, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -82,6 +82,9 @@ class CompileOptions:
       ``concept_weight(ref)`` hook: a concept with weight w is scored as E_prior + w·(E_c − E_prior)
       in the product and joint modes, w·E_c in the sum mode, wherever it appears); False scores
       every concept with weight 1, as written.
+    * ``finish``: hand the last noise levels to the domain's finishing model where the registry
+      has one (its optional ``finisher(domain)`` hook, manifest ``finish_below``): below that level
+      the model's unconditional score alone denoises every chain; False composes to the end.
     * ``strict``: an unsatisfiable expression, or one the models in use were not trained for (more
       objects than their training images held: :mod:`conceptlang.compiler.select`), is an error
       instead of a warning.
@@ -102,6 +105,7 @@ class CompileOptions:
     max_disjuncts: int = 128
     strict: bool = False
     concept_weights: bool = True
+    finish: bool = True
     domain: str | None = None
     sampler: str | None = None
 

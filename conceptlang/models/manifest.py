@@ -22,7 +22,9 @@ Manifest format (``format_version`` 1)::
 
 ``layout`` is ``joint`` (one model, one condition slot per family; the empty condition is the
 domain prior) or ``per-family`` (one model per family; a separate entry with ``"prior": true`` and
-no families is the prior).
+no families is the prior). An implicit entry with no families, not the prior, and a
+``finish_below`` noise level is its domain's finishing model: below that level its unconditional
+score alone denoises every sample of the domain (docs/design.md, "Finishing model").
 
 Optional: an entry's ``max_objects`` (integer ≥ 1, default 1) is how many objects per image the
 model's training covers (the data of its final runs); the manifest's ``model_sets`` lists other model folders, each ``{"name": ...,
@@ -117,6 +119,7 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
     names: set[str] = set()
     covered: dict[tuple[str, str], str] = {}
     priors: dict[str, str] = {}
+    finishers: dict[str, str] = {}
     for i, entry in enumerate(models):
         where = f"{source}, models[{i}]"
         if not isinstance(entry, dict):
@@ -163,6 +166,11 @@ def validate_manifest(data: Any, source: str = MANIFEST) -> list[dict]:
             _validate_prior_below(entry["prior_below"], kind, where)
         if "prior_keeps" in entry:
             _validate_prior_keeps(entry, families, where)
+        if "finish_below" in entry:
+            _validate_finish_below(entry, kind, families, layout, where)
+            if domain in finishers:
+                raise _err(where, f"domain {domain!r} already has a finishing model ({finishers[domain]!r})")
+            finishers[domain] = name
         if "autoguide" in entry:
             _validate_autoguide(entry["autoguide"], entry, kind, arch, where)
         if "mirror" in entry:
@@ -400,6 +408,20 @@ def _validate_prior_below(value: Any, kind: str, where: str) -> None:
         raise _err(where, f"'prior_below' needs a noise-conditional implicit model, not kind {kind!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise _err(where, f"'prior_below' must be a noise level >= 0, got {value!r}")
+
+
+def _validate_finish_below(entry: dict, kind: str, families: dict, layout: str, where: str) -> None:
+    """``finish_below``: the noise level below which this model's unconditional score alone denoises
+    every sample of its domain. The entry serves no family and is not the domain's prior."""
+    value = entry["finish_below"]
+    if kind != "implicit":
+        raise _err(where, f"'finish_below' needs a noise-conditional implicit model, not kind {kind!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise _err(where, f"'finish_below' must be a noise level > 0, got {value!r}")
+    if families:
+        raise _err(where, f"a finishing model ('finish_below') serves no family, got {', '.join(families)}")
+    if entry.get("prior", layout == "joint"):
+        raise _err(where, "a finishing model ('finish_below') is not the domain's prior: the prior acts at every level")
 
 
 def _validate_mirror(value: Any, kind: str, families: dict, where: str) -> None:

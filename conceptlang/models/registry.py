@@ -230,7 +230,10 @@ class ModelRegistry:
         self.handles = {e["name"]: RegisteredModel(e, self) for e in self.entries}
         self._by_family: dict[tuple[str, str], RegisteredModel] = {}
         self._priors: dict[str, RegisteredModel] = {}
+        self._finishers: dict[str, RegisteredModel] = {}
         for e in self.entries:
+            if "finish_below" in e:
+                self._finishers[e["domain"]] = self.handles[e["name"]]
             for fam in e["families"]:
                 self._by_family[(e["domain"], fam)] = self.handles[e["name"]]
             if e.get("prior", e["layout"] == "joint"):
@@ -602,6 +605,13 @@ class ModelRegistry:
         self.domain(domain)
         return self._priors[domain], {}
 
+    def finisher(self, domain: str) -> tuple[ConceptModel, float] | None:
+        """The domain's finishing model and the noise level below which it alone denoises (manifest
+        ``finish_below``), or None."""
+        self.domain(domain)
+        handle = self._finishers.get(domain)
+        return None if handle is None else (handle, float(handle.entry["finish_below"]))
+
     def sampler_settings(self, models: Sequence[ConceptModel]) -> dict:
         """The tuned settings of the model with the smallest step size (the most conservative)."""
         best: dict | None = None
@@ -626,6 +636,7 @@ class ModelRegistry:
                 "concept_weights": dict(e.get("concept_weights", {})),
                 "max_objects": int(e.get("max_objects", 1)),
                 "sigma_range": list(e["sigma_range"]) if "sigma_range" in e else None,
+                "finish_below": e.get("finish_below"),
                 **self._guidance_row(GuidanceSettings.of_entry(e), e["kind"] == "implicit"),
                 "autoguide": (self._guide_row(e) if "autoguide" in e else None),
                 "training": {k: e.get("training", {}).get(k) for k in ("method", "iterations", "seconds", "split", "warm_start")

@@ -84,11 +84,22 @@ class _ChainTarget:
     def score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         if self.coefs is None:
             return self.graph.score(x, sigma, self.chain_conds)
-        return self.graph.linear_score(x, self.graph.coefs_at(self.coefs, self.low, sigma), sigma, self.chain_conds)
+        return self.graph.finished(x, sigma, lambda: self.graph.linear_score(
+            x, self.graph.coefs_at(self.coefs, self.low, sigma), sigma, self.chain_conds))
 
     def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         coefs = None if self.coefs is None else self.graph.coefs_at(self.coefs, self.low, sigma)
-        return self.graph.energy_and_score(x, sigma, coefs, self.chain_conds)
+        if self.graph.finish_rows(sigma) is None:
+            return self.graph.energy_and_score(x, sigma, coefs, self.chain_conds)
+        both: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def composed(i: int) -> torch.Tensor:
+            if not both:
+                both.append(self.graph.energy_and_score(x, sigma, coefs, self.chain_conds))
+            return both[0][i]
+
+        energy = self.graph.finished(x, sigma, lambda: composed(0), "energy")
+        return energy, self.graph.finished(x, sigma, lambda: composed(1))
 
 
 DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
