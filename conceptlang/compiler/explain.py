@@ -236,4 +236,5 @@ def graph_json(g: "EnergyGraph") -> dict[str, Any]:
         "notices": list(g.notices),
         "or_weights": None if getattr(g, "or_weights", None) is None else g.or_weights.to_json(),
         "model_set": g.model_set,
+        "finish": None if g.finish_model is None else {"model": g.finish_model.name, "below": g.finish_below},
     }

@@ -97,3 +97,8 @@ def test_explain_shows_the_finish_and_no_finish_turns_it_off(finishing_dir):
     note = "below σ = 0.3 the finishing model finish alone denoises every chain"
     assert note in on.output and note not in off.output
     assert "finish" in on.output.split("models:", 1)[1].splitlines()[0]
+    as_json = json.loads(CliRunner().invoke(main, ["explain", "red", "--models", str(finishing_dir), "--json"]).output)
+    assert as_json["finish"] == {"model": "finish", "below": 0.3} and as_json["options"]["finish"] is True
+    off_json = json.loads(CliRunner().invoke(main, ["explain", "red", "--models", str(finishing_dir), "--json",
+                                                    "--no-finish"]).output)
+    assert off_json["finish"] is None and off_json["options"]["finish"] is False
