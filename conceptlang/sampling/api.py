@@ -89,17 +89,13 @@ class _ChainTarget:
 
     def energy_and_score(self, x: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         coefs = None if self.coefs is None else self.graph.coefs_at(self.coefs, self.low, sigma)
-        if self.graph.finish_rows(sigma) is None:
+        below = self.graph.finish_rows(sigma)
+        if below is None:
             return self.graph.energy_and_score(x, sigma, coefs, self.chain_conds)
-        both: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def composed(i: int) -> torch.Tensor:
-            if not both:
-                both.append(self.graph.energy_and_score(x, sigma, coefs, self.chain_conds))
-            return both[0][i]
-
-        energy = self.graph.finished(x, sigma, lambda: composed(0), "energy")
-        return energy, self.graph.finished(x, sigma, lambda: composed(1))
+        # the composition once for both, and only where some chain is above the finishing level
+        pair = None if bool(below.all()) else self.graph.energy_and_score(x, sigma, coefs, self.chain_conds)
+        return (self.graph.finished(x, sigma, lambda: pair[0], "energy"),
+                self.graph.finished(x, sigma, lambda: pair[1]))
 
 
 DRAW_STREAM = 0xD7A  # seed stream of the drawn families' per-chain parameters
@@ -309,8 +305,9 @@ def rows_bound(graph: EnergyGraph) -> int | None:
     the graph's ``weights_above`` too), its non-prior leaves plus one (a guided
     model's null row, shared by the chain's leaves; or the prior leaf itself; a σ-limited model's
     fallback evaluates the same rows), twice that for a model with an autoguide (its guide's pass
-    beside each row) and again for one with mirror averaging (the mirror image's pass). None for a
-    DAG evaluated whole (every leaf, every model)."""
+    beside each row) and again for one with mirror averaging (the mirror image's pass); at least the
+    finishing model's passes where the graph has one. None for a DAG evaluated whole (every leaf,
+    every model)."""
     rows = _coef_rows(graph)
     if rows is None:
         return None
@@ -325,6 +322,8 @@ def rows_bound(graph: EnergyGraph) -> int | None:
                 per_model[id(leaf.model)] = per_model.get(id(leaf.model), 1) + (0 if _is_prior(leaf) else 1)
                 passes[id(leaf.model)] = getattr(leaf.model, "passes_per_row", 1)
         most = max(most, sum(k * passes[m] for m, k in per_model.items()))
+    if graph.finish_model is not None:  # below its level an evaluation is the finishing model's one row
+        most = max(most, getattr(graph.finish_model, "passes_per_row", 1))
     return most
 
 

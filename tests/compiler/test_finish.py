@@ -33,18 +33,19 @@ def _points(n: int = 6) -> torch.Tensor:
     return (torch.rand((n, 2, 1, 1), generator=g, dtype=torch.float64) * 2 - 1)
 
 
+def _gauss_score(g, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The score of N(μ, s²) noised to σ: −(x − μ)/(s² + σ²)."""
+    mean = torch.tensor(g.mean, dtype=x.dtype).view(1, 2, 1, 1)
+    return -(x - mean) / (g.scale ** 2 + sigma.view(-1, 1, 1, 1) ** 2)
+
+
 def _prior_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(GAUSS_PRIOR.mean, dtype=x.dtype).view(1, 2, 1, 1)
-    return -(x - mean) / (GAUSS_PRIOR.scale ** 2 + sigma.view(-1, 1, 1, 1) ** 2)
+    return _gauss_score(GAUSS_PRIOR, x, sigma)
 
 
 def _product_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """red & large in the sum mode: Σ −(x − μ_i)/(s_i² + σ²)."""
-    out = torch.zeros_like(x)
-    for g in (RED, LARGE):
-        mean = torch.tensor(g.mean, dtype=x.dtype).view(1, 2, 1, 1)
-        out -= (x - mean) / (g.scale ** 2 + sigma.view(-1, 1, 1, 1) ** 2)
-    return out
+    """red & large in the sum mode: the sum of the two concepts' scores."""
+    return _gauss_score(RED, x, sigma) + _gauss_score(LARGE, x, sigma)
 
 
 def test_score_is_the_finishing_models_below_its_level_and_the_composition_above():
@@ -133,3 +134,14 @@ def test_no_noise_level_or_none_below_means_no_finish():
     assert graph.finish_rows(None) is None
     assert graph.finish_rows(torch.tensor([0.3, 0.6])) is None
     assert graph.finish_rows(torch.tensor([0.3, 0.2])).tolist() == [False, True]
+
+
+def test_rows_bound_covers_the_finishing_models_passes():
+    from conceptlang.sampling.api import rows_bound
+
+    reg = FinishingRegistry(below=0.3)
+    graph = compile("red & large", reg, and_mode="sum")
+    composed = rows_bound(compile("red & large", reg, and_mode="sum", finish=False))
+    assert rows_bound(graph) == composed
+    reg.finish_model.passes_per_row = composed + 3  # a finisher costing more rows than the composition
+    assert rows_bound(graph) == composed + 3
