@@ -45,6 +45,18 @@ def _warm_start_info(cfg, st: dict) -> dict[str, Any]:
     return {"warm_start": info}
 
 
+def _portable_config(cfg) -> dict[str, Any]:
+    """The run's TrainConfig as JSON for an exported record: a data folder under the working directory
+    is written relative to it, so a shipped manifest names no path of the machine that trained it."""
+    d = cfg.to_json()
+    if d.get("data"):
+        try:
+            d["data"] = Path(d["data"]).relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            pass  # outside the working directory: the path as the run recorded it
+    return d
+
+
 def _run_state(run_dir: Path, state: dict[str, Any] | None):
     """The trainer's checkpoint dict (given, or read from the run's checkpoint.pt) and its TrainConfig."""
     from conceptlang.models.training import TrainConfig, load_checkpoint
@@ -107,7 +119,7 @@ def export_run(
     file = file or f"{name}.safetensors"
     net = _write_weights(st, cfg, use_ema, models_dir / file, name)
     arch_class = type(net).__name__  # UNet, PixelNet or EnergyNet (registry.ARCHITECTURES)
-    write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": cfg.to_json()})
+    write_json(models_dir / f"{name}.json", {"class": arch_class, "config": net.config.to_json(), "training": _portable_config(cfg)})
 
     data = manifest_data(models_dir, create=True)
     old = next((e for e in data["models"] if e.get("name") == name), {})
@@ -124,7 +136,7 @@ def export_run(
         "guidance": float(guidance if guidance is not None else old.get("guidance", 1.0)),
         "training": {
             "method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),
-            "split": cfg.splits, "weights": "ema" if use_ema else "raw", "config": cfg.to_json(),
+            "split": cfg.splits, "weights": "ema" if use_ema else "raw", "config": _portable_config(cfg),
             **_warm_start_info(cfg, st),
         },
         "data_split": cfg.splits,
@@ -189,7 +201,7 @@ def export_guide(
                          "parameters": sum(p.numel() for p in net.parameters())},
         "weight": float(weight),
         "training": {"method": cfg.method, "iterations": int(st["it"]), "seconds": round(float(st["seconds"]), 1),
-                     "config": cfg.to_json()},
+                     "config": _portable_config(cfg)},
     }
     if interval is not None:
         spec["interval"] = interval

@@ -248,3 +248,25 @@ def test_train_cli_resumes_a_data_run_from_its_folder(faces_folder, tmp_path):
     assert a["it"] == b["it"] == 4
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert json.loads((run / "manifest.json").read_text())["models"][0]["training"]["iterations"] == 4
+
+
+def test_export_names_a_data_folder_under_the_working_directory_relatively(faces_folder, tmp_path, monkeypatch):
+    from conceptlang.models.export import export_run
+
+    data = open_data(faces_folder)
+    run = tmp_path / "run"
+    Trainer(folder_config(data, iters=2), run, data_workers=0).train(progress=False)
+    recorded = json.loads((run / "config.json").read_text())["data"]
+    assert recorded == str(faces_folder.resolve())
+    # exported from the folder above the data: a path relative to it, in the manifest and the model record
+    monkeypatch.chdir(faces_folder.parent.parent)
+    export_run(run, tmp_path / "m1", name="tiny")
+    rel = f"{faces_folder.parent.name}/{faces_folder.name}"
+    manifest = json.loads((tmp_path / "m1" / "manifest.json").read_text())
+    assert manifest["models"][0]["training"]["config"]["data"] == rel
+    assert json.loads((tmp_path / "m1" / "tiny.json").read_text())["training"]["data"] == rel
+    # from elsewhere: the path as the run recorded it
+    monkeypatch.chdir(tmp_path)
+    export_run(run, tmp_path / "m2", name="tiny")
+    manifest = json.loads((tmp_path / "m2" / "manifest.json").read_text())
+    assert manifest["models"][0]["training"]["config"]["data"] == recorded
