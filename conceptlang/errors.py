@@ -79,6 +79,13 @@ class CompileError(ConceptLangError):
     """The expression is well formed but cannot be lowered (unsupported operator for a model kind...)."""
 
 
+class ExpressionError(CompileError):
+    """The expression asks what its concepts cannot give: a concept's arguments (how many, their
+    range) or concepts of different domains composed. An error in the text, like a parse error."""
+
+    exit_code = 2
+
+
 class SamplingError(ConceptLangError):
     """The sampler failed (non-finite values, bad settings)."""
 

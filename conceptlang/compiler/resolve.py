@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 
-from conceptlang.errors import CompileError, ConceptLangError, NameResolutionError, SourceLocation
+from conceptlang.errors import ConceptLangError, ExpressionError, NameResolutionError, SourceLocation
 from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import Concept, Expr
 from conceptlang.syntax.printer import format_concept
@@ -44,7 +44,7 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
             found = [r for r in found if r.domain == domain]
         if not found:
             if c.args is not None and registry.candidates(c.name, c.family):
-                raise CompileError(f"{c.qualified} takes no arguments (it is not a parameterised concept)",
+                raise ExpressionError(f"{c.qualified} takes no arguments (it is not a parameterised concept)",
                                    location(c, source))
             raise _unknown(c, registry, source, domain)
         cands[c] = found
@@ -57,7 +57,7 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
     if not common:
         by_domain = ", ".join(f"{format_concept(c)} ({'/'.join(sorted({r.domain for r in f}))})"
                               for c, f in cands.items())
-        raise CompileError(f"the concepts come from different domains and cannot be composed: {by_domain}")
+        raise ExpressionError(f"the concepts come from different domains and cannot be composed: {by_domain}")
     if len(common) == 1:
         (dom,) = common
         cands = {c: [r for r in f if r.domain == dom] for c, f in cands.items()}
@@ -73,7 +73,7 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
         refs[c] = _with_params(c, found[0], registry, source)
     doms = {r.domain for r in refs.values()}
     if len(doms) != 1:  # pragma: no cover - guarded by the intersection above
-        raise CompileError(f"the concepts come from different domains: {sorted(doms)}")
+        raise ExpressionError(f"the concepts come from different domains: {sorted(doms)}")
     return refs, doms.pop()
 
 
@@ -112,17 +112,17 @@ def _with_params(c: Concept, ref: ConceptRef, registry: ConceptRegistry, source:
                 location(c, source),
             )
         if len(c.args) != len(fam.params):
-            raise CompileError(
+            raise ExpressionError(
                 f"{fam.name} takes {len(fam.params)} argument(s) ({', '.join(fam.params)}), got {len(c.args)}",
                 location(c, source),
             )
         for p, v, (lo, hi) in zip(fam.params, c.args, fam.ranges or [(-float("inf"), float("inf"))] * len(c.args)):
             if not (lo <= v <= hi):
-                raise CompileError(f"{fam.name} argument {p}={v:g} is outside [{lo:g}, {hi:g}]",
+                raise ExpressionError(f"{fam.name} argument {p}={v:g} is outside [{lo:g}, {hi:g}]",
                                    location(c, source))
         return ConceptRef(ref.domain, ref.family, params=tuple(float(a) for a in c.args))
     if c.args is not None:
-        raise CompileError(f"{c.qualified} takes no arguments", location(c, source))
+        raise ExpressionError(f"{c.qualified} takes no arguments", location(c, source))
     return ref
 
 

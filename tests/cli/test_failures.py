@@ -61,6 +61,32 @@ def test_underflowing_weight_is_a_parse_error():
     assert res.exit_code == 2 and "the number 1e-400 is too small: it would be rounded to 0" in res.output
 
 
+# ---- errors in the expression beyond its syntax: exit 2 with the place ------------------------
+
+
+@pytest.mark.parametrize("expr,message", [
+    ("red & position(0.5)", "error: position takes 2 argument(s) (x, y), got 1\n at line 1, column 7:\n"
+                            "  red & position(0.5)\n        ^\n"),
+    ("position(2, 0.5)", "error: position argument x=2 is outside [0, 1]\n at line 1, column 1:\n"
+                         "  position(2, 0.5)\n  ^\n"),
+    ("circle & red(1)", "error: red takes no arguments (it is not a parameterised concept)\n at line 1, column 10:\n"
+                        "  circle & red(1)\n           ^\n"),
+    ("circle & smiling", "error: the concepts come from different domains and cannot be composed: "
+                         "circle (scenes), smiling (faces)\n"),
+])
+def test_expression_errors_beyond_the_syntax_exit_2(tmp_path, expr, message):
+    from conceptlang import CompileError, ExpressionError, compile
+    from conceptlang.models.registry import load_registry
+
+    with pytest.raises(ExpressionError) as err:
+        compile(expr, load_registry())
+    assert isinstance(err.value, CompileError) and err.value.exit_code == 2
+    for args in (["sample", expr, "-n", "2", "-o", tmp_path / "x.png"], ["explain", expr]):
+        res = invoke(*args)
+        assert (res.exit_code, res.output) == (2, message), args
+    assert not any(tmp_path.iterdir())
+
+
 # ---- outputs that cannot be written: refused before any work -------------------------------
 
 SAMPLE = ("sample", "red", "--models", "analytic", "-n", "2", "--steps", "2", "--device", "cpu")
