@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from conceptlang.cli.common import device_option, load_registry_for, models_option, read_source
+from conceptlang.cli.common import device_option, load_registry_for, models_option, read_source, set_threads, threads_option
 
 SAMPLER_NAMES = ("langevin", "annealed", "mala", "heun", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m")
 # Chains sampled at once unless --batch-size says otherwise: bounds the sampler's working memory,
@@ -378,6 +378,7 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
               help="Sampler [default: the registry's; annealed for noise-conditional models, else langevin].")
 @device_option
+@threads_option
 @click.option("--step-size", type=float, default=None, help="Langevin step size [default: the registry's].")
 @click.option("--noise-scale", type=float, default=None,
               help="Langevin noise (langevin: the noise std per step; annealed: a factor on the exact noise).")
@@ -418,7 +419,7 @@ def _check_budget_sampler(graph, sampler: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON sidecar to stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @_grouped(compile_opts=COMPILE_OPTIONS, sampler_opts=SAMPLER_OPTIONS, outputs=OUTPUT_OPTIONS)
-def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_opts, outputs) -> None:
+def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts, sampler_opts, outputs) -> None:
     """Sample N images from the composed energy of EXPRESSION; write a PNG grid and a JSON sidecar.
 
     \b
@@ -436,6 +437,7 @@ def sample_cmd(expression, file, models, n, seed, device, compile_opts, sampler_
 
     output, per_image, gif, scale = outputs["output"], outputs["per_image"], outputs["gif"], outputs["scale"]
     text = _expression_text(expression, file)
+    set_threads(threads)
     out = Path(output)
     if out.suffix.lower() != ".png":
         raise click.UsageError(f"-o/--output must be a .png file, got {output!r}")

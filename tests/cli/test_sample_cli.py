@@ -192,3 +192,23 @@ def test_draws_option_reaches_the_sampler_and_the_sidecar(run):
         assert r.exit_code == 0, r.output
         rec = json.loads(r.output)["sampler"]
         assert rec["drawn"] == ["position"] and rec["draws"] == want
+
+
+def test_sample_threads_sets_torch_threads_and_keeps_the_samples(run, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    args = ("sample", "red & circle", "--models", "analytic", "-n", "4", "--steps", "10", "--seed", "3", "--device", "cpu")
+    try:
+        torch.set_num_threads(2)
+        r = run(*args, "-o", "a.png")
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 2
+        r = run(*args, "--threads", "1", "-o", "b.png")
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+    r = CliRunner().invoke(main, [*args, "--threads", "0"])
+    assert r.exit_code == 2 and "Invalid value for '--threads': 0 is not in the range x>=1." in r.output
