@@ -79,7 +79,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     --distribution (the default) also whether the samples, together, are distributed like the
     generator's data satisfying the expression (docs/experiments.md, "Distribution metrics").
     """
-    from conceptlang.evaluation.run import evaluate_suite
+    from conceptlang.evaluation.run import check_entries, evaluate_suite
     from conceptlang.evaluation.suites import load_suite
     from conceptlang.evaluation.tables import suite_markdown
     from conceptlang.io import check_dir_output, check_file_output
@@ -95,6 +95,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     set_threads(threads)
     rank, _, device = torchrun_rank(device)  # under torchrun each expression's chains are shared among the ranks
     registry = load_registry_for(models)
+    check_entries(suite.entries, registry, lambda e: f"{suite_file}, line {e.line}")
 
     def progress(r):
         if rank != 0:
@@ -296,7 +297,7 @@ def compare_cmd(expressions, output, n, show, seed, device, as_json, models, thr
     """
     from conceptlang.evaluation import distribution as D
     from conceptlang.evaluation.comparison import comparison_sheet
-    from conceptlang.evaluation.run import evaluate_entry
+    from conceptlang.evaluation.run import check_entries, evaluate_entry
     from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
     from conceptlang.io import check_file_output, save_png
 
@@ -308,6 +309,7 @@ def compare_cmd(expressions, output, n, show, seed, device, as_json, models, thr
                                   n_concepts=count_concepts(expr)))
     set_threads(threads)
     registry, judges = load_registry_for(models), _judges()
+    check_entries(entries, registry, lambda e: f"expression {entries.index(e) + 1}")
     results = [evaluate_entry(e, registry, judges, n=n, base_seed=seed, device=device, keep_images=True,
                               keep_going=False, distribution=True) for e in entries]
     save_png(output, comparison_sheet(results, show=show, base_seed=seed))

@@ -18,7 +18,7 @@ import numpy as np
 from conceptlang.errors import ConceptLangError
 from conceptlang.evaluation.grids import framed_grid
 from conceptlang.evaluation.results import ExpressionResult
-from conceptlang.evaluation.run import JudgeCache, environment_info, evaluate_entry
+from conceptlang.evaluation.run import JudgeCache, check_entries, environment_info, evaluate_entry
 from conceptlang.evaluation.suites import SuiteEntry, count_concepts, operator_class, parse_entry_text
 from conceptlang.evaluation.tables import md_code
 
@@ -151,15 +151,16 @@ def run_venn(
     for c in concepts:
         parse_entry_text(c)  # fail early, with the parser's message, on a malformed concept
     judges = judges or JudgeCache()
-    results = []
+    entries = {}
     for t in templates:
         text = substitute(t, concepts)
         expr = parse_entry_text(text)
-        entry = SuiteEntry(name=text, text=text, expr=expr, operator=operator_class(expr), n_concepts=count_concepts(expr))
-        results.append(
-            evaluate_entry(entry, registry, judges, n=n, base_seed=seed, device=device,
-                           sample_kwargs=sample_kwargs, keep_images=True)
-        )
+        entries[t] = SuiteEntry(name=text, text=text, expr=expr, operator=operator_class(expr),
+                                n_concepts=count_concepts(expr))
+    # every region compiles before any is sampled: an unknown name fails at once, not region by region
+    check_entries(list(entries.values()), registry, lambda e: f"region {next(t for t in entries if entries[t] is e)}")
+    results = [evaluate_entry(entry, registry, judges, n=n, base_seed=seed, device=device,
+                              sample_kwargs=sample_kwargs, keep_images=True) for entry in entries.values()]
     return VennResult(tuple(concepts), templates, results, environment_info(device))
 
 

@@ -165,6 +165,28 @@ def environment_info(device: str = "auto") -> dict:
     return info
 
 
+def check_entries(entries, registry, where: Callable[[SuiteEntry], str]) -> None:
+    """Compile every entry against ``registry`` before anything is sampled. An error in an entry's
+    text that only the registry can find (an unknown or ambiguous name, arguments that do not fit a
+    concept, concepts of different domains) is raised at once as a :class:`SuiteError` prefixed with
+    ``where(entry)``; any other compile failure is left to the entry's own measurement."""
+    import warnings
+
+    from conceptlang.compiler import compile as compile_expr
+    from conceptlang.errors import ExpressionError, NameResolutionError
+    from conceptlang.evaluation.suites import SuiteError
+
+    for entry in entries:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # unsatisfiable and the like: the measurement reports them
+                compile_expr(entry.expr, registry)
+        except (NameResolutionError, ExpressionError) as err:
+            raise SuiteError(f"{where(entry)}: {err}") from None
+        except ConceptLangError:
+            pass
+
+
 def evaluate_suite(
     suite: Suite,
     registry,

@@ -87,6 +87,53 @@ def test_expression_errors_beyond_the_syntax_exit_2(tmp_path, expr, message):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.fixture()
+def nothing_sampled(monkeypatch):
+    """Fail the test if an expression of eval or a figure gets sampled."""
+    from conceptlang.evaluation import figures, run
+
+    def refuse(*a, **k):
+        raise AssertionError("an expression was sampled before every expression was checked")
+
+    monkeypatch.setattr(run, "evaluate_entry", refuse)
+    monkeypatch.setattr(figures, "evaluate_entry", refuse)
+
+
+def test_eval_and_figures_check_every_expression_before_sampling(tmp_path, nothing_sampled):
+    suite = tmp_path / "s.txt"
+    suite.write_text("@domain scenes\nred\n# a comment\nfoo & red\n")
+    res = invoke("eval", suite, "-n", "2", "-o", tmp_path / "r.json")
+    assert (res.exit_code, res.output) == (2, f"error: {suite}, line 4: unknown concept 'foo'\n at line 1, column 1:\n"
+                                              "  foo & red\n  ^\n")
+    res = invoke("figure", "venn", "red", "position", "-o", tmp_path / "v.png")
+    assert res.exit_code == 2 and res.output.startswith(
+        "error: region B: position is a parameterised concept: write position(x, y)\n at line 1, column 1:\n")
+    res = invoke("figure", "venn", "red", "smiling", "-o", tmp_path / "v.png")
+    assert (res.exit_code, res.output) == (2, "error: region A & B: the concepts come from different domains and cannot "
+                                              "be composed: red (scenes), smiling (faces)\n")
+    res = invoke("figure", "compare", "red", "circle & position(0.5)", "-o", tmp_path / "c.png")
+    assert (res.exit_code, res.output) == (2, "error: expression 2: position takes 2 argument(s) (x, y), got 1\n"
+                                              " at line 1, column 10:\n  circle & position(0.5)\n           ^\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.txt"]
+
+
+def test_check_entries_leaves_other_compile_failures_to_the_measurement():
+    from conceptlang.errors import CompileError
+    from conceptlang.evaluation.run import check_entries
+    from conceptlang.evaluation.suites import parse_suite
+    from conceptlang.models.registry import load_registry
+
+    registry = load_registry()
+    entries = parse_suite("red & green\ncircle\n").entries  # unsatisfiable: a warning, measured as such
+    assert check_entries(entries, registry, lambda e: "x") is None
+
+    class Broken:
+        def __getattr__(self, name):
+            raise CompileError("the registry cannot answer")
+
+    assert check_entries(entries, Broken(), lambda e: "x") is None
+
+
 # ---- outputs that cannot be written: refused before any work -------------------------------
 
 SAMPLE = ("sample", "red", "--models", "analytic", "-n", "2", "--steps", "2", "--device", "cpu")
