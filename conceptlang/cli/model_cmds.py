@@ -168,7 +168,7 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
 
     import torch
 
-    from conceptlang.errors import ModelError
+    from conceptlang.errors import DataError, ModelError
     from conceptlang.models.training import UNET_WIDTHS, TrainConfig, Trainer, domain_of, iters_for_budget, measure_rate, set_threads
 
     rank, world, device = _train_processes(device)
@@ -227,7 +227,10 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         else:
             dom = domain_of(TrainConfig(name="", domain=domain, image_size=size))
             if family != "all":
-                dom.family(family)  # raises DataError naming the families
+                try:
+                    dom.family(family)
+                except DataError as err:  # a usage error: the FAMILY argument
+                    raise click.BadParameter(err.message, param_hint="FAMILY") from None
                 families = (family,)
             splits = _parse_splits(split)
         name = name or (f"{dom.name}-joint" if not families else f"{dom.name}-{family}")

@@ -134,6 +134,13 @@ def test_check_entries_leaves_other_compile_failures_to_the_measurement():
     assert check_entries(entries, Broken(), lambda e: "x") is None
 
 
+def test_train_with_a_family_the_domain_lacks_is_a_usage_error(tmp_path):
+    res = invoke("train", "scenes", "hue", "--iters", "1", "--out", tmp_path / "run")
+    assert res.exit_code == 2 and res.output.endswith(
+        "Error: Invalid value for FAMILY: domain 'scenes' has no family 'hue' (families: shape, color, size, position)\n")
+    assert not (tmp_path / "run").exists()
+
+
 # ---- outputs that cannot be written: refused before any work -------------------------------
 
 SAMPLE = ("sample", "red", "--models", "analytic", "-n", "2", "--steps", "2", "--device", "cpu")
