@@ -27,7 +27,9 @@ def _parse_splits(text: str) -> dict[str, float]:
         try:
             out[name] = float(w) if w else 1.0
         except ValueError:
-            raise click.BadParameter(f"bad split weight in {part!r} (use NAME or NAME:WEIGHT)") from None
+            raise click.BadParameter(f"bad split weight in {part!r} (use NAME or NAME:WEIGHT)", param_hint="'--split'") from None
+        if not (math.isfinite(out[name]) and out[name] > 0):
+            raise click.BadParameter(f"split weights must be finite and > 0, got {part!r}", param_hint="'--split'")
     return out
 
 
@@ -98,23 +100,24 @@ def _experiment_settings(path: Path | None) -> dict:
 @click.option("--method", type=click.Choice(["denoise", "dsm", "cd"]), default="denoise", show_default=True,
               help="denoise: implicit noise-predicting U-Net; dsm/cd: explicit scalar energy.")
 @device_option
-@click.option("--iters", type=int, default=None, help="Train until this iteration (default: the config's).")
+@click.option("--iters", type=click.IntRange(min=0), default=None, help="Train until this iteration (default: the config's).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
 @click.option("--out", "out_dir", default=None, help="Run folder (default runs/<name>).")
 @click.option("--name", default=None, help="Model name (default <domain>-joint or <domain>-<family>).")
 @click.option("--split", "split", default="train", show_default=True,
               help="Data split(s), optionally weighted: train or train:0.85,two_objects:0.15. "
                    "CelebA: its partition, train, valid, test or all.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (after a 200-iteration warm-up).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Peak learning rate (after a 200-iteration warm-up).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine: decay from --lr to --lr-min over the run's iterations.")
-@click.option("--lr-min", type=float, default=0.0, show_default=True, help="Final learning rate of a cosine schedule.")
+@click.option("--lr-min", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Final learning rate of a cosine schedule.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the initialisation, noise and dropout draws.")
 @click.option("--data-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the training images (a warm-started run sees new images with a new one).")
-@click.option("--threads", type=int, default=None, help="torch.set_num_threads for this run.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch.set_num_threads for this run.")
 @click.option("--arch", type=click.Choice(["unet", "pixel"]), default="unet", show_default=True,
               help="Denoiser: the U-Net, or a per-pixel net that cannot see shape (a colour model "
                    "trained on one shape then carries no outline; docs/models.md).")
@@ -125,7 +128,7 @@ def _experiment_settings(path: Path | None) -> dict:
               help="U-Net: residual blocks at full resolution after the decoder, each starting as the "
                    "identity, so --init-from a network without them starts from what it computed.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--cond-dropout", type=float, default=0.3, show_default=True)
+@click.option("--cond-dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=0.3, show_default=True)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="JSON", help="Experimental settings as a JSON object: blur, blur_of (--arch pixel), cutout, "
                                    "cutout_form; the noise levels p_mean, p_std, low_share, low_mean, low_std; "
@@ -187,6 +190,9 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
         raise click.UsageError("give a procedural DOMAIN (scenes, faces) or --data DIR (or --resume --out RUN)")
     elif attributes or hair_family:
         raise click.UsageError("--attributes and --hair-family are options of --data (a CelebA root)")
+    if lr_min > lr:
+        raise click.BadParameter(f"the final learning rate must not exceed --lr ({lr:g}), got {lr_min:g}",
+                                 param_hint="'--lr-min'")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError("--device cuda asked for, but no CUDA device is available")
     set_threads(threads)
@@ -233,6 +239,13 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
                     raise click.BadParameter(err.message, param_hint="FAMILY") from None
                 families = (family,)
             splits = _parse_splits(split)
+            from conceptlang.data import splits as domain_splits
+
+            known = domain_splits(dom.name)
+            unknown = [k for k in splits if k not in known]
+            if unknown:
+                raise click.BadParameter(f"{dom.name} has no split {unknown[0]!r} (splits: {', '.join(known)})",
+                                         param_hint="'--split'")
         name = name or (f"{dom.name}-joint" if not families else f"{dom.name}-{family}")
         run = run or Path("runs") / name
         width_t = _number_list(widths, int, "--widths", "integers") if widths else list(UNET_WIDTHS.get(dom.image_size, UNET_WIDTHS[32]))

@@ -83,6 +83,20 @@ def _compile_options(alpha=None, temperature=None, and_mode=None, or_mode=None, 
             **{k: v for k, v in given.items() if v is not None}}
 
 
+def _checked_compile_options(compile_opts: dict[str, Any]) -> dict[str, Any]:
+    """The compile options of the command line, validated before anything loads: a value out of
+    range (--alpha 2, --named-radius 5) is a usage error."""
+    from conceptlang.compiler.options import make_options
+    from conceptlang.errors import CompileError
+
+    opts = _compile_options(**compile_opts)
+    try:
+        make_options(**opts)
+    except CompileError as err:
+        raise click.UsageError(str(err)) from None
+    return opts
+
+
 def _common_compile_options(f):
     f = click.option("--strict", is_flag=True, help="An unsatisfiable expression, or one the models were not trained for "
                           "(more objects than they saw per image), is an error, not a warning.")(f)
@@ -146,10 +160,11 @@ def explain_cmd(expression, file, models, compile_opts, dot, as_json) -> None:
     if dot and as_json:
         raise click.UsageError("choose one of --dot and --json")
     text = _expression_text(expression, file)
+    options = _checked_compile_options(compile_opts)
     registry = load_registry_for(models)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # explain prints the warning itself, as a note
-        graph = compile_expr(text, registry, **_compile_options(**compile_opts))
+        graph = compile_expr(text, registry, **options)
     if dot:
         click.echo(graph.to_dot(), nl=False)
     elif as_json:
@@ -354,6 +369,22 @@ def torchrun_rank(device: str) -> tuple[int, int, str]:
     return init_distributed(device)
 
 
+_SAMPLE_ARGUMENTS = ("sampler", "steps", "batch_size", "log_z", "draws")  # sample()'s own, not sampler settings
+
+
+def _check_sampler_settings(graph, sampler_kw: dict[str, Any]) -> None:
+    """The sampler and its settings from the command line against the compiled graph, before any
+    sampling: a setting the sampler does not have, or one out of its range, is a usage error."""
+    from conceptlang.errors import CompileError, SamplingError
+    from conceptlang.sampling.api import resolve_settings
+
+    user = {k: v for k, v in sampler_kw.items() if k not in _SAMPLE_ARGUMENTS}
+    try:
+        resolve_settings(graph, sampler_kw["sampler"], sampler_kw["steps"], user)
+    except (SamplingError, CompileError) as err:
+        raise click.UsageError(str(err)) from None
+
+
 def _check_budget_sampler(graph, sampler: str | None) -> None:
     """--max-nfe is a setting of the ODE solvers only: with any other sampler (given, or the
     registry's default) it is a usage error, found before sampling."""
@@ -445,6 +476,7 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
         raise click.UsageError(f"--gif must name a .gif file, got {gif!r}")
     sidecar = out.with_suffix(".json")
     _check_outputs(out, sidecar, per_image, gif)
+    options = _checked_compile_options(compile_opts)
     rank, world, device = torchrun_rank(device)
     progress = outputs["progress"] and rank == 0
     if world > 1:  # one chunk of chains per rank at least (chunk k runs on rank k mod W)
@@ -453,7 +485,7 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
     registry = load_registry_for(models)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graph = compile_expr(text, registry, **_compile_options(**compile_opts))
+        graph = compile_expr(text, registry, **options)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     with_grid = _check_size(n, graph.image_shape, scale, per_image, gif)
@@ -465,6 +497,7 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
     t_compiled = time.perf_counter()
     sampler_kw = dict(sampler_opts)
     sampler_kw["log_z"] = "estimate" if sampler_kw.pop("estimate_log_z") else None
+    _check_sampler_settings(graph, sampler_kw)
     with warnings.catch_warnings(record=True) as sampling_caught:  # e.g. a one-level sampler on annealed models
         warnings.simplefilter("always")
         result = sample(graph, n, seed=seed, device=device, progress=progress, frames=GIF_FRAMES if gif else 0,

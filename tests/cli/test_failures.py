@@ -141,6 +141,23 @@ def test_train_with_a_family_the_domain_lacks_is_a_usage_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--split", "nosuch"], "Invalid value for '--split': scenes has no split 'nosuch' (splits: train, heldout, "
+                            "continual1, continual2, continual3, two_objects)"),
+    (["--split", "train:0.5,heldout:0"], "Invalid value for '--split': split weights must be finite and > 0, got 'heldout:0'"),
+    (["--split", "train:x"], "Invalid value for '--split': bad split weight in 'train:x' (use NAME or NAME:WEIGHT)"),
+    (["--lr", "-1"], "Invalid value for '--lr': -1.0 is not in the range x>0."),
+    (["--lr", "1e-4", "--lr-min", "1e-3"], "Invalid value for '--lr-min': the final learning rate must not exceed --lr "
+                                           "(0.0001), got 0.001"),
+    (["--batch-size", "0"], "Invalid value for '--batch-size': 0 is not in the range x>=1."),
+    (["--cond-dropout", "1"], "Invalid value for '--cond-dropout': 1.0 is not in the range 0<=x<1."),
+])
+def test_train_settings_out_of_range_are_usage_errors_before_anything_is_written(tmp_path, args, message):
+    res = invoke("train", "scenes", *args, "--iters", "1", "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and res.output.endswith(f"Error: {message}\n"), res.output
+    assert not (tmp_path / "run").exists()
+
+
 # ---- outputs that cannot be written: refused before any work -------------------------------
 
 SAMPLE = ("sample", "red", "--models", "analytic", "-n", "2", "--steps", "2", "--device", "cpu")

@@ -57,7 +57,8 @@ def test_ode_sampler_reports_network_evaluations(run, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "d.json").read_text())["sampler"]["s_churn"] == 2.5
     r = run("sample", "red", "--models", "analytic:implicit", "--sampler", "annealed", "--churn", "1", "-o", "a.png")
-    assert r.exit_code == 1 and "the annealed sampler has no setting(s) s_churn" in r.output
+    assert r.exit_code == 2 and "Error: the annealed sampler has no setting(s) s_churn" in r.output  # a usage error
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_same_seed_same_png(run, tmp_path):
@@ -106,13 +107,13 @@ def test_explain_text_dot_json(run):
     (["sample", "red & rde", "--models", "analytic"], 2, "did you mean 'red'"),
     (["sample", "red &", "--models", "analytic"], 2, "line 1"),
     (["sample", "red & green", "--models", "analytic", "--strict"], 1, "unsatisfiable"),
-    (["sample", "red", "--models", "analytic", "--sampler", "annealed"], 1, "noise-conditional"),
-    (["sample", "red", "--models", "analytic", "--alpha", "2"], 1, "alpha must be in (0, 1]"),
+    (["sample", "red", "--models", "analytic", "--sampler", "annealed"], 2, "noise-conditional"),
+    (["sample", "red", "--models", "analytic", "--alpha", "2"], 2, "alpha must be in (0, 1]"),
     (["sample", "red", "--models", "analytic", "-o", "x.jpg"], 2, ".png"),
     (["sample", "--models", "analytic"], 2, "give an EXPRESSION"),
     (["explain", "red", "--models", "analytic:bogus"], 2, "analytic:KIND"),
-    (["sample", "red", "--models", "analytic:noise_conditional", "--restarts", "1"], 1, "restarts=1 needs restart_sigma"),
-    (["sample", "red", "--models", "analytic", "--restarts", "1", "--restart-sigma", "0.2"], 1,
+    (["sample", "red", "--models", "analytic:noise_conditional", "--restarts", "1"], 2, "restarts=1 needs restart_sigma"),
+    (["sample", "red", "--models", "analytic", "--restarts", "1", "--restart-sigma", "0.2"], 2,
      "the langevin sampler has no setting(s) restart_sigma, restarts"),
     (["sample", "red", "--models", "analytic", "--draws", "lattice"], 2, "Invalid value for '--draws'"),
 ])
