@@ -240,7 +240,7 @@ def test_train_cli_runs_and_resumes(tmp_path):
     assert res.exit_code == 0, res.output
     assert "to iteration 4" in res.output
     res = CliRunner().invoke(main, ["train", "faces", "beard", "--iters", "1"])
-    assert res.exit_code == 1 and "no family 'beard'" in res.output
+    assert res.exit_code == 2 and "Invalid value for FAMILY: domain 'faces' has no family 'beard'" in res.output
 
 
 def test_pixel_colour_model_trains_exports_and_loads_through_the_registry(tmp_path):
@@ -332,7 +332,9 @@ def test_train_cli_passes_the_schedule_and_data_seed_to_the_config(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["lr"], cfg["lr_schedule"], cfg["lr_min"], cfg["data_seed"]) == (2e-3, "cosine", 1e-4, 3)
     res = CliRunner().invoke(main, args[:-8] + ["--out", str(tmp_path / "d"), "--lr-min", "5e-3"])
-    assert res.exit_code == 1 and "lr_min must be in [0, lr=0.001]" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "Invalid value for '--lr-min': the final learning rate must not exceed --lr (0.001), got 0.005" \
+        in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_per_family_models_share_a_domain_and_one_is_the_prior(tmp_path):
