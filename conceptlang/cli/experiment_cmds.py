@@ -184,7 +184,7 @@ def infer_cmd(image, domain, as_json, device, models, draws, rerank, threads):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from conceptlang.errors import DataError
+    from conceptlang.errors import ConceptLangError, DataError
     from conceptlang.inference.inference import infer
 
     try:
@@ -199,7 +199,13 @@ def infer_cmd(image, domain, as_json, device, models, draws, rerank, threads):
         raise DataError(f"cannot read image {image}: {err}") from None
     set_threads(threads)
     device = torch_device(device)
-    result = infer(arr, load_registry_for(models), domain=domain, device=device, draws=draws, rerank=rerank)
+    registry = load_registry_for(models)
+    if domain is not None:
+        try:
+            registry.domain(domain)
+        except ConceptLangError as err:  # a usage error: the --domain value
+            raise click.BadParameter(err.message, param_hint="'--domain'") from None
+    result = infer(arr, registry, domain=domain, device=device, draws=draws, rerank=rerank)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

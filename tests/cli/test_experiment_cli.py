@@ -123,6 +123,8 @@ def test_infer_rejects_unreadable_and_wrong_size_images(fakes, tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(small)
     r = CliRunner().invoke(main, ["infer", str(small), "--domain", "toy"])
     assert r.exit_code == 1 and "takes 3×16×16" in r.output
+    r = CliRunner().invoke(main, ["infer", str(small), "--domain", "tov"])  # a domain the models lack: usage
+    assert r.exit_code == 2 and "Error: Invalid value for '--domain': no models for domain 'tov'" in r.output
 
 
 def test_figure_venn(fakes, tmp_path):
