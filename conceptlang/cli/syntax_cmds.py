@@ -63,17 +63,47 @@ def parse_cmd(expression: str | None, file: str | None, as_json: bool, as_text: 
         click.echo(format_tree(shown, max_depth=max_depth))
 
 
+def _resolve_errors(text: str, registry) -> list[ConceptLangError]:
+    """The first error compiling a syntactically valid program against ``registry`` finds (an
+    unknown or ambiguous name, wrong arguments, concepts of different domains, a definition that
+    shadows a concept), as a list; warnings such as an unsatisfiable expression are not errors."""
+    import warnings
+
+    from conceptlang.compiler import compile as compile_expr
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile_expr(text, registry)
+    except ConceptLangError as err:
+        return [err]
+    return []
+
+
 @click.command("check")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--json", "as_json", is_flag=True, help="Print the errors as a JSON list.")
-def check_cmd(files: tuple[str, ...], as_json: bool) -> None:
+@click.option("--resolve", is_flag=True,
+              help="Also compile each valid program against the models, so that unknown names, wrong concept "
+                   "arguments and mixed domains are reported too (loads torch).")
+@click.option("--models", "models", metavar="DIR", default=None,
+              help="With --resolve: the models folder (default: $CONCEPTLANG_MODELS or the shipped models).")
+def check_cmd(files: tuple[str, ...], as_json: bool, resolve: bool, models: str | None) -> None:
     """Validate ConceptLang program files ('-' for stdin) and report every error with its position.
 
-    Each file holds one program: optional definitions (name = expr;) then one expression.
-    Exits with 0 when all files are valid and 2 otherwise.
+    Each file holds one program: optional definitions (name = expr;) then one expression. Without
+    --resolve only the text is checked (syntax and definitions); with it, each valid program is
+    also compiled against the models. Exits with 0 when all files are valid and 2 otherwise.
     """
     from conceptlang.syntax import check_text
 
+    if models is not None and not resolve:
+        raise click.UsageError("--models is an option of --resolve")
+    registry = None
+    if resolve:
+        from conceptlang.cli.common import load_registry_for
+
+        registry = load_registry_for(models)
     records: list[dict] = []
     failed = 0
     for path in files:
@@ -87,6 +117,8 @@ def check_cmd(files: tuple[str, ...], as_json: bool) -> None:
                 click.echo(f"error: {err.message}", err=True)
             continue
         errors = check_text(text)
+        if not errors and registry is not None:
+            errors = _resolve_errors(text, registry)
         if errors:
             failed += 1
         for err in errors:

@@ -141,6 +141,34 @@ def test_check_json_and_missing_file(runner, tmp_path):
     assert records[1]["kind"] == "UsageError" and "cannot read" in records[1]["message"]
 
 
+def test_check_resolve_compiles_each_valid_program_against_the_models(runner, tmp_path):
+    files = {"good.cl": "happy = smiling & ~eyeglasses;\nhappy & male\n",
+             "args.cl": "# a comment\nred & position(0.5)\n",
+             "domains.cl": "red & smiling",
+             "shadow.cl": "red = circle; red",
+             "syntax.cl": "foo &"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    paths = [str(tmp_path / name) for name in files]
+    plain = runner.invoke(main, ["check", *paths[:-1]])  # the text alone: all four are valid
+    assert plain.exit_code == 0 and plain.output.count(": ok") == 4
+    result = runner.invoke(main, ["check", "--resolve", *paths])
+    assert result.exit_code == 2
+    out = result.output
+    assert f"{paths[0]}: ok" in out
+    assert f"{paths[1]}:2:7: error: position takes 2 argument(s) (x, y), got 1\n  red & position(0.5)\n        ^" in out
+    assert (f"{paths[2]}: error: the concepts come from different domains and cannot be composed: "
+            "red (scenes), smiling (faces)") in out
+    assert f"{paths[3]}:1:1: error: definition 'red' shadows the concept color.red (scenes); rename it" in out
+    assert f"{paths[4]}:1:6: error: unexpected end of input" in out  # a syntax error is reported, not compiled
+    assert "5 file(s) checked, 4 with errors, 4 error(s)" in out
+    records = json.loads(runner.invoke(main, ["check", "--resolve", "--json", paths[1]]).output)
+    assert records == [{"file": paths[1], "line": 2, "column": 7, "kind": "ExpressionError",
+                        "message": "position takes 2 argument(s) (x, y), got 1"}]
+    result = runner.invoke(main, ["check", "--models", str(tmp_path), paths[0]])
+    assert result.exit_code == 2 and "--models is an option of --resolve" in result.output
+
+
 def test_check_valid_stdin(runner):
     result = runner.invoke(main, ["check", "-"], input="a & b\n")
     assert result.exit_code == 0 and result.output == "<stdin>: ok\n"
