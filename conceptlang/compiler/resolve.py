@@ -45,7 +45,7 @@ def resolve_names(expr: Expr, registry: ConceptRegistry, source: str = "",
         if not found:
             if c.args is not None and registry.candidates(c.name, c.family):
                 raise ExpressionError(f"{c.qualified} takes no arguments (it is not a parameterised concept)",
-                                   location(c, source))
+                                      location(c, source))
             raise _unknown(c, registry, source, domain)
         cands[c] = found
 
@@ -119,7 +119,7 @@ def _with_params(c: Concept, ref: ConceptRef, registry: ConceptRegistry, source:
         for p, v, (lo, hi) in zip(fam.params, c.args, fam.ranges or [(-float("inf"), float("inf"))] * len(c.args)):
             if not (lo <= v <= hi):
                 raise ExpressionError(f"{fam.name} argument {p}={v:g} is outside [{lo:g}, {hi:g}]",
-                                   location(c, source))
+                                      location(c, source))
         return ConceptRef(ref.domain, ref.family, params=tuple(float(a) for a in c.args))
     if c.args is not None:
         raise ExpressionError(f"{c.qualified} takes no arguments", location(c, source))
