@@ -95,7 +95,7 @@ def eval_cmd(suite_file, n, seed, device, json_out, md_out, as_json, grid_dir, m
     set_threads(threads)
     rank, _, device = torchrun_rank(device)  # under torchrun each expression's chains are shared among the ranks
     registry = load_registry_for(models)
-    check_entries(suite.entries, registry, lambda e: f"{suite_file}, line {e.line}")
+    check_entries(((f"{suite_file}, line {e.line}", e) for e in suite.entries), registry)
 
     def progress(r):
         if rank != 0:
@@ -315,7 +315,7 @@ def compare_cmd(expressions, output, n, show, seed, device, as_json, models, thr
                                   n_concepts=count_concepts(expr)))
     set_threads(threads)
     registry, judges = load_registry_for(models), _judges()
-    check_entries(entries, registry, lambda e: f"expression {entries.index(e) + 1}")
+    check_entries(((f"expression {i}", e) for i, e in enumerate(entries, 1)), registry)
     results = [evaluate_entry(e, registry, judges, n=n, base_seed=seed, device=device, keep_images=True,
                               keep_going=False, distribution=True) for e in entries]
     save_png(output, comparison_sheet(results, show=show, base_seed=seed))

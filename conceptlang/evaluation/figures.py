@@ -158,7 +158,7 @@ def run_venn(
         entries[t] = SuiteEntry(name=text, text=text, expr=expr, operator=operator_class(expr),
                                 n_concepts=count_concepts(expr))
     # every region compiles before any is sampled: an unknown name fails at once, not region by region
-    check_entries(list(entries.values()), registry, lambda e: f"region {next(t for t in entries if entries[t] is e)}")
+    check_entries(((f"region {t}", e) for t, e in entries.items()), registry)
     results = [evaluate_entry(entry, registry, judges, n=n, base_seed=seed, device=device,
                               sample_kwargs=sample_kwargs, keep_images=True) for entry in entries.values()]
     return VennResult(tuple(concepts), templates, results, environment_info(device))

@@ -15,7 +15,7 @@ import re
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -165,24 +165,24 @@ def environment_info(device: str = "auto") -> dict:
     return info
 
 
-def check_entries(entries, registry, where: Callable[[SuiteEntry], str]) -> None:
-    """Compile every entry against ``registry`` before anything is sampled. An error in an entry's
-    text that only the registry can find (an unknown or ambiguous name, arguments that do not fit a
-    concept, concepts of different domains) is raised at once as a :class:`SuiteError` prefixed with
-    ``where(entry)``; any other compile failure is left to the entry's own measurement."""
+def check_entries(labelled: Iterable[tuple[str, SuiteEntry]], registry) -> None:
+    """Compile every ``(label, entry)`` against ``registry`` before anything is sampled. An error in
+    an entry's text that only the registry can find (an unknown or ambiguous name, arguments that do
+    not fit a concept, concepts of different domains) is raised at once as a :class:`SuiteError`
+    prefixed with the entry's label; any other compile failure is left to the entry's own measurement."""
     import warnings
 
     from conceptlang.compiler import compile as compile_expr
     from conceptlang.errors import ExpressionError, NameResolutionError
     from conceptlang.evaluation.suites import SuiteError
 
-    for entry in entries:
+    for label, entry in labelled:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # unsatisfiable and the like: the measurement reports them
                 compile_expr(entry.expr, registry)
         except (NameResolutionError, ExpressionError) as err:
-            raise SuiteError(f"{where(entry)}: {err}") from None
+            raise SuiteError(f"{label}: {err}") from None
         except ConceptLangError:
             pass
 

@@ -125,13 +125,13 @@ def test_check_entries_leaves_other_compile_failures_to_the_measurement():
 
     registry = load_registry()
     entries = parse_suite("red & green\ncircle\n").entries  # unsatisfiable: a warning, measured as such
-    assert check_entries(entries, registry, lambda e: "x") is None
+    assert check_entries((("x", e) for e in entries), registry) is None
 
     class Broken:
         def __getattr__(self, name):
             raise CompileError("the registry cannot answer")
 
-    assert check_entries(entries, Broken(), lambda e: "x") is None
+    assert check_entries((("x", e) for e in entries), Broken()) is None
 
 
 def test_train_with_a_family_the_domain_lacks_is_a_usage_error(tmp_path):
