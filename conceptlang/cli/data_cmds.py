@@ -68,13 +68,12 @@ def write_dataset(domain: str, n: int, out: Path, split: str = "train", seed: in
     from PIL import Image
     from tqdm import tqdm
 
-    from conceptlang.data import get_domain, splits
+    from conceptlang.data import check_split, get_domain
     from conceptlang.errors import OutputError
     from conceptlang.io import check_dir_output, current_umask
 
     dom = get_domain(domain)
-    if split not in splits(domain):
-        raise DataError(f"{domain} has no split {split!r} (splits: {', '.join(splits(domain))})")
+    check_split(domain, split)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
         raise DataError(f"the seed must be an integer from 0 to {SEED_MAX}, got {seed!r}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -156,10 +155,12 @@ def data_cmd(domain: str, n: int, out: Path, split: str, seed: int, size: int | 
       conceptlang data scenes -n 500 --split heldout -o data/heldout
       conceptlang data faces -n 200 --size 64 -o data/faces
     """
-    from conceptlang.data import splits
+    from conceptlang.data import check_split
 
-    if split not in splits(domain):
-        raise click.UsageError(f"{domain} has no split {split!r} (splits: {', '.join(splits(domain))})")
+    try:
+        check_split(domain, split)
+    except DataError as err:
+        raise click.UsageError(err.message) from None
     path = write_dataset(domain, n, out, split=split, seed=seed, image_size=size, force=force, progress=not quiet)
     click.echo(f"wrote {n} {domain} images ({split}, seed {seed}) to {path}")
 

@@ -117,6 +117,26 @@ def _summary(lab: dict) -> str:
     return "; ".join(parts)
 
 
+def _check_arguments(expr, domain: str, text: str) -> None:
+    """The arguments of --expr's parameterised concepts against DOMAIN's ranges (``position(3, 1)``
+    is off the canvas): an :class:`~conceptlang.errors.ExpressionError` with line, column and caret."""
+    from conceptlang.compiler.resolve import check_arguments
+    from conceptlang.data import get_domain
+    from conceptlang.syntax.ast import Concept
+    from conceptlang.syntax.passes import expand_definitions
+    from conceptlang.syntax.walk import postorder
+
+    dom = get_domain(domain)
+    for node in postorder(expand_definitions(expr)):
+        if isinstance(node, Concept) and node.args is not None:
+            try:
+                fam = dom.family(node.name)
+            except DataError:
+                continue  # not a family of the domain: the labels' own lookup names it
+            if fam.kind == "continuous":
+                check_arguments(node, fam, text)
+
+
 @judge_group.command("image")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--domain", type=click.Choice(DOMAINS), default=None,
@@ -169,6 +189,7 @@ def judge_cmd(image: Path, domain: str | None, grid_cell: int, n_objects: int | 
         from conceptlang.syntax import parse
 
         expr, source = parse(expr_text), "--expr"
+        _check_arguments(expr, domain, expr_text)
     elif n_objects is None:
         expr = _expression_from_sidecar(image)
         source = "the sidecar's expression" if expr is not None else None

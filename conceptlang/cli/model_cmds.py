@@ -239,13 +239,13 @@ def train_cmd(domain, family, data_dir, attributes, hair_family, image_size, met
                     raise click.BadParameter(err.message, param_hint="FAMILY") from None
                 families = (family,)
             splits = _parse_splits(split)
-            from conceptlang.data import splits as domain_splits
+            from conceptlang.data import check_split
 
-            known = domain_splits(dom.name)
-            unknown = [k for k in splits if k not in known]
-            if unknown:
-                raise click.BadParameter(f"{dom.name} has no split {unknown[0]!r} (splits: {', '.join(known)})",
-                                         param_hint="'--split'")
+            try:
+                for k in splits:
+                    check_split(dom.name, k)
+            except DataError as err:
+                raise click.BadParameter(err.message, param_hint="'--split'") from None
         name = name or (f"{dom.name}-joint" if not families else f"{dom.name}-{family}")
         run = run or Path("runs") / name
         width_t = _number_list(widths, int, "--widths", "integers") if widths else list(UNET_WIDTHS.get(dom.image_size, UNET_WIDTHS[32]))

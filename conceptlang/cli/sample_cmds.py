@@ -374,28 +374,23 @@ _SAMPLE_ARGUMENTS = ("sampler", "steps", "batch_size", "log_z", "draws")  # samp
 
 def _check_sampler_settings(graph, sampler_kw: dict[str, Any]) -> None:
     """The sampler and its settings from the command line against the compiled graph, before any
-    sampling: a setting the sampler does not have, or one out of its range, is a usage error."""
+    sampling: a setting the sampler does not have, or one out of its range, is a usage error.
+    --max-nfe (a setting of the ODE solvers only) gets its own message naming the samplers with it."""
     from conceptlang.errors import CompileError, SamplingError
-    from conceptlang.sampling.api import resolve_settings
-
-    user = {k: v for k, v in sampler_kw.items() if k not in _SAMPLE_ARGUMENTS}
-    try:
-        resolve_settings(graph, sampler_kw["sampler"], sampler_kw["steps"], user)
-    except (SamplingError, CompileError) as err:
-        raise click.UsageError(str(err)) from None
-
-
-def _check_budget_sampler(graph, sampler: str | None) -> None:
-    """--max-nfe is a setting of the ODE solvers only: with any other sampler (given, or the
-    registry's default) it is a usage error, found before sampling."""
     from conceptlang.sampling.api import resolve_settings
     from conceptlang.sampling.samplers import SAMPLERS
 
-    name = resolve_settings(graph, sampler, None, {})[0]
-    if SAMPLERS[name].budget_steps is None:
-        budgeted = ", ".join(k for k, spec in SAMPLERS.items() if spec.budget_steps is not None)
-        raise click.UsageError(f"--max-nfe: the {name} sampler has no setting max_nfe (a budget of network "
-                               f"evaluations per sample); the samplers with one are {budgeted} (--sampler)")
+    user = {k: v for k, v in sampler_kw.items() if k not in _SAMPLE_ARGUMENTS}
+    try:
+        if user.get("max_nfe") is not None:
+            name = resolve_settings(graph, sampler_kw["sampler"], None, {})[0]
+            if SAMPLERS[name].budget_steps is None:
+                budgeted = ", ".join(k for k, spec in SAMPLERS.items() if spec.budget_steps is not None)
+                raise click.UsageError(f"--max-nfe: the {name} sampler has no setting max_nfe (a budget of network "
+                                       f"evaluations per sample); the samplers with one are {budgeted} (--sampler)")
+        resolve_settings(graph, sampler_kw["sampler"], sampler_kw["steps"], user)
+    except (SamplingError, CompileError) as err:
+        raise click.UsageError(str(err)) from None
 
 
 @click.command("sample")
@@ -492,8 +487,6 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
     if not with_grid:
         click.echo(f"warning: the grid of {n} samples would be too large; writing the samples to {per_image} "
                    "and the sidecar only", err=True)
-    if sampler_opts["max_nfe"] is not None:
-        _check_budget_sampler(graph, sampler_opts["sampler"])
     t_compiled = time.perf_counter()
     sampler_kw = dict(sampler_opts)
     sampler_kw["log_z"] = "estimate" if sampler_kw.pop("estimate_log_z") else None

@@ -111,19 +111,23 @@ def _with_params(c: Concept, ref: ConceptRef, registry: ConceptRegistry, source:
                 f"{fam.name} is a parameterised concept: write {fam.name}({', '.join(fam.params)})",
                 location(c, source),
             )
-        if len(c.args) != len(fam.params):
-            raise ExpressionError(
-                f"{fam.name} takes {len(fam.params)} argument(s) ({', '.join(fam.params)}), got {len(c.args)}",
-                location(c, source),
-            )
-        for p, v, (lo, hi) in zip(fam.params, c.args, fam.ranges or [(-float("inf"), float("inf"))] * len(c.args)):
-            if not (lo <= v <= hi):
-                raise ExpressionError(f"{fam.name} argument {p}={v:g} is outside [{lo:g}, {hi:g}]",
-                                      location(c, source))
-        return ConceptRef(ref.domain, ref.family, params=tuple(float(a) for a in c.args))
+        return ConceptRef(ref.domain, ref.family, params=check_arguments(c, fam, source))
     if c.args is not None:
         raise ExpressionError(f"{c.qualified} takes no arguments", location(c, source))
     return ref
+
+
+def check_arguments(c: Concept, fam, source: str) -> tuple[float, ...]:
+    """The arguments of ``c``, a concept of the continuous family ``fam``, as floats: an
+    :class:`ExpressionError` at ``c`` unless they are as many as its parameters and within its ranges."""
+    args = c.args or ()
+    if len(args) != len(fam.params):
+        raise ExpressionError(f"{fam.name} takes {len(fam.params)} argument(s) ({', '.join(fam.params)}), got {len(args)}",
+                              location(c, source))
+    for p, v, (lo, hi) in zip(fam.params, args, fam.ranges or [(-float("inf"), float("inf"))] * len(args)):
+        if not (lo <= v <= hi):
+            raise ExpressionError(f"{fam.name} argument {p}={v:g} is outside [{lo:g}, {hi:g}]", location(c, source))
+    return tuple(float(a) for a in args)
 
 
 def check_definitions_shadowing(definitions, registry: ConceptRegistry, source: str) -> None:

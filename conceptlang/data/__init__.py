@@ -24,8 +24,8 @@ from conceptlang.errors import DataError
 # domain name -> module that defines it (imported on first use; each exposes DOMAIN/generate_arrays).
 _DOMAIN_MODULES = {"scenes": "conceptlang.data.scenes", "faces": "conceptlang.data.faces"}
 
-__all__ = ["Domain", "Family", "DOMAIN_NAMES", "get_domain", "generate", "label_arrays", "splits", "to_tensor",
-           "to_uint8"]
+__all__ = ["Domain", "Family", "DOMAIN_NAMES", "check_split", "get_domain", "generate", "label_arrays", "splits",
+           "to_tensor", "to_uint8"]
 
 # domain name -> its label-only sampler (the labels ``generate`` draws, without rendering pixels)
 _LABEL_SAMPLERS = {"scenes": "sample_scene_arrays", "faces": "sample_face_arrays"}
@@ -48,6 +48,14 @@ def splits(domain: Domain | str) -> dict[str, str]:
     """The domain's splits: name -> one-line description."""
     name = domain if isinstance(domain, str) else domain.name
     return dict(_module(name).SPLITS)
+
+
+def check_split(domain: Domain | str, split: str) -> None:
+    """Raise :class:`~conceptlang.errors.DataError` naming the domain's splits unless it has ``split``."""
+    name = domain if isinstance(domain, str) else domain.name
+    known = _module(name).SPLITS
+    if split not in known:
+        raise DataError(f"{name} has no split {split!r} (splits: {', '.join(known)})")
 
 
 def generate(
@@ -73,8 +81,7 @@ def generate(
         raise DataError(f"generate() for {name!r} got unknown options: {', '.join(sorted(kw))}")
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise DataError(f"n must be a non-negative integer, got {n!r}")
-    if split not in mod.SPLITS:
-        raise DataError(f"{name} has no split {split!r} (splits: {', '.join(mod.SPLITS)})")
+    check_split(name, split)
     if image_size is not None and (not isinstance(image_size, (int, np.integer)) or image_size < 8):
         raise DataError(f"image_size must be an integer >= 8, got {image_size!r}")
     images, arrays = mod.generate_arrays(int(n), int(seed), split, image_size)
@@ -99,8 +106,7 @@ def label_arrays(domain: Domain | str, n: int, seed: int = 0, split: str = "trai
         b = mod.sample_scene_arrays(n_held, int(seed), "heldout")
         return mod.SceneArrays({k: np.concatenate([a.index[k], b.index[k]]) for k in a.index},
                                np.concatenate([a.positions, b.positions]))
-    if split not in mod.SPLITS:
-        raise DataError(f"{name} has no split {split!r} (splits: {', '.join(mod.SPLITS)})")
+    check_split(name, split)
     return getattr(mod, _LABEL_SAMPLERS[name])(int(n), int(seed), split)
 
 

@@ -86,3 +86,18 @@ def test_judge_objects_and_expr_together_or_a_bad_expr_are_usage_errors(grid):
     assert res.exit_code == 2 and "give --objects or --expr, not both" in res.output
     res = CliRunner().invoke(main, ["judge", str(grid), "--domain", "scenes", "--expr", "position(0.2, 0.25) & ("])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("expr, message, caret", [
+    ("position(3, 1)", "position argument x=3 is outside [0, 1]", "  ^"),
+    ("circle & position(0.5, -0.25)", "position argument y=-0.25 is outside [0, 1]", "           ^"),
+    ("p = position(0.5, 2); p & circle", "position argument y=2 is outside [0, 1]", "      ^"),
+    ("position(0.5)", "position takes 2 argument(s) (x, y), got 1", "  ^"),
+])
+def test_judge_expr_arguments_are_checked_against_the_domain(grid, expr, message, caret):
+    """``--expr`` arguments off the canvas are a usage error at the concept, as ``sample`` says."""
+    res = CliRunner().invoke(main, ["judge", str(grid), "--domain", "scenes", "--expr", expr])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = res.output.splitlines()
+    assert lines[0] == f"error: {message}"
+    assert lines[-1].rstrip() == caret

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conceptlang.data import generate, get_domain, splits, to_tensor, to_uint8
+from conceptlang.data import check_split, generate, get_domain, label_arrays, splits, to_tensor, to_uint8
 from conceptlang.data import scenes as sc
 from conceptlang.errors import DataError
 from conceptlang.judge.validity import connected_components
@@ -220,3 +220,16 @@ def test_circles_and_squares_turn_with_their_positions():
         assert np.array_equal(half[:, 0], half[:, 1])
         lo, hi = MARGIN + half, 1 - MARGIN - half
         assert np.allclose(lo + hi, 1.0)
+
+
+def test_an_unknown_split_is_refused_naming_the_domains_splits():
+    for name in splits("scenes"):
+        check_split("scenes", name)  # every listed split passes
+    expected = f"scenes has no split 'nosuch' (splits: {', '.join(splits('scenes'))})"
+    for call in (lambda: check_split(get_domain("scenes"), "nosuch"), lambda: generate("scenes", 2, split="nosuch"),
+                 lambda: label_arrays("scenes", 2, split="nosuch")):
+        with pytest.raises(DataError) as err:
+            call()
+        assert err.value.message == expected
+    with pytest.raises(DataError, match="faces has no split 'heldout'"):
+        check_split("faces", "heldout")
