@@ -501,6 +501,7 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
         click.echo(f"warning: {w.message}", err=True)
     caught = [*caught, *sampling_caught]
     rgb = _to_rgb(result.images)  # (N, H, W, 3) uint8
+    groups = None if result.branches is None else graph.branch_groups(result.branches)
     up = scale or (4 if rgb.shape[1] >= 16 else 1)
     per_paths = []
     if per_image:
@@ -523,6 +524,7 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
         "n": n,
         "device": result.device,
         "branch_counts": result.branch_counts,
+        "branch_groups": None if groups is None else [{"branch": t, "count": c} for t, c in groups],
         "branches": None if result.branches is None else result.branches.tolist(),
         "timing": {
             "compile_seconds": round(t_compiled - t_start, 4),
@@ -544,8 +546,8 @@ def sample_cmd(expression, file, models, n, seed, device, threads, compile_opts,
         click.echo(json.dumps(record, indent=2))
     else:
         shares = ""
-        if result.branch_counts is not None:
-            shares = ", branches " + "/".join(str(c) for c in result.branch_counts)
+        if groups is not None:
+            shares = ", branches " + ", ".join(f"{t} {c}" for t, c in groups)
         nfe, budget = result.settings.get("nfe"), result.settings.get("max_nfe")
         click.echo(f"wrote {out if with_grid else per_image} ({n} samples, {result.settings['sampler']} "
                    f"{result.settings['total_steps']} steps"

@@ -153,7 +153,8 @@ def explain_text(g: "EnergyGraph") -> str:
         lines.append(f"sampling route: exact DNF mixture of {len(g.disjuncts)} disjunct(s); each chain draws one "
                      f"with probability ∝ exp(−log Z) (log Z {_log_z_text(g)})")
         for i, d in enumerate(g.disjuncts):
-            lines.append(f"  D{i}  share {d.share:.3f}  {d.text}:  E = {linear_text(d.coefs, list(g.leaves))}")
+            branch = "" if d.group is None else f"  (branch {d.group})"
+            lines.append(f"  D{i}  share {d.share:.3f}  {d.text}{branch}:  E = {linear_text(d.coefs, list(g.leaves))}")
     else:
         lines.append("sampling route: log-sum-exp energies (chains cannot hop between the modes of an OR, "
                      "so branch shares follow the starting points)")
@@ -230,7 +231,8 @@ def graph_json(g: "EnergyGraph") -> dict[str, Any]:
         "root": g.root,
         "negations": [gr.describe() for gr in g.groundings],
         "disjuncts": None if g.disjuncts is None else [
-            {"text": d.text, "share": d.share, "log_weight": d.log_weight, "coefficients": list(d.coefs)}
+            {"text": d.text, "branch": d.group, "share": d.share, "log_weight": d.log_weight,
+             "coefficients": list(d.coefs)}
             for d in g.disjuncts
         ],
         "notices": list(g.notices),

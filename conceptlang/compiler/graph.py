@@ -174,6 +174,23 @@ class EnergyGraph:
         """The energy as Σ coef · leaf (one coefficient per leaf) when :attr:`is_linear`, else None."""
         return self._linear_coefs
 
+    def branch_groups(self, branches: Sequence[int] | torch.Tensor) -> list[tuple[str, int]] | None:
+        """How many chains drew each branch of the expression's OR(s) as written, in written order
+        (``branches``: each chain's disjunct index, as :func:`~conceptlang.sampling.sample` returns them);
+        None where the graph has no disjunct of an OR as written (no OR, or only free families
+        enumerated). Each disjunct belongs to one branch; with data-weighted ORs, to the first
+        branch as written that its values satisfy."""
+        if self.disjuncts is None or all(d.group is None for d in self.disjuncts):
+            return None
+        drawn = torch.bincount(torch.as_tensor(branches, dtype=torch.long).reshape(-1),
+                               minlength=len(self.disjuncts)).tolist()
+        counts: dict[str, list] = {}
+        for d, c in zip(self.disjuncts, drawn):
+            key = d.group or "?"
+            rank, total = counts.get(key, (d.group_rank, 0))
+            counts[key] = [min(rank, d.group_rank), total + c]
+        return [(text, total) for text, (_, total) in sorted(counts.items(), key=lambda kv: kv[1][0])]
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.leaves[0].model.image_shape)  # type: ignore[return-value]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -104,6 +105,9 @@ class GraphBuilder:
         # conjunctions with continuous families drawn per chain: (conjunction, what is drawn, how)
         self.drawn: list[tuple[str, str, str]] = []
         self.or_weights: OrWeights | None = None  # how the expression's OR branches were weighted
+        # the ORs as written (log-sum-exp node id → per child, the written branch it stands for); the
+        # other log-sum-exps enumerate free families, which are not branches of the expression
+        self.written_or: dict[int, tuple[tuple[tuple[int, int], str], ...]] = {}
         self._drawable: dict[tuple, bool] = {}  # (domain, family, objects) → the registry can draw it
 
     # -- construction ---------------------------------------------------------------------------
@@ -160,21 +164,31 @@ class GraphBuilder:
         key = _digest("S", ",".join(f"{c!r}*{self.keys[nid]}" for nid, c in items))
         return self._node(node, key)
 
-    def lse(self, children: list[int], offsets: list[float]) -> int:
+    def lse(self, children: list[int], offsets: list[float], labels: Sequence[str] | None = None) -> int:
+        """The log-sum-exp of ``children``. ``labels``: for an OR as written, each child's branch
+        text (kept in :attr:`written_or`, carried onto the children of a child that is flattened in)."""
         tau = self.options.tau
-        flat: list[tuple[int, float]] = []
-        for nid, off in zip(children, offsets):
+        # (child, offset, ((which OR as written, its branch's place in it), text) or None)
+        flat: list[tuple[int, float, tuple[tuple[int, int], str] | None]] = []
+        ordinal = len({k for labs in self.written_or.values() for (k, _), _ in labs})
+        for i, (nid, off) in enumerate(zip(children, offsets)):
             node = self.nodes[nid]
+            label = ((ordinal, i), labels[i]) if labels is not None else None
             # lse(lse(a, b) − o, c) = lse(a − o, b − o, c). Wide children stay nested, so that
             # 10,000 nested ORs do not cost quadratic time (their energy is the same either way).
             if isinstance(node, LseNode) and node.tau == tau and len(node.children) <= FLATTEN_OR_LIMIT:
-                flat.extend((c, o + off) for c, o in zip(node.children, node.offsets))
+                inner = self.written_or.get(nid)
+                flat.extend((c, o + off, label if labels is not None else (inner[j] if inner else None))
+                            for j, (c, o) in enumerate(zip(node.children, node.offsets)))
             else:
-                flat.append((nid, off))
+                flat.append((nid, off, label))
         flat.sort(key=lambda co: (self.keys[co[0]], co[1]))
-        node = LseNode(tuple(c for c, _ in flat), tuple(o for _, o in flat), tau)
-        key = _digest(f"X{tau!r}", ",".join(f"{self.keys[c]}-{o!r}" for c, o in flat))
-        return self._node(node, key)
+        node = LseNode(tuple(c for c, _, _ in flat), tuple(o for _, o, _ in flat), tau)
+        key = _digest(f"X{tau!r}", ",".join(f"{self.keys[c]}-{o!r}" for c, o, _ in flat))
+        nid = self._node(node, key)
+        if any(lab is not None for _, _, lab in flat):
+            self.written_or.setdefault(nid, tuple(lab or ((ordinal, len(flat)), "?") for _, _, lab in flat))
+        return nid
 
     # -- lowering -------------------------------------------------------------------------------
     def lower_root(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
@@ -203,7 +217,7 @@ class GraphBuilder:
             self.enumerated.append(
                 f"{len(enumerated)} of the OR's {len(branches)} branches: their free families ({'; '.join(free)}) "
                 "drawn as the data has them given the branch (free_families=data)")
-        nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets)
+        nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets, got.groups)
         self.text.setdefault(nid, show(e))
         self._keep.append(e)
         return nid
@@ -222,7 +236,7 @@ class GraphBuilder:
             nid = self.leaf(self._named_near(self.refs[e], show(e)))
         elif isinstance(e, Or):
             offsets = list(log_z) if log_z is not None else [0.0] * len(e.terms)
-            nid = self.lse([self.lower(t) for t in e.terms], offsets)
+            nid = self.lse([self.lower(t) for t in e.terms], offsets, [show(t) for t in e.terms])
         else:
             nid = self.conjunction(e.terms if isinstance(e, And) else (e,))
         if nid not in self.text:
@@ -847,6 +861,8 @@ class _Part:
     coefs: dict[int, float]
     log_weight: float
     choices: tuple[str, ...]
+    # the branches of the ORs as written chosen on the way: ((which OR, which branch), text)
+    groups: tuple[tuple[tuple[int, int], str], ...] = ()
 
 
 def expand_dnf(b: GraphBuilder, root: int, max_disjuncts: int) -> list[Disjunct]:
@@ -864,9 +880,11 @@ def expand_dnf(b: GraphBuilder, root: int, max_disjuncts: int) -> list[Disjunct]
             if node.tau != 1.0:
                 raise NotExpandable(f"τ = {node.tau:g} ≠ 1, so the OR is not a mixture of its branches")
             out: list[_Part] = []
-            for child, off in zip(node.children, node.offsets):
+            written = b.written_or.get(nid)  # an OR as written: its branch replaces any nested one's
+            for i, (child, off) in enumerate(zip(node.children, node.offsets)):
                 for p in go(child):
-                    out.append(_Part(p.coefs, p.log_weight - off, (b.text.get(child, "?"),) + p.choices))
+                    groups = (written[i],) if written is not None else p.groups
+                    out.append(_Part(p.coefs, p.log_weight - off, (b.text.get(child, "?"),) + p.choices, groups))
                     if len(out) > max_disjuncts:
                         raise NotExpandable(f"the disjunctive normal form has more than {max_disjuncts} disjuncts")
             return out
@@ -884,7 +902,7 @@ def expand_dnf(b: GraphBuilder, root: int, max_disjuncts: int) -> list[Disjunct]
                 coefs = dict(p.coefs)
                 for leaf, v in q.coefs.items():
                     coefs[leaf] = coefs.get(leaf, 0.0) + c * v
-                new.append(_Part(coefs, p.log_weight + q.log_weight, p.choices + q.choices))
+                new.append(_Part(coefs, p.log_weight + q.log_weight, p.choices + q.choices, p.groups + q.groups))
             parts = new
         return parts
 
@@ -897,7 +915,9 @@ def expand_dnf(b: GraphBuilder, root: int, max_disjuncts: int) -> list[Disjunct]
     for p, w in zip(parts, weights):
         coefs = tuple(p.coefs.get(i, 0.0) for i in range(n))
         text = " & ".join(p.choices) if p.choices else b.text.get(root, "")
-        out.append(Disjunct(coefs, p.log_weight, text, w / total))
+        chosen = sorted(p.groups)  # the ORs in the order they were written
+        out.append(Disjunct(coefs, p.log_weight, text, w / total, group=" & ".join(t for _, t in chosen) or None,
+                            group_rank=tuple(i for (_, i), _ in chosen)))
     return out
 
 

@@ -65,6 +65,11 @@ class Disjunct:
     share: float = 0.0
     # the coefficients below the graph's ``weights_above`` noise level (concepts as written), or None
     low_coefs: tuple[float, ...] | None = None
+    # the branch of the expression's OR(s) as written that this disjunct belongs to ("red", or
+    # "red & circle" for two ORs); None where the expression has no OR as written and the disjuncts
+    # only enumerate free families
+    group: str | None = None
+    group_rank: tuple[int, ...] = ()  # where ``group`` stands in the written order (for listing groups)
 
 
 @dataclass(frozen=True)

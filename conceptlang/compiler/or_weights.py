@@ -88,6 +88,8 @@ class Plan:
     other: list[Expr]  # terms of the expression's top-level conjunction outside the OR formula
     record: OrWeights
     places: list[tuple[Expr, ...]] = field(default_factory=list)  # per branch: its named-place terms
+    # per branch: the disjunct of the OR as written that it is counted under (the first that holds)
+    groups: list[str] = field(default_factory=list)
 
 
 class _Fallback(Exception):
@@ -313,6 +315,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     place_terms: list[tuple[Expr, ...]] = []
     texts: list[tuple[str, float]] = []
     written = [0.0] * len(disjuncts)
+    groups: list[str] = []
     for combo, share in kept:
         w = share / total
         pinned: list[ConceptRef] = []
@@ -338,6 +341,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         values = dict(zip(names, combo))
         first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         written[first] += w
+        groups.append(" & ".join(lit.text for lit in disjuncts[first]))
     written_text = []
     for k, d in enumerate(disjuncts):
         if written[k] <= 0.0:
@@ -345,7 +349,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         text = " & ".join(lit.text for lit in d)
         written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
     record = OrWeights("data", None, names, texts, written_text)
-    return Plan(branches, other, record, place_terms)
+    return Plan(branches, other, record, place_terms, groups)
 
 
 def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Literal]]:

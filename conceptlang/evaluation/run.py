@@ -40,19 +40,14 @@ def slug(text: str, max_len: int = 60) -> str:
     return s or "expr"
 
 
-def _drawn_branches(sample_result, expr: Expr) -> dict[str, int] | None:
+def _drawn_branches(sample_result, graph) -> dict[str, int] | None:
+    """How many chains drew each branch of the expression's OR(s) as written (the graph's
+    :meth:`~conceptlang.compiler.graph.EnergyGraph.branch_groups`); None without one."""
     branches = getattr(sample_result, "branches", None)
-    if branches is None:
+    if branches is None or not hasattr(graph, "branch_groups"):
         return None
-    try:
-        values = list(np.asarray(branches.cpu() if hasattr(branches, "cpu") else branches).reshape(-1))
-    except (TypeError, ValueError):
-        return None
-    counts: dict[str, int] = {}
-    for v in values:
-        key = str(v.item() if hasattr(v, "item") else v)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    groups = graph.branch_groups(branches)
+    return None if groups is None else dict(groups)
 
 
 class JudgeCache:
@@ -119,7 +114,7 @@ def evaluate_entry(
         sampled = sample(graph, n, seed=seed, device=device, **(sample_kwargs or {}))
         result.sample_seconds = time.perf_counter() - t1
         result.settings = dict(getattr(sampled, "settings", {}) or {})
-        result.drawn_branches = _drawn_branches(sampled, entry.expr)
+        result.drawn_branches = _drawn_branches(sampled, graph)
         images = to_uint8(sampled.images)  # (N, H, W, 3) uint8
         judge = judges(result.domain)
         valid, satisfied = score_samples(entry.expr, images, judge, result)

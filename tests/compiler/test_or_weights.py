@@ -5,6 +5,7 @@ an option. Expected weights are hand-computed from TableSharesRegistry.TABLE (te
 from __future__ import annotations
 
 import pytest
+import torch
 
 from conceptlang.compiler import compile as compile_expr
 from conceptlang.errors import CompileError
@@ -154,6 +155,45 @@ def test_malformed_data_shares_are_a_clear_error(shares, msg):
     with pytest.raises(CompileError, match="the registry's value_shares") as err:
         compile_expr("red | circle", TableSharesRegistry(shares=shares))
     assert msg in str(err.value)
+
+
+def _groups(g):
+    return {d.text: d.group for d in g.disjuncts}
+
+
+def test_each_disjunct_names_the_branch_as_written_it_belongs_to():
+    # data-weighted: a combination counts under the first branch it satisfies (red & circle → red)
+    g = compile_expr("red | circle", TableSharesRegistry(), free_families="data", and_mode="joint")
+    assert _groups(g) == {
+        "color.red & shape.circle & size.small": "red", "color.red & shape.circle & size.large": "red",
+        "color.red & shape.square & size.small": "red", "color.red & shape.square & size.large": "red",
+        "color.green & shape.circle & size.small": "circle", "color.blue & shape.circle & size.small": "circle"}
+    # written order, whatever order the disjuncts are kept in; counts from each chain's disjunct index
+    index = {d.text: i for i, d in enumerate(g.disjuncts)}
+    drawn = [index["color.blue & shape.circle & size.small"]] * 3 + [index["color.red & shape.circle & size.large"]] * 2
+    assert g.branch_groups(drawn) == [("red", 2), ("circle", 3)]
+    assert g.branch_groups(torch.tensor(drawn)) == [("red", 2), ("circle", 3)]
+    assert g.to_json()["disjuncts"][index["color.red & shape.square & size.large"]]["branch"] == "red"
+    assert "(branch circle)" in g.explain()
+    # in equal shares as written, each branch is its own disjunct (a red circle may come from either)
+    eq = compile_expr("circle | red", TableSharesRegistry(), or_weights="equal")
+    assert sorted(_groups(eq).values()) == ["circle", "red"]
+    red = next(i for i, d in enumerate(eq.disjuncts) if d.group == "red")
+    assert eq.branch_groups([red, red, 1 - red]) == [("circle", 1), ("red", 2)]
+
+
+def test_two_ors_as_written_name_one_branch_of_each_and_no_or_names_none():
+    g = compile_expr("(red | blue) & (circle | square)", GaussianRegistry("noise_conditional"))
+    assert _groups(g) == {"shape.circle & color.red": "red & circle", "shape.circle & color.blue": "blue & circle",
+                          "shape.square & color.red": "red & square", "shape.square & color.blue": "blue & square"}
+    index = {d.group: i for i, d in enumerate(g.disjuncts)}
+    drawn = [index["blue & square"], index["red & square"], index["red & square"]]
+    assert g.branch_groups(drawn) == [("red & circle", 0), ("red & square", 2), ("blue & circle", 0),
+                                      ("blue & square", 1)]
+    # free families enumerated in a conjunction are disjuncts but no branch of the expression
+    g = compile_expr("red & circle", TableSharesRegistry(), free_families="data", and_mode="joint")
+    assert len(g.disjuncts) == 2 and {d.group for d in g.disjuncts} == {None}
+    assert g.branch_groups([0, 1]) is None
 
 
 def test_shipped_faces_design_card_weights_follow_the_data():

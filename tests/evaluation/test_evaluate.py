@@ -32,7 +32,13 @@ def fake_pipeline(monkeypatch):
     calls = []
 
     def fake_compile(expr, registry, **kw):
-        return SimpleNamespace(expr=expr, domain="toy")
+        from conceptlang.syntax import unparse
+
+        def groups(branches):  # the graph's written OR branches: chains drawing disjunct 0 and 1
+            return [("A", int((branches == 0).sum())), ("B", int((branches == 1).sum()))]
+
+        return SimpleNamespace(expr=expr, domain="toy",
+                               branch_groups=groups if "|" in unparse(expr) else (lambda branches: None))
 
     def fake_sample(graph, n, seed=0, device="auto", **kw):
         from conceptlang.syntax import unparse
@@ -64,7 +70,7 @@ def test_accuracy_counts_valid_and_satisfying(fake_pipeline, tmp_path):
     assert by["A & B"].valid == Proportion(8, 10)
     assert by["A & ~B"].accuracy == Proportion(8, 10)
     assert by["A"].settings == {"steps": 7}
-    assert by["A"].drawn_branches == {"0": 5, "1": 5}
+    assert by["A"].drawn_branches is None and by["A | B"].drawn_branches == {"A": 5, "B": 5}
     assert all(r.error is None for r in res.results)
 
 
