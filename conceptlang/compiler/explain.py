@@ -152,6 +152,15 @@ def explain_text(g: "EnergyGraph") -> str:
     elif g.route == "dnf":
         lines.append(f"sampling route: exact DNF mixture of {len(g.disjuncts)} disjunct(s); each chain draws one "
                      f"with probability ∝ exp(−log Z) (log Z {_log_z_text(g)})")
+        by_branch: dict[str, list] = {}
+        for d in g.disjuncts:
+            if d.group is not None:
+                entry = by_branch.setdefault(d.group, [d.group_rank, 0.0, 0])
+                entry[0], entry[1], entry[2] = min(entry[0], d.group_rank), entry[1] + d.share, entry[2] + 1
+        if by_branch:
+            lines.append("  by branch as written: " + ", ".join(
+                f"{t} {share:.3f} ({k} disjunct{'s' if k != 1 else ''})"
+                for t, (_, share, k) in sorted(by_branch.items(), key=lambda kv: kv[1][0])))
         for i, d in enumerate(g.disjuncts):
             branch = "" if d.group is None else f"  (branch {d.group})"
             lines.append(f"  D{i}  share {d.share:.3f}  {d.text}{branch}:  E = {linear_text(d.coefs, list(g.leaves))}")

@@ -175,6 +175,7 @@ def test_each_disjunct_names_the_branch_as_written_it_belongs_to():
     assert g.branch_groups(torch.tensor(drawn)) == [("red", 2), ("circle", 3)]
     assert g.to_json()["disjuncts"][index["color.red & shape.square & size.large"]]["branch"] == "red"
     assert "(branch circle)" in g.explain()
+    assert "  by branch as written: red 0.600 (4 disjuncts), circle 0.400 (2 disjuncts)\n" in g.explain()
     # in equal shares as written, each branch is its own disjunct (a red circle may come from either)
     eq = compile_expr("circle | red", TableSharesRegistry(), or_weights="equal")
     assert sorted(_groups(eq).values()) == ["circle", "red"]
