@@ -17,13 +17,10 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from conceptlang.errors import ConceptLangError
 from conceptlang.evaluation.results import ExpressionResult, SuiteResult
 from conceptlang.evaluation.scoring import expected_objects, score_samples
 from conceptlang.evaluation.suites import Suite, SuiteEntry
-from conceptlang.syntax.ast import Expr
 
 
 def seed_for(text: str, base_seed: int, multiplier: int = 1_000_003, prefix: str = "") -> int:
