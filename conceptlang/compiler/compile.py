@@ -189,18 +189,19 @@ def _finisher(registry: ConceptRegistry, domain: str) -> tuple[Any, float] | Non
 
 def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions,
                    builder: GraphBuilder, route: str, disjuncts: list | None, notices: list[str]) -> tuple:
-    """Where the registry limits its calibrated concept weights to high noise levels (the optional
+    """Where the registry limits concept weights to high noise levels (the optional
     ``concept_weights_above`` hook: a level σ_w, or None), the coefficients a chain takes below σ_w:
     those of the expression lowered without weights, on the same leaves. Returns (σ_w or None, the
     linear route's low coefficients or None, the disjuncts with their ``low_coefs``).
 
-    Below σ_w a calibrated concept scores as written, so its extra (w − 1)·(E_c − E_prior) drops
-    out and its rows are not evaluated there. Applies to the linear and DNF routes (the sampled
-    ones) when a weight was applied; the lowering without weights must use no leaf the weighted one
+    Below σ_w a weighted concept, calibrated or written (``2 * red``), scores with weight 1, so its
+    extra (w − 1)·(E_c − E_prior) drops out and its rows are not evaluated there. Applies to the
+    linear and DNF routes (the sampled ones) when a weight was applied; the lowering without weights must use no leaf the weighted one
     lacks, and each weighted branch the leaves of exactly one branch of it, or the weights act at
     every level (with a notice)."""
     hook = getattr(registry, "concept_weights_above", None)
-    if hook is None or not builder.calibrated or route not in ("linear", "dnf"):
+    plain_expr = _without_concept_weights(expr)
+    if hook is None or not (builder.calibrated or plain_expr is not expr) or route not in ("linear", "dnf"):
         return None, None, disjuncts
     models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
     level = hook(models)
@@ -208,12 +209,12 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
         return None, None, disjuncts
 
     def every_level() -> tuple:
-        notices.append("the calibrated concept weights act at every noise level: this expression without them "
+        notices.append("the concept weights act at every noise level: this expression without them "
                        "lowers to other leaves or branches")
         return None, None, disjuncts
 
     try:
-        plain, plain_root, plain_disjuncts, plain_route, *_ = _lower(expr, registry, domain, refs,
+        plain, plain_root, plain_disjuncts, plain_route, *_ = _lower(plain_expr, registry, domain, refs,
                                                                      replace(opts, concept_weights=False))
     except CompileError:
         return every_level()
@@ -238,11 +239,38 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
         low_rows = _matched_rows(disjuncts, [mapped(d.coefs) for d in plain_disjuncts])
     if not low_rows or any(r is None for r in low_rows):
         return every_level()
-    notices.append(f"the calibrated concept weights act at noise levels σ ≥ {level:g} (the models' manifest's "
-                   "concept_weights_above); below, concepts score as written")
+    which, below = (("calibrated", "as written") if plain_expr is expr else
+                    ("calibrated and written" if builder.calibrated else "written", "with weight 1"))
+    notices.append(f"the {which} concept weights act at noise levels σ ≥ {level:g} (the models' manifest's "
+                   f"concept_weights_above); below, concepts score {below}")
     if route == "dnf":
         disjuncts = [replace(d, low_coefs=r) for d, r in zip(disjuncts, low_rows)]
     return float(level), low_linear, disjuncts
+
+
+def _without_concept_weights(expr: Expr) -> Expr:
+    """``expr`` with every positive weight on a concept dropped (``2 * red`` → ``red``) and a concept
+    repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``); ``expr`` itself
+    where it has neither."""
+    from conceptlang.syntax.walk import transform
+
+    def rewrite(node):
+        if isinstance(node, Weighted) and node.weight > 0 and isinstance(node.expr, Concept):
+            return node.expr
+        if isinstance(node, And):
+            seen: set = set()
+            terms = []
+            for t in node.terms:
+                if isinstance(t, Concept):
+                    if t._key() in seen:
+                        continue
+                    seen.add(t._key())
+                terms.append(t)
+            if len(terms) < len(node.terms):
+                return terms[0] if len(terms) == 1 else replace(node, terms=tuple(terms))
+        return node
+
+    return transform(expr, rewrite)
 
 
 def _matched_rows(disjuncts: list, plain: list) -> list:

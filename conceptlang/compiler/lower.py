@@ -6,8 +6,9 @@ Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as wr
   ``w * X``, −α for ``~X`` (−α·w for ``w * ~X``);
   ``and_mode="sum"``:     E = Σ s_i E_i, plus E_prior when no term is positive;
   ``and_mode="product"``: E = E_prior + Σ s_i (E_i − E_prior);
-  ``and_mode="joint"``:   as product, with the positive unit-weight concepts that one joint model
-                          scores together folded into one leaf E(x | c₁, …, c_k);
+  ``and_mode="joint"``:   as product, with the positive concepts that one joint model scores
+                          together folded into one leaf E(x | c₁, …, c_k); a weight w > 0 on one
+                          adds (w − 1)·(E_c − E_prior) beside it (a repeat counts as w = 2);
 * anything that is not an AND or OR (a bare ``~X``, ``w * X``) is a one-term conjunction;
 * a concept with a calibrated weight w (the registry's optional ``concept_weight`` hook) has its
   coefficient multiplied by w wherever it appears (so a bare such concept is a one-term
@@ -317,22 +318,34 @@ class GraphBuilder:
         hook = getattr(self.registry, "absent", None)
         return hook(ref) if hook is not None else None
 
+    @staticmethod
+    def _positive_concept(t: Expr) -> Concept | None:
+        """The concept of a positive conjunction term: ``c``, or ``w * c`` with w > 0 (nested
+        weights multiplied); None for anything else."""
+        w = 1.0
+        while isinstance(t, Weighted):
+            w *= t.weight
+            t = t.expr
+        return t if isinstance(t, Concept) and w > 0 else None
+
     def _joint_model_of(self, flat: list[Expr]) -> tuple[Any, list[ConceptRef], list[ConceptRef]] | None:
-        """(model, positive refs, negated refs) when ``flat`` is plain concepts and single-concept
-        negations, at least one positive and one value per family among those, the positive ones
-        all served by one joint model (and_mode "joint"); else None (two objects, weighted or
-        compound terms: the free families stay the model's)."""
+        """(model, positive refs, negated refs) when ``flat`` is concepts (``w * c`` with w > 0
+        included) and single-concept negations, at least one positive and one value per family
+        among those, the positive ones all served by one joint model (and_mode "joint"); else None
+        (two objects, negative weights or compound terms: the free families stay the model's)."""
         if self.options.and_mode != "joint" or getattr(self.registry, "joint", None) is None:
             return None
         pos: list[ConceptRef] = []
         neg: list[ConceptRef] = []
         for t in flat:
-            if isinstance(t, Concept):
-                pos.append(self.refs[t])
+            c = self._positive_concept(t)
+            if c is not None:
+                pos.append(self.refs[c])
             elif isinstance(t, Not) and isinstance(t.expr, Concept):
                 neg.append(self.refs[t.expr])
             else:
                 return None
+        pos = list(dict.fromkeys(pos))  # a repeated concept is one value (`red & circle & red`)
         if not pos or len({r.family for r in pos}) != len(pos):
             return None
         model = self.registry.model_for(pos[0])[0]
@@ -515,7 +528,7 @@ class GraphBuilder:
         product): single-concept negations lowered to complements (negation="complement") and
         the families it leaves free enumerated (free_families="data"); None when neither applies."""
         dom = self.registry.domain(self.domain)
-        pos_refs: list[ConceptRef] = [self.refs[t] for t in flat if isinstance(t, Concept)]
+        pos_refs: list[ConceptRef] = [self.refs[c] for c in map(self._positive_concept, flat) if c is not None]
         negs: dict[str, list[tuple[int, ConceptRef]]] = {}  # family → (term index, negated ref)
         compound: list[int] = []  # term indices of negated compounds (`~(red | green)`)
         places: dict[str, list[tuple[int, ConceptRef]]] = {}  # continuous family → (term index, negated ref)
@@ -607,7 +620,7 @@ class GraphBuilder:
             taken = {f for f, _ in free + cfree} | {r.family for r in extra}
             # a bare complement (`~red`) has no positive concept to find the joint model by: one of
             # its values stands in (its family is taken, so it is not enumerated twice)
-            anchor = [] if any(isinstance(t, Concept) for t in rest) else [
+            anchor = [] if any(self._positive_concept(t) is not None for t in rest) else [
                 self._synthetic(ConceptRef(self.domain, f, value=vals[0]))
                 for f, vals in (free + cfree)[:1] if vals[0] is not None]
             enum = self._free_families(rest + anchor, taken)
@@ -759,13 +772,16 @@ class GraphBuilder:
         pos_text = " & ".join(_wrap(t, PRECEDENCE[Not]) for t in positive) if positive and negated else ""
         out: list[tuple[float, int]] = []
         mine: list[Grounding] = []
-        joint, absorbed = self._joint_terms(classified) if self.options.and_mode == "joint" else ({}, set())
+        joint, absorbed, repeats = self._joint_terms(classified) if self.options.and_mode == "joint" else ({}, set(), set())
         conj = " & ".join(show(t) for t in flat)
         for k, (t, s, inner, neg) in enumerate(classified):
+            if k in repeats:  # a concept already in a joint leaf, again: its whole weight beside it
+                out.append((s, self._term(inner, s)))
+                continue
             if k in joint or k in absorbed:
                 if k in joint:
                     out.append((1.0, joint[k]))
-                if s != 1.0:  # a calibrated concept in a joint leaf: its extra (w − 1)·(E_c − E_prior)
+                if s != 1.0:  # a weighted concept in a joint leaf: its extra (s − 1)·(E_c − E_prior)
                     out.append((s - 1.0, self._term(inner, s)))
                 continue
             if isinstance(inner, Concept) and not neg and s > 0:
@@ -790,34 +806,36 @@ class GraphBuilder:
         self.groundings.extend(replace(g, node=nid) for g in mine)
         return nid
 
-    def _joint_terms(self, classified) -> tuple[dict[int, int], set[int]]:
-        """and_mode "joint": the positive unit-weight concepts of a conjunction that one model can
-        score together (the registry's optional ``joint`` hook) → one joint leaf each group.
+    def _joint_terms(self, classified) -> tuple[dict[int, int], set[int], set[int]]:
+        """and_mode "joint": the positive concepts of a conjunction (any positive weight) that one
+        model can score together (the registry's optional ``joint`` hook) → one joint leaf each group.
 
-        Returns {index of a group's first term: joint leaf node} and the indices of the other
-        members (absorbed). Concepts are grouped by the model that serves them; a family that
-        appears twice (``position(a) & position(b)``: two objects) is left out of the group, since
-        one condition holds one value per family, and so is a concept that occurs more than once
-        in the conjunction (``red & red`` stays 2·E_red, as in the other modes).
+        Returns {index of a group's first term: joint leaf node}, the indices of the other members
+        (absorbed) and of later occurrences of a member (repeats: ``red & circle & red`` scores as
+        ``2 * red & circle``). Concepts are grouped by the model that serves them; a family with two
+        values (``position(a) & position(b)``: two objects) is left out of the group, since one
+        condition holds one value per family, and so is a concept that also occurs negated.
         """
         hook = getattr(self.registry, "joint", None)
         if hook is None:
-            return {}, set()
-        count: dict[ConceptRef, int] = {}
-        for _, _, inner, _ in classified:
-            if isinstance(inner, Concept):
-                count[self.refs[inner]] = count.get(self.refs[inner], 0) + 1
-        single: dict[ConceptRef, int] = {}
+            return {}, set(), set()
+        occurrences: dict[ConceptRef, list[int]] = {}
+        positive: dict[ConceptRef, bool] = {}
         for k, (_t, s, inner, neg) in enumerate(classified):
-            # unit weight as written (a calibrated concept joins; the caller adds its extra share)
-            if not neg and isinstance(inner, Concept) and s == self.weight(inner) and count[self.refs[inner]] == 1:
-                single[self.refs[inner]] = k
+            if isinstance(inner, Concept):
+                ref = self.refs[inner]
+                occurrences.setdefault(ref, []).append(k)
+                positive[ref] = positive.get(ref, True) and not neg and s > 0
+        # any positive weight (a calibrated concept, ``w * c``): it joins, and the caller adds its
+        # extra share (s − 1)·(E_c − E_prior) beside the joint leaf
+        single: dict[ConceptRef, int] = {ref: ks[0] for ref, ks in occurrences.items() if positive[ref]}
         groups: dict[int, list[tuple[ConceptRef, int]]] = {}
         for ref, k in single.items():
             model, _ = self.registry.model_for(ref)
             groups.setdefault(id(model), []).append((ref, k))
         joint: dict[int, int] = {}
         absorbed: set[int] = set()
+        repeats: set[int] = set()
         for members in groups.values():
             families = [r.family for r, _ in members]
             members = [(r, k) for r, k in members if families.count(r.family) == 1]
@@ -831,7 +849,9 @@ class GraphBuilder:
             nid = self.joint_leaf(refs, *got)
             joint[idx[0]] = nid
             absorbed.update(idx[1:])
-        return joint, absorbed
+            for r, _ in members:
+                repeats.update(occurrences[r][1:])
+        return joint, absorbed, repeats
 
     # -- DNF ------------------------------------------------------------------------------------
     def has_lse(self, nid: int) -> bool:

@@ -27,10 +27,10 @@ class CompileOptions:
     * ``tau``: OR temperature τ > 0 in −τ·logsumexp(−E_i/τ − log Z_i).
     * ``and_mode``: ``"sum"`` (the paper's plain product of experts, default) or ``"product"``
       (corrected for the shared prior: E_prior + Σ s_i (E_i − E_prior)) or ``"joint"`` (as
-      ``"product"``, but the positive unit-weight concepts of a conjunction that one joint model
-      can score together become ONE leaf conditioned on all of them — that model's own estimate of
-      p(x | c₁, …, c_k) — through the registry's optional ``joint`` hook; the rest stay separate
-      terms). The registry may suggest a mode via its sampler settings key ``"and_mode"``, and an
+      ``"product"``, but the positive concepts of a conjunction that one joint model can score
+      together become ONE leaf conditioned on all of them — that model's own estimate of
+      p(x | c₁, …, c_k) — through the registry's optional ``joint`` hook, a weight w > 0 on one
+      adding (w − 1)·(E_c − E_prior) beside it; the rest stay separate terms). The registry may suggest a mode via its sampler settings key ``"and_mode"``, and an
       explicit option always wins.
     * ``negation``: how ``~c`` of a single concept is lowered inside a conjunction. ``"ratio"`` (the
       paper's p(x | A) / p(x | c)^α: a repulsion from c, coefficient −α) or ``"complement"``: a value

@@ -413,15 +413,16 @@ def test_joint_and_mode_folds_one_models_concepts_into_one_exact_leaf():
     torch.testing.assert_close(diff, diff[:1].expand(4), rtol=0, atol=1e-5)  # float32 parameters
 
 
-def test_joint_and_mode_keeps_negations_weights_repeats_and_repeated_families_separate():
+def test_joint_and_mode_keeps_negations_negative_weights_repeats_and_repeated_families_separate():
     reg = GaussianRegistry()
 
     def labels(text):
         return sorted(leaf.label for leaf in compile(text, reg, and_mode="joint").leaves)
 
     assert labels("red & circle & ~large") == ["color.red & shape.circle", "prior", "size.large"]
-    assert labels("2 * red & circle") == ["color.red", "prior", "shape.circle"]
-    assert labels("red & circle & red") == ["color.red", "prior", "shape.circle"]
+    assert labels("-1 * red & circle") == ["color.red", "prior", "shape.circle"]
+    with pytest.warns(UserWarning, match="unsatisfiable"):  # a concept also negated stays out
+        assert labels("red & circle & ~red") == ["color.red", "prior", "shape.circle"]
     assert labels("position(0.2, 0.3) & position(0.7, 0.7) & red & circle") == [
         "color.red & shape.circle", "position(0.2, 0.3)", "position(0.7, 0.7)", "prior"]
     e = energy("red & circle & ~large", and_mode="joint", alpha=0.5)
@@ -431,6 +432,23 @@ def test_joint_and_mode_keeps_negations_weights_repeats_and_repeated_families_se
     d = X.view(-1, 2) - torch.tensor([mx, my], dtype=X.dtype)
     ref = d.pow(2).sum(1) / (2 * var) - 0.5 * (leaf_e(LARGE) - leaf_e(GAUSS_PRIOR))
     torch.testing.assert_close(e, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_joint_and_mode_folds_a_positively_weighted_concept_in_and_adds_its_extra_share():
+    """``w * c`` (w > 0) joins the joint condition as c, with (w − 1)·(E_c − E_prior) beside it, as a
+    calibrated weight does: the same energy as product mode's up to a constant (the joint Gaussian
+    is the prior-corrected product)."""
+    reg = GaussianRegistry()
+    for text, w in (("2 * red & circle", 2.0), ("0.5 * red & circle", 0.5), ("circle & 3 * (2 * red)", 6.0),
+                    ("red & circle & red", 2.0), ("red & circle & 2 * red", 3.0)):
+        g = compile(text, reg, and_mode="joint")
+        assert sorted(leaf.label for leaf in g.leaves) == ["color.red", "color.red & shape.circle", "prior"]
+        red, joint, prior = (next(i for i, leaf in enumerate(g.leaves) if leaf.label == name)
+                             for name in ("color.red", "color.red & shape.circle", "prior"))
+        coefs = g.linear_coefs
+        assert (coefs[joint], coefs[red], coefs[prior]) == (1.0, w - 1.0, -(w - 1.0))
+        diff = g.energy(X)[0] - energy(text, and_mode="product")
+        torch.testing.assert_close(diff, diff[:1].expand(4), rtol=0, atol=1e-5)
 
 
 def test_joint_and_mode_identities_and_fallbacks():
@@ -491,9 +509,12 @@ def test_a_calibrated_concept_stays_in_the_joint_leaf_and_adds_its_extra_share()
     extra = 2.0 * (leaf_e(RED) - leaf_e(GAUSS_PRIOR))
     torch.testing.assert_close(g.energy(X)[0], energy("red & circle", plain, and_mode="joint") + extra,
                                rtol=1e-6, atol=1e-6)
-    # a weight written by the user still keeps the concept out of the joint leaf (coefficient 2·3)
+    # a weight written by the user multiplies the calibrated one; the concept stays in the joint leaf
+    # with its extra share (2·3 − 1)·(E_red − E_prior)
     assert sorted(leaf.label for leaf in compile("2 * red & circle", reg, and_mode="joint").leaves) == [
-        "color.red", "prior", "shape.circle"]
+        "color.red", "color.red & shape.circle", "prior"]
+    torch.testing.assert_close(energy("2 * red & circle", reg, and_mode="joint"),
+                               energy("red & circle", plain, and_mode="joint") + 2.5 * extra, rtol=1e-6, atol=1e-6)
     assert torch.equal(energy("2 * red & circle", reg, and_mode="joint"),
                        energy("6 * red & circle", plain, and_mode="joint"))
     # inside an OR: each disjunct carries the calibrated coefficient (leaves: red, prior, circle)

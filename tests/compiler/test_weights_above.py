@@ -110,3 +110,49 @@ def test_energies_follow_the_same_rows_as_scores():
         e_ref, s_ref = target(ref).energy_and_score(X, sigma)
         torch.testing.assert_close(energy[rows], e_ref[rows], rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(score[rows], s_ref[rows], rtol=1e-12, atol=1e-12)
+
+
+def test_a_written_weight_on_a_concept_acts_above_the_level_too():
+    """``2 * red & circle``: the joint leaf (red, circle) plus (2 − 1)(E_red − E_prior) at σ ≥ the
+    level, the leaf alone below; calibrated and written weights multiply."""
+    g = compile("2 * red & circle", FloorRegistry({}, 0.5), and_mode="joint")
+    assert g.route == "linear" and g.weights_above == 0.5
+    assert _by_label(g, g.linear_coefs) == {"color.red": 1.0, "color.red & shape.circle": 1.0, "prior": -1.0}
+    assert _by_label(g, g.low_linear_coefs) == {"color.red": 0.0, "color.red & shape.circle": 1.0, "prior": 0.0}
+    assert [n for n in g.notices if "act at noise levels" in n] == [
+        "the written concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
+        "concept_weights_above); below, concepts score with weight 1"]
+    both = compile("2 * red & circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint")
+    assert _by_label(both, both.linear_coefs) == {"color.red": 5.0, "color.red & shape.circle": 1.0, "prior": -5.0}
+    assert _by_label(both, both.low_linear_coefs) == _by_label(g, g.low_linear_coefs)
+    assert any(n.startswith("the calibrated and written concept weights act") for n in both.notices)
+    # without the level, the written weight acts at every level
+    plain = compile("2 * red & circle", GaussianRegistry(), and_mode="joint")
+    assert plain.weights_above is None
+    sigma = torch.tensor([0.1, 0.49, 0.5, 2.0], dtype=torch.float64)
+    below = sigma < 0.5
+    joint_only = compile("red & circle", GaussianRegistry(), and_mode="joint")
+    torch.testing.assert_close(g.score(X, sigma)[below], joint_only.score(X, sigma)[below], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g.score(X, sigma)[~below], plain.score(X, sigma)[~below], rtol=1e-12, atol=1e-12)
+    # a negative weight keeps its ratio-form term at every level (no positive weight to drop)
+    neg = compile("-1 * red & circle", FloorRegistry({}, 0.5), and_mode="joint")
+    assert neg.weights_above is None
+
+
+def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_the_data():
+    """``2 * red & circle`` compiles as ``red & circle`` does (size drawn per branch, position per
+    chain), plus red's extra share above the manifest's level; ``red & circle & red`` the same."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    plain = compile("red & circle", reg)
+    for text in ("2 * red & circle", "red & circle & red"):
+        g = compile(text, reg)
+        assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 2
+        assert [d.share for d in g.disjuncts] == [d.share for d in plain.disjuncts]
+        assert any("free families size drawn as the data has them" in n for n in g.notices)
+        assert g.weights_above == 0.3
+        for d in g.disjuncts:
+            row = _by_label(g, d.coefs)
+            assert row["color.red"] == 1.0 and sum(v for k, v in row.items() if "shape.circle" in k) == 1.0
+            assert _by_label(g, d.low_coefs)["color.red"] == 0.0
