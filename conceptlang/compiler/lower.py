@@ -25,9 +25,10 @@ Semantics (docs/design.md, "Semantics: energies" and "Decisions"), lowered as wr
   mode); ``~a`` of a yes/no attribute becomes its known-absent value, a positive condition; a
   negated compound of such values (``~(circle & red)``) becomes the mixture over the combinations
   of its families where it is false, and a negated named place (``~position(x, y)``) a place each
-  chain draws from the data where it does not hold. A negation this does not cover (a weighted
-  one, a place beside a named one, a family without an absent value) keeps the ratio form −α, and
-  so does everything under a negated or weighted compound that is not lowered so.
+  chain draws from the data where it does not hold. A weighted negation (``2 * ~v``, ``-1 * v``)
+  is lowered as the negation. A negation this does not cover (a place beside a named one, a
+  family without an absent value) keeps the ratio form −α, and so does everything under a negated
+  or weighted compound that is not lowered so.
 
 Identical leaves and identical sub-graphs are shared (hash-consing); sums fold nested sums
 (so ``A & A`` and ``2 * A`` become the same node) and keep their terms in a canonical order, so
@@ -45,12 +46,20 @@ from typing import Any
 
 from conceptlang.compiler.nodes import Disjunct, Grounding, Leaf, LeafNode, LseNode, Node, SumNode
 from conceptlang.compiler.options import CompileOptions, away_radius, near_radius, places_apart
-from conceptlang.compiler.or_weights import OrWeights, Plan, flatten_and, push_negations, value_families
+from conceptlang.compiler.or_weights import (
+    OrWeights,
+    Plan,
+    flatten_and,
+    push_negations,
+    value_families,
+    weighted_negation,
+)
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
+from conceptlang.syntax.walk import postorder
 
 
 def show(e: Expr, limit: int = 80) -> str:
@@ -165,16 +174,22 @@ class GraphBuilder:
         key = _digest("S", ",".join(f"{c!r}*{self.keys[nid]}" for nid, c in items))
         return self._node(node, key)
 
-    def lse(self, children: list[int], offsets: list[float], labels: Sequence[str] | None = None) -> int:
+    def lse(self, children: list[int], offsets: list[float],
+            labels: Sequence[str | tuple[int, str]] | None = None) -> int:
         """The log-sum-exp of ``children``. ``labels``: for an OR as written, each child's branch
-        text (kept in :attr:`written_or`, carried onto the children of a child that is flattened in)."""
+        text, or (its place in the written order, text) where children and branches are not in
+        written order (kept in :attr:`written_or`, carried onto the children of a child that is
+        flattened in)."""
         tau = self.options.tau
         # (child, offset, ((which OR as written, its branch's place in it), text) or None)
         flat: list[tuple[int, float, tuple[tuple[int, int], str] | None]] = []
         ordinal = len({k for labs in self.written_or.values() for (k, _), _ in labs})
         for i, (nid, off) in enumerate(zip(children, offsets)):
             node = self.nodes[nid]
-            label = ((ordinal, i), labels[i]) if labels is not None else None
+            label = None
+            if labels is not None:
+                rank, text = labels[i] if isinstance(labels[i], tuple) else (i, labels[i])
+                label = ((ordinal, rank), text)
             # lse(lse(a, b) − o, c) = lse(a − o, b − o, c). Wide children stay nested, so that
             # 10,000 nested ORs do not cost quadratic time (their energy is the same either way).
             if isinstance(node, LseNode) and node.tau == tau and len(node.children) <= FLATTEN_OR_LIMIT:
@@ -201,12 +216,17 @@ class GraphBuilder:
         if not isinstance(got, Plan):
             return self.lower(e, log_z)
         self.or_weights = got.record
+        self._note_weighted_negations(list(postorder(e)))
         branches: list[int] = []
         offsets: list[float] = []
         before = len(self.enumerated)
         for k, (pinned, weight) in enumerate(got.branches):
             places = got.places[k] if got.places else ()
-            terms = tuple(got.other) + tuple(self._synthetic(r) for r in pinned) + tuple(places)
+            weights = got.weights[k] if got.weights else {}
+            values = [self._synthetic(r) for r in pinned]
+            values = [Weighted(weights[r.family], c) if r.family in weights else c for r, c in zip(pinned, values)]
+            self._keep.extend(values)
+            terms = tuple(got.other) + tuple(values) + tuple(places)
             nid = self.conjunction(terms)
             self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
             branches.append(nid)
@@ -302,7 +322,17 @@ class GraphBuilder:
         builder caches lowered sub-trees by id)."""
         out = push_negations(flat)
         self._keep.extend(out)
+        self._note_weighted_negations(flat)
         return out
+
+    def _note_weighted_negations(self, terms) -> None:
+        """A notice naming the weighted negations among ``terms`` (``2 * ~red``, ``-1 * red``) that
+        are lowered as plain negations (negation="complement", and inside a data-weighted OR)."""
+        dropped = [show(t) for t in terms if weighted_negation(t) is not None]
+        if dropped:
+            self.complement_skipped.append(
+                f"{', '.join(dropped)}: a weighted negation is lowered as the negation, to the values where it "
+                "holds, so the weight's magnitude has no effect")
 
     # -- complements of negations and enumeration of free families ------------------------------
     def _synthetic(self, ref: ConceptRef) -> Concept:

@@ -37,10 +37,11 @@ class CompileOptions:
       of an exclusive discrete family becomes the mixture (an OR, sampled through the DNF route) of
       the family's other values, weighted as the data has them given the conjunction's positive
       concepts (registry hook ``value_shares``; equal shares without it), and a yes/no attribute
-      becomes its known-absent value where the model was trained on one (hook ``absent``). Negated
-      compound sub-expressions, weighted negations and concepts with no such lowering keep the ratio
-      form. The registry may suggest a mode via its sampler settings key ``"negation"``; an explicit
-      option always wins. Default ``"ratio"`` (docs/compiler.md, "Negation").
+      becomes its known-absent value where the model was trained on one (hook ``absent``). A
+      weighted negation (``2 * ~c``, ``-1 * c``) is lowered as the negation. Negated compound
+      sub-expressions and concepts with no such lowering keep the ratio form. The registry may
+      suggest a mode via its sampler settings key ``"negation"``; an explicit option always wins.
+      Default ``"ratio"`` (docs/compiler.md, "Negation").
     * ``free_families``: ``"model"`` (default: the discrete families a conjunction leaves free are
       whatever the model draws) or ``"data"``: with ``and_mode="joint"``, a conjunction of plain
       concepts (and single-concept negations) of one joint model becomes the mixture over the

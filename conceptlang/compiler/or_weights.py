@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from conceptlang.compiler.options import CompileOptions, places_apart
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry
-from conceptlang.syntax.ast import And, Concept, Expr, Not, Or
+from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import unparse
 from conceptlang.syntax.semantics import POSITION_TOLERANCE
 
@@ -46,6 +46,7 @@ class Literal:
     text: str
     point: tuple[float, ...] | None = None  # a named place (``position(x, y)``): its point
     concept: Concept | None = None  # a named place: the concept as written
+    weight: float = 1.0  # ``w * v`` (w > 0): the weight its branches give the value
 
     def holds(self, combo: dict[str, str | None]) -> bool:
         return (combo[self.family] == self.value) != self.negated
@@ -88,8 +89,11 @@ class Plan:
     other: list[Expr]  # terms of the expression's top-level conjunction outside the OR formula
     record: OrWeights
     places: list[tuple[Expr, ...]] = field(default_factory=list)  # per branch: its named-place terms
-    # per branch: the disjunct of the OR as written that it is counted under (the first that holds)
-    groups: list[str] = field(default_factory=list)
+    # per branch: the disjunct of the OR as written that it is counted under (the first that holds),
+    # as (its place in the written order, its text)
+    groups: list[tuple[int, str]] = field(default_factory=list)
+    # per branch: the weights its disjunct as written gives values (``2 * red | circle``: color → 2)
+    weights: list[dict[str, float]] = field(default_factory=list)
 
 
 class _Fallback(Exception):
@@ -109,14 +113,36 @@ def flatten_and(terms: Sequence[Expr]) -> list[Expr]:
     return out
 
 
+def weighted_negation(t: Expr) -> Expr | None:
+    """A weighted term whose sign makes it a negation, as that negation: ``w * ~e`` (w > 0) →
+    ``~e`` and ``-w * e`` → ``~e`` for ``e`` not itself a negation or weight (the sign carries the
+    meaning, docs/language.md). None for any other term. The complement lowers a negation to the
+    values where it holds, which has no strength for the magnitude to scale."""
+    if not isinstance(t, Weighted):
+        return None
+    w = 1.0
+    while isinstance(t, Weighted):
+        w *= t.weight
+        t = t.expr
+    if w > 0 and isinstance(t, Not):
+        return t
+    if w < 0 and not isinstance(t, Not):
+        return Not(t)
+    return None
+
+
 def push_negations(flat: Sequence[Expr]) -> list[Expr]:
-    """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B`` and ``~~A`` as ``A`` (the same
-    boolean semantics; negation="complement" lowers each negation on its own, a value's by its
-    complement and a position's in the ratio form). A term an OR repeats is read once (``~(a | a)``
-    is ``~a``: the OR's branches are a set)."""
+    """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B``, ``~~A`` as ``A`` and a weighted
+    negation as the negation (:func:`weighted_negation`; the same boolean semantics;
+    negation="complement" lowers each negation on its own, a value's by its complement and a
+    position's in the ratio form). A term an OR repeats is read once (``~(a | a)`` is ``~a``: the
+    OR's branches are a set)."""
     out: list[Expr] = []
     for t in flat:
-        if isinstance(t, Not) and isinstance(t.expr, Or):
+        neg = weighted_negation(t)
+        if neg is not None:
+            out.extend(push_negations([neg]))
+        elif isinstance(t, Not) and isinstance(t.expr, Or):
             out.extend(push_negations([Not(x) for x in dict.fromkeys(t.expr.terms)]))
         elif isinstance(t, Not) and isinstance(t.expr, Not):
             out.extend(push_negations(flatten_and((t.expr.expr,))))
@@ -126,8 +152,15 @@ def push_negations(flat: Sequence[Expr]) -> list[Expr]:
 
 
 def _literal(t: Expr, refs: dict, dom, places: bool = False) -> Literal | None:
-    """``t`` as a literal: a value of a discrete family or its negation; with ``places``, also a
-    named place (``position(x, y)``, a point of a continuous family) or its negation."""
+    """``t`` as a literal: a value of a discrete family or its negation, or a value with a positive
+    weight (``2 * red``); with ``places``, also a named place (``position(x, y)``, a point of a
+    continuous family) or its negation."""
+    if isinstance(t, Weighted):
+        w, inner = 1.0, t
+        while isinstance(inner, Weighted):
+            w, inner = w * inner.weight, inner.expr
+        lit = _literal(inner, refs, dom) if w > 0 and isinstance(inner, Concept) else None
+        return None if lit is None else replace(lit, text=unparse(t), weight=w)
     neg = isinstance(t, Not)
     c = t.expr if neg else t
     if not isinstance(c, Concept):
@@ -197,6 +230,9 @@ def _negated_values(t: Expr, refs: dict, dom) -> bool:
 
 def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     """The disjunctive normal form of ``e``: its disjuncts, each its literals in written order."""
+    neg = weighted_negation(e)
+    if neg is not None:  # `2 * ~red`, `-1 * red`: the negation (its magnitude has no data meaning)
+        return _dnf(neg, refs, dom)
     if isinstance(e, Or):
         out: list[tuple[Literal, ...]] = []
         for t in e.terms:
@@ -220,7 +256,7 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     lit = _literal(e, refs, dom, places=True)
     if lit is None:
         raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family or a named place "
-                        "(a weighted or compound term has no data probability)")
+                        "(a compound term under a weight, or a weighted place, has no data probability)")
     return [(lit,)]
 
 
@@ -315,7 +351,8 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     place_terms: list[tuple[Expr, ...]] = []
     texts: list[tuple[str, float]] = []
     written = [0.0] * len(disjuncts)
-    groups: list[str] = []
+    groups: list[tuple[int, str]] = []
+    weights: list[dict[str, float]] = []
     for combo, share in kept:
         w = share / total
         pinned: list[ConceptRef] = []
@@ -341,7 +378,8 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         values = dict(zip(names, combo))
         first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         written[first] += w
-        groups.append(" & ".join(lit.text for lit in disjuncts[first]))
+        groups.append((first, " & ".join(lit.text for lit in disjuncts[first])))
+        weights.append({lit.family: lit.weight for lit in disjuncts[first] if not lit.negated and lit.weight != 1.0})
     written_text = []
     for k, d in enumerate(disjuncts):
         if written[k] <= 0.0:
@@ -349,7 +387,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         text = " & ".join(lit.text for lit in d)
         written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
     record = OrWeights("data", None, names, texts, written_text)
-    return Plan(branches, other, record, place_terms, groups)
+    return Plan(branches, other, record, place_terms, groups, weights)
 
 
 def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Literal]]:

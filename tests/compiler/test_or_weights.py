@@ -84,7 +84,7 @@ def test_a_negation_inside_the_or_is_its_complement_weighted_by_the_data():
 @pytest.mark.parametrize("text,why", [
     # a named place needs the data's joint frequencies (value_shares(..., joint=True)), which this table lacks
     ("red | position(0.2, 0.2)", "the models' registry gives no joint data frequencies for named places"),
-    ("red | 2 * circle", "'2 * circle' inside the OR is not a value of a discrete family or a named place"),
+    ("red | 2 * (circle & red)", "'2 * (circle & red)' inside the OR is not a value of a discrete family or a named"),
     ("(red & blue) | green", "a branch names two values of color (two objects)"),
 ])
 def test_terms_without_a_data_probability_keep_equal_shares_with_a_notice(text, why):
@@ -195,6 +195,28 @@ def test_two_ors_as_written_name_one_branch_of_each_and_no_or_names_none():
     g = compile_expr("red & circle", TableSharesRegistry(), free_families="data", and_mode="joint")
     assert len(g.disjuncts) == 2 and {d.group for d in g.disjuncts} == {None}
     assert g.branch_groups([0, 1]) is None
+
+
+def test_a_weighted_value_in_an_or_keeps_the_data_weights_and_weights_its_branches():
+    # `2 * red | circle`: the combinations and shares of `red | circle`; the branches counted under
+    # `2 * red` carry red with weight 2 (product mode: one more E_red, one less E_prior)
+    reg = TableSharesRegistry()
+    g = compile_expr("2 * red | circle", reg, and_mode="product")
+    plain = compile_expr("red | circle", TableSharesRegistry(), and_mode="product")
+    assert {t.replace("2 * ", ""): v for t, v in _shares(g).items()} == _shares(plain)
+    assert "2 * color.red & shape.circle" in _shares(g) and g.or_weights.source == "data"
+    assert [(t, round(w, 9)) for t, w in g.or_weights.written] == [("2 * red", 0.6), ("circle (not an earlier branch)", 0.4)]
+    lab = {leaf.label: i for i, leaf in enumerate(g.leaves)}
+    plab = {leaf.label: i for i, leaf in enumerate(plain.leaves)}
+    for d, p in zip(sorted(g.disjuncts, key=lambda d: d.text.replace("2 * ", "")),
+                    sorted(plain.disjuncts, key=lambda d: d.text)):
+        mine = {k: d.coefs[i] for k, i in lab.items() if d.coefs[i] != 0.0}
+        theirs = {k: p.coefs[i] for k, i in plab.items() if p.coefs[i] != 0.0}
+        if d.group == "2 * red":
+            theirs["color.red"] = theirs.get("color.red", 0.0) + 1.0
+            theirs["prior"] = theirs.get("prior", 0.0) - 1.0
+        assert mine == {k: v for k, v in theirs.items() if v != 0.0}, d.text
+    assert {d.group for d in g.disjuncts} == {"2 * red", "circle"}
 
 
 def test_shipped_faces_design_card_weights_follow_the_data():

@@ -297,11 +297,14 @@ def test_a_negated_place_is_drawn_where_it_does_not_hold_with_the_complement():
         "~position(0.3, 0.6): implied by position(0.7, 0.7) (no point is within the tolerance of both), so dropped")
     # the ratio form stays: with negation=ratio, beside a named place whose disc overlaps it, weighted
     for text, o in (("red & ~position(0.3, 0.6)", {"negation": "ratio"}),
-                    ("red & position(0.4, 0.6) & ~position(0.3, 0.6)", {}),
-                    ("red & 2 * ~position(0.3, 0.6)", {})):
+                    ("red & position(0.4, 0.6) & ~position(0.3, 0.6)", {})):
         g = compile_expr(text, reg, **{**opts, **o})
         assert not any(leaf.condition.get("position") == Drawn((0.3, 0.6), away=True) for leaf in g.leaves), text
         assert any(gr.how == "ratio" for gr in g.groundings), text
+    # a weighted negated place is the negated place (the sign carries the meaning), with a notice
+    g = compile_expr("red & 2 * ~position(0.3, 0.6)", reg, **opts)
+    assert [leaf.label for leaf in g.leaves] == ["color.red & position(drawn away from 0.3, 0.6)"]
+    assert any("2 * ~position(0.3, 0.6): a weighted negation is lowered as the negation" in n for n in g.notices)
     assert ConceptRef("scenes", "position", params=(0.3, 0.6), drawn=True, away=True).qualified == \
         "position(drawn away from 0.3, 0.6)"
 
