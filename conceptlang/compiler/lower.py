@@ -751,6 +751,8 @@ class GraphBuilder:
             return r.family in values and values[r.family] == r.value
         if isinstance(e, Not):
             return not self._holds(e.expr, values)
+        if isinstance(e, Weighted):  # the sign carries the meaning
+            return self._holds(e.expr, values) != (e.weight < 0)
         if isinstance(e, And):
             return all(self._holds(t, values) for t in e.terms)
         return any(self._holds(t, values) for t in e.terms)

@@ -10,6 +10,7 @@ from conceptlang.compiler import compile as compile_expr
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef
 from conceptlang.models.analytic import GaussianRegistry
+from tests.compiler.fakes import TableSharesRegistry
 
 
 def _rows(g):
@@ -108,6 +109,18 @@ def test_a_weighted_negation_is_lowered_as_the_negation_with_a_notice(weighted, 
         assert got.linear_coefs == want.linear_coefs
     assert any("a weighted negation is lowered as the negation" in n for n in got.notices)
     assert not any("weighted negation" in n for n in want.notices)
+
+
+@pytest.mark.parametrize("weighted, plain", [("~(2 * red & circle)", "~(red & circle)"), ("~(2 * red) & circle", "~red & circle")])
+def test_a_weight_under_a_negation_keeps_the_negated_compound_its_complement(weighted, plain):
+    """The complement of a negated compound is decided by its boolean meaning, which a positive
+    weight inside does not change (this used to fail with an AttributeError)."""
+    reg = TableSharesRegistry()
+    got = compile_expr(weighted, reg, negation="complement", and_mode="product")
+    want = compile_expr(plain, TableSharesRegistry(), negation="complement", and_mode="product")
+    assert got.route == want.route == "dnf"
+    assert [leaf.label for leaf in got.leaves] == [leaf.label for leaf in want.leaves]
+    assert [(d.coefs, d.share) for d in got.disjuncts] == [(d.coefs, d.share) for d in want.disjuncts]
 
 
 def test_with_the_ratio_form_a_weighted_negation_scales_the_repulsion():
