@@ -118,6 +118,7 @@ class GraphBuilder:
         # the ORs as written (log-sum-exp node id → per child, the written branch it stands for); the
         # other log-sum-exps enumerate free families, which are not branches of the expression
         self.written_or: dict[int, tuple[tuple[tuple[int, int], str], ...]] = {}
+        self._written_ors = 0
         self._drawable: dict[tuple, bool] = {}  # (domain, family, objects) → the registry can draw it
 
     # -- construction ---------------------------------------------------------------------------
@@ -183,7 +184,8 @@ class GraphBuilder:
         tau = self.options.tau
         # (child, offset, ((which OR as written, its branch's place in it), text) or None)
         flat: list[tuple[int, float, tuple[tuple[int, int], str] | None]] = []
-        ordinal = len({k for labs in self.written_or.values() for (k, _), _ in labs})
+        ordinal = self._written_ors  # this OR's place among the ORs as written (when it is one)
+        self._written_ors += labels is not None
         for i, (nid, off) in enumerate(zip(children, offsets)):
             node = self.nodes[nid]
             label = None
