@@ -196,9 +196,9 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
     Below σ_w a weighted concept, calibrated or written (``2 * red``), scores with weight 1, so its
     extra (w − 1)·(E_c − E_prior) drops out and its rows are not evaluated there. Applies to the
-    linear and DNF routes (the sampled ones) when a weight was applied; the lowering without weights must use no leaf the weighted one
-    lacks, and each weighted branch the leaves of exactly one branch of it, or the weights act at
-    every level (with a notice)."""
+    linear and DNF routes (the sampled ones) when a weight was applied; the lowering without weights
+    must use no leaf the weighted one lacks, and each weighted branch the leaves of exactly one
+    branch of it, or the weights act at every level (with a notice)."""
     hook = getattr(registry, "concept_weights_above", None)
     plain_expr = _without_concept_weights(expr)
     if hook is None or not (builder.calibrated or plain_expr is not expr) or route not in ("linear", "dnf"):
