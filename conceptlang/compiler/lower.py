@@ -547,11 +547,16 @@ class GraphBuilder:
         out: list[Expr] = []
         spread: list[ConceptRef] = []
         for t in rest:
-            ref = self.refs.get(t) if isinstance(t, Concept) else None
+            c = self._positive_concept(t)  # `position(x, y)`, or `2 * position(x, y)`: its weight kept
+            ref = self.refs.get(c) if c is not None else None
             if ref is None or not self._spreadable(ref, model):
                 out.append(t)
                 continue
-            out.append(self._synthetic(self._near(ref)))
+            near = self._synthetic(self._near(ref))
+            if t is not c:
+                near = Weighted(self._classify(t)[0] / self.weight(c), near)
+                self._keep.append(near)
+            out.append(near)
             spread.append(ref)
         return out, spread
 

@@ -156,3 +156,21 @@ def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_th
             row = _by_label(g, d.coefs)
             assert row["color.red"] == 1.0 and sum(v for k, v in row.items() if "shape.circle" in k) == 1.0
             assert _by_label(g, d.low_coefs)["color.red"] == 0.0
+
+
+def test_a_weighted_named_place_is_spread_over_its_disc_like_an_unweighted_one():
+    """``2 * position(0.3, 0.3) & red``: each chain's place drawn near the point, as for
+    ``position(0.3, 0.3) & red``, and the weight's extra share on that drawn place above σ 0.3
+    (it used to keep the exact point and act at every level: no valid sample in 64)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    plain = compile("position(0.3, 0.3) & red", reg)
+    g = compile("2 * position(0.3, 0.3) & red", reg)
+    assert g.weights_above == 0.3 and len(g.disjuncts) == len(plain.disjuncts)
+    assert {leaf.label for leaf in plain.leaves} < {leaf.label for leaf in g.leaves}
+    assert {leaf.label for leaf in g.leaves} - {leaf.label for leaf in plain.leaves} == {"position(drawn near 0.3, 0.3)"}
+    assert any("position(0.3, 0.3) drawn per chain where it holds" in n for n in g.notices)
+    for d in g.disjuncts:
+        assert _by_label(g, d.coefs)["position(drawn near 0.3, 0.3)"] == 1.0
+        assert _by_label(g, d.low_coefs)["position(drawn near 0.3, 0.3)"] == 0.0
