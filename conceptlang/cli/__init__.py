@@ -8,6 +8,7 @@ system error (``OSError``) or running out of memory is reported the same way, wi
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import click
@@ -30,6 +31,14 @@ class ConceptLangGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as err:
+            # `sample "-1 * red & circle"`: a word that starts with '-' is read as an option
+            if re.fullmatch(r"-[\d.].*", err.option_name or ""):
+                err.message = (f"no such option {err.option_name!r}: an argument that starts with '-' is read as an "
+                               "option; to begin an expression with a negative weight, wrap it in parentheses "
+                               "(\"(-1 * red) & circle\") or put -- after the options and before it "
+                               "(conceptlang sample -n 4 -- \"-1 * red & circle\")")
+            raise
         except ConceptLangError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(err.exit_code)

@@ -782,3 +782,22 @@ def test_a_scale_too_large_for_one_image_or_gif_frame_is_refused(tmp_path, extra
                  *(e.format(tmp=tmp_path) for e in extra))
     assert res.exit_code == 2 and message in res.output and "use a smaller --scale" in res.output
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["sample", "-1 * red & circle"], ["explain", "-.5 * smiling"], ["parse", "-2 * a"]])
+def test_an_expression_that_starts_with_a_negative_weight_gets_a_hint(args):
+    """Click reads a word that starts with '-' as an option; the message says how to pass it."""
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    last = res.output.strip().splitlines()[-1]
+    option = {"-1 * red & circle": "-1", "-.5 * smiling": "-.", "-2 * a": "-2"}[args[1]]  # as click splits it
+    assert last.startswith(f"Error: no such option '{option}': an argument that starts with '-' is read as an option")
+    assert '("(-1 * red) & circle")' in last and 'conceptlang sample -n 4 -- "-1 * red & circle"' in last
+
+
+def test_an_expression_after_double_dash_or_in_parentheses_is_read():
+    for args in (["parse", "--", "-2 * a & b"], ["parse", "(-2 * a) & b"]):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0 and "Weighted" in res.output, args
+    res = CliRunner().invoke(main, ["sample", "--nmu", "3", "red"])  # other unknown options keep click's message
+    assert res.exit_code == 2 and "No such option '--nmu'. Did you mean '--num'?" in res.output
