@@ -26,14 +26,20 @@ def _by_label(g, coefs):
     return {leaf.label: c for leaf, c in zip(g.leaves, coefs)}
 
 
-def test_below_the_level_a_linear_graph_takes_the_unweighted_coefficients():
-    g = compile("red & circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint")
+def _linear_floor(text, weights, red):
+    """``text`` compiled with ``weights`` limited to σ ≥ 0.5: linear, red's coefficient ``red`` above
+    (the prior's −red, the joint leaf's 1) and 0 below; returns the graph and its level notices."""
+    g = compile(text, FloorRegistry(weights, 0.5), and_mode="joint")
     assert g.route == "linear" and g.weights_above == 0.5
-    assert _by_label(g, g.linear_coefs) == {"color.red": 2.0, "color.red & shape.circle": 1.0, "prior": -2.0}
+    assert _by_label(g, g.linear_coefs) == {"color.red": red, "color.red & shape.circle": 1.0, "prior": -red}
     assert _by_label(g, g.low_linear_coefs) == {"color.red": 0.0, "color.red & shape.circle": 1.0, "prior": 0.0}
-    assert [n for n in g.notices if "act at noise levels" in n] == [
-        "the calibrated concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
-        "concept_weights_above); below, concepts score as written"]
+    return g, [n for n in g.notices if "act at noise levels" in n]
+
+
+def test_below_the_level_a_linear_graph_takes_the_unweighted_coefficients():
+    g, notices = _linear_floor("red & circle", {"red": 3.0}, 2.0)
+    assert notices == ["the calibrated concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
+                       "concept_weights_above); below, concepts score as written"]
     weighted = compile("red & circle", CalibratedRegistry({"red": 3.0}), and_mode="joint")
     plain = compile("red & circle", GaussianRegistry(), and_mode="joint")
     sigma = torch.tensor([0.1, 0.49, 0.5, 2.0], dtype=torch.float64)
@@ -115,17 +121,11 @@ def test_energies_follow_the_same_rows_as_scores():
 def test_a_written_weight_on_a_concept_acts_above_the_level_too():
     """``2 * red & circle``: the joint leaf (red, circle) plus (2 − 1)(E_red − E_prior) at σ ≥ the
     level, the leaf alone below; calibrated and written weights multiply."""
-    g = compile("2 * red & circle", FloorRegistry({}, 0.5), and_mode="joint")
-    assert g.route == "linear" and g.weights_above == 0.5
-    assert _by_label(g, g.linear_coefs) == {"color.red": 1.0, "color.red & shape.circle": 1.0, "prior": -1.0}
-    assert _by_label(g, g.low_linear_coefs) == {"color.red": 0.0, "color.red & shape.circle": 1.0, "prior": 0.0}
-    assert [n for n in g.notices if "act at noise levels" in n] == [
-        "the written concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
-        "concept_weights_above); below, concepts score with weight 1"]
-    both = compile("2 * red & circle", FloorRegistry({"red": 3.0}, 0.5), and_mode="joint")
-    assert _by_label(both, both.linear_coefs) == {"color.red": 5.0, "color.red & shape.circle": 1.0, "prior": -5.0}
-    assert _by_label(both, both.low_linear_coefs) == _by_label(g, g.low_linear_coefs)
-    assert any(n.startswith("the calibrated and written concept weights act") for n in both.notices)
+    g, notices = _linear_floor("2 * red & circle", {}, 1.0)
+    assert notices == ["the written concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
+                       "concept_weights_above); below, concepts score with weight 1"]
+    _, notices = _linear_floor("2 * red & circle", {"red": 3.0}, 5.0)
+    assert notices[0].startswith("the calibrated and written concept weights act")
     # without the level, the written weight acts at every level
     plain = compile("2 * red & circle", GaussianRegistry(), and_mode="joint")
     assert plain.weights_above is None
