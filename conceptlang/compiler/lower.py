@@ -52,6 +52,7 @@ from conceptlang.compiler.or_weights import (
     flatten_and,
     push_negations,
     value_families,
+    weight_of,
     weighted_negation,
 )
 from conceptlang.compiler.or_weights import plan as or_plan
@@ -354,10 +355,7 @@ class GraphBuilder:
     def _positive_concept(t: Expr) -> Concept | None:
         """The concept of a positive conjunction term: ``c``, or ``w * c`` with w > 0 (nested
         weights multiplied); None for anything else."""
-        w = 1.0
-        while isinstance(t, Weighted):
-            w *= t.weight
-            t = t.expr
+        w, t = weight_of(t)
         return t if isinstance(t, Concept) and w > 0 else None
 
     def _joint_model_of(self, flat: list[Expr]) -> tuple[Any, list[ConceptRef], list[ConceptRef]] | None:

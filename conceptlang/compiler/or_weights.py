@@ -113,6 +113,15 @@ def flatten_and(terms: Sequence[Expr]) -> list[Expr]:
     return out
 
 
+def weight_of(t: Expr) -> tuple[float, Expr]:
+    """(the product of the weights ``t`` is wrapped in, the expression under them): ``2 * (3 * ~a)``
+    → (6, ``~a``); (1, ``t``) for a term with no weight."""
+    w = 1.0
+    while isinstance(t, Weighted):
+        w, t = w * t.weight, t.expr
+    return w, t
+
+
 def weighted_negation(t: Expr) -> Expr | None:
     """A weighted term whose sign makes it a negation, as that negation: ``w * ~e`` (w > 0) →
     ``~e`` and ``-w * e`` → ``~e`` for ``e`` not itself a negation or weight (the sign carries the
@@ -120,10 +129,7 @@ def weighted_negation(t: Expr) -> Expr | None:
     values where it holds, which has no strength for the magnitude to scale."""
     if not isinstance(t, Weighted):
         return None
-    w = 1.0
-    while isinstance(t, Weighted):
-        w *= t.weight
-        t = t.expr
+    w, t = weight_of(t)
     if w > 0 and isinstance(t, Not):
         return t
     if w < 0 and not isinstance(t, Not):
@@ -156,9 +162,7 @@ def _literal(t: Expr, refs: dict, dom, places: bool = False) -> Literal | None:
     weight (``2 * red``); with ``places``, also a named place (``position(x, y)``, a point of a
     continuous family) or its negation."""
     if isinstance(t, Weighted):
-        w, inner = 1.0, t
-        while isinstance(inner, Weighted):
-            w, inner = w * inner.weight, inner.expr
+        w, inner = weight_of(t)
         lit = _literal(inner, refs, dom) if w > 0 and isinstance(inner, Concept) else None
         return None if lit is None else replace(lit, text=unparse(t), weight=w)
     neg = isinstance(t, Not)
