@@ -152,15 +152,11 @@ def explain_text(g: "EnergyGraph") -> str:
     elif g.route == "dnf":
         lines.append(f"sampling route: exact DNF mixture of {len(g.disjuncts)} disjunct(s); each chain draws one "
                      f"with probability ∝ exp(−log Z) (log Z {_log_z_text(g)})")
-        by_branch: dict[str, list] = {}
-        for d in g.disjuncts:
-            if d.group is not None:
-                entry = by_branch.setdefault(d.group, [d.group_rank, 0.0, 0])
-                entry[0], entry[1], entry[2] = min(entry[0], d.group_rank), entry[1] + d.share, entry[2] + 1
-        if by_branch:
+        written = g.written_branches()
+        if written is not None:
             lines.append("  by branch as written: " + ", ".join(
-                f"{t} {share:.3f} ({k} disjunct{'s' if k != 1 else ''})"
-                for t, (_, share, k) in sorted(by_branch.items(), key=lambda kv: kv[1][0])))
+                f"{t} {sum(g.disjuncts[i].share for i in ids):.3f} ({len(ids)} disjunct{'s' if len(ids) != 1 else ''})"
+                for t, ids in written))
         for i, d in enumerate(g.disjuncts):
             branch = "" if d.group is None else f"  (branch {d.group})"
             lines.append(f"  D{i}  share {d.share:.3f}  {d.text}{branch}:  E = {linear_text(d.coefs, list(g.leaves))}")

@@ -174,22 +174,30 @@ class EnergyGraph:
         """The energy as Σ coef · leaf (one coefficient per leaf) when :attr:`is_linear`, else None."""
         return self._linear_coefs
 
-    def branch_groups(self, branches: Sequence[int] | torch.Tensor) -> list[tuple[str, int]] | None:
-        """How many chains drew each branch of the expression's OR(s) as written, in written order
-        (``branches``: each chain's disjunct index, as :func:`~conceptlang.sampling.sample` returns them);
-        None where the graph has no disjunct of an OR as written (no OR, or only free families
-        enumerated). Each disjunct belongs to one branch; with data-weighted ORs, to the first
-        branch as written that its values satisfy."""
+    def written_branches(self) -> list[tuple[str, list[int]]] | None:
+        """The branches of the expression's OR(s) as written, in written order, each with the indices
+        of its disjuncts; None where the graph has no disjunct of an OR as written (no OR, or only
+        free families enumerated). Each disjunct belongs to one branch; with data-weighted ORs, to
+        the first branch as written that its values satisfy."""
         if self.disjuncts is None or all(d.group is None for d in self.disjuncts):
+            return None
+        members: dict[str, list[int]] = {}
+        rank: dict[str, tuple[int, ...]] = {}
+        for i, d in enumerate(self.disjuncts):
+            key = d.group or "?"
+            members.setdefault(key, []).append(i)
+            rank[key] = min(rank.get(key, d.group_rank), d.group_rank)
+        return sorted(members.items(), key=lambda kv: rank[kv[0]])
+
+    def branch_groups(self, branches: Sequence[int] | torch.Tensor) -> list[tuple[str, int]] | None:
+        """How many chains drew each branch of :meth:`written_branches` (``branches``: each chain's
+        disjunct index, as :func:`~conceptlang.sampling.sample` returns them); None without one."""
+        written = self.written_branches()
+        if written is None:
             return None
         drawn = torch.bincount(torch.as_tensor(branches, dtype=torch.long).reshape(-1),
                                minlength=len(self.disjuncts)).tolist()
-        counts: dict[str, list] = {}
-        for d, c in zip(self.disjuncts, drawn):
-            key = d.group or "?"
-            rank, total = counts.get(key, (d.group_rank, 0))
-            counts[key] = [min(rank, d.group_rank), total + c]
-        return [(text, total) for text, (_, total) in sorted(counts.items(), key=lambda kv: kv[1][0])]
+        return [(text, sum(drawn[i] for i in ids)) for text, ids in written]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
