@@ -13,6 +13,7 @@ from conceptlang.compiler.checks import check_sampler, satisfiable
 from conceptlang.compiler.graph import EnergyGraph, linear_coefficients
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
+from conceptlang.compiler.or_weights import flatten_and
 from conceptlang.compiler.resolve import check_definitions_shadowing
 from conceptlang.compiler.select import ModelSetWarning, select_model_set
 from conceptlang.errors import CompileError, ConceptLangError
@@ -250,8 +251,9 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
 def _without_concept_weights(expr: Expr) -> Expr:
     """``expr`` with every positive weight on a concept dropped (``2 * red`` → ``red``) and a concept
-    repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``); ``expr`` itself
-    where it has neither."""
+    repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
+    ``red & (red & circle)`` too: the lowering counts repeats over nested conjunctions); ``expr``
+    itself where it has neither."""
     from conceptlang.syntax.walk import transform
 
     def rewrite(node):
@@ -260,13 +262,13 @@ def _without_concept_weights(expr: Expr) -> Expr:
         if isinstance(node, And):
             seen: set = set()
             terms = []
-            for t in node.terms:
+            for t in flatten_and(node.terms):
                 if isinstance(t, Concept):
                     if t._key() in seen:
                         continue
                     seen.add(t._key())
                 terms.append(t)
-            if len(terms) < len(node.terms):
+            if len(terms) < len(flatten_and(node.terms)):
                 return terms[0] if len(terms) == 1 else replace(node, terms=tuple(terms))
         return node
 

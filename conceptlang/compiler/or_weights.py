@@ -59,7 +59,8 @@ class OrWeights:
     ``source``: "data" (each branch by the data's probability) or "equal"; ``reason``: why equal
     shares where data weights were asked for; ``families``: the families whose value combinations
     are the branches; ``branches``: (combination text, weight); ``written``: (a disjunct of the
-    expression's DNF as written, the weight of the combinations that satisfy it and no earlier one).
+    expression's DNF as written, the weight of the combinations that satisfy it and no earlier one);
+    ``impossible``: the disjuncts no one object satisfies (two values of an exclusive family).
     """
 
     source: str
@@ -67,17 +68,23 @@ class OrWeights:
     families: tuple[str, ...] = ()
     branches: list[tuple[str, float]] = field(default_factory=list)
     written: list[tuple[str, float]] = field(default_factory=list)
+    impossible: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "reason": self.reason, "families": list(self.families),
                 "branches": [{"text": t, "weight": w} for t, w in self.branches],
-                "written": [{"text": t, "weight": w} for t, w in self.written]}
+                "written": [{"text": t, "weight": w} for t, w in self.written],
+                "impossible": list(self.impossible)}
 
     def notice(self) -> str:
         if self.source == "data":
             parts = ", ".join(f"{t} {w:.3f}" for t, w in self.written)
-            return (f"OR branches weighted by the data's probability of each (or_weights=data; "
-                    f"{len(self.branches)} combination(s) of {', '.join(self.families)}): {parts}")
+            out = (f"OR branches weighted by the data's probability of each (or_weights=data; "
+                   f"{len(self.branches)} combination(s) of {', '.join(self.families)}): {parts}")
+            if self.impossible:
+                out += (f"; not drawn: {', '.join(self.impossible)} (two values of one exclusive family, "
+                        "which no one object has: probability 0 in the data)")
+            return out
         return f"OR branches drawn in equal shares: {self.reason}"
 
 
@@ -311,14 +318,19 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     formula = [t for t, f in zip(flat, in_formula) if f]
     other = [t for t, f in zip(flat, in_formula) if not f]
     disjuncts = _dnf(And(tuple(formula)) if len(formula) > 1 else formula[0], refs, dom)
+    impossible: list[str] = []
     for d in disjuncts:
         pos: dict[str, set[str]] = {}
         for lit in d:
             if not lit.negated:
                 pos.setdefault(lit.family, set()).add(lit.value)
         two = [f for f, vs in pos.items() if len(vs) > 1]
-        if two:
-            raise _Fallback(f"a branch names two values of {two[0]} (two objects), which have no one-object data probability")
+        places = [f for f in two if any(lit.point is not None for lit in d if lit.family == f)]
+        if places:
+            raise _Fallback(f"a branch names two places of {places[0]} (two objects), which have no one-object "
+                            "data probability")
+        if any(dom.family(f).exclusive for f in two):  # no data example satisfies it: its weight is 0
+            impossible.append(" & ".join(lit.text for lit in d))
         if options.negation == "ratio" and any(lit.negated for lit in d):
             raise _Fallback("negation=ratio: a negation inside the OR is a repulsion, not a set of values with a data probability")
     families = tuple(sorted({lit.family for d in disjuncts for lit in d if lit.point is None}))
@@ -390,7 +402,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
             continue
         text = " & ".join(lit.text for lit in d)
         written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
-    record = OrWeights("data", None, names, texts, written_text)
+    record = OrWeights("data", None, names, texts, written_text, impossible)
     return Plan(branches, other, record, place_terms, groups, weights)
 
 

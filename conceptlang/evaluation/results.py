@@ -32,18 +32,23 @@ def target_for(operator: str, n_concepts: int) -> float | None:
 class BranchCoverage:
     text: str
     satisfied_valid: Proportion  # valid samples satisfying this disjunct / valid samples
-    target: float  # 1 / (2k)
+    target: float  # 1 / (2k), k the branches one object can satisfy; 0 for one it cannot
+    possible: bool = True  # False: no one object satisfies the disjunct (two values of an exclusive family)
 
     @property
     def meets(self) -> bool:
+        if not self.possible:
+            return True
         return self.satisfied_valid.trials > 0 and self.satisfied_valid.value >= self.target
 
     def to_json(self) -> dict:
-        return {"disjunct": self.text, "coverage": self.satisfied_valid.to_json(), "target": self.target, "meets": self.meets}
+        return {"disjunct": self.text, "coverage": self.satisfied_valid.to_json(), "target": self.target,
+                "meets": self.meets, "possible": self.possible}
 
     @classmethod
     def from_json(cls, data: dict) -> "BranchCoverage":
-        return cls(data["disjunct"], Proportion.from_json(data["coverage"]), float(data["target"]))
+        return cls(data["disjunct"], Proportion.from_json(data["coverage"]), float(data["target"]),
+                   bool(data.get("possible", True)))
 
 
 @dataclass

@@ -114,7 +114,7 @@ def evaluate_entry(
         result.drawn_branches = _drawn_branches(sampled, graph)
         images = to_uint8(sampled.images)  # (N, H, W, 3) uint8
         judge = judges(result.domain)
-        valid, satisfied = score_samples(entry.expr, images, judge, result)
+        valid, satisfied = score_samples(entry.expr, images, judge, result, registry)
         if distribution:
             from conceptlang.evaluation.distribution import distribution_metrics, reference_seed
 

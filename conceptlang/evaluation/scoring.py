@@ -2,8 +2,8 @@
 the expression's boolean semantics, :func:`conceptlang.syntax.evaluate`), pooled into an
 :class:`~conceptlang.evaluation.results.ExpressionResult`'s proportions. For a top-level
 disjunction each disjunct's coverage is measured too: the fraction of valid samples that satisfy
-it, against the target of at least half the fair share, 1/(2k) for k branches
-(docs/design.md, "OR shares").
+it, against the target of at least half the fair share, 1/(2k) for k branches one object can
+satisfy (docs/design.md, "OR shares"); a branch none can (``purple & yellow``) has no target.
 """
 
 from __future__ import annotations
@@ -33,19 +33,39 @@ def top_level_disjuncts(expr: Expr) -> list[Expr]:
     return out
 
 
-def branch_coverage(disjuncts: Sequence[Expr], labels: Sequence[dict], valid: np.ndarray) -> list[BranchCoverage]:
+def branch_coverage(disjuncts: Sequence[Expr], labels: Sequence[dict], valid: np.ndarray,
+                    possible: Sequence[bool] | None = None) -> list[BranchCoverage]:
     """Per-disjunct coverage: of the valid samples, the fraction satisfying each disjunct.
 
-    Disjuncts may overlap, so the fractions can sum to more than one.
+    Disjuncts may overlap, so the fractions can sum to more than one. ``possible`` marks the
+    disjuncts one object can satisfy (:func:`possible_disjuncts`); the others have no target and
+    the fair share is taken over the rest.
     """
     from conceptlang.syntax import evaluate, unparse
 
-    k = len(disjuncts)
+    possible = [True] * len(disjuncts) if possible is None else list(possible)
+    k = max(1, sum(possible))
     valid_idx = [i for i in range(len(labels)) if bool(valid[i])]
     out = []
-    for d in disjuncts:
+    for d, ok in zip(disjuncts, possible):
         hits = sum(1 for i in valid_idx if evaluate(d, labels[i]))
-        out.append(BranchCoverage(unparse(d), Proportion(hits, len(valid_idx)), 1.0 / (2 * k)))
+        out.append(BranchCoverage(unparse(d), Proportion(hits, len(valid_idx)), 1.0 / (2 * k) if ok else 0.0, ok))
+    return out
+
+
+def possible_disjuncts(disjuncts: Sequence[Expr], registry, domain: str | None) -> list[bool]:
+    """For each disjunct, whether some object can satisfy it under the domain's exclusive families
+    (``purple & yellow`` cannot); True where the registry cannot say."""
+    from conceptlang.compiler.checks import satisfiable
+    from conceptlang.compiler.resolve import resolve_names
+
+    out = []
+    for d in disjuncts:
+        try:
+            refs, dom = resolve_names(d, registry, domain=domain)
+            out.append(satisfiable(d, refs, registry, dom) is not False)
+        except ConceptLangError:
+            out.append(True)
     return out
 
 
@@ -91,9 +111,11 @@ def judge_samples(
 
 
 def score_samples(
-    expr: Expr, images: np.ndarray, judge, result: ExpressionResult
+    expr: Expr, images: np.ndarray, judge, result: ExpressionResult, registry=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fill ``result``'s proportions from the judge's verdict on ``images``; returns (valid, satisfied)."""
+    """Fill ``result``'s proportions from the judge's verdict on ``images``; returns (valid, satisfied).
+    ``registry``: the models the expression was compiled against, to tell which OR branches one
+    object can satisfy (without it every branch counts as possible)."""
     valid, labels, satisfied, reasons = judge_samples(expr, images, judge, result.domain)
     result.invalid_reasons = reasons
     result.labels = labels
@@ -104,6 +126,7 @@ def score_samples(
     result.accuracy = Proportion(int(ok.sum()), n)
     disjuncts = top_level_disjuncts(expr)
     if disjuncts:
-        result.branches = branch_coverage(disjuncts, labels, valid)
+        possible = None if registry is None else possible_disjuncts(disjuncts, registry, result.domain)
+        result.branches = branch_coverage(disjuncts, labels, valid, possible)
     result.per_sample = {"valid": valid.tolist(), "satisfied": satisfied.tolist()}
     return valid, satisfied

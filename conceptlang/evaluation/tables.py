@@ -27,6 +27,8 @@ def _fmt_branches(r: ExpressionResult) -> str:
     if not r.branches:
         return ""
     def one(b: BranchCoverage) -> str:
+        if not b.possible:
+            return f"{md_code(b.text)}: no one object satisfies it"
         if not b.satisfied_valid.trials:
             return f"{md_code(b.text)} n/a"
         return f"{md_code(b.text)} {b.satisfied_valid.value:.2f}" + ("" if b.meets else " ✗")

@@ -85,12 +85,33 @@ def test_a_negation_inside_the_or_is_its_complement_weighted_by_the_data():
     # a named place needs the data's joint frequencies (value_shares(..., joint=True)), which this table lacks
     ("red | position(0.2, 0.2)", "the models' registry gives no joint data frequencies for named places"),
     ("red | 2 * (circle & red)", "'2 * (circle & red)' inside the OR is not a value of a discrete family or a named"),
-    ("(red & blue) | green", "a branch names two values of color (two objects)"),
+    ("(position(0.2, 0.2) & position(0.8, 0.8)) | red", "a branch names two places of position (two objects)"),
 ])
 def test_terms_without_a_data_probability_keep_equal_shares_with_a_notice(text, why):
     g = compile_expr(text, TableSharesRegistry())
     assert g.or_weights.source == "equal" and g.or_weights.reason.startswith(why)
     assert any(n == "OR branches drawn in equal shares: " + g.or_weights.reason for n in g.notices)
+
+
+def test_a_branch_no_one_object_satisfies_is_not_drawn():
+    """``(red & blue) | green``: no object is red and blue, so the data gives that branch weight 0;
+    the OR is green's combinations in the data's shares, and the notice names the dropped branch
+    (it used to fall back to equal shares: half the chains drew the impossible branch)."""
+    reg = TableSharesRegistry()
+    g = compile_expr("(red & blue) | green", reg)
+    assert g.or_weights.source == "data" and g.or_weights.impossible == ["red & blue"]
+    assert [(t, round(w, 9)) for t, w in g.or_weights.written] == [("green", 1.0)]
+    assert any(n.endswith("; not drawn: red & blue (two values of one exclusive family, which no one object "
+                          "has: probability 0 in the data)") for n in g.notices)
+    assert g.or_weights.to_json()["impossible"] == ["red & blue"]
+    # it scores as `green` does
+    x, sigma = torch.randn(5, 2, dtype=torch.float64), torch.full((5,), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(g.energy(x, sigma), compile_expr("green", reg).energy(x, sigma), rtol=0, atol=0)
+    # with shape beside it: green's two combinations in the data's shares (green circle .15, square .25)
+    g = compile_expr("(red & blue & circle) | (green & square) | (green & circle)", reg)
+    assert g.or_weights.impossible == ["red & blue & circle"]
+    assert _shares(g) == {"color.green & shape.circle": round(0.15 / 0.4, 9),
+                          "color.green & shape.square": round(0.25 / 0.4, 9)}
 
 
 def test_without_the_data_frequencies_the_branches_get_equal_shares():

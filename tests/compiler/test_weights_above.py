@@ -141,12 +141,14 @@ def test_a_written_weight_on_a_concept_acts_above_the_level_too():
 
 def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_the_data():
     """``2 * red & circle`` compiles as ``red & circle`` does (size drawn per branch, position per
-    chain), plus red's extra share above the manifest's level; ``red & circle & red`` the same."""
+    chain), plus red's extra share above the manifest's level; a repeat the same, also one in a
+    nested conjunction (``red & (red & circle)`` used to keep the repeat at every level: valid
+    0.33 in 64)."""
     from conceptlang.models.registry import load_registry
 
     reg = load_registry()
     plain = compile("red & circle", reg)
-    for text in ("2 * red & circle", "red & circle & red"):
+    for text in ("2 * red & circle", "red & circle & red", "red & (red & circle)", "(red & circle) & (red)"):
         g = compile(text, reg)
         assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 2
         assert [d.share for d in g.disjuncts] == [d.share for d in plain.disjuncts]

@@ -11,7 +11,7 @@ import conceptlang.compiler as compiler_pkg
 import conceptlang.sampling as sampling_pkg
 from conceptlang.evaluation.results import MergeError, merge_suite_results, suite_result_from_json, target_for
 from conceptlang.evaluation.run import JudgeCache, evaluate_suite, seed_for, slug
-from conceptlang.evaluation.scoring import branch_coverage, top_level_disjuncts
+from conceptlang.evaluation.scoring import branch_coverage, possible_disjuncts, top_level_disjuncts
 from conceptlang.evaluation.stats import Proportion
 from conceptlang.evaluation.suites import parse_suite
 from conceptlang.evaluation.tables import suite_markdown
@@ -92,6 +92,25 @@ def test_branch_coverage_flags_a_starved_branch():
     assert [b.satisfied_valid.successes for b in cov] == [9, 0, 1]
     assert cov[0].target == pytest.approx(1 / 6)
     assert [b.meets for b in cov] == [True, False, False]
+
+
+def test_a_branch_no_one_object_satisfies_has_no_target():
+    """``purple & yellow | ~large``: the first branch cannot hold for one object, so the fair share
+    is taken over the other branch alone and the impossible one is not flagged."""
+    from conceptlang.evaluation.results import BranchCoverage, ExpressionResult
+    from conceptlang.evaluation.tables import _fmt_branches
+    from conceptlang.models.registry import load_registry
+
+    disjuncts = top_level_disjuncts(parse_expr("purple & yellow | ~large | circle"))
+    possible = possible_disjuncts(disjuncts, load_registry(), "scenes")
+    assert possible == [False, True, True]
+    labels = [{"purple": False, "yellow": False, "large": False, "circle": True}] * 4
+    cov = branch_coverage(disjuncts, labels, np.array([True] * 4), possible)
+    assert [b.target for b in cov] == [0.0, 0.25, 0.25]
+    assert [b.meets for b in cov] == [True, True, True] and not cov[0].possible
+    assert BranchCoverage.from_json(cov[0].to_json()) == cov[0]
+    r = ExpressionResult("x", "x", "or", 3, (), "scenes", 0, 4, branches=cov)
+    assert _fmt_branches(r).startswith("`purple & yellow`: no one object satisfies it; `~large` 1.00")
 
 
 def test_branch_coverage_counts_only_valid_samples():
