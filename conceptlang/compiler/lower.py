@@ -121,6 +121,10 @@ class GraphBuilder:
         self.written_or: dict[int, tuple[tuple[tuple[int, int], str], ...]] = {}
         self._written_ors = 0
         self._drawable: dict[tuple, bool] = {}  # (domain, family, objects) → the registry can draw it
+        # and_mode "joint": the weighted conjunctions spliced into the conjunction being lowered
+        # (``2 * (red & circle)``): (w, their families); each branch's product adds one extra share
+        # (w − 1)·(E(x | the group's values in the branch) − E_prior)
+        self._groups: list[tuple[float, frozenset[str]]] = []
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -308,17 +312,44 @@ class GraphBuilder:
         # A parenthesised conjunction inside a conjunction is part of it: grounding is decided on
         # the whole, so (A & B) & C and A & (B & C) agree (A & (~B & ~C) takes no prior).
         flat = flatten_and(terms)
-        if self.options.negation == "complement" and not self._ratio_only:
-            flat = self._push_negations(flat)
-        if self.options.free_families == "data" and not self._ratio_only and not self._in_product:
-            nid = self._objects(flat)
-            if nid is not None:
-                return nid
-        if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families != "model"):
-            nid = self._expand(flat)
-            if nid is not None:
-                return nid
-        return self._product(flat)
+        saved, self._groups = self._groups, []
+        try:
+            if self.options.and_mode == "joint" and not self._ratio_only:
+                flat = self._splice_weighted_groups(flat)
+            if self.options.negation == "complement" and not self._ratio_only:
+                flat = self._push_negations(flat)
+            if self.options.free_families == "data" and not self._ratio_only and not self._in_product:
+                nid = self._objects(flat)
+                if nid is not None:
+                    return nid
+            if not self._ratio_only and (self.options.negation == "complement" or self.options.free_families != "model"):
+                nid = self._expand(flat)
+                if nid is not None:
+                    return nid
+            return self._product(flat)
+        finally:
+            self._groups = saved
+
+    def _splice_weighted_groups(self, flat: list[Expr]) -> list[Expr]:
+        """and_mode "joint": a positively weighted conjunction of concepts and negated concepts
+        (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``) is spliced into the conjunction, so that
+        its concepts join the joint condition and the families it leaves free are drawn as for the
+        unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
+        branch, E_g the joint condition on the group's values there (:meth:`_product`)."""
+        out: list[Expr] = []
+        for t in flat:
+            w, inner = weight_of(t)
+            if isinstance(t, Weighted) and w > 0 and isinstance(inner, And):
+                parts = flatten_and(inner.terms)
+                concepts = [p.expr if isinstance(p, Not) else p for p in parts]
+                if all(isinstance(c, Concept) and self.refs[c].params is None for c in concepts):
+                    out.extend(parts)
+                    if w != 1.0:
+                        self._groups.append((w, frozenset(self.refs[c].family for c in concepts)))
+                        self._keep.extend(parts)
+                    continue
+            out.append(t)
+        return out
 
     def _push_negations(self, flat: list[Expr]) -> list[Expr]:
         """:func:`~conceptlang.compiler.or_weights.push_negations`, the new nodes kept alive (the
@@ -833,6 +864,7 @@ class GraphBuilder:
                     alpha=self.options.alpha if neg else -s,
                     child=out[-1][1],
                 ))
+        out.extend(self._group_shares(classified))
         if self.options.and_mode in ("product", "joint"):
             prior_coef = 1.0 - sum(s for s, _ in out)
             if prior_coef != 0.0:
@@ -842,6 +874,25 @@ class GraphBuilder:
         nid = self.weighted_sum(out)
         self.groundings.extend(replace(g, node=nid) for g in mine)
         return nid
+
+    def _group_shares(self, classified) -> list[tuple[float, int]]:
+        """The extra shares of the weighted conjunctions spliced into this product
+        (:meth:`_splice_weighted_groups`): (w − 1, the joint leaf of the branch's positive values of
+        the group's families); none where the registry has no joint leaf for them."""
+        hook = getattr(self.registry, "joint", None)
+        out: list[tuple[float, int]] = []
+        for w, families in self._groups:
+            refs = sorted({self.refs[inner] for _t, s, inner, neg in classified
+                           if isinstance(inner, Concept) and not neg and s > 0
+                           and self.refs[inner].family in families},
+                          key=lambda r: (r.family, r.value or "", r.params or ()))
+            if len(refs) == 1:
+                out.append((w - 1.0, self.leaf(refs[0])))
+            elif refs and hook is not None and len({r.family for r in refs}) == len(refs):
+                got = hook(tuple(refs))
+                if got is not None:
+                    out.append((w - 1.0, self.joint_leaf(tuple(refs), *got)))
+        return out
 
     def _joint_terms(self, classified) -> tuple[dict[int, int], set[int], set[int]]:
         """and_mode "joint": the positive concepts of a conjunction (any positive weight) that one

@@ -176,3 +176,48 @@ def test_a_weighted_named_place_is_spread_over_its_disc_like_an_unweighted_one()
     for d in g.disjuncts:
         assert _by_label(g, d.coefs)["position(drawn near 0.3, 0.3)"] == 1.0
         assert _by_label(g, d.low_coefs)["position(drawn near 0.3, 0.3)"] == 0.0
+
+
+def test_a_weighted_conjunction_adds_one_extra_share_of_its_joint_condition():
+    """``w * (red & circle)``: the conjunction's concepts join the joint condition and one extra share
+    (w − 1)·(E(x | red, circle) − E_prior) is added, so with no other term the energy is
+    w·E_joint − (w − 1)·E_prior, exactly; above the manifest's level only, where one is set."""
+    reg = GaussianRegistry()
+    sigma = torch.tensor([0.1, 0.49, 0.5, 2.0], dtype=torch.float64)
+    plain = compile("red & circle", reg, and_mode="joint")
+    for w in (2.0, 0.5, 3.0):
+        g = compile(f"{w!r} * (red & circle)", reg, and_mode="joint")
+        assert g.route == "linear"
+        assert _by_label(g, g.linear_coefs) == {"color.red & shape.circle": w, "prior": 1.0 - w}
+    # the same with a third, unweighted concept beside it: the extra share is the group's alone
+    g = compile("2 * (red & circle) & large", reg, and_mode="joint")
+    assert _by_label(g, g.linear_coefs) == {"color.red & shape.circle & size.large": 1.0,
+                                            "color.red & shape.circle": 1.0, "prior": -1.0}
+    # above the level only: below, the unweighted conjunction
+    g = compile("2 * (red & circle)", FloorRegistry({}, 0.5), and_mode="joint")
+    assert g.weights_above == 0.5
+    assert _by_label(g, g.low_linear_coefs) == {"color.red & shape.circle": 1.0, "prior": 0.0}
+    below = sigma < 0.5
+    torch.testing.assert_close(g.score(X, sigma)[below], plain.score(X, sigma)[below], rtol=1e-12, atol=1e-12)
+    exact = compile("2 * (red & circle)", reg, and_mode="joint")
+    torch.testing.assert_close(g.score(X, sigma)[~below], exact.score(X, sigma)[~below], rtol=1e-12, atol=1e-12)
+
+
+def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_with_negations():
+    """``2 * (circle & ~red)`` compiles as ``circle & ~red`` does (the complement's colours and the
+    free size drawn per branch, in the same shares) plus, in each branch, one extra share of the
+    joint condition on circle and that branch's colour above σ 0.3 (it used to stay a product of
+    single-concept terms: colour TV 0.68 in 64 samples)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    plain = compile("circle & ~red", reg)
+    g = compile("2 * (circle & ~red)", reg)
+    assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 10
+    assert sorted(d.share for d in g.disjuncts) == sorted(d.share for d in plain.disjuncts)
+    assert g.weights_above == 0.3
+    for d in g.disjuncts:
+        row = {k: v for k, v in _by_label(g, d.coefs).items() if v != 0.0}
+        colour = next(k.split(" & ")[0] for k in row if k.startswith("color.") and "position" in k)
+        assert row[f"{colour} & shape.circle"] == 1.0
+        assert _by_label(g, d.low_coefs)[f"{colour} & shape.circle"] == 0.0
