@@ -21,7 +21,7 @@ from conceptlang.interface import ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
 from conceptlang.syntax.parser import parse
 from conceptlang.syntax.passes import expand_definitions
-from conceptlang.syntax.walk import depth
+from conceptlang.syntax.walk import depth, postorder
 
 MAX_DEPTH = 20_000  # nesting levels the compiler accepts (the parser accepts 10,000)
 
@@ -250,22 +250,19 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
 
 def _without_concept_weights(expr: Expr) -> Expr:
-    """``expr`` with every positive weight on a concept, or on a conjunction of concepts and negated
-    concepts, dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``) and a concept
+    """``expr`` with every positive weight on a concept, or on a compound that names no place,
+    dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``, ``2 * (red | blue)``
+    → ``red | blue``) and a concept
     repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
     ``red & (red & circle)`` too: the lowering counts repeats over nested conjunctions); ``expr``
     itself where it has neither."""
     from conceptlang.syntax.walk import transform
 
-    def literal(t) -> bool:
-        c = t.expr if isinstance(t, Not) else t
-        return isinstance(c, Concept) and c.args is None
-
     def rewrite(node):
         if isinstance(node, Weighted) and node.weight > 0 and isinstance(node.expr, Concept):
             return node.expr
-        if isinstance(node, Weighted) and node.weight > 0 and isinstance(node.expr, And) \
-                and all(literal(t) for t in flatten_and(node.expr.terms)):
+        if isinstance(node, Weighted) and node.weight > 0 and isinstance(node.expr, (And, Or)) \
+                and all(c.args is None for c in postorder(node.expr) if isinstance(c, Concept)):
             return node.expr
         if isinstance(node, And):
             seen: set = set()

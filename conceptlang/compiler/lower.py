@@ -230,8 +230,15 @@ class GraphBuilder:
         for k, (pinned, weight) in enumerate(got.branches):
             places = got.places[k] if got.places else ()
             weights = got.weights[k] if got.weights else {}
+            grouped = got.grouped[k] if got.grouped else []
             values = [self._synthetic(r) for r in pinned]
             values = [Weighted(weights[r.family], c) if r.family in weights else c for r, c in zip(pinned, values)]
+            for w, fams in grouped:  # a weighted compound: one weight on the values it pins together
+                members = [c for r, c in zip(pinned, values) if r.family in fams]
+                values = [c for r, c in zip(pinned, values) if r.family not in fams]
+                pinned = tuple(r for r in pinned if r.family not in fams)
+                if members:
+                    values.append(Weighted(w, members[0] if len(members) == 1 else And(tuple(members))))
             self._keep.extend(values)
             terms = tuple(got.other) + tuple(values) + tuple(places)
             nid = self.conjunction(terms)

@@ -30,7 +30,8 @@ class CompileOptions:
       ``"product"``, but the positive concepts of a conjunction that one joint model can score
       together become ONE leaf conditioned on all of them — that model's own estimate of
       p(x | c₁, …, c_k) — through the registry's optional ``joint`` hook, a weight w > 0 on one
-      adding (w − 1)·(E_c − E_prior) beside it; the rest stay separate terms). The registry may
+      adding (w − 1)·(E_c − E_prior) beside it, and one on a conjunction of concepts
+      (``2 * (a & ~b)``) one such share of its values' joint condition; the rest stay separate terms). The registry may
       suggest a mode via its sampler settings key ``"and_mode"``, and an explicit option always wins.
     * ``negation``: how ``~c`` of a single concept is lowered inside a conjunction. ``"ratio"`` (the
       paper's p(x | A) / p(x | c)^α: a repulsion from c, coefficient −α) or ``"complement"``: a value
@@ -71,9 +72,11 @@ class CompileOptions:
       OR is rewritten as the mixture over the combinations of values of the discrete families its
       literals name that make it true, each drawn with its probability in the training data
       (registry hook ``value_shares``): p(x | A ∨ B) = Σ_c p(c | A ∨ B) p(x | c). The branches are
-      disjoint, so a region that satisfies both A and B is not counted twice. Where that does not
-      apply (no ``value_shares`` or no data for the families, a weighted, continuous or
-      compound-negated term inside an OR, two values of one family in one branch (two objects),
+      disjoint, so a region that satisfies both A and B is not counted twice; a weight on the OR
+      (``2 * (a | b)``) or on a compound inside it weights the values each branch pins. A branch
+      naming two values of an exclusive family has probability 0 and is not drawn. Where that does
+      not apply (no ``value_shares`` or no data for the families, a weighted compound naming a
+      place, two named places in one branch (two objects),
       a negation inside the OR with ``negation="ratio"``, a user-given ``log_z``, τ ≠ 1, or more
       than ``max_disjuncts`` branches), the OR's branches get equal shares, with a notice saying
       why. ``"equal"``: always equal shares (the paper's equal log Z; the lowering as written).

@@ -47,6 +47,7 @@ class Literal:
     point: tuple[float, ...] | None = None  # a named place (``position(x, y)``): its point
     concept: Concept | None = None  # a named place: the concept as written
     weight: float = 1.0  # ``w * v`` (w > 0): the weight its branches give the value
+    group: bool = False  # under a weighted compound (``2 * (red | blue)``): the weight is the compound's
 
     def holds(self, combo: dict[str, str | None]) -> bool:
         return (combo[self.family] == self.value) != self.negated
@@ -101,6 +102,9 @@ class Plan:
     groups: list[tuple[int, str]] = field(default_factory=list)
     # per branch: the weights its disjunct as written gives values (``2 * red | circle``: color → 2)
     weights: list[dict[str, float]] = field(default_factory=list)
+    # per branch: (w, families) of each weighted compound its disjunct as written lies under
+    # (``2 * (red | blue) & square``, branch red: (2, (color,))): one weight on those values together
+    grouped: list[list[tuple[float, tuple[str, ...]]]] = field(default_factory=list)
 
 
 class _Fallback(Exception):
@@ -193,7 +197,10 @@ def _literal(t: Expr, refs: dict, dom, places: bool = False) -> Literal | None:
 
 def value_families(e: Expr, refs: dict, dom) -> list[str] | None:
     """The families of ``e``'s concepts in order of appearance, when every one is a value of a
-    discrete family (no place, no weight); else None."""
+    discrete family (no place); else None. Weights are seen through: inside a negated compound they
+    do not change where it holds (the sign rule, docs/language.md)."""
+    if isinstance(e, Weighted) and not isinstance(weight_of(e)[1], Concept):
+        return value_families(weight_of(e)[1], refs, dom)
     if isinstance(e, (And, Or)):
         out: list[str] = []
         for t in e.terms:
@@ -211,6 +218,8 @@ def value_families(e: Expr, refs: dict, dom) -> list[str] | None:
 def _literal_points(e: Expr, refs: dict, dom) -> list[tuple[float, ...] | None] | None:
     """For each concept of ``e``, its point when it is a named place and None when it is a value of
     a discrete family; None when some concept is neither."""
+    if isinstance(e, Weighted) and not isinstance(weight_of(e)[1], Concept):  # a weighted compound
+        return _literal_points(weight_of(e)[1], refs, dom)
     if isinstance(e, (And, Or, Not)):
         out: list[tuple[float, ...] | None] = []
         for t in (e.expr,) if isinstance(e, Not) else e.terms:
@@ -244,6 +253,14 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     neg = weighted_negation(e)
     if neg is not None:  # `2 * ~red`, `-1 * red`: the negation (its magnitude has no data meaning)
         return _dnf(neg, refs, dom)
+    if isinstance(e, Weighted):
+        w, inner = weight_of(e)
+        if w > 0 and isinstance(inner, (And, Or, Not)):  # a weighted compound: its literals, weighted as one
+            sub = _dnf(inner, refs, dom)
+            if any(lit.point is not None for d in sub for lit in d):
+                raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is a weighted compound naming a place, "
+                                "which has no one weight per branch")
+            return [tuple(replace(lit, weight=lit.weight * w, group=True) for lit in d) for d in sub]
     if isinstance(e, Or):
         out: list[tuple[Literal, ...]] = []
         for t in e.terms:
@@ -261,6 +278,9 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
         return parts
     if isinstance(e, Not) and isinstance(e.expr, Not):  # ~~a = a
         return _dnf(e.expr.expr, refs, dom)
+    if isinstance(e, Not) and isinstance(e.expr, Weighted):  # ~(w * a) holds where ~a does (w > 0), a (w < 0)
+        w, inner = weight_of(e.expr)
+        return _dnf(Not(inner) if w > 0 else inner, refs, dom)
     if isinstance(e, Not) and isinstance(e.expr, (And, Or)):  # De Morgan: the negation moves to the literals
         flip = Or if isinstance(e.expr, And) else And
         return _dnf(flip(tuple(Not(t) for t in e.expr.terms)), refs, dom)
@@ -281,7 +301,7 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
     flat = flatten_and((expr,))
     if options.negation == "complement":
         flat = push_negations(flat)
-    if not any(isinstance(t, Or) for t in flat) and not _negated_places(flat, refs, registry, domain, options):
+    if not any(_mixture_or(t) for t in flat) and not _negated_places(flat, refs, registry, domain, options):
         return None
     if options.or_weights == "equal":
         return OrWeights("equal", "or_weights=equal (the branches as written, log Z taken as equal)")
@@ -289,6 +309,18 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
         return _plan(flat, refs, registry, domain, options)
     except _Fallback as why:
         return OrWeights("equal", str(why))
+
+
+def _mixture_or(t: Expr) -> bool:
+    """Whether the conjunction term ``t`` is an OR, or a positively weighted compound holding one
+    (``2 * (red | blue)``, ``2 * ((red | blue) & square)``): the plan's formula, each branch taking
+    the weight on the values it pins (:attr:`Plan.grouped`)."""
+    if isinstance(t, Or):
+        return True
+    w, inner = weight_of(t)
+    if not isinstance(t, Weighted) or w <= 0:
+        return False
+    return isinstance(inner, Or) or (isinstance(inner, And) and any(_mixture_or(x) for x in flatten_and(inner.terms)))
 
 
 def _negated_places(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str,
@@ -310,7 +342,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     if hook is None:
         raise _Fallback("the models' registry has no data frequencies (value_shares)")
     dom = registry.domain(domain)
-    in_formula = [isinstance(t, Or) or _literal(t, refs, dom) is not None or _negated_values(t, refs, dom)
+    in_formula = [_mixture_or(t) or _literal(t, refs, dom) is not None or _negated_values(t, refs, dom)
                   for t in flat]
     if any(f and _names_place(t, refs, dom) for t, f in zip(flat, in_formula)):
         # the formula cuts the canvas by its places: a place beside it joins it (it picks regions)
@@ -369,6 +401,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     written = [0.0] * len(disjuncts)
     groups: list[tuple[int, str]] = []
     weights: list[dict[str, float]] = []
+    grouped: list[list[tuple[float, tuple[str, ...]]]] = []
     for combo, share in kept:
         w = share / total
         pinned: list[ConceptRef] = []
@@ -395,7 +428,13 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         written[first] += w
         groups.append((first, " & ".join(lit.text for lit in disjuncts[first])))
-        weights.append({lit.family: lit.weight for lit in disjuncts[first] if not lit.negated and lit.weight != 1.0})
+        weights.append({lit.family: lit.weight for lit in disjuncts[first]
+                        if not lit.negated and not lit.group and lit.weight != 1.0})
+        by_weight: dict[float, list[str]] = {}
+        for lit in disjuncts[first]:
+            if lit.group and lit.weight != 1.0 and lit.point is None and lit.family not in by_weight.get(lit.weight, []):
+                by_weight.setdefault(lit.weight, []).append(lit.family)
+        grouped.append([(w, tuple(fams)) for w, fams in by_weight.items()])
     written_text = []
     for k, d in enumerate(disjuncts):
         if written[k] <= 0.0:
@@ -403,7 +442,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         text = " & ".join(lit.text for lit in d)
         written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
     record = OrWeights("data", None, names, texts, written_text, impossible)
-    return Plan(branches, other, record, place_terms, groups, weights)
+    return Plan(branches, other, record, place_terms, groups, weights, grouped)
 
 
 def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Literal]]:

@@ -84,7 +84,7 @@ def test_a_negation_inside_the_or_is_its_complement_weighted_by_the_data():
 @pytest.mark.parametrize("text,why", [
     # a named place needs the data's joint frequencies (value_shares(..., joint=True)), which this table lacks
     ("red | position(0.2, 0.2)", "the models' registry gives no joint data frequencies for named places"),
-    ("red | 2 * (circle & red)", "'2 * (circle & red)' inside the OR is not a value of a discrete family or a named"),
+    ("red | 2 * (circle & position(0.2, 0.2))", "'2 * (circle & position(0.2, 0.2))' inside the OR is a weighted compound naming a place"),
     ("(position(0.2, 0.2) & position(0.8, 0.8)) | red", "a branch names two places of position (two objects)"),
 ])
 def test_terms_without_a_data_probability_keep_equal_shares_with_a_notice(text, why):
@@ -114,6 +114,31 @@ def test_a_branch_no_one_object_satisfies_is_not_drawn():
                           "color.green & shape.square": round(0.25 / 0.4, 9)}
 
 
+def test_a_weighted_or_keeps_the_data_weights_and_weights_the_values_each_branch_pins():
+    """``2 * (red | circle)``: the branches and shares of ``red | circle``; each branch weights the
+    values its disjunct as written pins (red for red & square, circle for green & circle), once."""
+    reg = TableSharesRegistry()
+    plain = compile_expr("red | circle", reg)
+    g = compile_expr("2 * (red | circle)", reg)
+    assert g.or_weights.source == "data" and g.or_weights.written == plain.or_weights.written
+    assert sorted(round(d.share, 9) for d in g.disjuncts) == sorted(round(d.share, 9) for d in plain.disjuncts)
+    assert sorted(d.text for d in g.disjuncts) == [
+        "color.blue & 2 * shape.circle", "color.green & 2 * shape.circle", "shape.circle & 2 * color.red",
+        "shape.square & 2 * color.red"]
+    # a compound branch: the values it pins weighted together
+    g = compile_expr("2 * ((red & square) | blue) & square", reg)
+    assert sorted(d.text for d in g.disjuncts) == ["2 * (color.red & shape.square)", "shape.square & 2 * color.blue"]
+    # a weight inside a negated compound does not change where it holds: the complement of red | blue
+    g = compile_expr("~(2 * (red | blue)) & square", reg, negation="complement")
+    ref = compile_expr("~(red | blue) & square", reg, negation="complement")
+
+    def form(graph):
+        return (graph.route, [leaf.label for leaf in graph.leaves], graph.linear_coefs,
+                sorted((d.coefs, round(d.share, 12)) for d in graph.disjuncts or []))
+
+    assert form(g) == form(ref)
+
+
 def test_without_the_data_frequencies_the_branches_get_equal_shares():
     g = compile_expr("red | circle", GaussianRegistry("noise_conditional"))  # no value_shares hook
     assert sorted(d.share for d in g.disjuncts) == [0.5, 0.5]
@@ -137,7 +162,7 @@ def test_too_many_combinations_keep_equal_shares():
 
 def test_no_mixture_or_no_record_and_given_log_z_wins():
     reg = TableSharesRegistry()
-    for text in ("red & circle", "~(red | circle)", "2 * (red | circle) & square"):
+    for text in ("red & circle", "~(red | circle)", "-2 * (red | circle) & square"):
         assert compile_expr(text, reg).or_weights is None
     g = compile_expr("red | circle", reg, log_z=(0.0, 1.0))
     assert g.or_weights is None and reg.asked == []
