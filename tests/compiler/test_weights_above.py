@@ -221,3 +221,20 @@ def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_with_ne
         colour = next(k.split(" & ")[0] for k in row if k.startswith("color.") and "position" in k)
         assert row[f"{colour} & shape.circle"] == 1.0
         assert _by_label(g, d.low_coefs)[f"{colour} & shape.circle"] == 0.0
+
+
+def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights_it_with_the_values():
+    """``2 * (position(0.3, 0.3) & red)``: as ``position(0.3, 0.3) & red`` (the place drawn per chain
+    near the point, the free families drawn), plus one extra share of the joint condition on red at
+    that drawn place above σ 0.3 (it used to be a product at the exact point, at every level)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    plain = compile("position(0.3, 0.3) & red", reg)
+    g = compile("2 * (position(0.3, 0.3) & red)", reg)
+    assert g.route == "dnf" and g.weights_above == 0.3
+    assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in plain.disjuncts)
+    group = "color.red & position(drawn near 0.3, 0.3)"
+    assert {leaf.label for leaf in g.leaves} - {leaf.label for leaf in plain.leaves} == {group}
+    for d in g.disjuncts:
+        assert _by_label(g, d.coefs)[group] == 1.0 and _by_label(g, d.low_coefs)[group] == 0.0
