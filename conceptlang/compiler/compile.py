@@ -136,10 +136,13 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     notices.extend(extra)
     if route == "lse" and not all_explicit:
         implicit = sorted({m.name for m in models if m.kind != "explicit"})
+        ow = builder.or_weights
+        hint = (f"; a weighted OR is such a mixture when its branches take the data's weights, which did not "
+                f"apply here ({ow.reason})" if ow is not None and ow.source == "equal" else "")
         raise CompileError(
             f"this OR needs log-sum-exp energies ({notices[-1].split(': ', 1)[-1] if notices else 'or_mode=lse'}), "
             f"which implicit models ({', '.join(implicit)}) cannot provide; implicit models compose OR only "
-            "through the exact DNF mixture (weight-1, τ = 1 ORs)")
+            f"through the exact DNF mixture (weight-1, τ = 1 ORs){hint}")
     if opts.sampler is not None:
         check_sampler(models, opts.sampler)
 

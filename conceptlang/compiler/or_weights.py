@@ -258,7 +258,7 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
         if w > 0 and isinstance(inner, (And, Or, Not)):  # a weighted compound: its literals, weighted as one
             sub = _dnf(inner, refs, dom)
             if any(lit.point is not None for d in sub for lit in d):
-                raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is a weighted compound naming a place, "
+                raise _Fallback(f"{unparse(e, limit=60)!r} is a weighted compound naming a place, "
                                 "which has no one weight per branch")
             return [tuple(replace(lit, weight=lit.weight * w, group=True) for lit in d) for d in sub]
     if isinstance(e, Or):

@@ -84,7 +84,7 @@ def test_a_negation_inside_the_or_is_its_complement_weighted_by_the_data():
 @pytest.mark.parametrize("text,why", [
     # a named place needs the data's joint frequencies (value_shares(..., joint=True)), which this table lacks
     ("red | position(0.2, 0.2)", "the models' registry gives no joint data frequencies for named places"),
-    ("red | 2 * (circle & position(0.2, 0.2))", "'2 * (circle & position(0.2, 0.2))' inside the OR is a weighted compound naming a place"),
+    ("red | 2 * (circle & position(0.2, 0.2))", "'2 * (circle & position(0.2, 0.2))' is a weighted compound naming a place"),
     ("(position(0.2, 0.2) & position(0.8, 0.8)) | red", "a branch names two places of position (two objects)"),
 ])
 def test_terms_without_a_data_probability_keep_equal_shares_with_a_notice(text, why):
@@ -137,6 +137,15 @@ def test_a_weighted_or_keeps_the_data_weights_and_weights_the_values_each_branch
                 sorted((d.coefs, round(d.share, 12)) for d in graph.disjuncts or []))
 
     assert form(g) == form(ref)
+
+
+def test_a_weighted_or_without_data_weights_is_refused_by_implicit_models_and_says_why():
+    """With equal shares a weighted OR enters the energy with a coefficient ≠ 1, no mixture: implicit
+    models cannot sample it, and the error names why the data weights did not apply."""
+    assert compile_expr("2 * (red | circle)", TableSharesRegistry("implicit")).route == "dnf"
+    with pytest.raises(CompileError, match=r"implicit models .* a weighted OR is such a mixture when its branches "
+                                           r"take the data's weights, which did not apply here \(or_weights=equal"):
+        compile_expr("2 * (red | circle)", TableSharesRegistry("implicit"), or_weights="equal")
 
 
 def test_without_the_data_frequencies_the_branches_get_equal_shares():
