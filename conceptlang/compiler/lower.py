@@ -343,7 +343,8 @@ class GraphBuilder:
         ``2 * (position(0.3, 0.3) & red)``) is spliced into the conjunction, so that
         its concepts join the joint condition and the families it leaves free are drawn as for the
         unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
-        branch, E_g the joint condition on the group's values there (:meth:`_product`)."""
+        branch, E_g the joint condition on the group's values there, its place left out
+        (:meth:`_group_shares`)."""
         out: list[Expr] = []
         for t in flat:
             w, inner = weight_of(t)
@@ -887,13 +888,14 @@ class GraphBuilder:
     def _group_shares(self, classified) -> list[tuple[float, int]]:
         """The extra shares of the weighted conjunctions spliced into this product
         (:meth:`_splice_weighted_groups`): (w − 1, the joint leaf of the branch's positive values of
-        the group's families); none where the registry has no joint leaf for them."""
+        the group's discrete families); none where the registry has no joint leaf for them. A named
+        place of the group is drawn per chain like an unweighted one and takes no share."""
         hook = getattr(self.registry, "joint", None)
         out: list[tuple[float, int]] = []
         for w, families in self._groups:
             refs = sorted({self.refs[inner] for _t, s, inner, neg in classified
                            if isinstance(inner, Concept) and not neg and s > 0
-                           and self.refs[inner].family in families},
+                           and self.refs[inner].family in families and self.refs[inner].params is None},
                           key=lambda r: (r.family, r.value or "", r.params or ()))
             if len(refs) == 1:
                 out.append((w - 1.0, self.leaf(refs[0])))

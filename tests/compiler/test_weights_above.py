@@ -223,10 +223,11 @@ def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_with_ne
         assert _by_label(g, d.low_coefs)[f"{colour} & shape.circle"] == 0.0
 
 
-def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights_it_with_the_values():
+def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights_the_values():
     """``2 * (position(0.3, 0.3) & red)``: as ``position(0.3, 0.3) & red`` (the place drawn per chain
-    near the point, the free families drawn), plus one extra share of the joint condition on red at
-    that drawn place above σ 0.3 (it used to be a product at the exact point, at every level)."""
+    near the point, the free families drawn), plus one extra share of red above σ 0.3; the place
+    takes no share (weighting it too left red objects yellow: 0.75 in 64). It used to be a product
+    at the exact point, at every level."""
     from conceptlang.models.registry import load_registry
 
     reg = load_registry()
@@ -234,7 +235,7 @@ def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights
     g = compile("2 * (position(0.3, 0.3) & red)", reg)
     assert g.route == "dnf" and g.weights_above == 0.3
     assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in plain.disjuncts)
-    group = "color.red & position(drawn near 0.3, 0.3)"
-    assert {leaf.label for leaf in g.leaves} - {leaf.label for leaf in plain.leaves} == {group}
+    assert {leaf.label for leaf in g.leaves} - {leaf.label for leaf in plain.leaves} == {"color.red"}
     for d in g.disjuncts:
-        assert _by_label(g, d.coefs)[group] == 1.0 and _by_label(g, d.low_coefs)[group] == 0.0
+        assert _by_label(g, d.coefs)["color.red"] == 1.0 and _by_label(g, d.low_coefs)["color.red"] == 0.0
+        assert sum(c for label, c in _by_label(g, d.coefs).items() if "position(drawn near 0.3, 0.3)" in label) == 1.0
