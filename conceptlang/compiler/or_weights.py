@@ -255,12 +255,10 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
         return _dnf(neg, refs, dom)
     if isinstance(e, Weighted):
         w, inner = weight_of(e)
-        if w > 0 and isinstance(inner, (And, Or, Not)):  # a weighted compound: its literals, weighted as one
-            sub = _dnf(inner, refs, dom)
-            if any(lit.point is not None for d in sub for lit in d):
-                raise _Fallback(f"{unparse(e, limit=60)!r} is a weighted compound naming a place, "
-                                "which has no one weight per branch")
-            return [tuple(replace(lit, weight=lit.weight * w, group=True) for lit in d) for d in sub]
+        if w > 0 and isinstance(inner, (And, Or, Not)):  # a weighted compound: its values, weighted as one
+            # (a named place in it is drawn per chain and takes no share, as in a weighted conjunction)
+            return [tuple(lit if lit.point is not None else replace(lit, weight=lit.weight * w, group=True)
+                          for lit in d) for d in _dnf(inner, refs, dom)]
     if isinstance(e, Or):
         out: list[tuple[Literal, ...]] = []
         for t in e.terms:

@@ -84,7 +84,6 @@ def test_a_negation_inside_the_or_is_its_complement_weighted_by_the_data():
 @pytest.mark.parametrize("text,why", [
     # a named place needs the data's joint frequencies (value_shares(..., joint=True)), which this table lacks
     ("red | position(0.2, 0.2)", "the models' registry gives no joint data frequencies for named places"),
-    ("red | 2 * (circle & position(0.2, 0.2))", "'2 * (circle & position(0.2, 0.2))' is a weighted compound naming a place"),
     ("(position(0.2, 0.2) & position(0.8, 0.8)) | red", "a branch names two places of position (two objects)"),
 ])
 def test_terms_without_a_data_probability_keep_equal_shares_with_a_notice(text, why):

@@ -239,3 +239,21 @@ def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights
     for d in g.disjuncts:
         assert _by_label(g, d.coefs)["color.red"] == 1.0 and _by_label(g, d.low_coefs)["color.red"] == 0.0
         assert sum(c for label, c in _by_label(g, d.coefs).items() if "position(drawn near 0.3, 0.3)" in label) == 1.0
+
+
+def test_a_weighted_or_with_named_places_weights_the_values_and_not_the_places():
+    """``1.5 * (position(0.7, 0.4) & blue | position(0.5, 0.3))``: the OR's regions in the data's
+    shares; the branch near (0.7, 0.4) gives blue an extra 0.5 share above σ 0.3, the branch near
+    (0.5, 0.3) names no value and gets none (it used to be refused: no one weight per branch)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    text = "1.5 * (position(0.7, 0.4) & blue | position(0.5, 0.3))"
+    g = compile(text, reg)
+    plain = compile("position(0.7, 0.4) & blue | position(0.5, 0.3)", reg)
+    assert g.route == "dnf" and g.weights_above == 0.3 and g.or_weights.written == plain.or_weights.written
+    assert {d.group for d in g.disjuncts} == {"position(0.7, 0.4) & blue", "position(0.5, 0.3)"}
+    for d in g.disjuncts:
+        row = _by_label(g, d.coefs)
+        assert row.get("color.blue", 0.0) == (0.5 if d.group == "position(0.7, 0.4) & blue" else 0.0)
+        assert _by_label(g, d.low_coefs).get("color.blue", 0.0) == 0.0
