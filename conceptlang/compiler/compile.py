@@ -254,11 +254,11 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
 def _without_concept_weights(expr: Expr) -> Expr:
     """``expr`` with every positive weight on a concept, on a conjunction that names at most one
-    place or on an OR, dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``, ``2 * (red | blue)``
-    → ``red | blue``) and a concept
-    repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
+    place or on an OR dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``,
+    ``2 * (red | blue)`` → ``red | blue``: the forms the joint lowering gives extra shares), and a
+    concept repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
     ``red & (red & circle)`` too: the lowering counts repeats over nested conjunctions); ``expr``
-    itself where it has neither."""
+    itself where it has none of these."""
     from conceptlang.syntax.walk import transform
 
     def rewrite(node):

@@ -75,8 +75,8 @@ class CompileOptions:
       disjoint, so a region that satisfies both A and B is not counted twice; a weight on the OR
       (``2 * (a | b)``) or on a compound inside it weights the values each branch pins. A branch
       naming two values of an exclusive family has probability 0 and is not drawn. Where that does
-      not apply (no ``value_shares`` or no data for the families, a weighted compound naming a
-      place, two named places in one branch (two objects),
+      not apply (no ``value_shares`` or no data for the families, two named places in one branch
+      (two objects) or closer than twice the position tolerance,
       a negation inside the OR with ``negation="ratio"``, a user-given ``log_z``, τ ≠ 1, or more
       than ``max_disjuncts`` branches), the OR's branches get equal shares, with a notice saying
       why. ``"equal"``: always equal shares (the paper's equal log Z; the lowering as written).

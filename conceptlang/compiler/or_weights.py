@@ -255,7 +255,7 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
         return _dnf(neg, refs, dom)
     if isinstance(e, Weighted):
         w, inner = weight_of(e)
-        if w > 0 and isinstance(inner, (And, Or, Not)):  # a weighted compound: its values, weighted as one
+        if w > 0 and isinstance(inner, (And, Or)):  # a weighted compound: its values, weighted as one
             # (a named place in it is drawn per chain and takes no share, as in a weighted conjunction)
             return [tuple(lit if lit.point is not None else replace(lit, weight=lit.weight * w, group=True)
                           for lit in d) for d in _dnf(inner, refs, dom)]
