@@ -338,9 +338,9 @@ class GraphBuilder:
             self._groups = saved
 
     def _splice_weighted_groups(self, flat: list[Expr]) -> list[Expr]:
-        """and_mode "joint": a positively weighted conjunction of concepts and negated concepts, at
-        most one of them a named place (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``,
-        ``2 * (position(0.3, 0.3) & red)``) is spliced into the conjunction, so that
+        """and_mode "joint": a positively weighted conjunction that names at most one place
+        (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``, ``2 * (position(0.3, 0.3) & red)``,
+        ``1.5 * (triangle & ~(purple | green))``) is spliced into the conjunction, so that
         its concepts join the joint condition and the families it leaves free are drawn as for the
         unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
         branch, E_g the joint condition on the group's values there, its place left out
@@ -350,9 +350,8 @@ class GraphBuilder:
             w, inner = weight_of(t)
             if isinstance(t, Weighted) and w > 0 and isinstance(inner, And):
                 parts = flatten_and(inner.terms)
-                concepts = [p.expr if isinstance(p, Not) else p for p in parts]
-                if all(isinstance(c, Concept) for c in concepts) \
-                        and sum(self.refs[c].params is not None for c in concepts) <= 1:
+                concepts = {c for p in parts for c in postorder(p) if isinstance(c, Concept)}
+                if sum(self.refs[c].params is not None for c in concepts) <= 1:
                     out.extend(parts)
                     if w != 1.0:
                         self._groups.append((w, frozenset(self.refs[c].family for c in concepts)))

@@ -30,8 +30,8 @@ class CompileOptions:
       ``"product"``, but the positive concepts of a conjunction that one joint model can score
       together become ONE leaf conditioned on all of them — that model's own estimate of
       p(x | c₁, …, c_k) — through the registry's optional ``joint`` hook, a weight w > 0 on one
-      adding (w − 1)·(E_c − E_prior) beside it, and one on a conjunction of concepts
-      (``2 * (a & ~b)``) one such share of its values' joint condition; the rest stay separate terms). The registry may
+      adding (w − 1)·(E_c − E_prior) beside it, and one on a conjunction (``2 * (a & ~b)``) one
+      such share of its values' joint condition; the rest stay separate terms). The registry may
       suggest a mode via its sampler settings key ``"and_mode"``, and an explicit option always wins.
     * ``negation``: how ``~c`` of a single concept is lowered inside a conjunction. ``"ratio"`` (the
       paper's p(x | A) / p(x | c)^α: a repulsion from c, coefficient −α) or ``"complement"``: a value

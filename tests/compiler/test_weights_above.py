@@ -257,3 +257,22 @@ def test_a_weighted_or_with_named_places_weights_the_values_and_not_the_places()
         row = _by_label(g, d.coefs)
         assert row.get("color.blue", 0.0) == (0.5 if d.group == "position(0.7, 0.4) & blue" else 0.0)
         assert _by_label(g, d.low_coefs).get("color.blue", 0.0) == 0.0
+
+
+def test_a_weighted_conjunction_holding_a_negated_compound_is_spliced_too():
+    """``1.5 * (triangle & ~(purple | green))``: the complement of the compound and the free size
+    drawn as for the unweighted conjunction, and in each branch an extra 0.5 share of triangle and
+    that branch's colour together (it used to be a product term in the ratio form, which implicit
+    models refused when the compound held an OR)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    plain = compile("triangle & ~(purple | green)", reg)
+    g = compile("1.5 * (triangle & ~(purple | green))", reg)
+    assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 8
+    assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in plain.disjuncts)
+    for d in g.disjuncts:
+        row = _by_label(g, d.coefs)
+        colour = next(k.split(" & ")[0] for k, v in row.items() if v and k.startswith("color.") and "position" in k)
+        assert colour not in ("color.purple", "color.green")
+        assert row[f"{colour} & shape.triangle"] == 0.5 and _by_label(g, d.low_coefs)[f"{colour} & shape.triangle"] == 0.0
