@@ -255,7 +255,8 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 def _without_concept_weights(expr: Expr) -> Expr:
     """``expr`` with every positive weight on a concept, on a conjunction that names at most one
     place or on an OR dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``,
-    ``2 * (red | blue)`` → ``red | blue``: the forms the joint lowering gives extra shares), and a
+    ``2 * (red | blue)`` → ``red | blue``, ``-2 * ~red`` → ``red``: the forms the joint lowering
+    gives extra shares), and a
     concept repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
     ``red & (red & circle)`` too: the lowering counts repeats over nested conjunctions); ``expr``
     itself where it has none of these."""
@@ -264,6 +265,8 @@ def _without_concept_weights(expr: Expr) -> Expr:
     def rewrite(node):
         if isinstance(node, Weighted) and node.weight > 0 and isinstance(node.expr, Concept):
             return node.expr
+        if isinstance(node, Weighted) and node.weight < 0 and isinstance(node.expr, Not):  # -2 * ~e: 2 * e
+            return node.expr.expr
         if isinstance(node, Weighted) and node.weight > 0 and (isinstance(node.expr, Or) or (
                 isinstance(node.expr, And)
                 and sum(c.args is not None for c in postorder(node.expr) if isinstance(c, Concept)) <= 1)):

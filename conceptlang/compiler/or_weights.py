@@ -148,17 +148,33 @@ def weighted_negation(t: Expr) -> Expr | None:
     return None
 
 
+def negated_negation(t: Expr) -> Expr | None:
+    """``-w * ~e`` (w > 0) as ``w * e`` (``e`` for w = 1): a negative weight on a negation negates
+    it again (the sign rule, docs/language.md), and what is left is positive, so the magnitude
+    stays. None for any other term."""
+    if not isinstance(t, Weighted):
+        return None
+    w, inner = weight_of(t)
+    if w < 0 and isinstance(inner, Not):
+        return inner.expr if w == -1.0 else Weighted(-w, inner.expr)
+    return None
+
+
 def push_negations(flat: Sequence[Expr]) -> list[Expr]:
-    """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B``, ``~~A`` as ``A`` and a weighted
-    negation as the negation (:func:`weighted_negation`; the same boolean semantics;
+    """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B``, ``~~A`` as ``A``, a weighted
+    negation as the negation (:func:`weighted_negation`) and a negatively weighted negation as what
+    it negates (:func:`negated_negation`; the same boolean semantics;
     negation="complement" lowers each negation on its own, a value's by its complement and a
     position's in the ratio form). A term an OR repeats is read once (``~(a | a)`` is ``~a``: the
     OR's branches are a set)."""
     out: list[Expr] = []
     for t in flat:
         neg = weighted_negation(t)
+        dbl = negated_negation(t)
         if neg is not None:
             out.extend(push_negations([neg]))
+        elif dbl is not None:
+            out.extend(push_negations(flatten_and((dbl,))))
         elif isinstance(t, Not) and isinstance(t.expr, Or):
             out.extend(push_negations([Not(x) for x in dict.fromkeys(t.expr.terms)]))
         elif isinstance(t, Not) and isinstance(t.expr, Not):
@@ -253,6 +269,9 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     neg = weighted_negation(e)
     if neg is not None:  # `2 * ~red`, `-1 * red`: the negation (its magnitude has no data meaning)
         return _dnf(neg, refs, dom)
+    dbl = negated_negation(e)
+    if dbl is not None:  # `-1 * ~(a | b)`: `a | b`
+        return _dnf(dbl, refs, dom)
     if isinstance(e, Weighted):
         w, inner = weight_of(e)
         if w > 0 and isinstance(inner, (And, Or)):  # a weighted compound: its values, weighted as one

@@ -276,3 +276,21 @@ def test_a_weighted_conjunction_holding_a_negated_compound_is_spliced_too():
         colour = next(k.split(" & ")[0] for k, v in row.items() if v and k.startswith("color.") and "position" in k)
         assert colour not in ("color.purple", "color.green")
         assert row[f"{colour} & shape.triangle"] == 0.5 and _by_label(g, d.low_coefs)[f"{colour} & shape.triangle"] == 0.0
+
+
+def test_a_negatively_weighted_negation_is_what_it_negates_with_the_weights_magnitude():
+    """``-2 * ~red & circle`` means ``2 * red & circle`` (the sign rule: a negative weight negates
+    again) and compiles to the same graph, its extra share above σ 0.3 only; ``-1 * ~(smiling |
+    black_hair)`` is the OR itself, data-weighted (both used to be refused by implicit models or kept
+    as repulsions)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    a, b = compile("(-2 * ~red) & circle", reg), compile("2 * red & circle", reg)
+    assert a.weights_above == b.weights_above == 0.3
+    assert [leaf.label for leaf in a.leaves] == [leaf.label for leaf in b.leaves]
+    assert sorted((d.coefs, d.low_coefs) for d in a.disjuncts) == sorted((d.coefs, d.low_coefs) for d in b.disjuncts)
+    g = compile("-1 * ~(smiling | black_hair)", reg)
+    ref = compile("smiling | black_hair", reg)
+    assert g.or_weights.source == "data" and g.or_weights.written == ref.or_weights.written
+    assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in ref.disjuncts)
