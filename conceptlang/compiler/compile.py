@@ -13,7 +13,7 @@ from conceptlang.compiler.checks import check_sampler, satisfiable
 from conceptlang.compiler.graph import EnergyGraph, linear_coefficients
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
-from conceptlang.compiler.or_weights import flatten_and
+from conceptlang.compiler.or_weights import flatten_and, weighted_conjunction
 from conceptlang.compiler.resolve import check_definitions_shadowing
 from conceptlang.compiler.select import ModelSetWarning, select_model_set
 from conceptlang.errors import CompileError, ConceptLangError
@@ -21,7 +21,7 @@ from conceptlang.interface import ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
 from conceptlang.syntax.parser import parse
 from conceptlang.syntax.passes import expand_definitions
-from conceptlang.syntax.walk import depth, postorder
+from conceptlang.syntax.walk import depth
 
 MAX_DEPTH = 20_000  # nesting levels the compiler accepts (the parser accepts 10,000)
 
@@ -204,8 +204,10 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     must use no leaf the weighted one lacks, and each weighted branch the leaves of exactly one
     branch of it, or the weights act at every level (with a notice)."""
     hook = getattr(registry, "concept_weights_above", None)
+    if hook is None or route not in ("linear", "dnf"):
+        return None, None, disjuncts
     plain_expr = _without_concept_weights(expr)
-    if hook is None or not (builder.calibrated or plain_expr is not expr) or route not in ("linear", "dnf"):
+    if not (builder.calibrated or plain_expr is not expr):
         return None, None, disjuncts
     models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
     level = hook(models)
@@ -267,20 +269,20 @@ def _without_concept_weights(expr: Expr) -> Expr:
             return node.expr
         if isinstance(node, Weighted) and node.weight < 0 and isinstance(node.expr, Not):  # -2 * ~e: 2 * e
             return node.expr.expr
-        if isinstance(node, Weighted) and node.weight > 0 and (isinstance(node.expr, Or) or (
-                isinstance(node.expr, And)
-                and sum(c.args is not None for c in postorder(node.expr) if isinstance(c, Concept)) <= 1)):
+        if isinstance(node, Weighted) and node.weight > 0 and (
+                isinstance(node.expr, Or) or weighted_conjunction(node) is not None):
             return node.expr
         if isinstance(node, And):
             seen: set = set()
             terms = []
-            for t in flatten_and(node.terms):
+            flat = flatten_and(node.terms)
+            for t in flat:
                 if isinstance(t, Concept):
                     if t._key() in seen:
                         continue
                     seen.add(t._key())
                 terms.append(t)
-            if len(terms) < len(flatten_and(node.terms)):
+            if len(terms) < len(flat):
                 return terms[0] if len(terms) == 1 else replace(node, terms=tuple(terms))
         return node
 

@@ -53,6 +53,7 @@ from conceptlang.compiler.or_weights import (
     push_negations,
     value_families,
     weight_of,
+    weighted_conjunction,
     weighted_negation,
 )
 from conceptlang.compiler.or_weights import plan as or_plan
@@ -146,6 +147,14 @@ class GraphBuilder:
     def joint_leaf(self, refs: tuple[ConceptRef, ...], model, cond) -> int:
         """One leaf scoring all of ``refs`` at once (and_mode "joint")."""
         return self._leaf(None, refs, model, cond)
+
+    def _joint_of(self, refs) -> int | None:
+        """The joint leaf of ``refs`` (in a canonical order) through the registry's optional
+        ``joint`` hook; None where the registry has none or cannot score them together."""
+        hook = getattr(self.registry, "joint", None)
+        refs = tuple(sorted(refs, key=lambda r: (r.family, r.value or "", r.params or ())))
+        got = hook(refs) if hook is not None else None
+        return None if got is None else self.joint_leaf(refs, *got)
 
     def _leaf(self, ref: ConceptRef | None, refs: tuple[ConceptRef, ...], model, cond) -> int:
         cond_key = ",".join(f"{k}={v!r}" for k, v in sorted(cond.items()))
@@ -347,17 +356,16 @@ class GraphBuilder:
         (:meth:`_group_shares`)."""
         out: list[Expr] = []
         for t in flat:
-            w, inner = weight_of(t)
-            if isinstance(t, Weighted) and w > 0 and isinstance(inner, And):
-                parts = flatten_and(inner.terms)
-                concepts = {c for p in parts for c in postorder(p) if isinstance(c, Concept)}
-                if sum(self.refs[c].params is not None for c in concepts) <= 1:
-                    out.extend(parts)
-                    if w != 1.0:
-                        self._groups.append((w, frozenset(self.refs[c].family for c in concepts)))
-                        self._keep.extend(parts)
-                    continue
-            out.append(t)
+            got = weighted_conjunction(t)
+            if got is None:
+                out.append(t)
+                continue
+            w, parts = got
+            out.extend(parts)
+            if w != 1.0:
+                families = {self.refs[c].family for p in parts for c in postorder(p) if isinstance(c, Concept)}
+                self._groups.append((w, frozenset(families)))
+                self._keep.extend(parts)
         return out
 
     def _push_negations(self, flat: list[Expr]) -> list[Expr]:
@@ -889,19 +897,17 @@ class GraphBuilder:
         (:meth:`_splice_weighted_groups`): (w − 1, the joint leaf of the branch's positive values of
         the group's discrete families); none where the registry has no joint leaf for them. A named
         place of the group is drawn per chain like an unweighted one and takes no share."""
-        hook = getattr(self.registry, "joint", None)
         out: list[tuple[float, int]] = []
         for w, families in self._groups:
-            refs = sorted({self.refs[inner] for _t, s, inner, neg in classified
-                           if isinstance(inner, Concept) and not neg and s > 0
-                           and self.refs[inner].family in families and self.refs[inner].params is None},
-                          key=lambda r: (r.family, r.value or "", r.params or ()))
+            refs = {self.refs[inner] for _t, s, inner, neg in classified
+                    if isinstance(inner, Concept) and not neg and s > 0
+                    and self.refs[inner].family in families and self.refs[inner].params is None}
             if len(refs) == 1:
-                out.append((w - 1.0, self.leaf(refs[0])))
-            elif refs and hook is not None and len({r.family for r in refs}) == len(refs):
-                got = hook(tuple(refs))
-                if got is not None:
-                    out.append((w - 1.0, self.joint_leaf(tuple(refs), *got)))
+                nid = self.leaf(next(iter(refs)))
+            else:
+                nid = self._joint_of(refs) if refs and len({r.family for r in refs}) == len(refs) else None
+            if nid is not None:
+                out.append((w - 1.0, nid))
         return out
 
     def _joint_terms(self, classified) -> tuple[dict[int, int], set[int], set[int]]:
@@ -939,12 +945,10 @@ class GraphBuilder:
             members = [(r, k) for r, k in members if families.count(r.family) == 1]
             if len(members) < 2:
                 continue
-            refs = tuple(sorted((r for r, _ in members), key=lambda r: (r.family, r.value or "", r.params or ())))
-            got = hook(refs)
-            if got is None:
+            nid = self._joint_of(r for r, _ in members)
+            if nid is None:
                 continue
             idx = sorted(k for _, k in members)
-            nid = self.joint_leaf(refs, *got)
             joint[idx[0]] = nid
             absorbed.update(idx[1:])
             for r, _ in members:

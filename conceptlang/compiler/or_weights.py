@@ -32,6 +32,7 @@ from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import unparse
 from conceptlang.syntax.semantics import POSITION_TOLERANCE
+from conceptlang.syntax.walk import postorder
 
 MAX_FORMULA_DISJUNCTS = 4096  # DNF terms of the OR's boolean formula examined (not graph branches)
 
@@ -146,6 +147,21 @@ def weighted_negation(t: Expr) -> Expr | None:
     if w < 0 and not isinstance(t, Not):
         return Not(t)
     return None
+
+
+def weighted_conjunction(t: Expr) -> tuple[float, list[Expr]] | None:
+    """``w * (a & b & …)`` with w > 0 (nested weights multiplied) that names at most one place (a
+    parameterised concept, however often written) as (w, the conjunction's terms, nested
+    conjunctions spliced in); None for any other term. The joint mode splices such a term into the
+    enclosing conjunction with one extra share of its values (docs/compiler.md)."""
+    if not isinstance(t, Weighted):
+        return None
+    w, inner = weight_of(t)
+    if w <= 0 or not isinstance(inner, And):
+        return None
+    parts = flatten_and(inner.terms)
+    places = {c for p in parts for c in postorder(p) if isinstance(c, Concept) and c.args is not None}
+    return (w, parts) if len(places) <= 1 else None
 
 
 def negated_negation(t: Expr) -> Expr | None:
@@ -304,7 +320,7 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     lit = _literal(e, refs, dom, places=True)
     if lit is None:
         raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family or a named place "
-                        "(a compound term under a weight, or a weighted place, has no data probability)")
+                        "(a weighted place, or a weight of 0, has no data probability)")
     return [(lit,)]
 
 
@@ -449,7 +465,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
                         if not lit.negated and not lit.group and lit.weight != 1.0})
         by_weight: dict[float, list[str]] = {}
         for lit in disjuncts[first]:
-            if lit.group and lit.weight != 1.0 and lit.point is None and lit.family not in by_weight.get(lit.weight, []):
+            if lit.group and lit.weight != 1.0 and lit.family not in by_weight.get(lit.weight, []):
                 by_weight.setdefault(lit.weight, []).append(lit.family)
         grouped.append([(w, tuple(fams)) for w, fams in by_weight.items()])
     written_text = []
