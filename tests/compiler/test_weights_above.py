@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from conceptlang.compiler import compile
 from conceptlang.models.analytic import GaussianRegistry
+from conceptlang.models.registry import load_registry
 from conceptlang.sampling.api import rows_bound, sample
 from tests.compiler.test_compile import CalibratedRegistry, X
 
@@ -22,8 +24,23 @@ class FloorRegistry(CalibratedRegistry):
         return self.above
 
 
+@pytest.fixture(scope="module")
+def shipped():
+    return load_registry()
+
+
 def _by_label(g, coefs):
     return {leaf.label: c for leaf, c in zip(g.leaves, coefs)}
+
+
+def _shares(g):
+    """The disjuncts' shares, sorted (to 12 places: the same mixture lowered two ways)."""
+    return sorted(round(d.share, 12) for d in g.disjuncts)
+
+
+def _branch_colour(row):
+    """The colour of a branch's joint leaf (the one that also holds the drawn position)."""
+    return next(k.split(" & ")[0] for k, v in row.items() if v and k.startswith("color.") and "position" in k)
 
 
 def _linear_floor(text, weights, red):
@@ -139,14 +156,12 @@ def test_a_written_weight_on_a_concept_acts_above_the_level_too():
     assert neg.weights_above is None
 
 
-def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_the_data():
+def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_the_data(shipped):
     """``2 * red & circle`` compiles as ``red & circle`` does (size drawn per branch, position per
     chain), plus red's extra share above the manifest's level; a repeat the same, also one in a
     nested conjunction (``red & (red & circle)`` used to keep the repeat at every level: valid
     0.33 in 64)."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     plain = compile("red & circle", reg)
     for text in ("2 * red & circle", "red & circle & red", "red & (red & circle)", "(red & circle) & (red)"):
         g = compile(text, reg)
@@ -160,13 +175,11 @@ def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_th
             assert _by_label(g, d.low_coefs)["color.red"] == 0.0
 
 
-def test_a_weighted_named_place_is_spread_over_its_disc_like_an_unweighted_one():
+def test_a_weighted_named_place_is_spread_over_its_disc_like_an_unweighted_one(shipped):
     """``2 * position(0.3, 0.3) & red``: each chain's place drawn near the point, as for
     ``position(0.3, 0.3) & red``, and the weight's extra share on that drawn place above σ 0.3
     (it used to keep the exact point and act at every level: no valid sample in 64)."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     plain = compile("position(0.3, 0.3) & red", reg)
     g = compile("2 * position(0.3, 0.3) & red", reg)
     assert g.weights_above == 0.3 and len(g.disjuncts) == len(plain.disjuncts)
@@ -203,51 +216,45 @@ def test_a_weighted_conjunction_adds_one_extra_share_of_its_joint_condition():
     torch.testing.assert_close(g.score(X, sigma)[~below], exact.score(X, sigma)[~below], rtol=1e-12, atol=1e-12)
 
 
-def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_with_negations():
+def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_with_negations(shipped):
     """``2 * (circle & ~red)`` compiles as ``circle & ~red`` does (the complement's colours and the
     free size drawn per branch, in the same shares) plus, in each branch, one extra share of the
     joint condition on circle and that branch's colour above σ 0.3 (it used to stay a product of
     single-concept terms: colour TV 0.68 in 64 samples)."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     plain = compile("circle & ~red", reg)
     g = compile("2 * (circle & ~red)", reg)
     assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 10
     assert sorted(d.share for d in g.disjuncts) == sorted(d.share for d in plain.disjuncts)
     assert g.weights_above == 0.3
     for d in g.disjuncts:
-        row = {k: v for k, v in _by_label(g, d.coefs).items() if v != 0.0}
-        colour = next(k.split(" & ")[0] for k in row if k.startswith("color.") and "position" in k)
+        row = _by_label(g, d.coefs)
+        colour = _branch_colour(row)
         assert row[f"{colour} & shape.circle"] == 1.0
         assert _by_label(g, d.low_coefs)[f"{colour} & shape.circle"] == 0.0
 
 
-def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights_the_values():
+def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights_the_values(shipped):
     """``2 * (position(0.3, 0.3) & red)``: as ``position(0.3, 0.3) & red`` (the place drawn per chain
     near the point, the free families drawn), plus one extra share of red above σ 0.3; the place
     takes no share (weighting it too left red objects yellow: 0.75 in 64). It used to be a product
     at the exact point, at every level."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     plain = compile("position(0.3, 0.3) & red", reg)
     g = compile("2 * (position(0.3, 0.3) & red)", reg)
     assert g.route == "dnf" and g.weights_above == 0.3
-    assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in plain.disjuncts)
+    assert _shares(g) == _shares(plain)
     assert {leaf.label for leaf in g.leaves} - {leaf.label for leaf in plain.leaves} == {"color.red"}
     for d in g.disjuncts:
         assert _by_label(g, d.coefs)["color.red"] == 1.0 and _by_label(g, d.low_coefs)["color.red"] == 0.0
         assert sum(c for label, c in _by_label(g, d.coefs).items() if "position(drawn near 0.3, 0.3)" in label) == 1.0
 
 
-def test_a_weighted_or_with_named_places_weights_the_values_and_not_the_places():
+def test_a_weighted_or_with_named_places_weights_the_values_and_not_the_places(shipped):
     """``1.5 * (position(0.7, 0.4) & blue | position(0.5, 0.3))``: the OR's regions in the data's
     shares; the branch near (0.7, 0.4) gives blue an extra 0.5 share above σ 0.3, the branch near
     (0.5, 0.3) names no value and gets none (it used to be refused: no one weight per branch)."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     text = "1.5 * (position(0.7, 0.4) & blue | position(0.5, 0.3))"
     g = compile(text, reg)
     plain = compile("position(0.7, 0.4) & blue | position(0.5, 0.3)", reg)
@@ -259,33 +266,29 @@ def test_a_weighted_or_with_named_places_weights_the_values_and_not_the_places()
         assert _by_label(g, d.low_coefs).get("color.blue", 0.0) == 0.0
 
 
-def test_a_weighted_conjunction_holding_a_negated_compound_is_spliced_too():
+def test_a_weighted_conjunction_holding_a_negated_compound_is_spliced_too(shipped):
     """``1.5 * (triangle & ~(purple | green))``: the complement of the compound and the free size
     drawn as for the unweighted conjunction, and in each branch an extra 0.5 share of triangle and
     that branch's colour together (it used to be a product term in the ratio form, which implicit
     models refused when the compound held an OR)."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     plain = compile("triangle & ~(purple | green)", reg)
     g = compile("1.5 * (triangle & ~(purple | green))", reg)
     assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 8
-    assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in plain.disjuncts)
+    assert _shares(g) == _shares(plain)
     for d in g.disjuncts:
         row = _by_label(g, d.coefs)
-        colour = next(k.split(" & ")[0] for k, v in row.items() if v and k.startswith("color.") and "position" in k)
+        colour = _branch_colour(row)
         assert colour not in ("color.purple", "color.green")
         assert row[f"{colour} & shape.triangle"] == 0.5 and _by_label(g, d.low_coefs)[f"{colour} & shape.triangle"] == 0.0
 
 
-def test_a_negatively_weighted_negation_is_what_it_negates_with_the_weights_magnitude():
+def test_a_negatively_weighted_negation_is_what_it_negates_with_the_weights_magnitude(shipped):
     """``-2 * ~red & circle`` means ``2 * red & circle`` (the sign rule: a negative weight negates
     again) and compiles to the same graph, its extra share above σ 0.3 only; ``-1 * ~(smiling |
     black_hair)`` is the OR itself, data-weighted (both used to be refused by implicit models or kept
     as repulsions)."""
-    from conceptlang.models.registry import load_registry
-
-    reg = load_registry()
+    reg = shipped
     a, b = compile("(-2 * ~red) & circle", reg), compile("2 * red & circle", reg)
     assert a.weights_above == b.weights_above == 0.3
     assert [leaf.label for leaf in a.leaves] == [leaf.label for leaf in b.leaves]
@@ -293,4 +296,4 @@ def test_a_negatively_weighted_negation_is_what_it_negates_with_the_weights_magn
     g = compile("-1 * ~(smiling | black_hair)", reg)
     ref = compile("smiling | black_hair", reg)
     assert g.or_weights.source == "data" and g.or_weights.written == ref.or_weights.written
-    assert sorted(round(d.share, 12) for d in g.disjuncts) == sorted(round(d.share, 12) for d in ref.disjuncts)
+    assert _shares(g) == _shares(ref)
