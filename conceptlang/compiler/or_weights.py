@@ -203,10 +203,11 @@ def push_negations(flat: Sequence[Expr]) -> list[Expr]:
 def _literal(t: Expr, refs: dict, dom, places: bool = False) -> Literal | None:
     """``t`` as a literal: a value of a discrete family or its negation, or a value with a positive
     weight (``2 * red``); with ``places``, also a named place (``position(x, y)``, a point of a
-    continuous family) or its negation."""
+    continuous family), its negation, or the place with a positive weight (``2 * position(x, y)``:
+    where it holds is where the place does; the branches near it take the weight)."""
     if isinstance(t, Weighted):
         w, inner = weight_of(t)
-        lit = _literal(inner, refs, dom) if w > 0 and isinstance(inner, Concept) else None
+        lit = _literal(inner, refs, dom, places) if w > 0 and isinstance(inner, Concept) else None
         return None if lit is None else replace(lit, text=unparse(t), weight=w)
     neg = isinstance(t, Not)
     c = t.expr if neg else t
@@ -320,7 +321,7 @@ def _dnf(e: Expr, refs: dict, dom) -> list[tuple[Literal, ...]]:
     lit = _literal(e, refs, dom, places=True)
     if lit is None:
         raise _Fallback(f"{unparse(e, limit=60)!r} inside the OR is not a value of a discrete family or a named place "
-                        "(a weighted place, or a weight of 0, has no data probability)")
+                        "(a weight of 0 has no data probability)")
     return [(lit,)]
 
 
@@ -449,20 +450,25 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
             if ref is None:
                 raise _Fallback(f"the models have no known-absent value of {f} to condition a branch on")
             pinned.append(ref)
+        values = dict(zip(names, combo))
+        first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         cell = combo[len(families):]
         terms: tuple[Expr, ...] = ()
-        if place:  # near one named point (its concept), or away from every one (their negations)
-            terms = ((points[cell[0]].concept,) if cell[0] is not None
-                     else tuple(Not(lit.concept) for lit in points.values()))
+        if place and cell[0] is not None:  # near one named point: its concept, with the weight the
+            # branch's disjunct as written gives it (``red | 2 * position(x, y)``)
+            near = points[cell[0]].concept
+            w_place = next((lit.weight for lit in disjuncts[first] if lit.point is not None
+                            and lit.value == cell[0] and not lit.negated and not lit.group), 1.0)
+            terms = (near if w_place == 1.0 else Weighted(w_place, near),)
+        elif place:  # away from every named point: their negations
+            terms = tuple(Not(lit.concept) for lit in points.values())
         branches.append((tuple(pinned), w))
         place_terms.append(terms)
         texts.append((" & ".join([r.qualified for r in pinned] + [unparse(t) for t in terms]), w))
-        values = dict(zip(names, combo))
-        first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         written[first] += w
         groups.append((first, " & ".join(lit.text for lit in disjuncts[first])))
         weights.append({lit.family: lit.weight for lit in disjuncts[first]
-                        if not lit.negated and not lit.group and lit.weight != 1.0})
+                        if not lit.negated and not lit.group and lit.weight != 1.0 and lit.point is None})
         by_weight: dict[float, list[str]] = {}
         for lit in disjuncts[first]:
             if lit.group and lit.weight != 1.0 and lit.family not in by_weight.get(lit.weight, []):

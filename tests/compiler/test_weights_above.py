@@ -43,6 +43,11 @@ def _branch_colour(row):
     return next(k.split(" & ")[0] for k, v in row.items() if v and k.startswith("color.") and "position" in k)
 
 
+def _nonzero(row):
+    """A row's nonzero coefficients (a mixture's rows hold every leaf of the graph)."""
+    return {k: v for k, v in row.items() if v}
+
+
 def _linear_floor(text, weights, red):
     """``text`` compiled with ``weights`` limited to σ ≥ 0.5: linear, red's coefficient ``red`` above
     (the prior's −red, the joint leaf's 1) and 0 below; returns the graph and its level notices."""
@@ -297,3 +302,35 @@ def test_a_negatively_weighted_negation_is_what_it_negates_with_the_weights_magn
     ref = compile("smiling | black_hair", reg)
     assert g.or_weights.source == "data" and g.or_weights.written == ref.or_weights.written
     assert _shares(g) == _shares(ref)
+
+
+def test_a_weighted_named_place_in_an_or_keeps_the_data_weights_and_weights_its_own_branches(shipped):
+    """``red | 2 * position(0.3, 0.3)``: the same regions and data shares as ``red | position(0.3,
+    0.3)``; the branches counted under the place (not red, near the point) take the weight's extra
+    share of the drawn place above σ 0.3, as ``green & 2 * position(0.3, 0.3)`` does, and red's
+    branches none (it used to fall back to equal shares: the place's branch drawn half the time
+    against about a quarter in the data)."""
+    reg = shipped
+    g = compile("red | 2 * position(0.3, 0.3)", reg)
+    plain = compile("red | position(0.3, 0.3)", reg)
+    assert g.or_weights.source == "data" and g.weights_above == 0.3
+    assert [round(w, 12) for _, w in g.or_weights.written] == [round(w, 12) for _, w in plain.or_weights.written]
+    assert [t for t, _ in g.or_weights.written] == ["red", "2 * position(0.3, 0.3) (not an earlier branch)"]
+    assert _shares(g) == _shares(plain)
+    near = "position(drawn near 0.3, 0.3)"
+    groups = {d.group for d in g.disjuncts}
+    assert groups == {"red", "2 * position(0.3, 0.3)"}
+    for d in g.disjuncts:
+        row, low = _by_label(g, d.coefs), _by_label(g, d.low_coefs)
+        if d.group == "red":
+            assert near not in row or row[near] == 0.0
+            continue
+        colour = _branch_colour(row)
+        assert colour != "color.red"
+        assert row[near] == 1.0 and low[near] == 0.0
+        alone = compile(f"{colour.split('.')[1]} & 2 * position(0.3, 0.3)", reg)
+        assert _nonzero(row) in [_nonzero(_by_label(alone, e.coefs)) for e in alone.disjuncts]
+    # a weight below 1 takes the share away instead, as in a conjunction
+    half = compile("red | 0.5 * position(0.3, 0.3)", reg)
+    assert _shares(half) == _shares(plain)
+    assert {_by_label(half, d.coefs).get(near) for d in half.disjuncts if d.group != "red"} == {-0.5}
