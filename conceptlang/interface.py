@@ -65,19 +65,25 @@ class Drawn:
     ``objects``: drawn as one object of the data's images with this many objects (object-level
     composition: ``position(a) & position(b)`` draws each object's shape, colour and size).
     ``away``: with ``near``, drawn among the data whose parameters lie *outside* that tolerance
-    (``~position(x, y)`` lowered to its complement)."""
+    (``~position(x, y)`` lowered to its complement).
+    ``avoid``: with ``near`` (not ``away``), points (one after another) that the draws also keep
+    away from, beyond the tolerance of each (``position(a) & ~position(b)`` with ``b`` close to
+    ``a``: drawn near ``a`` where ``b`` does not hold); empty for none."""
 
     near: tuple[float, ...] | None = None
     values: tuple[str, ...] | None = None
     objects: int = 1
     away: bool = False
+    avoid: tuple[float, ...] = ()
 
     def __repr__(self) -> str:
         if self.values is not None:
             return "DRAWN(" + "|".join(self.values) + (f", objects={self.objects})" if self.objects != 1 else ")")
         if self.near is None:
             return "DRAWN"
-        return f"DRAWN(away={self.near})" if self.away else f"DRAWN(near={self.near})"
+        if self.away:
+            return f"DRAWN(away={self.near})"
+        return f"DRAWN(near={self.near}, avoid={self.avoid})" if self.avoid else f"DRAWN(near={self.near})"
 
 
 DRAWN = Drawn()
@@ -98,6 +104,10 @@ class ConceptRef:
     ``away=True`` with ``drawn`` and ``params`` (the complement lowering of ``~position(x, y)``):
     drawn among the data where the named point does *not* hold; ``points`` > 1: ``params`` holds
     that many points one after another, and none of them holds (``~position(a) & ~position(b)``).
+    With ``drawn`` and ``params`` but not ``away``, ``points`` > 1 is one object near every one of
+    the points (the region of ``position(a) | position(b)`` where both hold), and ``avoid`` holds
+    points (one after another) the place is drawn away from (``position(a) & ~position(b)``, ``b``
+    close to ``a``).
     """
 
     domain: str
@@ -108,6 +118,7 @@ class ConceptRef:
     drawn: bool = False
     away: bool = False
     points: int = 1
+    avoid: tuple[float, ...] = ()
 
     @property
     def qualified(self) -> str:
@@ -116,6 +127,8 @@ class ConceptRef:
         if self.drawn:
             where = " away from " if self.away else " near "
             near = "" if self.params is None else where + self.points_text()
+            if self.avoid:
+                near += " away from " + self.avoid_text()
             return f"{self.family}(drawn{near})"
         if self.params is not None:
             return f"{self.family}({', '.join(repr(p) for p in self.params)})"
@@ -130,6 +143,11 @@ class ConceptRef:
     def points_text(self) -> str:
         """The named point(s) of ``params``: "0.3, 0.3", or "0.3, 0.3; 0.7, 0.7" for ``points`` 2."""
         return "; ".join(", ".join(repr(p) for p in q) for q in self.point_groups())
+
+    def avoid_text(self) -> str:
+        """The points of ``avoid`` in the same form: "0.6, 0.7", or "0.6, 0.7; 0.5, 0.5"."""
+        k = max(len(self.point_groups()[0]), 1)
+        return "; ".join(", ".join(repr(p) for p in self.avoid[i:i + k]) for i in range(0, len(self.avoid), k))
 
 
 @runtime_checkable

@@ -43,7 +43,10 @@ def _cond_value(v: Any) -> Any:
         return list(v)
     if isinstance(v, Drawn):
         where = "away from" if v.away else "near"
-        return "<drawn>" if v.near is None else f"<drawn {where} " + ", ".join(f"{p:g}" for p in v.near) + ">"
+        if v.near is None:
+            return "<drawn>"
+        avoid = " away from " + ", ".join(f"{p:g}" for p in v.avoid) if v.avoid else ""
+        return f"<drawn {where} " + ", ".join(f"{p:g}" for p in v.near) + avoid + ">"
     return "<none>"
 
 

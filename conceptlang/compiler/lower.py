@@ -237,7 +237,8 @@ class GraphBuilder:
         offsets: list[float] = []
         before = len(self.enumerated)
         for k, (pinned, weight) in enumerate(got.branches):
-            places = got.places[k] if got.places else ()
+            places = tuple(self._synthetic(t) if isinstance(t, ConceptRef) else t  # near several close points
+                           for t in (got.places[k] if got.places else ()))
             weights = got.weights[k] if got.weights else {}
             grouped = got.grouped[k] if got.grouped else []
             values = [self._synthetic(r) for r in pinned]
@@ -390,8 +391,11 @@ class GraphBuilder:
         """A concept node standing for ``ref`` (a complement value, a known-absent attribute printed
         ``young.none``, or a per-chain drawn family printed ``position.drawn``: no user-written name
         resolves to the last two, so they cannot collide)."""
-        c = Concept("none" if ref.absent else "away" if ref.away else "drawn" if ref.drawn else ref.value, ref.family,
-                    args=tuple(ref.params) if ref.drawn and ref.params is not None else None)
+        if ref.avoid:  # near its point(s) and away from others: both in the arguments
+            c = Concept("drawn_avoiding", ref.family, args=tuple(ref.params or ()) + tuple(ref.avoid))
+        else:
+            c = Concept("none" if ref.absent else "away" if ref.away else "drawn" if ref.drawn else ref.value,
+                        ref.family, args=tuple(ref.params) if ref.drawn and ref.params is not None else None)
         self.refs.setdefault(c, ref)
         return c
 
@@ -578,33 +582,46 @@ class GraphBuilder:
         return ref.params is not None and not ref.drawn and self._can_draw(ref.family) \
             and self._serves(model, self._near(ref))
 
-    def _near(self, ref: ConceptRef) -> ConceptRef:
-        """``ref``'s named parameters as a drawn-near reference (``position(drawn near x, y)``)."""
-        return ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True)
+    def _near(self, ref: ConceptRef, avoid: tuple[float, ...] = ()) -> ConceptRef:
+        """``ref``'s named parameters as a drawn-near reference (``position(drawn near x, y)``), kept
+        away from the points of ``avoid`` (one after another) where given."""
+        return ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True, avoid=tuple(avoid))
 
-    def _spread_named(self, rest: list[Expr]) -> tuple[list[Expr], list[ConceptRef]]:
+    def _spread_named(self, rest: list[Expr], close: dict[ConceptRef, list[Expr]] | None = None
+                      ) -> tuple[list[Expr], list[ConceptRef]]:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
         that the registry can draw replaced by its drawn-near reference (``position(drawn near x,
-        y)``: each chain drawn from the data where the point holds), and the references replaced."""
+        y)``: each chain drawn from the data where the point holds), and the drawn-near references.
+        ``close``: a named place → the negations of places close to it among ``rest``
+        (``~position(b)``, ``b`` within twice the tolerance of the place): where the place is
+        spread they leave ``rest`` and its draws keep away from their points instead (where the
+        place holds and they do not), when the model takes such a condition."""
         got = self._drawing_joint_model_of(rest)
         if got is None:
             return rest, []
         model = got[0]
         out: list[Expr] = []
         spread: list[ConceptRef] = []
+        gone: set[int] = set()
         for t in rest:
             c = self._positive_concept(t)  # `position(x, y)`, or `2 * position(x, y)`: its weight kept
             ref = self.refs.get(c) if c is not None else None
             if ref is None or not self._spreadable(ref, model):
                 out.append(t)
                 continue
-            near = self._synthetic(self._near(ref))
+            negs = (close or {}).get(ref, [])
+            drawn = self._near(ref, tuple(p for n in negs for p in self.refs[n.expr].params))
+            if negs and self._serves(model, drawn):
+                gone.update(id(n) for n in negs)
+            else:
+                drawn = self._near(ref)
+            near = self._synthetic(drawn)
             if t is not c:
                 near = Weighted(self._classify(t)[0] / self.weight(c), near)
                 self._keep.append(near)
             out.append(near)
-            spread.append(ref)
-        return out, spread
+            spread.append(drawn)
+        return [t for t in out if id(t) not in gone], spread
 
     def _expand(self, flat: list[Expr]) -> int | None:
         """``flat``'s conjunction as an lse over one product per combination of values (or one
@@ -669,6 +686,7 @@ class GraphBuilder:
         # (several: each chain's place drawn where none holds; beside a named place of the family
         # whose disc lies outside the negated one's, the negation is implied)
         away: list[ConceptRef] = []
+        close: dict[ConceptRef, list[Expr]] = {}  # a named place → the negated places close to it
         for fam_name, items in places.items():
             named = [r for r in pos_refs if r.family == fam_name and r.params is not None]
             if named:
@@ -679,6 +697,8 @@ class GraphBuilder:
                             notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="",
                                                    alpha=0.0, how="implied",
                                                    detail=f"{named[0].qualified} (no point is within the tolerance of both)"))
+                        elif not named[0].drawn:  # the named place's draws may keep away from it
+                            close.setdefault(named[0], []).append(flat[k])
                 continue
             if self._in_product or any(r.family == fam_name for r in pos_refs):
                 continue
@@ -697,7 +717,14 @@ class GraphBuilder:
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra + away]
         spread: list[ConceptRef] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
-            rest, spread = self._spread_named(rest)
+            rest, spread = self._spread_named(rest, close)
+            for r in spread:
+                for n in close.get(ConceptRef(self.domain, r.family, params=r.params), []) if r.avoid else []:
+                    notes.append(Grounding(negated=_wrap(n.expr, 4), grounded_by="", positive="", alpha=0.0,
+                                           how="avoid",
+                                           detail=f"{r.family}({r.points_text()}): within {self._radius():g} of it "
+                                                  f"and farther than {away_radius(self.options.named_radius):g} "
+                                                  "from this point"))
         enum: list[tuple[str, list[str | None]]] = []
         if self.options.free_families != "model" and not self._in_product:
             taken = {f for f, _ in free + cfree} | {r.family for r in extra}
@@ -786,8 +813,15 @@ class GraphBuilder:
                                f"where {what} (farther than {away_radius(self.options.named_radius):g} "
                                f"from {'it' if r.points == 1 else 'each'}), given the branch (negation=complement)"))
         for r in spread:
-            self.drawn.append((conj, r.qualified, f"where it holds (within {self._radius():g} of the point), given the "
-                                                  "branch (named_positions=data)"))
+            named = f"{r.family}({r.points_text()})"
+            if r.avoid:
+                others = " or ".join(f"{r.family}({q})" for q in r.avoid_text().split("; "))
+                self.drawn.append((conj, named, f"where it holds (within {self._radius():g} of the point) and not "
+                                                f"within {away_radius(self.options.named_radius):g} of {others}, "
+                                                "given the branch (named_positions=data, negation=complement)"))
+                continue
+            self.drawn.append((conj, named, f"where it holds (within {self._radius():g} of the point), given the "
+                                            "branch (named_positions=data)"))
         if drawn:
             self.drawn.append((conj, ", ".join(r.family for r in drawn),
                                "as the data has it given the branch (free_families=data)"))

@@ -79,7 +79,9 @@ class Grounding:
     ``how``: ``"ratio"`` (the paper's form, E[positive part] − α·E[negated]), ``"complement"`` (the
     mixture of the family's other values; ``detail`` lists them with their shares), ``"absent"``
     (the attribute's known-absent value in the condition), ``"away"`` (a named place: each chain's
-    place drawn from the data where it does not hold) or ``"implied"`` (a positive value of the
+    place drawn from the data where it does not hold), ``"avoid"`` (a named place close to a
+    positive one: each chain's place drawn where that one holds and this one does not) or
+    ``"implied"`` (a positive value of the
     same exclusive family already excludes it)."""
 
     negated: str
@@ -97,6 +99,9 @@ class Grounding:
         if self.how == "away":
             return (f"~{self.negated}: lowered to the complement, the place drawn per chain from the data where "
                     f"it does not hold ({self.detail})")
+        if self.how == "avoid":
+            return (f"~{self.negated}: lowered with the named place beside it, drawn per chain from the data "
+                    f"where that place holds and this one does not ({self.detail})")
         if self.how == "absent":
             return (f"~{self.negated}: lowered to the attribute's known-absent value {self.detail} "
                     "in the condition (a value the model was trained on)")

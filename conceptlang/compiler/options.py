@@ -61,7 +61,10 @@ class CompileOptions:
       region the boolean semantics accepts, as the data does. An object-level composition
       (``position(a) & position(b)`` under ``free_families="data"``) draws each object's centre
       the same way, and so do the ``"sum"`` and ``"product"`` modes a positive named position's
-      own leaf (given nothing else: there each concept has its own model).
+      own leaf (given nothing else: there each concept has its own model). A negated place within
+      twice the tolerance of a conjunction's named one keeps that one's draws away from it
+      (``position(a) & ~position(b)``: ``position(drawn near a away from b)``); with ``"point"``
+      it is a ratio-form repulsion.
     * ``named_radius``: the radius that ``named_positions="data"`` spreads a named position over:
       a number in (0, 0.1], or None (default) for the language's tolerance 0.1. A smaller radius
       keeps the samples' centres further inside the region where the position holds.
@@ -76,7 +79,8 @@ class CompileOptions:
       (``2 * (a | b)``) or on a compound inside it weights the values each branch pins. A branch
       naming two values of an exclusive family has probability 0 and is not drawn. Where that does
       not apply (no ``value_shares`` or no data for the families, two named places in one branch
-      (two objects) or closer than twice the position tolerance,
+      (two objects), places closer than twice the position tolerance where their regions are not
+      drawn (``named_positions="point"``, a registry that cannot draw them),
       a negation inside the OR with ``negation="ratio"``, a user-given ``log_z``, τ ≠ 1, or more
       than ``max_disjuncts`` branches), the OR's branches get equal shares, with a notice saying
       why. ``"equal"``: always equal shares (the paper's equal log Z; the lowering as written).

@@ -50,7 +50,12 @@ class Literal:
     weight: float = 1.0  # ``w * v`` (w > 0): the weight its branches give the value
     group: bool = False  # under a weighted compound (``2 * (red | blue)``): the weight is the compound's
 
-    def holds(self, combo: dict[str, str | None]) -> bool:
+    def holds(self, combo: dict[str, Any]) -> bool:
+        """Whether the literal holds for a combination: a value, the family's value in it; a named
+        place, its family's cell (the points near which it lies, a tuple; None: near none)."""
+        if self.point is not None:
+            cell = combo[self.family]
+            return (cell is not None and self.value in cell) != self.negated
         return (combo[self.family] == self.value) != self.negated
 
 
@@ -97,7 +102,8 @@ class Plan:
     branches: list[tuple[tuple[ConceptRef, ...], float]]
     other: list[Expr]  # terms of the expression's top-level conjunction outside the OR formula
     record: OrWeights
-    places: list[tuple[Expr, ...]] = field(default_factory=list)  # per branch: its named-place terms
+    # per branch: its named-place terms (a ref: one place drawn near several close points)
+    places: list[tuple[Expr | ConceptRef, ...]] = field(default_factory=list)
     # per branch: the disjunct of the OR as written that it is counted under (the first that holds),
     # as (its place in the written order, its text)
     groups: list[tuple[int, str]] = field(default_factory=list)
@@ -368,7 +374,18 @@ def _negated_places(flat: list[Expr], refs: dict, registry: ConceptRegistry, dom
         dom = registry.domain(domain)
     except Exception:  # a registry without the domain's families
         return False
-    return any(isinstance(t, Not) and isinstance(t.expr, And) and _names_place(t.expr, refs, dom) for t in flat)
+    return any(_negated_place_compound(t, refs, dom) for t in flat)
+
+
+def _negated_place_compound(t: Expr, refs: dict, dom) -> bool:
+    """Whether ``t`` is a negated conjunction of values that names a place, or a positively weighted
+    conjunction holding one (``0.5 * (red & ~(cyan & position(0.7, 0.5)))``: its values weighted
+    as one, :func:`_dnf`)."""
+    if isinstance(t, Not) and isinstance(t.expr, And):
+        return _names_place(t.expr, refs, dom)
+    w, inner = weight_of(t)
+    return isinstance(t, Weighted) and w > 0 and isinstance(inner, And) \
+        and any(_negated_place_compound(x, refs, dom) for x in flatten_and(inner.terms))
 
 
 def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan:
@@ -377,7 +394,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         raise _Fallback("the models' registry has no data frequencies (value_shares)")
     dom = registry.domain(domain)
     in_formula = [_mixture_or(t) or _literal(t, refs, dom) is not None or _negated_values(t, refs, dom)
-                  for t in flat]
+                  or _negated_place_compound(t, refs, dom) for t in flat]
     if any(f and _names_place(t, refs, dom) for t, f in zip(flat, in_formula)):
         # the formula cuts the canvas by its places: a place beside it joins it (it picks regions)
         in_formula = [f or _literal(t, refs, dom, places=True) is not None for t, f in zip(flat, in_formula)]
@@ -404,8 +421,8 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         fam = dom.family(f)
         if len(fam.values) > 1 and not fam.exclusive:
             raise _Fallback(f"{f} is not an exclusive family, so its values do not partition the data")
-    place, points = _places(disjuncts)
-    combos: list[tuple[tuple[str | None, ...], float]] = []
+    place, points = _places(disjuncts, registry, domain, options)
+    combos: list[tuple[tuple[Any, ...], float]] = []
     for cell, given in _cells(domain, place, points):
         try:
             shares = hook(domain, families, given, joint=True) if place else hook(domain, families, ())
@@ -453,18 +470,23 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         values = dict(zip(names, combo))
         first = next(k for k, d in enumerate(disjuncts) if all(lit.holds(values) for lit in d))
         cell = combo[len(families):]
-        terms: tuple[Expr, ...] = ()
-        if place and cell[0] is not None:  # near one named point: its concept, with the weight the
-            # branch's disjunct as written gives it (``red | 2 * position(x, y)``)
-            near = points[cell[0]].concept
+        terms: tuple[Expr | ConceptRef, ...] = ()
+        if place and cell[0] is not None and len(cell[0]) == 1:  # near one named point: its concept,
+            # with the weight the branch's disjunct as written gives it (``red | 2 * position(x, y)``),
+            # and the negations of the named points close to it (where those do not hold)
+            near = points[cell[0][0]].concept
             w_place = next((lit.weight for lit in disjuncts[first] if lit.point is not None
-                            and lit.value == cell[0] and not lit.negated and not lit.group), 1.0)
-            terms = (near if w_place == 1.0 else Weighted(w_place, near),)
+                            and lit.value == cell[0][0] and not lit.negated and not lit.group), 1.0)
+            terms = (near if w_place == 1.0 else Weighted(w_place, near),) + tuple(
+                Not(lit.concept) for lit in _close_to(cell[0], points))
+        elif place and cell[0] is not None:  # near several close points at once: one drawn place
+            terms = (_near_all(domain, place[0], cell[0], points),)
         elif place:  # away from every named point: their negations
             terms = tuple(Not(lit.concept) for lit in points.values())
         branches.append((tuple(pinned), w))
         place_terms.append(terms)
-        texts.append((" & ".join([r.qualified for r in pinned] + [unparse(t) for t in terms]), w))
+        texts.append((" & ".join([r.qualified for r in pinned] + [t.qualified if isinstance(t, ConceptRef) else unparse(t)
+                                                                  for t in terms]), w))
         written[first] += w
         groups.append((first, " & ".join(lit.text for lit in disjuncts[first])))
         weights.append({lit.family: lit.weight for lit in disjuncts[first]
@@ -484,11 +506,13 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     return Plan(branches, other, record, place_terms, groups, weights, grouped)
 
 
-def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict[str, Literal]]:
+def _places(disjuncts: list[tuple[Literal, ...]], registry: ConceptRegistry, domain: str,
+            options: CompileOptions) -> tuple[tuple[str, ...], dict[str, Literal]]:
     """The continuous family the formula's named places belong to (an empty tuple without places)
-    and those places, each point's text → its literal; the places must be far enough apart that
-    no point is within the position tolerance of two (then "near this one", "near that one" and
-    "away from all" partition the canvas like the values of a discrete family)."""
+    and those places, each point's text → its literal. Places closer than twice the position
+    tolerance (a point can satisfy both) need each chain's place drawn from the data where some
+    hold and the others do not (named_positions and free_families "data", negation "complement",
+    a registry that draws the family); else the OR falls back to equal shares."""
     found: dict[str, Literal] = {}
     for d in disjuncts:
         for lit in d:
@@ -500,22 +524,57 @@ def _places(disjuncts: list[tuple[Literal, ...]]) -> tuple[tuple[str, ...], dict
     if len(fams) > 1:
         raise _Fallback(f"the OR names places of several families ({', '.join(sorted(fams))})")
     lits = list(found.values())
-    for i, a in enumerate(lits):
-        for b in lits[i + 1:]:
-            if not places_apart(a.point, b.point):
-                raise _Fallback(f"{a.value} and {b.value} are closer than twice the position tolerance "
-                                f"({2 * POSITION_TOLERANCE:g}), so a point can satisfy both")
+    close = [(a, b) for i, a in enumerate(lits) for b in lits[i + 1:] if not places_apart(a.point, b.point)]
+    if close:
+        a, b = close[0]
+        why = (f"{a.value} and {b.value} are closer than twice the position tolerance "
+               f"({2 * POSITION_TOLERANCE:g}), so a point can satisfy both")
+        if options.named_positions != "data" or options.free_families != "data" or options.negation != "complement":
+            raise _Fallback(why + ", and the regions where some hold and the others do not are drawn only with "
+                                  "named_positions, free_families = data and negation = complement")
+        hook = getattr(registry, "value_draws", None)
+        if hook is None or hook(domain, lits[0].family, {}, 1, 0) is None:
+            raise _Fallback(why + f", and the models' registry cannot draw {lits[0].family} from the data")
+        if len(lits) > MAX_CLOSE_PLACES:
+            raise _Fallback(why + f", and the OR names more than {MAX_CLOSE_PLACES} places")
     return (lits[0].family,), {lit.value: lit for lit in lits}
 
 
+MAX_CLOSE_PLACES = 6  # named places of one OR when some are close (their regions: up to 2⁶ cells)
+
+
+def _close_to(near: tuple[str, ...], points: dict[str, Literal]) -> list[Literal]:
+    """The named points outside ``near`` within twice the tolerance of one of its points (a point
+    near all of ``near`` may be near them too); the rest are implied away."""
+    return [lit for text, lit in points.items() if text not in near
+            and any(not places_apart(lit.point, points[t].point) for t in near)]
+
+
+def _near_all(domain: str, family: str, near: tuple[str, ...], points: dict[str, Literal]) -> ConceptRef:
+    """One object's place drawn near every point of ``near`` and away from the points close to them."""
+    return ConceptRef(domain, family, params=tuple(p for t in near for p in points[t].point), drawn=True,
+                      points=len(near), avoid=tuple(p for lit in _close_to(near, points) for p in lit.point))
+
+
 def _cells(domain: str, place: tuple[str, ...], points: dict[str, Literal]):
-    """(the place family's value, the refs that hold there) for each region the named places cut
-    the canvas into: near each point, and away from every one; one region, no refs, without places."""
+    """(the place family's cell, the refs that hold there) for each region the named places cut the
+    canvas into: near each set of points that can hold together (pairwise closer than twice the
+    tolerance; a cell names the points, a tuple) and away from the other points close to them, and
+    away from every one (the cell None); one region, no refs, without places. Places all apart
+    give one cell per point and the away cell."""
     if not place:
         yield (), ()
         return
-    for text, lit in points.items():
-        yield (text,), (ConceptRef(domain, place[0], params=lit.point),)
+    texts = list(points)
+    for size in range(1, len(texts) + 1):
+        for near in itertools.combinations(texts, size):
+            if any(places_apart(points[a].point, points[b].point) for a, b in itertools.combinations(near, 2)):
+                continue
+            if size == 1 and not _close_to(near, points):
+                yield (near,), (ConceptRef(domain, place[0], params=points[near[0]].point),)
+                continue
+            ref = _near_all(domain, place[0], near, points)
+            yield (near,), (ConceptRef(domain, place[0], params=ref.params, points=ref.points, avoid=ref.avoid),)
     every = tuple(p for lit in points.values() for p in lit.point)
     yield (None,), (ConceptRef(domain, place[0], params=every, drawn=True, away=True, points=len(points)),)
 

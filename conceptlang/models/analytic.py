@@ -248,7 +248,8 @@ class GaussianRegistry:
         if ref.domain != "gauss" or ref.family not in self.models:
             raise ModelError(f"no gauss model for {ref.domain}/{ref.qualified}")
         if ref.drawn:
-            return self.models[ref.family], {ref.family: DRAWN if ref.params is None else Drawn(tuple(ref.params), away=ref.away)}
+            return self.models[ref.family], {ref.family: DRAWN if ref.params is None
+                                             else Drawn(tuple(ref.params), away=ref.away, avoid=tuple(ref.avoid))}
         value = tuple(ref.params) if ref.params is not None else ref.value
         return self.models[ref.family], {ref.family: value}
 

@@ -340,7 +340,8 @@ class ModelRegistry:
             from conceptlang.interface import Drawn
 
             near = None if ref.params is None else tuple(float(p) for p in ref.params)
-            return model, {ref.family: Drawn(near, away=ref.away and near is not None)}
+            return model, {ref.family: Drawn(near, away=ref.away and near is not None,
+                                             avoid=tuple(float(p) for p in ref.avoid) if near is not None else ())}
         if ref.params is not None:
             return model, {ref.family: tuple(float(p) for p in ref.params)}
         if ref.absent:
@@ -434,7 +435,10 @@ class ModelRegistry:
             pos = getattr(arrays, "positions", None)
             if pos is None or len(r.params) % pos.shape[-1]:
                 continue
-            mask &= _place_holds(np.asarray(pos, dtype=np.float64)[:, 0, :], r.params, POSITION_TOLERANCE, r.away)
+            centres = np.asarray(pos, dtype=np.float64)[:, 0, :]
+            mask &= _place_holds(centres, r.params, POSITION_TOLERANCE, r.away)
+            if r.avoid and not r.away:
+                mask &= _place_holds(centres, r.avoid, POSITION_TOLERANCE, True)
         for r in given:
             if r.params is not None or r.family not in idx:
                 continue
@@ -464,7 +468,8 @@ class ModelRegistry:
 
     def value_draws(self, domain: str, family: str | tuple[str, ...], given: Condition, n: int, seed: int,
                     near: Sequence[float] | None = None, radius: float | None = None,
-                    objects: int = 1, away: bool = False) -> np.ndarray | None:
+                    objects: int = 1, away: bool = False, avoid: Sequence[float] = (),
+                    avoid_radius: float | None = None) -> np.ndarray | None:
         """``n`` draws (n, P) of the continuous family ``family``'s parameters as the data has them
         among the examples where every discrete value in ``given`` (family → value name, or the
         known-absent value) holds: fresh label draws from the domain's procedural generator, its
@@ -477,7 +482,9 @@ class ModelRegistry:
         draws farther than ``radius`` from ``near`` (``~position(x, y)``: where the point does not
         hold), or from each of its points when it holds several one after another (``~position(a)
         & ~position(b)``); when none matches, the draws away from the points whatever the other
-        values.
+        values. ``avoid`` (with ``near``, not ``away``): points, one after another, the draws also
+        keep farther than ``avoid_radius`` from (``position(a) & ~position(b)`` with ``b`` close to
+        ``a``); near a point and away from these, or ``near`` itself when none matches.
 
         ``family`` a tuple of discrete families: their values drawn together, as one object of the
         data's images with ``objects`` objects has them (:meth:`object_draws`)."""
@@ -506,6 +513,7 @@ class ModelRegistry:
                     continue
         batch = max(self.DRAW_BATCH, 8 * int(n)) * (16 if near is not None and not away else 1)
         centre = None if near is None else np.asarray(near, dtype=np.float64)
+        shun = np.asarray(avoid, dtype=np.float64) if len(avoid) and centre is not None and not away else None
 
         def rows(round_: int, match: bool) -> np.ndarray:
             sub = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, round_]).generate_state(1)[0])
@@ -518,6 +526,8 @@ class ModelRegistry:
             pos = np.asarray(arrays.positions, dtype=np.float64)[:, 0, :]  # (batch, P)
             if centre is not None and (match or away):
                 mask &= _place_holds(pos, centre, float(radius if radius is not None else 0.0), away)
+            if shun is not None and match:
+                mask &= _place_holds(pos, shun, float(avoid_radius if avoid_radius is not None else 0.0), True)
             return pos[mask]  # (m, P)
 
         out: list[np.ndarray] = []

@@ -109,7 +109,8 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
     a chain of the branch ``triangle & large`` is placed where the data places large triangles; a
     named point (``position(drawn near x, y)``) is drawn where it holds: within the compile option
     ``named_radius`` of the point (default the language's position tolerance); a negated one
-    (``position(drawn away from x, y)``) beyond :func:`~conceptlang.compiler.options.away_radius`. A leaf's drawn
+    (``position(drawn away from x, y)``) beyond :func:`~conceptlang.compiler.options.away_radius`,
+    and so are the points a named one avoids (``position(drawn near a away from b)``). A leaf's drawn
     discrete families (one object of an object-level composition) are drawn together, as one
     object of the data has them: (n, 1) value indices each.
     ``draws``: ``"spread"`` (default) draws a continuous family's values for the chains that use the
@@ -139,6 +140,8 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
                 where = {"near": near, "radius": away_radius(graph.options.get("named_radius")), "away": True}
             else:
                 where = {"near": near, "radius": radius}
+                if cond[fam].avoid:  # and away from these points (a close negated place)
+                    where.update(avoid=cond[fam].avoid, avoid_radius=away_radius(graph.options.get("named_radius")))
             chains = None if users is None else users.get(leaf)
             m = n if chains is None else int(chains.numel())
             got = _continuous_draws(graph, fam, given, where, label, max(1, m),

@@ -329,6 +329,46 @@ def test_named_places_inside_an_or_are_regions_weighted_by_the_data():
     near = sum(evaluate(parse("position(0.3, 0.3)"), lab) for lab in kept) / len(kept)
     assert dict(g.or_weights.written)["square & position(0.3, 0.3)"] == pytest.approx(near, abs=0.02)
     assert {leaf.condition["position"].near for leaf in g.leaves if "shape" in leaf.condition} == {(0.3, 0.3), (0.7, 0.7)}
-    # places closer than twice the tolerance overlap: equal shares, and why
-    g = compile_expr("position(0.3, 0.3) | position(0.4, 0.3)", reg)
-    assert g.or_weights.source == "equal" and "closer than twice the position tolerance" in g.or_weights.reason
+    # places closer than twice the tolerance overlap: near one only, near both, by the data
+    text = "position(0.3, 0.3) | position(0.4, 0.3) & red"
+    g = compile_expr(text, reg)
+    kept = _data_probability(text)
+    first = sum(evaluate(parse("position(0.3, 0.3)"), lab) for lab in kept) / len(kept)
+    assert g.or_weights.source == "data"
+    assert dict(g.or_weights.written)["position(0.3, 0.3)"] == pytest.approx(first, abs=0.02)
+    assert dict(g.or_weights.written)["position(0.4, 0.3) & red (not an earlier branch)"] == pytest.approx(1 - first, abs=0.02)
+    drawn = {(c["position"].near, c["position"].avoid) for c in (leaf.condition for leaf in g.leaves)
+             if "shape" in c}
+    assert drawn == {((0.3, 0.3), (0.4, 0.3)), ((0.4, 0.3), (0.3, 0.3)), ((0.3, 0.3, 0.4, 0.3), ())}
+    # only red is drawn near (0.4, 0.3) away from (0.3, 0.3); every colour elsewhere
+    colours = {}
+    for c in (leaf.condition for leaf in g.leaves if "shape" in leaf.condition):
+        colours.setdefault(c["position"].near, set()).add(c["color"])
+    assert colours[(0.4, 0.3)] == {"red"} and len(colours[(0.3, 0.3)]) == len(colours[(0.3, 0.3, 0.4, 0.3)]) == 6
+    # where those regions cannot be drawn: equal shares, and why
+    for opts in ({"negation": "ratio"}, {"named_positions": "point"}):
+        g = compile_expr("position(0.3, 0.3) | position(0.4, 0.3)", reg, **opts)
+        assert g.or_weights.source == "equal" and "closer than twice the position tolerance" in g.or_weights.reason
+
+
+def test_the_cells_of_close_named_places_partition_the_data():
+    """Three places each within 0.2 of the others: the cells (near each set of points that can hold
+    together and away from the rest close to them, and away from all) are disjoint and cover
+    the canvas, so their joint data shares sum to 1 exactly (the same label draws), and the cells
+    where a point holds sum to that point's own share."""
+    from conceptlang.compiler.or_weights import Literal, _cells
+    from conceptlang.interface import ConceptRef
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    pts = {"a": (0.5, 0.5), "b": (0.58, 0.5), "c": (0.54, 0.58), "far": (0.2, 0.2)}
+    points = {k: Literal("position", k, False, k, point=v) for k, v in pts.items()}
+    cells = list(_cells("scenes", ("position",), points))
+    names = [cell[0] for cell, _ in cells]
+    assert names == [("a",), ("b",), ("c",), ("far",), ("a", "b"), ("a", "c"), ("b", "c"), ("a", "b", "c"), None]
+    shares = {cell[0]: reg.value_shares("scenes", (), given, joint=True)[()] for cell, given in cells}
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-12)
+    for k, v in pts.items():
+        own = reg.value_shares("scenes", (), (ConceptRef("scenes", "position", params=v),), joint=True)[()]
+        assert sum(s for cell, s in shares.items() if cell is not None and k in cell) == pytest.approx(own, abs=1e-12)
+    assert shares[("a", "b", "c")] > 0 and shares[("far",)] > 0

@@ -334,3 +334,23 @@ def test_a_weighted_named_place_in_an_or_keeps_the_data_weights_and_weights_its_
     half = compile("red | 0.5 * position(0.3, 0.3)", reg)
     assert _shares(half) == _shares(plain)
     assert {_by_label(half, d.coefs).get(near) for d in half.disjuncts if d.group != "red"} == {-0.5}
+
+
+def test_a_weighted_conjunction_holding_a_negated_compound_with_a_place_is_planned_as_the_unweighted_one(shipped):
+    """``0.5 * (red & ~(cyan & position(0.7, 0.5))) & ~position(0.6, 0.5)``: the same regions and
+    data shares as without the weight (near (0.7, 0.5) and away from (0.6, 0.5), or away from both),
+    red's weight acting above σ 0.3 only (the weight used to hide the negated compound from the
+    plan, while the weights-free lowering below σ 0.3 found it, so the weights acted at every level:
+    0.02 of 64 samples valid and satisfying)."""
+    reg = shipped
+    text = "red & ~(cyan & position(0.7, 0.5)) & ~position(0.6, 0.5)"
+    plain = compile(text, reg)
+    g = compile("0.5 * (red & ~(cyan & position(0.7, 0.5))) & ~position(0.6, 0.5)", reg)
+    assert g.or_weights.source == plain.or_weights.source == "data"
+    assert g.or_weights.branches == plain.or_weights.branches and g.weights_above == 0.3
+    assert _shares(g) == _shares(plain)
+    places = {leaf.condition["position"] for leaf in g.leaves if "shape" in leaf.condition}
+    assert {(p.near, p.away, p.avoid) for p in places} == {((0.7, 0.5), False, (0.6, 0.5)),
+                                                           ((0.6, 0.5, 0.7, 0.5), True, ())}
+    for d in g.disjuncts:
+        assert _by_label(g, d.coefs)["color.red"] == -0.5 and _by_label(g, d.low_coefs)["color.red"] == 0.0

@@ -662,3 +662,17 @@ def test_joint_value_shares_are_fractions_of_all_the_data():
     (p_far,) = reg.value_shares("scenes", (), (ConceptRef("scenes", "position", params=(0.3, 0.3)),), joint=True).values()
     assert p_away == pytest.approx(1 - p_here - p_far, abs=1e-12)
     assert reg.value_shares("scenes", (), (tri,)) == {(): 1.0}
+    # two close points (0.1 apart) cut the data into near one only, near both, near the other
+    # only and away from both: the four counts partition the same draws exactly
+    a, b = (0.5, 0.5), (0.6, 0.5)
+
+    def p(ref):
+        return reg.value_shares("scenes", (), (ref,), joint=True)[()]
+
+    only_a = p(ConceptRef("scenes", "position", params=a, drawn=True, avoid=b))
+    only_b = p(ConceptRef("scenes", "position", params=b, drawn=True, avoid=a))
+    near_both = p(ConceptRef("scenes", "position", params=a + b, drawn=True, points=2))
+    away_both = p(ConceptRef("scenes", "position", params=a + b, drawn=True, away=True, points=2))
+    assert min(only_a, only_b, near_both, away_both) > 0
+    assert only_a + only_b + near_both + away_both == pytest.approx(1.0, abs=1e-12)
+    assert only_a + near_both == pytest.approx(p(ConceptRef("scenes", "position", params=a)), abs=1e-12)

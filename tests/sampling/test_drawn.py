@@ -331,3 +331,58 @@ def test_scenes_draws_away_from_a_point_stay_outside_the_tolerance(scenes_regist
     b = reg.value_draws("scenes", "position", given, 4000, 4)
     b = b[np.linalg.norm(b - [0.5, 0.5], axis=1) > 0.1]
     assert np.abs(a.mean(0) - b.mean(0)).max() < 0.03
+
+
+def test_a_negated_place_close_to_a_named_one_keeps_the_named_draws_away_from_it():
+    """``red & position(0.4, 0.6) & ~position(0.3, 0.6)`` (centres 0.1 apart: a point can satisfy
+    both) with named_positions="data": one place drawn within named_radius of (0.4, 0.6) and farther
+    than 0.2 − named_radius from (0.3, 0.6), not a ratio-form repulsion (the sliver of the disc
+    where the expression holds; it used to keep the ratio form)."""
+    from conceptlang.syntax.semantics import POSITION_TOLERANCE
+
+    reg = _DrawRegistry("implicit")
+    opts = {"free_families": "data", "and_mode": "joint", "negation": "complement", "named_positions": "data"}
+    g = compile_expr("red & position(0.4, 0.6) & ~position(0.3, 0.6)", reg, **opts)
+    assert [leaf.label for leaf in g.leaves] == ["color.red & position(drawn near 0.4, 0.6 away from 0.3, 0.6)"]
+    assert g.leaves[0].condition["position"] == Drawn((0.4, 0.6), avoid=(0.3, 0.6))
+    assert "<drawn near 0.4, 0.6 away from 0.3, 0.6>" in g.explain()
+    (gr,) = g.groundings
+    assert gr.how == "avoid" and gr.describe() == (
+        "~position(0.3, 0.6): lowered with the named place beside it, drawn per chain from the data where that place "
+        f"holds and this one does not (position(0.4, 0.6): within {POSITION_TOLERANCE:g} of it and farther than "
+        f"{POSITION_TOLERANCE:g} from this point)")
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.4, 0.6)), ("radius", POSITION_TOLERANCE),
+                          ("avoid", (0.3, 0.6)), ("avoid_radius", POSITION_TOLERANCE))]
+    # a narrower disc widens the margin kept from the negated point by as much
+    g = compile_expr("red & position(0.4, 0.6) & ~position(0.3, 0.6)", reg, **{**opts, "named_radius": 0.04})
+    reg.asked.clear()
+    draw_chain_values(g, 4, seed=0)
+    assert reg.asked == [("position", {"color": "red"}, ("near", (0.4, 0.6)), ("radius", 0.04),
+                          ("avoid", (0.3, 0.6)), ("avoid_radius", pytest.approx(0.16)))]
+    # two close negations: away from both; a far one beside them is implied and dropped
+    g = compile_expr("red & position(0.4, 0.6) & ~position(0.3, 0.6) & ~position(0.5, 0.5) & ~position(0.8, 0.2)",
+                     reg, **opts)
+    assert [leaf.label for leaf in g.leaves] == ["color.red & position(drawn near 0.4, 0.6 away from 0.3, 0.6; 0.5, 0.5)"]
+    assert sorted(gr.how for gr in g.groundings) == ["avoid", "avoid", "implied"]
+    assert ConceptRef("scenes", "position", params=(0.4, 0.6), drawn=True, avoid=(0.3, 0.6, 0.5, 0.5)).qualified == \
+        "position(drawn near 0.4, 0.6 away from 0.3, 0.6; 0.5, 0.5)"
+
+
+def test_scenes_draws_near_a_point_and_away_from_a_close_one_lie_in_the_difference(scenes_registry):
+    """value_draws(near=a, avoid=b): every draw within the radius of a and beyond avoid_radius of b,
+    and the draws fill that region as the data does (the mean of the same draws without ``avoid``,
+    kept where they are farther than 0.1 from b); near two points at once: within the radius of each."""
+    reg = scenes_registry
+    given = {"shape": "square", "size": "small"}
+    a = reg.value_draws("scenes", "position", given, 300, 3, near=(0.4, 0.6), radius=0.1,
+                        avoid=(0.3, 0.6), avoid_radius=0.1)
+    assert a.shape == (300, 2) and len(np.unique(a, axis=0)) == 300
+    assert np.linalg.norm(a - [0.4, 0.6], axis=1).max() <= 0.1
+    assert np.linalg.norm(a - [0.3, 0.6], axis=1).min() > 0.1
+    b = reg.value_draws("scenes", "position", given, 3000, 4, near=(0.4, 0.6), radius=0.1)
+    b = b[np.linalg.norm(b - [0.3, 0.6], axis=1) > 0.1]
+    assert np.abs(a.mean(0) - b.mean(0)).max() < 0.01
+    both = reg.value_draws("scenes", "position", given, 200, 3, near=(0.4, 0.6, 0.3, 0.6), radius=0.1)
+    assert np.linalg.norm(both - [0.4, 0.6], axis=1).max() <= 0.1 and np.linalg.norm(both - [0.3, 0.6], axis=1).max() <= 0.1
