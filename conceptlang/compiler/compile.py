@@ -139,6 +139,9 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         ow = builder.or_weights
         hint = (f"; a weighted OR is such a mixture when its branches take the data's weights, which did not "
                 f"apply here ({ow.reason})" if ow is not None and ow.source == "equal" else "")
+        if sat is False:  # the likelier fault: say it first
+            hint = (f"; {text!r} is unsatisfiable (no single object can satisfy it under the domain's exclusive "
+                    "families), so no data example weights its OR's branches" + hint)
         raise CompileError(
             f"this OR needs log-sum-exp energies ({notices[-1].split(': ', 1)[-1] if notices else 'or_mode=lse'}), "
             f"which implicit models ({', '.join(implicit)}) cannot provide; implicit models compose OR only "

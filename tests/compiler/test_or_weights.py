@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conceptlang.compiler import UnsatisfiableWarning
 from conceptlang.compiler import compile as compile_expr
 from conceptlang.errors import CompileError
 from conceptlang.models.analytic import GaussianRegistry
@@ -145,6 +146,10 @@ def test_a_weighted_or_without_data_weights_is_refused_by_implicit_models_and_sa
     with pytest.raises(CompileError, match=r"implicit models .* a weighted OR is such a mixture when its branches "
                                            r"take the data's weights, which did not apply here \(or_weights=equal"):
         compile_expr("2 * (red | circle)", TableSharesRegistry("implicit"), or_weights="equal")
+    # an unsatisfiable one (two colours at once in every branch): the error says so
+    with pytest.raises(CompileError, match=r"'2 \* \(red & blue \| red & green\)' is unsatisfiable \(no single "
+                                           r"object can satisfy it"), pytest.warns(UnsatisfiableWarning):
+        compile_expr("2 * (red & blue | red & green)", TableSharesRegistry("implicit"))
 
 
 def test_without_the_data_frequencies_the_branches_get_equal_shares():
