@@ -378,9 +378,11 @@ class GraphBuilder:
         return out
 
     def _note_weighted_negations(self, terms) -> None:
-        """A notice naming the weighted negations among ``terms`` (``2 * ~red``, ``-1 * red``) that
-        are lowered as plain negations (negation="complement", and inside a data-weighted OR)."""
-        dropped = [show(t) for t in terms if weighted_negation(t) is not None]
+        """A notice naming the weighted negations among ``terms`` (``2 * ~red``, ``-1 * red``,
+        ``~(2 * red)``) that are lowered as plain negations (negation="complement", and inside a
+        data-weighted OR)."""
+        dropped = [show(t) for t in terms if weighted_negation(t) is not None
+                   or (isinstance(t, Not) and isinstance(t.expr, Weighted))]
         if dropped:
             self.complement_skipped.append(
                 f"{', '.join(dropped)}: a weighted negation is lowered as the negation, to the values where it "

@@ -184,8 +184,9 @@ def negated_negation(t: Expr) -> Expr | None:
 
 def push_negations(flat: Sequence[Expr]) -> list[Expr]:
     """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B``, ``~~A`` as ``A``, a weighted
-    negation as the negation (:func:`weighted_negation`) and a negatively weighted negation as what
-    it negates (:func:`negated_negation`; the same boolean semantics;
+    negation as the negation (:func:`weighted_negation`), a negatively weighted negation as what
+    it negates (:func:`negated_negation`) and a negated weighted term as the negated term
+    (``~(2 * (a | b))`` as ``~a & ~b``; the same boolean semantics;
     negation="complement" lowers each negation on its own, a value's by its complement and a
     position's in the ratio form). A term an OR repeats is read once (``~(a | a)`` is ``~a``: the
     OR's branches are a set)."""
@@ -201,6 +202,9 @@ def push_negations(flat: Sequence[Expr]) -> list[Expr]:
             out.extend(push_negations([Not(x) for x in dict.fromkeys(t.expr.terms)]))
         elif isinstance(t, Not) and isinstance(t.expr, Not):
             out.extend(push_negations(flatten_and((t.expr.expr,))))
+        elif isinstance(t, Not) and isinstance(t.expr, Weighted):  # ~(w * e): ~e (w ≥ 0) or e (w < 0)
+            w, inner = weight_of(t.expr)
+            out.extend(push_negations([Not(inner)] if w >= 0 else flatten_and((inner,))))
         else:
             out.append(t)
     return out

@@ -343,28 +343,71 @@ def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device
         return () if row is None else tuple(sorted(
             (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(row) if c != 0))
 
+    top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
+    levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
+    return max(max(per_kind) for per_kind in _probe_rows(graph, dev, levels))
+
+
+def _probe_rows(graph: EnergyGraph, dev: torch.device, levels: list[float]) -> list[list[int]]:
+    """Per kind of coefficient row (see :func:`rows_per_evaluation`), the network rows one
+    composed-score evaluation costs a probe chain at each of ``levels``."""
+    def kind(row: Any) -> tuple:  # the models and prior-ness of a row's non-zero leaves, which fix its rows
+        return () if row is None else tuple(sorted(
+            (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(row) if c != 0))
+
     kinds: dict[tuple, Any] = {}
     rows = _coef_rows(graph) or [None]
     for coefs, below in zip(rows, _low_rows(graph) or [None] * len(rows)):
         kinds.setdefault((kind(coefs), kind(below)), (coefs, below))
-    top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
-    levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
     c, h, w = graph.image_shape
     x = torch.zeros((1, c, h, w), device=dev)
-    most = 0
+    out: list[list[int]] = []
     with torch.inference_mode(all(m.kind == "implicit" for m in graph.models)):
         for coefs, below in kinds.values():
             table = None if coefs is None else torch.tensor([coefs], dtype=torch.float32, device=dev)
             low = None if below is None else torch.tensor([below], dtype=torch.float32, device=dev)
             target = _ChainTarget(graph, table, low=low)
+            counts: list[int] = []
             for sigma in levels:
                 before = _forward_rows(graph)
                 target.score(x, torch.full((1,), sigma, device=dev))
                 after = _forward_rows(graph)
                 if before is None or after is None:
                     raise SamplingError("max_nfe needs models that count their network rows")
-                most = max(most, after - before)
-    return most
+                counts.append(after - before)
+            out.append(counts)
+    return out
+
+
+def steps_within_budget(graph: EnergyGraph, spec: Any, s: dict[str, Any], dev: torch.device) -> int:
+    """The steps, at most ``s["steps"]``, whose network rows per chain stay within
+    ``s["max_nfe"]``: from the steps that fit with every evaluation at the most rows any costs
+    (:func:`rows_per_evaluation`), one more at a time while they fit with each evaluation counted
+    at the noise level the solver makes it at (the sampler's ``eval_levels``: a guidance interval,
+    the manifest's ``concept_weights_above`` or a model's σ range makes some levels cheaper), for
+    the kind of chain that spends the most; the corrector's and restarts' evaluations at the most.
+    Without ``eval_levels``, or with churn (which raises each level by a step-dependent factor),
+    every evaluation at the most."""
+    most = rows_per_evaluation(graph, s, dev)
+    fits = spec.budget_steps(s, most)  # every evaluation at the most: these steps fit for certain
+    if spec.eval_levels is None or s.get("s_churn") or fits >= s["steps"]:
+        return fits
+    extra = s.get("corrector_steps", 0)
+    if s.get("restarts"):
+        extra += s["restarts"] * len(spec.eval_levels(s, s["restart_steps"]))
+    budget = int(s["max_nfe"]) - extra * most
+    seen: dict[float, list[int]] = {}
+    for n in range(fits + 1, int(s["steps"]) + 1):  # one more step while the count fits
+        levels = spec.eval_levels(s, n)
+        new = sorted({sg for sg in levels if sg not in seen})
+        if new:
+            for sg, per_kind in zip(new, zip(*_probe_rows(graph, dev, new))):
+                seen[sg] = list(per_kind)
+        cost = max(sum(seen[sg][k] for sg in levels) for k in range(len(seen[levels[0]])))
+        if cost > budget:
+            break
+        fits = n
+    return fits
 
 
 def stratified_branches(shares: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -395,7 +438,8 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     levels; with fewer steps than levels it uses that many levels, one step each, between the same
     σ_max and σ_min), or the ODE solvers' σ levels; an ODE solver's ``max_nfe`` setting caps those
     so that a chain's network rows stay within it, from the rows one evaluation of this graph costs
-    (:func:`rows_per_evaluation`; a registry's budget yields to an explicit ``steps`` unless
+    (:func:`steps_within_budget`, each evaluation counted at its noise level; a registry's budget
+    yields to an explicit ``steps`` unless
     ``max_nfe`` is passed too). The record's ``score_evals`` counts composed-score
     evaluations per chain and ``nfe`` the network forward passes per chain (rows through the
     models' networks, a guided model's prior passes included). ``batch_size`` bounds how many
@@ -429,7 +473,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         bound = rows_bound(graph)
         if bound is None or spec.budget_steps(s, bound) < s["steps"]:  # the steps may not fit: count the rows
             t_probe = time.perf_counter()
-            s["steps"] = spec.budget_steps(s, rows_per_evaluation(graph, s, dev))
+            s["steps"] = steps_within_budget(graph, spec, s, dev)
             probe_seconds = time.perf_counter() - t_probe
     kwargs, score_evals = spec.prepare(s)
     total_steps = s.pop("total_steps", s["steps"])

@@ -643,6 +643,8 @@ class SamplerSpec:
     within that budget when one score evaluation costs ``rows`` rows (``steps`` where those fit).
     ``family`` groups samplers whose settings mean the same (the ODE solvers: a step count, churn,
     restarts and a budget tuned for one carry over to another); empty means the sampler's own name.
+    ``eval_levels(settings, n)``, for samplers with a budget: the noise levels of the score
+    evaluations n steps make without churn, one per evaluation (the budget counts each at its level).
     """
 
     name: str
@@ -656,6 +658,7 @@ class SamplerSpec:
     end_sigma: Callable[[dict[str, Any]], float | None] = lambda s: s.get("sigma")
     budget_steps: Callable[[dict[str, Any], int], int] | None = None
     family: str = ""
+    eval_levels: Callable[[dict[str, Any], int], list[float]] | None = None
 
     @property
     def settings_family(self) -> str:
@@ -667,17 +670,28 @@ _ODE_DEFAULTS = {"sigma_max": 10.0, "sigma_min": 0.01, "rho": 7.0, "s_churn": 0.
                  "corrector_sigma": None, "corrector_step": 0.3, "corrector_noise": 1.0,
                  "restarts": 0, "restart_sigma": None, "restart_steps": 1}
 
+def _levels(second: bool) -> Callable[[dict[str, Any], int], list[float]]:
+    """The evaluation levels of n steps over the Karras schedule: one at each level but the final 0,
+    and with ``second`` (Heun) one more at each step's end that is above 0."""
+    def levels(s: dict[str, Any], n: int) -> list[float]:
+        sig = get_sigmas_karras(s["sigma_max"], s["sigma_min"], n, s["rho"]).tolist()
+        return sig[:-1] + ([v for v in sig[1:-1]] if second else [])
+    return levels
+
+
 def _solver(name: str, fn: Callable[..., torch.Tensor], steps: int, evals: Callable[[int], int], description: str,
             own: dict[str, Any] | None = None) -> SamplerSpec:
     """A registry entry for one of the σ-schedule solvers (the "ode" family): ``steps`` by default,
-    ``evals(n)`` score evaluations for n steps, restarts after the solve; ``own`` holds settings of
-    this solver alone with their defaults (numbers ≥ 0, passed to ``fn`` as they are)."""
+    ``evals(n)`` score evaluations for n steps (2n − 1: Heun's second evaluation per step), restarts
+    after the solve; ``own`` holds settings of this solver alone with their defaults (numbers ≥ 0,
+    passed to ``fn`` as they are)."""
     own = own or {}
     return SamplerSpec(
         name, _with_restarts(fn), {"steps": steps, **_ODE_DEFAULTS, **own}, description,
         validate=_validate_ode(name, tuple(own)), prepare=_prepare_ode(evals, own=tuple(own)),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
         explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(evals), family="ode",
+        eval_levels=_levels(evals(2) == 3),
     )
 
 

@@ -354,3 +354,19 @@ def test_a_weighted_conjunction_holding_a_negated_compound_with_a_place_is_plann
                                                            ((0.6, 0.5, 0.7, 0.5), True, ())}
     for d in g.disjuncts:
         assert _by_label(g, d.coefs)["color.red"] == -0.5 and _by_label(g, d.low_coefs)["color.red"] == 0.0
+
+
+def test_a_negated_weighted_compound_with_a_place_is_the_negated_compound(shipped):
+    """``~(2 * (position(0.6, 0.7) | large)) & position(0.4, 0.4)``: a weight under a negation does
+    not change where the negation holds (the sign rule), so it compiles as ``~(position(0.6, 0.7) |
+    large) & position(0.4, 0.4)``, with a notice (implicit models used to refuse it: the negated OR
+    kept the log-sum-exp form)."""
+    reg = shipped
+    g = compile("~(2 * (position(0.6, 0.7) | large)) & position(0.4, 0.4)", reg)
+    plain = compile("~(position(0.6, 0.7) | large) & position(0.4, 0.4)", reg)
+    assert g.route == plain.route == "dnf"
+    assert [leaf.label for leaf in g.leaves] == [leaf.label for leaf in plain.leaves]
+    assert sorted((d.coefs, d.low_coefs) for d in g.disjuncts) == sorted((d.coefs, d.low_coefs) for d in plain.disjuncts)
+    assert _shares(g) == _shares(plain)
+    assert any("~2 * (position(0.6, 0.7) | large): a weighted negation is lowered as the negation" in n
+               for n in g.notices)

@@ -525,3 +525,30 @@ def test_sde_settings_are_validated_and_its_own():
     res = sample(g, 4, seed=0, sampler="heun", sigma_max=10.0, device="cpu")
     assert res.settings["steps"] == 7 and res.settings["registry_keys_not_used"] == ["eta"]
     assert sample(g, 4, seed=0, sigma_max=10.0, device="cpu").settings["eta"] == 0.5
+
+
+def test_the_budget_counts_each_evaluation_at_its_noise_level():
+    """``2 * red & circle`` with the weights limited to σ ≥ 0.5: an evaluation costs a chain 3 rows
+    above that level (the joint leaf, red's extra share, the prior) and 1 below. The budget takes
+    the most steps whose evaluations, each counted at its level, fit ``max_nfe`` (it used to count
+    every evaluation at 3 rows: 6 steps in 20 rows where 10 fit); the measured rows equal that
+    count exactly, and one more step would pass the budget."""
+    from conceptlang.sampling import api
+    from conceptlang.sampling.samplers import SAMPLERS, get_sigmas_karras
+    from tests.compiler.test_weights_above import FloorRegistry
+
+    g = compile("2 * red & circle", FloorRegistry({}, 0.5, kind="implicit"), and_mode="joint")
+    assert api._probe_rows(g, torch.device("cpu"), [5.0, 0.6, 0.4, 0.1]) == [[3, 3, 1, 1]]
+
+    def rows(name, n):
+        sig = get_sigmas_karras(10.0, 0.01, n, 7.0).tolist()
+        levels = sig[:-1] + (sig[1:-1] if name == "heun" else [])
+        return sum(3 if v >= 0.5 else 1 for v in levels)
+
+    for name, budget, steps in (("dpmpp_2m", 20, 10), ("dpmpp_2m", 40, 19), ("heun", 20, 5), ("heun", 40, 10)):
+        r = sample(g, 2, seed=0, sampler=name, steps=20, sigma_max=10.0, device="cpu", max_nfe=budget)
+        assert r.settings["steps"] == steps and r.settings["nfe"] == rows(name, steps) <= budget
+        assert rows(name, steps + 1) > budget
+        old = SAMPLERS[name].budget_steps({"max_nfe": budget, "steps": 20, "corrector_steps": 0, "restarts": 0,
+                                           "restart_steps": 1}, 3)
+        assert old < steps
