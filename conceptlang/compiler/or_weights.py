@@ -570,7 +570,8 @@ def _cells(domain: str, place: tuple[str, ...], points: dict[str, Literal]):
         yield (), ()
         return
     texts = list(points)
-    for size in range(1, len(texts) + 1):
+    overlap = any(_close_to((t,), points) for t in texts)  # else no two points can hold together
+    for size in range(1, len(texts) + 1 if overlap else 2):
         for near in itertools.combinations(texts, size):
             if any(places_apart(points[a].point, points[b].point) for a, b in itertools.combinations(near, 2)):
                 continue
