@@ -13,7 +13,7 @@ from conceptlang.compiler.checks import check_sampler, satisfiable
 from conceptlang.compiler.graph import EnergyGraph, linear_coefficients
 from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z, expand_dnf, show
 from conceptlang.compiler.options import CompileOptions, make_options
-from conceptlang.compiler.or_weights import flatten_and, weighted_conjunction
+from conceptlang.compiler.or_weights import flatten_and, weight_of, weighted_conjunction
 from conceptlang.compiler.resolve import check_definitions_shadowing
 from conceptlang.compiler.select import ModelSetWarning, select_model_set
 from conceptlang.errors import CompileError, ConceptLangError
@@ -268,13 +268,13 @@ def _without_concept_weights(expr: Expr) -> Expr:
     from conceptlang.syntax.walk import transform
 
     def rewrite(node):
-        if isinstance(node, Weighted) and node.weight > 0 and isinstance(node.expr, Concept):
-            return node.expr
-        if isinstance(node, Weighted) and node.weight < 0 and isinstance(node.expr, Not):  # -2 * ~e: 2 * e
-            return node.expr.expr
-        if isinstance(node, Weighted) and node.weight > 0 and (
-                isinstance(node.expr, Or) or weighted_conjunction(node) is not None):
-            return node.expr
+        w, inner = weight_of(node)  # nested weights multiplied (`-1 * 1.5 * ~e`: −1.5 on ~e)
+        if isinstance(node, Weighted) and w > 0 and isinstance(inner, Concept):
+            return inner
+        if isinstance(node, Weighted) and w < 0 and isinstance(inner, Not):  # -2 * ~e: 2 * e
+            return inner.expr
+        if isinstance(node, Weighted) and w > 0 and (isinstance(inner, Or) or weighted_conjunction(node) is not None):
+            return inner
         if isinstance(node, And):
             seen: set = set()
             terms = []

@@ -335,6 +335,11 @@ class GraphBuilder:
                 flat = self._splice_weighted_groups(flat)
             if self.options.negation == "complement" and not self._ratio_only:
                 flat = self._push_negations(flat)
+                # a negatively weighted negation of a conjunction (`-1 * ~(a & b)`) leaves a weighted
+                # conjunction: spliced too, its terms' negations pushed in turn
+                while self.options.and_mode == "joint" and any(weighted_conjunction(t) is not None for t in flat):
+                    flat = push_negations(self._splice_weighted_groups(flat))
+                    self._keep.extend(flat)
             if self.options.free_families == "data" and not self._ratio_only and not self._in_product:
                 nid = self._objects(flat)
                 if nid is not None:

@@ -370,3 +370,18 @@ def test_a_negated_weighted_compound_with_a_place_is_the_negated_compound(shippe
     assert _shares(g) == _shares(plain)
     assert any("~2 * (position(0.6, 0.7) | large): a weighted negation is lowered as the negation" in n
                for n in g.notices)
+
+
+def test_a_negatively_weighted_negated_conjunction_is_the_weighted_conjunction(shipped):
+    """``-1 * 1.5 * ~(~eyeglasses & ~(young | brown_hair & eyeglasses))`` means ``1.5 *
+    (~eyeglasses & ~(young | brown_hair & eyeglasses))`` (nested weights multiply to −1.5 on a
+    negation: the sign rule) and compiles to the same graph, its extra share above σ 2 only (a
+    compile fuzz found it refused: the conjunction the sign rule leaves was not spliced, and the
+    weights-free lowering did not see through the nested weights)."""
+    reg = shipped
+    a = compile("-1 * 1.5 * ~(~eyeglasses & ~(young | brown_hair & eyeglasses))", reg)
+    b = compile("1.5 * (~eyeglasses & ~(young | brown_hair & eyeglasses))", reg)
+    assert a.route == b.route == "dnf" and a.weights_above == b.weights_above == 2.0
+    assert [leaf.label for leaf in a.leaves] == [leaf.label for leaf in b.leaves]
+    assert sorted((d.coefs, d.low_coefs) for d in a.disjuncts) == sorted((d.coefs, d.low_coefs) for d in b.disjuncts)
+    assert _shares(a) == _shares(b)
