@@ -595,10 +595,10 @@ class GraphBuilder:
         return ConceptRef(self.domain, ref.family, params=tuple(ref.params), drawn=True, avoid=tuple(avoid))
 
     def _spread_named(self, rest: list[Expr], close: dict[ConceptRef, list[Expr]] | None = None
-                      ) -> tuple[list[Expr], list[ConceptRef]]:
+                      ) -> tuple[list[Expr], list[tuple[ConceptRef, ConceptRef]]]:
         """named_positions="data": ``rest`` with each named continuous concept (``position(x, y)``)
         that the registry can draw replaced by its drawn-near reference (``position(drawn near x,
-        y)``: each chain drawn from the data where the point holds), and the drawn-near references.
+        y)``: each chain drawn from the data where the point holds), and (named, drawn-near) pairs.
         ``close``: a named place → the negations of places close to it among ``rest``
         (``~position(b)``, ``b`` within twice the tolerance of the place): where the place is
         spread they leave ``rest`` and its draws keep away from their points instead (where the
@@ -608,7 +608,7 @@ class GraphBuilder:
             return rest, []
         model = got[0]
         out: list[Expr] = []
-        spread: list[ConceptRef] = []
+        spread: list[tuple[ConceptRef, ConceptRef]] = []
         gone: set[int] = set()
         for t in rest:
             c = self._positive_concept(t)  # `position(x, y)`, or `2 * position(x, y)`: its weight kept
@@ -616,18 +616,19 @@ class GraphBuilder:
             if ref is None or not self._spreadable(ref, model):
                 out.append(t)
                 continue
+            drawn = self._near(ref)
             negs = (close or {}).get(ref, [])
-            drawn = self._near(ref, tuple(p for n in negs for p in self.refs[n.expr].params))
-            if negs and self._serves(model, drawn):
-                gone.update(id(n) for n in negs)
-            else:
-                drawn = self._near(ref)
+            if negs:
+                avoiding = self._near(ref, tuple(p for n in negs for p in self.refs[n.expr].params))
+                if self._serves(model, avoiding):
+                    drawn = avoiding
+                    gone.update(id(n) for n in negs)
             near = self._synthetic(drawn)
             if t is not c:
                 near = Weighted(self._classify(t)[0] / self.weight(c), near)
                 self._keep.append(near)
             out.append(near)
-            spread.append(drawn)
+            spread.append((ref, drawn))
         return [t for t in out if id(t) not in gone], spread
 
     def _expand(self, flat: list[Expr]) -> int | None:
@@ -722,14 +723,14 @@ class GraphBuilder:
                                        how="away",
                                        detail=f"farther than {away_radius(self.options.named_radius):g} from {points}"))
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra + away]
-        spread: list[ConceptRef] = []
+        spread: list[tuple[ConceptRef, ConceptRef]] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
             rest, spread = self._spread_named(rest, close)
-            for r in spread:
-                for n in close.get(ConceptRef(self.domain, r.family, params=r.params), []) if r.avoid else []:
+            for named, r in spread:
+                for n in close.get(named, []) if r.avoid else []:
                     notes.append(Grounding(negated=_wrap(n.expr, 4), grounded_by="", positive="", alpha=0.0,
                                            how="avoid",
-                                           detail=f"{r.family}({r.points_text()}): within {self._radius():g} of it "
+                                           detail=f"{named.qualified}: within {self._radius():g} of it "
                                                   f"and farther than {away_radius(self.options.named_radius):g} "
                                                   "from this point"))
         enum: list[tuple[str, list[str | None]]] = []
@@ -819,16 +820,16 @@ class GraphBuilder:
             self.drawn.append((conj, f"{r.family} ({negated})",
                                f"where {what} (farther than {away_radius(self.options.named_radius):g} "
                                f"from {'it' if r.points == 1 else 'each'}), given the branch (negation=complement)"))
-        for r in spread:
-            named = f"{r.family}({r.points_text()})"
+        for named, r in spread:
             if r.avoid:
                 others = " or ".join(f"{r.family}({q})" for q in r.avoid_text().split("; "))
-                self.drawn.append((conj, named, f"where it holds (within {self._radius():g} of the point) and not "
-                                                f"within {away_radius(self.options.named_radius):g} of {others}, "
-                                                "given the branch (named_positions=data, negation=complement)"))
+                self.drawn.append((conj, named.qualified,
+                                   f"where it holds (within {self._radius():g} of the point) and not within "
+                                   f"{away_radius(self.options.named_radius):g} of {others}, given the branch "
+                                   "(named_positions=data, negation=complement)"))
                 continue
-            self.drawn.append((conj, named, f"where it holds (within {self._radius():g} of the point), given the "
-                                            "branch (named_positions=data)"))
+            self.drawn.append((conj, named.qualified, f"where it holds (within {self._radius():g} of the point), "
+                                                      "given the branch (named_positions=data)"))
         if drawn:
             self.drawn.append((conj, ", ".join(r.family for r in drawn),
                                "as the data has it given the branch (free_families=data)"))

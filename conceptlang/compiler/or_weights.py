@@ -578,8 +578,7 @@ def _cells(domain: str, place: tuple[str, ...], points: dict[str, Literal]):
             if size == 1 and not _close_to(near, points):
                 yield (near,), (ConceptRef(domain, place[0], params=points[near[0]].point),)
                 continue
-            ref = _near_all(domain, place[0], near, points)
-            yield (near,), (ConceptRef(domain, place[0], params=ref.params, points=ref.points, avoid=ref.avoid),)
+            yield (near,), (replace(_near_all(domain, place[0], near, points), drawn=False),)
     every = tuple(p for lit in points.values() for p in lit.point)
     yield (None,), (ConceptRef(domain, place[0], params=every, drawn=True, away=True, points=len(points)),)
 

@@ -675,7 +675,7 @@ def _levels(second: bool) -> Callable[[dict[str, Any], int], list[float]]:
     and with ``second`` (Heun) one more at each step's end that is above 0."""
     def levels(s: dict[str, Any], n: int) -> list[float]:
         sig = get_sigmas_karras(s["sigma_max"], s["sigma_min"], n, s["rho"]).tolist()
-        return sig[:-1] + ([v for v in sig[1:-1]] if second else [])
+        return sig[:-1] + (sig[1:-1] if second else [])
     return levels
 
 
