@@ -111,16 +111,18 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         notices.append("satisfiability not checked: too many concepts to enumerate")
 
     # Complements and free-family enumeration add OR branches; if the whole DNF then outgrows
-    # max_disjuncts, fall back to leaving free families to the model, then to ratio negations.
-    attempts = [opts]
+    # max_disjuncts, fall back to leaving the free discrete families to the model (named places and
+    # free positions still drawn), then every free family, then to ratio negations.
+    attempts = [(opts, True)]
     if opts.free_families != "model":
-        attempts.append(replace(opts, free_families="model"))
+        attempts.append((opts, False))
+        attempts.append((replace(opts, free_families="model"), True))
     if opts.negation == "complement":
-        attempts.append(replace(attempts[-1], negation="ratio"))
-    for k, attempt in enumerate(attempts):
+        attempts.append((replace(attempts[-1][0], negation="ratio"), attempts[-1][1]))
+    for k, (attempt, enumerate_free) in enumerate(attempts):
         last = k == len(attempts) - 1
         try:
-            built = _lower(expr, registry, domain, refs, attempt)
+            built = _lower(expr, registry, domain, refs, attempt, enumerate_free)
         except CompileError:  # or_mode="dnf" and no DNF within max_disjuncts
             if last:
                 raise
@@ -128,10 +130,12 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         if built[3] != "lse" or built[4] or attempt.or_mode == "lse" or last:
             break
     builder, root, disjuncts, route, all_explicit, models, extra = built
-    if attempt is not opts:
+    if k:
+        how = (f"negation={attempt.negation}, free_families={attempt.free_families}" if enumerate_free else
+               f"its free discrete families left to the model (free_families={attempt.free_families} still "
+               "draws its named places and free positions)")
         extra.insert(0, f"the expression's DNF with negation={opts.negation}, free_families={opts.free_families} "
-                        f"outgrew max_disjuncts = {opts.max_disjuncts}; lowered with negation={attempt.negation}, "
-                        f"free_families={attempt.free_families}")
+                        f"outgrew max_disjuncts = {opts.max_disjuncts}; lowered with {how}")
         opts = attempt
     notices.extend(extra)
     if route == "lse" and not all_explicit:
@@ -224,7 +228,8 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
     try:
         plain, plain_root, plain_disjuncts, plain_route, *_ = _lower(plain_expr, registry, domain, refs,
-                                                                     replace(opts, concept_weights=False))
+                                                                     replace(opts, concept_weights=False),
+                                                                     builder.enumerate_free)
     except CompileError:
         return every_level()
     index = {leaf.key: leaf.index for leaf in builder.leaves}
@@ -259,7 +264,7 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
 def _without_concept_weights(expr: Expr) -> Expr:
     """``expr`` with every positive weight on a concept, on a conjunction that names at most one
-    place or on an OR dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``,
+    place outside negations or on an OR dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``,
     ``2 * (red | blue)`` → ``red | blue``, ``-2 * ~red`` → ``red``: the forms the joint lowering
     gives extra shares), and a
     concept repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
@@ -307,10 +312,11 @@ def _matched_rows(disjuncts: list, plain: list) -> list:
     return out
 
 
-def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions) -> tuple:
+def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions,
+           enumerate_free: bool = True) -> tuple:
     """Lower and pick the sampling route: (builder, root, disjuncts, route, all_explicit, models, notices)."""
     notices: list[str] = []
-    builder = GraphBuilder(registry, domain, refs, opts)
+    builder = GraphBuilder(registry, domain, refs, opts, enumerate_free)
     root = builder.lower_root(expr, check_log_z(expr, opts))
     if builder.or_weights is not None:
         notices.append(builder.or_weights.notice())

@@ -88,7 +88,7 @@ class GraphBuilder:
     """Hash-consed construction of leaves and nodes."""
 
     def __init__(self, registry: ConceptRegistry, domain: str, refs: dict[Concept, ConceptRef],
-                 options: CompileOptions):
+                 options: CompileOptions, enumerate_free: bool = True):
         self.registry = registry
         self.domain = domain
         self.refs = refs
@@ -112,6 +112,10 @@ class GraphBuilder:
         # is the whole (sub-)expression being sampled, not a term of an enclosing conjunction
         # (`(green | cyan) & triangle`: a branch `green` must not branch over shapes): > 0 inside one.
         self._in_product = 0
+        # False: free_families="data" leaves the discrete families a conjunction leaves free to the
+        # model and still draws its continuous ones and named places (the compiler's retry when the
+        # enumerated branches outgrow max_disjuncts)
+        self.enumerate_free = enumerate_free
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
         self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
         # conjunctions with continuous families drawn per chain: (conjunction, what is drawn, how)
@@ -353,9 +357,9 @@ class GraphBuilder:
             self._groups = saved
 
     def _splice_weighted_groups(self, flat: list[Expr]) -> list[Expr]:
-        """and_mode "joint": a positively weighted conjunction that names at most one place
-        (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``, ``2 * (position(0.3, 0.3) & red)``,
-        ``1.5 * (triangle & ~(purple | green))``) is spliced into the conjunction, so that
+        """and_mode "joint": a positively weighted conjunction that names at most one place outside
+        negations (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``,
+        ``2 * (position(0.3, 0.3) & red)``, ``1.5 * (triangle & ~(purple | green))``) is spliced into the conjunction, so that
         its concepts join the joint condition and the families it leaves free are drawn as for the
         unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
         branch, E_g the joint condition on the group's values there, its place left out
@@ -734,7 +738,7 @@ class GraphBuilder:
                                                   f"and farther than {away_radius(self.options.named_radius):g} "
                                                   "from this point"))
         enum: list[tuple[str, list[str | None]]] = []
-        if self.options.free_families != "model" and not self._in_product:
+        if self.options.free_families != "model" and not self._in_product and self.enumerate_free:
             taken = {f for f, _ in free + cfree} | {r.family for r in extra}
             # a bare complement (`~red`) has no positive concept to find the joint model by: one of
             # its values stands in (its family is taken, so it is not enumerated twice)

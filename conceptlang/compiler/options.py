@@ -54,6 +54,9 @@ class CompileOptions:
       the data has them given the branch's values (registry hook ``value_draws``; each branch's
       joint condition holds ``position(drawn)``, filled in per chain by the sampler);
       ``"discrete"`` enumerates the discrete families only and leaves continuous ones to the model.
+      When the whole expression's DNF outgrows ``max_disjuncts``, the compiler lowers it again with
+      the free discrete families left to the model (places and continuous families still drawn),
+      then with ``"model"``, with a notice.
     * ``named_positions``: ``"point"`` (default: ``position(x, y)`` conditions the model on the exact
       point) or ``"data"``: with ``free_families="data"``, a conjunction's named position is drawn
       per chain from the data where it holds (centre within the language's 0.1 of the point, given
@@ -110,7 +113,7 @@ class CompileOptions:
     named_radius: float | None = None
     or_weights: str = "data"
     log_z: Any = "equal"
-    max_disjuncts: int = 128
+    max_disjuncts: int = 512
     strict: bool = False
     concept_weights: bool = True
     finish: bool = True

@@ -32,7 +32,6 @@ from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import unparse
 from conceptlang.syntax.semantics import POSITION_TOLERANCE
-from conceptlang.syntax.walk import postorder
 
 MAX_FORMULA_DISJUNCTS = 4096  # DNF terms of the OR's boolean formula examined (not graph branches)
 
@@ -157,17 +156,38 @@ def weighted_negation(t: Expr) -> Expr | None:
 
 def weighted_conjunction(t: Expr) -> tuple[float, list[Expr]] | None:
     """``w * (a & b & …)`` with w > 0 (nested weights multiplied) that names at most one place (a
-    parameterised concept, however often written) as (w, the conjunction's terms, nested
-    conjunctions spliced in); None for any other term. The joint mode splices such a term into the
-    enclosing conjunction with one extra share of its values (docs/compiler.md)."""
+    parameterised concept, however often written) outside negations as (w, the conjunction's terms,
+    nested conjunctions spliced in); None for any other term. Two places outside negations are two
+    objects; a negated place only keeps the object away from its point
+    (``2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))``). The joint mode splices such a
+    term into the enclosing conjunction with one extra share of its values (docs/compiler.md)."""
     if not isinstance(t, Weighted):
         return None
     w, inner = weight_of(t)
     if w <= 0 or not isinstance(inner, And):
         return None
     parts = flatten_and(inner.terms)
-    places = {c for p in parts for c in postorder(p) if isinstance(c, Concept) and c.args is not None}
+    places = set().union(*(_places_held(p) for p in parts))
     return (w, parts) if len(places) <= 1 else None
+
+
+def _places_held(e: Expr) -> set[Concept]:
+    """The places (parameterised concepts) ``e`` names outside negations: under an even number of
+    negations and negative weights (the sign rule)."""
+    out: set[Concept] = set()
+    stack = [(e, False)]
+    while stack:
+        node, negated = stack.pop()
+        if isinstance(node, Concept):
+            if node.args is not None and not negated:
+                out.add(node)
+        elif isinstance(node, Not):
+            stack.append((node.expr, not negated))
+        elif isinstance(node, Weighted):
+            stack.append((node.expr, negated != (node.weight < 0)))
+        else:
+            stack.extend((x, negated) for x in getattr(node, "terms", ()))
+    return out
 
 
 def negated_negation(t: Expr) -> Expr | None:

@@ -217,8 +217,11 @@ def test_free_families_data_draws_the_unnamed_families_as_the_data_has_them():
 def test_too_large_an_expansion_falls_back_to_the_model_and_the_ratio_form():
     reg = _DataRegistry("implicit")  # implicit models have no log-sum-exp route to fall back on
     g = compile_expr("circle | square", reg, free_families="data", and_mode="joint", max_disjuncts=6)
-    assert g.options["free_families"] == "model" and g.route == "dnf" and len(g.disjuncts) == 2
-    assert any("outgrew max_disjuncts = 6" in n for n in g.notices)
+    assert g.options["free_families"] == "data" and g.route == "dnf" and len(g.disjuncts) == 2
+    assert any("outgrew max_disjuncts = 6; lowered with its free discrete families left to the model" in n
+               for n in g.notices)
+    assert [leaf.label for leaf in g.leaves] == [leaf.label for leaf in compile_expr(
+        "circle | square", reg, free_families="model", and_mode="joint").leaves]
     g = compile_expr("(circle & ~red) | (square & ~blue)", reg, negation="complement", max_disjuncts=3)
     assert g.options["negation"] == "ratio" and len(g.disjuncts) == 2
 

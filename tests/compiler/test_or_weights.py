@@ -356,6 +356,38 @@ def test_named_places_inside_an_or_are_regions_weighted_by_the_data():
         assert g.or_weights.source == "equal" and "closer than twice the position tolerance" in g.or_weights.reason
 
 
+def test_close_places_keep_their_regions_when_free_families_outgrow_max_disjuncts():
+    """The cells of close places times the free shape and size outgrow ``max_disjuncts``: the
+    retry keeps the cells and their data shares, drawn as before, and leaves only the free discrete
+    families to the model (13 branches: 6 colours near (0.3, 0.3) only, red near (0.4, 0.3) only, 6
+    colours near both). Leaving every free family to the model would lose the cells, and the
+    shipped implicit model would then refuse the negated form of such an OR."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    text = "position(0.3, 0.3) | position(0.4, 0.3) & red"
+    full = compile_expr(text, reg)
+    g = compile_expr(text, reg, max_disjuncts=20)
+    assert len(full.disjuncts) > 20 and len(g.disjuncts) == 13
+    assert g.or_weights.source == "data" and g.or_weights.written == full.or_weights.written
+    assert any("outgrew max_disjuncts = 20; lowered with its free discrete families left to the model" in n
+               for n in g.notices)
+
+    def cells(graph):
+        return {(leaf.condition["position"].near, leaf.condition["position"].avoid) for leaf in graph.leaves
+                if "position" in leaf.condition}
+
+    assert cells(g) == cells(full)
+    assert {tuple(sorted(leaf.condition)) for leaf in g.leaves} == {("color", "position")}
+    # the pushed negation of a three-place OR: 23 cells and colours × 6 shapes and sizes = 138
+    # branches, within the default bound; past a bound of 128, the 23 cells alone
+    text = "~(~position(0.3, 0.3) & ~position(0.5, 0.6) & (~position(0.4, 0.6) | cyan))"
+    for bound, branches in ((None, 138), (128, 23)):
+        g = compile_expr(text, reg, **({} if bound is None else {"max_disjuncts": bound}))
+        assert g.route == "dnf" and len(g.disjuncts) == branches and g.or_weights.source == "data"
+        assert sum(d.share for d in g.disjuncts) == pytest.approx(1.0, abs=1e-9)
+
+
 def test_the_cells_of_close_named_places_partition_the_data():
     """Three places each within 0.2 of the others: the cells (near each set of points that can hold
     together and away from the rest close to them, and away from all) are disjoint and cover

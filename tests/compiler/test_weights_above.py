@@ -255,6 +255,28 @@ def test_a_weighted_conjunction_with_a_named_place_spreads_the_place_and_weights
         assert sum(c for label, c in _by_label(g, d.coefs).items() if "position(drawn near 0.3, 0.3)" in label) == 1.0
 
 
+def test_a_weighted_conjunction_with_negated_places_is_spliced_as_one_object(shipped):
+    """``2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))``: two negated places keep one
+    object away from both points, so the conjunction is spliced as with one place: the place drawn
+    away from both, colour and size drawn, an extra share of circle above σ 0.3 (it used to stay a
+    product with ratio-form repulsions at every level). Two places outside negations are two objects
+    and keep the product; a negated OR holding a place is pushed and spliced too."""
+    reg = shipped
+    plain = compile("circle & ~position(0.6, 0.4) & ~position(0.4, 0.7)", reg)
+    g = compile("2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))", reg)
+    assert g.route == "dnf" and g.weights_above == 0.3 and len(g.disjuncts) == len(plain.disjuncts) == 12
+    assert _shares(g) == _shares(plain)
+    assert {leaf.label for leaf in g.leaves} - {leaf.label for leaf in plain.leaves} == {"shape.circle"}
+    for d in g.disjuncts:
+        row = _by_label(g, d.coefs)
+        assert row["shape.circle"] == 1.0 and _by_label(g, d.low_coefs)["shape.circle"] == 0.0
+        assert sum(c for label, c in row.items() if "position(drawn away from 0.6, 0.4; 0.4, 0.7)" in label) == 1.0
+    two = compile("2 * (position(0.4, 0.4) & position(0.6, 0.6))", reg)
+    assert two.route == "linear" and sorted(_by_label(two, two.linear_coefs).values()) == [-3.0, 2.0, 2.0]
+    nested = compile("0.5 * (~position(0.6, 0.4) & ~(position(0.4, 0.7) | ~circle))", reg)
+    assert nested.route == "dnf" and _shares(nested) == _shares(plain)
+
+
 def test_a_weighted_or_with_named_places_weights_the_values_and_not_the_places(shipped):
     """``1.5 * (position(0.7, 0.4) & blue | position(0.5, 0.3))``: the OR's regions in the data's
     shares; the branch near (0.7, 0.4) gives blue an extra 0.5 share above σ 0.3, the branch near
