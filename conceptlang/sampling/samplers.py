@@ -679,19 +679,23 @@ def _levels(second: bool) -> Callable[[dict[str, Any], int], list[float]]:
     return levels
 
 
-def _solver(name: str, fn: Callable[..., torch.Tensor], steps: int, evals: Callable[[int], int], description: str,
-            own: dict[str, Any] | None = None) -> SamplerSpec:
+def _solver(name: str, fn: Callable[..., torch.Tensor], steps: int, description: str,
+            own: dict[str, Any] | None = None, second: bool = False) -> SamplerSpec:
     """A registry entry for one of the σ-schedule solvers (the "ode" family): ``steps`` by default,
-    ``evals(n)`` score evaluations for n steps (2n − 1: Heun's second evaluation per step), restarts
-    after the solve; ``own`` holds settings of this solver alone with their defaults (numbers ≥ 0,
-    passed to ``fn`` as they are)."""
+    one score evaluation per step, or with ``second`` (Heun) a second one at each step's end above 0
+    (2n − 1 for n steps); restarts after the solve; ``own`` holds settings of this solver alone with
+    their defaults (numbers ≥ 0, passed to ``fn`` as they are)."""
     own = own or {}
+
+    def evals(n: int) -> int:
+        return 2 * n - 1 if second else n
+
     return SamplerSpec(
         name, _with_restarts(fn), {"steps": steps, **_ODE_DEFAULTS, **own}, description,
         validate=_validate_ode(name, tuple(own)), prepare=_prepare_ode(evals, own=tuple(own)),
         start_sigma=lambda s: s["sigma_max"], end_sigma=lambda s: s["sigma_min"],
         explicit_steps=_ode_explicit_steps, budget_steps=_budget_steps(evals), family="ode",
-        eval_levels=_levels(evals(2) == 3),
+        eval_levels=_levels(second),
     )
 
 
@@ -718,21 +722,21 @@ SAMPLERS: dict[str, SamplerSpec] = {
         validate=_validate_mala, prepare=_prepare_mala,
     ),
     "heun": _solver(
-        "heun", sample_heun, 10, lambda n: 2 * n - 1,
+        "heun", sample_heun, 10,
         "EDM's Heun (2nd-order) probability-flow ODE solver over a Karras σ schedule, optional churn "
-        "(noise-conditional models); 2·steps − 1 score evaluations"),
+        "(noise-conditional models); 2·steps − 1 score evaluations", second=True),
     "dpmpp_2m": _solver(
-        "dpmpp_2m", sample_dpmpp_2m, 20, lambda n: n,
+        "dpmpp_2m", sample_dpmpp_2m, 20,
         "DPM-Solver++(2M) (2nd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
         "optional churn (noise-conditional models); one score evaluation per step"),
     "dpmpp_2m_sde": _solver(
-        "dpmpp_2m_sde", sample_dpmpp_2m, 20, lambda n: n,
+        "dpmpp_2m_sde", sample_dpmpp_2m, 20,
         "DPM-Solver++(2M) SDE: the reverse-time SDE in the 2M solver's form over a Karras σ schedule, fresh "
         "noise every step (eta 1: the forward process's reverse; 0: the ODE), optional churn "
         "(noise-conditional models); one score evaluation per step",
         own={"eta": 1.0, "eta_sigma_min": 0.0}),
     "dpmpp_3m": _solver(
-        "dpmpp_3m", sample_dpmpp_3m, 20, lambda n: n,
+        "dpmpp_3m", sample_dpmpp_3m, 20,
         "DPM-Solver++(3M) (3rd-order multistep) probability-flow ODE solver over a Karras σ schedule, "
         "optional churn (noise-conditional models); one score evaluation per step"),
 }
