@@ -154,8 +154,8 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         check_sampler(models, opts.sampler)
 
     settings = _settings(registry, models)
-    weights_above, low_linear, disjuncts = _weights_floor(expr, registry, domain, refs, attempt, builder, route,
-                                                          disjuncts, notices)
+    weights_above, low_linear, disjuncts = _weights_floor(expr, registry, domain, refs, attempt, builder, root,
+                                                          route, disjuncts, notices)
     finish = _finisher(registry, domain) if opts.finish else None
     if finish is not None:
         notices.append(f"below σ = {finish[1]:g} the finishing model {finish[0].name} alone denoises every chain "
@@ -199,7 +199,8 @@ def _finisher(registry: ConceptRegistry, domain: str) -> tuple[Any, float] | Non
 
 
 def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions,
-                   builder: GraphBuilder, route: str, disjuncts: list | None, notices: list[str]) -> tuple:
+                   builder: GraphBuilder, root: int, route: str, disjuncts: list | None,
+                   notices: list[str]) -> tuple:
     """Where the registry limits concept weights to high noise levels (the optional
     ``concept_weights_above`` hook: a level σ_w, or None), the coefficients a chain takes below σ_w:
     those of the expression lowered without weights, on the same leaves. Returns (σ_w or None, the
@@ -209,7 +210,9 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     extra (w − 1)·(E_c − E_prior) drops out and its rows are not evaluated there. Applies to the
     linear and DNF routes (the sampled ones) when a weight was applied; the lowering without weights
     must use no leaf the weighted one lacks, and each weighted branch the leaves of exactly one
-    branch of it, or the weights act at every level (with a notice)."""
+    branch of it, or the weights act at every level (with a notice). Where the two lowerings give
+    the same coefficients (every weight dropped by the complement, ``~(0.5 * smiling)``), there is
+    no level to record."""
     hook = getattr(registry, "concept_weights_above", None)
     if hook is None or route not in ("linear", "dnf"):
         return None, None, disjuncts
@@ -253,6 +256,10 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
         low_rows = _matched_rows(disjuncts, [mapped(d.coefs) for d in plain_disjuncts])
     if not low_rows or any(r is None for r in low_rows):
         return every_level()
+    same = (low_linear == linear_coefficients(builder.nodes, root, len(builder.leaves)) if route == "linear"
+            else all(r == d.coefs for d, r in zip(disjuncts, low_rows)))
+    if same:
+        return None, None, disjuncts
     which, below = (("calibrated", "as written") if plain_expr is expr else
                     ("calibrated and written" if builder.calibrated else "written", "with weight 1"))
     notices.append(f"the {which} concept weights act at noise levels σ ≥ {level:g} (the models' manifest's "

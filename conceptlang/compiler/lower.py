@@ -49,12 +49,12 @@ from conceptlang.compiler.options import CompileOptions, away_radius, near_radiu
 from conceptlang.compiler.or_weights import (
     OrWeights,
     Plan,
+    dropped_weights,
     flatten_and,
     push_negations,
     value_families,
     weight_of,
     weighted_conjunction,
-    weighted_negation,
 )
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
@@ -236,7 +236,7 @@ class GraphBuilder:
         if not isinstance(got, Plan):
             return self.lower(e, log_z)
         self.or_weights = got.record
-        self._note_weighted_negations(list(postorder(e)))
+        self._note_weighted_negations([e], deep=True)
         branches: list[int] = []
         offsets: list[float] = []
         before = len(self.enumerated)
@@ -386,12 +386,11 @@ class GraphBuilder:
         self._note_weighted_negations(flat)
         return out
 
-    def _note_weighted_negations(self, terms) -> None:
-        """A notice naming the weighted negations among ``terms`` (``2 * ~red``, ``-1 * red``,
-        ``~(2 * red)``) that are lowered as plain negations (negation="complement", and inside a
-        data-weighted OR)."""
-        dropped = [show(t) for t in terms if weighted_negation(t) is not None
-                   or (isinstance(t, Not) and isinstance(t.expr, Weighted))]
+    def _note_weighted_negations(self, terms, deep: bool = False) -> None:
+        """A notice naming the weighted negations in ``terms`` (``2 * ~red``, ``-1 * red``,
+        ``~(2 * red)``, ``~(small | 2 * circle)``) that are lowered as plain negations
+        (negation="complement", and inside a data-weighted OR: :func:`dropped_weights`)."""
+        dropped = list(dict.fromkeys(show(t) for t in dropped_weights(terms, deep)))
         if dropped:
             self.complement_skipped.append(
                 f"{', '.join(dropped)}: a weighted negation is lowered as the negation, to the values where it "
@@ -872,7 +871,7 @@ class GraphBuilder:
         for k in compound:
             phi = flat[k].expr
             names = value_families(phi, self.refs, dom)
-            if not names or any(sum(r.family == n for r in pos_refs) > 1 for n in names):
+            if not names or any(len({r for r in pos_refs if r.family == n}) > 1 for n in names):
                 continue
             mine = {n: self._branch_values(dom.family(n)) for n in names}
             if any(v is None for v in mine.values()):

@@ -117,13 +117,14 @@ class _Fallback(Exception):
     """Data weights do not apply; the message says why."""
 
 
-def flatten_and(terms: Sequence[Expr]) -> list[Expr]:
-    """The terms of a conjunction in order, with the terms of nested conjunctions spliced in."""
+def flatten_and(terms: Sequence[Expr], op: type = And) -> list[Expr]:
+    """The terms of a conjunction in order, with the terms of nested conjunctions spliced in (with
+    ``op=Or``: of a disjunction and nested disjunctions)."""
     out: list[Expr] = []
     stack = list(reversed(terms))
     while stack:
         t = stack.pop()
-        if isinstance(t, And):
+        if isinstance(t, op):
             stack.extend(reversed(t.terms))
         else:
             out.append(t)
@@ -202,14 +203,38 @@ def negated_negation(t: Expr) -> Expr | None:
     return None
 
 
+def dropped_weights(terms: Sequence[Expr], deep: bool = False) -> list[Expr]:
+    """The weighted terms among ``terms`` whose magnitude the complement drops, as written: a
+    weight on a negation (``2 * ~red``, ``-2 * red``) and any weight under a negation (``~(2 * red)``,
+    ``~(small | 2 * circle)``, shown with its negation), but not ``-2 * ~red`` (``2 * red``).
+    Without ``deep``, a weight is looked for only where :func:`push_negations` and the complement of
+    a negated compound reach (under a negation, or a weight on one); with it, everywhere (an OR's
+    formula)."""
+    out: list[Expr] = []
+    stack = [(t, False) for t in reversed(terms)]
+    while stack:
+        node, odd = stack.pop()
+        if isinstance(node, Weighted):
+            w, inner = weight_of(node)
+            if odd or (w < 0) != isinstance(inner, Not):
+                out.append(Not(node) if odd else node)
+            if deep or odd or isinstance(inner, Not):
+                stack.append((inner, odd != (w < 0)))
+        elif isinstance(node, Not):
+            stack.append((node.expr, not odd))
+        elif deep or odd:
+            stack.extend((x, odd) for x in reversed(getattr(node, "terms", ())))
+    return out
+
+
 def push_negations(flat: Sequence[Expr]) -> list[Expr]:
     """A conjunction's terms with ``~(A | B)`` read as ``~A & ~B``, ``~~A`` as ``A``, a weighted
     negation as the negation (:func:`weighted_negation`), a negatively weighted negation as what
     it negates (:func:`negated_negation`) and a negated weighted term as the negated term
     (``~(2 * (a | b))`` as ``~a & ~b``; the same boolean semantics;
     negation="complement" lowers each negation on its own, a value's by its complement and a
-    position's in the ratio form). A term an OR repeats is read once (``~(a | a)`` is ``~a``: the
-    OR's branches are a set)."""
+    position's in the ratio form). A term an OR repeats, nested ORs included, is read once
+    (``~(a | (a | b))`` is ``~a & ~b``: the OR's branches are a set)."""
     out: list[Expr] = []
     for t in flat:
         neg = weighted_negation(t)
@@ -219,7 +244,7 @@ def push_negations(flat: Sequence[Expr]) -> list[Expr]:
         elif dbl is not None:
             out.extend(push_negations(flatten_and((dbl,))))
         elif isinstance(t, Not) and isinstance(t.expr, Or):
-            out.extend(push_negations([Not(x) for x in dict.fromkeys(t.expr.terms)]))
+            out.extend(push_negations([Not(x) for x in dict.fromkeys(flatten_and(t.expr.terms, Or))]))
         elif isinstance(t, Not) and isinstance(t.expr, Not):
             out.extend(push_negations(flatten_and((t.expr.expr,))))
         elif isinstance(t, Not) and isinstance(t.expr, Weighted):  # ~(w * e): ~e (w ≥ 0) or e (w < 0)

@@ -111,6 +111,49 @@ def test_a_weighted_negation_is_lowered_as_the_negation_with_a_notice(weighted, 
     assert not any("weighted negation" in n for n in want.notices)
 
 
+@pytest.mark.parametrize("text, named", [
+    ("red & ~(small | 2 * circle)", ["~2 * circle"]),  # pushed: ~small & ~(2 * circle)
+    ("~(small | 2 * circle)", ["~2 * circle"]),
+    ("red & ~(small | 2 * ~circle)", ["~2 * ~circle"]),  # ~(2 * ~circle) is circle, at no weight
+    ("2 * ~(small | 3 * circle) & red", ["2 * ~(small | 3 * circle)", "~3 * circle"]),
+    ("(-2 * ~red) & circle", []),  # 2 * red & circle: the magnitude stays
+    ("2 * red & circle", []),
+])
+def test_the_notice_names_every_weight_a_negation_drops(text, named):
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr(text, reg, negation="complement", and_mode="product")
+    notes = [n for n in g.notices if "a weighted negation is lowered as the negation" in n]
+    assert (notes[0].split(": a weighted negation")[0].split(", ") if notes else []) == named
+
+
+def test_dropped_weights_looks_into_an_or_only_when_asked():
+    """A conjunction's pass looks where the negations are pushed; an OR's branches are lowered (and
+    noted) on their own, possibly in the ratio form, where a weight keeps its coefficient."""
+    from conceptlang.compiler.or_weights import dropped_weights
+    from conceptlang.syntax import parse, unparse
+
+    e = parse("2 * (red | 3 * ~blue) & ~(4 * green)").body
+    terms = list(e.terms)
+    assert [unparse(t) for t in dropped_weights(terms)] == ["~4 * green"]
+    assert [unparse(t) for t in dropped_weights(terms, deep=True)] == ["3 * ~blue", "~4 * green"]
+
+
+@pytest.mark.parametrize("written, same", [
+    # a concept repeated in a conjunction is `2 * A`, and keeps its negated compound's complement
+    ("red & red & ~(red & small)", "2 * red & ~(red & small)"),
+    # a term that nested ORs repeat is one branch: `~(~red | (~red | large))` is red & ~large
+    ("~(~red | (~red | large)) & ~(circle & ~small)", "red & ~large & ~(circle & ~small)"),
+])
+def test_repeats_lower_as_their_weight_and_nested_or_repeats_once(written, same):
+    reg = TableSharesRegistry()
+    got = compile_expr(written, reg, negation="complement", and_mode="product")
+    want = compile_expr(same, TableSharesRegistry(), negation="complement", and_mode="product")
+    assert got.route == want.route
+    assert [leaf.label for leaf in got.leaves] == [leaf.label for leaf in want.leaves]
+    assert got.linear_coefs == want.linear_coefs
+    assert [(d.coefs, d.share) for d in got.disjuncts or []] == [(d.coefs, d.share) for d in want.disjuncts or []]
+
+
 @pytest.mark.parametrize("weighted, plain", [("~(2 * red & circle)", "~(red & circle)"), ("~(2 * red) & circle", "~red & circle")])
 def test_a_weight_under_a_negation_keeps_the_negated_compound_its_complement(weighted, plain):
     """The complement of a negated compound is decided by its boolean meaning, which a positive

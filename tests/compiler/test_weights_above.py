@@ -407,3 +407,15 @@ def test_a_negatively_weighted_negated_conjunction_is_the_weighted_conjunction(s
     assert [leaf.label for leaf in a.leaves] == [leaf.label for leaf in b.leaves]
     assert sorted((d.coefs, d.low_coefs) for d in a.disjuncts) == sorted((d.coefs, d.low_coefs) for d in b.disjuncts)
     assert _shares(a) == _shares(b)
+
+
+def test_a_weight_the_complement_drops_records_no_level(shipped):
+    """``~(~black_hair | 0.5 * smiling) & ~male`` is ``black_hair & ~smiling & ~male``: the only
+    weight sits under a negation, which the complement lowers to the values where it holds, so the
+    lowering without weights is the same graph and no level of the weights is recorded or noticed
+    (one used to be: σ ≥ 2, for rows equal on both sides)."""
+    g = compile("~(~black_hair | 0.5 * smiling) & ~male", shipped)
+    plain = compile("black_hair & ~smiling & ~male", shipped)
+    assert g.weights_above is None and not any("act at noise levels" in n for n in g.notices)
+    assert _shares(g) == _shares(plain) and all(d.low_coefs is None for d in g.disjuncts)
+    assert compile("0.5 * black_hair & ~male", shipped).weights_above == 2.0
