@@ -99,6 +99,9 @@ class CompileOptions:
     * ``strict``: an unsatisfiable expression, or one the models in use were not trained for (more
       objects than their training images held: :mod:`conceptlang.compiler.select`), is an error
       instead of a warning.
+    * ``max_disjuncts``: the most branches the exact DNF mixture may have (default 512); a chain
+      evaluates only its own branch, so the bound limits the graph and the compile time, not the
+      cost per sample.
     * ``domain``: pin name resolution to one domain.
     * ``sampler``: check at compile time that this sampler suits the models.
     """
