@@ -226,6 +226,32 @@ def test_branch_draws_are_stratified_shares():
         assert abs(first.count(k) / 400 - p) < 5 * math.sqrt(p * (1 - p) / 400)
 
 
+def test_stratified_branches_give_each_written_group_its_share():
+    """Fewer chains than disjuncts: each group of disjuncts (an OR branch as written) still gets n
+    times its share rounded up or down, each chain's disjunct is still distributed as the shares,
+    and without groups (or with one) the draws are the same as before."""
+    from conceptlang.sampling.api import stratified_branches
+
+    gen = torch.Generator().manual_seed(0)
+    shares = torch.rand(40, generator=gen, dtype=torch.float64)
+    groups = ["a"] * 12 + ["b"] * 20 + ["c"] * 8
+    group_share = {g: float(sum(s for s, h in zip(shares / shares.sum(), groups) if h == g)) for g in "abc"}
+    ungrouped_worst = 0.0
+    first = []
+    for seed in range(300):
+        b = stratified_branches(shares, 8, torch.Generator().manual_seed(seed), groups).tolist()
+        plain = stratified_branches(shares, 8, torch.Generator().manual_seed(seed)).tolist()
+        for g in "abc":
+            assert abs(sum(groups[i] == g for i in b) - 8 * group_share[g]) < 1.0 + 1e-9
+            ungrouped_worst = max(ungrouped_worst, abs(sum(groups[i] == g for i in plain) - 8 * group_share[g]))
+        first.append(b[0])
+        same = stratified_branches(shares, 8, torch.Generator().manual_seed(seed), ["x"] * 40).tolist()
+        assert same == plain
+    assert ungrouped_worst > 1.5  # the order without groups breaks groups apart
+    p = float(shares[0] / shares.sum())
+    assert abs(first.count(0) / 300 - p) < 5 * math.sqrt(p * (1 - p) / 300)
+
+
 def test_stratified_branches_do_not_follow_the_branch_order():
     from conceptlang.sampling.api import stratified_branches
 
