@@ -359,9 +359,9 @@ class GraphBuilder:
     def _splice_weighted_groups(self, flat: list[Expr]) -> list[Expr]:
         """and_mode "joint": a positively weighted conjunction that names at most one place outside
         negations (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``,
-        ``2 * (position(0.3, 0.3) & red)``, ``1.5 * (triangle & ~(purple | green))``) is spliced into the conjunction, so that
-        its concepts join the joint condition and the families it leaves free are drawn as for the
-        unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
+        ``2 * (position(0.3, 0.3) & red)``, ``1.5 * (triangle & ~(purple | green))``) is spliced
+        into the conjunction, so that its concepts join the joint condition and the families it
+        leaves free are drawn as for the unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
         branch, E_g the joint condition on the group's values there, its place left out
         (:meth:`_group_shares`)."""
         out: list[Expr] = []

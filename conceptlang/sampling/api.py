@@ -339,10 +339,6 @@ def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device
     narrower than that spacing could be missed; the record's ``nfe`` is measured all the same.
     :func:`sample` runs it only where :func:`rows_bound` does not already keep the steps within
     the budget, and counts its time in the sampling time."""
-    def kind(row: Any) -> tuple:  # the models and prior-ness of a row's non-zero leaves, which fix its rows
-        return () if row is None else tuple(sorted(
-            (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(row) if c != 0))
-
     top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
     levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
     return max(max(per_kind) for per_kind in _probe_rows(graph, dev, levels))
