@@ -342,8 +342,9 @@ class GraphBuilder:
                 # a negatively weighted negation of a conjunction (`-1 * ~(a & b)`) leaves a weighted
                 # conjunction: spliced too, its terms' negations pushed in turn
                 while self.options.and_mode == "joint" and any(weighted_conjunction(t) is not None for t in flat):
-                    flat = push_negations(self._splice_weighted_groups(flat))
-                    self._keep.extend(flat)
+                    before = {id(t) for t in flat}
+                    spliced = self._splice_weighted_groups(flat)
+                    flat = self._push_negations(spliced, [t for t in spliced if id(t) not in before])
             if self.options.free_families == "data" and not self._ratio_only and not self._in_product:
                 nid = self._objects(flat)
                 if nid is not None:
@@ -378,12 +379,13 @@ class GraphBuilder:
                 self._keep.extend(parts)
         return out
 
-    def _push_negations(self, flat: list[Expr]) -> list[Expr]:
+    def _push_negations(self, flat: list[Expr], new: list[Expr] | None = None) -> list[Expr]:
         """:func:`~conceptlang.compiler.or_weights.push_negations`, the new nodes kept alive (the
-        builder caches lowered sub-trees by id)."""
+        builder caches lowered sub-trees by id), with a notice for the weights it drops among the
+        terms ``new`` (all of ``flat`` when None; a second pass names only the groups it spliced)."""
         out = push_negations(flat)
         self._keep.extend(out)
-        self._note_weighted_negations(flat)
+        self._note_weighted_negations(flat if new is None else new)
         return out
 
     def _note_weighted_negations(self, terms, deep: bool = False) -> None:

@@ -126,6 +126,20 @@ def test_the_notice_names_every_weight_a_negation_drops(text, named):
     assert (notes[0].split(": a weighted negation")[0].split(", ") if notes else []) == named
 
 
+@pytest.mark.parametrize("text, named", [
+    # -1 * ~g is g, a weighted conjunction spliced in a second pass; the weight under its negation
+    # is dropped there and named, and the first pass's names are not repeated
+    ("-1 * ~(2 * (red & ~(3 * circle)))", [["~3 * circle"]]),
+    ("-1 * ~(2 * (red & ~(3 * circle))) & ~(small & 2 * ~blue)", [["~2 * ~blue"], ["~3 * circle"]]),
+    ("-1 * ~(2 * (red & ~circle))", []),
+])
+def test_a_weight_dropped_in_a_spliced_group_is_named(text, named):
+    reg = GaussianRegistry("noise_conditional")
+    g = compile_expr(text, reg, negation="complement", and_mode="joint")
+    notes = [n for n in g.notices if "a weighted negation is lowered as the negation" in n]
+    assert [n.split(": a weighted negation")[0].split(", ") for n in notes] == named
+
+
 def test_dropped_weights_looks_into_an_or_only_when_asked():
     """A conjunction's pass looks where the negations are pushed; an OR's branches are lowered (and
     noted) on their own, possibly in the ratio form, where a weight keeps its coefficient."""
