@@ -68,15 +68,24 @@ class Drawn:
     (``~position(x, y)`` lowered to its complement).
     ``avoid``: with ``near`` (not ``away``), points (one after another) that the draws also keep
     away from, beyond the tolerance of each (``position(a) & ~position(b)`` with ``b`` close to
-    ``a``: drawn near ``a`` where ``b`` does not hold); empty for none."""
+    ``a``: drawn near ``a`` where ``b`` does not hold); empty for none.
+    ``layout``, ``slot``, ``within``: object ``slot`` of an object-level composition whose objects
+    are drawn together, as one image of the data with an object within ``within`` of each of these
+    points (one after another, in the objects' order) has them; every drawn family of the objects'
+    leaves carries the same ``layout``. Empty: drawn on its own."""
 
     near: tuple[float, ...] | None = None
     values: tuple[str, ...] | None = None
     objects: int = 1
     away: bool = False
     avoid: tuple[float, ...] = ()
+    layout: tuple[float, ...] = ()
+    slot: int = 0
+    within: float = 0.0
 
     def __repr__(self) -> str:
+        if self.layout:
+            return f"DRAWN(object {self.slot} of the layout within {self.within:g} of {self.layout})"
         if self.values is not None:
             return "DRAWN(" + "|".join(self.values) + (f", objects={self.objects})" if self.objects != 1 else ")")
         if self.near is None:

@@ -553,22 +553,58 @@ class GraphBuilder:
             return None
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
         spread = self.options.named_positions == "data" and all(self._spreadable(r, model) for r in refs)
+        within = self._layout_radius(refs, names) if spread else None
+        layout = tuple(p for r in refs for p in r.params) if within is not None else ()
         terms: list[tuple[float, int]] = []
-        for r in refs:
+        for slot, r in enumerate(refs):
             leaf = (self._near(r) if spread else r, *drawn)
             got = self.registry.joint(leaf)
             if got is None or got[0] is not model:
                 return None
             cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=k) for f in fams}}
+            if layout:
+                cond = {f: replace(v, layout=layout, slot=slot, within=within) if isinstance(v, Drawn) else v
+                        for f, v in cond.items()}
             terms.append((1.0, self.joint_leaf(leaf, model, cond)))
         nid = self.weighted_sum(terms + [(1.0 - k, self.prior())])
         conj = " & ".join(show(t) for t in flat)
+        where = f"within {self._radius():g} of its point"
+        if layout:
+            wider = "" if within == self._radius() else \
+                f" (none has one within {self._radius():g}: wider, where the place holds)"
+            self.drawn.append((conj, f"the objects' {refs[0].family} and {', '.join(names)}",
+                               f"together, as the data's {k}-object images with an object within {within:g} of "
+                               f"each point have them{wider} (free_families=data, named_positions=data)"))
+            return nid
         self.drawn.append((conj, f"{', '.join(names)} of each object",
                            f"as an object of the data's {k}-object images has them (free_families=data)"))
         if spread:
             self.drawn.append((conj, f"each object's {refs[0].family}",
-                               f"where it holds (within {self._radius():g} of its point; named_positions=data)"))
+                               f"where it holds ({where}; named_positions=data), on its own: the registry draws "
+                               f"no layout of the data's {k}-object images with an object within "
+                               f"{max(self._radius(), near_radius(None)):g} of each point (places closer than "
+                               "its objects lie, or no such images)"))
         return nid
+
+    def _layout_radius(self, refs: list[ConceptRef], names: tuple[str, ...]) -> float | None:
+        """The radius within which the registry's ``value_draws`` hook draws whole layouts of
+        ``len(refs)`` objects, one near each of the places ``refs`` name (an object-level
+        composition's objects drawn together): the named radius, else the language's tolerance,
+        where each place holds (two places closer than the data's objects lie near the named
+        radius); None where it draws none."""
+        hook = getattr(self.registry, "value_draws", None)
+        if hook is None:
+            return None
+        points = tuple(p for r in refs for p in r.params)
+        for radius in dict.fromkeys((self._radius(), max(self._radius(), near_radius(None)))):
+            try:
+                got = hook(self.domain, (refs[0].family, *names), {}, 1, 0, near=points, radius=radius,
+                           objects=len(refs))
+            except TypeError:  # a hook without these arguments draws no layouts
+                return None
+            if got is not None:
+                return radius
+        return None
 
     def _radius(self) -> float:
         """The radius named positions are drawn within (``named_radius``, else the language's tolerance)."""

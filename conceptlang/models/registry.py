@@ -487,11 +487,15 @@ class ModelRegistry:
         ``a``); near a point and away from these, or ``near`` itself when none matches.
 
         ``family`` a tuple of discrete families: their values drawn together, as one object of the
-        data's images with ``objects`` objects has them (:meth:`object_draws`)."""
+        data's images with ``objects`` objects has them (:meth:`object_draws`); a tuple that starts
+        with the continuous family, with ``near`` holding one point per object: whole layouts
+        (:meth:`layout_draws`)."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
         from conceptlang.models.conditions import ABSENT
 
         if not isinstance(family, str):
+            if near is not None:
+                return self.layout_draws(domain, tuple(family), n, seed, near, radius, objects)
             return self.object_draws(domain, tuple(family), n, seed, objects)
         if domain not in DOMAIN_NAMES or family != "position" or objects != 1:
             return None
@@ -543,6 +547,32 @@ class ModelRegistry:
             return np.tile(centre, (int(n), 1))
         last = rows(self.DRAW_ROUNDS, False)  # the marginal (away from the point, for ``away``)
         return last[np.arange(n) % len(last)] if len(last) else None
+
+    def layout_draws(self, domain: str, families: tuple[str, ...], n: int, seed: int, points: Sequence[float],
+                     radius: float | None, objects: int) -> np.ndarray | None:
+        """``n`` layouts (n, k·(P + F)) of the data's images with ``objects`` = k objects in which
+        object i's centre lies within ``radius`` of point i (``points``: k·P values), drawn as the
+        data has them: per object, in the points' order, its centre (the P parameters of the
+        continuous family ``families[0]``), then its value indices of the discrete ``families[1:]``
+        (scenes: :func:`conceptlang.data.scenes.two_object_layouts_near`, exact). A rare layout's
+        draws are cycled. None where the domain has no images with that many objects, or none with
+        its objects there (two places closer than two of its objects can lie)."""
+        from conceptlang.data.scenes import two_object_layouts_near
+
+        if domain != "scenes" or int(objects) != 2 or not families or families[0] != "position" \
+                or radius is None or len(points) != 4:
+            return None
+        if any(f not in ("shape", "color", "size") for f in families[1:]):
+            return None
+        got = two_object_layouts_near(int(n), seed, np.asarray(points, dtype=np.float64).reshape(2, 2),
+                                      float(radius))
+        m = len(got.positions)
+        if not m:
+            return None
+        cols = [np.asarray(got.positions, dtype=np.float64)]  # (m, 2, 2)
+        cols += [np.asarray(got.index[f], dtype=np.float64)[..., None] for f in families[1:]]
+        rows = np.concatenate(cols, axis=2).reshape(m, -1)  # per object: x, y, then each family
+        return rows[np.arange(int(n)) % m]
 
     def object_draws(self, domain: str, families: tuple[str, ...], n: int, seed: int,
                      objects: int = 1) -> np.ndarray | None:

@@ -20,7 +20,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
-from conceptlang.sampling.draws import DRAW_MODES, spread_draws, spread_side
+from conceptlang.sampling.draws import DRAW_MODES, spread_draws, spread_picks, spread_side
 from conceptlang.sampling.samplers import SAMPLERS, get_sampler
 
 MAX_FRAME_CHAINS = 16
@@ -127,8 +127,12 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
     from conceptlang.compiler.options import away_radius, near_radius
 
     radius = near_radius(graph.options.get("named_radius"))
+    layouts: dict[tuple[float, ...], list[int]] = {}  # an object-level composition's leaves, drawn together
     for leaf, fams in sorted(graph.drawn_leaves.items()):
         cond = graph.leaves[leaf].condition
+        if cond[fams[0]].layout:
+            layouts.setdefault(cond[fams[0]].layout, []).append(leaf)
+            continue
         given = {f: v for f, v in cond.items() if f not in fams}
         label = graph.leaves[leaf].label
         discrete = tuple(f for f in fams if cond[f].values is not None)
@@ -162,6 +166,53 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
                     raise SamplingError(f"the registry's draws of {fam!r} are not indices of its "
                                         f"{len(cond[fam].values)} values")
                 out[(leaf, fam)] = k
+    for layout, leaves in layouts.items():
+        out.update(_layout_draws(graph, layout, leaves, n, seed, draws, users))
+    return out
+
+
+def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[int], n: int, seed: int,
+                  draws: str, users: dict[int, torch.Tensor] | None) -> dict[tuple[int, str], torch.Tensor]:
+    """The drawn families of an object-level composition's leaves (one per object, in ``slot``
+    order), drawn together per chain: whole layouts of the data's images with an object within
+    ``Drawn.within`` of each point of ``layout``. Spread as :func:`_continuous_draws` spreads a
+    family, over the objects' centres together."""
+    fams = graph.drawn_leaves[leaves[0]]
+    cont = next(f for f in fams if graph.leaves[leaves[0]].condition[f].values is None)
+    discrete = tuple(f for f in fams if f != cont)
+    slots = sorted(leaves, key=lambda i: graph.leaves[i].condition[cont].slot)
+    conds = [graph.leaves[i].condition for i in slots]
+    label = " & ".join(graph.leaves[i].label for i in slots)
+    chains = None if users is None else users.get(slots[0])
+    m = max(1, n if chains is None else int(chains.numel()))
+    side = spread_side(m) if draws == "spread" else 1
+    rows = side * side * m
+    seed_ = _seed_for(seed, DRAW_STREAM, slots[0], 0)
+    got = graph.drawer(graph.domain, (cont, *discrete), {}, rows, seed_, near=layout, radius=conds[0][cont].within,
+                       objects=len(slots))
+    k, p = len(slots), len(conds[0][cont].near)
+    pool = _checked_draws(got, f"the layout of {cont}, {', '.join(discrete)}", label, rows,
+                          width=k * (p + len(discrete))).numpy().reshape(rows, k, p + len(discrete))
+    if side > 1 and len(np.unique(pool[:, :, :p].reshape(rows, -1), axis=0)) == rows:
+        rng = np.random.default_rng(_seed_for(seed_, SPREAD_STREAM))
+        a, b = (int(v) for v in rng.integers(0, side, size=2))
+        pool = pool[spread_picks(pool[:, :, :p].reshape(rows, -1), m, side, a, b)[rng.permutation(m)]]
+    else:  # independent draws, or a rare layout's draws (cycled)
+        pool = pool[:m]
+    vals = torch.as_tensor(pool, dtype=torch.float32)  # (m, k, P + F)
+    if chains is not None:  # the leaves' chains get the layouts; the others (cycled) never read theirs
+        full = vals[torch.arange(n) % m].clone()
+        full[chains] = vals
+        vals = full
+    out: dict[tuple[int, str], torch.Tensor] = {}
+    for j, leaf in enumerate(slots):
+        out[(leaf, cont)] = vals[:, j, :p].contiguous()
+        for d, fam in enumerate(discrete):
+            idx = vals[:, j, p + d:p + d + 1]
+            if not ((idx >= 0) & (idx < len(conds[j][fam].values)) & (idx == idx.round())).all():
+                raise SamplingError(f"the registry's draws of {fam!r} are not indices of its "
+                                    f"{len(conds[j][fam].values)} values")
+            out[(leaf, fam)] = idx.contiguous()
     return out
 
 

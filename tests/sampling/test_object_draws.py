@@ -45,7 +45,7 @@ class _ObjectsRegistry(GaussianRegistry):
         return self.objects
 
     def value_draws(self, domain, family, given, n, seed, objects=1, **where):
-        if isinstance(family, str):
+        if isinstance(family, str) or "near" in where:  # no whole layouts
             return None
         self.asked.append((family, dict(given), objects))
         return np.array([DRAWS[(k + seed % 2) % 3] for k in range(n)], dtype=np.float64)
@@ -102,8 +102,8 @@ def test_named_positions_data_draws_each_objects_centre_near_its_point():
         "position(drawn near 0.2, 0.3) & color(drawn) & shape(drawn) & size(drawn)",
         "position(drawn near 0.8, 0.7) & color(drawn) & shape(drawn) & size(drawn)", "prior"]
     assert g.drawn_leaves == {0: ("position", *FAMS), 1: ("position", *FAMS)} and g.linear_coefs == (1.0, 1.0, -1.0)
-    assert any("each object's position drawn per chain where it holds (within 0.05 of its point" in n
-               for n in g.notices)
+    assert any("each object's position drawn per chain where it holds (within 0.05 of its point; "
+               "named_positions=data), on its own: the registry draws no layout" in n for n in g.notices)
     reg.asked.clear()
     values = draw_chain_values(g, 4, seed=0)
     # each centre drawn alone near its own point within the radius; the values given nothing
@@ -134,6 +134,51 @@ def test_named_positions_data_draws_each_objects_centre_near_its_point():
     for reg2, opts in ((reg, {}), (_ObjectsRegistry("implicit"), {"named_positions": "data"})):
         g = compile_expr(TWO, reg2, free_families="data", and_mode="joint", **opts)
         assert g.leaves[0].condition["position"] == (0.2, 0.3) and g.drawn_leaves == {0: FAMS, 1: FAMS}
+
+
+class _LayoutRegistry(_SpreadRegistry):
+    """_SpreadRegistry that also draws whole layouts: row r puts object i at its point + OFFSETS[r % 2]
+    with the values DRAWS[(r + i) % 3], so a chain's two objects always come from one row."""
+
+    def value_draws(self, domain, family, given, n, seed, objects=1, **where):
+        if isinstance(family, str) or "near" not in where:
+            return super().value_draws(domain, family, given, n, seed, objects=objects, **where)
+        self.asked.append((family, dict(given), objects, tuple(where.items())))
+        near = np.asarray(where["near"]).reshape(objects, 2)
+        return np.array([np.concatenate([np.concatenate([near[i] + self.OFFSETS[r % 2], DRAWS[(r + i) % 3]])
+                                         for i in range(objects)]) for r in range(n)], dtype=np.float64)
+
+
+@pytest.mark.parametrize("draws", ["independent", "spread"])
+def test_a_registry_that_draws_layouts_draws_both_objects_together(draws):
+    reg = _LayoutRegistry("implicit")
+    g = compile_expr(TWO, reg, free_families="data", and_mode="joint", named_positions="data", named_radius=0.05)
+    layout = (0.2, 0.3, 0.8, 0.7)
+    for slot in (0, 1):
+        assert {f: (v.layout, v.slot, v.within) for f, v in g.leaves[slot].condition.items()} == \
+            {f: (layout, slot, 0.05) for f in ("position", *FAMS)}
+    assert g.leaves[0].condition["position"].near == (0.2, 0.3) and g.linear_coefs == (1.0, 1.0, -1.0)
+    assert any("the objects' position and color, shape, size drawn per chain together, as the data's 2-object "
+               "images with an object within 0.05 of each point have them (free_families" in n for n in g.notices)
+    assert not any("on its own" in n for n in g.notices)
+    reg.asked.clear()
+    n = 8
+    values = draw_chain_values(g, n, seed=0, draws=draws)
+    assert len(reg.asked) == 1  # one call for both objects
+    fam, given, objects, where = reg.asked[0]
+    assert (fam, given, objects, where) == (("position", *FAMS), {}, 2, (("near", layout), ("radius", 0.05)))
+    rows = set()
+    for k in range(n):
+        off = tuple(np.round(values[(0, "position")][k].numpy() - np.array([0.2, 0.3]), 6))
+        r = [i for i, o in enumerate(_LayoutRegistry.OFFSETS) if np.allclose(off, o, atol=1e-6)]
+        assert len(r) == 1, off  # object 0 at its point plus a row's offset
+        assert np.allclose(values[(1, "position")][k].numpy(), np.array([0.8, 0.7]) + _LayoutRegistry.OFFSETS[r[0]],
+                           atol=1e-6)  # object 1 from the same row
+        first = tuple(int(values[(0, f)][k, 0]) for f in FAMS)
+        second = tuple(int(values[(1, f)][k, 0]) for f in FAMS)
+        assert second == DRAWS[(DRAWS.index(first) + 1) % 3]  # the same row's next object
+        rows.add((r[0], first))
+    assert len(rows) == 6  # the first 8 rows (the registry's two offsets give too few distinct places to spread)
 
 
 def test_each_chain_scores_its_own_drawn_objects_exactly():
@@ -249,6 +294,62 @@ def test_scenes_object_draws_follow_the_two_object_split(scenes_registry):
     assert reg.value_draws("scenes", "position", {}, 4, 0, objects=2) is None
 
 
+def test_scenes_layout_draws_put_each_object_near_its_point_as_the_two_object_split_does(scenes_registry):
+    reg = scenes_registry
+    fams = ("position", "shape", "color", "size")
+    near = (0.35, 0.5, 0.65, 0.5)  # 0.3 apart: the objects' boxes must keep 2/32 apart
+    a = reg.value_draws("scenes", fams, {}, 3000, 4, near=near, radius=0.05, objects=2)
+    assert a.shape == (3000, 10)
+    assert np.array_equal(a, reg.value_draws("scenes", fams, {}, 3000, 4, near=near, radius=0.05, objects=2))
+    obj = a.reshape(3000, 2, 5)
+    for i, point in enumerate(((0.35, 0.5), (0.65, 0.5))):
+        assert np.linalg.norm(obj[:, i, :2] - point, axis=1).max() <= 0.05 + 1e-6
+    idx = obj[:, :, 2:].astype(int)
+    half = scenes.half_extent(idx[..., 0], scenes.EXTENT_ARRAY[idx[..., 2]])
+    assert not scenes._overlaps(obj[:, :, :2], half).any()
+    assert (idx[..., 2] == scenes.SIZES.index("small")).all()
+    # close places favour the narrower shapes: two triangles (the widest) fit only 0.39 apart or
+    # more, two squares (the narrowest) from 0.32; the split itself draws each pair 1/9 of the time
+    tri, sq = scenes.SHAPES.index("triangle"), scenes.SHAPES.index("square")
+    assert ((idx[:, 0, 0] == tri) & (idx[:, 1, 0] == tri)).mean() < 0.01
+    assert ((idx[:, 0, 0] == sq) & (idx[:, 1, 0] == sq)).mean() > 0.18
+    # no layout has two objects 0.2 apart within 0.05 of each point, and only two-object images
+    assert reg.value_draws("scenes", fams, {}, 4, 0, near=(0.4, 0.5, 0.6, 0.5), radius=0.05, objects=2) is None
+    assert reg.value_draws("scenes", fams, {}, 4, 0, near=near + (0.5, 0.2), radius=0.05, objects=3) is None
+    assert reg.value_draws("faces", ("hair",), {}, 4, 0, near=near, radius=0.05, objects=2) is None
+
+
+def test_the_object_level_set_spreads_whole_layouts_over_the_chains():
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("position(0.35, 0.5) & position(0.65, 0.5)", reg)
+    values = draw_chain_values(g, 300, seed=1)
+    pos = np.stack([values[(leaf, "position")].numpy() for leaf in (0, 1)], 1)  # (300, 2, 2)
+    idx = np.stack([np.concatenate([values[(leaf, f)].numpy() for f in ("shape", "size")], 1) for leaf in (0, 1)],
+                   1).astype(int)
+    half = scenes.half_extent(idx[..., 0], scenes.EXTENT_ARRAY[idx[..., 1]])
+    assert not scenes._overlaps(pos, half).any()  # each chain's objects come from one layout of the data
+    assert np.abs(pos[:, 0, 0] - pos[:, 1, 0]).min() > 0.3
+    assert len(np.unique(pos.reshape(300, 4), axis=0)) == 300
+    assert g.leaves[0].condition["position"].within == 0.05
+    # 0.2 apart, no layout of the data has an object within 0.05 of each point, some within 0.1
+    # (where the places hold): drawn there, with a notice
+    g = compile_expr("position(0.4, 0.5) & position(0.6, 0.5)", reg)
+    assert g.leaves[1].condition["shape"].within == 0.1 and g.leaves[1].condition["shape"].slot == 1
+    assert any("within 0.1 of each point have them (none has one within 0.05: wider, where the place holds)" in n
+               for n in g.notices)
+    values = draw_chain_values(g, 100, seed=1)
+    for leaf, point in ((0, (0.4, 0.5)), (1, (0.6, 0.5))):
+        assert np.linalg.norm(values[(leaf, "position")].numpy() - point, axis=1).max() <= 0.1 + 1e-6
+    assert (values[(0, "position")][:, 0] - values[(1, "position")][:, 0]).abs().min() > 0.3
+    # too close for two objects of the data even there: each drawn on its own, with a notice
+    g = compile_expr("position(0.45, 0.5) & position(0.55, 0.5)", reg)
+    assert g.leaves[0].condition["shape"].layout == () and g.drawn_leaves[0] == ("position", "shape", "color", "size")
+    assert any("on its own: the registry draws no layout of the data's 2-object images with an object within 0.1 "
+               "of each point" in n for n in g.notices)
+
+
 def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
     from conceptlang.evaluation.objects import objects_registry
 
@@ -257,7 +358,7 @@ def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
     assert g.options["free_families"] == "data" and g.options["named_positions"] == "data"
     assert g.options["named_radius"] == 0.05
     assert g.drawn_leaves == {0: ("position", "shape", "color", "size"), 1: ("position", "shape", "color", "size")}
-    assert g.linear_coefs == (1.0, 1.0, -1.0)
+    assert g.linear_coefs == (1.0, 1.0, -1.0) and g.leaves[0].condition["shape"].layout == (0.25, 0.3, 0.75, 0.7)
     # each object's centre drawn over the disc of radius 0.05 around its point, as the data spreads it
     values = draw_chain_values(g, 400, seed=2)
     for leaf, point in ((0, (0.25, 0.3)), (1, (0.75, 0.7))):
