@@ -112,7 +112,9 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
     (``position(drawn away from x, y)``) beyond :func:`~conceptlang.compiler.options.away_radius`,
     and so are the points a named one avoids (``position(drawn near a away from b)``). A leaf's drawn
     discrete families (one object of an object-level composition) are drawn together, as one
-    object of the data has them: (n, 1) value indices each.
+    object of the data has them: (n, 1) value indices each. The leaves of an object-level
+    composition whose drawn values carry a layout (``Drawn.layout``) are drawn together, one whole
+    layout of the data per chain (:func:`_layout_draws`).
     ``draws``: ``"spread"`` (default) draws a continuous family's values for the chains that use the
     leaf together, so that they cover its region evenly, each still distributed as the data's
     (:mod:`conceptlang.sampling.draws`; where the drawer cannot give side² · m distinct values for
@@ -161,11 +163,7 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
                                **({"objects": objects} if objects != 1 else {}))
             vals = _checked_draws(got, ", ".join(discrete), label, n, width=len(discrete))
             for j, fam in enumerate(discrete):
-                k = vals[:, j:j + 1]
-                if not ((k >= 0) & (k < len(cond[fam].values)) & (k == k.round())).all():
-                    raise SamplingError(f"the registry's draws of {fam!r} are not indices of its "
-                                        f"{len(cond[fam].values)} values")
-                out[(leaf, fam)] = k
+                out[(leaf, fam)] = _value_indices(vals[:, j:j + 1], fam, cond[fam].values)
     for layout, leaves in layouts.items():
         out.update(_layout_draws(graph, layout, leaves, n, seed, draws, users))
     return out
@@ -208,12 +206,15 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
     for j, leaf in enumerate(slots):
         out[(leaf, cont)] = vals[:, j, :p].contiguous()
         for d, fam in enumerate(discrete):
-            idx = vals[:, j, p + d:p + d + 1]
-            if not ((idx >= 0) & (idx < len(conds[j][fam].values)) & (idx == idx.round())).all():
-                raise SamplingError(f"the registry's draws of {fam!r} are not indices of its "
-                                    f"{len(conds[j][fam].values)} values")
-            out[(leaf, fam)] = idx.contiguous()
+            out[(leaf, fam)] = _value_indices(vals[:, j, p + d:p + d + 1].contiguous(), fam, conds[j][fam].values)
     return out
+
+
+def _value_indices(k: torch.Tensor, fam: str, values: Sequence[str]) -> torch.Tensor:
+    """A discrete family's drawn (n, 1) values, checked to be indices of its ``values``."""
+    if not ((k >= 0) & (k < len(values)) & (k == k.round())).all():
+        raise SamplingError(f"the registry's draws of {fam!r} are not indices of its {len(values)} values")
+    return k
 
 
 def leaf_users(graph: EnergyGraph, branches: torch.Tensor | None,
