@@ -72,7 +72,8 @@ class Drawn:
     ``layout``, ``slot``, ``within``: object ``slot`` of an object-level composition whose objects
     are drawn together, as one image of the data with an object within ``within`` of each of these
     points (one after another, in the objects' order) has them; every drawn family of the objects'
-    leaves carries the same ``layout``. Empty: drawn on its own."""
+    leaves carries the same ``layout``. Empty: drawn on its own. ``some``: (family, value) pairs
+    that some object of the layout holds (``position(a) & position(b) & red``)."""
 
     near: tuple[float, ...] | None = None
     values: tuple[str, ...] | None = None
@@ -82,6 +83,7 @@ class Drawn:
     layout: tuple[float, ...] = ()
     slot: int = 0
     within: float = 0.0
+    some: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         if self.layout:
@@ -93,6 +95,15 @@ class Drawn:
         if self.away:
             return f"DRAWN(away={self.near})"
         return f"DRAWN(near={self.near}, avoid={self.avoid})" if self.avoid else f"DRAWN(near={self.near})"
+
+
+def held_values(some: Sequence[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """A layout draw's ``given`` (the registry's ``value_draws`` with ``near`` for every object):
+    family → the values some object of the layout holds, from ``Drawn.some``'s pairs."""
+    out: dict[str, tuple[str, ...]] = {}
+    for family, value in some:
+        out[family] = out.get(family, ()) + (value,)
+    return out
 
 
 DRAWN = Drawn()

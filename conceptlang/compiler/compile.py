@@ -15,7 +15,7 @@ from conceptlang.compiler.lower import GraphBuilder, NotExpandable, check_log_z,
 from conceptlang.compiler.options import CompileOptions, make_options
 from conceptlang.compiler.or_weights import flatten_and, weight_of, weighted_conjunction
 from conceptlang.compiler.resolve import check_definitions_shadowing
-from conceptlang.compiler.select import ModelSetWarning, select_model_set
+from conceptlang.compiler.select import ModelSetWarning, objects_needed, select_model_set
 from conceptlang.errors import CompileError, ConceptLangError
 from conceptlang.interface import ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Program, Weighted
@@ -98,9 +98,14 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         if suggested:
             opts = replace(opts, **suggested).validated()
 
-    sat = satisfiable(expr, refs, registry, domain)
+    k_objects = objects_needed(expr, refs)
+    # the check reads every concept as one object's; with several objects `red & blue` may hold
+    sat = satisfiable(expr, refs, registry, domain) if k_objects == 1 else None
     text = source.strip() or show(expr)
-    if sat is False:
+    if k_objects > 1:
+        notices.append(f"satisfiability not checked: the expression places {k_objects} objects, and the check "
+                       "reads every concept as one object's")
+    elif sat is False:
         msg = (f"{text!r} is unsatisfiable: no single object can satisfy it under the domain's exclusive "
                f"families (e.g. two colours at once); its samples cannot all fit")
         if opts.strict:

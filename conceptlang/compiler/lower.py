@@ -58,7 +58,7 @@ from conceptlang.compiler.or_weights import (
 )
 from conceptlang.compiler.or_weights import plan as or_plan
 from conceptlang.errors import CompileError
-from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn
+from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn, held_values
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
 from conceptlang.syntax.walk import postorder
@@ -531,12 +531,20 @@ class GraphBuilder:
         its value and on every discrete family of the model, each chain drawing those per object
         as an object of the data's images with that many objects has them (the registry's
         ``value_draws`` of a tuple of families); the product of the objects' leaves over the
-        prior. None where that does not apply (the families then stay the model's)."""
-        if self.options.and_mode != "joint" or len(flat) < 2 or not all(isinstance(t, Concept) for t in flat):
-            return None
-        refs = [self.refs[t] for t in flat]
-        if len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
+        prior. None where that does not apply (the families then stay the model's).
+
+        Plain values of other families beside the places (``position(a) & position(b) & red &
+        triangle``: some object is red, some a triangle) apply where the registry draws whole
+        layouts: each chain draws one in which they hold, its objects' leaves take their drawn
+        values, and the values stay product terms as well; else None (a plain product)."""
+        if self.options.and_mode != "joint" or len(flat) < 2 or not all(isinstance(t, Concept) for t in flat) \
                 or any(self.weight(t) != 1.0 for t in flat):
+            return None
+        refs = [self.refs[t] for t in flat if self.refs[t].params is not None]
+        held = tuple(dict.fromkeys((r.family, r.value) for t in flat if (r := self.refs[t]).params is None))
+        if len(refs) < 2 or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
+                or any(v is None or self.refs[t].absent or self.refs[t].drawn
+                       for t in flat if self.refs[t].params is None for v in [self.refs[t].value]):
             return None
         k = len(refs)
         hook = getattr(self.registry, "max_objects", None)
@@ -553,8 +561,10 @@ class GraphBuilder:
             return None
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
         spread = self.options.named_positions == "data" and all(self._spreadable(r, model) for r in refs)
-        within = self._layout_radius(refs, names) if spread else None
+        within = self._layout_radius(refs, names, held) if spread else None
         layout = tuple(p for r in refs for p in r.params) if within is not None else ()
+        if held and (not layout or any(f not in names for f, _ in held)):
+            return None
         terms: list[tuple[float, int]] = []
         for slot, r in enumerate(refs):
             leaf = (self._near(r) if spread else r, *drawn)
@@ -563,18 +573,22 @@ class GraphBuilder:
                 return None
             cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=k) for f in fams}}
             if layout:
-                cond = {f: replace(v, layout=layout, slot=slot, within=within) if isinstance(v, Drawn) else v
-                        for f, v in cond.items()}
+                cond = {f: replace(v, layout=layout, slot=slot, within=within, some=held) if isinstance(v, Drawn)
+                        else v for f, v in cond.items()}
             terms.append((1.0, self.joint_leaf(leaf, model, cond)))
-        nid = self.weighted_sum(terms + [(1.0 - k, self.prior())])
+        # the values also stay product terms: a joint condition binds an object's values to it only
+        # loosely, so the drawn values alone are not always rendered
+        extra = [(1.0, self.leaf(self.refs[t])) for t in flat if self.refs[t].params is None]
+        nid = self.weighted_sum(terms + extra + [(1.0 - k - len(extra), self.prior())])
         conj = " & ".join(show(t) for t in flat)
         where = f"within {self._radius():g} of its point"
         if layout:
             wider = "" if within == self._radius() else \
                 f" (none has one within {self._radius():g}: wider, where the place holds)"
+            some = f", {' and '.join(v for _, v in held)} held by some object" if held else ""
             self.drawn.append((conj, f"the objects' {refs[0].family} and {', '.join(names)}",
                                f"together, as the data's {k}-object images with an object within {within:g} of "
-                               f"each point have them{wider} (free_families=data, named_positions=data)"))
+                               f"each point{some} have them{wider} (free_families=data, named_positions=data)"))
             return nid
         self.drawn.append((conj, f"{', '.join(names)} of each object",
                            f"as an object of the data's {k}-object images has them (free_families=data)"))
@@ -586,20 +600,22 @@ class GraphBuilder:
                                "its objects lie, or no such images)"))
         return nid
 
-    def _layout_radius(self, refs: list[ConceptRef], names: tuple[str, ...]) -> float | None:
+    def _layout_radius(self, refs: list[ConceptRef], names: tuple[str, ...],
+                       held: tuple[tuple[str, str], ...] = ()) -> float | None:
         """The radius within which the registry's ``value_draws`` hook draws whole layouts of
-        ``len(refs)`` objects, one near each of the places ``refs`` name (an object-level
-        composition's objects drawn together): the named radius, else the language's tolerance,
-        where each place holds (two places closer than the data's objects lie near the named
-        radius); None where it draws none."""
+        ``len(refs)`` objects, one near each of the places ``refs`` name and the values ``held``
+        ((family, value) pairs) each held by some object (an object-level composition's objects
+        drawn together): the named radius, else the language's tolerance, where each place holds
+        (two places closer than the data's objects lie near the named radius); None where it draws
+        none."""
         hook = getattr(self.registry, "value_draws", None)
         if hook is None:
             return None
         points = tuple(p for r in refs for p in r.params)
         for radius in dict.fromkeys((self._radius(), max(self._radius(), near_radius(None)))):
             try:
-                got = hook(self.domain, (refs[0].family, *names), {}, 1, 0, near=points, radius=radius,
-                           objects=len(refs))
+                got = hook(self.domain, (refs[0].family, *names), held_values(held), 1, 0, near=points,
+                           radius=radius, objects=len(refs))
             except TypeError:  # a hook without these arguments draws no layouts
                 return None
             if got is not None:

@@ -228,8 +228,8 @@ def _overlaps(pos: np.ndarray, half: np.ndarray) -> np.ndarray:
     return ~(sep >= MIN_GAP).any(axis=1)
 
 
-def two_object_layouts_near(n: int, seed: int, points, radius: float, rounds: int = 16,
-                            batch: int = 8192) -> SceneArrays:
+def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict | None = None,
+                            rounds: int = 16, batch: int = 8192) -> SceneArrays:
     """Up to ``n`` scenes of the ``two_objects`` split distributed as the generator's scenes in
     which object i's centre lies within ``radius`` of ``points[i]`` (i = 0, 1), drawn without
     generating and discarding whole scenes (within 0.05 of two points that is one scene in
@@ -238,13 +238,14 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, rounds: in
     The generator draws each object's combination c_i uniformly, then both centres uniformly in
     their boxes until the boxes keep MIN_GAP apart: given c, the centres are uniform over the
     allowed layouts L(c), of volume V(c). Given the discs D, they stay uniform over L(c) ∩ D, and c
-    is weighed by vol(L(c) ∩ D) / V(c). A proposal draws c as the generator does and each centre
-    uniformly in its disc ∩ box (area A_i(c)); it is kept with probability w(c) / max w,
-    w(c) = A_0(c)·A_1(c) / V(c), and then only where the boxes keep apart, so the kept scenes follow
-    the conditional exactly. V(c) is exact: per axis the two centres are independent uniforms, so
-    P(the boxes overlap) = P(|Δx| < a_x)·P(|Δy| < a_y). Fewer than ``n`` rows where the event is
-    too rare for ``rounds`` batches of proposals, none where no allowed layout has both centres in
-    the discs."""
+    is weighed by vol(L(c) ∩ D) / V(c). A proposal draws c as the generator does, among the pairs
+    with w(c) > 0, and each centre uniformly in its disc ∩ box (area A_i(c)); it is kept with
+    probability w(c) / max w, w(c) = A_0(c)·A_1(c) / V(c), and then only where the boxes keep
+    apart, so the kept scenes follow the conditional exactly. V(c) is exact: per axis the two centres are independent uniforms, so
+    P(the boxes overlap) = P(|Δx| < a_x)·P(|Δy| < a_y). ``held``: family → value indices that some
+    object must have as well (w is 0 for the other combinations). Fewer than ``n`` rows where the
+    event is too rare for ``rounds`` batches of proposals, none where no allowed layout has both
+    centres in the discs."""
     pts = np.asarray(points, dtype=np.float64).reshape(2, 2)
     r = float(radius)
     combos = _allowed_combinations("two_objects")
@@ -259,14 +260,20 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, rounds: in
                                       reach[..., axis])
     allowed = side.prod(1)[:, None] * side.prod(1)[None, :] * (1 - p_close)  # V(c), (M, M)
     w = area[0][:, None] * area[1][None, :] / allowed
+    column = {"shape": 0, "color": 1, "size": 2}
+    for family, wanted in (held or {}).items():
+        for v in wanted:
+            has = combos[:, column[family]] == v
+            w = w * (has[:, None] | has[None, :])
     empty = SceneArrays({k: np.zeros((0, 2), np.int64) for k in ("shape", "color", "size")},
                         np.zeros((0, 2, 2), np.float32))
     if not w.max() > 0:
         return empty
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, list(SPLITS).index("two_objects"), 0x1A7])
     picks, centres, got = [], [], 0
+    support = np.flatnonzero(w > 0)  # the generator draws every pair of combinations equally often
     for _ in range(int(rounds)):
-        pick = rng.integers(0, len(combos), size=(int(batch), 2))
+        pick = np.stack(np.divmod(support[rng.integers(0, len(support), size=int(batch))], len(combos)), 1)
         pick = pick[rng.random(int(batch)) < w[pick[:, 0], pick[:, 1]] / w.max()]
         pos = np.stack([_uniform_in_disc_box(rng, pts[i], r, lo[pick[:, i]], hi[pick[:, i]]) for i in range(2)], 1)
         ok = ~_overlaps(pos, half[pick])

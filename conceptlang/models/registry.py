@@ -15,7 +15,7 @@ import difflib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -495,7 +495,7 @@ class ModelRegistry:
 
         if not isinstance(family, str):
             if near is not None:
-                return self.layout_draws(domain, tuple(family), n, seed, near, radius, objects)
+                return self.layout_draws(domain, tuple(family), n, seed, near, radius, objects, given)
             return self.object_draws(domain, tuple(family), n, seed, objects)
         if domain not in DOMAIN_NAMES or family != "position" or objects != 1:
             return None
@@ -549,14 +549,15 @@ class ModelRegistry:
         return last[np.arange(n) % len(last)] if len(last) else None
 
     def layout_draws(self, domain: str, families: tuple[str, ...], n: int, seed: int, points: Sequence[float],
-                     radius: float | None, objects: int) -> np.ndarray | None:
+                     radius: float | None, objects: int, held: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """``n`` layouts (n, k·(P + F)) of the data's images with ``objects`` = k objects in which
         object i's centre lies within ``radius`` of point i (``points``: k·P values), drawn as the
         data has them: per object, in the points' order, its centre (the P parameters of the
         continuous family ``families[0]``), then its value indices of the discrete ``families[1:]``
-        (scenes: :func:`conceptlang.data.scenes.two_object_layouts_near`, exact). A rare layout's
+        (scenes: :func:`conceptlang.data.scenes.two_object_layouts_near`, exact). ``held``: family →
+        values (a name or a tuple of names) that some object of the layout holds. A rare layout's
         draws are cycled. None where the domain has no images with that many objects, or none with
-        its objects there (two places closer than two of its objects can lie)."""
+        its objects there (two places closer than two of its objects can lie) and the values held."""
         from conceptlang.data.scenes import two_object_layouts_near
 
         if domain != "scenes" or int(objects) != 2 or not families or families[0] != "position" \
@@ -564,8 +565,15 @@ class ModelRegistry:
             return None
         if any(f not in ("shape", "color", "size") for f in families[1:]):
             return None
+        want: dict[str, list[int]] = {}
+        for f, vals in (held or {}).items():
+            try:
+                values = self._domains[domain].family(f).values
+                want[f] = [values.index(v) for v in ((vals,) if isinstance(vals, str) else vals)]
+            except (KeyError, ValueError, DataError):
+                return None
         got = two_object_layouts_near(int(n), seed, np.asarray(points, dtype=np.float64).reshape(2, 2),
-                                      float(radius))
+                                      float(radius), held=want)
         m = len(got.positions)
         if not m:
             return None

@@ -20,6 +20,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
+from conceptlang.interface import held_values
 from conceptlang.sampling.draws import DRAW_MODES, spread_draws, spread_picks, spread_side
 from conceptlang.sampling.samplers import SAMPLERS, get_sampler
 
@@ -173,8 +174,8 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
                   draws: str, users: dict[int, torch.Tensor] | None) -> dict[tuple[int, str], torch.Tensor]:
     """The drawn families of an object-level composition's leaves (one per object, in ``slot``
     order), drawn together per chain: whole layouts of the data's images with an object within
-    ``Drawn.within`` of each point of ``layout``. Spread as :func:`_continuous_draws` spreads a
-    family, over the objects' centres together."""
+    ``Drawn.within`` of each point of ``layout`` and the values ``Drawn.some`` among the objects.
+    Spread as :func:`_continuous_draws` spreads a family, over the objects' centres together."""
     fams = graph.drawn_leaves[leaves[0]]
     cont = next(f for f in fams if graph.leaves[leaves[0]].condition[f].values is None)
     discrete = tuple(f for f in fams if f != cont)
@@ -186,8 +187,8 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
     side = spread_side(m) if draws == "spread" else 1
     rows = side * side * m
     seed_ = _seed_for(seed, DRAW_STREAM, slots[0], 0)
-    got = graph.drawer(graph.domain, (cont, *discrete), {}, rows, seed_, near=layout, radius=conds[0][cont].within,
-                       objects=len(slots))
+    got = graph.drawer(graph.domain, (cont, *discrete), held_values(conds[0][cont].some), rows, seed_, near=layout,
+                       radius=conds[0][cont].within, objects=len(slots))
     k, p = len(slots), len(conds[0][cont].near)
     pool = _checked_draws(got, f"the layout of {cont}, {', '.join(discrete)}", label, rows,
                           width=k * (p + len(discrete))).numpy().reshape(rows, k, p + len(discrete))

@@ -285,3 +285,25 @@ def test_layouts_near_two_points_follow_the_generator_given_the_event():
     assert np.array_equal(again.positions, b.positions[:50]) and np.array_equal(again.index["shape"], b.index["shape"][:50])
     assert len(sc.two_object_layouts_near(10, 0, [(0.4, 0.5), (0.6, 0.5)], 0.05).positions) == 0
     assert len(sc.two_object_layouts_near(10, 0, [(0.5, 0.5), (0.5, 0.5)], 0.1).positions) == 0
+
+
+def test_layouts_near_two_points_can_ask_for_values_some_object_holds():
+    pts, r = np.array([(0.3, 0.3), (0.7, 0.6)]), 0.15
+    tri, red = sc.SHAPES.index("triangle"), sc.COLORS.index("red")
+    a = label_arrays("scenes", 1 << 19, seed=12, split="two_objects")
+    pos = a.positions.astype(np.float64)
+    keep = (np.linalg.norm(pos[:, 0] - pts[0], axis=1) <= r) & (np.linalg.norm(pos[:, 1] - pts[1], axis=1) <= r)
+    keep &= (a.index["shape"] == tri).any(1) & (a.index["color"] == red).any(1)
+    assert keep.sum() > 2000
+    b = sc.two_object_layouts_near(20000, 4, pts, r, held={"shape": [tri], "color": [red]})
+    assert len(b.positions) == 20000
+    assert (b.index["shape"] == tri).any(1).all() and (b.index["color"] == red).any(1).all()
+
+    def joint(index):  # (is object 0 the triangle, is object 0 red, is object 1 the triangle, is object 1 red)
+        key = (index["shape"] == tri).astype(int) * 2 + (index["color"] == red)
+        return np.bincount(key[:, 0] * 4 + key[:, 1], minlength=16) / len(key)
+
+    want = joint({f: a.index[f][keep] for f in ("shape", "color")})
+    assert 0.5 * np.abs(want - joint(b.index)).sum() < 0.04
+    # no two-object scene has two triangles that are both red and ... a value no object can hold
+    assert len(sc.two_object_layouts_near(10, 0, pts, r, held={"size": [sc.SIZES.index("large")]}).positions) == 0

@@ -18,7 +18,7 @@ import torch
 
 from conceptlang.compiler import compile as compile_expr
 from conceptlang.data import scenes
-from conceptlang.errors import ModelError, SamplingError
+from conceptlang.errors import CompileError, ModelError, SamplingError
 from conceptlang.interface import ConceptRef, Drawn
 from conceptlang.models.analytic import GaussianRegistry, gaussian_for
 from conceptlang.models.conditions import SlotSpec, encode_conditions
@@ -348,6 +348,37 @@ def test_the_object_level_set_spreads_whole_layouts_over_the_chains():
     assert g.leaves[0].condition["shape"].layout == () and g.drawn_leaves[0] == ("position", "shape", "color", "size")
     assert any("on its own: the registry draws no layout of the data's 2-object images with an object within 0.1 "
                "of each point" in n for n in g.notices)
+
+
+def test_values_beside_the_places_are_drawn_into_the_layout():
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & triangle & red", reg)
+    # the values join the objects' draws, and stay product terms
+    assert [leaf.label for leaf in g.leaves][2:] == ["shape.triangle", "color.red", "prior"]
+    assert g.linear_coefs == (1.0, 1.0, 1.0, 1.0, -3.0)
+    assert g.leaves[0].condition["color"].some == (("shape", "triangle"), ("color", "red"))
+    assert any("within 0.05 of each point, triangle and red held by some object have them" in n for n in g.notices)
+    values = draw_chain_values(g, 200, seed=4)
+    shapes = np.concatenate([values[(leaf, "shape")].numpy() for leaf in (0, 1)], 1)
+    colours = np.concatenate([values[(leaf, "color")].numpy() for leaf in (0, 1)], 1)
+    assert (shapes == scenes.SHAPES.index("triangle")).any(1).all() and (colours == scenes.COLORS.index("red")).any(1).all()
+    assert len(np.unique(shapes, axis=0)) > 3  # the other object's shape still varies
+    # two objects may hold two colours: no single-object unsatisfiability warning, even strict
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & red & blue", reg, strict=True)
+    assert "satisfiability not checked: the expression places 2 objects, and the check reads every concept " \
+        "as one object's" in g.notices and not any("unsatisfiable" in n for n in g.notices)
+    colours = np.concatenate([draw_chain_values(g, 50, seed=0)[(leaf, "color")].numpy() for leaf in (0, 1)], 1)
+    assert (np.sort(colours, 1) == [scenes.COLORS.index("red"), scenes.COLORS.index("blue")]).all()
+    with pytest.raises(CompileError, match="unsatisfiable: no single object"):
+        compile_expr("position(0.3, 0.3) & red & blue", reg, strict=True)
+    # a value no two-object image has (large), a negated or weighted one: a plain product, as before
+    for text in ("position(0.3, 0.3) & position(0.7, 0.6) & large", "position(0.3, 0.3) & position(0.7, 0.6) & ~red",
+                 "position(0.3, 0.3) & position(0.7, 0.6) & 2 * red"):
+        g = compile_expr(text, reg)
+        assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
+                       for v in leaf.condition.values()), text
 
 
 def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
