@@ -526,7 +526,7 @@ class GraphBuilder:
 
     def _objects(self, flat: list[Expr]) -> int | None:
         """free_families="data" on an object-level composition (``position(a) & position(b)``:
-        every term a plain concept of one family, each a different value, served by one joint
+        plain named places of one continuous family, each a different one, served by one joint
         model trained on that many objects per image): one joint leaf per object, conditioned on
         its value and on every discrete family of the model, each chain drawing those per object
         as an object of the data's images with that many objects has them (the registry's
@@ -541,11 +541,11 @@ class GraphBuilder:
                 or any(self.weight(t) != 1.0 for t in flat):
             return None
         refs = [self.refs[t] for t in flat if self.refs[t].params is not None]
-        held = tuple(dict.fromkeys((r.family, r.value) for t in flat if (r := self.refs[t]).params is None))
+        values = [self.refs[t] for t in flat if self.refs[t].params is None]
         if len(refs) < 2 or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
-                or any(v is None or self.refs[t].absent or self.refs[t].drawn
-                       for t in flat if self.refs[t].params is None for v in [self.refs[t].value]):
+                or any(r.value is None or r.absent or r.drawn for r in values):
             return None
+        held = tuple(dict.fromkeys((r.family, r.value) for r in values))
         k = len(refs)
         hook = getattr(self.registry, "max_objects", None)
         if hook is None or getattr(self.registry, "joint", None) is None or hook(refs[0]) < k:
@@ -578,7 +578,7 @@ class GraphBuilder:
             terms.append((1.0, self.joint_leaf(leaf, model, cond)))
         # the values also stay product terms: a joint condition binds an object's values to it only
         # loosely, so the drawn values alone are not always rendered
-        extra = [(1.0, self.leaf(self.refs[t])) for t in flat if self.refs[t].params is None]
+        extra = [(1.0, self.leaf(r)) for r in values]
         nid = self.weighted_sum(terms + extra + [(1.0 - k - len(extra), self.prior())])
         conj = " & ".join(show(t) for t in flat)
         where = f"within {self._radius():g} of its point"
