@@ -561,8 +561,9 @@ class GraphBuilder:
             return None
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
         spread = self.options.named_positions == "data" and all(self._spreadable(r, model) for r in refs)
-        within = self._layout_radius(refs, names, held) if spread else None
-        layout = tuple(p for r in refs for p in r.params) if within is not None else ()
+        points = tuple(p for r in refs for p in r.params)
+        within = self._layout_radius(refs[0].family, points, len(refs), names, held) if spread else None
+        layout = points if within is not None else ()
         if held and (not layout or any(f not in names for f, _ in held)):
             return None
         terms: list[tuple[float, int]] = []
@@ -600,22 +601,21 @@ class GraphBuilder:
                                "its objects lie, or no such images)"))
         return nid
 
-    def _layout_radius(self, refs: list[ConceptRef], names: tuple[str, ...],
+    def _layout_radius(self, family: str, points: tuple[float, ...], k: int, names: tuple[str, ...],
                        held: tuple[tuple[str, str], ...] = ()) -> float | None:
-        """The radius within which the registry's ``value_draws`` hook draws whole layouts of
-        ``len(refs)`` objects, one near each of the places ``refs`` name and the values ``held``
-        ((family, value) pairs) each held by some object (an object-level composition's objects
-        drawn together): the named radius, else the language's tolerance, where each place holds
-        (two places closer than the data's objects lie near the named radius); None where it draws
-        none."""
+        """The radius within which the registry's ``value_draws`` hook draws whole layouts of ``k``
+        objects, one near each of the places of ``family`` at ``points`` (one after another), with
+        their values of ``names`` and the values ``held`` ((family, value) pairs) each held by some
+        object (an object-level composition's objects drawn together): the named radius, else the
+        language's tolerance, where each place holds (two places closer than the data's objects lie
+        near the named radius); None where it draws none."""
         hook = getattr(self.registry, "value_draws", None)
         if hook is None:
             return None
-        points = tuple(p for r in refs for p in r.params)
         for radius in dict.fromkeys((self._radius(), max(self._radius(), near_radius(None)))):
             try:
-                got = hook(self.domain, (refs[0].family, *names), held_values(held), 1, 0, near=points,
-                           radius=radius, objects=len(refs))
+                got = hook(self.domain, (family, *names), held_values(held), 1, 0, near=points,
+                           radius=radius, objects=k)
             except TypeError:  # a hook without these arguments draws no layouts
                 return None
             if got is not None:

@@ -241,9 +241,10 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict
     is weighed by vol(L(c) ∩ D) / V(c). A proposal draws c as the generator does, among the pairs
     with w(c) > 0, and each centre uniformly in its disc ∩ box (area A_i(c)); it is kept with
     probability w(c) / max w, w(c) = A_0(c)·A_1(c) / V(c), and then only where the boxes keep
-    apart, so the kept scenes follow the conditional exactly. V(c) is exact: per axis the two centres are independent uniforms, so
-    P(the boxes overlap) = P(|Δx| < a_x)·P(|Δy| < a_y). ``held``: family → value indices that some
-    object must have as well (w is 0 for the other combinations). Fewer than ``n`` rows where the
+    apart, so the kept scenes follow the conditional exactly. V(c) is exact: per axis the two
+    centres are independent uniforms, so P(the boxes overlap) = P(|Δx| < a_x)·P(|Δy| < a_y).
+    ``held``: family → value indices that some object must have as well (w is 0 for the other
+    combinations). Fewer than ``n`` rows where the
     event is too rare for ``rounds`` batches of proposals, none where no allowed layout has both
     centres in the discs."""
     pts = np.asarray(points, dtype=np.float64).reshape(2, 2)
@@ -260,21 +261,22 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict
                                       reach[..., axis])
     allowed = side.prod(1)[:, None] * side.prod(1)[None, :] * (1 - p_close)  # V(c), (M, M)
     w = area[0][:, None] * area[1][None, :] / allowed
-    column = {"shape": 0, "color": 1, "size": 2}
+    column = [name for name, _ in DISCRETE_FAMILIES]  # the order of a combination's indices
     for family, wanted in (held or {}).items():
         for v in wanted:
-            has = combos[:, column[family]] == v
+            has = combos[:, column.index(family)] == v
             w = w * (has[:, None] | has[None, :])
     empty = SceneArrays({k: np.zeros((0, 2), np.int64) for k in ("shape", "color", "size")},
                         np.zeros((0, 2, 2), np.float32))
-    if not w.max() > 0:
+    top = w.max()
+    if not top > 0:
         return empty
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, list(SPLITS).index("two_objects"), 0x1A7])
     picks, centres, got = [], [], 0
     support = np.flatnonzero(w > 0)  # the generator draws every pair of combinations equally often
     for _ in range(int(rounds)):
         pick = np.stack(np.divmod(support[rng.integers(0, len(support), size=int(batch))], len(combos)), 1)
-        pick = pick[rng.random(int(batch)) < w[pick[:, 0], pick[:, 1]] / w.max()]
+        pick = pick[rng.random(int(batch)) < w[pick[:, 0], pick[:, 1]] / top]
         pos = np.stack([_uniform_in_disc_box(rng, pts[i], r, lo[pick[:, i]], hi[pick[:, i]]) for i in range(2)], 1)
         ok = ~_overlaps(pos, half[pick])
         picks.append(pick[ok])

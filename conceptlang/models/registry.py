@@ -558,12 +558,12 @@ class ModelRegistry:
         values (a name or a tuple of names) that some object of the layout holds. A rare layout's
         draws are cycled. None where the domain has no images with that many objects, or none with
         its objects there (two places closer than two of its objects can lie) and the values held."""
-        from conceptlang.data.scenes import two_object_layouts_near
+        from conceptlang.data.scenes import DISCRETE_FAMILIES, two_object_layouts_near
 
         if domain != "scenes" or int(objects) != 2 or not families or families[0] != "position" \
                 or radius is None or len(points) != 4:
             return None
-        if any(f not in ("shape", "color", "size") for f in families[1:]):
+        if any(f not in dict(DISCRETE_FAMILIES) for f in families[1:]):
             return None
         want: dict[str, list[int]] = {}
         for f, vals in (held or {}).items():

@@ -21,7 +21,7 @@ from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
 from conceptlang.interface import held_values
-from conceptlang.sampling.draws import DRAW_MODES, spread_draws, spread_picks, spread_side
+from conceptlang.sampling.draws import DRAW_MODES, spread_rows, spread_side
 from conceptlang.sampling.samplers import SAMPLERS, get_sampler
 
 MAX_FRAME_CHAINS = 16
@@ -192,12 +192,7 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
     k, p = len(slots), len(conds[0][cont].near)
     pool = _checked_draws(got, f"the layout of {cont}, {', '.join(discrete)}", label, rows,
                           width=k * (p + len(discrete))).numpy().reshape(rows, k, p + len(discrete))
-    if side > 1 and len(np.unique(pool[:, :, :p].reshape(rows, -1), axis=0)) == rows:
-        rng = np.random.default_rng(_seed_for(seed_, SPREAD_STREAM))
-        a, b = (int(v) for v in rng.integers(0, side, size=2))
-        pool = pool[spread_picks(pool[:, :, :p].reshape(rows, -1), m, side, a, b)[rng.permutation(m)]]
-    else:  # independent draws, or a rare layout's draws (cycled)
-        pool = pool[:m]
+    pool = pool[_spread_or_first(pool[:, :, :p].reshape(rows, -1), m, side, seed_)]
     vals = torch.as_tensor(pool, dtype=torch.float32)  # (m, k, P + F)
     if chains is not None:  # the leaves' chains get the layouts; the others (cycled) never read theirs
         full = vals[torch.arange(n) % m].clone()
@@ -239,10 +234,17 @@ def _continuous_draws(graph: EnergyGraph, fam: str, given: dict, where: dict, la
     side = spread_side(n)
     m = side * side * n
     pool = _checked_draws(graph.drawer(graph.domain, fam, given, m, seed, **where), fam, label, m).numpy()
-    if len(np.unique(pool, axis=0)) < m:  # a rare combination's draws, cycled, or a fixed point
-        return torch.as_tensor(pool[:n])
-    rng = np.random.default_rng(_seed_for(seed, SPREAD_STREAM))
-    return torch.as_tensor(spread_draws(pool, n, side, rng), dtype=torch.float32)
+    return torch.as_tensor(pool[_spread_or_first(pool, n, side, seed)], dtype=torch.float32)
+
+
+def _spread_or_first(pool: np.ndarray, n: int, side: int, seed: int) -> np.ndarray:
+    """Row indices (n,) into ``pool`` (side² · n draws, (side² · n, P)): spread over their region
+    (:func:`~conceptlang.sampling.draws.spread_rows`, seeded from ``seed``), or the first n where
+    side is 1 (independent draws) or the pool repeats values (a rare combination's draws, cycled,
+    or a fixed point)."""
+    if side == 1 or len(np.unique(pool, axis=0)) < len(pool):
+        return np.arange(n)
+    return spread_rows(pool, n, side, np.random.default_rng(_seed_for(seed, SPREAD_STREAM)))
 
 
 def _checked_draws(got: Any, what: str, label: str, n: int, width: int | None = None) -> torch.Tensor:

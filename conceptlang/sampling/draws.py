@@ -72,10 +72,14 @@ def spread_picks(pool: np.ndarray, n: int, side: int, a: int, b: int) -> np.ndar
     return picks
 
 
-def spread_draws(pool: np.ndarray, n: int, side: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` values (n, P) of the side² · n independent draws in ``pool``, spread over their region
-    and shuffled over the chains (see the module docstring); each chain's value is distributed as
+def spread_rows(pool: np.ndarray, n: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices (n,) into the side² · n independent draws in ``pool``, spread over their region
+    and shuffled over the chains (see the module docstring); each chain's row is distributed as
     one draw of the pool's distribution."""
     a, b = (int(v) for v in rng.integers(0, side, size=2))
-    picks = spread_picks(pool, n, side, a, b)
-    return np.asarray(pool)[picks[rng.permutation(n)]]
+    return spread_picks(pool, n, side, a, b)[rng.permutation(n)]
+
+
+def spread_draws(pool: np.ndarray, n: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` values (n, P) of the side² · n independent draws in ``pool``: :func:`spread_rows`'s rows."""
+    return np.asarray(pool)[spread_rows(pool, n, side, rng)]
