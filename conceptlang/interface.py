@@ -73,7 +73,8 @@ class Drawn:
     are drawn together, as one image of the data with an object within ``within`` of each of these
     points (one after another, in the objects' order) has them; every drawn family of the objects'
     leaves carries the same ``layout``. Empty: drawn on its own. ``some``: (family, value) pairs
-    that some object of the layout holds (``position(a) & position(b) & red``)."""
+    that some object of the layout holds (``position(a) & position(b) & red``); ``none``: those
+    that no object holds (``position(a) & position(b) & ~red``)."""
 
     near: tuple[float, ...] | None = None
     values: tuple[str, ...] | None = None
@@ -84,6 +85,7 @@ class Drawn:
     slot: int = 0
     within: float = 0.0
     some: tuple[tuple[str, str], ...] = ()
+    none: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         if self.layout:
@@ -99,7 +101,8 @@ class Drawn:
 
 def held_values(some: Sequence[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     """A layout draw's ``given`` (the registry's ``value_draws`` with ``near`` for every object):
-    family → the values some object of the layout holds, from ``Drawn.some``'s pairs."""
+    family → the values some object of the layout holds, from ``Drawn.some``'s pairs; its
+    ``excluded`` likewise from ``Drawn.none``'s."""
     out: dict[str, tuple[str, ...]] = {}
     for family, value in some:
         out[family] = out.get(family, ()) + (value,)

@@ -534,18 +534,23 @@ class GraphBuilder:
         prior. None where that does not apply (the families then stay the model's).
 
         Plain values of other families beside the places (``position(a) & position(b) & red &
-        triangle``: some object is red, some a triangle) apply where the registry draws whole
-        layouts: each chain draws one in which they hold, its objects' leaves take their drawn
-        values, and the values stay product terms as well; else None (a plain product)."""
-        if self.options.and_mode != "joint" or len(flat) < 2 or not all(isinstance(t, Concept) for t in flat) \
-                or any(self.weight(t) != 1.0 for t in flat):
+        triangle``: some object is red, some a triangle) and negated ones (``~yellow``: no object is
+        yellow) apply where the registry draws whole layouts: each chain draws one in which they
+        hold, its objects' leaves take their drawn values, and the plain values stay product terms
+        as well; else None (a plain product)."""
+        negated = [t.expr for t in flat if isinstance(t, Not) and isinstance(t.expr, Concept)]
+        plain = [t for t in flat if isinstance(t, Concept)]
+        if self.options.and_mode != "joint" or len(flat) < 2 or len(plain) + len(negated) != len(flat):
             return None
-        refs = [self.refs[t] for t in flat if self.refs[t].params is not None]
-        values = [self.refs[t] for t in flat if self.refs[t].params is None]
-        if len(refs) < 2 or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
-                or any(r.value is None or r.absent or r.drawn for r in values):
+        refs = [self.refs[t] for t in plain if self.refs[t].params is not None]
+        values = [self.refs[t] for t in plain if self.refs[t].params is None]
+        shunned = [self.refs[t] for t in negated]
+        if len(refs) < 2 or any(self.weight(t) != 1.0 for t in plain + negated) or len({r.family for r in refs}) != 1 \
+                or len(set(refs)) != len(refs) \
+                or any(r.value is None or r.absent or r.drawn or r.params is not None for r in values + shunned):
             return None
         held = tuple(dict.fromkeys((r.family, r.value) for r in values))
+        none = tuple(dict.fromkeys((r.family, r.value) for r in shunned))
         k = len(refs)
         hook = getattr(self.registry, "max_objects", None)
         if hook is None or getattr(self.registry, "joint", None) is None or hook(refs[0]) < k:
@@ -562,9 +567,9 @@ class GraphBuilder:
         drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
         spread = self.options.named_positions == "data" and all(self._spreadable(r, model) for r in refs)
         points = tuple(p for r in refs for p in r.params)
-        within = self._layout_radius(refs[0].family, points, len(refs), names, held) if spread else None
+        within = self._layout_radius(refs[0].family, points, len(refs), names, held, none) if spread else None
         layout = points if within is not None else ()
-        if held and (not layout or any(f not in names for f, _ in held)):
+        if (held or none) and (not layout or any(f not in names for f, _ in held + none)):
             return None
         terms: list[tuple[float, int]] = []
         for slot, r in enumerate(refs):
@@ -574,11 +579,13 @@ class GraphBuilder:
                 return None
             cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=k) for f in fams}}
             if layout:
-                cond = {f: replace(v, layout=layout, slot=slot, within=within, some=held) if isinstance(v, Drawn)
+                cond = {f: replace(v, layout=layout, slot=slot, within=within, some=held, none=none)
+                        if isinstance(v, Drawn)
                         else v for f, v in cond.items()}
             terms.append((1.0, self.joint_leaf(leaf, model, cond)))
         # the values also stay product terms: a joint condition binds an object's values to it only
         # loosely, so the drawn values alone are not always rendered
+        # a negated value is only kept off the objects' draws, with no term of its own
         extra = [(1.0, self.leaf(r)) for r in values]
         nid = self.weighted_sum(terms + extra + [(1.0 - k - len(extra), self.prior())])
         conj = " & ".join(show(t) for t in flat)
@@ -587,6 +594,7 @@ class GraphBuilder:
             wider = "" if within == self._radius() else \
                 f" (none has one within {self._radius():g}: wider, where the place holds)"
             some = f", {' and '.join(v for _, v in held)} held by some object" if held else ""
+            some += f", {' and '.join(v for _, v in none)} by none" if none else ""
             self.drawn.append((conj, f"the objects' {refs[0].family} and {', '.join(names)}",
                                f"together, as the data's {k}-object images with an object within {within:g} of "
                                f"each point{some} have them{wider} (free_families=data, named_positions=data)"))
@@ -602,20 +610,21 @@ class GraphBuilder:
         return nid
 
     def _layout_radius(self, family: str, points: tuple[float, ...], k: int, names: tuple[str, ...],
-                       held: tuple[tuple[str, str], ...] = ()) -> float | None:
+                       held: tuple[tuple[str, str], ...] = (), none: tuple[tuple[str, str], ...] = ()) -> float | None:
         """The radius within which the registry's ``value_draws`` hook draws whole layouts of ``k``
         objects, one near each of the places of ``family`` at ``points`` (one after another), with
-        their values of ``names`` and the values ``held`` ((family, value) pairs) each held by some
-        object (an object-level composition's objects drawn together): the named radius, else the
-        language's tolerance, where each place holds (two places closer than the data's objects lie
-        near the named radius); None where it draws none."""
+        their values of ``names``, the values ``held`` ((family, value) pairs) each held by some
+        object and those in ``none`` by none (an object-level composition's objects drawn
+        together): the named radius, else the language's tolerance, where each place holds (two
+        places closer than the data's objects lie near the named radius); None where it draws
+        none."""
         hook = getattr(self.registry, "value_draws", None)
         if hook is None:
             return None
         for radius in dict.fromkeys((self._radius(), max(self._radius(), near_radius(None)))):
             try:
                 got = hook(self.domain, (family, *names), held_values(held), 1, 0, near=points,
-                           radius=radius, objects=k)
+                           radius=radius, objects=k, **({"excluded": held_values(none)} if none else {}))
             except TypeError:  # a hook without these arguments draws no layouts
                 return None
             if got is not None:

@@ -229,7 +229,7 @@ def _overlaps(pos: np.ndarray, half: np.ndarray) -> np.ndarray:
 
 
 def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict | None = None,
-                            rounds: int = 16, batch: int = 8192) -> SceneArrays:
+                            rounds: int = 16, batch: int = 8192, excluded: dict | None = None) -> SceneArrays:
     """Up to ``n`` scenes of the ``two_objects`` split distributed as the generator's scenes in
     which object i's centre lies within ``radius`` of ``points[i]`` (i = 0, 1), drawn without
     generating and discarding whole scenes (within 0.05 of two points that is one scene in
@@ -244,7 +244,8 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict
     apart, so the kept scenes follow the conditional exactly. V(c) is exact: per axis the two
     centres are independent uniforms, so P(the boxes overlap) = P(|Δx| < a_x)·P(|Δy| < a_y).
     ``held``: family → value indices that some object must have as well (w is 0 for the other
-    combinations). Fewer than ``n`` rows where the
+    combinations); ``excluded``: family → value indices that neither object has. Fewer than
+    ``n`` rows where the
     event is too rare for ``rounds`` batches of proposals, none where no allowed layout has both
     centres in the discs."""
     pts = np.asarray(points, dtype=np.float64).reshape(2, 2)
@@ -266,6 +267,9 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict
         for v in wanted:
             has = combos[:, column.index(family)] == v
             w = w * (has[:, None] | has[None, :])
+    for family, unwanted in (excluded or {}).items():
+        has = np.isin(combos[:, column.index(family)], list(unwanted))
+        w = w * (~has[:, None] & ~has[None, :])
     empty = SceneArrays({k: np.zeros((0, 2), np.int64) for k in ("shape", "color", "size")},
                         np.zeros((0, 2, 2), np.float32))
     top = w.max()

@@ -469,7 +469,7 @@ class ModelRegistry:
     def value_draws(self, domain: str, family: str | tuple[str, ...], given: Condition, n: int, seed: int,
                     near: Sequence[float] | None = None, radius: float | None = None,
                     objects: int = 1, away: bool = False, avoid: Sequence[float] = (),
-                    avoid_radius: float | None = None) -> np.ndarray | None:
+                    avoid_radius: float | None = None, excluded: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """``n`` draws (n, P) of the continuous family ``family``'s parameters as the data has them
         among the examples where every discrete value in ``given`` (family → value name, or the
         known-absent value) holds: fresh label draws from the domain's procedural generator, its
@@ -489,13 +489,14 @@ class ModelRegistry:
         ``family`` a tuple of discrete families: their values drawn together, as one object of the
         data's images with ``objects`` objects has them (:meth:`object_draws`); a tuple that starts
         with the continuous family, with ``near`` holding one point per object: whole layouts
-        (:meth:`layout_draws`)."""
+        (:meth:`layout_draws`; ``given``: the values some object holds, ``excluded``: those no object
+        holds, each family → a value name or a tuple of names)."""
         from conceptlang.data import DOMAIN_NAMES, label_arrays
         from conceptlang.models.conditions import ABSENT
 
         if not isinstance(family, str):
             if near is not None:
-                return self.layout_draws(domain, tuple(family), n, seed, near, radius, objects, given)
+                return self.layout_draws(domain, tuple(family), n, seed, near, radius, objects, given, excluded)
             return self.object_draws(domain, tuple(family), n, seed, objects)
         if domain not in DOMAIN_NAMES or family != "position" or objects != 1:
             return None
@@ -549,13 +550,15 @@ class ModelRegistry:
         return last[np.arange(n) % len(last)] if len(last) else None
 
     def layout_draws(self, domain: str, families: tuple[str, ...], n: int, seed: int, points: Sequence[float],
-                     radius: float | None, objects: int, held: Mapping[str, Any] | None = None) -> np.ndarray | None:
+                     radius: float | None, objects: int, held: Mapping[str, Any] | None = None,
+                     excluded: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """``n`` layouts (n, k·(P + F)) of the data's images with ``objects`` = k objects in which
         object i's centre lies within ``radius`` of point i (``points``: k·P values), drawn as the
         data has them: per object, in the points' order, its centre (the P parameters of the
         continuous family ``families[0]``), then its value indices of the discrete ``families[1:]``
         (scenes: :func:`conceptlang.data.scenes.two_object_layouts_near`, exact). ``held``: family →
-        values (a name or a tuple of names) that some object of the layout holds. A rare layout's
+        values (a name or a tuple of names) that some object of the layout holds; ``excluded``: the
+        same for values that no object of the layout holds. A rare layout's
         draws are cycled. None where the domain has no images with that many objects, or none with
         its objects there (two places closer than two of its objects can lie) and the values held."""
         from conceptlang.data.scenes import DISCRETE_FAMILIES, two_object_layouts_near
@@ -566,14 +569,16 @@ class ModelRegistry:
         if any(f not in dict(DISCRETE_FAMILIES) for f in families[1:]):
             return None
         want: dict[str, list[int]] = {}
-        for f, vals in (held or {}).items():
-            try:
-                values = self._domains[domain].family(f).values
-                want[f] = [values.index(v) for v in ((vals,) if isinstance(vals, str) else vals)]
-            except (KeyError, ValueError, DataError):
-                return None
+        shun: dict[str, list[int]] = {}
+        for into, given in ((want, held), (shun, excluded)):
+            for f, vals in (given or {}).items():
+                try:
+                    values = self._domains[domain].family(f).values
+                    into[f] = [values.index(v) for v in ((vals,) if isinstance(vals, str) else vals)]
+                except (KeyError, ValueError, DataError):
+                    return None
         got = two_object_layouts_near(int(n), seed, np.asarray(points, dtype=np.float64).reshape(2, 2),
-                                      float(radius), held=want)
+                                      float(radius), held=want, excluded=shun)
         m = len(got.positions)
         if not m:
             return None

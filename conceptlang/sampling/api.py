@@ -174,7 +174,8 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
                   draws: str, users: dict[int, torch.Tensor] | None) -> dict[tuple[int, str], torch.Tensor]:
     """The drawn families of an object-level composition's leaves (one per object, in ``slot``
     order), drawn together per chain: whole layouts of the data's images with an object within
-    ``Drawn.within`` of each point of ``layout`` and the values ``Drawn.some`` among the objects.
+    ``Drawn.within`` of each point of ``layout``, the values ``Drawn.some`` among the objects and
+    ``Drawn.none`` on none of them.
     Spread as :func:`_continuous_draws` spreads a family, over the objects' centres together."""
     fams = graph.drawn_leaves[leaves[0]]
     cont = next(f for f in fams if graph.leaves[leaves[0]].condition[f].values is None)
@@ -187,8 +188,10 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
     side = spread_side(m) if draws == "spread" else 1
     rows = side * side * m
     seed_ = _seed_for(seed, DRAW_STREAM, slots[0], 0)
+    none = conds[0][cont].none
     got = graph.drawer(graph.domain, (cont, *discrete), held_values(conds[0][cont].some), rows, seed_, near=layout,
-                       radius=conds[0][cont].within, objects=len(slots))
+                       radius=conds[0][cont].within, objects=len(slots),
+                       **({"excluded": held_values(none)} if none else {}))
     k, p = len(slots), len(conds[0][cont].near)
     pool = _checked_draws(got, f"the layout of {cont}, {', '.join(discrete)}", label, rows,
                           width=k * (p + len(discrete))).numpy().reshape(rows, k, p + len(discrete))

@@ -307,3 +307,35 @@ def test_layouts_near_two_points_can_ask_for_values_some_object_holds():
     assert 0.5 * np.abs(want - joint(b.index)).sum() < 0.04
     # no two-object scene has two triangles that are both red and ... a value no object can hold
     assert len(sc.two_object_layouts_near(10, 0, pts, r, held={"size": [sc.SIZES.index("large")]}).positions) == 0
+
+
+def test_layouts_near_two_points_can_exclude_values_no_object_holds():
+    """``excluded`` against the generator's scenes kept where each object lies within 0.15 of its
+    point and neither object is red nor a circle, with a triangle held by some object."""
+    pts, r = np.array([(0.3, 0.6), (0.7, 0.4)]), 0.15
+    red, circle, tri = sc.COLORS.index("red"), sc.SHAPES.index("circle"), sc.SHAPES.index("triangle")
+    a = label_arrays("scenes", 1 << 19, seed=13, split="two_objects")
+    pos = a.positions.astype(np.float64)
+    keep = (np.linalg.norm(pos[:, 0] - pts[0], axis=1) <= r) & (np.linalg.norm(pos[:, 1] - pts[1], axis=1) <= r)
+    keep &= ~(a.index["color"] == red).any(1) & ~(a.index["shape"] == circle).any(1) & (a.index["shape"] == tri).any(1)
+    assert keep.sum() > 2000
+    b = sc.two_object_layouts_near(20000, 5, pts, r, held={"shape": [tri]}, excluded={"color": [red], "shape": [circle]})
+    assert len(b.positions) == 20000
+    assert not (b.index["color"] == red).any() and not (b.index["shape"] == circle).any()
+    assert (b.index["shape"] == tri).any(1).all()
+
+    def tris(index):  # (is object 0 a triangle, is object 1)
+        t = (index["shape"] == tri).astype(int)
+        return np.bincount(t[:, 0] * 2 + t[:, 1], minlength=4) / len(t)
+
+    def colours(index):
+        return np.bincount(index["color"].ravel(), minlength=6) / index["color"].size
+
+    want = {f: a.index[f][keep] for f in ("shape", "color")}
+    assert 0.5 * np.abs(tris(want) - tris(b.index)).sum() < 0.03  # sampling noise at ~4,400 kept scenes: ~0.01
+    assert 0.5 * np.abs(colours(want) - colours(b.index)).sum() < 0.03
+    # excluding the only value the split has leaves nothing; a value no object has excludes nothing
+    assert len(sc.two_object_layouts_near(10, 0, pts, r, excluded={"size": [sc.SIZES.index("small")]}).positions) == 0
+    plain = sc.two_object_layouts_near(50, 6, pts, r)
+    same = sc.two_object_layouts_near(50, 6, pts, r, excluded={"size": [sc.SIZES.index("large")]})
+    assert np.array_equal(plain.positions, same.positions) and np.array_equal(plain.index["color"], same.index["color"])

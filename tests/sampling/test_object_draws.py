@@ -373,12 +373,36 @@ def test_values_beside_the_places_are_drawn_into_the_layout():
     assert (np.sort(colours, 1) == [scenes.COLORS.index("red"), scenes.COLORS.index("blue")]).all()
     with pytest.raises(CompileError, match="unsatisfiable: no single object"):
         compile_expr("position(0.3, 0.3) & red & blue", reg, strict=True)
-    # a value no two-object image has (large), a negated or weighted one: a plain product, as before
-    for text in ("position(0.3, 0.3) & position(0.7, 0.6) & large", "position(0.3, 0.3) & position(0.7, 0.6) & ~red",
-                 "position(0.3, 0.3) & position(0.7, 0.6) & 2 * red"):
+    # a value no two-object image has (large, or ~small), a weighted one: a plain product, as before
+    for text in ("position(0.3, 0.3) & position(0.7, 0.6) & large", "position(0.3, 0.3) & position(0.7, 0.6) & ~small",
+                 "position(0.3, 0.3) & position(0.7, 0.6) & 2 * red", "position(0.3, 0.3) & position(0.7, 0.6) & -1 * red"):
         g = compile_expr(text, reg)
         assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
                        for v in leaf.condition.values()), text
+
+
+def test_negated_values_beside_the_places_are_kept_off_every_object_of_the_layout():
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    # 0.2 apart: as a plain product the objects merge into one; drawn as whole layouts they do not
+    g = compile_expr("~yellow & position(0.7, 0.7) & position(0.7, 0.5) & triangle & ~circle", reg)
+    cond = g.leaves[0].condition["color"]
+    assert cond.some == (("shape", "triangle"),) and cond.none == (("color", "yellow"), ("shape", "circle"))
+    assert cond.within == 0.1 and g.leaves[1].condition["shape"].none == cond.none
+    assert any("within 0.1 of each point, triangle held by some object, yellow and circle by none have them" in n
+               for n in g.notices)
+    values = draw_chain_values(g, 200, seed=2)
+    shapes = np.concatenate([values[(leaf, "shape")].numpy() for leaf in (0, 1)], 1)
+    colours = np.concatenate([values[(leaf, "color")].numpy() for leaf in (0, 1)], 1)
+    assert not (colours == scenes.COLORS.index("yellow")).any() and not (shapes == scenes.SHAPES.index("circle")).any()
+    assert (shapes == scenes.SHAPES.index("triangle")).any(1).all()
+    assert len(np.unique(colours, axis=0)) > 10  # the other colours still vary, in both objects
+    for leaf, point in ((0, (0.7, 0.7)), (1, (0.7, 0.5))):
+        assert np.linalg.norm(values[(leaf, "position")].numpy() - point, axis=1).max() <= 0.1 + 1e-6
+    # a negation no layout can meet (every object of a two-object image is small): a plain product
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & ~small", reg)
+    assert not any(isinstance(v, Drawn) and v.layout for leaf in g.leaves for v in leaf.condition.values())
 
 
 def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
