@@ -211,7 +211,8 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     those of the expression lowered without weights, on the same leaves. Returns (σ_w or None, the
     linear route's low coefficients or None, the disjuncts with their ``low_coefs``).
 
-    Below σ_w a weighted concept, calibrated or written (``2 * red``), scores with weight 1, so its
+    Below σ_w a weighted concept, calibrated or written (``2 * red``, or a concept a conjunction
+    repeats, ``red & (red & circle)``), scores with weight 1, so its
     extra (w − 1)·(E_c − E_prior) drops out and its rows are not evaluated there. Applies to the
     linear and DNF routes (the sampled ones) when a weight was applied; the lowering without weights
     must use no leaf the weighted one lacks, and each weighted branch the leaves of exactly one
@@ -222,7 +223,8 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     if hook is None or route not in ("linear", "dnf"):
         return None, None, disjuncts
     plain_expr = _without_concept_weights(expr)
-    if not (builder.calibrated or plain_expr is not expr):
+    written = plain_expr is not expr or builder.repeated
+    if not (builder.calibrated or written):
         return None, None, disjuncts
     models = list({id(leaf.model): leaf.model for leaf in builder.leaves}.values())
     level = hook(models)
@@ -237,7 +239,7 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
     try:
         plain, plain_root, plain_disjuncts, plain_route, *_ = _lower(plain_expr, registry, domain, refs,
                                                                      replace(opts, concept_weights=False),
-                                                                     builder.enumerate_free)
+                                                                     builder.enumerate_free, repeats_once=True)
     except CompileError:
         return every_level()
     index = {leaf.key: leaf.index for leaf in builder.leaves}
@@ -265,7 +267,7 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
             else all(r == d.coefs for d, r in zip(disjuncts, low_rows)))
     if same:
         return None, None, disjuncts
-    which, below = (("calibrated", "as written") if plain_expr is expr else
+    which, below = (("calibrated", "as written") if not written else
                     ("calibrated and written" if builder.calibrated else "written", "with weight 1"))
     notices.append(f"the {which} concept weights act at noise levels σ ≥ {level:g} (the models' manifest's "
                    f"concept_weights_above); below, concepts score {below}")
@@ -325,10 +327,11 @@ def _matched_rows(disjuncts: list, plain: list) -> list:
 
 
 def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts: CompileOptions,
-           enumerate_free: bool = True) -> tuple:
+           enumerate_free: bool = True, repeats_once: bool = False) -> tuple:
     """Lower and pick the sampling route: (builder, root, disjuncts, route, all_explicit, models, notices)."""
     notices: list[str] = []
     builder = GraphBuilder(registry, domain, refs, opts, enumerate_free)
+    builder.repeats_once = repeats_once
     root = builder.lower_root(expr, check_log_z(expr, opts))
     if builder.or_weights is not None:
         notices.append(builder.or_weights.notice())

@@ -130,6 +130,11 @@ class GraphBuilder:
         # (``2 * (red & circle)``): (w, their families); each branch's product adds one extra share
         # (w − 1)·(E(x | the group's values in the branch) − E_prior)
         self._groups: list[tuple[float, frozenset[str]]] = []
+        # and_mode "joint": a concept a conjunction repeats (``red & circle & red``) is read as a
+        # written weight (``2 * red``); ``repeated`` records one was, and ``repeats_once`` reads it
+        # once, as the lowering without written weights does (the compiler's weights floor)
+        self.repeated = False
+        self.repeats_once = False
 
     # -- construction ---------------------------------------------------------------------------
     def _node(self, node: Node, key: str) -> int:
@@ -534,22 +539,25 @@ class GraphBuilder:
         prior. None where that does not apply (the families then stay the model's).
 
         Plain values of other families beside the places (``position(a) & position(b) & red &
-        triangle``: some object is red, some a triangle) and negated ones (``~yellow``: no object is
-        yellow) apply where the registry draws whole layouts: each chain draws one in which they
-        hold, its objects' leaves take their drawn values, and the plain values stay product terms
-        as well; else None (a plain product)."""
+        triangle``: some object is red, some a triangle; ``2 * red`` too) and negated ones
+        (``~yellow``: no object is yellow) apply where the registry draws whole layouts: each chain
+        draws one in which they hold, its objects' leaves take their drawn values, and the plain
+        values stay product terms as well, each with its written weight; else None (a plain
+        product)."""
         negated = [t.expr for t in flat if isinstance(t, Not) and isinstance(t.expr, Concept)]
-        plain = [t for t in flat if isinstance(t, Concept)]
+        plain = [(c, weight_of(t)[0]) for t in flat if (c := self._positive_concept(t)) is not None]
         if self.options.and_mode != "joint" or len(flat) < 2 or len(plain) + len(negated) != len(flat):
             return None
-        refs = [self.refs[t] for t in plain if self.refs[t].params is not None]
-        values = [self.refs[t] for t in plain if self.refs[t].params is None]
+        refs = [self.refs[c] for c, w in plain if self.refs[c].params is not None]
+        values = [(self.refs[c], w) for c, w in plain if self.refs[c].params is None]
         shunned = [self.refs[t] for t in negated]
-        if len(refs) < 2 or any(self.weight(t) != 1.0 for t in plain + negated) or len({r.family for r in refs}) != 1 \
-                or len(set(refs)) != len(refs) \
-                or any(r.value is None or r.absent or r.drawn or r.params is not None for r in values + shunned):
+        if len(refs) < 2 or any(w != 1.0 for c, w in plain if self.refs[c].params is not None) \
+                or any(self.weight(t) != 1.0 for t in [c for c, _ in plain] + negated) \
+                or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
+                or any(r.value is None or r.absent or r.drawn or r.params is not None
+                       for r in [r for r, _ in values] + shunned):
             return None
-        held = tuple(dict.fromkeys((r.family, r.value) for r in values))
+        held = tuple(dict.fromkeys((r.family, r.value) for r, _ in values))
         none = tuple(dict.fromkeys((r.family, r.value) for r in shunned))
         k = len(refs)
         hook = getattr(self.registry, "max_objects", None)
@@ -586,8 +594,8 @@ class GraphBuilder:
         # the values also stay product terms: a joint condition binds an object's values to it only
         # loosely, so the drawn values alone are not always rendered
         # a negated value is only kept off the objects' draws, with no term of its own
-        extra = [(1.0, self.leaf(r)) for r in values]
-        nid = self.weighted_sum(terms + extra + [(1.0 - k - len(extra), self.prior())])
+        extra = [(w, self.leaf(r)) for r, w in values]
+        nid = self.weighted_sum(terms + extra + [(1.0 - k - sum(w for w, _ in extra), self.prior())])
         conj = " & ".join(show(t) for t in flat)
         where = f"within {self._radius():g} of its point"
         if layout:
@@ -969,7 +977,9 @@ class GraphBuilder:
         conj = " & ".join(show(t) for t in flat)
         for k, (t, s, inner, neg) in enumerate(classified):
             if k in repeats:  # a concept already in a joint leaf, again: its whole weight beside it
-                out.append((s, self._term(inner, s)))
+                self.repeated = True
+                if not self.repeats_once:
+                    out.append((s, self._term(inner, s)))
                 continue
             if k in joint or k in absorbed:
                 if k in joint:

@@ -161,6 +161,28 @@ def test_a_written_weight_on_a_concept_acts_above_the_level_too():
     assert neg.weights_above is None
 
 
+def test_a_repeated_concept_is_a_written_weight_at_the_level_too(shipped):
+    """``red & (red & circle)`` reads as ``2 * red & circle``, so its repeat acts at σ ≥ the level
+    only, as the written weight does: on the analytic models and on the shipped scenes, where
+    the repeat comes out of a negated OR only after the negations are pushed in."""
+    g, notices = _linear_floor("red & (red & circle)", {}, 1.0)
+    assert notices == ["the written concept weights act at noise levels σ ≥ 0.5 (the models' manifest's "
+                       "concept_weights_above); below, concepts score with weight 1"]
+    sigma = torch.tensor([0.1, 0.49, 0.5, 2.0], dtype=torch.float64)
+    written, _ = _linear_floor("2 * red & circle", {}, 1.0)
+    torch.testing.assert_close(g.score(X, sigma), written.score(X, sigma), rtol=1e-12, atol=1e-12)
+    # without a level the repeat acts at every level, as before
+    assert compile("red & (red & circle)", GaussianRegistry(), and_mode="joint").weights_above is None
+    nested = compile("~(green | (blue | ~cyan) | ~(~large & (cyan & ~triangle)))", shipped)
+    plain = compile("2 * cyan & small & ~triangle", shipped)
+    assert nested.weights_above == plain.weights_above == 0.3
+    rows = [sorted((round(d.share, 12), tuple(_nonzero(_by_label(g, d.coefs)).items()),
+                    tuple(_nonzero(_by_label(g, d.low_coefs)).items())) for d in g.disjuncts) for g in (nested, plain)]
+    assert rows[0] == rows[1]
+    low = _nonzero(_by_label(nested, nested.disjuncts[0].low_coefs))
+    assert "color.cyan" not in low and sum(low.values()) == 1.0  # below: cyan once, in the joint leaf
+
+
 def test_shipped_scenes_draw_the_free_families_of_a_weighted_conjunction_from_the_data(shipped):
     """``2 * red & circle`` compiles as ``red & circle`` does (size drawn per branch, position per
     chain), plus red's extra share above the manifest's level; a repeat the same, also one in a

@@ -373,9 +373,15 @@ def test_values_beside_the_places_are_drawn_into_the_layout():
     assert (np.sort(colours, 1) == [scenes.COLORS.index("red"), scenes.COLORS.index("blue")]).all()
     with pytest.raises(CompileError, match="unsatisfiable: no single object"):
         compile_expr("position(0.3, 0.3) & red & blue", reg, strict=True)
-    # a value no two-object image has (large, or ~small), a weighted one: a plain product, as before
+    # a written weight on a value: drawn into the layout the same way, its product term weighted
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & 2 * red & 0.5 * triangle", reg)
+    assert [leaf.label for leaf in g.leaves][2:] == ["color.red", "shape.triangle", "prior"]
+    assert g.linear_coefs == (1.0, 1.0, 2.0, 0.5, -3.5)
+    assert g.leaves[1].condition["shape"].some == (("color", "red"), ("shape", "triangle"))
+    # a value no two-object image has (large, or ~small), a weighted place or a negative weight on a
+    # value (the ratio form): a plain product, as before
     for text in ("position(0.3, 0.3) & position(0.7, 0.6) & large", "position(0.3, 0.3) & position(0.7, 0.6) & ~small",
-                 "position(0.3, 0.3) & position(0.7, 0.6) & 2 * red", "position(0.3, 0.3) & position(0.7, 0.6) & -1 * red"):
+                 "2 * position(0.3, 0.3) & position(0.7, 0.6) & red", "position(0.3, 0.3) & position(0.7, 0.6) & -1 * red"):
         g = compile_expr(text, reg)
         assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
                        for v in leaf.condition.values()), text
