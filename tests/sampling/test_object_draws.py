@@ -378,11 +378,17 @@ def test_values_beside_the_places_are_drawn_into_the_layout():
     assert [leaf.label for leaf in g.leaves][2:] == ["color.red", "shape.triangle", "prior"]
     assert g.linear_coefs == (1.0, 1.0, 2.0, 0.5, -3.5)
     assert g.leaves[1].condition["shape"].some == (("color", "red"), ("shape", "triangle"))
-    # a value no two-object image has (large, or ~small), a weighted place or a negative weight on a
-    # value (the ratio form): a plain product, as before
-    for text in ("position(0.3, 0.3) & position(0.7, 0.6) & large", "position(0.3, 0.3) & position(0.7, 0.6) & ~small",
-                 "2 * position(0.3, 0.3) & position(0.7, 0.6) & red", "position(0.3, 0.3) & position(0.7, 0.6) & -1 * red"):
-        g = compile_expr(text, reg)
+    # a negative weight on a value is its negation (the set's complement mode), with a notice
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & -2 * red", reg)
+    assert g.leaves[0].condition["color"].none == (("color", "red"),) and len(g.leaves) == 3
+    assert any(n.startswith("-2 * red: a weighted negation is lowered as the negation") for n in g.notices)
+    # a value no two-object image has (large, or ~small), a weighted place, a negative weight in the
+    # ratio form: a plain product, as before
+    for text, opts in (("position(0.3, 0.3) & position(0.7, 0.6) & large", {}),
+                       ("position(0.3, 0.3) & position(0.7, 0.6) & ~small", {}),
+                       ("2 * position(0.3, 0.3) & position(0.7, 0.6) & red", {}),
+                       ("position(0.3, 0.3) & position(0.7, 0.6) & -1 * red", {"negation": "ratio"})):
+        g = compile_expr(text, reg, **opts)
         assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
                        for v in leaf.condition.values()), text
 
