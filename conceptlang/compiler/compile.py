@@ -124,6 +124,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         attempts.append((replace(opts, free_families="model"), True))
     if opts.negation == "complement":
         attempts.append((replace(attempts[-1][0], negation="ratio"), attempts[-1][1]))
+    asked = None  # how the OR branches were weighted with the options as given (the first attempt)
     for k, (attempt, enumerate_free) in enumerate(attempts):
         last = k == len(attempts) - 1
         try:
@@ -132,6 +133,8 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
             if last:
                 raise
             continue
+        if k == 0:
+            asked = built[0].or_weights
         if built[3] != "lse" or built[4] or attempt.or_mode == "lse" or last:
             break
     builder, root, disjuncts, route, all_explicit, models, extra = built
@@ -145,7 +148,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     notices.extend(extra)
     if route == "lse" and not all_explicit:
         implicit = sorted({m.name for m in models if m.kind != "explicit"})
-        ow = builder.or_weights
+        ow = asked if asked is not None else builder.or_weights
         hint = (f"; a weighted OR is such a mixture when its branches take the data's weights, which did not "
                 f"apply here ({ow.reason})" if ow is not None and ow.source == "equal" else "")
         if sat is False:  # the likelier fault: say it first

@@ -152,6 +152,19 @@ def test_a_weighted_or_without_data_weights_is_refused_by_implicit_models_and_sa
         compile_expr("2 * (red & blue | red & green)", TableSharesRegistry("implicit"))
 
 
+def test_the_refusal_names_why_the_data_weights_did_not_apply_with_the_options_as_given():
+    """The compiler retries a complement-mode expression in the ratio form; the error still gives
+    the reason of the form asked for (here two places in a branch), not the retry's."""
+    from conceptlang.models.registry import load_registry
+
+    text = "1.5 * ((~yellow | position(0.3, 0.4)) & position(0.4, 0.4) & small)"
+    with pytest.raises(CompileError) as err:
+        compile_expr(text, load_registry())
+    assert err.value.message.endswith("which did not apply here (a branch names two places of position (two "
+                                      "objects), which have no one-object data probability)")
+    assert "negation=ratio" not in err.value.message
+
+
 def test_without_the_data_frequencies_the_branches_get_equal_shares():
     g = compile_expr("red | circle", GaussianRegistry("noise_conditional"))  # no value_shares hook
     assert sorted(d.share for d in g.disjuncts) == [0.5, 0.5]
