@@ -244,10 +244,9 @@ def two_object_layouts_near(n: int, seed: int, points, radius: float, held: dict
     apart, so the kept scenes follow the conditional exactly. V(c) is exact: per axis the two
     centres are independent uniforms, so P(the boxes overlap) = P(|Δx| < a_x)·P(|Δy| < a_y).
     ``held``: family → value indices that some object must have as well (w is 0 for the other
-    combinations); ``excluded``: family → value indices that neither object has. Fewer than
-    ``n`` rows where the
-    event is too rare for ``rounds`` batches of proposals, none where no allowed layout has both
-    centres in the discs."""
+    combinations); ``excluded``: family → value indices that neither object has. Fewer than ``n``
+    rows where the event is too rare for ``rounds`` batches of proposals, none where no allowed
+    layout has both centres in the discs."""
     pts = np.asarray(points, dtype=np.float64).reshape(2, 2)
     r = float(radius)
     combos = _allowed_combinations("two_objects")
