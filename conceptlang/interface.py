@@ -88,8 +88,9 @@ class Drawn:
     none: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
-        if self.layout:
-            return f"DRAWN(object {self.slot} of the layout within {self.within:g} of {self.layout})"
+        if self.layout:  # the values held and kept off are part of which layouts are drawn
+            held = "".join(f", {what}={pairs}" for what, pairs in (("some", self.some), ("none", self.none)) if pairs)
+            return f"DRAWN(object {self.slot} of the layout within {self.within:g} of {self.layout}{held})"
         if self.values is not None:
             return "DRAWN(" + "|".join(self.values) + (f", objects={self.objects})" if self.objects != 1 else ")")
         if self.near is None:

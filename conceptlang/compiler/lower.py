@@ -238,6 +238,10 @@ class GraphBuilder:
         got = or_plan(e, self.refs, self.registry, self.domain, self.options) if log_z is None else None
         if isinstance(got, OrWeights):
             self.or_weights = got
+            if got.reason.startswith("a branch names two places"):
+                nid = self._expanded_objects(e)
+                if nid is not None:
+                    return nid
         if not isinstance(got, Plan):
             return self.lower(e, log_z)
         self.or_weights = got.record
@@ -272,6 +276,47 @@ class GraphBuilder:
                 f"{len(enumerated)} of the OR's {len(branches)} branches: their free families ({'; '.join(free)}) "
                 "drawn as the data has them given the branch (free_families=data)")
         nid = branches[0] if len(branches) == 1 else self.lse(branches, offsets, got.groups)
+        self.text.setdefault(nid, show(e))
+        self._keep.append(e)
+        return nid
+
+    def _expanded_objects(self, e: Expr) -> int | None:
+        """An OR in equal shares because a branch places two objects (``~yellow & (small & cyan |
+        position(a) & position(b)) & (triangle | circle)``): the conjunction distributed over its
+        ORs as written, each disjunct lowered as one flat conjunction, so that an object-level
+        disjunct draws its layout with the values beside its places (:meth:`_objects`); the
+        disjuncts in equal shares, as the ORs lowered on the graph give them. None where a term is
+        an OR under a weight or a negation, or the disjuncts would outgrow ``max_disjuncts``."""
+        flat = flatten_and((e,))
+        if self.options.negation == "complement":
+            flat = push_negations(flat)
+        choices: list[list[tuple[Expr, ...]]] = []
+        count = 1
+        for t in flat:
+            if isinstance(t, Or):
+                branches = [flatten_and((b,)) for b in dict.fromkeys(flatten_and(t.terms, Or))]
+                if any(isinstance(x, Or) or (isinstance(x, (Not, Weighted)) and not isinstance(weight_of(x)[1], Concept)
+                                             and not (isinstance(x, Not) and isinstance(x.expr, Concept)))
+                       for b in branches for x in b):
+                    return None
+                choices.append([tuple(b) for b in branches])
+                count *= len(branches)
+            elif isinstance(t, Concept) or (isinstance(t, Not) and isinstance(t.expr, Concept)) \
+                    or (isinstance(t, Weighted) and isinstance(weight_of(t)[1], Concept)):
+                choices.append([(t,)])
+            else:
+                return None
+        if count < 2 or count > self.options.max_disjuncts:
+            return None
+        branches, labels = [], []
+        for pick in itertools.product(*choices):
+            terms = tuple(x for part in pick for x in part)
+            self._keep.extend(terms)
+            nid = self.conjunction(terms)
+            self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
+            branches.append(nid)
+            labels.append(" & ".join(_wrap(t, 3) for t in terms))
+        nid = self.lse(branches, [0.0] * len(branches), labels)
         self.text.setdefault(nid, show(e))
         self._keep.append(e)
         return nid

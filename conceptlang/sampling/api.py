@@ -130,11 +130,13 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
     from conceptlang.compiler.options import away_radius, near_radius
 
     radius = near_radius(graph.options.get("named_radius"))
-    layouts: dict[tuple[float, ...], list[int]] = {}  # an object-level composition's leaves, drawn together
+    # an object-level composition's leaves, drawn together: by layout and the values held beside it
+    layouts: dict[tuple, list[int]] = {}
     for leaf, fams in sorted(graph.drawn_leaves.items()):
         cond = graph.leaves[leaf].condition
         if cond[fams[0]].layout:
-            layouts.setdefault(cond[fams[0]].layout, []).append(leaf)
+            d = cond[fams[0]]
+            layouts.setdefault((d.layout, d.some, d.none), []).append(leaf)
             continue
         given = {f: v for f, v in cond.items() if f not in fams}
         label = graph.leaves[leaf].label
@@ -165,7 +167,7 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
             vals = _checked_draws(got, ", ".join(discrete), label, n, width=len(discrete))
             for j, fam in enumerate(discrete):
                 out[(leaf, fam)] = _value_indices(vals[:, j:j + 1], fam, cond[fam].values)
-    for layout, leaves in layouts.items():
+    for (layout, _, _), leaves in layouts.items():
         out.update(_layout_draws(graph, layout, leaves, n, seed, draws, users))
     return out
 

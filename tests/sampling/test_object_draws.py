@@ -417,6 +417,26 @@ def test_negated_values_beside_the_places_are_kept_off_every_object_of_the_layou
     assert not any(isinstance(v, Drawn) and v.layout for leaf in g.leaves for v in leaf.condition.values())
 
 
+def test_an_or_with_a_two_object_branch_draws_each_layout_with_the_values_beside_its_places():
+    """The OR falls back to equal shares (a branch places two objects); the conjunction is then
+    distributed over its ORs as written, so the two-object disjuncts hold their other terms."""
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("~yellow & (small & cyan | position(0.7, 0.7) & position(0.7, 0.5)) & (triangle | 2 * circle)", reg)
+    assert sorted(round(d.share, 12) for d in g.disjuncts) == [0.25] * 4
+    laid = {tuple(sorted(c.some)): c.none for leaf in g.leaves for c in leaf.condition.values()
+            if isinstance(c, Drawn) and c.layout}
+    assert laid == {(("shape", "triangle"),): (("color", "yellow"),), (("shape", "circle"),): (("color", "yellow"),)}
+    coefs = {tuple(sorted(leaf.label for leaf, c in zip(g.leaves, d.coefs) if c)): tuple(c for c in d.coefs if c)
+             for d in g.disjuncts}
+    circles = next(v for k, v in coefs.items() if "shape.circle" in k and any("drawn near" in x for x in k))
+    assert sorted(circles) == [-3.0, 1.0, 1.0, 2.0]  # both objects, 2 * circle, and the prior
+    values = draw_chain_values(g, 64, seed=1)
+    for leaf in {i for i, x in enumerate(g.leaves) if any(isinstance(c, Drawn) and c.layout for c in x.condition.values())}:
+        assert not (values[(leaf, "color")] == scenes.COLORS.index("yellow")).any()
+
+
 def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
     from conceptlang.evaluation.objects import objects_registry
 
