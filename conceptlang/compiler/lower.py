@@ -238,7 +238,7 @@ class GraphBuilder:
         got = or_plan(e, self.refs, self.registry, self.domain, self.options) if log_z is None else None
         if isinstance(got, OrWeights):
             self.or_weights = got
-            if got.reason.startswith("a branch names two places"):
+            if got.two_objects:
                 nid = self._expanded_objects(e)
                 if nid is not None:
                     return nid
@@ -287,35 +287,29 @@ class GraphBuilder:
         disjunct draws its layout with the values beside its places (:meth:`_objects`); the
         disjuncts in equal shares, as the ORs lowered on the graph give them. None where a term is
         an OR under a weight or a negation, or the disjuncts would outgrow ``max_disjuncts``."""
+        def literal(x: Expr) -> bool:  # a concept, a negated one, or one under weights
+            return isinstance(weight_of(x)[1], Concept) or (isinstance(x, Not) and isinstance(x.expr, Concept))
+
         flat = flatten_and((e,))
         if self.options.negation == "complement":
             flat = push_negations(flat)
         choices: list[list[tuple[Expr, ...]]] = []
-        count = 1
         for t in flat:
-            if isinstance(t, Or):
-                branches = [flatten_and((b,)) for b in dict.fromkeys(flatten_and(t.terms, Or))]
-                if any(isinstance(x, Or) or (isinstance(x, (Not, Weighted)) and not isinstance(weight_of(x)[1], Concept)
-                                             and not (isinstance(x, Not) and isinstance(x.expr, Concept)))
-                       for b in branches for x in b):
-                    return None
-                choices.append([tuple(b) for b in branches])
-                count *= len(branches)
-            elif isinstance(t, Concept) or (isinstance(t, Not) and isinstance(t.expr, Concept)) \
-                    or (isinstance(t, Weighted) and isinstance(weight_of(t)[1], Concept)):
-                choices.append([(t,)])
-            else:
+            branches = [tuple(flatten_and((b,))) for b in dict.fromkeys(flatten_and(t.terms, Or))] \
+                if isinstance(t, Or) else [(t,)]
+            if not all(literal(x) for b in branches for x in b):
                 return None
-        if count < 2 or count > self.options.max_disjuncts:
+            choices.append(branches)
+        if not 2 <= math.prod(len(c) for c in choices) <= self.options.max_disjuncts:
             return None
         branches, labels = [], []
         for pick in itertools.product(*choices):
             terms = tuple(x for part in pick for x in part)
             self._keep.extend(terms)
             nid = self.conjunction(terms)
-            self.text.setdefault(nid, " & ".join(_wrap(t, 3) for t in terms))
-            branches.append(nid)
             labels.append(" & ".join(_wrap(t, 3) for t in terms))
+            self.text.setdefault(nid, labels[-1])
+            branches.append(nid)
         nid = self.lse(branches, [0.0] * len(branches), labels)
         self.text.setdefault(nid, show(e))
         self._keep.append(e)
@@ -593,10 +587,11 @@ class GraphBuilder:
         plain = [(c, weight_of(t)[0]) for t in flat if (c := self._positive_concept(t)) is not None]
         if self.options.and_mode != "joint" or len(flat) < 2 or len(plain) + len(negated) != len(flat):
             return None
-        refs = [self.refs[c] for c, w in plain if self.refs[c].params is not None]
+        places = [(self.refs[c], w) for c, w in plain if self.refs[c].params is not None]
         values = [(self.refs[c], w) for c, w in plain if self.refs[c].params is None]
+        refs = [r for r, _ in places]
         shunned = [self.refs[t] for t in negated]
-        if len(refs) < 2 or any(w != 1.0 for c, w in plain if self.refs[c].params is not None) \
+        if len(refs) < 2 or any(w != 1.0 for _, w in places) \
                 or any(self.weight(t) != 1.0 for t in [c for c, _ in plain] + negated) \
                 or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
                 or any(r.value is None or r.absent or r.drawn or r.params is not None

@@ -75,6 +75,8 @@ class OrWeights:
     branches: list[tuple[str, float]] = field(default_factory=list)
     written: list[tuple[str, float]] = field(default_factory=list)
     impossible: list[str] = field(default_factory=list)
+    # equal shares because a branch places two objects (the compiler then lowers each disjunct flat)
+    two_objects: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "reason": self.reason, "families": list(self.families),
@@ -114,7 +116,12 @@ class Plan:
 
 
 class _Fallback(Exception):
-    """Data weights do not apply; the message says why."""
+    """Data weights do not apply; the message says why. ``two_objects``: because a branch places
+    two objects (:attr:`OrWeights.two_objects`)."""
+
+    def __init__(self, why: str, two_objects: bool = False):
+        super().__init__(why)
+        self.two_objects = two_objects
 
 
 def flatten_and(terms: Sequence[Expr], op: type = And) -> list[Expr]:
@@ -397,7 +404,7 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
     try:
         return _plan(flat, refs, registry, domain, options)
     except _Fallback as why:
-        return OrWeights("equal", str(why))
+        return OrWeights("equal", str(why), two_objects=why.two_objects)
 
 
 def _mixture_or(t: Expr) -> bool:
@@ -460,7 +467,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
         places = [f for f in two if any(lit.point is not None for lit in d if lit.family == f)]
         if places:
             raise _Fallback(f"a branch names two places of {places[0]} (two objects), which have no one-object "
-                            "data probability")
+                            "data probability", two_objects=True)
         if any(dom.family(f).exclusive for f in two):  # no data example satisfies it: its weight is 0
             impossible.append(" & ".join(lit.text for lit in d))
         if options.negation == "ratio" and any(lit.negated for lit in d):
