@@ -285,8 +285,9 @@ class GraphBuilder:
         position(a) & position(b)) & (triangle | circle)``): the conjunction distributed over its
         ORs as written, each disjunct lowered as one flat conjunction, so that an object-level
         disjunct draws its layout with the values beside its places (:meth:`_objects`); the
-        disjuncts in equal shares, as the ORs lowered on the graph give them. None where a term is
-        an OR under a weight or a negation, or the disjuncts would outgrow ``max_disjuncts``."""
+        disjuncts in equal shares, as the ORs lowered on the graph give them; an OR under a positive
+        weight gives each of its branches that weight, on the branch as a whole. None where a term
+        is an OR under a negation or a weight ≤ 0, or the disjuncts would outgrow ``max_disjuncts``."""
         def literal(x: Expr) -> bool:  # a concept, a negated one, or one under weights
             return isinstance(weight_of(x)[1], Concept) or (isinstance(x, Not) and isinstance(x.expr, Concept))
 
@@ -295,10 +296,17 @@ class GraphBuilder:
             flat = push_negations(flat)
         choices: list[list[tuple[Expr, ...]]] = []
         for t in flat:
-            branches = [tuple(flatten_and((b,))) for b in dict.fromkeys(flatten_and(t.terms, Or))] \
-                if isinstance(t, Or) else [(t,)]
+            w, inner = weight_of(t)
+            if not isinstance(inner, Or):
+                w, branches = 1.0, [(t,)]
+            elif w <= 0:
+                return None
+            else:
+                branches = [tuple(flatten_and((b,))) for b in dict.fromkeys(flatten_and(inner.terms, Or))]
             if not all(literal(x) for b in branches for x in b):
                 return None
+            if w != 1.0:  # a weighted OR: each branch carries the weight on what it pins, together
+                branches = [(Weighted(w, b[0] if len(b) == 1 else And(b)),) for b in branches]
             choices.append(branches)
         if not 2 <= math.prod(len(c) for c in choices) <= self.options.max_disjuncts:
             return None
@@ -581,8 +589,8 @@ class GraphBuilder:
         triangle``: some object is red, some a triangle; ``2 * red`` too) and negated ones
         (``~yellow``: no object is yellow) apply where the registry draws whole layouts: each chain
         draws one in which they hold, its objects' leaves take their drawn values, and the plain
-        values stay product terms as well, each with its written weight; else None (a plain
-        product)."""
+        values stay product terms as well, each with its written weight (a weighted conjunction
+        spliced in: its extra share on each of its values); else None (a plain product)."""
         negated = [t.expr for t in flat if isinstance(t, Not) and isinstance(t.expr, Concept)]
         plain = [(c, weight_of(t)[0]) for t in flat if (c := self._positive_concept(t)) is not None]
         if self.options.and_mode != "joint" or len(flat) < 2 or len(plain) + len(negated) != len(flat):
@@ -591,7 +599,7 @@ class GraphBuilder:
         values = [(self.refs[c], w) for c, w in plain if self.refs[c].params is None]
         refs = [r for r, _ in places]
         shunned = [self.refs[t] for t in negated]
-        if len(refs) < 2 or any(w != 1.0 for _, w in places) \
+        if len(refs) < 2 or any(w <= 0 for _, w in places) \
                 or any(self.weight(t) != 1.0 for t in [c for c, _ in plain] + negated) \
                 or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
                 or any(r.value is None or r.absent or r.drawn or r.params is not None
@@ -617,10 +625,11 @@ class GraphBuilder:
         points = tuple(p for r in refs for p in r.params)
         within = self._layout_radius(refs[0].family, points, len(refs), names, held, none) if spread else None
         layout = points if within is not None else ()
-        if (held or none) and (not layout or any(f not in names for f, _ in held + none)):
+        weighted = any(w != 1.0 for _, w in places)
+        if (held or none or weighted) and (not layout or any(f not in names for f, _ in held + none)):
             return None
         terms: list[tuple[float, int]] = []
-        for slot, r in enumerate(refs):
+        for slot, (r, w) in enumerate(places):
             leaf = (self._near(r) if spread else r, *drawn)
             got = self.registry.joint(leaf)
             if got is None or got[0] is not model:
@@ -631,11 +640,16 @@ class GraphBuilder:
                         if isinstance(v, Drawn)
                         else v for f, v in cond.items()}
             terms.append((1.0, self.joint_leaf(leaf, model, cond)))
+            if w != 1.0:  # a weighted place: its extra share on the place alone, at the drawn point
+                terms.append((w - 1.0, self.joint_leaf(leaf[:1], model, {r.family: cond[r.family]})))
         # the values also stay product terms: a joint condition binds an object's values to it only
         # loosely, so the drawn values alone are not always rendered
         # a negated value is only kept off the objects' draws, with no term of its own
         extra = [(w, self.leaf(r)) for r, w in values]
-        nid = self.weighted_sum(terms + extra + [(1.0 - k - sum(w for w, _ in extra), self.prior())])
+        # ``2 * (position(b) & circle)``: the share on circle only, as :meth:`_group_shares` gives
+        extra += [(w - 1.0, self.leaf(r)) for w, families in self._groups
+                  for r in dict.fromkeys(r for r, _ in values if r.family in families)]
+        nid = self.weighted_sum(terms + extra + [(1.0 - sum(w for w, _ in terms + extra), self.prior())])
         conj = " & ".join(show(t) for t in flat)
         where = f"within {self._radius():g} of its point"
         if layout:

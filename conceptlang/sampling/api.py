@@ -177,12 +177,18 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
     """The drawn families of an object-level composition's leaves (one per object, in ``slot``
     order), drawn together per chain: whole layouts of the data's images with an object within
     ``Drawn.within`` of each point of ``layout``, the values ``Drawn.some`` among the objects and
-    ``Drawn.none`` on none of them.
+    ``Drawn.none`` on none of them. An object's other leaves (a weighted place's share on the
+    place alone) read its leaf's values.
     Spread as :func:`_continuous_draws` spreads a family, over the objects' centres together."""
-    fams = graph.drawn_leaves[leaves[0]]
-    cont = next(f for f in fams if graph.leaves[leaves[0]].condition[f].values is None)
+    widest = max(leaves, key=lambda i: len(graph.drawn_leaves[i]))
+    fams = graph.drawn_leaves[widest]
+    cont = next(f for f in fams if graph.leaves[widest].condition[f].values is None)
     discrete = tuple(f for f in fams if f != cont)
-    slots = sorted(leaves, key=lambda i: graph.leaves[i].condition[cont].slot)
+    by_slot: dict[int, list[int]] = {}
+    for i in leaves:
+        by_slot.setdefault(graph.leaves[i].condition[cont].slot, []).append(i)
+    # each object's leaf with all the drawn families draws; the object's other leaves read it
+    slots = [max(by_slot[s], key=lambda i: len(graph.drawn_leaves[i])) for s in sorted(by_slot)]
     conds = [graph.leaves[i].condition for i in slots]
     label = " & ".join(graph.leaves[i].label for i in slots)
     chains = None if users is None else users.get(slots[0])
@@ -208,6 +214,8 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
         out[(leaf, cont)] = vals[:, j, :p].contiguous()
         for d, fam in enumerate(discrete):
             out[(leaf, fam)] = _value_indices(vals[:, j, p + d:p + d + 1].contiguous(), fam, conds[j][fam].values)
+        for other in by_slot[graph.leaves[leaf].condition[cont].slot]:
+            out.update({(other, fam): out[(leaf, fam)] for fam in graph.drawn_leaves[other] if other != leaf})
     return out
 
 

@@ -382,11 +382,10 @@ def test_values_beside_the_places_are_drawn_into_the_layout():
     g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & -2 * red", reg)
     assert g.leaves[0].condition["color"].none == (("color", "red"),) and len(g.leaves) == 3
     assert any(n.startswith("-2 * red: a weighted negation is lowered as the negation") for n in g.notices)
-    # a value no two-object image has (large, or ~small), a weighted place, a negative weight in the
-    # ratio form: a plain product, as before
+    # a value no two-object image has (large, or ~small), a negative weight in the ratio form: a
+    # plain product, as before
     for text, opts in (("position(0.3, 0.3) & position(0.7, 0.6) & large", {}),
                        ("position(0.3, 0.3) & position(0.7, 0.6) & ~small", {}),
-                       ("2 * position(0.3, 0.3) & position(0.7, 0.6) & red", {}),
                        ("position(0.3, 0.3) & position(0.7, 0.6) & -1 * red", {"negation": "ratio"})):
         g = compile_expr(text, reg, **opts)
         assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
@@ -435,6 +434,67 @@ def test_an_or_with_a_two_object_branch_draws_each_layout_with_the_values_beside
     values = draw_chain_values(g, 64, seed=1)
     for leaf in {i for i, x in enumerate(g.leaves) if any(isinstance(c, Drawn) and c.layout for c in x.condition.values())}:
         assert not (values[(leaf, "color")] == scenes.COLORS.index("yellow")).any()
+
+
+def _energy_terms(g):
+    """{leaf label: coefficient} of a product graph (the leaves with a non-zero coefficient)."""
+    return {leaf.label: c for leaf, c in zip(g.leaves, g.linear_coefs) if c}
+
+
+def test_a_weighted_or_with_a_two_object_branch_gives_each_branch_its_weight():
+    """``w * (a | b)`` beside a place, ``b`` a second place: distributed like the unweighted OR,
+    each disjunct carrying the weight on what its branch pins (a negation's magnitude aside)."""
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("position(0.5, 0.6) & 0.5 * (~circle | position(0.3, 0.6))", reg)
+    placed = [d for d in g.disjuncts if any(c and "near 0.3, 0.6" in leaf.label for leaf, c in zip(g.leaves, d.coefs))]
+    assert len(placed) == 1 and round(placed[0].share, 12) == 0.5
+    terms = {leaf.label: c for leaf, c in zip(g.leaves, placed[0].coefs) if c}
+    objects = " & shape(drawn) & color(drawn) & size(drawn)"
+    assert terms == {"position(drawn near 0.5, 0.6)" + objects: 1.0, "position(drawn near 0.3, 0.6)" + objects: 1.0,
+                     "position(drawn near 0.3, 0.6)": -0.5, "prior": -0.5}
+    others = [d for d in g.disjuncts if d is not placed[0]]
+    assert round(sum(d.share for d in others), 12) == 0.5
+    shapes = {v for d in others for leaf, c in zip(g.leaves, d.coefs) if c
+              for f, v in leaf.condition.items() if f == "shape"}
+    assert shapes == {"square", "triangle"}
+
+
+def test_a_weighted_conjunction_beside_two_places_keeps_its_weight_on_its_values():
+    """``2 * (position(b) & circle)`` spliced into an object-level composition scores as ``2 *
+    circle`` there (its place takes no extra share), and ``2 * (red & circle)`` as ``2 * red & 2 *
+    circle``: the weight was dropped before."""
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    pairs = [("position(0.3, 0.3) & 2 * (position(0.7, 0.7) & circle)", "position(0.3, 0.3) & position(0.7, 0.7) & 2 * circle"),
+             ("position(0.3, 0.3) & position(0.7, 0.7) & 2 * (red & circle)",
+              "position(0.3, 0.3) & position(0.7, 0.7) & 2 * red & 2 * circle")]
+    for grouped, flat in pairs:
+        got, want = compile_expr(grouped, reg), compile_expr(flat, reg)
+        assert _energy_terms(got) == _energy_terms(want)
+        assert sum(1 for leaf in got.leaves if any(isinstance(v, Drawn) and v.layout for v in leaf.condition.values())) == 2
+    assert sorted(_energy_terms(compile_expr(pairs[1][0], reg)).values()) == [-5.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_a_weighted_place_beside_another_joins_the_layout_its_share_at_its_objects_point():
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("position(0.3, 0.3) & 2 * position(0.7, 0.7)", reg)
+    assert [leaf.label for leaf in g.leaves] == [
+        "position(drawn near 0.3, 0.3) & shape(drawn) & color(drawn) & size(drawn)",
+        "position(drawn near 0.7, 0.7) & shape(drawn) & color(drawn) & size(drawn)",
+        "position(drawn near 0.7, 0.7)", "prior"]
+    assert g.linear_coefs == (1.0, 1.0, 1.0, -2.0)
+    values = draw_chain_values(g, 64, seed=2)
+    assert torch.equal(values[(2, "position")], values[(1, "position")])  # the same point per chain
+    assert ((values[(1, "position")] - torch.tensor([0.7, 0.7])).norm(dim=1) <= 0.05 + 1e-6).all()
+    assert ((values[(0, "position")] - torch.tensor([0.3, 0.3])).norm(dim=1) <= 0.05 + 1e-6).all()
+    g = compile_expr("0.5 * position(0.3, 0.3) & position(0.7, 0.6) & red", reg)
+    assert g.linear_coefs == (1.0, -0.5, 1.0, 1.0, -1.5)
+    assert g.leaves[0].condition["color"].some == (("color", "red"),)
 
 
 def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
