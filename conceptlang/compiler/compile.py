@@ -146,6 +146,9 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
                         f"outgrew max_disjuncts = {opts.max_disjuncts}; lowered with {how}")
         opts = attempt
     notices.extend(extra)
+    for n in extra:  # the layout warnings of the lowering kept
+        if n.startswith("warning: "):
+            warnings.warn(n.removeprefix("warning: "), UnsatisfiableWarning, stacklevel=3)
     if route == "lse" and not all_explicit:
         implicit = sorted({m.name for m in models if m.kind != "explicit"})
         ow = asked if asked is not None else builder.or_weights
@@ -338,6 +341,7 @@ def _lower(expr: Expr, registry: ConceptRegistry, domain: str, refs: dict, opts:
     root = builder.lower_root(expr, check_log_z(expr, opts))
     if builder.or_weights is not None:
         notices.append(builder.or_weights.notice())
+    notices.extend("warning: " + n for n in dict.fromkeys(builder.no_layout))
     notices.extend(dict.fromkeys(builder.complement_skipped))
     notices.extend(dict.fromkeys(builder.enumerated))
     by_what: dict[tuple[str, str], list[str]] = {}  # one notice per thing drawn, however many branches

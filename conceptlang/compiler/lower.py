@@ -61,6 +61,7 @@ from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry, Drawn, held_values
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
 from conceptlang.syntax.printer import PRECEDENCE, format_concept, precedence, unparse
+from conceptlang.syntax.semantics import POSITION_TOLERANCE
 from conceptlang.syntax.walk import postorder
 
 
@@ -117,6 +118,7 @@ class GraphBuilder:
         # enumerated branches outgrow max_disjuncts)
         self.enumerate_free = enumerate_free
         self.complement_skipped: list[str] = []  # notices: complements left in the ratio form
+        self.no_layout: list[str] = []  # warnings: values beside places that no layout of the data holds
         self.enumerated: list[str] = []  # notices: conjunctions whose free families were enumerated
         # conjunctions with continuous families drawn per chain: (conjunction, what is drawn, how)
         self.drawn: list[tuple[str, str, str]] = []
@@ -590,7 +592,9 @@ class GraphBuilder:
         (``~yellow``: no object is yellow) apply where the registry draws whole layouts: each chain
         draws one in which they hold, its objects' leaves take their drawn values, and the plain
         values stay product terms as well, each with its written weight (a weighted conjunction
-        spliced in: its extra share on each of its values); else None (a plain product)."""
+        spliced in: its extra share on each of its values); a negated place far from every place
+        is implied by the layout and dropped; else None (a plain product, with a warning where the
+        values are what no layout of the data holds)."""
         negated = [t.expr for t in flat if isinstance(t, Not) and isinstance(t.expr, Concept)]
         plain = [(c, weight_of(t)[0]) for t in flat if (c := self._positive_concept(t)) is not None]
         if self.options.and_mode != "joint" or len(flat) < 2 or len(plain) + len(negated) != len(flat):
@@ -598,7 +602,11 @@ class GraphBuilder:
         places = [(self.refs[c], w) for c, w in plain if self.refs[c].params is not None]
         values = [(self.refs[c], w) for c, w in plain if self.refs[c].params is None]
         refs = [r for r, _ in places]
-        shunned = [self.refs[t] for t in negated]
+        # a negated place of the places' family (``~position(c)``): implied where the layout keeps
+        # every object's centre out of its region, else no layout
+        avoided = [t for t in negated if refs and self.refs[t].family == refs[0].family
+                   and self.refs[t].params is not None and not self.refs[t].drawn]
+        shunned = [self.refs[t] for t in negated if t not in avoided]
         if len(refs) < 2 or any(w <= 0 for _, w in places) \
                 or any(self.weight(t) != 1.0 for t in [c for c, _ in plain] + negated) \
                 or len({r.family for r in refs}) != 1 or len(set(refs)) != len(refs) \
@@ -626,7 +634,15 @@ class GraphBuilder:
         within = self._layout_radius(refs[0].family, points, len(refs), names, held, none) if spread else None
         layout = points if within is not None else ()
         weighted = any(w != 1.0 for _, w in places)
-        if (held or none or weighted) and (not layout or any(f not in names for f, _ in held + none)):
+        if (held or none) and spread and not layout and all(f in names for f, _ in held + none) \
+                and self._layout_radius(refs[0].family, points, k, names) is not None:
+            values_text = " and ".join([f"{v} held by some object" for _, v in held] + [f"{v} by none" for _, v in none])
+            self.no_layout.append(
+                f"{' & '.join(show(t) for t in flat)}: the data's {k}-object images have no layout with an object "
+                f"near each place and {values_text}, so it is a plain product, and its samples are unlikely to show it")
+        if (held or none or weighted or avoided) and (not layout or any(f not in names for f, _ in held + none)):
+            return None
+        if any(math.dist(r.params, self.refs[t].params) <= within + POSITION_TOLERANCE for t in avoided for r in refs):
             return None
         terms: list[tuple[float, int]] = []
         for slot, (r, w) in enumerate(places):
@@ -650,6 +666,10 @@ class GraphBuilder:
         extra += [(w - 1.0, self.leaf(r)) for w, families in self._groups
                   for r in dict.fromkeys(r for r, _ in values if r.family in families)]
         nid = self.weighted_sum(terms + extra + [(1.0 - sum(w for w, _ in terms + extra), self.prior())])
+        self.groundings.extend(
+            Grounding(negated=show(t), grounded_by="", positive="", alpha=0.0, node=nid, how="implied",
+                      detail=f"the layout (each object within {within:g} of its place, every place farther than "
+                             f"{within + POSITION_TOLERANCE:g} from this one)") for t in avoided)
         conj = " & ".join(show(t) for t in flat)
         where = f"within {self._radius():g} of its point"
         if layout:

@@ -11,12 +11,14 @@ scenes generator's two-object draws.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from conceptlang.compiler import compile as compile_expr
+from conceptlang.compiler.compile import UnsatisfiableWarning
 from conceptlang.data import scenes
 from conceptlang.errors import CompileError, ModelError, SamplingError
 from conceptlang.interface import ConceptRef, Drawn
@@ -382,12 +384,21 @@ def test_values_beside_the_places_are_drawn_into_the_layout():
     g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & -2 * red", reg)
     assert g.leaves[0].condition["color"].none == (("color", "red"),) and len(g.leaves) == 3
     assert any(n.startswith("-2 * red: a weighted negation is lowered as the negation") for n in g.notices)
-    # a value no two-object image has (large, or ~small), a negative weight in the ratio form: a
-    # plain product, as before
-    for text, opts in (("position(0.3, 0.3) & position(0.7, 0.6) & large", {}),
-                       ("position(0.3, 0.3) & position(0.7, 0.6) & ~small", {}),
-                       ("position(0.3, 0.3) & position(0.7, 0.6) & -1 * red", {"negation": "ratio"})):
-        g = compile_expr(text, reg, **opts)
+    # a value no two-object image has (large, or ~small: with a warning), a negative weight in the
+    # ratio form: a plain product, as before
+    for text, opts, warned in (("position(0.3, 0.3) & position(0.7, 0.6) & large", {}, "large held by some object"),
+                               ("position(0.3, 0.3) & position(0.7, 0.6) & ~small", {}, "small by none"),
+                               ("position(0.3, 0.3) & position(0.7, 0.6) & -1 * red", {"negation": "ratio"}, None)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = compile_expr(text, reg, **opts)
+        said = [str(w.message) for w in caught if issubclass(w.category, UnsatisfiableWarning)]
+        if warned is None:
+            assert said == []
+        else:
+            assert said == [f"{text}: the data's 2-object images have no layout with an object near each place and "
+                            f"{warned}, so it is a plain product, and its samples are unlikely to show it"]
+            assert "warning: " + said[0] in g.notices
         assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
                        for v in leaf.condition.values()), text
 
@@ -412,7 +423,8 @@ def test_negated_values_beside_the_places_are_kept_off_every_object_of_the_layou
     for leaf, point in ((0, (0.7, 0.7)), (1, (0.7, 0.5))):
         assert np.linalg.norm(values[(leaf, "position")].numpy() - point, axis=1).max() <= 0.1 + 1e-6
     # a negation no layout can meet (every object of a two-object image is small): a plain product
-    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & ~small", reg)
+    with pytest.warns(UnsatisfiableWarning, match="no layout"):
+        g = compile_expr("position(0.3, 0.3) & position(0.7, 0.6) & ~small", reg)
     assert not any(isinstance(v, Drawn) and v.layout for leaf in g.leaves for v in leaf.condition.values())
 
 
@@ -495,6 +507,20 @@ def test_a_weighted_place_beside_another_joins_the_layout_its_share_at_its_objec
     g = compile_expr("0.5 * position(0.3, 0.3) & position(0.7, 0.6) & red", reg)
     assert g.linear_coefs == (1.0, -0.5, 1.0, 1.0, -1.5)
     assert g.leaves[0].condition["color"].some == (("color", "red"),)
+
+
+def test_a_negated_place_far_from_every_place_is_implied_by_the_layout():
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.7) & ~position(0.5, 0.5)", reg)
+    plain = compile_expr("position(0.3, 0.3) & position(0.7, 0.7)", reg)
+    assert _energy_terms(g) == _energy_terms(plain) and len(g.leaves) == 3
+    assert [(x.negated, x.how) for x in g.groundings] == [("position(0.5, 0.5)", "implied")]
+    assert "every place farther than 0.15 from this one" in g.groundings[0].describe()
+    # within 0.15 of a place (0.4, 0.35 is 0.11 from 0.3, 0.3): a drawn object could stand there
+    g = compile_expr("position(0.3, 0.3) & position(0.7, 0.7) & ~position(0.4, 0.35)", reg)
+    assert not any(isinstance(v, Drawn) for leaf in g.leaves for v in leaf.condition.values())
 
 
 def test_the_object_level_set_draws_each_objects_shape_colour_and_size():
