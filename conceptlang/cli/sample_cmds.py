@@ -98,8 +98,9 @@ def _checked_compile_options(compile_opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _common_compile_options(f):
-    f = click.option("--strict", is_flag=True, help="An unsatisfiable expression, or one the models were not trained for "
-                          "(more objects than they saw per image), is an error, not a warning.")(f)
+    f = click.option("--strict", is_flag=True, help="An unsatisfiable expression, one the models were not trained for "
+                          "(more objects than they saw per image), or values beside several places that no layout "
+                          "of the data holds, is an error, not a warning.")(f)
     f = click.option("--concept-weights/--no-concept-weights", default=True,
                      help="Apply the models' calibrated concept weights (manifest `concept_weights`). [default: on]")(f)
     f = click.option("--finish/--no-finish", default=True,

@@ -96,9 +96,9 @@ class CompileOptions:
     * ``finish``: hand the last noise levels to the domain's finishing model where the registry
       has one (its optional ``finisher(domain)`` hook, manifest ``finish_below``): below that level
       the model's unconditional score alone denoises every chain; False composes to the end.
-    * ``strict``: an unsatisfiable expression, or one the models in use were not trained for (more
-      objects than their training images held: :mod:`conceptlang.compiler.select`), is an error
-      instead of a warning.
+    * ``strict``: an unsatisfiable expression, one the models in use were not trained for (more
+      objects than their training images held: :mod:`conceptlang.compiler.select`), or values
+      beside several places that no layout of the data holds, is an error instead of a warning.
     * ``max_disjuncts``: the most branches the exact DNF mixture may have (default 512); a chain
       evaluates only its own branch, so the bound limits the graph and the compile time, not the
       cost per sample.

@@ -399,6 +399,8 @@ def test_values_beside_the_places_are_drawn_into_the_layout():
             assert said == [f"{text}: the data's 2-object images have no layout with an object near each place and "
                             f"{warned}, so it is a plain product, and its samples are unlikely to show it"]
             assert "warning: " + said[0] in g.notices
+            with pytest.raises(CompileError, match="no layout with an object near each place"):
+                compile_expr(text, reg, strict=True, **opts)
         assert not any(isinstance(v, Drawn) and v.values is not None for leaf in g.leaves
                        for v in leaf.condition.values()), text
 
