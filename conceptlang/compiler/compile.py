@@ -146,11 +146,10 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
                         f"outgrew max_disjuncts = {opts.max_disjuncts}; lowered with {how}")
         opts = attempt
     notices.extend(extra)
-    for n in extra:  # values beside places that no layout of the data holds
-        if n.startswith("warning: "):
-            if opts.strict:
-                raise CompileError(n.removeprefix("warning: "))
-            warnings.warn(n.removeprefix("warning: "), UnsatisfiableWarning, stacklevel=3)
+    for msg in dict.fromkeys(builder.no_layout):  # values beside places that no layout of the data holds
+        if opts.strict:
+            raise CompileError(msg)
+        warnings.warn(msg, UnsatisfiableWarning, stacklevel=3)
     if route == "lse" and not all_explicit:
         implicit = sorted({m.name for m in models if m.kind != "explicit"})
         ow = asked if asked is not None else builder.or_weights

@@ -180,15 +180,15 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
     ``Drawn.none`` on none of them. An object's other leaves (a weighted place's share on the
     place alone) read its leaf's values.
     Spread as :func:`_continuous_draws` spreads a family, over the objects' centres together."""
-    widest = max(leaves, key=lambda i: len(graph.drawn_leaves[i]))
-    fams = graph.drawn_leaves[widest]
-    cont = next(f for f in fams if graph.leaves[widest].condition[f].values is None)
-    discrete = tuple(f for f in fams if f != cont)
-    by_slot: dict[int, list[int]] = {}
+    by_slot: dict[int, list[int]] = {}  # every drawn value of a layout leaf carries its object's slot
     for i in leaves:
-        by_slot.setdefault(graph.leaves[i].condition[cont].slot, []).append(i)
+        by_slot.setdefault(graph.leaves[i].condition[graph.drawn_leaves[i][0]].slot, []).append(i)
+    objects = [by_slot[s] for s in sorted(by_slot)]
     # each object's leaf with all the drawn families draws; the object's other leaves read it
-    slots = [max(by_slot[s], key=lambda i: len(graph.drawn_leaves[i])) for s in sorted(by_slot)]
+    slots = [max(group, key=lambda i: len(graph.drawn_leaves[i])) for group in objects]
+    fams = graph.drawn_leaves[slots[0]]
+    cont = next(f for f in fams if graph.leaves[slots[0]].condition[f].values is None)
+    discrete = tuple(f for f in fams if f != cont)
     conds = [graph.leaves[i].condition for i in slots]
     label = " & ".join(graph.leaves[i].label for i in slots)
     chains = None if users is None else users.get(slots[0])
@@ -210,11 +210,11 @@ def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[in
         full[chains] = vals
         vals = full
     out: dict[tuple[int, str], torch.Tensor] = {}
-    for j, leaf in enumerate(slots):
+    for j, (leaf, group) in enumerate(zip(slots, objects)):
         out[(leaf, cont)] = vals[:, j, :p].contiguous()
         for d, fam in enumerate(discrete):
             out[(leaf, fam)] = _value_indices(vals[:, j, p + d:p + d + 1].contiguous(), fam, conds[j][fam].values)
-        for other in by_slot[graph.leaves[leaf].condition[cont].slot]:
+        for other in group:
             out.update({(other, fam): out[(leaf, fam)] for fam in graph.drawn_leaves[other] if other != leaf})
     return out
 
