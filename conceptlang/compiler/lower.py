@@ -256,14 +256,15 @@ class GraphBuilder:
                            for t in (got.places[k] if got.places else ()))
             weights = got.weights[k] if got.weights else {}
             grouped = got.grouped[k] if got.grouped else []
-            values = [self._synthetic(r) for r in pinned]
-            values = [Weighted(weights[r.family], c) if r.family in weights else c for r, c in zip(pinned, values)]
+            kept = [(r, Weighted(weights[r.family], c) if r.family in weights else c)
+                    for r, c in zip(pinned, map(self._synthetic, pinned))]
+            compounds: list[Expr] = []
             for w, fams in grouped:  # a weighted compound: one weight on the values it pins together
-                members = [c for r, c in zip(pinned, values) if r.family in fams]
-                values = [c for r, c in zip(pinned, values) if r.family not in fams]
-                pinned = tuple(r for r in pinned if r.family not in fams)
+                members = [c for r, c in kept if r.family in fams]
+                kept = [(r, c) for r, c in kept if r.family not in fams]
                 if members:
-                    values.append(Weighted(w, members[0] if len(members) == 1 else And(tuple(members))))
+                    compounds.append(Weighted(w, members[0] if len(members) == 1 else And(tuple(members))))
+            values = [c for _, c in kept] + compounds
             self._keep.extend(values)
             terms = tuple(got.other) + tuple(values) + tuple(places)
             nid = self.conjunction(terms)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from conceptlang.compiler.options import CompileOptions, places_apart
+from conceptlang.compiler.select import objects_needed
 from conceptlang.errors import CompileError
 from conceptlang.interface import ConceptRef, ConceptRegistry
 from conceptlang.syntax.ast import And, Concept, Expr, Not, Or, Weighted
@@ -66,7 +67,8 @@ class OrWeights:
     shares where data weights were asked for; ``families``: the families whose value combinations
     are the branches; ``branches``: (combination text, weight); ``written``: (a disjunct of the
     expression's DNF as written, the weight of the combinations that satisfy it and no earlier one);
-    ``impossible``: the disjuncts no one object satisfies (two values of an exclusive family).
+    ``impossible``: the disjuncts no one object satisfies: two values of an exclusive family, or
+    (in an expression of one object) two places farther apart than twice the tolerance.
     """
 
     source: str
@@ -75,6 +77,7 @@ class OrWeights:
     branches: list[tuple[str, float]] = field(default_factory=list)
     written: list[tuple[str, float]] = field(default_factory=list)
     impossible: list[str] = field(default_factory=list)
+    apart: list[str] = field(default_factory=list)  # those of ``impossible`` that name two places apart
     # equal shares because a branch places two objects (the compiler then lowers each disjunct flat)
     two_objects: bool = False
 
@@ -90,10 +93,15 @@ class OrWeights:
             out = (f"OR branches weighted by the data's probability of each (or_weights=data; "
                    f"{len(self.branches)} combination(s) of {', '.join(self.families)}): {parts}")
             if self.impossible:
-                out += (f"; not drawn: {', '.join(self.impossible)} (two values of one exclusive family, "
+                out += (f"; not drawn: {', '.join(self.impossible)} ({self._why_impossible()}, "
                         "which no one object has: probability 0 in the data)")
             return out
         return f"OR branches drawn in equal shares: {self.reason}"
+
+    def _why_impossible(self) -> str:
+        kinds = [k for k, hit in (("two values of one exclusive family", len(self.impossible) > len(self.apart)),
+                                  (f"two places farther apart than {2 * POSITION_TOLERANCE:g}", self.apart)) if hit]
+        return " or ".join(kinds)
 
 
 @dataclass
@@ -402,7 +410,7 @@ def plan(expr: Expr, refs: dict, registry: ConceptRegistry, domain: str, options
     if options.or_weights == "equal":
         return OrWeights("equal", "or_weights=equal (the branches as written, log Z taken as equal)")
     try:
-        return _plan(flat, refs, registry, domain, options)
+        return _plan(flat, refs, registry, domain, options, one_object=objects_needed(expr, refs) == 1)
     except _Fallback as why:
         return OrWeights("equal", str(why), two_objects=why.two_objects)
 
@@ -436,21 +444,35 @@ def _negated_places(flat: list[Expr], refs: dict, registry: ConceptRegistry, dom
 def _negated_place_compound(t: Expr, refs: dict, dom) -> bool:
     """Whether ``t`` is a negated conjunction of values that names a place, or a positively weighted
     conjunction holding one (``0.5 * (red & ~(cyan & position(0.7, 0.5)))``: its values weighted
-    as one, :func:`_dnf`)."""
+    as one, :func:`_dnf`), written directly or reached as :func:`push_negations` reads its terms
+    (``2 * (circle & ~(cyan | yellow & position(0.5, 0.3)))``)."""
     if isinstance(t, Not) and isinstance(t.expr, And):
         return _names_place(t.expr, refs, dom)
     w, inner = weight_of(t)
     return isinstance(t, Weighted) and w > 0 and isinstance(inner, And) \
-        and any(_negated_place_compound(x, refs, dom) for x in flatten_and(inner.terms))
+        and any(_negated_place_compound(x, refs, dom) for x in push_negations(flatten_and(inner.terms)))
 
 
-def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions) -> Plan:
+def _weighted_literals(t: Expr, refs: dict, dom) -> bool:
+    """Whether ``t`` is a positively weighted conjunction of values, negated values and named places
+    (``2 * (~red & circle)``): where it holds is a set of value combinations, which the formula
+    takes, each branch with the weight on the values it pins (as :func:`_dnf` reads it)."""
+    w, inner = weight_of(t)
+    return isinstance(t, Weighted) and w > 0 and isinstance(inner, And) and _literals_only(inner, refs, dom)
+
+
+def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, options: CompileOptions,
+          one_object: bool = False) -> Plan:
+    """The plan of ``flat``'s formula. ``one_object``: the expression places one object in every
+    branch (:func:`~conceptlang.compiler.select.objects_needed`), so a branch holding two places
+    through negations asks for one object near both; else such a branch is two objects, which
+    have no one-object data probability (a fallback)."""
     hook = getattr(registry, "value_shares", None)
     if hook is None:
         raise _Fallback("the models' registry has no data frequencies (value_shares)")
     dom = registry.domain(domain)
     in_formula = [_mixture_or(t) or _literal(t, refs, dom) is not None or _negated_values(t, refs, dom)
-                  or _negated_place_compound(t, refs, dom) for t in flat]
+                  or _negated_place_compound(t, refs, dom) or _weighted_literals(t, refs, dom) for t in flat]
     if any(f and _names_place(t, refs, dom) for t, f in zip(flat, in_formula)):
         # the formula cuts the canvas by its places: a place beside it joins it (it picks regions)
         in_formula = [f or _literal(t, refs, dom, places=True) is not None for t, f in zip(flat, in_formula)]
@@ -458,6 +480,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
     other = [t for t, f in zip(flat, in_formula) if not f]
     disjuncts = _dnf(And(tuple(formula)) if len(formula) > 1 else formula[0], refs, dom)
     impossible: list[str] = []
+    apart: list[str] = []
     for d in disjuncts:
         pos: dict[str, set[str]] = {}
         for lit in d:
@@ -465,10 +488,16 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
                 pos.setdefault(lit.family, set()).add(lit.value)
         two = [f for f, vs in pos.items() if len(vs) > 1]
         places = [f for f in two if any(lit.point is not None for lit in d if lit.family == f)]
-        if places:
+        if places and not one_object:
             raise _Fallback(f"a branch names two places of {places[0]} (two objects), which have no one-object "
                             "data probability", two_objects=True)
-        if any(dom.family(f).exclusive for f in two):  # no data example satisfies it: its weight is 0
+        # one object: two places reached through negations (``position(a) & ~(~position(b) & ~red)``)
+        # hold together only near both points (the regions below); farther apart, nowhere
+        held = [lit.point for lit in d if lit.point is not None and not lit.negated]
+        if any(places_apart(a, b) for a, b in itertools.combinations(held, 2)):
+            impossible.append(" & ".join(lit.text for lit in d))
+            apart.append(impossible[-1])
+        elif any(dom.family(f).exclusive for f in two if f not in places):  # no data example satisfies it
             impossible.append(" & ".join(lit.text for lit in d))
         if options.negation == "ratio" and any(lit.negated for lit in d):
             raise _Fallback("negation=ratio: a negation inside the OR is a repulsion, not a set of values with a data probability")
@@ -558,7 +587,7 @@ def _plan(flat: list[Expr], refs: dict, registry: ConceptRegistry, domain: str, 
             continue
         text = " & ".join(lit.text for lit in d)
         written_text.append((text if not written_text else f"{text} (not an earlier branch)", written[k]))
-    record = OrWeights("data", None, names, texts, written_text, impossible)
+    record = OrWeights("data", None, names, texts, written_text, impossible, apart)
     return Plan(branches, other, record, place_terms, groups, weights, grouped)
 
 

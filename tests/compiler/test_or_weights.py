@@ -165,6 +165,82 @@ def test_the_refusal_names_why_the_data_weights_did_not_apply_with_the_options_a
     assert "negation=ratio" not in err.value.message
 
 
+def test_a_weighted_conjunction_of_values_beside_an_or_joins_its_formula():
+    """``(red | square) & 2 * (~blue & ~circle)``: the weighted conjunction restricts the OR's
+    combinations as the unweighted one does (red square .20, green square .25), each branch taking
+    the weight on its values (it used to stay outside the formula, so the OR drew blue and circle
+    branches that the conjunction then contradicted)."""
+    reg = TableSharesRegistry()
+    g = compile_expr("(red | square) & 2 * (~blue & ~circle)", reg, negation="complement")
+    plain = compile_expr("(red | square) & ~blue & ~circle", TableSharesRegistry(), negation="complement")
+    assert g.or_weights.source == "data"
+    assert _shares(plain) == {"color.red & shape.square": round(0.2 / 0.45, 9),
+                              "color.green & shape.square": round(0.25 / 0.45, 9)}
+    assert _shares(g) == {f"2 * ({t})": w for t, w in _shares(plain).items()}
+    assert [(t, round(w, 9)) for t, w in g.or_weights.written] == [
+        ("red & ~blue & ~circle", round(0.2 / 0.45, 9)), ("square & ~blue & ~circle (not an earlier branch)",
+                                                          round(0.25 / 0.45, 9))]
+    # with the shipped models, (small | cyan) & 2 * (red & circle) is red circles only
+    from conceptlang.models.registry import load_registry
+
+    g = compile_expr("(small | cyan) & 2 * (red & circle)", load_registry())
+    assert [b for b, _ in g.or_weights.branches] == ["color.red & shape.circle & size.small"]
+    assert {leaf.condition["color"] for leaf in g.leaves if "color" in leaf.condition} == {"red"}
+
+
+def test_a_branch_with_two_weights_keeps_every_value_it_pins():
+    """``2 * (2 * (circle | ~blue & red) & cyan)``: the branch cyan circle pins circle at weight 4 and
+    cyan at weight 2, two groups; both stay, each with its extra share (the second group used to
+    drop the first one's value, so the shape was drawn free: cyan squares and triangles)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    g = compile_expr("2 * (2 * (circle | ~blue & red) & cyan)", reg)
+    assert [b for b, _ in g.or_weights.branches] == ["color.cyan & shape.circle"]
+    assert len(g.disjuncts) == 2  # the two sizes
+    for d in g.disjuncts:
+        row = {leaf.label: c for leaf, c in zip(g.leaves, d.coefs) if c != 0.0}
+        full = [label for label in row if label.startswith("color.cyan & position(drawn) & shape.circle & size.")]
+        assert len(full) == 1 and row[full[0]] == 1.0
+        assert row["shape.circle"] == 3.0 and row["color.cyan"] == 1.0
+    # faces: the branch blond_hair & 2 * eyeglasses keeps its hair
+    g = compile_expr("3 * (blond_hair & 2 * eyeglasses | black_hair)", reg)
+    hair: dict[str, set[str]] = {}
+    for d in g.disjuncts:  # each disjunct's full leaf (all five families) names its hair
+        hair.setdefault(d.group, set()).update(
+            leaf.condition["hair"] for leaf, c in zip(g.leaves, d.coefs) if c > 0 and len(leaf.condition) == 5)
+    assert hair == {"blond_hair & 2 * eyeglasses": {"blond_hair"}, "black_hair": {"black_hair"}}
+
+
+def test_two_places_reached_through_negations_are_one_object_near_both():
+    """``position(0.6, 0.6) & ~(~position(0.5, 0.3) & ~yellow)``: a negation places no object
+    (docs/language.md), so its branch ``position(0.6, 0.6) & position(0.5, 0.3)`` asks one object to
+    be near both points, which lie farther apart than twice the tolerance: no data example has it,
+    and the OR is yellow's (the branch used to read as two objects, so the OR fell back to equal
+    shares, and in a larger OR the compiler refused it)."""
+    from conceptlang.models.registry import load_registry
+
+    reg = load_registry()
+    g = compile_expr("position(0.6, 0.6) & ~(~position(0.5, 0.3) & ~yellow)", reg)
+    assert g.model_set is None and g.or_weights.source == "data"
+    assert g.or_weights.impossible == g.or_weights.apart == ["position(0.6, 0.6) & position(0.5, 0.3)"]
+    assert [(t, round(w, 9)) for t, w in g.or_weights.written] == [("position(0.6, 0.6) & yellow", 1.0)]
+    assert any(n.endswith("; not drawn: position(0.6, 0.6) & position(0.5, 0.3) (two places farther apart than "
+                          "0.2, which no one object has: probability 0 in the data)") for n in g.notices)
+    assert {leaf.condition["color"] for leaf in g.leaves if "color" in leaf.condition} == {"yellow"}
+    assert {leaf.condition["position"].near for leaf in g.leaves if "position" in leaf.condition} == {(0.6, 0.6)}
+    # the random draw that found it compiles, with the branch left out
+    g = compile_expr("triangle | red | position(0.6, 0.6) & ~(0.5 * ~position(0.5, 0.3) & 2 * ~(yellow | yellow))", reg)
+    assert g.route == "dnf" and g.or_weights.source == "data"
+    assert [t for t, _ in g.or_weights.written] == ["triangle", "red (not an earlier branch)",
+                                                    "position(0.6, 0.6) & yellow (not an earlier branch)"]
+    # closer points: the branch is one object drawn near both (and the rest of the place, yellow)
+    g = compile_expr("position(0.6, 0.6) & ~(~position(0.55, 0.55) & ~yellow)", reg)
+    assert g.or_weights.impossible == [] and g.model_set is None
+    assert {(p.near, p.away) for p in (leaf.condition["position"] for leaf in g.leaves if "position" in leaf.condition)} \
+        == {((0.6, 0.6, 0.55, 0.55), False), ((0.6, 0.6), False)}
+
+
 def test_without_the_data_frequencies_the_branches_get_equal_shares():
     g = compile_expr("red | circle", GaussianRegistry("noise_conditional"))  # no value_shares hook
     assert sorted(d.share for d in g.disjuncts) == [0.5, 0.5]

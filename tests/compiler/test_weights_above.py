@@ -400,6 +400,25 @@ def test_a_weighted_conjunction_holding_a_negated_compound_with_a_place_is_plann
         assert _by_label(g, d.coefs)["color.red"] == -0.5 and _by_label(g, d.low_coefs)["color.red"] == 0.0
 
 
+def test_a_weighted_conjunction_holding_a_negated_or_with_a_place_is_planned_as_the_unweighted_one(shipped):
+    """``2 * (~(cyan | yellow & position(0.5, 0.3)) & position(0.5, 0.6) & circle)``: the negated OR
+    is read as ``~cyan & ~(yellow & position(0.5, 0.3))``, as without the weight, so the negated
+    compound with a place is planned over the data's regions (it used to stay a ratio term beside
+    an undrawn place: 0.45 of 64 samples valid and satisfying)."""
+    reg = shipped
+    inner = "~(cyan | yellow & position(0.5, 0.3)) & position(0.5, 0.6) & circle"
+    plain = compile(inner, reg)
+    g = compile(f"2 * ({inner})", reg)
+    assert g.or_weights.source == plain.or_weights.source == "data"
+    assert g.or_weights.branches == plain.or_weights.branches
+    assert _shares(g) == _shares(plain)
+    assert g.route == "dnf" and len(g.disjuncts) == len(plain.disjuncts) == 10
+    places = {leaf.condition["position"] for leaf in g.leaves if "position" in leaf.condition}
+    assert {(p.near, p.away) for p in places} == {((0.5, 0.6), False)}
+    # no ratio term is left: only the prior is subtracted
+    assert {label for d in g.disjuncts for label, c in _by_label(g, d.coefs).items() if c < 0} == {"prior"}
+
+
 def test_a_negated_weighted_compound_with_a_place_is_the_negated_compound(shipped):
     """``~(2 * (position(0.6, 0.7) | large)) & position(0.4, 0.4)``: a weight under a negation does
     not change where the negation holds (the sign rule), so it compiles as ``~(position(0.6, 0.7) |
