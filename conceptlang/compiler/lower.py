@@ -860,17 +860,18 @@ class GraphBuilder:
             if self._in_product or any(r.family == fam_name for r in pos_refs):
                 continue
             r = items[0][1]
-            ref = ConceptRef(self.domain, r.family, params=tuple(p for _, q in items for p in q.params), drawn=True,
-                             away=True, points=len(items))
+            points = list(dict.fromkeys(tuple(q.params) for _, q in items))  # a place negated twice: once
+            ref = ConceptRef(self.domain, r.family, params=tuple(p for q in points for p in q), drawn=True,
+                             away=True, points=len(points))
             if not self._can_draw(r.family) or not self._serves(self.registry.model_for(r)[0], ref):
                 continue
             away.append(ref)
             drop.update(k for k, _ in items)
-            points = "the point" if len(items) == 1 else f"each of the points ({ref.points_text()})"
+            where = "the point" if ref.points == 1 else f"each of the points ({ref.points_text()})"
             for k, _ in items:
                 notes.append(Grounding(negated=_wrap(flat[k].expr, 4), grounded_by="", positive="", alpha=0.0,
                                        how="away",
-                                       detail=f"farther than {away_radius(self.options.named_radius):g} from {points}"))
+                                       detail=f"farther than {away_radius(self.options.named_radius):g} from {where}"))
         rest = [t for k, t in enumerate(flat) if k not in drop] + [self._synthetic(r) for r in extra + away]
         spread: list[tuple[ConceptRef, ConceptRef]] = []
         if self.options.named_positions == "data" and self.options.free_families == "data" and not self._in_product:
