@@ -86,10 +86,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     registry, refs, domain = chosen.registry, chosen.refs, chosen.domain
     notices: list[str] = []
     if chosen.warning is not None:
-        if opts.strict:
-            raise CompileError(chosen.warning)
-        warnings.warn(chosen.warning, ModelSetWarning, stacklevel=3)
-        notices.append("warning: " + chosen.warning)
+        _warn(chosen.warning, ModelSetWarning, opts.strict, notices)
 
     if set(REGISTRY_SUGGESTS) - set(user_set):
         pre_models = list({id(m): m for m in (registry.model_for(r)[0] for r in refs.values())}.values())
@@ -108,10 +105,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
     elif sat is False:
         msg = (f"{text!r} is unsatisfiable: no single object can satisfy it under the domain's exclusive "
                f"families (e.g. two colours at once); its samples cannot all fit")
-        if opts.strict:
-            raise CompileError(msg)
-        warnings.warn(msg, UnsatisfiableWarning, stacklevel=3)
-        notices.append("warning: " + msg)
+        _warn(msg, UnsatisfiableWarning, opts.strict, notices)
     elif sat is None:
         notices.append("satisfiability not checked: too many concepts to enumerate")
 
@@ -147,9 +141,7 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         opts = attempt
     notices.extend(extra)
     for msg in dict.fromkeys(builder.no_layout):  # values beside places that no layout of the data holds
-        if opts.strict:
-            raise CompileError(msg)
-        warnings.warn(msg, UnsatisfiableWarning, stacklevel=3)
+        _warn(msg, UnsatisfiableWarning, opts.strict)  # the notice is added where the graph is built
     if route == "lse" and not all_explicit:
         implicit = sorted({m.name for m in models if m.kind != "explicit"})
         ow = asked if asked is not None else builder.or_weights
@@ -194,6 +186,16 @@ def _compile(expr: Expr, source: str, registry: ConceptRegistry, opts: CompileOp
         low_linear=low_linear,
         finish=finish,
     )
+
+
+def _warn(msg: str, category: type[Warning], strict: bool, notices: list[str] | None = None) -> None:
+    """Raise ``msg`` as a :class:`CompileError` under ``strict``; else warn with it (pointing at the
+    caller of :func:`compile`) and, given ``notices``, add it to them."""
+    if strict:
+        raise CompileError(msg)
+    warnings.warn(msg, category, stacklevel=4)
+    if notices is not None:
+        notices.append("warning: " + msg)
 
 
 def _finisher(registry: ConceptRegistry, domain: str) -> tuple[Any, float] | None:

@@ -85,6 +85,36 @@ def _digest(kind: str, body: str) -> str:
     return f"{kind}#{hashlib.blake2b(body.encode(), digest_size=10).hexdigest()}"
 
 
+@dataclass
+class _ObjectPlan:
+    """An object-level composition as :meth:`GraphBuilder._objects` lowers it."""
+
+    places: list[tuple[ConceptRef, float]]  # the named places and their weights, one per object
+    values: list[tuple[ConceptRef, float]]  # plain values beside them (some object holds each)
+    avoided: list[Concept]  # negated places of the places' family
+    model: Any  # the joint model serving every place
+    fams: list[Any]  # the discrete families it draws per object
+    drawn: tuple[ConceptRef, ...]  # their drawn references, one per family
+    held: tuple[tuple[str, str], ...]  # (family, value): held by some object
+    none: tuple[tuple[str, str], ...]  # (family, value): held by no object
+    spread: bool  # named places drawn from the data (named_positions="data")
+    within: float | None = None  # the radius the layouts are drawn within
+    layout: tuple[float, ...] = ()  # the places' points, where whole layouts are drawn
+
+    @property
+    def refs(self) -> list[ConceptRef]:
+        return [r for r, _ in self.places]
+
+    @property
+    def k(self) -> int:
+        return len(self.places)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fams)
+
+
+
 class GraphBuilder:
     """Hash-consed construction of leaves and nodes."""
 
@@ -596,6 +626,37 @@ class GraphBuilder:
         spliced in: its extra share on each of its values); a negated place far from every place
         is implied by the layout and dropped; else None (a plain product, with a warning where the
         values are what no layout of the data holds)."""
+        plan = self._object_plan(flat)
+        if plan is None or not self._place_objects(plan, flat):
+            return None
+        terms: list[tuple[float, int]] = []
+        for slot, (r, w) in enumerate(plan.places):
+            leaf = (self._near(r) if plan.spread else r, *plan.drawn)
+            got = self.registry.joint(leaf)
+            if got is None or got[0] is not plan.model:
+                return None
+            cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=plan.k) for f in plan.fams}}
+            if plan.layout:
+                cond = {f: replace(v, layout=plan.layout, slot=slot, within=plan.within, some=plan.held,
+                                   none=plan.none) if isinstance(v, Drawn) else v for f, v in cond.items()}
+            terms.append((1.0, self.joint_leaf(leaf, plan.model, cond)))
+            if w != 1.0:  # a weighted place: its extra share on the place alone, at the drawn point
+                terms.append((w - 1.0, self.joint_leaf(leaf[:1], plan.model, {r.family: cond[r.family]})))
+        # the values also stay product terms: a joint condition binds an object's values to it only
+        # loosely, so the drawn values alone are not always rendered
+        # a negated value is only kept off the objects' draws, with no term of its own
+        extra = [(w, self.leaf(r)) for r, w in plan.values]
+        # ``2 * (position(b) & circle)``: the share on circle only, as :meth:`_group_shares` gives
+        extra += [(w - 1.0, self.leaf(r)) for w, families in self._groups
+                  for r in dict.fromkeys(r for r, _ in plan.values if r.family in families)]
+        nid = self.weighted_sum(terms + extra + [(1.0 - sum(w for w, _ in terms + extra), self.prior())])
+        self._note_objects(plan, flat, nid)
+        return nid
+
+    def _object_plan(self, flat: list[Expr]) -> _ObjectPlan | None:
+        """What :meth:`_objects` composes for the conjunction ``flat``: its places, values and
+        negated values, the joint model and the discrete families it draws per object; None where
+        the conjunction is no object-level composition the registry can draw."""
         negated = [t.expr for t in flat if isinstance(t, Not) and isinstance(t.expr, Concept)]
         plain = [(c, weight_of(t)[0]) for t in flat if (c := self._positive_concept(t)) is not None]
         if self.options.and_mode != "joint" or len(flat) < 2 or len(plain) + len(negated) != len(flat):
@@ -614,11 +675,8 @@ class GraphBuilder:
                 or any(r.value is None or r.absent or r.drawn or r.params is not None
                        for r in [r for r, _ in values] + shunned):
             return None
-        held = tuple(dict.fromkeys((r.family, r.value) for r, _ in values))
-        none = tuple(dict.fromkeys((r.family, r.value) for r in shunned))
-        k = len(refs)
         hook = getattr(self.registry, "max_objects", None)
-        if hook is None or getattr(self.registry, "joint", None) is None or hook(refs[0]) < k:
+        if hook is None or getattr(self.registry, "joint", None) is None or hook(refs[0]) < len(refs):
             return None
         model = self.registry.model_for(refs[0])[0]
         if any(self.registry.model_for(r)[0] is not model for r in refs):
@@ -626,71 +684,66 @@ class GraphBuilder:
         fams = [f for f in self.registry.domain(self.domain).families
                 if f.kind == "discrete" and f.name != refs[0].family and len(f.values) > 1
                 and self._serves(model, ConceptRef(self.domain, f.name, value=f.values[0]))]
-        names = tuple(f.name for f in fams)
-        if not fams or not self._can_draw(names, k):
+        if not fams or not self._can_draw(tuple(f.name for f in fams), len(refs)):
             return None
-        drawn = tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams)
-        spread = self.options.named_positions == "data" and all(self._spreadable(r, model) for r in refs)
-        points = tuple(p for r in refs for p in r.params)
-        within = self._layout_radius(refs[0].family, points, len(refs), names, held, none) if spread else None
-        layout = points if within is not None else ()
-        weighted = any(w != 1.0 for _, w in places)
-        if (held or none) and spread and not layout and all(f in names for f, _ in held + none) \
-                and self._layout_radius(refs[0].family, points, k, names) is not None:
-            values_text = " and ".join([f"{v} held by some object" for _, v in held] + [f"{v} by none" for _, v in none])
+        return _ObjectPlan(places=places, values=values, avoided=avoided, model=model, fams=fams,
+                           drawn=tuple(ConceptRef(self.domain, f.name, drawn=True) for f in fams),
+                           held=tuple(dict.fromkeys((r.family, r.value) for r, _ in values)),
+                           none=tuple(dict.fromkeys((r.family, r.value) for r in shunned)),
+                           spread=self.options.named_positions == "data"
+                           and all(self._spreadable(r, model) for r in refs))
+
+    def _place_objects(self, plan: _ObjectPlan, flat: list[Expr]) -> bool:
+        """Decide where ``plan``'s objects are drawn: with ``named_positions="data"``, whole
+        layouts of the data's images, one object near each place, in which its held and negated
+        values hold (``plan.layout`` and ``plan.within``); False where the conjunction then needs a
+        layout the registry does not draw (values, weighted or negated places), with a warning
+        where no layout of the data holds its values."""
+        family, k = plan.refs[0].family, plan.k
+        points = tuple(p for r in plan.refs for p in r.params)
+        if plan.spread:
+            plan.within = self._layout_radius(family, points, k, plan.names, plan.held, plan.none)
+            plan.layout = points if plan.within is not None else ()
+        values_drawn = all(f in plan.names for f, _ in plan.held + plan.none)
+        if (plan.held or plan.none) and plan.spread and not plan.layout and values_drawn \
+                and self._layout_radius(family, points, k, plan.names) is not None:
+            values_text = " and ".join([f"{v} held by some object" for _, v in plan.held]
+                                       + [f"{v} by none" for _, v in plan.none])
             self.no_layout.append(
                 f"{' & '.join(show(t) for t in flat)}: the data's {k}-object images have no layout with an object "
                 f"near each place and {values_text}, so it is a plain product, and its samples are unlikely to show it")
-        if (held or none or weighted or avoided) and (not layout or any(f not in names for f, _ in held + none)):
-            return None
-        if any(math.dist(r.params, self.refs[t].params) <= within + POSITION_TOLERANCE for t in avoided for r in refs):
-            return None
-        terms: list[tuple[float, int]] = []
-        for slot, (r, w) in enumerate(places):
-            leaf = (self._near(r) if spread else r, *drawn)
-            got = self.registry.joint(leaf)
-            if got is None or got[0] is not model:
-                return None
-            cond = {**got[1], **{f.name: Drawn(values=tuple(f.values), objects=k) for f in fams}}
-            if layout:
-                cond = {f: replace(v, layout=layout, slot=slot, within=within, some=held, none=none)
-                        if isinstance(v, Drawn)
-                        else v for f, v in cond.items()}
-            terms.append((1.0, self.joint_leaf(leaf, model, cond)))
-            if w != 1.0:  # a weighted place: its extra share on the place alone, at the drawn point
-                terms.append((w - 1.0, self.joint_leaf(leaf[:1], model, {r.family: cond[r.family]})))
-        # the values also stay product terms: a joint condition binds an object's values to it only
-        # loosely, so the drawn values alone are not always rendered
-        # a negated value is only kept off the objects' draws, with no term of its own
-        extra = [(w, self.leaf(r)) for r, w in values]
-        # ``2 * (position(b) & circle)``: the share on circle only, as :meth:`_group_shares` gives
-        extra += [(w - 1.0, self.leaf(r)) for w, families in self._groups
-                  for r in dict.fromkeys(r for r, _ in values if r.family in families)]
-        nid = self.weighted_sum(terms + extra + [(1.0 - sum(w for w, _ in terms + extra), self.prior())])
+        weighted = any(w != 1.0 for _, w in plan.places)
+        if (plan.held or plan.none or weighted or plan.avoided) and (not plan.layout or not values_drawn):
+            return False
+        return not any(math.dist(r.params, self.refs[t].params) <= plan.within + POSITION_TOLERANCE
+                       for t in plan.avoided for r in plan.refs)
+
+    def _note_objects(self, plan: _ObjectPlan, flat: list[Expr], nid: int) -> None:
+        """Record what :meth:`_objects` drew for ``flat`` (lowered to node ``nid``): the dropped
+        negated places as groundings, the drawn families as notices."""
         self.groundings.extend(
             Grounding(negated=show(t), grounded_by="", positive="", alpha=0.0, node=nid, how="implied",
-                      detail=f"the layout (each object within {within:g} of its place, every place farther than "
-                             f"{within + POSITION_TOLERANCE:g} from this one)") for t in avoided)
+                      detail=f"the layout (each object within {plan.within:g} of its place, every place farther "
+                             f"than {plan.within + POSITION_TOLERANCE:g} from this one)") for t in plan.avoided)
         conj = " & ".join(show(t) for t in flat)
-        where = f"within {self._radius():g} of its point"
-        if layout:
-            wider = "" if within == self._radius() else \
+        family, k, names = plan.refs[0].family, plan.k, ", ".join(plan.names)
+        if plan.layout:
+            wider = "" if plan.within == self._radius() else \
                 f" (none has one within {self._radius():g}: wider, where the place holds)"
-            some = f", {' and '.join(v for _, v in held)} held by some object" if held else ""
-            some += f", {' and '.join(v for _, v in none)} by none" if none else ""
-            self.drawn.append((conj, f"the objects' {refs[0].family} and {', '.join(names)}",
-                               f"together, as the data's {k}-object images with an object within {within:g} of "
-                               f"each point{some} have them{wider} (free_families=data, named_positions=data)"))
-            return nid
-        self.drawn.append((conj, f"{', '.join(names)} of each object",
+            some = f", {' and '.join(v for _, v in plan.held)} held by some object" if plan.held else ""
+            some += f", {' and '.join(v for _, v in plan.none)} by none" if plan.none else ""
+            self.drawn.append((conj, f"the objects' {family} and {names}",
+                               f"together, as the data's {k}-object images with an object within {plan.within:g} "
+                               f"of each point{some} have them{wider} (free_families=data, named_positions=data)"))
+            return
+        self.drawn.append((conj, f"{names} of each object",
                            f"as an object of the data's {k}-object images has them (free_families=data)"))
-        if spread:
-            self.drawn.append((conj, f"each object's {refs[0].family}",
-                               f"where it holds ({where}; named_positions=data), on its own: the registry draws "
-                               f"no layout of the data's {k}-object images with an object within "
-                               f"{max(self._radius(), near_radius(None)):g} of each point (places closer than "
-                               "its objects lie, or no such images)"))
-        return nid
+        if plan.spread:
+            self.drawn.append((conj, f"each object's {family}",
+                               f"where it holds (within {self._radius():g} of its point; named_positions=data), "
+                               f"on its own: the registry draws no layout of the data's {k}-object images with "
+                               f"an object within {max(self._radius(), near_radius(None)):g} of each point (places "
+                               "closer than its objects lie, or no such images)"))
 
     def _layout_radius(self, family: str, points: tuple[float, ...], k: int, names: tuple[str, ...],
                        held: tuple[tuple[str, str], ...] = (), none: tuple[tuple[str, str], ...] = ()) -> float | None:
