@@ -9,6 +9,7 @@ samples that product of experts.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -370,6 +371,42 @@ def _is_prior(leaf: Any) -> bool:
     return leaf.ref is None and not leaf.refs
 
 
+STRONG_COEF = 2.0  # a leaf coefficient above this raises an ODE solver's steps (steps_for_weights)
+
+
+def strongest_coef(graph: EnergyGraph) -> float:
+    """The largest coefficient any chain's product gives a leaf other than the prior (1 for the
+    log-sum-exp route, whose coefficients are not per chain): ``6 * red & circle`` in the joint mode
+    gives the red leaf 5, its extra share beside the joint leaf."""
+    if graph.route == "dnf":
+        rows = [d.coefs for d in graph.disjuncts]
+    elif graph.route == "linear" and graph.linear_coefs is not None:
+        rows = [graph.linear_coefs]
+    else:
+        return 1.0
+    prior = {leaf.index for leaf in graph.leaves if leaf.ref is None and not leaf.refs}
+    return max((c for row in rows for i, c in enumerate(row) if i not in prior), default=1.0)
+
+
+def steps_for_weights(graph: EnergyGraph, spec: Any, s: dict[str, Any], explicit: bool) -> float | None:
+    """Scale an ODE solver's registry steps (and ``max_nfe``) by c / 2 where the largest leaf
+    coefficient c (:func:`strongest_coef`) exceeds 2 (a weight above 3 on a concept of a joint
+    leaf): a stronger term makes the composed score change faster along the path, and the
+    registry's steps were set for weights up to 3 (docs/compiler.md, "Strong weights"). Returns the
+    factor applied, or None (steps named by the user, a solver without a step budget, or no such
+    coefficient)."""
+    if explicit or spec.budget_steps is None:
+        return None
+    c = strongest_coef(graph)
+    if c <= STRONG_COEF:
+        return None
+    factor = c / STRONG_COEF
+    s["steps"] = math.ceil(s["steps"] * factor - 1e-9)
+    if s.get("max_nfe") is not None:
+        s["max_nfe"] = math.ceil(s["max_nfe"] * factor - 1e-9)
+    return factor
+
+
 def rows_bound(graph: EnergyGraph) -> int | None:
     """An upper bound on the network rows one composed-score evaluation costs a chain, without
     running a network: per model with a leaf of non-zero coefficient at some noise level (below
@@ -543,6 +580,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     dev = resolve_device(device)
     graph.to(dev)
     spec = SAMPLERS[name]
+    weight_steps = steps_for_weights(graph, spec, s, steps is not None or settings.get("steps") is not None)
     probe_seconds = 0.0
     if spec.budget_steps is not None and s.get("max_nfe") is not None:
         bound = rows_bound(graph)
@@ -637,7 +675,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     record = {"sampler": name, **{k: v for k, v in s.items()}, "total_steps": total_steps,
               "score_evals": score_evals, "nfe": int(nfe) if nfe is not None and nfe == int(nfe) else nfe,
               "batch_size": bs,
-              "seed": int(seed), "device": str(dev), "route": graph.route}
+              "seed": int(seed), "device": str(dev), "route": graph.route, "weight_steps": weight_steps}
     if ignored:
         record["registry_keys_not_used"] = ignored
     if drawn:

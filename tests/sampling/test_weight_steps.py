@@ -1,0 +1,70 @@
+"""Strong weights raise an ODE solver's registry steps (and evaluation budget) by c / 2, where c is
+the largest coefficient a chain gives a leaf other than the prior."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from conceptlang.compiler import compile
+from conceptlang.models.registry import load_registry
+from conceptlang.sampling import sample
+from conceptlang.sampling.api import steps_for_weights, strongest_coef
+from conceptlang.sampling.samplers import get_sampler
+
+
+@functools.cache
+def _registry():
+    return load_registry(None)
+
+
+def _graph(text: str):
+    return compile(text, _registry())
+
+
+@pytest.mark.parametrize("text,coef", [
+    ("red & circle", 1.0),  # one joint leaf
+    ("large & circle", 1.0),  # the calibrated size weight (1.6) adds 0.6 beside the joint leaf
+    ("3 * red & square & small", 2.0),  # the red leaf's extra share: 3 - 1
+    ("6 * blue & circle & large", 5.0),
+    ("4 * (green & square)", 3.0),  # a weighted conjunction: its joint leaf's extra share
+    ("circle | 6 * yellow", 5.0),  # the strongest over the disjuncts
+    ("6 * smiling & male", 5.0),
+])
+def test_strongest_coef(text, coef):
+    assert strongest_coef(_graph(text)) == pytest.approx(coef, abs=1e-9)
+
+
+@pytest.mark.parametrize("text,steps,max_nfe,factor", [
+    ("6 * blue & circle & large", 33, 100, 2.5),
+    ("4 * yellow & square", 20, 60, 1.5),
+    ("3 * red & square & small", 13, 40, None),  # c = 2: the registry's steps
+    ("red & circle", 13, 40, None),
+])
+def test_steps_scale_with_the_strongest_coefficient(text, steps, max_nfe, factor):
+    s = {"steps": 13, "max_nfe": 40}
+    got = steps_for_weights(_graph(text), get_sampler("dpmpp_2m_sde"), s, explicit=False)
+    assert got == (None if factor is None else pytest.approx(factor, abs=1e-9))
+    assert s == {"steps": steps, "max_nfe": max_nfe}
+
+
+def test_steps_named_by_the_user_or_a_solver_without_a_budget_are_kept():
+    g = _graph("6 * blue & circle & large")
+    s = {"steps": 13, "max_nfe": 40}
+    assert steps_for_weights(g, get_sampler("dpmpp_2m_sde"), s, explicit=True) is None
+    assert s == {"steps": 13, "max_nfe": 40}
+    s = {"steps": 40}
+    assert steps_for_weights(g, get_sampler("annealed"), s, explicit=False) is None
+    assert s == {"steps": 40}
+
+
+def test_sample_records_the_raised_steps():
+    g = _graph("6 * blue & circle & large")
+    res = sample(g, 1, seed=0, device="cpu")
+    assert res.settings["weight_steps"] == pytest.approx(2.5)
+    assert res.settings["max_nfe"] == 100
+    # the budget then bounds the steps as before: 33 asked, as many as fit in 100 rows per chain
+    assert 13 < res.settings["steps"] <= 33 and res.settings["nfe"] <= 100
+    explicit = sample(g, 1, seed=0, device="cpu", steps=5)
+    assert explicit.settings["weight_steps"] is None and explicit.settings["steps"] == 5
