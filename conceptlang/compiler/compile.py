@@ -286,10 +286,9 @@ def _weights_floor(expr: Expr, registry: ConceptRegistry, domain: str, refs: dic
 
 
 def _without_concept_weights(expr: Expr) -> Expr:
-    """``expr`` with every positive weight on a concept, on a conjunction that names at most one
-    place outside negations or on an OR dropped (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``,
-    ``2 * (red | blue)`` → ``red | blue``, ``-2 * ~red`` → ``red``: the forms the joint lowering
-    gives extra shares), and a
+    """``expr`` with every positive weight on a concept, on a conjunction or on an OR dropped
+    (``2 * red`` → ``red``, ``2 * (red & ~circle)`` → ``red & ~circle``, ``2 * (red | blue)`` →
+    ``red | blue``, ``-2 * ~red`` → ``red``: the forms the joint lowering gives extra shares), and a
     concept repeated in a conjunction kept once (``red & circle & red`` → ``red & circle``, and
     ``red & (red & circle)`` too: the lowering counts repeats over nested conjunctions); ``expr``
     itself where it has none of these."""
@@ -301,7 +300,7 @@ def _without_concept_weights(expr: Expr) -> Expr:
             return inner
         if isinstance(node, Weighted) and w < 0 and isinstance(inner, Not):  # -2 * ~e: 2 * e
             return inner.expr
-        if isinstance(node, Weighted) and w > 0 and (isinstance(inner, Or) or weighted_conjunction(node) is not None):
+        if isinstance(node, Weighted) and w > 0 and (isinstance(inner, Or) or weighted_conjunction(node, objects=True) is not None):
             return inner
         if isinstance(node, And):
             seen: set = set()

@@ -315,37 +315,17 @@ class GraphBuilder:
 
     def _expanded_objects(self, e: Expr) -> int | None:
         """An OR in equal shares because a branch places two objects (``~yellow & (small & cyan |
-        position(a) & position(b)) & (triangle | circle)``): the conjunction distributed over its
-        ORs as written, each disjunct lowered as one flat conjunction, so that an object-level
-        disjunct draws its layout with the values beside its places (:meth:`_objects`); the
-        disjuncts in equal shares, as the ORs lowered on the graph give them; an OR under a positive
-        weight gives each of its branches that weight, on the branch as a whole. None where a term
-        is an OR under a negation or a weight ≤ 0, or the disjuncts would outgrow ``max_disjuncts``."""
-        def literal(x: Expr) -> bool:  # a concept, a negated one, or one under weights
-            return isinstance(weight_of(x)[1], Concept) or (isinstance(x, Not) and isinstance(x.expr, Concept))
-
-        flat = flatten_and((e,))
-        if self.options.negation == "complement":
-            flat = push_negations(flat)
-        choices: list[list[tuple[Expr, ...]]] = []
-        for t in flat:
-            w, inner = weight_of(t)
-            if not isinstance(inner, Or):
-                w, branches = 1.0, [(t,)]
-            elif w <= 0:
-                return None
-            else:
-                branches = [tuple(flatten_and((b,))) for b in dict.fromkeys(flatten_and(inner.terms, Or))]
-            if not all(literal(x) for b in branches for x in b):
-                return None
-            if w != 1.0:  # a weighted OR: each branch carries the weight on what it pins, together
-                branches = [(Weighted(w, b[0] if len(b) == 1 else And(b)),) for b in branches]
-            choices.append(branches)
-        if not 2 <= math.prod(len(c) for c in choices) <= self.options.max_disjuncts:
+        position(a) & position(b)) & (triangle | circle)``): the expression distributed over its
+        ORs as written, nested ones and ones under weights included (:meth:`_disjuncts`), each
+        disjunct lowered as one flat conjunction, so that an object-level disjunct draws its layout
+        with the values beside its places (:meth:`_objects`); the disjuncts in equal shares, as the
+        ORs lowered on the graph give them. None where a term is a compound under a negation or a
+        weight ≤ 0, or the disjuncts would outgrow ``max_disjuncts``."""
+        picks = self._disjuncts(e, self.options.max_disjuncts)
+        if picks is None or len(picks) < 2:
             return None
         branches, labels = [], []
-        for pick in itertools.product(*choices):
-            terms = tuple(x for part in pick for x in part)
+        for terms in picks:
             self._keep.extend(terms)
             nid = self.conjunction(terms)
             labels.append(" & ".join(_wrap(t, 3) for t in terms))
@@ -355,6 +335,41 @@ class GraphBuilder:
         self.text.setdefault(nid, show(e))
         self._keep.append(e)
         return nid
+
+    def _disjuncts(self, e: Expr, limit: int) -> list[tuple[Expr, ...]] | None:
+        """``e`` distributed over its ORs: the conjunctions of literals (a concept, a negated one, or
+        one under weights) whose OR it is, in the written order, a conjunction's negations read as
+        :func:`push_negations` reads them under ``negation="complement"``. A weighted OR or
+        conjunction (``w * (a | b & c)``) gives each of its disjuncts the weight on the disjunct as a
+        whole, together (``w * (b & c)``), as a weighted conjunction is lowered. None where a
+        negation or a weight ≤ 0 holds a compound, or there would be more than ``limit``."""
+        w, inner = weight_of(e)
+        if isinstance(inner, Concept) or (isinstance(inner, Not) and isinstance(inner.expr, Concept)):
+            return [(e,)]
+        if w <= 0:
+            return None
+        if isinstance(inner, Or):
+            out: list[tuple[Expr, ...]] = []
+            for t in dict.fromkeys(flatten_and(inner.terms, Or)):
+                got = self._disjuncts(t, limit)
+                if got is None or len(out) + len(got) > limit:
+                    return None
+                out.extend(got)
+        elif isinstance(inner, And):
+            flat = flatten_and(inner.terms)
+            if self.options.negation == "complement":
+                flat = push_negations(flat)
+            out = [()]
+            for t in flat:
+                got = self._disjuncts(t, limit)
+                if got is None or len(out) * len(got) > limit:
+                    return None
+                out = [a + b for a in out for b in got]
+        else:
+            return None
+        if w != 1.0:
+            out = [(Weighted(w, d[0] if len(d) == 1 else And(d)),) for d in out]
+        return out
 
     def lower(self, e: Expr, log_z: tuple[float, ...] | None = None) -> int:
         # Lowering depends only on the sub-tree and on whether complements apply there, so a shared
@@ -426,7 +441,7 @@ class GraphBuilder:
                 flat = self._push_negations(flat)
                 # a negatively weighted negation of a conjunction (`-1 * ~(a & b)`) leaves a weighted
                 # conjunction: spliced too, its terms' negations pushed in turn
-                while self.options.and_mode == "joint" and any(weighted_conjunction(t) is not None for t in flat):
+                while self.options.and_mode == "joint" and any(weighted_conjunction(t, objects=True) is not None for t in flat):
                     before = {id(t) for t in flat}
                     spliced = self._splice_weighted_groups(flat)
                     flat = self._push_negations(spliced, [t for t in spliced if id(t) not in before])
@@ -443,16 +458,16 @@ class GraphBuilder:
             self._groups = saved
 
     def _splice_weighted_groups(self, flat: list[Expr]) -> list[Expr]:
-        """and_mode "joint": a positively weighted conjunction that names at most one place outside
-        negations (``2 * (red & circle)``, ``0.5 * (male & ~smiling)``,
-        ``2 * (position(0.3, 0.3) & red)``, ``1.5 * (triangle & ~(purple | green))``) is spliced
+        """and_mode "joint": a positively weighted conjunction (``2 * (red & circle)``,
+        ``0.5 * (male & ~smiling)``, ``2 * (position(0.3, 0.3) & red)``, ``1.5 * (triangle &
+        ~(purple | green))``, two objects' ``2 * (position(a) & position(b) & red)``) is spliced
         into the conjunction, so that its concepts join the joint condition and the families it
         leaves free are drawn as for the unweighted conjunction; its weight w becomes one extra share (w − 1)·(E_g − E_prior) in each
         branch, E_g the joint condition on the group's values there, its place left out
         (:meth:`_group_shares`)."""
         out: list[Expr] = []
         for t in flat:
-            got = weighted_conjunction(t)
+            got = weighted_conjunction(t, objects=True)
             if got is None:
                 out.append(t)
                 continue

@@ -170,11 +170,12 @@ def weighted_negation(t: Expr) -> Expr | None:
     return None
 
 
-def weighted_conjunction(t: Expr) -> tuple[float, list[Expr]] | None:
+def weighted_conjunction(t: Expr, objects: bool = False) -> tuple[float, list[Expr]] | None:
     """``w * (a & b & …)`` with w > 0 (nested weights multiplied) that names at most one place (a
     parameterised concept, however often written) outside negations as (w, the conjunction's terms,
     nested conjunctions spliced in); None for any other term. Two places outside negations are two
-    objects; a negated place only keeps the object away from its point
+    objects, accepted only with ``objects`` (the lowering, which draws them as a layout); a negated
+    place only keeps the object away from its point
     (``2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))``). The joint mode splices such a
     term into the enclosing conjunction with one extra share of its values (docs/compiler.md)."""
     if not isinstance(t, Weighted):
@@ -183,6 +184,8 @@ def weighted_conjunction(t: Expr) -> tuple[float, list[Expr]] | None:
     if w <= 0 or not isinstance(inner, And):
         return None
     parts = flatten_and(inner.terms)
+    if objects:
+        return w, parts
     places = set().union(*(_places_held(p) for p in parts))
     return (w, parts) if len(places) <= 1 else None
 

@@ -154,10 +154,11 @@ def test_a_weighted_or_without_data_weights_is_refused_by_implicit_models_and_sa
 
 def test_the_refusal_names_why_the_data_weights_did_not_apply_with_the_options_as_given():
     """The compiler retries a complement-mode expression in the ratio form; the error still gives
-    the reason of the form asked for (here two places in a branch), not the retry's."""
+    the reason of the form asked for (here two places in a branch, beside a negated compound that
+    the distribution over the ORs does not expand), not the retry's."""
     from conceptlang.models.registry import load_registry
 
-    text = "1.5 * ((~yellow | position(0.3, 0.4)) & position(0.4, 0.4) & small)"
+    text = "(circle & ~(circle & yellow) | position(0.3, 0.3) & position(0.7, 0.4)) & 1.5 * (~yellow | small)"
     with pytest.raises(CompileError) as err:
         compile_expr(text, load_registry())
     assert err.value.message.endswith("which did not apply here (a branch names two places of position (two "

@@ -281,8 +281,9 @@ def test_a_weighted_conjunction_with_negated_places_is_spliced_as_one_object(shi
     """``2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))``: two negated places keep one
     object away from both points, so the conjunction is spliced as with one place: the place drawn
     away from both, colour and size drawn, an extra share of circle above σ 0.3 (it used to stay a
-    product with ratio-form repulsions at every level). Two places outside negations are two objects
-    and keep the product; a negated OR holding a place is pushed and spliced too."""
+    product with ratio-form repulsions at every level). Two places outside negations are two objects,
+    spliced too: drawn as one layout, as without the weight (they kept a plain product before); a
+    negated OR holding a place is pushed and spliced too."""
     reg = shipped
     plain = compile("circle & ~position(0.6, 0.4) & ~position(0.4, 0.7)", reg)
     g = compile("2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))", reg)
@@ -294,7 +295,9 @@ def test_a_weighted_conjunction_with_negated_places_is_spliced_as_one_object(shi
         assert row["shape.circle"] == 1.0 and _by_label(g, d.low_coefs)["shape.circle"] == 0.0
         assert sum(c for label, c in row.items() if "position(drawn away from 0.6, 0.4; 0.4, 0.7)" in label) == 1.0
     two = compile("2 * (position(0.4, 0.4) & position(0.6, 0.6))", reg)
-    assert two.route == "linear" and sorted(_by_label(two, two.linear_coefs).values()) == [-3.0, 2.0, 2.0]
+    two_plain = compile("position(0.4, 0.4) & position(0.6, 0.6)", reg)
+    assert two.route == "linear" and _by_label(two, two.linear_coefs) == _by_label(two_plain, two_plain.linear_coefs)
+    assert sorted(_by_label(two, two.linear_coefs).values()) == [-1.0, 1.0, 1.0]
     nested = compile("0.5 * (~position(0.6, 0.4) & ~(position(0.4, 0.7) | ~circle))", reg)
     assert nested.route == "dnf" and _shares(nested) == _shares(plain)
 

@@ -475,6 +475,14 @@ def test_a_weighted_or_with_a_two_object_branch_gives_each_branch_its_weight():
     assert shapes == {"square", "triangle"}
 
 
+def _assert_lowered_alike(pairs, reg):
+    """Each (grouped, flat) pair lowers to the same energy terms, both objects drawn as one layout."""
+    for grouped, flat in pairs:
+        got, want = compile_expr(grouped, reg), compile_expr(flat, reg)
+        assert _energy_terms(got) == _energy_terms(want)
+        assert sum(1 for leaf in got.leaves if any(isinstance(v, Drawn) and v.layout for v in leaf.condition.values())) == 2
+
+
 def test_a_weighted_conjunction_beside_two_places_keeps_its_weight_on_its_values():
     """``2 * (position(b) & circle)`` spliced into an object-level composition scores as ``2 *
     circle`` there (its place takes no extra share), and ``2 * (red & circle)`` as ``2 * red & 2 *
@@ -485,11 +493,47 @@ def test_a_weighted_conjunction_beside_two_places_keeps_its_weight_on_its_values
     pairs = [("position(0.3, 0.3) & 2 * (position(0.7, 0.7) & circle)", "position(0.3, 0.3) & position(0.7, 0.7) & 2 * circle"),
              ("position(0.3, 0.3) & position(0.7, 0.7) & 2 * (red & circle)",
               "position(0.3, 0.3) & position(0.7, 0.7) & 2 * red & 2 * circle")]
-    for grouped, flat in pairs:
-        got, want = compile_expr(grouped, reg), compile_expr(flat, reg)
-        assert _energy_terms(got) == _energy_terms(want)
-        assert sum(1 for leaf in got.leaves if any(isinstance(v, Drawn) and v.layout for v in leaf.condition.values())) == 2
+    _assert_lowered_alike(pairs, reg)
     assert sorted(_energy_terms(compile_expr(pairs[1][0], reg)).values()) == [-5.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_a_weighted_conjunction_of_two_places_is_spliced_like_one_of_one_place():
+    """``2 * (position(a) & position(b) …)``: the group's places take no extra share (as a weighted
+    group's one place does), its values theirs; the objects drawn as one layout, as without the weight
+    (it was a plain product of the two places before)."""
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    pairs = [("2 * (position(0.3, 0.3) & position(0.7, 0.7))", "position(0.3, 0.3) & position(0.7, 0.7)"),
+             ("red & 2 * (position(0.3, 0.3) & position(0.7, 0.7))", "red & position(0.3, 0.3) & position(0.7, 0.7)"),
+             ("2 * (position(0.3, 0.3) & position(0.7, 0.7) & red)",
+              "position(0.3, 0.3) & position(0.7, 0.7) & 2 * red")]
+    _assert_lowered_alike(pairs, reg)
+    assert sorted(_energy_terms(compile_expr(pairs[2][0], reg)).values()) == [-3.0, 1.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("text,groups", [
+    ("red | 2 * (green | position(0.3, 0.3) & position(0.7, 0.7))",
+     {"red", "2 * green", "2 * (position(0.3, 0.3) & position(0.7, 0.7))"}),
+    ("3 * (0.5 * (green | position(0.7, 0.5)) & (position(0.6, 0.5) | ~position(0.4, 0.5) & 1.5 * purple))",
+     {"3 * (0.5 * green & position(0.6, 0.5))", "3 * (0.5 * green & ~position(0.4, 0.5) & 1.5 * purple)",
+      "3 * (0.5 * position(0.7, 0.5) & position(0.6, 0.5))",
+      "3 * (0.5 * position(0.7, 0.5) & ~position(0.4, 0.5) & 1.5 * purple)"}),
+])
+def test_a_two_object_branch_inside_nested_or_weighted_ors_is_distributed(text, groups):
+    """ORs nested in weights or conjunctions are distributed too (these did not compile: the
+    equal-share mixture needs log-sum-exp energies, which the implicit models lack); each written
+    branch takes an equal share, the weights on its disjuncts as a whole."""
+    from conceptlang.evaluation.objects import objects_registry
+
+    reg, _ = objects_registry()
+    g = compile_expr(text, reg)
+    assert g.route == "dnf"
+    shares: dict[str, float] = {}
+    for d in g.disjuncts:
+        shares[d.group] = shares.get(d.group, 0.0) + d.share
+    assert set(shares) == groups
+    assert all(abs(v - 1 / len(groups)) < 1e-9 for v in shares.values())
 
 
 def test_a_weighted_place_beside_another_joins_the_layout_its_share_at_its_objects_point():
