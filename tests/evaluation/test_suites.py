@@ -153,7 +153,8 @@ def test_the_tuning_lists_load():
         assert sum(len(s) for s in suites) == sum(1 for c in code if c and c[0] not in "@["), f.name
     assert domains == {"continual_tuning.txt": ["scenes"], "distribution_tuning.txt": ["scenes", "faces"],
                        "fidelity_tuning.txt": ["scenes", "faces"], "heldout_tuning.txt": ["scenes"],
-                       "negation_tuning.txt": ["scenes", "faces"], "sampler_tuning.txt": ["scenes", "faces"]}
+                       "negation_tuning.txt": ["scenes", "faces"], "sampler_tuning.txt": ["scenes", "faces"],
+                       "strong_weights_tuning.txt": ["scenes"]}
     # kept apart from the suites of the same models: no composition of a tuning list is one of
     # their expressions (single concepts are too few to keep apart)
     def texts(*names):
