@@ -319,8 +319,8 @@ class GraphBuilder:
         ORs as written, nested ones and ones under weights included (:meth:`_disjuncts`), each
         disjunct lowered as one flat conjunction, so that an object-level disjunct draws its layout
         with the values beside its places (:meth:`_objects`); the disjuncts in equal shares, as the
-        ORs lowered on the graph give them. None where a term is a compound under a negation or a
-        weight ≤ 0, or the disjuncts would outgrow ``max_disjuncts``."""
+        ORs lowered on the graph give them. None where a compound is under a weight ≤ 0 or the
+        disjuncts would outgrow ``max_disjuncts``."""
         picks = self._disjuncts(e, self.options.max_disjuncts)
         if picks is None or len(picks) < 2:
             return None
@@ -337,14 +337,15 @@ class GraphBuilder:
         return nid
 
     def _disjuncts(self, e: Expr, limit: int) -> list[tuple[Expr, ...]] | None:
-        """``e`` distributed over its ORs: the conjunctions of literals (a concept, a negated one, or
-        one under weights) whose OR it is, in the written order, a conjunction's negations read as
-        :func:`push_negations` reads them under ``negation="complement"``. A weighted OR or
-        conjunction (``w * (a | b & c)``) gives each of its disjuncts the weight on the disjunct as a
-        whole, together (``w * (b & c)``), as a weighted conjunction is lowered. None where a
-        negation or a weight ≤ 0 holds a compound, or there would be more than ``limit``."""
+        """``e`` distributed over its ORs: the conjunctions of terms (a concept or a negation, either
+        under weights; a negated compound, ``~(circle & yellow)``, stays one term) whose OR it is, in
+        the written order, a conjunction's negations read as :func:`push_negations` reads them under
+        ``negation="complement"``. A weighted OR or conjunction (``w * (a | b & c)``) gives each of
+        its disjuncts the weight on the disjunct as a whole, together (``w * (b & c)``), as a
+        weighted conjunction is lowered. None where a weight ≤ 0 holds a compound, or there would be
+        more than ``limit``."""
         w, inner = weight_of(e)
-        if isinstance(inner, Concept) or (isinstance(inner, Not) and isinstance(inner.expr, Concept)):
+        if isinstance(inner, (Concept, Not)):  # a negated compound stays one term of its disjuncts
             return [(e,)]
         if w <= 0:
             return None

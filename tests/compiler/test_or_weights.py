@@ -154,13 +154,14 @@ def test_a_weighted_or_without_data_weights_is_refused_by_implicit_models_and_sa
 
 def test_the_refusal_names_why_the_data_weights_did_not_apply_with_the_options_as_given():
     """The compiler retries a complement-mode expression in the ratio form; the error still gives
-    the reason of the form asked for (here two places in a branch, beside a negated compound that
-    the distribution over the ORs does not expand), not the retry's."""
+    the reason of the form asked for (here two places in a branch, with more disjuncts than
+    max_disjuncts allows to distribute the ORs), not the retry's."""
     from conceptlang.models.registry import load_registry
 
     text = "(circle & ~(circle & yellow) | position(0.3, 0.3) & position(0.7, 0.4)) & 1.5 * (~yellow | small)"
+    compile_expr(text, load_registry())  # four disjuncts: distributed
     with pytest.raises(CompileError) as err:
-        compile_expr(text, load_registry())
+        compile_expr(text, load_registry(), max_disjuncts=3)
     assert err.value.message.endswith("which did not apply here (a branch names two places of position (two "
                                       "objects), which have no one-object data probability)")
     assert "negation=ratio" not in err.value.message

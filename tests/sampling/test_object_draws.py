@@ -519,11 +519,15 @@ def test_a_weighted_conjunction_of_two_places_is_spliced_like_one_of_one_place()
      {"3 * (0.5 * green & position(0.6, 0.5))", "3 * (0.5 * green & ~position(0.4, 0.5) & 1.5 * purple)",
       "3 * (0.5 * position(0.7, 0.5) & position(0.6, 0.5))",
       "3 * (0.5 * position(0.7, 0.5) & ~position(0.4, 0.5) & 1.5 * purple)"}),
+    ("(circle & ~(circle & yellow) | position(0.3, 0.3) & position(0.7, 0.4)) & 1.5 * (~yellow | small)",
+     {"circle & ~(circle & yellow) & 1.5 * ~yellow", "circle & ~(circle & yellow) & 1.5 * small",
+      "position(0.3, 0.3) & position(0.7, 0.4) & 1.5 * ~yellow", "position(0.3, 0.3) & position(0.7, 0.4) & 1.5 * small"}),
 ])
 def test_a_two_object_branch_inside_nested_or_weighted_ors_is_distributed(text, groups):
-    """ORs nested in weights or conjunctions are distributed too (these did not compile: the
-    equal-share mixture needs log-sum-exp energies, which the implicit models lack); each written
-    branch takes an equal share, the weights on its disjuncts as a whole."""
+    """ORs nested in weights or conjunctions are distributed too, a negated compound kept as one
+    term (these did not compile: the equal-share mixture needs log-sum-exp energies, which the
+    implicit models lack); each written branch takes an equal share, the weights on its disjuncts
+    as a whole."""
     from conceptlang.evaluation.objects import objects_registry
 
     reg, _ = objects_registry()
