@@ -300,7 +300,7 @@ def _without_concept_weights(expr: Expr) -> Expr:
             return inner
         if isinstance(node, Weighted) and w < 0 and isinstance(inner, Not):  # -2 * ~e: 2 * e
             return inner.expr
-        if isinstance(node, Weighted) and w > 0 and (isinstance(inner, Or) or weighted_conjunction(node, objects=True) is not None):
+        if isinstance(node, Weighted) and w > 0 and (isinstance(inner, Or) or weighted_conjunction(node) is not None):
             return inner
         if isinstance(node, And):
             seen: set = set()

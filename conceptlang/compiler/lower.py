@@ -114,7 +114,6 @@ class _ObjectPlan:
         return tuple(f.name for f in self.fams)
 
 
-
 class GraphBuilder:
     """Hash-consed construction of leaves and nodes."""
 
@@ -442,7 +441,7 @@ class GraphBuilder:
                 flat = self._push_negations(flat)
                 # a negatively weighted negation of a conjunction (`-1 * ~(a & b)`) leaves a weighted
                 # conjunction: spliced too, its terms' negations pushed in turn
-                while self.options.and_mode == "joint" and any(weighted_conjunction(t, objects=True) is not None for t in flat):
+                while self.options.and_mode == "joint" and any(weighted_conjunction(t) is not None for t in flat):
                     before = {id(t) for t in flat}
                     spliced = self._splice_weighted_groups(flat)
                     flat = self._push_negations(spliced, [t for t in spliced if id(t) not in before])
@@ -468,7 +467,7 @@ class GraphBuilder:
         (:meth:`_group_shares`)."""
         out: list[Expr] = []
         for t in flat:
-            got = weighted_conjunction(t, objects=True)
+            got = weighted_conjunction(t)
             if got is None:
                 out.append(t)
                 continue

@@ -170,43 +170,19 @@ def weighted_negation(t: Expr) -> Expr | None:
     return None
 
 
-def weighted_conjunction(t: Expr, objects: bool = False) -> tuple[float, list[Expr]] | None:
-    """``w * (a & b & …)`` with w > 0 (nested weights multiplied) that names at most one place (a
-    parameterised concept, however often written) outside negations as (w, the conjunction's terms,
-    nested conjunctions spliced in); None for any other term. Two places outside negations are two
-    objects, accepted only with ``objects`` (the lowering, which draws them as a layout); a negated
-    place only keeps the object away from its point
-    (``2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))``). The joint mode splices such a
-    term into the enclosing conjunction with one extra share of its values (docs/compiler.md)."""
+def weighted_conjunction(t: Expr) -> tuple[float, list[Expr]] | None:
+    """``w * (a & b & …)`` with w > 0 (nested weights multiplied) as (w, the conjunction's terms,
+    nested conjunctions spliced in); None for any other term. Its places may be one object's
+    (``2 * (position(0.3, 0.3) & red)``; a negated place only keeps the object away from its point,
+    ``2 * (circle & ~position(0.6, 0.4) & ~position(0.4, 0.7))``) or two objects' (``2 *
+    (position(a) & position(b))``, drawn as a layout). The joint mode splices such a term into the
+    enclosing conjunction with one extra share of its values (docs/compiler.md)."""
     if not isinstance(t, Weighted):
         return None
     w, inner = weight_of(t)
     if w <= 0 or not isinstance(inner, And):
         return None
-    parts = flatten_and(inner.terms)
-    if objects:
-        return w, parts
-    places = set().union(*(_places_held(p) for p in parts))
-    return (w, parts) if len(places) <= 1 else None
-
-
-def _places_held(e: Expr) -> set[Concept]:
-    """The places (parameterised concepts) ``e`` names outside negations: under an even number of
-    negations and negative weights (the sign rule)."""
-    out: set[Concept] = set()
-    stack = [(e, False)]
-    while stack:
-        node, negated = stack.pop()
-        if isinstance(node, Concept):
-            if node.args is not None and not negated:
-                out.add(node)
-        elif isinstance(node, Not):
-            stack.append((node.expr, not negated))
-        elif isinstance(node, Weighted):
-            stack.append((node.expr, negated != (node.weight < 0)))
-        else:
-            stack.extend((x, negated) for x in getattr(node, "terms", ()))
-    return out
+    return w, flatten_and(inner.terms)
 
 
 def negated_negation(t: Expr) -> Expr | None:

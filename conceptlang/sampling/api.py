@@ -384,7 +384,7 @@ def strongest_coef(graph: EnergyGraph) -> float:
         rows = [graph.linear_coefs]
     else:
         return 1.0
-    prior = {leaf.index for leaf in graph.leaves if leaf.ref is None and not leaf.refs}
+    prior = {leaf.index for leaf in graph.leaves if _is_prior(leaf)}
     return max((c for row in rows for i, c in enumerate(row) if i not in prior), default=1.0)
 
 
