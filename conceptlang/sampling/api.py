@@ -372,6 +372,8 @@ def _is_prior(leaf: Any) -> bool:
 
 
 STRONG_COEF = 2.0  # a leaf coefficient above this raises an ODE solver's steps (steps_for_weights)
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+MAX_WEIGHT_STEPS = 4.0  # the most steps_for_weights multiplies the steps by (a coefficient of 8 and above)
 
 
 def strongest_coef(graph: EnergyGraph) -> float:
@@ -388,11 +390,21 @@ def strongest_coef(graph: EnergyGraph) -> float:
     return max((c for row in rows for i, c in enumerate(row) if i not in prior), default=1.0)
 
 
+def _check_coefficients(graph: EnergyGraph) -> None:
+    """Refuse a graph whose weights multiply to a leaf coefficient that float32 cannot hold (the
+    samplers compose in float32): every score would be infinite."""
+    rows = _coef_rows(graph) or []
+    worst = max((abs(c) for row in rows for c in row), default=0.0)
+    if not math.isfinite(worst) or worst > FLOAT32_MAX:
+        raise SamplingError(f"the weights of {graph.expression!r} multiply to a coefficient of {worst:g}, "
+                            f"beyond the {FLOAT32_MAX:.3g} that float32 holds: use smaller weights")
+
+
 def steps_for_weights(graph: EnergyGraph, spec: Any, s: dict[str, Any], explicit: bool) -> float | None:
-    """Scale an ODE solver's registry steps (and ``max_nfe``) by c / 2 where the largest leaf
-    coefficient c (:func:`strongest_coef`) exceeds 2 (a weight above 3 on a concept of a joint
-    leaf): a stronger term makes the composed score change faster along the path, and the
-    registry's steps were set for weights up to 3 (docs/compiler.md, "Strong weights"). Returns the
+    """Scale an ODE solver's registry steps (and ``max_nfe``) by c / 2, at most
+    :data:`MAX_WEIGHT_STEPS`, where the largest leaf coefficient c (:func:`strongest_coef`) exceeds
+    2 (a weight above 3 on a concept of a joint leaf): a stronger term makes the composed score
+    change faster along the path, and the registry's steps were set for weights up to 3 (docs/compiler.md, "Strong weights"). Returns the
     factor applied, or None (steps named by the user, a solver without a step budget, or no such
     coefficient)."""
     if explicit or spec.budget_steps is None:
@@ -400,7 +412,7 @@ def steps_for_weights(graph: EnergyGraph, spec: Any, s: dict[str, Any], explicit
     c = strongest_coef(graph)
     if c <= STRONG_COEF:
         return None
-    factor = c / STRONG_COEF
+    factor = min(c / STRONG_COEF, MAX_WEIGHT_STEPS)
     s["steps"] = math.ceil(s["steps"] * factor - 1e-9)
     if s.get("max_nfe") is not None:
         s["max_nfe"] = math.ceil(s["max_nfe"] * factor - 1e-9)
@@ -462,12 +474,16 @@ def _probe_rows(graph: EnergyGraph, dev: torch.device, levels: list[float]) -> l
         kinds.setdefault((kind(coefs), kind(below)), (coefs, below))
     c, h, w = graph.image_shape
     x = torch.zeros((1, c, h, w), device=dev)
+    # the probe chain's own drawn values: without them a drawn leaf is encoded as the null condition
+    # and shares the prior's row, which undercounts the rows a sampled chain costs
+    drawn = draw_chain_values(graph, 1, 0, "independent")
+    chain_conds = graph.chain_conditions(drawn, dev) if drawn else None
     out: list[list[int]] = []
     with torch.inference_mode(all(m.kind == "implicit" for m in graph.models)):
         for coefs, below in kinds.values():
             table = None if coefs is None else torch.tensor([coefs], dtype=torch.float32, device=dev)
             low = None if below is None else torch.tensor([below], dtype=torch.float32, device=dev)
-            target = _ChainTarget(graph, table, low=low)
+            target = _ChainTarget(graph, table, chain_conds, low=low)
             counts: list[int] = []
             for sigma in levels:
                 before = _forward_rows(graph)
@@ -576,6 +592,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     if draws not in DRAW_MODES:
         raise SamplingError(f"draws must be one of {', '.join(DRAW_MODES)}, got {draws!r}")
     name, s, ignored = resolve_settings(graph, sampler, steps, settings)
+    _check_coefficients(graph)
     _warn_fixed_level(name, s, graph)
     dev = resolve_device(device)
     graph.to(dev)

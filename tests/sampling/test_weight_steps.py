@@ -68,3 +68,32 @@ def test_sample_records_the_raised_steps():
     assert 13 < res.settings["steps"] <= 33 and res.settings["nfe"] <= 100
     explicit = sample(g, 1, seed=0, device="cpu", steps=5)
     assert explicit.settings["weight_steps"] is None and explicit.settings["steps"] == 5
+
+
+@pytest.mark.parametrize("text,factor", [
+    ("9 * red & square", 4.0),  # c = 8: the cap itself
+    ("100 * red", 4.0),  # c = 99: capped, not 50 times the steps
+    ("1e30 * red", 4.0),
+])
+def test_the_step_factor_is_capped(text, factor):
+    s = {"steps": 13, "max_nfe": 40}
+    got = steps_for_weights(_graph(text), get_sampler("dpmpp_2m_sde"), s, explicit=False)
+    assert got == pytest.approx(factor, abs=1e-9)
+    assert s == {"steps": 52, "max_nfe": 160}
+
+
+def test_a_coefficient_beyond_float32_is_refused_before_sampling():
+    from conceptlang.errors import SamplingError
+
+    with pytest.raises(SamplingError, match=r"multiply to a coefficient of 1e\+308, beyond the 3\.4e\+38"):
+        sample(_graph("1e308 * red & square"), 1, seed=0, device="cpu")
+    with pytest.raises(SamplingError, match=r"coefficient of 4e\+38"):
+        sample(_graph("2e19 * 2e19 * red"), 1, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("text", ["2 * position(0.5, 0.5)", "position(0.5, 0.5) & position(0.5, 0.5)"])
+def test_a_drawn_leaf_counts_its_own_rows_in_the_budget(text):
+    # the weight's extra leaf draws each chain's place: a row of its own, not the prior's row
+    res = sample(_graph(text), 2, seed=0, device="cpu")
+    assert res.settings["max_nfe"] == 40
+    assert res.settings["nfe"] <= 40 and res.settings["steps"] == 12
