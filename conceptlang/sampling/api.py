@@ -686,6 +686,10 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
         dist.all_reduce(both)
         rows, chains = both[0].item(), both[1].item()
     nfe = None if rows is None or not chains else round(rows / chains, 2)
+    if nfe is not None and s.get("max_nfe") is not None and nfe > s["max_nfe"]:
+        why = ("one step of this graph costs more" if s["steps"] <= 1
+               else "the budget's probe counted fewer rows than the chains used")
+        warnings.warn(f"{nfe:g} network evaluations per sample, above max_nfe {s['max_nfe']}: {why}", stacklevel=2)
     images = torch.cat(out, 0) if out else torch.zeros((0, c, h, w))
     if world > 1:
         images = _gather_chunks(images, n, bs, rank, world)

@@ -105,6 +105,18 @@ def test_max_nfe_caps_an_explicit_steps_and_steps_alone_override_the_registry_bu
     assert "dpmpp_2m_sde 14 steps, 37 network evaluations per sample, " in r.output and "at most" not in r.output
 
 
+def test_a_budget_below_one_step_runs_one_step_and_says_so(run, tmp_path, rows):
+    # one step (its one evaluation at σ_min) costs 2 rows: a budget of 1 cannot hold it, so one step
+    # runs and a warning says why
+    r = run("sample", EXPR, "-n", "1", "--max-nfe", "1", "--device", "cpu", "-o", "o.png")
+    assert r.exit_code == 0, r.output
+    s = _sampler_record(tmp_path, "o")
+    assert (s["max_nfe"], s["steps"], s["nfe"]) == (1, 1, ode_rows(1)) and ode_rows(1) == 2
+    assert "warning: 2 network evaluations per sample, above max_nfe 1: one step of this graph costs more" in r.output
+    r = run("sample", EXPR, "-n", "1", "--max-nfe", "2", "--device", "cpu", "-o", "p.png")
+    assert r.exit_code == 0 and "above max_nfe" not in r.output
+
+
 @pytest.mark.parametrize("value,text", [
     ("0", "Invalid value for '--max-nfe': 0 is not in the range x>=1"),
     ("-4", "Invalid value for '--max-nfe': -4 is not in the range x>=1"),
