@@ -404,9 +404,9 @@ def steps_for_weights(graph: EnergyGraph, spec: Any, s: dict[str, Any], explicit
     """Scale an ODE solver's registry steps (and ``max_nfe``) by c / 2, at most
     :data:`MAX_WEIGHT_STEPS`, where the largest leaf coefficient c (:func:`strongest_coef`) exceeds
     2 (a weight above 3 on a concept of a joint leaf): a stronger term makes the composed score
-    change faster along the path, and the registry's steps were set for weights up to 3 (docs/compiler.md, "Strong weights"). Returns the
-    factor applied, or None (steps named by the user, a solver without a step budget, or no such
-    coefficient)."""
+    change faster along the path, and the registry's steps were set for weights up to 3
+    (docs/compiler.md, "Strong weights"). Returns the factor applied, or None (steps named by the
+    user, a solver without a step budget, or no such coefficient)."""
     if explicit or spec.budget_steps is None:
         return None
     c = strongest_coef(graph)
