@@ -371,9 +371,9 @@ def _is_prior(leaf: Any) -> bool:
     return leaf.ref is None and not leaf.refs
 
 
-STRONG_COEF = 2.0  # a leaf coefficient above this raises an ODE solver's steps (steps_for_weights)
+STRONG_COEF = 1.0  # a leaf coefficient above this raises an ODE solver's steps (steps_for_weights)
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-MAX_WEIGHT_STEPS = 4.0  # the most steps_for_weights multiplies the steps by (a coefficient of 8 and above)
+MAX_WEIGHT_STEPS = 4.0  # the most steps_for_weights multiplies the steps by (a coefficient of 7 and above)
 
 
 def strongest_coef(graph: EnergyGraph) -> float:
@@ -401,18 +401,18 @@ def _check_coefficients(graph: EnergyGraph) -> None:
 
 
 def steps_for_weights(graph: EnergyGraph, spec: Any, s: dict[str, Any], explicit: bool) -> float | None:
-    """Scale an ODE solver's registry steps (and ``max_nfe``) by c / 2, at most
+    """Scale an ODE solver's registry steps (and ``max_nfe``) by (1 + c) / 2, at most
     :data:`MAX_WEIGHT_STEPS`, where the largest leaf coefficient c (:func:`strongest_coef`) exceeds
-    2 (a weight above 3 on a concept of a joint leaf): a stronger term makes the composed score
-    change faster along the path, and the registry's steps were set for weights up to 3
-    (docs/compiler.md, "Strong weights"). Returns the factor applied, or None (steps named by the
-    user, a solver without a step budget, or no such coefficient)."""
+    1 (a weight above 2 on a concept of a joint leaf: 1 + c is that weight): a stronger term makes
+    the composed score change faster along the path, and the registry's steps were set for weights
+    up to 2 (docs/compiler.md, "Strong weights"). Returns the factor applied, or None (steps named
+    by the user, a solver without a step budget, or no such coefficient)."""
     if explicit or spec.budget_steps is None:
         return None
     c = strongest_coef(graph)
     if c <= STRONG_COEF:
         return None
-    factor = min(c / STRONG_COEF, MAX_WEIGHT_STEPS)
+    factor = min((1.0 + c) / 2.0, MAX_WEIGHT_STEPS)
     s["steps"] = math.ceil(s["steps"] * factor - 1e-9)
     if s.get("max_nfe") is not None:
         s["max_nfe"] = math.ceil(s["max_nfe"] * factor - 1e-9)

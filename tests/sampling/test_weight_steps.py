@@ -1,5 +1,5 @@
-"""Strong weights raise an ODE solver's registry steps (and evaluation budget) by c / 2, where c is
-the largest coefficient a chain gives a leaf other than the prior."""
+"""Strong weights raise an ODE solver's registry steps (and evaluation budget) by (1 + c) / 2, where
+c > 1 is the largest coefficient a chain gives a leaf other than the prior."""
 
 from __future__ import annotations
 
@@ -37,9 +37,11 @@ def test_strongest_coef(text, coef):
 
 
 @pytest.mark.parametrize("text,steps,max_nfe,factor", [
-    ("6 * blue & circle & large", 33, 100, 2.5),
-    ("4 * yellow & square", 20, 60, 1.5),
-    ("3 * red & square & small", 13, 40, None),  # c = 2: the registry's steps
+    ("6 * blue & circle & large", 39, 120, 3.0),
+    ("4 * yellow & square", 26, 80, 2.0),
+    ("3 * red & square & small", 20, 60, 1.5),
+    ("2 * large & circle", 21, 64, 1.6),  # the calibrated 1.6 times 2: c = 2.2
+    ("2 * red & square & small", 13, 40, None),  # c = 1: the registry's steps
     ("red & circle", 13, 40, None),
 ])
 def test_steps_scale_with_the_strongest_coefficient(text, steps, max_nfe, factor):
@@ -62,16 +64,16 @@ def test_steps_named_by_the_user_or_a_solver_without_a_budget_are_kept():
 def test_sample_records_the_raised_steps():
     g = _graph("6 * blue & circle & large")
     res = sample(g, 1, seed=0, device="cpu")
-    assert res.settings["weight_steps"] == pytest.approx(2.5)
-    assert res.settings["max_nfe"] == 100
-    # the budget then bounds the steps as before: 33 asked, as many as fit in 100 rows per chain
-    assert 13 < res.settings["steps"] <= 33 and res.settings["nfe"] <= 100
+    assert res.settings["weight_steps"] == pytest.approx(3.0)
+    assert res.settings["max_nfe"] == 120
+    # the budget then bounds the steps as before: 39 asked, as many as fit in 120 rows per chain
+    assert 13 < res.settings["steps"] <= 39 and res.settings["nfe"] <= 120
     explicit = sample(g, 1, seed=0, device="cpu", steps=5)
     assert explicit.settings["weight_steps"] is None and explicit.settings["steps"] == 5
 
 
 @pytest.mark.parametrize("text,factor", [
-    ("9 * red & square", 4.0),  # c = 8: the cap itself
+    ("8 * red & square", 4.0),  # c = 7: the cap itself
     ("100 * red", 4.0),  # c = 99: capped, not 50 times the steps
     ("1e30 * red", 4.0),
 ])
