@@ -154,7 +154,7 @@ def test_the_tuning_lists_load():
     assert domains == {"continual_tuning.txt": ["scenes"], "distribution_tuning.txt": ["scenes", "faces"],
                        "fidelity_tuning.txt": ["scenes", "faces"], "heldout_tuning.txt": ["scenes"],
                        "negation_tuning.txt": ["scenes", "faces"], "sampler_tuning.txt": ["scenes", "faces"],
-                       "strong_weights_tuning.txt": ["scenes"]}
+                       "strong_weights_tuning.txt": ["scenes"], "weight3_tuning.txt": ["scenes"]}
     # kept apart from the suites of the same models: no composition of a tuning list is one of
     # their expressions (single concepts are too few to keep apart)
     def texts(*names):
