@@ -373,6 +373,7 @@ def _is_prior(leaf: Any) -> bool:
 
 STRONG_COEF = 1.0  # a leaf coefficient above this raises an ODE solver's steps (steps_for_weights)
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+_DRAWN_HERE = object()  # rows_per_evaluation's default: draw the probe chain's values itself
 MAX_WEIGHT_STEPS = 4.0  # the most steps_for_weights multiplies the steps by (a coefficient of 7 and above)
 
 
@@ -380,11 +381,8 @@ def strongest_coef(graph: EnergyGraph) -> float:
     """The largest coefficient any chain's product gives a leaf other than the prior (1 for the
     log-sum-exp route, whose coefficients are not per chain): ``6 * red & circle`` in the joint mode
     gives the red leaf 5, its extra share beside the joint leaf."""
-    if graph.route == "dnf":
-        rows = [d.coefs for d in graph.disjuncts]
-    elif graph.route == "linear" and graph.linear_coefs is not None:
-        rows = [graph.linear_coefs]
-    else:
+    rows = _coef_rows(graph)
+    if rows is None:
         return 1.0
     prior = {leaf.index for leaf in graph.leaves if _is_prior(leaf)}
     return max((c for row in rows for i, c in enumerate(row) if i not in prior), default=1.0)
@@ -447,7 +445,8 @@ def rows_bound(graph: EnergyGraph) -> int | None:
     return most
 
 
-def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device) -> int:
+def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device, *,
+                        chain_conds: Any = _DRAWN_HERE) -> int:
     """The most network rows one composed-score evaluation costs a chain: the evaluation is run
     on one probe chain per kind of coefficient row (the linear route's row, or each DNF disjunct's,
     grouped by the models and prior-ness of its non-zero leaves, which fix its rows) at
@@ -455,15 +454,28 @@ def rows_per_evaluation(graph: EnergyGraph, s: dict[str, Any], dev: torch.device
     to that) to ``sigma_min``, counting the models' rows. A guidance interval or a model's σ range
     narrower than that spacing could be missed; the record's ``nfe`` is measured all the same.
     :func:`sample` runs it only where :func:`rows_bound` does not already keep the steps within
-    the budget, and counts its time in the sampling time."""
+    the budget, and counts its time in the sampling time. ``chain_conds``: the probe chain's drawn
+    values (:func:`_probe_conditions`) where the caller has them; drawn here otherwise."""
+    if chain_conds is _DRAWN_HERE:
+        chain_conds = _probe_conditions(graph, dev)
     top = float(s["sigma_max"]) * (2.0 ** 0.5 if s.get("s_churn") else 1.0)
     levels = torch.exp(torch.linspace(np.log(top), np.log(float(s["sigma_min"])), PROBE_LEVELS)).tolist()
-    return max(max(per_kind) for per_kind in _probe_rows(graph, dev, levels))
+    return max(max(per_kind) for per_kind in _probe_rows(graph, dev, levels, chain_conds))
 
 
-def _probe_rows(graph: EnergyGraph, dev: torch.device, levels: list[float]) -> list[list[int]]:
+def _probe_conditions(graph: EnergyGraph, dev: torch.device) -> dict[int, torch.Tensor] | None:
+    """The probe chain's own drawn values (independent draws from seed 0), as the per-chain
+    conditions :class:`_ChainTarget` takes, or None where the graph draws none: without them a
+    drawn leaf is encoded as the null condition and shares the prior's row, which undercounts the
+    rows a sampled chain costs."""
+    drawn = draw_chain_values(graph, 1, 0, "independent")
+    return graph.chain_conditions(drawn, dev) if drawn else None
+
+
+def _probe_rows(graph: EnergyGraph, dev: torch.device, levels: list[float], chain_conds: Any) -> list[list[int]]:
     """Per kind of coefficient row (see :func:`rows_per_evaluation`), the network rows one
-    composed-score evaluation costs a probe chain at each of ``levels``."""
+    composed-score evaluation costs a probe chain (its drawn values ``chain_conds``, from
+    :func:`_probe_conditions`) at each of ``levels``."""
     def kind(row: Any) -> tuple:  # the models and prior-ness of a row's non-zero leaves, which fix its rows
         return () if row is None else tuple(sorted(
             (id(graph.leaves[i].model), _is_prior(graph.leaves[i])) for i, c in enumerate(row) if c != 0))
@@ -474,10 +486,6 @@ def _probe_rows(graph: EnergyGraph, dev: torch.device, levels: list[float]) -> l
         kinds.setdefault((kind(coefs), kind(below)), (coefs, below))
     c, h, w = graph.image_shape
     x = torch.zeros((1, c, h, w), device=dev)
-    # the probe chain's own drawn values: without them a drawn leaf is encoded as the null condition
-    # and shares the prior's row, which undercounts the rows a sampled chain costs
-    drawn = draw_chain_values(graph, 1, 0, "independent")
-    chain_conds = graph.chain_conditions(drawn, dev) if drawn else None
     out: list[list[int]] = []
     with torch.inference_mode(all(m.kind == "implicit" for m in graph.models)):
         for coefs, below in kinds.values():
@@ -505,7 +513,8 @@ def steps_within_budget(graph: EnergyGraph, spec: Any, s: dict[str, Any], dev: t
     the kind of chain that spends the most; the corrector's and restarts' evaluations at the most.
     Without ``eval_levels``, or with churn (which raises each level by a step-dependent factor),
     every evaluation at the most."""
-    most = rows_per_evaluation(graph, s, dev)
+    conds = _probe_conditions(graph, dev)  # drawn once: the probes below all use the same chain
+    most = rows_per_evaluation(graph, s, dev, chain_conds=conds)
     fits = spec.budget_steps(s, most)  # every evaluation at the most: these steps fit for certain
     if spec.eval_levels is None or s.get("s_churn") or fits >= s["steps"]:
         return fits
@@ -518,7 +527,7 @@ def steps_within_budget(graph: EnergyGraph, spec: Any, s: dict[str, Any], dev: t
         levels = spec.eval_levels(s, n)
         new = sorted({sg for sg in levels if sg not in seen})
         if new:
-            for sg, per_kind in zip(new, zip(*_probe_rows(graph, dev, new))):
+            for sg, per_kind in zip(new, zip(*_probe_rows(graph, dev, new, conds))):
                 seen[sg] = list(per_kind)
         cost = max(sum(seen[sg][k] for sg in levels) for k in range(len(seen[levels[0]])))
         if cost > budget:

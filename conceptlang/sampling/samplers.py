@@ -49,6 +49,9 @@ def _randn(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+_ODE_HINT = "try more steps, a smaller sigma_max or smaller weights"  # the ODE solvers' non-finite hint
+
+
 def _check_finite(name: str, what: str, t: torch.Tensor, step: int, total: int, hint: str) -> None:
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t.reshape(t.shape[0], -1))).any(dim=1).sum())
@@ -280,7 +283,7 @@ def sample_heun(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_chur
     or below σ_c, k Langevin steps at that level (step ``corrector_step``·σ², noise scaled by
     ``corrector_noise``; see :func:`_correct`), k more score evaluations."""
     n = len(sigmas) - 1
-    hint = "try more steps, a smaller sigma_max or smaller weights"
+    hint = _ODE_HINT
     at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
     for i in trange(n, disable=disable, desc="heun", leave=False):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -325,7 +328,7 @@ def sample_dpmpp_2m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
     one before the correction)."""
     name = "dpmpp_2m_sde" if eta else "dpmpp_2m"
     n = len(sigmas) - 1
-    hint = "try more steps, a smaller sigma_max or smaller weights"
+    hint = _ODE_HINT
     at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
     old_d, old_lam = None, 0.0
     for i in trange(n, disable=disable, desc=name, leave=False):
@@ -368,7 +371,7 @@ def sample_dpmpp_3m(target: Target, x: torch.Tensor, *, sigmas: torch.Tensor, s_
     :func:`sample_dpmpp_2m`), and the last (to σ = 0) gives the denoised estimate itself.
     ``s_churn`` and ``corrector_steps`` as in :func:`sample_dpmpp_2m`."""
     n = len(sigmas) - 1
-    hint = "try more steps, a smaller sigma_max or smaller weights"
+    hint = _ODE_HINT
     at_level = _corrector_level(sigmas, corrector_steps, corrector_sigma)
     hist: list[tuple[torch.Tensor, float]] = []  # (denoised, λ) of the last two evaluations, newest first
     for i in trange(n, disable=disable, desc="dpmpp_3m", leave=False):

@@ -538,7 +538,8 @@ def test_the_budget_counts_each_evaluation_at_its_noise_level():
     from tests.compiler.test_weights_above import FloorRegistry
 
     g = compile("2 * red & circle", FloorRegistry({}, 0.5, kind="implicit"), and_mode="joint")
-    assert api._probe_rows(g, torch.device("cpu"), [5.0, 0.6, 0.4, 0.1]) == [[3, 3, 1, 1]]
+    cpu = torch.device("cpu")
+    assert api._probe_rows(g, cpu, [5.0, 0.6, 0.4, 0.1], api._probe_conditions(g, cpu)) == [[3, 3, 1, 1]]
 
     def rows(name, n):
         sig = get_sigmas_karras(10.0, 0.01, n, 7.0).tolist()
