@@ -170,7 +170,38 @@ def draw_chain_values(graph: EnergyGraph, n: int, seed: int, draws: str = "sprea
                 out[(leaf, fam)] = _value_indices(vals[:, j:j + 1], fam, cond[fam].values)
     for (layout, _, _), leaves in layouts.items():
         out.update(_layout_draws(graph, layout, leaves, n, seed, draws, users))
+    _share_places(graph, out, n, users)
     return out
+
+
+def _share_places(graph: EnergyGraph, out: dict[tuple[int, str], torch.Tensor], n: int,
+                  users: dict[int, torch.Tensor] | None) -> None:
+    """One object's place, one draw per chain: a leaf that conditions on a named place alone
+    (``position(drawn near x, y)``, a weighted place's extra share beside its joint leaf) reads the
+    point that the chain's own leaf of more values at the same place drew, so that both pull one
+    object towards one point. ``users`` as in :func:`draw_chain_values` (None: every chain uses
+    every leaf). In place."""
+    by_place: dict[tuple[str, Any], list[int]] = {}
+    for leaf, fams in graph.drawn_leaves.items():
+        cond = graph.leaves[leaf].condition
+        for fam in fams:
+            d = cond[fam]
+            if d.values is None and d.near is not None and not d.layout and (leaf, fam) in out:
+                by_place.setdefault((fam, d), []).append(leaf)
+    def chains_of(leaf: int) -> torch.Tensor:  # (n,) mask of the chains whose disjunct uses the leaf
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[slice(None) if users is None else users[leaf]] = True
+        return mask
+
+    for (fam, _), leaves in by_place.items():
+        size = {i: len(graph.leaves[i].condition) for i in leaves}
+        leaders = sorted(leaves, key=lambda i: (-size[i], i))
+        for follower in leaves:
+            left = chains_of(follower)
+            for leader in (i for i in leaders if size[i] > size[follower]):
+                chains = left & chains_of(leader)
+                out[(follower, fam)][chains] = out[(leader, fam)][chains]
+                left &= ~chains
 
 
 def _layout_draws(graph: EnergyGraph, layout: tuple[float, ...], leaves: list[int], n: int, seed: int,

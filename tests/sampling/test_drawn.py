@@ -386,3 +386,46 @@ def test_scenes_draws_near_a_point_and_away_from_a_close_one_lie_in_the_differen
     assert np.abs(a.mean(0) - b.mean(0)).max() < 0.01
     both = reg.value_draws("scenes", "position", given, 200, 3, near=(0.4, 0.6, 0.3, 0.6), radius=0.1)
     assert np.linalg.norm(both - [0.4, 0.6], axis=1).max() <= 0.1 and np.linalg.norm(both - [0.3, 0.6], axis=1).max() <= 0.1
+
+
+def test_a_weighted_place_shares_its_objects_point_in_every_chain(scenes_registry):
+    """``2 * position(a) & red``: the place's extra share is a leaf of the place alone; in each
+    chain it reads the point that the chain's joint leaf drew (one object, one point), through
+    the DNF route's branches and where every chain uses every leaf."""
+    from conceptlang.sampling.api import leaf_users
+
+    g = compile_expr("2 * position(0.3, 0.3) & red", scenes_registry)
+    alone = [i for i in g.drawn_leaves if set(g.leaves[i].condition) == {"position"}]
+    joint = [i for i in g.drawn_leaves if len(g.leaves[i].condition) == 4]
+    assert len(alone) == 1 and len(joint) == 6 and len(g.disjuncts) == 6
+    n = 600
+    branches = torch.arange(n) % 6
+    values = draw_chain_values(g, n, seed=4, users=leaf_users(g, branches))
+    coefs = torch.tensor([d.coefs for d in g.disjuncts])
+    mine = values[(alone[0], "position")]
+    for k in range(6):
+        chains = torch.nonzero(branches == k).squeeze(1)
+        leader = next(i for i in joint if coefs[k, i] != 0)
+        assert coefs[k, alone[0]] != 0
+        assert torch.equal(mine[chains], values[(leader, "position")][chains])
+    # the points still differ from chain to chain, each within the named radius of the point
+    assert len(torch.unique(mine, dim=0)) == n
+    assert float(torch.hypot(mine[:, 0] - 0.3, mine[:, 1] - 0.3).max()) <= 0.095 + 1e-6
+    # a single branch: every chain uses every leaf (users None)
+    g = compile_expr("2 * position(0.3, 0.3) & red & circle & large", scenes_registry)
+    assert len(g.drawn_leaves) == 2
+    values = draw_chain_values(g, 50, seed=4)
+    a, b = (values[(i, "position")] for i in sorted(g.drawn_leaves))
+    assert torch.equal(a, b) and len(torch.unique(a, dim=0)) == 50
+    # a place written twice is one object's place too; a place of another point is not tied
+    g = compile_expr("position(0.3, 0.3) & position(0.3, 0.3) & red & circle & large", scenes_registry)
+    values = draw_chain_values(g, 50, seed=4)
+    a, b = (values[(i, "position")] for i in sorted(g.drawn_leaves))
+    assert len(g.drawn_leaves) == 2 and torch.equal(a, b)
+    g = compile_expr("red & position(0.3, 0.3) & circle & large | position(0.5, 0.5)", scenes_registry)
+    values = draw_chain_values(g, 50, seed=4)
+    points = {g.leaves[i].condition["position"].near for i in g.drawn_leaves}
+    assert points == {(0.3, 0.3), (0.5, 0.5)}
+    for i in g.drawn_leaves:
+        (px, py), v = g.leaves[i].condition["position"].near, values[(i, "position")]
+        assert float(torch.hypot(v[:, 0] - px, v[:, 1] - py).max()) <= 0.095 + 1e-6
