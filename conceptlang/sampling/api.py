@@ -188,6 +188,7 @@ def _share_places(graph: EnergyGraph, out: dict[tuple[int, str], torch.Tensor], 
             d = cond[fam]
             if d.values is None and d.near is not None and not d.layout and (leaf, fam) in out:
                 by_place.setdefault((fam, d), []).append(leaf)
+
     def chains_of(leaf: int) -> torch.Tensor:  # (n,) mask of the chains whose disjunct uses the leaf
         mask = torch.zeros(n, dtype=torch.bool)
         mask[slice(None) if users is None else users[leaf]] = True
