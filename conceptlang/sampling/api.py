@@ -307,6 +307,11 @@ def _checked_draws(got: Any, what: str, label: str, n: int, width: int | None = 
 NOISE_RANGE = ("sigma_max", "sigma_min")  # the registry settings every noise-level sampler shares
 
 
+def _explicit_steps(steps: int | None, user: dict[str, Any]) -> bool:
+    """Whether the caller gave a step count (``steps``, or ``steps`` among the sampler settings)."""
+    return steps is not None or user.get("steps") is not None
+
+
 def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
                      user: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
     """(sampler name, merged and validated settings, registry keys that this sampler does not use)."""
@@ -330,13 +335,12 @@ def resolve_settings(graph: EnergyGraph, sampler: str | None, steps: int | None,
             merged[k] = v
         elif k not in ("sampler",):
             ignored.append(k)
-    explicit_steps = steps is not None or user.get("steps") is not None
     for k, v in user.items():
         if v is not None:
             merged[k] = v
     if steps is not None:
         merged["steps"] = steps
-    if explicit_steps:
+    if _explicit_steps(steps, user):
         spec.explicit_steps(merged, user)
     spec.validate(merged, graph)
     return spec.name, merged, ignored
@@ -638,7 +642,7 @@ def sample(graph: EnergyGraph, n: int, seed: int = 0, sampler: str | None = None
     dev = resolve_device(device)
     graph.to(dev)
     spec = SAMPLERS[name]
-    weight_steps = steps_for_weights(graph, spec, s, steps is not None or settings.get("steps") is not None)
+    weight_steps = steps_for_weights(graph, spec, s, _explicit_steps(steps, settings))
     probe_seconds = 0.0
     if spec.budget_steps is not None and s.get("max_nfe") is not None:
         bound = rows_bound(graph)
