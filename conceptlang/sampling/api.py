@@ -21,7 +21,7 @@ import torch
 from conceptlang.compiler.checks import check_sampler
 from conceptlang.compiler.graph import EnergyGraph
 from conceptlang.errors import SamplingError
-from conceptlang.interface import held_values
+from conceptlang.interface import Drawn, held_values
 from conceptlang.sampling.draws import DRAW_MODES, spread_rows, spread_side
 from conceptlang.sampling.samplers import SAMPLERS, get_sampler
 
@@ -181,12 +181,12 @@ def _share_places(graph: EnergyGraph, out: dict[tuple[int, str], torch.Tensor], 
     point that the chain's own leaf of more values at the same place drew, so that both pull one
     object towards one point. ``users`` as in :func:`draw_chain_values` (None: every chain uses
     every leaf). In place."""
-    by_place: dict[tuple[str, Any], list[int]] = {}
+    by_place: dict[tuple[str, Drawn], list[int]] = {}
     for leaf, fams in graph.drawn_leaves.items():
         cond = graph.leaves[leaf].condition
         for fam in fams:
             d = cond[fam]
-            if d.values is None and d.near is not None and not d.layout and (leaf, fam) in out:
+            if d.values is None and d.near is not None and not d.layout:  # drawn above, leaf by leaf
                 by_place.setdefault((fam, d), []).append(leaf)
 
     def chains_of(leaf: int) -> torch.Tensor:  # (n,) mask of the chains whose disjunct uses the leaf
